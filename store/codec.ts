@@ -1,0 +1,64 @@
+// How objects and continue tokens look in etcd; nothing here talks to etcd.
+import type { IKeyValue } from 'etcd3';
+import type { KObject } from '../api/types.js';
+import { StoreError } from './errors.js';
+
+/**
+ * The stored value: the object's JSON without `metadata.resourceVersion`, which is never
+ * stored because etcd's mod_revision is the one source of truth for it.
+ */
+export function encode(obj: KObject): Buffer {
+  const { resourceVersion: _rv, ...metadata } = obj.metadata ?? {};
+  return Buffer.from(JSON.stringify({ ...obj, metadata }));
+}
+
+/** Parses a stored value and stamps `resourceVersion` (the mod_revision unless told otherwise). */
+export function decode(kv: IKeyValue, resourceVersion: string = kv.mod_revision): KObject {
+  const obj = JSON.parse(kv.value.toString('utf8')) as KObject;
+  obj.metadata = { ...obj.metadata, resourceVersion };
+  return obj;
+}
+
+/** The end of etcd's range for a key prefix: the prefix with its last byte incremented. */
+export function prefixEnd(prefix: string): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i] < 0xff) {
+      end[i]++;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]); // empty or all-0xff prefix: to the end of the keyspace
+}
+
+/** Range start for a prefix: etcd treats an empty key as "no key", so '' becomes "\0". */
+export function prefixStart(prefix: string): Buffer {
+  return prefix ? Buffer.from(prefix) : Buffer.from([0]);
+}
+
+/** A list cursor: the revision of the first page and the next key, relative to the prefix. */
+export interface ContinueToken {
+  rv: number;
+  start: string;
+}
+
+export function encodeContinue(t: ContinueToken): string {
+  return Buffer.from(JSON.stringify(t)).toString('base64url');
+}
+
+export function decodeContinue(token: string): ContinueToken {
+  try {
+    const t = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as Partial<ContinueToken>;
+    if (Number.isSafeInteger(t.rv) && t.rv! > 0 && typeof t.start === 'string') return t as ContinueToken;
+  } catch {
+    // fall through
+  }
+  throw new StoreError('Invalid', 'continue key is not valid');
+}
+
+/** Validates a decimal revision string from a client. */
+export function parseRevision(rv: string): number {
+  const n = /^\d+$/.test(rv) ? Number(rv) : NaN;
+  if (!Number.isSafeInteger(n)) throw new StoreError('Invalid', `invalid resource version: ${JSON.stringify(rv)}`);
+  return n;
+}
