@@ -86,6 +86,11 @@ export interface ResourceInfo {
   schema?: JSONSchema;
   /** Field selector paths besides metadata.name/metadata.namespace, e.g. `status.hostName`. */
   selectableFields: string[];
+  /**
+   * Field labels whose value is not at the path of the same name: label → dotted JSON path.
+   * Only core Events use it (`source` selects `source.component`, as in kube-apiserver).
+   */
+  selectableFieldPaths?: Record<string, string>;
   /** True for kinds defined by a CRD file (custom resources): no strategic merge patch. */
   custom: boolean;
 }

@@ -1,0 +1,271 @@
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import { Registry } from './registry.js';
+import type { FieldCause, KObject, ResourceInfo } from './types.js';
+import { Validator, fieldPath, isDNS1123Label, isQualifiedName, nameFormat } from './validation.js';
+
+let reg: Registry;
+let v: Validator;
+const kova = (kind: string): ResourceInfo => reg.byKind('kova.dev', kind)!;
+
+before(async () => {
+  reg = await Registry.load();
+  v = new Validator(reg);
+  v.warm();
+});
+
+function instance(spec: Record<string, unknown>, extra: Partial<KObject> = {}): KObject {
+  return { apiVersion: 'kova.dev/v1alpha1', kind: 'Instance', metadata: { name: 'web-1', namespace: 'demo' }, spec, ...extra };
+}
+
+/** The write path of the API server: prune, default, validate. */
+function admit(info: ResourceInfo, obj: KObject, subresource?: 'status'): FieldCause[] {
+  v.prune(info, obj);
+  v.applyDefaults(info, obj);
+  return [...v.validateMetadata(info, obj), ...v.validate(info, obj, { subresource })];
+}
+
+const fields = (cs: FieldCause[]) => cs.map((c) => c.field).sort();
+
+test('a valid Instance passes and gets its defaults', () => {
+  const obj = instance({ flavor: 'm1.small', image: 'tiny', networks: [{ network: 'private' }] });
+  assert.deepEqual(admit(kova('Instance'), obj), []);
+  assert.equal((obj.spec as any).runStrategy, 'Always');
+});
+
+test('runStrategy "Sometimes" and vcpus -1 give two causes with the right fields, reasons and messages', () => {
+  const obj = instance({ resources: { vcpus: -1, memory: '512Mi', disk: '2Gi' }, image: 'tiny', runStrategy: 'Sometimes' });
+  const cs = admit(kova('Instance'), obj);
+  assert.deepEqual(cs, [
+    {
+      reason: 'FieldValueInvalid',
+      field: 'spec.resources.vcpus',
+      message: 'Invalid value: -1: spec.resources.vcpus in body should be greater than or equal to 1',
+    },
+    {
+      reason: 'FieldValueNotSupported',
+      field: 'spec.runStrategy',
+      message: 'Unsupported value: "Sometimes": supported values: "Always", "Halted", "Manual", "RerunOnFailure"',
+    },
+  ]);
+});
+
+test('exactly one of flavor/resources: one clear cause for none and for both', () => {
+  const msg = 'Invalid value: "object": exactly one of spec.flavor or spec.resources must be set';
+  for (const spec of [{ image: 'tiny' }, { image: 'tiny', flavor: 'm1.small', resources: { vcpus: 1, memory: '1Gi', disk: '1Gi' } }]) {
+    const cs = admit(kova('Instance'), instance(spec));
+    assert.deepEqual(cs, [{ reason: 'FieldValueInvalid', field: 'spec', message: msg }], JSON.stringify(spec));
+  }
+});
+
+test('exactly one image source', () => {
+  const image = (source: unknown): KObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Image', metadata: { name: 'tiny', namespace: 'demo' }, spec: { source } });
+  assert.deepEqual(admit(kova('Image'), image({ http: { url: 'http://127.0.0.1:8088/tiny.qcow2' } })), []);
+  const both = admit(kova('Image'), image({ http: { url: 'http://x/y' }, file: { path: '/a' } }));
+  assert.deepEqual(both.map((c) => [c.field, c.message]), [['spec.source', 'Invalid value: "object": exactly one of spec.source.http or spec.source.file must be set']]);
+  const none = admit(kova('Image'), image({}));
+  assert.deepEqual(fields(none), ['spec.source']);
+  const obj = image({ file: { path: '/var/lib/kova/seed/tiny.qcow2' } });
+  admit(kova('Image'), obj);
+  assert.equal((obj.spec as any).visibility, 'Private');
+});
+
+test('required fields, types, patterns, formats and lengths', () => {
+  const cs = admit(kova('Instance'), instance({
+    resources: { vcpus: 'two', memory: true, disk: '-1Gi' },
+    networks: [{ ip: '10.0.0.300' }, { network: 'Bad_Net' }],
+    userData: 'x'.repeat(70000),
+    keyPair: 'kp',
+  }));
+  const byField = Object.fromEntries(cs.map((c) => [c.field, c]));
+  assert.deepEqual(Object.keys(byField).sort(), [
+    'spec.image',
+    'spec.networks[0].ip',
+    'spec.networks[0].network',
+    'spec.networks[1].network',
+    'spec.resources.disk',
+    'spec.resources.memory',
+    'spec.resources.vcpus',
+    'spec.userData',
+  ]);
+  assert.deepEqual(byField['spec.image'], { reason: 'FieldValueRequired', field: 'spec.image', message: 'Required value' });
+  assert.equal(byField['spec.resources.vcpus'].reason, 'FieldValueTypeInvalid');
+  assert.equal(byField['spec.resources.vcpus'].message, 'Invalid value: "two": spec.resources.vcpus in body must be of type integer: "string"');
+  assert.equal(byField['spec.resources.memory'].reason, 'FieldValueTypeInvalid');
+  assert.match(byField['spec.resources.disk'].message, /^Invalid value: "-1Gi": spec\.resources\.disk in body should match '\^/);
+  assert.equal(byField['spec.networks[0].ip'].message, 'Invalid value: "10.0.0.300": spec.networks[0].ip in body must be of type ipv4: "10.0.0.300"');
+  assert.match(byField['spec.networks[1].network'].message, /should match/);
+  assert.deepEqual(byField['spec.userData'], { reason: 'FieldValueTooLong', field: 'spec.userData', message: 'Too long: may not be more than 65536 bytes' });
+});
+
+test('integer quantities and string quantities are both accepted', () => {
+  assert.deepEqual(admit(kova('Instance'), instance({ image: 'tiny', resources: { vcpus: 2, memory: 1073741824, disk: '10Gi' } })), []);
+  const f = { apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: 'm1.small' }, spec: { vcpus: 1, memory: '512Mi', disk: 2147483648 } };
+  assert.deepEqual(admit(kova('Flavor'), f), []);
+});
+
+test('maxItems gives a TooMany cause', () => {
+  const cs = admit(kova('Network'), {
+    apiVersion: 'kova.dev/v1alpha1', kind: 'Network', metadata: { name: 'n', namespace: 'demo' },
+    spec: { type: 'flat', cidr: '10.0.0.0/24', dns: ['1.1.1.1', '1.1.1.2', '1.1.1.3', '1.1.1.4'] },
+  });
+  assert.deepEqual(cs, [{ reason: 'FieldValueTooMany', field: 'spec.dns', message: 'Too many: 4: must have at most 3 items' }]);
+});
+
+test('unknown fields are reported with paths and pruned', () => {
+  const obj = instance({ flavor: 'm1.small', image: 'tiny', foo: 1, networks: [{ network: 'private', bar: { x: 1 } }], nodeSelector: { 'kova.dev/zone': 'a' } });
+  obj.extra = true;
+  (obj.metadata as any).bogus = 'x';
+  (obj.metadata as any).ownerReferences = [{ apiVersion: 'v1', kind: 'Namespace', name: 'demo', uid: 'u', zzz: 1 }];
+  obj.status = { phase: 'Running', nope: 1, conditions: [{ type: 'Ready', status: 'True', extra: 1 }] };
+  const info = kova('Instance');
+  assert.deepEqual(v.unknownFields(info, obj), [
+    'metadata.bogus',
+    'metadata.ownerReferences[0].zzz',
+    'spec.foo',
+    'spec.networks[0].bar',
+    'extra',
+    'status.nope',
+    'status.conditions[0].extra',
+  ]);
+  v.prune(info, obj);
+  assert.deepEqual(v.unknownFields(info, obj), []);
+  assert.deepEqual(obj.spec, { flavor: 'm1.small', image: 'tiny', networks: [{ network: 'private' }], nodeSelector: { 'kova.dev/zone': 'a' } });
+  assert.deepEqual(obj.status, { phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }] });
+  assert.deepEqual(obj.metadata, { name: 'web-1', namespace: 'demo', ownerReferences: [{ apiVersion: 'v1', kind: 'Namespace', name: 'demo', uid: 'u' }] });
+});
+
+test('defaults: nested, objects defaulted then filled, nulls pruned or defaulted', () => {
+  const host: KObject = { apiVersion: 'kova.dev/v1alpha1', kind: 'Host', metadata: { name: 'node-1', creationTimestamp: null as unknown as string } };
+  v.applyDefaults(kova('Host'), host);
+  assert.deepEqual(host.spec, { unschedulable: false });
+  assert.deepEqual(host.metadata, { name: 'node-1' });
+
+  const net: KObject = { apiVersion: 'kova.dev/v1alpha1', kind: 'Network', metadata: { name: 'n', namespace: 'd' }, spec: { type: 'vxlan', cidr: '10.20.0.0/24', dhcp: null, gateway: null } };
+  v.applyDefaults(kova('Network'), net);
+  assert.deepEqual(net.spec, { type: 'vxlan', cidr: '10.20.0.0/24', dhcp: true, external: false });
+
+  const inst = instance({ flavor: 'x', image: 'y', runStrategy: 'Manual' });
+  v.applyDefaults(kova('Instance'), inst);
+  assert.equal((inst.spec as any).runStrategy, 'Manual');
+});
+
+test('status subresource: only status causes count; duplicate condition types are rejected', () => {
+  const info = kova('Instance');
+  const obj = instance({ image: 'tiny' }, {
+    status: { phase: 'Running', hostName: 'node-1', conditions: [{ type: 'Ready', status: 'True' }, { type: 'Ready', status: 'Maybe' }, { status: 'True' }] },
+  });
+  const cs = v.validate(info, obj, { subresource: 'status' });
+  assert.deepEqual(fields(cs), ['status.conditions[1]', 'status.conditions[1].status', 'status.conditions[2].type']);
+  assert.equal(cs.find((c) => c.reason === 'FieldValueDuplicate')?.message, 'Duplicate value: {"type":"Ready"}');
+  // The same object through the main resource also reports the spec problem.
+  assert.ok(fields(v.validate(info, obj)).includes('spec'));
+  assert.deepEqual(v.validate(info, instance({ image: 'tiny', flavor: 'f' }, { status: { phase: 'Sometimes' } }), { subresource: 'status' }).map((c) => c.reason), ['FieldValueNotSupported']);
+});
+
+test('Network rules a schema cannot express', () => {
+  const net = (spec: Record<string, unknown>): KObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Network', metadata: { name: 'n', namespace: 'd' }, spec });
+  const info = kova('Network');
+  assert.deepEqual(admit(info, net({ type: 'vxlan', cidr: '10.20.0.0/24', vni: 1020, gateway: '10.20.0.1' })), []);
+  assert.deepEqual(admit(info, net({ type: 'vlan', cidr: '10.20.0.0/24', vlanID: 100, physicalInterface: 'eth1' })), []);
+  assert.deepEqual(fields(admit(info, net({ type: 'vlan', cidr: '10.20.0.0/24' }))), ['spec.physicalInterface', 'spec.vlanID']);
+  assert.deepEqual(fields(admit(info, net({ type: 'flat', cidr: '10.20.0.0/24', vlanID: 3, vni: 5 }))), ['spec.vlanID', 'spec.vni']);
+  const gw = admit(info, net({ type: 'flat', cidr: '10.20.0.0/24', gateway: '10.21.0.1' }));
+  assert.deepEqual(gw, [{ reason: 'FieldValueInvalid', field: 'spec.gateway', message: 'Invalid value: "10.21.0.1": must be inside spec.cidr 10.20.0.0/24' }]);
+  assert.deepEqual(fields(admit(info, net({ type: 'flat', cidr: '10.20.0.0/33' }))), ['spec.cidr']);
+  assert.deepEqual(fields(admit(info, net({ type: 'flat', cidr: '10.0.0.0/31' }))), ['spec.cidr']);
+});
+
+test('metadata: names per kind, generateName, namespace presence', () => {
+  assert.equal(nameFormat(kova('Instance')), 'label');
+  assert.equal(nameFormat(kova('Flavor')), 'subdomain');
+  assert.equal(nameFormat(reg.byKind('', 'Namespace')!), 'label');
+  assert.equal(nameFormat(reg.byKind('', 'Secret')!), 'subdomain');
+  assert.equal(nameFormat(reg.byKind('coordination.k8s.io', 'Lease')!), 'subdomain');
+
+  const flavor = (name: string): KObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name }, spec: {} });
+  assert.deepEqual(v.validateMetadata(kova('Flavor'), flavor('m1.small')), []);
+  assert.deepEqual(fields(v.validateMetadata(kova('Flavor'), flavor('M1.small'))), ['metadata.name']);
+
+  const dotted = v.validateMetadata(kova('Instance'), instance({}, { metadata: { name: 'web.1', namespace: 'demo' } }));
+  assert.deepEqual(dotted, [{ reason: 'FieldValueInvalid', field: 'metadata.name', message: 'Invalid value: "web.1": must not contain dots' }]);
+  const bad = v.validateMetadata(kova('Instance'), instance({}, { metadata: { name: 'Web_1', namespace: 'demo' } }));
+  assert.deepEqual(bad, [{
+    reason: 'FieldValueInvalid',
+    field: 'metadata.name',
+    message: "Invalid value: \"Web_1\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+  }]);
+  const long = v.validateMetadata(kova('Instance'), instance({}, { metadata: { name: 'a'.repeat(64), namespace: 'demo' } }));
+  assert.deepEqual(long.map((c) => c.message), [`Invalid value: "${'a'.repeat(64)}": must be no more than 63 characters`]);
+
+  assert.deepEqual(v.validateMetadata(kova('Instance'), instance({}, { metadata: { namespace: 'demo' } })), [
+    { reason: 'FieldValueRequired', field: 'metadata.name', message: 'Required value: name or generateName is required' },
+  ]);
+  assert.deepEqual(v.validateMetadata(kova('Instance'), instance({}, { metadata: { generateName: 'web-', namespace: 'demo' } })), []);
+  assert.deepEqual(fields(v.validateMetadata(kova('Instance'), instance({}, { metadata: { generateName: 'Web-', namespace: 'demo' } }))), ['metadata.generateName']);
+
+  assert.deepEqual(v.validateMetadata(kova('Instance'), instance({}, { metadata: { name: 'web-1' } })), [
+    { reason: 'FieldValueRequired', field: 'metadata.namespace', message: 'Required value' },
+  ]);
+  assert.deepEqual(v.validateMetadata(kova('Host'), { apiVersion: 'kova.dev/v1alpha1', kind: 'Host', metadata: { name: 'node-1', namespace: 'x' } }), [
+    { reason: 'FieldValueForbidden', field: 'metadata.namespace', message: 'Forbidden: not allowed on this type' },
+  ]);
+  const nsObj: KObject = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'my.ns' } };
+  assert.deepEqual(fields(v.validateMetadata(reg.byKind('', 'Namespace')!, nsObj)), ['metadata.name']);
+  const lease: KObject = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'node-1.example.com', namespace: 'kova-system' } };
+  assert.deepEqual(v.validateMetadata(reg.byKind('coordination.k8s.io', 'Lease')!, lease), []);
+});
+
+test('metadata: labels, annotations, finalizers and owner references', () => {
+  const meta = (m: Record<string, unknown>) => v.validateMetadata(kova('Instance'), instance({}, { metadata: { name: 'web-1', namespace: 'demo', ...m } }));
+  assert.deepEqual(meta({ labels: { 'kova.dev/zone': 'a', app: 'web', empty: '' }, annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{}' }, finalizers: ['kova.dev/cleanup'] }), []);
+  const badKey = meta({ labels: { 'bad key': 'x' } });
+  assert.equal(badKey.length, 1);
+  assert.equal(badKey[0].field, 'metadata.labels');
+  assert.match(badKey[0].message, /^Invalid value: "bad key": name part must consist of alphanumeric characters/);
+  const badValue = meta({ labels: { app: 'has space' } });
+  assert.match(badValue[0].message, /^Invalid value: "has space": a valid label must be an empty string or consist of/);
+  assert.match(meta({ labels: { app: 'x'.repeat(64) } })[0].message, /must be no more than 63 characters/);
+  assert.match(meta({ labels: { 'Bad_Prefix/x': 'y' } })[0].message, /prefix part a lowercase RFC 1123 subdomain/);
+  assert.equal(meta({ labels: { a: 1 } })[0].reason, 'FieldValueTypeInvalid');
+  assert.deepEqual(meta({ annotations: { big: 'x'.repeat(300 * 1024) } }), [{ reason: 'FieldValueTooLong', field: 'metadata.annotations', message: 'Too long: may not be more than 262144 bytes' }]);
+  assert.deepEqual(fields(meta({ finalizers: ['ok', 'no good'] })), ['metadata.finalizers[1]']);
+  assert.deepEqual(fields(meta({ ownerReferences: [{ apiVersion: 'v1', kind: 'X', name: 'a' }] })), ['metadata.ownerReferences[0].uid']);
+});
+
+test('built-in kinds validate, default and prune too', () => {
+  const ev = reg.byKind('', 'Event')!;
+  const event: KObject = {
+    apiVersion: 'v1', kind: 'Event', metadata: { name: 'web-1.abc', namespace: 'demo' },
+    involvedObject: { apiVersion: 'kova.dev/v1alpha1', kind: 'Instance', name: 'web-1', namespace: 'demo', uid: 'u' },
+    reason: 'Scheduled', message: 'Assigned demo/web-1 to node-1', type: 'Normal', source: { component: 'kova-scheduler' },
+    firstTimestamp: '2025-01-01T00:00:00Z', lastTimestamp: '2025-01-01T00:00:00Z', count: 1, eventTime: null, reportingComponent: '',
+  };
+  assert.deepEqual(admit(ev, event), []);
+  assert.equal('eventTime' in event, false);
+  assert.deepEqual(fields(admit(ev, { apiVersion: 'v1', kind: 'Event', metadata: { name: 'x', namespace: 'demo' } })), ['involvedObject']);
+
+  const lease = reg.byKind('coordination.k8s.io', 'Lease')!;
+  const l: KObject = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'node-1', namespace: 'kova-system' }, spec: { holderIdentity: 'node-1', leaseDurationSeconds: 40, renewTime: '2025-01-01T00:00:00.000000Z' } };
+  assert.deepEqual(admit(lease, l), []);
+  assert.deepEqual(fields(admit(lease, { ...l, spec: { renewTime: 'yesterday', leaseDurationSeconds: 2 ** 40 } })), ['spec.leaseDurationSeconds', 'spec.renewTime']);
+
+  const ns = reg.byKind('', 'Namespace')!;
+  assert.deepEqual(admit(ns, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'demo' }, status: { phase: 'Active' } }), []);
+  assert.deepEqual(fields(admit(ns, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'demo' }, status: { phase: 'Gone' } })), ['status.phase']);
+
+  const secret = reg.byKind('', 'Secret')!;
+  assert.deepEqual(admit(secret, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', namespace: 'd' }, data: { token: 'aGVsbG8=' }, type: 'Opaque' }), []);
+  assert.deepEqual(fields(admit(secret, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', namespace: 'd' }, data: { token: 'not base64!' } })), ['data.token']);
+  const cm: KObject = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', namespace: 'd' }, data: { 'a.conf': 'x' }, junk: 1 };
+  assert.deepEqual(v.unknownFields(reg.byKind('', 'ConfigMap')!, cm), ['junk']);
+});
+
+test('fieldPath and name helpers', () => {
+  assert.equal(fieldPath(['spec', 'networks', 0, 'ip']), 'spec.networks[0].ip');
+  assert.equal(fieldPath(['spec', 'nodeSelector', 'kova.dev/zone']), 'spec.nodeSelector[kova.dev/zone]');
+  assert.equal(fieldPath([]), '');
+  assert.deepEqual(isDNS1123Label('ok-1'), []);
+  assert.deepEqual(isQualifiedName('kova.dev/zone'), []);
+  assert.equal(isQualifiedName('a/b/c').length, 1);
+});

@@ -1,0 +1,665 @@
+// Schema validation, defaulting and pruning of API objects, the way apiextensions-apiserver
+// treats custom resources (and close enough for kova's built-in kinds):
+//
+//   prune (drop unknown fields) → applyDefaults → validate (+ validateMetadata)
+//
+// Causes carry apiserver-style field paths (`spec.networks[0].ip`) and messages
+// (`Invalid value: -1: spec.resources.vcpus in body should be greater than or equal to 1`).
+import { isIPv4, isIPv6 } from 'node:net';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { OBJECT_META_SCHEMA } from './builtin-kinds.js';
+import type { Registry } from './registry.js';
+import type { FieldCause, JSONSchema, KObject, ResourceInfo } from './types.js';
+
+type Rec = Record<string, unknown>;
+type Seg = string | number;
+
+const isObj = (v: unknown): v is Rec => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+// ---------------------------------------------------------------------------------------------
+// Field paths and value formatting (apimachinery pkg/util/validation/field)
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** `spec.networks[0].ip`; map keys that are not identifiers are bracketed: `metadata.labels[kova.dev/zone]`. */
+export function fieldPath(segs: readonly Seg[]): string {
+  let out = '';
+  for (const s of segs) {
+    if (typeof s === 'number') out += `[${s}]`;
+    else if (IDENT.test(s)) out += out ? `.${s}` : s;
+    else out += `[${s}]`;
+  }
+  return out;
+}
+
+/** A bad value as field.ErrorBody prints it: strings quoted, scalars bare, objects as "object". */
+function showValue(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (v === null || v === undefined) return 'null';
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return Array.isArray(v) ? '"array"' : '"object"';
+}
+
+function jsonType(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  if (typeof v === 'number') return Number.isInteger(v) ? 'integer' : 'number';
+  return typeof v;
+}
+
+export const causes = {
+  required: (field: string, detail = ''): FieldCause => ({ reason: 'FieldValueRequired', field, message: detail ? `Required value: ${detail}` : 'Required value' }),
+  invalid: (field: string, value: unknown, detail: string): FieldCause => ({ reason: 'FieldValueInvalid', field, message: `Invalid value: ${showValue(value)}: ${detail}` }),
+  typeInvalid: (field: string, value: unknown, detail: string): FieldCause => ({ reason: 'FieldValueTypeInvalid', field, message: `Invalid value: ${showValue(value)}: ${detail}` }),
+  notSupported: (field: string, value: unknown, allowed: unknown[]): FieldCause => ({
+    reason: 'FieldValueNotSupported',
+    field,
+    message: `Unsupported value: ${showValue(value)}: supported values: ${allowed.map((a) => JSON.stringify(typeof a === 'string' ? a : JSON.stringify(a))).join(', ')}`,
+  }),
+  forbidden: (field: string, detail: string): FieldCause => ({ reason: 'FieldValueForbidden', field, message: `Forbidden: ${detail}` }),
+  tooLong: (field: string, max: number): FieldCause => ({ reason: 'FieldValueTooLong', field, message: `Too long: may not be more than ${max} ${max === 1 ? 'byte' : 'bytes'}` }),
+  tooMany: (field: string, actual: number, max: number): FieldCause => ({ reason: 'FieldValueTooMany', field, message: `Too many: ${actual}: must have at most ${max} ${max === 1 ? 'item' : 'items'}` }),
+  duplicate: (field: string, value: unknown): FieldCause => ({
+    reason: 'FieldValueDuplicate',
+    field,
+    message: `Duplicate value: ${typeof value === 'object' && value !== null ? JSON.stringify(value) : showValue(value)}`,
+  }),
+};
+
+// ---------------------------------------------------------------------------------------------
+// Formats (the subset of apiextensions' supported formats that kova schemas use, plus common ones)
+
+const DATE_TIME = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const UUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*\.?$/;
+const MAC = /^([0-9A-Fa-f]{2}([:-])){5}[0-9A-Fa-f]{2}$|^([0-9A-Fa-f]{2}([:-])){7}[0-9A-Fa-f]{2}$|^([0-9A-Fa-f]{4}\.){2}[0-9A-Fa-f]{4}$/;
+
+function isCidr(s: string): boolean {
+  const m = /^([^/]+)\/(\d{1,3})$/.exec(s);
+  if (!m) return false;
+  const bits = Number(m[2]);
+  if (isIPv4(m[1])) return bits <= 32;
+  return isIPv6(m[1]) && bits <= 128;
+}
+
+function isUri(s: string): boolean {
+  try {
+    return !!new URL(s).protocol;
+  } catch {
+    return false;
+  }
+}
+
+const STRING_FORMATS: Record<string, (s: string) => boolean> = {
+  'date-time': (s) => DATE_TIME.test(s) && !Number.isNaN(Date.parse(s.replace(' ', 'T'))),
+  date: (s) => /^\d{4}-\d{2}-\d{2}$/.test(s) && !Number.isNaN(Date.parse(s)),
+  byte: (s) => BASE64.test(s),
+  ipv4: (s) => isIPv4(s),
+  ipv6: (s) => isIPv6(s),
+  cidr: isCidr,
+  mac: (s) => MAC.test(s),
+  uri: isUri,
+  hostname: (s) => HOSTNAME.test(s),
+  uuid: (s) => UUID.test(s),
+  email: (s) => /^[^@\s]+@[^@\s]+$/.test(s),
+  password: () => true,
+};
+
+const NUMBER_FORMATS: Record<string, (n: number) => boolean> = {
+  int32: (n) => Number.isInteger(n) && n >= -2147483648 && n <= 2147483647,
+  int64: (n) => Number.isInteger(n),
+  float: () => true,
+  double: () => true,
+};
+
+/** apiextensions normalises format names by dropping dashes (datetime = date-time). */
+function normalizeFormat(f: string): string | undefined {
+  const plain = f.replace(/-/g, '');
+  for (const k of [...Object.keys(STRING_FORMATS), ...Object.keys(NUMBER_FORMATS)]) if (k.replace(/-/g, '') === plain) return k;
+  return undefined;
+}
+
+function newAjv(): Ajv {
+  const ajv = new Ajv({ allErrors: true, strict: false, verbose: true, validateFormats: true, unicodeRegExp: false });
+  for (const [name, validate] of Object.entries(STRING_FORMATS)) ajv.addFormat(name, { type: 'string', validate });
+  for (const [name, validate] of Object.entries(NUMBER_FORMATS)) ajv.addFormat(name, { type: 'number', validate });
+  return ajv;
+}
+
+function isIntOrStringAnyOf(a: unknown): boolean {
+  return Array.isArray(a) && a.length === 2 && isObj(a[0]) && a[0].type === 'integer' && isObj(a[1]) && a[1].type === 'string';
+}
+
+/**
+ * The schema ajv compiles: Kubernetes extensions and annotations removed, int-or-string as a
+ * type union, unsupported formats dropped (apiextensions ignores them too), and root metadata
+ * left to validateMetadata.
+ */
+function toAjvSchema(s: unknown, root = false): unknown {
+  if (!isObj(s)) return s;
+  const out: Rec = {};
+  for (const [k, v] of Object.entries(s)) {
+    if (k.startsWith('x-kubernetes-') || ['description', 'example', 'externalDocs', 'title', 'default', '$schema'].includes(k)) continue;
+    if (k === 'properties' && isObj(v)) out.properties = Object.fromEntries(Object.entries(v).map(([p, ps]) => [p, toAjvSchema(ps)]));
+    else if (k === 'items' || k === 'not' || (k === 'additionalProperties' && isObj(v))) out[k] = toAjvSchema(v);
+    else if ((k === 'allOf' || k === 'anyOf' || k === 'oneOf') && Array.isArray(v)) out[k] = v.map((x) => toAjvSchema(x));
+    else if (k === 'format') {
+      const f = normalizeFormat(String(v));
+      if (f) out.format = f;
+    } else out[k] = v;
+  }
+  if (s['x-kubernetes-int-or-string'] === true) {
+    if (isIntOrStringAnyOf(out.anyOf)) delete out.anyOf;
+    out.type = ['integer', 'string'];
+  }
+  if (root && isObj(out.properties) && 'metadata' in out.properties) out.properties = { ...out.properties, metadata: { type: 'object' } };
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ajv errors → causes
+
+function segmentsOf(instancePath: string, data: unknown): Seg[] {
+  if (!instancePath) return [];
+  const segs: Seg[] = [];
+  let cur: unknown = data;
+  for (const raw of instancePath.slice(1).split('/')) {
+    const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (Array.isArray(cur)) {
+      segs.push(Number(key));
+      cur = cur[Number(key)];
+    } else {
+      segs.push(key);
+      cur = isObj(cur) ? cur[key] : undefined;
+    }
+  }
+  return segs;
+}
+
+const JUNCTOR_BRANCH = /\/(oneOf|anyOf)\/\d+\/|\/not\//;
+
+function oneOfMessage(path: string, schema: unknown): string {
+  const branches = isObj(schema) && Array.isArray(schema.oneOf) ? schema.oneOf : [];
+  const names = branches.map((b) =>
+    isObj(b) && Object.keys(b).length === 1 && Array.isArray(b.required) && b.required.length === 1 ? String(b.required[0]) : undefined,
+  );
+  if (names.length > 1 && names.every((n) => n !== undefined)) {
+    const full = names.map((n) => (path ? `${path}.${n}` : n!));
+    const list = full.length === 2 ? `${full[0]} or ${full[1]}` : `${full.slice(0, -1).join(', ')} or ${full[full.length - 1]}`;
+    return `exactly one of ${list} must be set`;
+  }
+  return `${path || 'body'} in body must validate one and only one schema (oneOf)`;
+}
+
+function toCause(e: ErrorObject, data: unknown): FieldCause | undefined {
+  const segs = segmentsOf(e.instancePath, data);
+  const path = fieldPath(segs);
+  const at = path || 'body';
+  const v = e.data;
+  const p = e.params as Rec;
+  switch (e.keyword) {
+    case 'required':
+      return causes.required(fieldPath([...segs, String(p.missingProperty)]));
+    case 'enum':
+      return causes.notSupported(path, v, (p.allowedValues as unknown[]) ?? []);
+    case 'const':
+      return causes.notSupported(path, v, [p.allowedValue]);
+    case 'type':
+      return causes.typeInvalid(path, v, `${at} in body must be of type ${String(p.type).replace(/,/g, ',')}: "${jsonType(v)}"`);
+    case 'minimum':
+    case 'exclusiveMinimum':
+    case 'maximum':
+    case 'exclusiveMaximum': {
+      const cmp = p.comparison === '>=' ? 'greater than or equal to' : p.comparison === '>' ? 'greater than' : p.comparison === '<=' ? 'less than or equal to' : 'less than';
+      return causes.invalid(path, v, `${at} in body should be ${cmp} ${String(p.limit)}`);
+    }
+    case 'maxLength':
+      return causes.tooLong(path, Number(p.limit));
+    case 'minLength':
+      return causes.invalid(path, v, `${at} in body should be at least ${String(p.limit)} chars long`);
+    case 'maxItems':
+      return causes.tooMany(path, Array.isArray(v) ? v.length : -1, Number(p.limit));
+    case 'minItems':
+      return causes.invalid(path, v, `${at} in body should have at least ${String(p.limit)} items`);
+    case 'maxProperties':
+      return causes.tooMany(path, isObj(v) ? Object.keys(v).length : -1, Number(p.limit));
+    case 'minProperties':
+      return causes.invalid(path, v, `${at} in body should have at least ${String(p.limit)} properties`);
+    case 'pattern':
+      return causes.invalid(path, v, `${at} in body should match '${String(p.pattern)}'`);
+    case 'format':
+      return causes.invalid(path, v, `${at} in body must be of type ${String(p.format)}: ${JSON.stringify(v)}`);
+    case 'multipleOf':
+      return causes.invalid(path, v, `${at} in body should be a multiple of ${String(p.multipleOf)}`);
+    case 'oneOf':
+      return causes.invalid(path, v, oneOfMessage(path, e.parentSchema));
+    case 'anyOf':
+      return causes.invalid(path, v, `${at} in body must validate at least one schema (anyOf)`);
+    case 'not':
+      return causes.invalid(path, v, `${at} in body must not validate the schema (not)`);
+    default:
+      return causes.invalid(path, v, `${at} in body ${e.message ?? 'is invalid'}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Walking objects along a structural schema (pruning, unknown fields, list-type checks)
+
+/** A schema that describes an object's fields (as opposed to a scalar or array schema). */
+function describesObject(s: JSONSchema): boolean {
+  return s.type === 'object' || isObj(s.properties) || s.additionalProperties !== undefined || s['x-kubernetes-preserve-unknown-fields'] === true;
+}
+
+interface WalkHooks {
+  /** A field the schema does not know; return true to delete it. */
+  unknown?(path: Seg[], parent: Rec, key: string): boolean | void;
+  /** Every array with its schema (for list-type checks). */
+  array?(path: Seg[], value: unknown[], schema: JSONSchema): void;
+}
+
+function walk(value: unknown, schema: JSONSchema | undefined, path: Seg[], hooks: WalkHooks): void {
+  if (!schema) return;
+  if (Array.isArray(value)) {
+    hooks.array?.(path, value, schema);
+    if (isObj(schema.items)) value.forEach((x, i) => walk(x, schema.items as JSONSchema, [...path, i], hooks));
+    return;
+  }
+  if (!isObj(value) || !describesObject(schema)) return;
+  const props = isObj(schema.properties) ? (schema.properties as Record<string, JSONSchema>) : {};
+  const ap = schema.additionalProperties;
+  const preserve = schema['x-kubernetes-preserve-unknown-fields'] === true;
+  const embedded = schema['x-kubernetes-embedded-resource'] === true;
+  for (const key of Object.keys(value)) {
+    const sub = Object.prototype.hasOwnProperty.call(props, key) ? props[key] : undefined;
+    if (embedded && key === 'metadata' && !sub) walk(value[key], OBJECT_META_SCHEMA, [...path, key], hooks);
+    else if (sub) walk(value[key], sub, [...path, key], hooks);
+    else if (isObj(ap)) walk(value[key], ap, [...path, key], hooks);
+    else if (ap === true || preserve || (embedded && (key === 'apiVersion' || key === 'kind'))) continue;
+    else if (hooks.unknown?.([...path, key], value, key)) delete value[key];
+  }
+}
+
+/** Walks a whole object: root metadata is ObjectMeta, apiVersion and kind are always known. */
+function walkObject(info: ResourceInfo, obj: KObject, hooks: WalkHooks): void {
+  const schema = info.schema;
+  if (!schema) return;
+  const root: JSONSchema = {
+    ...schema,
+    properties: {
+      ...(isObj(schema.properties) ? schema.properties : {}),
+      apiVersion: { type: 'string' },
+      kind: { type: 'string' },
+      metadata: OBJECT_META_SCHEMA,
+    },
+  };
+  walk(obj, root, [], hooks);
+}
+
+function listTypeCauses(path: Seg[], value: unknown[], schema: JSONSchema, out: FieldCause[]): void {
+  const lt = schema['x-kubernetes-list-type'];
+  if (lt === 'set') {
+    const seen = new Set<string>();
+    value.forEach((x, i) => {
+      const k = JSON.stringify(x);
+      if (seen.has(k)) out.push(causes.duplicate(fieldPath([...path, i]), x));
+      seen.add(k);
+    });
+  } else if (lt === 'map') {
+    const keys = (schema['x-kubernetes-list-map-keys'] as string[] | undefined) ?? [];
+    const seen = new Set<string>();
+    value.forEach((x, i) => {
+      if (!isObj(x)) return;
+      const id = Object.fromEntries(keys.map((k) => [k, x[k]]));
+      const k = JSON.stringify(id);
+      if (seen.has(k)) out.push(causes.duplicate(fieldPath([...path, i]), id));
+      seen.add(k);
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defaulting (apiextensions structural defaulting)
+
+function defaultNode(value: unknown, schema: JSONSchema | undefined): void {
+  if (!schema) return;
+  if (Array.isArray(value)) {
+    const items = isObj(schema.items) ? (schema.items as JSONSchema) : undefined;
+    if (!items) return;
+    for (let i = 0; i < value.length; i++) {
+      if (value[i] === null && items.default !== undefined) value[i] = structuredClone(items.default);
+      defaultNode(value[i], items);
+    }
+    return;
+  }
+  if (!isObj(value)) return;
+  const props = isObj(schema.properties) ? (schema.properties as Record<string, JSONSchema>) : {};
+  for (const [k, ps] of Object.entries(props)) {
+    if (value[k] === null && ps.nullable !== true) {
+      // Nulls of non-nullable fields are pruned before defaulting happens (then defaulted).
+      if (ps.default !== undefined) value[k] = structuredClone(ps.default);
+      else delete value[k];
+    } else if (value[k] === undefined && ps.default !== undefined) {
+      value[k] = structuredClone(ps.default);
+    }
+  }
+  for (const [k, ps] of Object.entries(props)) if (value[k] !== undefined) defaultNode(value[k], ps);
+  if (isObj(schema.additionalProperties)) {
+    for (const k of Object.keys(value)) if (!(k in props)) defaultNode(value[k], schema.additionalProperties as JSONSchema);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metadata (apimachinery ValidateObjectMeta and pkg/util/validation)
+
+const DNS1123_LABEL_FMT = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
+const DNS1123_SUBDOMAIN_FMT = `${DNS1123_LABEL_FMT}(\\.${DNS1123_LABEL_FMT})*`;
+const QUALIFIED_NAME_FMT = '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]';
+const LABEL_VALUE_FMT = `(${QUALIFIED_NAME_FMT})?`;
+const DNS1123_LABEL = new RegExp(`^${DNS1123_LABEL_FMT}$`);
+const DNS1123_SUBDOMAIN = new RegExp(`^${DNS1123_SUBDOMAIN_FMT}$`);
+const QUALIFIED_NAME = new RegExp(`^${QUALIFIED_NAME_FMT}$`);
+const LABEL_VALUE = new RegExp(`^${LABEL_VALUE_FMT}$`);
+/** The `pattern` kova CRDs give metadata.name for DNS-1123 label names. */
+export const DNS1123_LABEL_PATTERN = `^${DNS1123_LABEL_FMT}$`;
+export const DNS1123_SUBDOMAIN_PATTERN = `^${DNS1123_SUBDOMAIN_FMT}$`;
+const TOTAL_ANNOTATION_SIZE = 256 * 1024;
+
+function regexError(msg: string, fmt: string, ...examples: string[]): string {
+  let s = `${msg} (e.g. `;
+  examples.forEach((e, i) => {
+    if (i > 0) s += ' or ';
+    s += `'${e}', `;
+  });
+  return `${s}regex used for validation is '${fmt}')`;
+}
+
+const maxLenError = (n: number) => `must be no more than ${n} characters`;
+
+export function isDNS1123Label(v: string): string[] {
+  const errs: string[] = [];
+  if (v.length > 63) errs.push(maxLenError(63));
+  if (!DNS1123_LABEL.test(v)) {
+    if (DNS1123_SUBDOMAIN.test(v)) errs.push('must not contain dots');
+    else errs.push(regexError("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character", DNS1123_LABEL_FMT, 'my-name', '123-abc'));
+  }
+  return errs;
+}
+
+export function isDNS1123Subdomain(v: string): string[] {
+  const errs: string[] = [];
+  if (v.length > 253) errs.push(maxLenError(253));
+  if (!DNS1123_SUBDOMAIN.test(v)) {
+    errs.push(regexError("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character", DNS1123_SUBDOMAIN_FMT, 'example.com'));
+  }
+  return errs;
+}
+
+export function isQualifiedName(v: string): string[] {
+  const errs: string[] = [];
+  const parts = v.split('/');
+  let name: string;
+  if (parts.length === 1) name = parts[0];
+  else if (parts.length === 2) {
+    const prefix = parts[0];
+    name = parts[1];
+    if (!prefix) errs.push('prefix part must be non-empty');
+    else errs.push(...isDNS1123Subdomain(prefix).map((m) => `prefix part ${m}`));
+  } else {
+    return [`a qualified name ${regexError("must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character", QUALIFIED_NAME_FMT, 'MyName', 'my.name', '123-abc')} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')`];
+  }
+  if (!name) errs.push('name part must be non-empty');
+  else if (name.length > 63) errs.push(`name part ${maxLenError(63)}`);
+  if (!QUALIFIED_NAME.test(name)) {
+    errs.push(`name part ${regexError("must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character", QUALIFIED_NAME_FMT, 'MyName', 'my.name', '123-abc')}`);
+  }
+  return errs;
+}
+
+export function isValidLabelValue(v: string): string[] {
+  const errs: string[] = [];
+  if (v.length > 63) errs.push(maxLenError(63));
+  if (!LABEL_VALUE.test(v)) {
+    errs.push(regexError("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character", LABEL_VALUE_FMT, 'MyValue', 'my_value', '12345'));
+  }
+  return errs;
+}
+
+/** How names of this kind are validated: Namespace and kinds whose CRD restricts metadata.name to labels use DNS-1123 labels. */
+export function nameFormat(info: ResourceInfo): 'label' | 'subdomain' {
+  if (!info.group && info.kind === 'Namespace') return 'label';
+  const meta = isObj(info.schema?.properties) ? (info.schema!.properties as Rec).metadata : undefined;
+  const name = isObj(meta) && isObj(meta.properties) ? meta.properties.name : undefined;
+  return isObj(name) && name.pattern === DNS1123_LABEL_PATTERN ? 'label' : 'subdomain';
+}
+
+const maskTrailingDash = (s: string) => (s.length > 1 && s.endsWith('-') ? `${s.slice(0, -2)}a` : s);
+
+/** ObjectMeta checks: name/generateName, namespace presence, labels, annotations, finalizers, ownerReferences. */
+export function validateObjectMeta(info: ResourceInfo, obj: KObject): FieldCause[] {
+  const out: FieldCause[] = [];
+  const m = obj.metadata as unknown;
+  if (!isObj(m)) {
+    if (m !== undefined && m !== null) return [causes.typeInvalid('metadata', m, 'must be an object')];
+    return [causes.required('metadata.name', 'name or generateName is required')];
+  }
+  const check = nameFormat(info) === 'label' ? isDNS1123Label : isDNS1123Subdomain;
+  for (const f of ['name', 'generateName', 'namespace'] as const) {
+    if (m[f] !== undefined && m[f] !== null && typeof m[f] !== 'string') out.push(causes.typeInvalid(`metadata.${f}`, m[f], 'must be a string'));
+  }
+  const name = typeof m.name === 'string' ? m.name : '';
+  const gen = typeof m.generateName === 'string' ? m.generateName : '';
+  if (gen) for (const msg of check(maskTrailingDash(gen))) out.push(causes.invalid('metadata.generateName', gen, msg));
+  if (!name) {
+    if (!gen) out.push(causes.required('metadata.name', 'name or generateName is required'));
+  } else {
+    for (const msg of check(name)) out.push(causes.invalid('metadata.name', name, msg));
+  }
+  const ns = typeof m.namespace === 'string' ? m.namespace : '';
+  if (info.namespaced) {
+    if (!ns) out.push(causes.required('metadata.namespace'));
+    else for (const msg of isDNS1123Label(ns)) out.push(causes.invalid('metadata.namespace', ns, msg));
+  } else if (ns) {
+    out.push(causes.forbidden('metadata.namespace', 'not allowed on this type'));
+  }
+
+  const labels = m.labels;
+  if (labels !== undefined && labels !== null) {
+    if (!isObj(labels)) out.push(causes.typeInvalid('metadata.labels', labels, 'must be a map of string keys and values'));
+    else {
+      for (const [k, v] of Object.entries(labels)) {
+        for (const msg of isQualifiedName(k)) out.push(causes.invalid('metadata.labels', k, msg));
+        if (typeof v !== 'string') out.push(causes.typeInvalid(`metadata.labels[${k}]`, v, 'must be a string'));
+        else for (const msg of isValidLabelValue(v)) out.push(causes.invalid('metadata.labels', v, msg));
+      }
+    }
+  }
+  const ann = m.annotations;
+  if (ann !== undefined && ann !== null) {
+    if (!isObj(ann)) out.push(causes.typeInvalid('metadata.annotations', ann, 'must be a map of string keys and values'));
+    else {
+      let size = 0;
+      for (const [k, v] of Object.entries(ann)) {
+        for (const msg of isQualifiedName(k.toLowerCase())) out.push(causes.invalid('metadata.annotations', k, msg));
+        if (typeof v !== 'string') out.push(causes.typeInvalid(`metadata.annotations[${k}]`, v, 'must be a string'));
+        size += Buffer.byteLength(k) + Buffer.byteLength(String(v));
+      }
+      if (size > TOTAL_ANNOTATION_SIZE) out.push(causes.tooLong('metadata.annotations', TOTAL_ANNOTATION_SIZE));
+    }
+  }
+  const fin = m.finalizers;
+  if (fin !== undefined && fin !== null) {
+    if (!Array.isArray(fin)) out.push(causes.typeInvalid('metadata.finalizers', fin, 'must be a list of strings'));
+    else {
+      fin.forEach((f, i) => {
+        if (typeof f !== 'string') out.push(causes.typeInvalid(`metadata.finalizers[${i}]`, f, 'must be a string'));
+        else for (const msg of isQualifiedName(f)) out.push(causes.invalid(`metadata.finalizers[${i}]`, f, msg));
+      });
+      const seen = new Set<unknown>();
+      fin.forEach((f, i) => {
+        if (seen.has(f)) out.push(causes.duplicate(`metadata.finalizers[${i}]`, f));
+        seen.add(f);
+      });
+    }
+  }
+  const owners = m.ownerReferences;
+  if (owners !== undefined && owners !== null) {
+    if (!Array.isArray(owners)) out.push(causes.typeInvalid('metadata.ownerReferences', owners, 'must be a list'));
+    else {
+      owners.forEach((o, i) => {
+        const p = `metadata.ownerReferences[${i}]`;
+        if (!isObj(o)) return void out.push(causes.typeInvalid(p, o, 'must be an object'));
+        for (const f of ['apiVersion', 'kind', 'name', 'uid']) {
+          if (typeof o[f] !== 'string' || !o[f]) out.push(causes.invalid(`${p}.${f}`, o[f] ?? '', `${f} must not be empty`));
+        }
+      });
+      if (owners.filter((o) => isObj(o) && o.controller === true).length > 1) {
+        out.push(causes.invalid('metadata.ownerReferences', 'object', 'Only one reference can have Controller set to true'));
+      }
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kind-specific rules a structural schema cannot express (a real cluster would need CEL or an
+// admission webhook for these; kova checks them in code).
+
+type SemanticRule = (obj: KObject) => FieldCause[];
+
+function ipv4ToInt(ip: string): number {
+  return ip.split('.').reduce((a, b) => a * 256 + Number(b), 0);
+}
+
+function networkRules(obj: KObject): FieldCause[] {
+  const out: FieldCause[] = [];
+  const spec = obj.spec;
+  if (!isObj(spec)) return out;
+  const t = spec.type;
+  if (t === 'vlan') {
+    if (spec.vlanID === undefined) out.push(causes.required('spec.vlanID', 'required when spec.type is vlan'));
+    if (spec.physicalInterface === undefined) out.push(causes.required('spec.physicalInterface', 'required when spec.type is vlan'));
+  } else if (spec.vlanID !== undefined) {
+    out.push(causes.forbidden('spec.vlanID', 'may only be set when spec.type is vlan'));
+  }
+  if (t !== 'vxlan' && spec.vni !== undefined) out.push(causes.forbidden('spec.vni', 'may only be set when spec.type is vxlan'));
+  const cidr = typeof spec.cidr === 'string' ? /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(spec.cidr) : null;
+  if (cidr && isIPv4(cidr[1])) {
+    const bits = Number(cidr[2]);
+    if (bits < 8 || bits > 30) {
+      out.push(causes.invalid('spec.cidr', spec.cidr, 'prefix length must be between 8 and 30'));
+    } else {
+      const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+      const net = (ipv4ToInt(cidr[1]) & mask) >>> 0;
+      const inside = (ip: string) => ((ipv4ToInt(ip) & mask) >>> 0) === net;
+      if (typeof spec.gateway === 'string' && isIPv4(spec.gateway) && !inside(spec.gateway)) {
+        out.push(causes.invalid('spec.gateway', spec.gateway, `must be inside spec.cidr ${String(spec.cidr)}`));
+      }
+    }
+  }
+  return out;
+}
+
+const SEMANTIC_RULES: Record<string, SemanticRule> = {
+  'kova.dev/Network': networkRules,
+};
+
+// ---------------------------------------------------------------------------------------------
+
+export interface ValidateOptions {
+  /**
+   * `status`: a write through the status subresource. Only causes under `status` are returned,
+   * because the rest of the object is the stored one (like apiextensions' validation ratcheting).
+   */
+  subresource?: 'status';
+}
+
+/**
+ * Validates objects against the schema of their kind. Compiles each kind's schema once. Call
+ * order for a write, as apiextensions does: prune → applyDefaults → validate + validateMetadata.
+ */
+export class Validator {
+  private readonly ajv = newAjv();
+  private readonly compiled = new WeakMap<JSONSchema, ValidateFunction>();
+
+  constructor(readonly registry?: Registry) {}
+
+  private validatorFor(schema: JSONSchema): ValidateFunction {
+    let fn = this.compiled.get(schema);
+    if (!fn) {
+      fn = this.ajv.compile(toAjvSchema(schema, true) as object);
+      this.compiled.set(schema, fn);
+    }
+    return fn;
+  }
+
+  /** Compiles every kind of the registry now, so a bad schema fails at startup. */
+  warm(): void {
+    for (const r of this.registry?.all() ?? []) if (r.schema) this.validatorFor(r.schema);
+  }
+
+  /**
+   * Schema (and kind-specific) problems of `obj`, as Kubernetes field causes. Metadata is
+   * checked separately by validateMetadata.
+   */
+  validate(info: ResourceInfo, obj: KObject, opts: ValidateOptions = {}): FieldCause[] {
+    const out: FieldCause[] = [];
+    if (info.schema) {
+      const fn = this.validatorFor(info.schema);
+      if (!fn(obj)) {
+        for (const e of fn.errors ?? []) {
+          if (JUNCTOR_BRANCH.test(e.schemaPath)) continue;
+          const c = toCause(e, obj);
+          if (c) out.push(c);
+        }
+      }
+      walkObject(info, obj, { array: (path, value, schema) => listTypeCauses(path, value, schema, out) });
+    }
+    if (opts.subresource !== 'status') {
+      const rule = SEMANTIC_RULES[`${info.group}/${info.kind}`];
+      // Cross-field rules run on schema-valid input only: skip fields the schema already faulted.
+      if (rule && !out.some((c) => c.field === 'spec' || c.field.startsWith('spec.type'))) {
+        const faulted = new Set(out.map((c) => c.field));
+        out.push(...rule(obj).filter((c) => !faulted.has(c.field)));
+      }
+    }
+    const seen = new Set<string>();
+    return out.filter((c) => {
+      if (opts.subresource === 'status' && c.field !== 'status' && !c.field.startsWith('status.') && !c.field.startsWith('status[')) return false;
+      const k = `${c.reason}\0${c.field}\0${c.message}`;
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
+  }
+
+  /** ObjectMeta problems (name, namespace, labels, annotations, finalizers, ownerReferences). */
+  validateMetadata(info: ResourceInfo, obj: KObject): FieldCause[] {
+    return validateObjectMeta(info, obj);
+  }
+
+  /**
+   * Structural defaulting: fills `default`s of missing fields at every level (a defaulted
+   * object is then defaulted inside), replaces nulls of non-nullable fields by their default or
+   * removes them, and drops null metadata fields (`creationTimestamp: null` from client-go).
+   */
+  applyDefaults(info: ResourceInfo, obj: KObject): void {
+    const m = obj.metadata as unknown;
+    if (isObj(m)) for (const k of Object.keys(m)) if (m[k] === null) delete m[k];
+    if (!info.schema) return;
+    const { metadata: _m, ...rest } = isObj(info.schema.properties) ? (info.schema.properties as Record<string, JSONSchema>) : {};
+    defaultNode(obj, { ...info.schema, properties: rest });
+  }
+
+  /** Dotted paths of fields the schema does not know, in document order (fieldValidation=Strict/Warn). */
+  unknownFields(info: ResourceInfo, obj: KObject): string[] {
+    const out: string[] = [];
+    walkObject(info, obj, { unknown: (path) => void out.push(fieldPath(path)) });
+    return out;
+  }
+
+  /** Drops the fields unknownFields reports, like apiextensions pruning. */
+  prune(info: ResourceInfo, obj: KObject): void {
+    walkObject(info, obj, { unknown: () => true });
+  }
+}
