@@ -349,7 +349,7 @@ export const SECRET: ResourceInfo = info({
     stringData: stringMap(
       'stringData allows specifying non-binary secret data in string form. It is provided as a write-only input field for convenience. All keys and values are merged into the data field on write.',
     ),
-    type: str('Used to facilitate programmatic handling of secret data.'),
+    type: str('Used to facilitate programmatic handling of secret data.', { default: 'Opaque' }),
     immutable: bool('Immutable, if set to true, ensures that data stored in the Secret cannot be updated (only object metadata can be modified).'),
   }),
 });

@@ -1,0 +1,219 @@
+// ownerReferences garbage collection, the kube-controller-manager way in miniature:
+// - background: a dependent whose owners are all gone is deleted;
+// - foreground: an owner carrying `foregroundDeletion` loses that finalizer once its
+//   dependents are gone (it deletes them first);
+// - orphan: an owner carrying `orphan` has its references removed from dependents, then the
+//   finalizer is dropped.
+// A graph of uid → object identity is kept from one watch over the whole registry; every
+// decision to delete is re-checked with a live read, so a stale graph never deletes wrongly.
+import type { KObject, OwnerReference, ResourceInfo } from '../api/types.js';
+import { REGISTRY_ROOT } from './keys.js';
+import type { ResourceStore } from './resource-store.js';
+import { ApiError } from './status.js';
+
+interface Node {
+  info: ResourceInfo;
+  namespace?: string;
+  name: string;
+  uid: string;
+  owners: OwnerReference[];
+  deleting: boolean;
+  finalizers: string[];
+}
+
+const RETRY_MS = 500;
+
+export class GarbageCollector {
+  private readonly nodes = new Map<string, Node>();
+  /** owner uid → dependent uids. */
+  private readonly dependents = new Map<string, Set<string>>();
+  private readonly queue = new Set<string>();
+  private running = false;
+  private stopped = false;
+  private watch?: { close(): Promise<void> };
+  private readonly timers = new Set<NodeJS.Timeout>();
+
+  constructor(private readonly rs: ResourceStore, private readonly log: (m: string) => void = () => undefined) {}
+
+  async start(): Promise<void> {
+    const { items, revision } = await this.rs.store.list(REGISTRY_ROOT);
+    for (const o of items) this.upsert(o);
+    for (const uid of this.nodes.keys()) this.enqueue(uid);
+    this.watch = await this.rs.store.watch(REGISTRY_ROOT, revision, (e) => {
+      if (e.type === 'DELETED') this.remove(e.object);
+      else this.upsert(e.object);
+    }, (err) => {
+      this.log(`garbage collector watch failed (${err.message}); resyncing`);
+      if (!this.stopped) this.later(() => void this.restart());
+    });
+  }
+
+  private async restart() {
+    await this.watch?.close().catch(() => undefined);
+    this.nodes.clear();
+    this.dependents.clear();
+    await this.start().catch((e) => {
+      this.log(`garbage collector resync: ${e}`);
+      this.later(() => void this.restart());
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearTimeout(t);
+    await this.watch?.close();
+  }
+
+  private infoOf(o: KObject): ResourceInfo | undefined {
+    const group = o.apiVersion.includes('/') ? o.apiVersion.split('/')[0] : '';
+    return this.rs.registry.byKind(group, o.kind);
+  }
+
+  private upsert(o: KObject) {
+    const uid = o.metadata.uid;
+    const info = this.infoOf(o);
+    if (!uid || !info) return;
+    const prev = this.nodes.get(uid);
+    if (prev) for (const r of prev.owners) this.dependents.get(r.uid)?.delete(uid);
+    const node: Node = {
+      info, namespace: o.metadata.namespace, name: o.metadata.name!, uid,
+      owners: o.metadata.ownerReferences ?? [], deleting: !!o.metadata.deletionTimestamp, finalizers: o.metadata.finalizers ?? [],
+    };
+    this.nodes.set(uid, node);
+    for (const r of node.owners) {
+      const set = this.dependents.get(r.uid) ?? new Set();
+      set.add(uid);
+      this.dependents.set(r.uid, set);
+    }
+    if (node.owners.length || node.finalizers.includes('orphan') || node.finalizers.includes('foregroundDeletion')) this.enqueue(uid);
+  }
+
+  private remove(o: KObject) {
+    const uid = o.metadata.uid;
+    if (!uid) return;
+    const node = this.nodes.get(uid);
+    this.nodes.delete(uid);
+    if (node) for (const r of node.owners) this.dependents.get(r.uid)?.delete(uid);
+    // Dependents of a vanished owner, and owners waiting on their last dependent.
+    for (const d of this.dependents.get(uid) ?? []) this.enqueue(d);
+    if (node) for (const r of node.owners) this.enqueue(r.uid);
+  }
+
+  private later(fn: () => void, ms = RETRY_MS) {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+    }, ms);
+    this.timers.add(t);
+  }
+
+  private enqueue(uid: string) {
+    this.queue.add(uid);
+    if (!this.running) void this.drain();
+  }
+
+  private async drain() {
+    this.running = true;
+    while (this.queue.size && !this.stopped) {
+      const [uid] = this.queue;
+      this.queue.delete(uid);
+      try {
+        await this.process(uid);
+      } catch (e) {
+        this.log(`garbage collector: ${(e as Error).message}`);
+        this.later(() => this.enqueue(uid));
+      }
+    }
+    this.running = false;
+  }
+
+  private async live(info: ResourceInfo, ns: string | undefined, name: string): Promise<KObject | undefined> {
+    try {
+      return await this.rs.get(info, ns, name);
+    } catch (e) {
+      if (e instanceof ApiError && e.code === 404) return undefined;
+      throw e;
+    }
+  }
+
+  private async process(uid: string) {
+    const node = this.nodes.get(uid);
+    if (!node) return;
+    if (node.deleting && node.finalizers.includes('orphan')) return this.orphanDependents(node);
+    if (node.deleting && node.finalizers.includes('foregroundDeletion')) return this.deleteDependentsFirst(node);
+    if (node.owners.length) return this.checkOwners(node);
+  }
+
+  /** Is the owner named by `ref` (same uid) still there? Live read: never trust the cache to delete. */
+  private async ownerExists(dep: Node, ref: OwnerReference): Promise<boolean> {
+    const [group] = ref.apiVersion.includes('/') ? ref.apiVersion.split('/') : [''];
+    const info = this.rs.registry.byKind(group, ref.kind);
+    if (!info) return false;
+    const owner = await this.live(info, info.namespaced ? dep.namespace : undefined, ref.name);
+    return !!owner && owner.metadata.uid === ref.uid;
+  }
+
+  private async checkOwners(node: Node) {
+    const absent: string[] = [];
+    for (const ref of node.owners) if (!(await this.ownerExists(node, ref))) absent.push(ref.uid);
+    if (!absent.length) return;
+    if (absent.length === node.owners.length) {
+      if (node.deleting) return;
+      this.log(`garbage collector: deleting ${node.info.kind} ${node.namespace ?? ''}/${node.name}: all owners are gone`);
+      await this.rs.delete(node.info, node.namespace, node.name, { propagationPolicy: 'Background', preconditions: { uid: node.uid } }).catch(ignoreGone);
+      return;
+    }
+    await this.editLive(node, (o) => {
+      o.metadata.ownerReferences = (o.metadata.ownerReferences ?? []).filter((r) => !absent.includes(r.uid));
+    });
+  }
+
+  private async orphanDependents(owner: Node) {
+    for (const d of [...(this.dependents.get(owner.uid) ?? [])]) {
+      const dep = this.nodes.get(d);
+      if (!dep) continue;
+      await this.editLive(dep, (o) => {
+        o.metadata.ownerReferences = (o.metadata.ownerReferences ?? []).filter((r) => r.uid !== owner.uid);
+        if (!o.metadata.ownerReferences.length) delete o.metadata.ownerReferences;
+      });
+    }
+    await this.removeFinalizer(owner, 'orphan');
+  }
+
+  private async deleteDependentsFirst(owner: Node) {
+    const deps = [...(this.dependents.get(owner.uid) ?? [])].map((d) => this.nodes.get(d)).filter((n): n is Node => !!n);
+    for (const dep of deps) {
+      if (!dep.deleting) await this.rs.delete(dep.info, dep.namespace, dep.name, { propagationPolicy: 'Foreground', preconditions: { uid: dep.uid } }).catch(ignoreGone);
+    }
+    if (deps.length) return this.later(() => this.enqueue(owner.uid));
+    await this.removeFinalizer(owner, 'foregroundDeletion');
+  }
+
+  private async removeFinalizer(node: Node, finalizer: string) {
+    await this.editLive(node, (o) => {
+      o.metadata.finalizers = (o.metadata.finalizers ?? []).filter((f) => f !== finalizer);
+    });
+  }
+
+  /** Read-modify-write of the live object with the same uid, retried on conflicts. */
+  private async editLive(node: Node, edit: (o: KObject) => void) {
+    for (let i = 0; i < 5; i++) {
+      const o = await this.live(node.info, node.namespace, node.name);
+      if (!o || o.metadata.uid !== node.uid) return;
+      edit(o);
+      try {
+        await this.rs.update(node.info, node.namespace, node.name, o, { fieldManager: 'garbage-collector' });
+        return;
+      } catch (e) {
+        if (e instanceof ApiError && e.code === 409) continue;
+        if (e instanceof ApiError && e.code === 404) return;
+        throw e;
+      }
+    }
+  }
+}
+
+function ignoreGone(e: unknown) {
+  if (e instanceof ApiError && (e.code === 404 || e.code === 409)) return;
+  throw e;
+}

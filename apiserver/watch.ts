@@ -1,0 +1,143 @@
+// Streaming watch over HTTP: newline-delimited JSON events, resourceVersion semantics of
+// kube-apiserver (0/unset = synthetic ADDED for current state), selector-aware event
+// translation, bookmarks, timeouts, and 410 as an ERROR event followed by a close.
+import type { ServerResponse } from 'node:http';
+import type { KObject, ResourceInfo } from '../api/types.js';
+import { groupVersion } from '../api/types.js';
+import { StoreError } from '../store/store.js';
+import type { WatchEvent } from '../store/store.js';
+import { storagePrefix } from './keys.js';
+import type { ResourceStore } from './resource-store.js';
+import { ApiError, gone } from './status.js';
+
+export interface WatchRequest {
+  info: ResourceInfo;
+  namespace?: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+  resourceVersion?: string;
+  timeoutSeconds?: number;
+  allowBookmarks: boolean;
+  sendInitialEvents?: boolean;
+  /** Turns an object into what the client asked for (plain object or one-row Table). */
+  render: (obj: KObject, first: boolean) => unknown;
+  /** Lets the server end this watch early (shutdown, tests); returns the unregister function. */
+  register?: (finish: () => void) => () => void;
+  onExpired?: () => void;
+}
+
+export const BOOKMARK_INTERVAL_MS = 30_000;
+
+type EventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+
+/** Runs one watch until timeout, client disconnect or a store error. */
+export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: ServerResponse): Promise<void> {
+  const { info } = req;
+  const { label, field } = rs.selectors(info, req);
+  const filtered = !!(label || field);
+  const matches = (o: KObject) => (!label || label.matches(o.metadata.labels ?? {})) && (!field || field.matches(o));
+
+  let closed = false;
+  let rendered = 0;
+  let lastRevision = '0';
+  const timers: NodeJS.Timeout[] = [];
+  let storeWatch: { close(): Promise<void> } | undefined;
+
+  res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
+  res.flushHeaders();
+
+  let unregister = () => {};
+  const finish = () => {
+    if (closed) return;
+    closed = true;
+    unregister();
+    for (const t of timers) clearTimeout(t);
+    void storeWatch?.close().catch(() => undefined);
+    res.end();
+  };
+  res.on('close', finish);
+  if (req.register) unregister = req.register(finish);
+
+  const send = (type: EventType, object: unknown) => {
+    if (closed) return;
+    res.write(JSON.stringify({ type, object }) + '\n');
+  };
+  const sendObject = (type: EventType, obj: KObject) => send(type, req.render(obj, rendered++ === 0));
+  const sendError = (err: ApiError) => {
+    if (err.code === 410) req.onExpired?.();
+    send('ERROR', err.toStatus());
+    finish();
+  };
+  const bookmark = (annotations?: Record<string, string>) => {
+    const metadata: Record<string, unknown> = { resourceVersion: lastRevision };
+    if (annotations) metadata.annotations = annotations;
+    send('BOOKMARK', { kind: info.kind, apiVersion: groupVersion(info), metadata });
+  };
+
+  const timeoutMs = (req.timeoutSeconds && req.timeoutSeconds > 0 ? req.timeoutSeconds : 1800 * (1 + Math.random())) * 1000;
+  timers.push(setTimeout(finish, timeoutMs));
+
+  // Objects this watcher currently sees, so a change that moves an object into or out of the
+  // selector becomes ADDED/DELETED as kube-apiserver's cacher does.
+  const visible = new Set<string>();
+  const keyOf = (o: KObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+
+  const onEvent = (e: WatchEvent) => {
+    lastRevision = e.revision;
+    if (!filtered) {
+      sendObject(e.type, e.object);
+      return;
+    }
+    const k = keyOf(e.object);
+    const was = e.prevObject ? matches(e.prevObject) : visible.has(k);
+    if (e.type === 'DELETED') {
+      visible.delete(k);
+      if (was || matches(e.object)) sendObject('DELETED', e.object);
+      return;
+    }
+    const now = matches(e.object);
+    if (now) visible.add(k);
+    else visible.delete(k);
+    if (now && !was) sendObject('ADDED', e.object);
+    else if (now && was) sendObject('MODIFIED', e.object);
+    else if (!now && was) sendObject('DELETED', e.object);
+  };
+
+  const onError = (err: StoreError) => {
+    if (err.code === 'Expired') sendError(gone(err.message));
+    else sendError(new ApiError(500, 'InternalError', `watch failed: ${err.message}`));
+  };
+
+  try {
+    let from = req.resourceVersion;
+    const initial = req.sendInitialEvents || !from || from === '0';
+    if (initial) {
+      const list = await rs.list(info, req.namespace, { labelSelector: req.labelSelector, fieldSelector: req.fieldSelector });
+      for (const o of list.items) {
+        visible.add(keyOf(o));
+        sendObject('ADDED', o);
+      }
+      from = list.resourceVersion;
+      lastRevision = from;
+      if (req.sendInitialEvents && req.allowBookmarks) bookmark({ 'k8s.io/initial-events-end': 'true' });
+    } else {
+      lastRevision = from!;
+    }
+    if (closed) return;
+    storeWatch = await rs.store.watch(storagePrefix(info, req.namespace), from, onEvent, onError);
+    if (closed) await storeWatch.close();
+  } catch (e) {
+    if (e instanceof StoreError && e.code === 'Expired') return sendError(gone(e.message));
+    if (e instanceof ApiError) return sendError(e);
+    return sendError(new ApiError(500, 'InternalError', e instanceof Error ? e.message : String(e)));
+  }
+
+  if (req.allowBookmarks) {
+    const tick = () => {
+      if (closed) return;
+      bookmark();
+      timers.push(setTimeout(tick, BOOKMARK_INTERVAL_MS));
+    };
+    timers.push(setTimeout(tick, BOOKMARK_INTERVAL_MS));
+  }
+}

@@ -1,0 +1,123 @@
+// Assembles a running control plane in this process: etcd (local, supervised, or external),
+// credentials, the API server and its built-in loops. `kova up`, `kova apiserver`, the e2e
+// tests and the benchmarks all start kova through here.
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { defaultCrdDir, Registry } from '../api/registry.js';
+import { nowRFC3339 } from '../api/types.js';
+import { Validator } from '../api/validation.js';
+import { GarbageCollector } from '../apiserver/garbage-collector.js';
+import { NamespaceLifecycle } from '../apiserver/namespace-lifecycle.js';
+import { ensurePki, writeKubeconfig } from '../apiserver/pki.js';
+import { ResourceStore } from '../apiserver/resource-store.js';
+import { ApiServer } from '../apiserver/server.js';
+import { ApiError } from '../apiserver/status.js';
+import { startEtcd } from '../store/etcd-process.js';
+import type { EtcdProcess } from '../store/etcd-process.js';
+import { Store } from '../store/store.js';
+
+export interface ControlPlaneOptions {
+  dataDir: string;
+  /** host:port; port 0 picks a free one. */
+  listen: string;
+  /** External etcd endpoints; when empty a local etcd is started in dataDir/etcd. */
+  etcdEndpoints?: string[];
+  /** Plain HTTP without auth, for local debugging only. */
+  insecure?: boolean;
+  crdDir?: string;
+  log?: (msg: string) => void;
+  /** Progress lines for long steps (what `kova up` prints). */
+  step?: (msg: string) => void;
+}
+
+export interface ControlPlane {
+  url: string;
+  kubeconfig: string;
+  token?: string;
+  caCert?: string;
+  etcdEndpoints: string[];
+  apiserver: ApiServer;
+  resources: ResourceStore;
+  stop(): Promise<void>;
+}
+
+export const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kova-system'];
+
+export function defaultDataDir(): string {
+  return process.getuid?.() === 0 ? '/var/lib/kova' : join(process.cwd(), '.kova');
+}
+
+function splitHostPort(listen: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(listen);
+  if (!m) throw new Error(`--listen must be host:port, got ${JSON.stringify(listen)}`);
+  return { host: m[1] || '127.0.0.1', port: Number(m[2]) };
+}
+
+async function ensureNamespaces(rs: ResourceStore): Promise<void> {
+  const info = rs.registry.lookup('', 'v1', 'namespaces')!;
+  for (const name of SYSTEM_NAMESPACES) {
+    try {
+      await rs.create(info, undefined, { apiVersion: 'v1', kind: 'Namespace', metadata: { name } }, { fieldManager: 'kova' });
+    } catch (e) {
+      if (!(e instanceof ApiError && e.code === 409)) throw e;
+    }
+  }
+}
+
+export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
+  const log = opts.log ?? (() => undefined);
+  const step = opts.step ?? (() => undefined);
+  await mkdir(opts.dataDir, { recursive: true });
+  const stops: Array<() => Promise<void>> = [];
+  const stop = async () => {
+    for (const s of stops.reverse()) await s().catch((e) => log(`shutdown: ${e}`));
+  };
+  try {
+    let endpoints = opts.etcdEndpoints ?? [];
+    let etcd: EtcdProcess | undefined;
+    if (!endpoints.length) {
+      step('starting etcd');
+      etcd = await startEtcd({ dataDir: join(opts.dataDir, 'etcd'), log: (l) => log(`etcd: ${l}`), restartOnCrash: true });
+      stops.push(() => etcd!.stop());
+      endpoints = etcd.endpoints;
+    }
+    step(`connecting to etcd at ${endpoints.join(',')}`);
+    const store = Store.connect(endpoints);
+    stops.push(() => store.close());
+    await store.currentRevision();
+    store.startCompactor();
+
+    step('loading CRDs');
+    const registry = await Registry.load(opts.crdDir ?? defaultCrdDir());
+    const resources = new ResourceStore(store, registry, new Validator(registry));
+    await resources.namespaces.start();
+    stops.push(() => resources.namespaces.stop());
+    await ensureNamespaces(resources);
+
+    const nsLifecycle = new NamespaceLifecycle(resources, log);
+    await nsLifecycle.start();
+    stops.push(() => nsLifecycle.stop());
+    const gc = new GarbageCollector(resources, log);
+    await gc.start();
+    stops.push(() => gc.stop());
+
+    const { host, port } = splitHostPort(opts.listen);
+    let pki: Awaited<ReturnType<typeof ensurePki>> | undefined;
+    if (!opts.insecure) {
+      step('preparing certificates and token');
+      pki = await ensurePki(join(opts.dataDir, 'pki'), [host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host]);
+    }
+    const apiserver = new ApiServer({ registry, resources, token: pki?.token, log });
+    const addr = await apiserver.listen(host, port, pki ? { cert: pki.cert, key: pki.key } : undefined);
+    stops.push(() => apiserver.close());
+    const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+    const url = `${pki ? 'https' : 'http'}://${shownHost}:${addr.port}`;
+    const kubeconfig = join(opts.dataDir, 'kubeconfig');
+    await writeKubeconfig(kubeconfig, url, pki);
+    log(`api server listening on ${url} (${nowRFC3339()})`);
+    return { url, kubeconfig, token: pki?.token, caCert: pki?.caCert, etcdEndpoints: endpoints, apiserver, resources, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}

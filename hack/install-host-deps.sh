@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs and starts what a kova host needs, on Debian 12, as root. Idempotent: safe to re-run.
+# Like DevStack's stack.sh it works without systemd (containers, CI): daemons are started by hand.
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install-host-deps: must run as root (try: sudo $0)" >&2
+  exit 1
+fi
+if [ ! -f /etc/debian_version ]; then
+  echo "install-host-deps: only Debian/Ubuntu hosts are supported; install etcd, qemu, libvirt, dnsmasq, nftables, genisoimage by hand" >&2
+  exit 1
+fi
+
+PACKAGES=(
+  etcd-server etcd-client openssl
+  qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
+  dnsmasq-base nftables iproute2 genisoimage busybox-static
+)
+
+step() { echo "==> install-host-deps: $*"; }
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  step "apt-get update"
+  DEBIAN_FRONTEND=noninteractive apt-get update -q
+  step "installing ${missing[*]}"
+  # policy-rc.d keeps package scripts from trying to start services on hosts without an init.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    -o Dpkg::Options::=--force-confnew -o Dpkg::Options::=--force-confdef "${missing[@]}"
+else
+  step "all packages present"
+fi
+
+# The Debian etcd-server package may start a system etcd on 2379; kova runs its own, on free ports.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  systemctl disable --now etcd >/dev/null 2>&1 || true
+fi
+
+start_daemon() {
+  local name=$1; shift
+  if pgrep -x "$name" >/dev/null 2>&1; then
+    step "$name already running"
+  else
+    step "starting $name"
+    "$@"
+  fi
+}
+
+if command -v libvirtd >/dev/null 2>&1; then
+  mkdir -p /var/log/libvirt /var/run/libvirt /var/lib/libvirt/images
+  start_daemon virtlogd virtlogd -d
+  start_daemon libvirtd libvirtd -d
+  for i in $(seq 1 50); do
+    virsh -c qemu:///system version >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  virsh -c qemu:///system version >/dev/null 2>&1 && step "libvirt answers on qemu:///system" || step "warning: libvirt does not answer yet"
+fi
+
+if [ -e /dev/kvm ]; then step "KVM available"; else step "no /dev/kvm: guests will run under QEMU TCG (slower)"; fi
+step "done"
