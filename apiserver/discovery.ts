@@ -57,7 +57,13 @@ function resourceEntries(r: ResourceInfo) {
   if (r.categories.length) main.categories = r.categories;
   const out = [main];
   if (r.statusSubresource) out.push({ name: `${r.plural}/status`, singularName: '', namespaced: r.namespaced, kind: r.kind, verbs: ['get', 'patch', 'update'] });
+  if (hasBinding(r)) out.push({ name: `${r.plural}/binding`, singularName: '', namespaced: r.namespaced, kind: 'Binding', verbs: ['create'] });
   return out;
+}
+
+/** Instances have a `binding` subresource (like pods/binding): see apiserver/binding.ts. */
+function hasBinding(r: ResourceInfo): boolean {
+  return r.group === 'kova.dev' && r.plural === 'instances';
 }
 
 /** APIResourceList for one group-version, or undefined when it is not served. */
@@ -92,6 +98,9 @@ function aggregatedResource(r: ResourceInfo) {
   if (r.categories.length) d.categories = r.categories;
   if (r.statusSubresource) {
     d.subresources = [{ subresource: 'status', responseKind: { group: r.group, version: r.version, kind: r.kind }, verbs: ['get', 'patch', 'update'] }];
+  }
+  if (hasBinding(r)) {
+    d.subresources = [...((d.subresources as unknown[]) ?? []), { subresource: 'binding', responseKind: { group: r.group, version: r.version, kind: 'Binding' }, verbs: ['create'] }];
   }
   return d;
 }

@@ -16,6 +16,7 @@ import { PATCH_CONTENT_TYPES, ResourceStore } from './resource-store.js';
 import type { DeleteOptions, WriteOptions } from './resource-store.js';
 import { ApiError, badRequest, internal, methodNotAllowed, notFoundPath, unauthorized, unsupportedMediaType } from './status.js';
 import { toTable } from './table.js';
+import { Binder } from './binding.js';
 import { serveWatch } from './watch.js';
 
 export interface ApiServerOptions {
@@ -70,6 +71,16 @@ export class ApiServer {
 
   get resources() {
     return this.opts.resources;
+  }
+
+  private binderCache?: Binder;
+  private binder(): Binder {
+    if (!this.binderCache) {
+      const r = this.registry;
+      const kinds = ['instances', 'hosts', 'flavors'].map((p) => r.lookup('kova.dev', 'v1alpha1', p)!);
+      this.binderCache = new Binder(this.resources, kinds[0], kinds[1], kinds[2]);
+    }
+    return this.binderCache;
   }
 
   async listen(host: string, port: number, tls?: { cert: string; key: string }): Promise<AddressInfo> {
@@ -199,6 +210,12 @@ export class ApiServer {
     const { info, namespace, name, subresource } = route;
     const method = req.method ?? 'GET';
     const rs = this.resources;
+    if (subresource === 'binding' && info.group === 'kova.dev' && info.plural === 'instances' && name) {
+      if (method !== 'POST') throw methodNotAllowed(method);
+      const body = parseObjectBody(req.headers['content-type'], await readBodyBytes(req));
+      const { object, created } = await this.binder().bind(namespace!, name, body, writeQuery(q));
+      return send(res, created ? 201 : 200, object);
+    }
     if (subresource && !(subresource === 'status' && info.statusSubresource) && !(subresource === 'finalize' && info.kind === 'Namespace' && info.group === '')) {
       throw notFoundPath();
     }

@@ -149,6 +149,28 @@ export class Store {
   }
 
   /**
+   * Writes several objects in one etcd transaction, each guarded by its expected revision: all
+   * are written or none. Used where one API operation must change two objects atomically (the
+   * Instance binding charges a Host). On a lost race it throws Conflict carrying the current
+   * objects (`current` holds the first object that changed).
+   */
+  async updateMany(writes: Array<{ key: string; obj: KObject; expectedRevision: string }>): Promise<KObject[]> {
+    const res = await this.txn({
+      compare: writes.map((w) => ({ key: Buffer.from(w.key), target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: parseRevision(w.expectedRevision) })),
+      success: writes.map((w) => ({ request_put: { key: Buffer.from(w.key), value: encode(w.obj) } })),
+      failure: writes.map((w) => ({ request_range: { key: Buffer.from(w.key) } })),
+    });
+    if (res.succeeded) return writes.map((w) => withRV(w.obj, res.header.revision));
+    for (let i = 0; i < writes.length; i++) {
+      const kv = res.responses[i]?.response_range.kvs[0];
+      if (!kv) throw new StoreError('NotFound', `${writes[i].key} not found`);
+      const current = decode(kv);
+      if (current.metadata.resourceVersion !== writes[i].expectedRevision) throw conflict(writes[i].key, writes[i].expectedRevision, current);
+    }
+    throw new StoreError('Conflict', 'transaction failed without a changed object');
+  }
+
+  /**
    * Deletes `key` (if its mod_revision is `expectedRevision`, when given) and returns the object
    * as it was, with resourceVersion set to the deletion revision.
    */

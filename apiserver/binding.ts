@@ -1,0 +1,187 @@
+// The Instance `binding` subresource: places an instance on a host and charges the host's
+// resources in one etcd transaction, like pods/binding plus a Placement claim. Because the check
+// "allocatable − allocated ≥ request" and both writes happen under compare-and-swap on both
+// objects, two schedulers (or one with a stale cache) can never overbook a host.
+import type { Condition, KObject, ResourceInfo } from '../api/types.js';
+import { nowRFC3339 } from '../api/types.js';
+import { formatQuantity, parseQuantity } from '../api/quantity.js';
+import { StoreError } from '../store/store.js';
+import type { ResourceStore } from './resource-store.js';
+import { storeToApiError } from './resource-store.js';
+import { ApiError, badRequest, conflict, invalid, notFound } from './status.js';
+
+export const INSTANCE_FINALIZER = 'kova.dev/instance-protection';
+const MAX_ATTEMPTS = 20;
+
+export interface Resources {
+  vcpus: number;
+  memory: number;
+  disk: number;
+}
+
+export interface Allocation {
+  uid: string;
+  instance: string;
+  vcpus: number;
+  memory: string;
+  disk: string;
+}
+
+interface BindingBody {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string };
+  target?: { name?: string; kind?: string };
+}
+
+/** The resources an Instance asks for: its Flavor's, or spec.resources. */
+export function instanceRequest(instance: KObject, flavor: KObject | undefined): Resources {
+  const spec = (instance.spec ?? {}) as { flavor?: string; resources?: Record<string, unknown> };
+  const src = spec.resources ?? (flavor?.spec as Record<string, unknown> | undefined);
+  if (!src) throw conflictMsg(instance, `flavor "${spec.flavor}" not found`);
+  return {
+    vcpus: Number(src.vcpus ?? 0),
+    memory: parseQuantity((src.memory as string | number | undefined) ?? 0),
+    disk: parseQuantity((src.disk as string | number | undefined) ?? 0),
+  };
+}
+
+function quantity(v: unknown): number {
+  if (v === undefined || v === null) return 0;
+  try {
+    return parseQuantity(v as string | number);
+  } catch {
+    return 0;
+  }
+}
+
+/** Sum of a host's allocation entries: the source of truth for `status.allocated`. */
+export function sumAllocations(allocs: Allocation[]): Resources {
+  const total = { vcpus: 0, memory: 0, disk: 0 };
+  for (const a of allocs) {
+    total.vcpus += Number(a.vcpus ?? 0);
+    total.memory += quantity(a.memory);
+    total.disk += quantity(a.disk);
+  }
+  return total;
+}
+
+export function formatResources(r: Resources): { vcpus: number; memory: string; disk: string } {
+  return { vcpus: r.vcpus, memory: formatQuantity(r.memory), disk: formatQuantity(r.disk) };
+}
+
+/** Why `req` does not fit on `host` given its allocations, or undefined when it fits. */
+export function insufficiency(host: KObject, allocs: Allocation[], req: Resources): string | undefined {
+  const status = (host.status ?? {}) as { allocatable?: Record<string, unknown> };
+  const alloc = status.allocatable;
+  if (!alloc) return 'insufficient resources: the host reports no allocatable resources yet';
+  const used = sumAllocations(allocs);
+  const free = { vcpus: Number(alloc.vcpus ?? 0) - used.vcpus, memory: quantity(alloc.memory) - used.memory, disk: quantity(alloc.disk) - used.disk };
+  const short: string[] = [];
+  if (req.vcpus > free.vcpus) short.push(`vcpus (requested ${req.vcpus}, free ${free.vcpus})`);
+  if (req.memory > free.memory) short.push(`memory (requested ${formatQuantity(req.memory)}, free ${formatQuantity(Math.max(0, free.memory))})`);
+  if (req.disk > free.disk) short.push(`disk (requested ${formatQuantity(req.disk)}, free ${formatQuantity(Math.max(0, free.disk))})`);
+  return short.length ? `insufficient ${short.join(', ')} on host ${host.metadata.name}` : undefined;
+}
+
+function conflictMsg(instance: KObject, why: string): ApiError {
+  return conflict({ group: 'kova.dev', plural: 'instances', kind: 'Instance' }, instance.metadata.name ?? '', why);
+}
+
+function setCondition(conds: Condition[], c: Omit<Condition, 'lastTransitionTime'>, now: string): Condition[] {
+  const old = conds.find((x) => x.type === c.type);
+  const next: Condition = { ...c, lastTransitionTime: old && old.status === c.status ? old.lastTransitionTime : now };
+  return [...conds.filter((x) => x.type !== c.type), next];
+}
+
+export class Binder {
+  constructor(
+    private readonly rs: ResourceStore,
+    private readonly instances: ResourceInfo,
+    private readonly hosts: ResourceInfo,
+    private readonly flavors: ResourceInfo,
+  ) {}
+
+  /** POST .../instances/{name}/binding. Returns the bound Instance (201), or it as is when already bound there. */
+  async bind(ns: string, name: string, body: unknown, opts: { dryRun?: boolean } = {}): Promise<{ object: KObject; created: boolean }> {
+    const b = this.parse(name, body);
+    const target = b.target!.name!;
+    const store = this.rs.store;
+    for (let attempt = 0; ; attempt++) {
+      const [instance, host] = await Promise.all([this.rs.get(this.instances, ns, name), this.getHost(target)]);
+      const bound = (instance.status as { hostName?: string } | undefined)?.hostName;
+      if (bound === target) return { object: instance, created: false };
+      if (bound) throw conflictMsg(instance, `instance is already bound to host ${bound}`);
+      if (instance.metadata.deletionTimestamp) throw conflictMsg(instance, 'instance is being deleted');
+      if ((host.spec as { fenced?: boolean } | undefined)?.fenced) throw conflictMsg(instance, `host ${target} is fenced`);
+      const flavorName = (instance.spec as { flavor?: string } | undefined)?.flavor;
+      const flavor = flavorName ? await this.rs.get(this.flavors, undefined, flavorName).catch((e) => (e instanceof ApiError && e.code === 404 ? undefined : Promise.reject(e))) : undefined;
+      const req = instanceRequest(instance, flavor);
+
+      const hostStatus = (host.status ?? {}) as Record<string, unknown> & { allocations?: Allocation[] };
+      const uid = instance.metadata.uid!;
+      const allocs = (hostStatus.allocations ?? []).filter((a) => a.uid !== uid);
+      const why = insufficiency(host, allocs, req);
+      // The message starts with "insufficient" so schedulers can tell "host full" from a race.
+      if (why) throw new ApiError(409, 'Conflict', why, { name, group: 'kova.dev', kind: 'instances' });
+
+      const now = nowRFC3339();
+      const entry: Allocation = { uid, instance: `${ns}/${name}`, ...formatResources(req) };
+      const nextAllocs = [...allocs, entry];
+      const nextHost: KObject = { ...host, status: { ...hostStatus, allocations: nextAllocs, allocated: formatResources(sumAllocations(nextAllocs)) } };
+
+      const st = (instance.status ?? {}) as Record<string, unknown> & { conditions?: Condition[]; phase?: string };
+      const finalizers = instance.metadata.finalizers ?? [];
+      const nextInstance: KObject = {
+        ...instance,
+        metadata: { ...instance.metadata, finalizers: finalizers.includes(INSTANCE_FINALIZER) ? finalizers : [...finalizers, INSTANCE_FINALIZER] },
+        status: {
+          ...st,
+          hostName: target,
+          phase: !st.phase || st.phase === 'Pending' || st.phase === 'Scheduling' ? 'Provisioning' : st.phase,
+          conditions: setCondition(st.conditions ?? [], { type: 'Scheduled', status: 'True', reason: 'Scheduled', message: `bound to host ${target}` }, now),
+        },
+      };
+      if (opts.dryRun) return { object: nextInstance, created: true };
+      try {
+        const [out] = await store.updateMany([
+          { key: this.rs.key(this.instances, ns, name), obj: nextInstance, expectedRevision: instance.metadata.resourceVersion! },
+          { key: this.rs.key(this.hosts, undefined, target), obj: nextHost, expectedRevision: host.metadata.resourceVersion! },
+        ]);
+        return { object: out, created: true };
+      } catch (e) {
+        if (e instanceof StoreError && e.code === 'Conflict' && attempt < MAX_ATTEMPTS) continue;
+        if (e instanceof StoreError && e.code === 'NotFound') continue; // re-read: the next get reports which one is gone
+        storeToApiError(e, this.instances, name);
+      }
+    }
+  }
+
+  private async getHost(name: string): Promise<KObject> {
+    try {
+      return await this.rs.get(this.hosts, undefined, name);
+    } catch (e) {
+      if (e instanceof ApiError && e.code === 404) throw notFound(this.hosts, name);
+      throw e;
+    }
+  }
+
+  private parse(name: string, body: unknown): BindingBody {
+    if (!body || typeof body !== 'object' || Array.isArray(body)) throw badRequest('the request body must be a Binding object');
+    const b = body as BindingBody;
+    if (b.kind !== undefined && b.kind !== 'Binding') throw badRequest(`the kind in the data (${b.kind}) must be Binding`);
+    if (b.metadata?.name !== undefined && b.metadata.name !== name) {
+      throw badRequest(`the name of the binding (${b.metadata.name}) does not match the instance on the URL (${name})`);
+    }
+    const res = { group: 'kova.dev', kind: 'Binding', plural: 'bindings' };
+    const t = b.target?.name;
+    if (typeof t !== 'string' || !t) throw invalid(res, name, [{ reason: 'FieldValueRequired', field: 'target.name', message: 'Required value: the host to bind to' }]);
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(t) || t.length > 63) {
+      throw invalid(res, name, [{ reason: 'FieldValueInvalid', field: 'target.name', message: `Invalid value: "${t}": must be a host name (DNS-1123 label)` }]);
+    }
+    if (b.target?.kind !== undefined && b.target.kind !== 'Host') {
+      throw invalid(res, name, [{ reason: 'FieldValueNotSupported', field: 'target.kind', message: `Unsupported value: "${b.target.kind}": supported values: "Host"` }]);
+    }
+    return b;
+  }
+}
