@@ -138,7 +138,7 @@ test('unknown fields are reported with paths and pruned', () => {
 test('defaults: nested, objects defaulted then filled, nulls pruned or defaulted', () => {
   const host: KObject = { apiVersion: 'kova.dev/v1alpha1', kind: 'Host', metadata: { name: 'node-1', creationTimestamp: null as unknown as string } };
   v.applyDefaults(kova('Host'), host);
-  assert.deepEqual(host.spec, { unschedulable: false });
+  assert.deepEqual(host.spec, { unschedulable: false, fenced: false });
   assert.deepEqual(host.metadata, { name: 'node-1' });
 
   const net: KObject = { apiVersion: 'kova.dev/v1alpha1', kind: 'Network', metadata: { name: 'n', namespace: 'd' }, spec: { type: 'vxlan', cidr: '10.20.0.0/24', dhcp: null, gateway: null } };
