@@ -258,11 +258,18 @@ interface WalkHooks {
   array?(path: Seg[], value: unknown[], schema: JSONSchema): void;
 }
 
+/** `path` is a stack shared by the whole walk (pushed and popped), copied only when a hook gets it. */
 function walk(value: unknown, schema: JSONSchema | undefined, path: Seg[], hooks: WalkHooks): void {
   if (!schema) return;
   if (Array.isArray(value)) {
-    hooks.array?.(path, value, schema);
-    if (isObj(schema.items)) value.forEach((x, i) => walk(x, schema.items as JSONSchema, [...path, i], hooks));
+    hooks.array?.([...path], value, schema);
+    if (isObj(schema.items)) {
+      for (let i = 0; i < value.length; i++) {
+        path.push(i);
+        walk(value[i], schema.items as JSONSchema, path, hooks);
+        path.pop();
+      }
+    }
     return;
   }
   if (!isObj(value) || !describesObject(schema)) return;
@@ -272,27 +279,37 @@ function walk(value: unknown, schema: JSONSchema | undefined, path: Seg[], hooks
   const embedded = schema['x-kubernetes-embedded-resource'] === true;
   for (const key of Object.keys(value)) {
     const sub = Object.prototype.hasOwnProperty.call(props, key) ? props[key] : undefined;
-    if (embedded && key === 'metadata' && !sub) walk(value[key], OBJECT_META_SCHEMA, [...path, key], hooks);
-    else if (sub) walk(value[key], sub, [...path, key], hooks);
-    else if (isObj(ap)) walk(value[key], ap, [...path, key], hooks);
-    else if (ap === true || preserve || (embedded && (key === 'apiVersion' || key === 'kind'))) continue;
-    else if (hooks.unknown?.([...path, key], value, key)) delete value[key];
+    path.push(key);
+    if (embedded && key === 'metadata' && !sub) walk(value[key], OBJECT_META_SCHEMA, path, hooks);
+    else if (sub) walk(value[key], sub, path, hooks);
+    else if (isObj(ap)) walk(value[key], ap, path, hooks);
+    else if (ap === true || preserve || (embedded && (key === 'apiVersion' || key === 'kind'))) {
+      // known through additionalProperties, preserve-unknown-fields or embedded type meta
+    } else if (hooks.unknown?.([...path], value, key)) delete value[key];
+    path.pop();
   }
 }
+
+/** Root schemas with ObjectMeta and type meta added, built once per resource. */
+const rootSchemas = new WeakMap<JSONSchema, JSONSchema>();
 
 /** Walks a whole object: root metadata is ObjectMeta, apiVersion and kind are always known. */
 function walkObject(info: ResourceInfo, obj: KObject, hooks: WalkHooks): void {
   const schema = info.schema;
   if (!schema) return;
-  const root: JSONSchema = {
-    ...schema,
-    properties: {
-      ...(isObj(schema.properties) ? schema.properties : {}),
-      apiVersion: { type: 'string' },
-      kind: { type: 'string' },
-      metadata: OBJECT_META_SCHEMA,
-    },
-  };
+  let root = rootSchemas.get(schema);
+  if (!root) {
+    root = {
+      ...schema,
+      properties: {
+        ...(isObj(schema.properties) ? schema.properties : {}),
+        apiVersion: { type: 'string' },
+        kind: { type: 'string' },
+        metadata: OBJECT_META_SCHEMA,
+      },
+    };
+    rootSchemas.set(schema, root);
+  }
   walk(obj, root, [], hooks);
 }
 

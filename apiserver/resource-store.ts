@@ -28,6 +28,8 @@ export interface WriteOptions {
   /** Warnings to return in `Warning` headers. */
   warnings?: string[];
   subresource?: 'status';
+  /** The caller hands `body` over (freshly parsed from a request): no defensive copy needed. */
+  ownsBody?: boolean;
 }
 
 export interface DeleteOptions {
@@ -201,7 +203,7 @@ export class ResourceStore {
 
   async create(info: ResourceInfo, ns: string | undefined, body: KObject, opts: WriteOptions = {}): Promise<KObject> {
     if (!body || typeof body !== 'object' || Array.isArray(body)) throw badRequest('the request body must be a JSON object');
-    const obj = prepareForCreate(info, clone(body), ns);
+    const obj = prepareForCreate(info, opts.ownsBody ? body : clone(body), ns);
     if (!obj.metadata.name) {
       throw invalid(info, '', [{ reason: 'FieldValueRequired', field: 'metadata.name', message: 'Required value: name or generateName is required' }]);
     }

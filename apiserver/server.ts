@@ -232,7 +232,7 @@ export class ApiServer {
         case 'POST': {
           const warnings: string[] = [];
           const body = parseObjectBody(req.headers['content-type'], await readBodyBytes(req)) as KObject;
-          const created = await rs.create(info, namespace, body, { ...writeQuery(q), userAgent: req.headers['user-agent'], warnings });
+          const created = await rs.create(info, namespace, body, { ...writeQuery(q), userAgent: req.headers['user-agent'], warnings, ownsBody: true });
           return send(res, 201, created, warningHeaders(warnings));
         }
         case 'DELETE': {
