@@ -27,6 +27,8 @@ export interface ApiServerOptions {
   /** Address advertised in /api serverAddressByClientCIDRs. */
   advertiseAddress?: string;
   log?: (msg: string) => void;
+  /** Bookmark period of idle watches (tests shorten it). */
+  bookmarkIntervalMs?: number;
 }
 
 type IncludeObject = 'None' | 'Metadata' | 'Object';
@@ -326,6 +328,7 @@ export class ApiServer {
       timeoutSeconds: intParam(q, 'timeoutSeconds'),
       allowBookmarks: boolParam(q, 'allowWatchBookmarks'),
       sendInitialEvents: boolParam(q, 'sendInitialEvents'),
+      bookmarkIntervalMs: this.opts.bookmarkIntervalMs,
       render: (o, first) => (tableMode ? toTable(info, [o], { includeObject: tableMode, withColumnDefinitions: first }) : o),
       register: (finish) => {
         this.activeWatches.add(finish);

@@ -19,6 +19,8 @@ export interface WatchRequest {
   timeoutSeconds?: number;
   allowBookmarks: boolean;
   sendInitialEvents?: boolean;
+  /** How often an idle watch with bookmarks gets one. Default BOOKMARK_INTERVAL_MS. */
+  bookmarkIntervalMs?: number;
   /** Turns an object into what the client asked for (plain object or one-row Table). */
   render: (obj: KObject, first: boolean) => unknown;
   /** Lets the server end this watch early (shutdown, tests); returns the unregister function. */
@@ -136,8 +138,8 @@ export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: Serv
     const tick = () => {
       if (closed) return;
       bookmark();
-      timers.push(setTimeout(tick, BOOKMARK_INTERVAL_MS));
+      timers.push(setTimeout(tick, req.bookmarkIntervalMs ?? BOOKMARK_INTERVAL_MS));
     };
-    timers.push(setTimeout(tick, BOOKMARK_INTERVAL_MS));
+    timers.push(setTimeout(tick, req.bookmarkIntervalMs ?? BOOKMARK_INTERVAL_MS));
   }
 }

@@ -25,6 +25,8 @@ export interface ControlPlaneOptions {
   /** Plain HTTP without auth, for local debugging only. */
   insecure?: boolean;
   crdDir?: string;
+  /** Bookmark period of idle watches; tests shorten it. */
+  bookmarkIntervalMs?: number;
   log?: (msg: string) => void;
   /** Progress lines for long steps (what `kova up` prints). */
   step?: (msg: string) => void;
@@ -107,7 +109,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       step('preparing certificates and token');
       pki = await ensurePki(join(opts.dataDir, 'pki'), [host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host]);
     }
-    const apiserver = new ApiServer({ registry, resources, token: pki?.token, log });
+    const apiserver = new ApiServer({ registry, resources, token: pki?.token, log, bookmarkIntervalMs: opts.bookmarkIntervalMs });
     const addr = await apiserver.listen(host, port, pki ? { cert: pki.cert, key: pki.key } : undefined);
     stops.push(() => apiserver.close());
     const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;

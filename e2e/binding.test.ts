@@ -1,39 +1,15 @@
 // The Instance binding subresource against a real control plane: atomic placement and
 // accounting, idempotence, refusal when full, and no overbooking under concurrent binds.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import https from 'node:https';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parse as parseYaml } from 'yaml';
 import { startControlPlane } from '../cli/control-plane.js';
 import type { ControlPlane } from '../cli/control-plane.js';
+import { apiClient } from './api-client.js';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-/** A tiny JSON client over the kubeconfig's server, CA and token. */
-async function apiClient(kubeconfig: string) {
-  const kc = parseYaml(await readFile(kubeconfig, 'utf8'));
-  const server = new URL(kc.clusters[0].cluster.server);
-  const ca = Buffer.from(kc.clusters[0].cluster['certificate-authority-data'], 'base64');
-  const token = kc.users[0].user.token as string;
-  const agent = new https.Agent({ keepAlive: true, ca, maxSockets: 64 });
-  return (method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<{ code: number; body: Obj }> =>
-    new Promise((resolve, reject) => {
-      const data = body === undefined ? undefined : JSON.stringify(body);
-      const req = https.request(
-        { host: server.hostname, port: server.port, path, method, agent, headers: { Authorization: `Bearer ${token}`, 'Content-Type': contentType, ...(data ? { 'Content-Length': Buffer.byteLength(data) } : {}) } },
-        (res) => {
-          let text = '';
-          res.on('data', (d) => (text += d));
-          res.on('end', () => resolve({ code: res.statusCode ?? 0, body: text ? JSON.parse(text) : {} }));
-        },
-      );
-      req.on('error', reject);
-      req.end(data);
-    });
-}
 
 const KOVA = '/apis/kova.dev/v1alpha1';
 
