@@ -1,0 +1,500 @@
+// KovaClient: a small, fast REST client for kova and the few built-in kinds controllers use.
+// Built on a client-node KubeConfig for credentials, but sends requests itself over one
+// keep-alive agent so controllers can issue thousands of requests per second, and so every
+// patch carries the content type it means (client-node picks SMP/JSON patch on its own).
+import http from 'node:http';
+import https from 'node:https';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { KObject, ObjectMeta } from '../../api/types.js';
+
+export type { KObject };
+
+/** Identifies a resource collection; `kind` is what objects of it carry in `kind`. */
+export interface Kind {
+  group: string; // '' for core
+  version: string;
+  plural: string;
+  kind: string;
+  namespaced: boolean;
+}
+
+const kova = (plural: string, kind: string, namespaced: boolean): Kind => ({ group: 'kova.dev', version: 'v1alpha1', plural, kind, namespaced });
+
+export const INSTANCES = kova('instances', 'Instance', true);
+export const HOSTS = kova('hosts', 'Host', false);
+export const FLAVORS = kova('flavors', 'Flavor', false);
+export const IMAGES = kova('images', 'Image', true);
+export const NETWORKS = kova('networks', 'Network', true);
+export const PORTS = kova('ports', 'Port', true);
+export const KEYPAIRS = kova('keypairs', 'KeyPair', true);
+export const VOLUMES = kova('volumes', 'Volume', true);
+export const LEASES: Kind = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true };
+export const EVENTS: Kind = { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true };
+export const NAMESPACES: Kind = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
+
+/** `apiVersion` string of a kind: `v1` or `group/version`. */
+export function apiVersionOf(kind: Pick<Kind, 'group' | 'version'>): string {
+  return kind.group ? `${kind.group}/${kind.version}` : kind.version;
+}
+
+/** A failed API call; `code`, `reason`, `message` come from the server's metav1.Status. */
+export class ApiError extends Error {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+    readonly status?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+export const isNotFound = (e: unknown): boolean => e instanceof ApiError && e.code === 404;
+export const isConflict = (e: unknown): boolean => e instanceof ApiError && e.code === 409;
+/** 409 because the name is taken (as opposed to a resourceVersion conflict). */
+export const isAlreadyExists = (e: unknown): boolean => e instanceof ApiError && e.code === 409 && e.reason === 'AlreadyExists';
+
+/** An object to create: apiVersion and kind may be left out. */
+export interface NewObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: ObjectMeta;
+  [field: string]: unknown;
+}
+
+export interface ListOptions {
+  labelSelector?: string;
+  fieldSelector?: string;
+  /** Page size; all pages are fetched and concatenated. */
+  limit?: number;
+}
+
+export interface ListResult<T> {
+  items: T[];
+  resourceVersion: string;
+}
+
+export interface DeleteOptions {
+  preconditions?: { uid?: string; resourceVersion?: string };
+  propagationPolicy?: 'Foreground' | 'Background' | 'Orphan';
+  gracePeriodSeconds?: number;
+}
+
+export interface WriteOptions {
+  fieldManager?: string;
+}
+
+export type JsonPatchOp =
+  | { op: 'add' | 'replace' | 'test'; path: string; value: unknown }
+  | { op: 'remove'; path: string };
+
+export interface KovaClientOptions {
+  userAgent?: string;
+  /** Default fieldManager for writes. */
+  fieldManager?: string;
+  /** Max sockets of the keep-alive agent (default 64). */
+  maxSockets?: number;
+  /** Conflict retries of updateStatus / finalizer edits (default 10). */
+  conflictRetries?: number;
+  /** Per-request timeout (default 30 s). */
+  timeoutMs?: number;
+}
+
+export interface BindResources {
+  vcpus: number;
+  memory: string;
+  disk: string;
+}
+
+interface RequestInit {
+  method: string;
+  path: string;
+  query?: Record<string, string | number | boolean | undefined>;
+  body?: unknown;
+  contentType?: string;
+  signal?: AbortSignal;
+}
+
+export class KovaClient {
+  readonly server: URL;
+  private readonly agent: http.Agent;
+  private readonly transport: typeof http | typeof https;
+  private readonly tls: https.RequestOptions = {};
+  private authHeaders: Record<string, string> = {};
+  private authLoaded?: Promise<void>;
+  private readonly userAgent: string;
+  private readonly fieldManager: string | undefined;
+  private readonly conflictRetries: number;
+  private readonly timeoutMs: number;
+  /** Requests sent, for tests and benchmarks. */
+  readonly stats = { requests: 0, conflicts: 0 };
+
+  constructor(
+    readonly kc: KubeConfig,
+    opts: KovaClientOptions = {},
+  ) {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error('kubeconfig has no current cluster');
+    this.server = new URL(cluster.server);
+    this.userAgent = opts.userAgent ?? 'kova-controllers';
+    this.fieldManager = opts.fieldManager;
+    this.conflictRetries = opts.conflictRetries ?? 10;
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    const agentOpts = { keepAlive: true, maxSockets: opts.maxSockets ?? 64, maxFreeSockets: opts.maxSockets ?? 64 };
+    if (this.server.protocol === 'http:') {
+      this.transport = http;
+      this.agent = new http.Agent(agentOpts);
+    } else {
+      this.transport = https;
+      this.agent = new https.Agent({ ...agentOpts, rejectUnauthorized: !cluster.skipTLSVerify });
+    }
+  }
+
+  static fromFile(path: string, opts?: KovaClientOptions): KovaClient {
+    const kc = new KubeConfig();
+    kc.loadFromFile(path);
+    return new KovaClient(kc, opts);
+  }
+
+  /** Closes idle keep-alive sockets. */
+  close(): void {
+    this.agent.destroy();
+  }
+
+  // ---- paths ----
+
+  collectionPath(kind: Kind, namespace?: string): string {
+    const base = kind.group ? `/apis/${kind.group}/${kind.version}` : `/api/${kind.version}`;
+    if (kind.namespaced && namespace) return `${base}/namespaces/${encodeURIComponent(namespace)}/${kind.plural}`;
+    return `${base}/${kind.plural}`;
+  }
+
+  objectPath(kind: Kind, namespace: string | undefined, name: string): string {
+    if (kind.namespaced && !namespace) throw new Error(`${kind.plural} are namespaced: namespace required for ${name}`);
+    return `${this.collectionPath(kind, namespace)}/${encodeURIComponent(name)}`;
+  }
+
+  // ---- verbs ----
+
+  /** The object, or undefined when it does not exist. */
+  async get<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, signal?: AbortSignal): Promise<T | undefined> {
+    try {
+      return await this.request<T>({ method: 'GET', path: this.objectPath(kind, namespace, name), signal });
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  /** Lists every page; `namespace` undefined lists across all namespaces. */
+  async list<T extends KObject = KObject>(kind: Kind, namespace?: string, opts: ListOptions = {}, signal?: AbortSignal): Promise<ListResult<T>> {
+    const items: T[] = [];
+    let cont: string | undefined;
+    let resourceVersion = '';
+    do {
+      const page = await this.request<{ items?: T[]; metadata?: { continue?: string; resourceVersion?: string } }>({
+        method: 'GET',
+        path: this.collectionPath(kind, namespace),
+        query: { labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector, limit: opts.limit, continue: cont },
+        signal,
+      });
+      for (const item of page.items ?? []) {
+        // Lists omit apiVersion/kind on items; fill them so items look like GET results.
+        item.apiVersion ??= apiVersionOf(kind);
+        item.kind ??= kind.kind;
+        items.push(item);
+      }
+      cont = page.metadata?.continue || undefined;
+      resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
+    } while (cont);
+    return { items, resourceVersion };
+  }
+
+  /** Creates; `apiVersion`/`kind` default to the kind's. */
+  async create<T extends KObject = KObject>(kind: Kind, obj: NewObject, opts: WriteOptions = {}): Promise<T> {
+    return this.request<T>({
+      method: 'POST',
+      path: this.collectionPath(kind, obj.metadata.namespace),
+      query: { fieldManager: opts.fieldManager ?? this.fieldManager },
+      body: { ...obj, apiVersion: obj.apiVersion || apiVersionOf(kind), kind: obj.kind || kind.kind },
+    });
+  }
+
+  /** PUT of the whole object (resourceVersion in metadata makes it conditional). */
+  async update<T extends KObject = KObject>(kind: Kind, obj: T, opts: WriteOptions = {}): Promise<T> {
+    return this.request<T>({
+      method: 'PUT',
+      path: this.objectPath(kind, obj.metadata.namespace, obj.metadata.name!),
+      query: { fieldManager: opts.fieldManager ?? this.fieldManager },
+      body: obj,
+    });
+  }
+
+  /** Deletes; returns false when the object was already gone. */
+  async delete(kind: Kind, namespace: string | undefined, name: string, opts: DeleteOptions = {}): Promise<boolean> {
+    const body: Record<string, unknown> = { apiVersion: 'v1', kind: 'DeleteOptions' };
+    if (opts.preconditions) body.preconditions = opts.preconditions;
+    if (opts.propagationPolicy) body.propagationPolicy = opts.propagationPolicy;
+    if (opts.gracePeriodSeconds !== undefined) body.gracePeriodSeconds = opts.gracePeriodSeconds;
+    try {
+      await this.request({ method: 'DELETE', path: this.objectPath(kind, namespace, name), body });
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+  }
+
+  /** RFC 7386 merge patch of the main resource. */
+  async mergePatch<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, patch: unknown, opts: WriteOptions = {}): Promise<T> {
+    return this.request<T>({
+      method: 'PATCH',
+      path: this.objectPath(kind, namespace, name),
+      query: { fieldManager: opts.fieldManager ?? this.fieldManager },
+      body: patch,
+      contentType: 'application/merge-patch+json',
+    });
+  }
+
+  /** RFC 6902 JSON patch of the main resource (or of `/status` with subresource 'status'). */
+  async jsonPatch<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, ops: JsonPatchOp[], opts: WriteOptions & { subresource?: 'status' } = {}): Promise<T> {
+    const sub = opts.subresource ? `/${opts.subresource}` : '';
+    return this.request<T>({
+      method: 'PATCH',
+      path: this.objectPath(kind, namespace, name) + sub,
+      query: { fieldManager: opts.fieldManager ?? this.fieldManager },
+      body: ops,
+      contentType: 'application/json-patch+json',
+    });
+  }
+
+  /** Merge patch on the status subresource, e.g. `{status: {phase: 'Running'}}`. */
+  async patchStatus<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, patch: unknown, opts: WriteOptions = {}): Promise<T> {
+    return this.request<T>({
+      method: 'PATCH',
+      path: this.objectPath(kind, namespace, name) + '/status',
+      query: { fieldManager: opts.fieldManager ?? this.fieldManager },
+      body: patch,
+      contentType: 'application/merge-patch+json',
+    });
+  }
+
+  /** PUT of `/status`; the object's resourceVersion makes it conditional. */
+  async replaceStatus<T extends KObject = KObject>(kind: Kind, obj: T, opts: WriteOptions = {}): Promise<T> {
+    return this.request<T>({
+      method: 'PUT',
+      path: this.objectPath(kind, obj.metadata.namespace, obj.metadata.name!) + '/status',
+      query: { fieldManager: opts.fieldManager ?? this.fieldManager },
+      body: obj,
+    });
+  }
+
+  /**
+   * Read-modify-write of status with optimistic concurrency: GETs the object, calls `mutate` on
+   * it (which edits `obj.status` in place; returning `false` means "nothing to change" and skips
+   * the write), PUTs `/status` with the read resourceVersion, and on 409 Conflict starts over.
+   * Returns the stored object, or undefined when it does not exist (anymore).
+   * `mutate` may therefore run several times and must be a pure function of the object.
+   */
+  async updateStatus<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, mutate: (obj: T) => boolean | void, opts: WriteOptions = {}): Promise<T | undefined> {
+    return this.retryOnConflict(async () => {
+      const obj = await this.get<T>(kind, namespace, name);
+      if (!obj) return undefined;
+      if (mutate(obj) === false) return obj;
+      try {
+        return await this.replaceStatus(kind, obj, opts);
+      } catch (e) {
+        if (isNotFound(e)) return undefined;
+        throw e;
+      }
+    });
+  }
+
+  /**
+   * Same as updateStatus for the main resource (spec/metadata), via PUT with resourceVersion.
+   */
+  async updateWithRetry<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, mutate: (obj: T) => boolean | void, opts: WriteOptions = {}): Promise<T | undefined> {
+    return this.retryOnConflict(async () => {
+      const obj = await this.get<T>(kind, namespace, name);
+      if (!obj) return undefined;
+      if (mutate(obj) === false) return obj;
+      try {
+        return await this.update(kind, obj, opts);
+      } catch (e) {
+        if (isNotFound(e)) return undefined;
+        throw e;
+      }
+    });
+  }
+
+  /** Adds a finalizer if missing (conflict-safe). Returns the object, undefined if gone. */
+  async addFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string): Promise<T | undefined> {
+    return this.editFinalizers<T>(kind, namespace, name, (fins) => (fins.includes(finalizer) ? undefined : [...fins, finalizer]));
+  }
+
+  /** Removes a finalizer if present (conflict-safe). Returns the object (which may be gone: undefined). */
+  async removeFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string): Promise<T | undefined> {
+    return this.editFinalizers<T>(kind, namespace, name, (fins) => (fins.includes(finalizer) ? fins.filter((f) => f !== finalizer) : undefined));
+  }
+
+  /**
+   * Binds an instance to a host through the API server's binding subresource, which checks
+   * and claims the host's capacity in one transaction. Returns the updated Instance.
+   * Throws ApiError 409 (message starts with "insufficient") when the host has no room.
+   */
+  async bind<T extends KObject = KObject>(namespace: string, name: string, host: string, resources: BindResources): Promise<T> {
+    return this.request<T>({
+      method: 'POST',
+      path: this.objectPath(INSTANCES, namespace, name) + '/binding',
+      body: { apiVersion: 'kova.dev/v1alpha1', kind: 'Binding', metadata: { name }, target: { name: host }, resources },
+    });
+  }
+
+  /** Runs `fn` again (fresh read inside) while it fails with 409 Conflict. */
+  async retryOnConflict<R>(fn: () => Promise<R>): Promise<R> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (!(isConflict(e) && !isAlreadyExists(e)) || attempt >= this.conflictRetries) throw e;
+        this.stats.conflicts++;
+        // Jittered, growing pause so competing writers spread out instead of colliding in lockstep.
+        await new Promise((r) => setTimeout(r, Math.random() * Math.min(200, 2 * 2 ** attempt)));
+      }
+    }
+  }
+
+  private async editFinalizers<T extends KObject>(kind: Kind, namespace: string | undefined, name: string, edit: (fins: string[]) => string[] | undefined): Promise<T | undefined> {
+    // JSON patch guarded by a `test` on resourceVersion: it replaces the whole list only if
+    // nobody changed the object since we read it (the server answers 409/422 otherwise).
+    return this.retryOnConflict(async () => {
+      const obj = await this.get<T>(kind, namespace, name);
+      if (!obj) return undefined;
+      const next = edit(obj.metadata.finalizers ?? []);
+      if (!next) return obj;
+      try {
+        return await this.jsonPatch<T>(kind, namespace, name, [
+          { op: 'test', path: '/metadata/resourceVersion', value: obj.metadata.resourceVersion },
+          { op: 'add', path: '/metadata/finalizers', value: next },
+        ]);
+      } catch (e) {
+        if (isNotFound(e)) return undefined;
+        // A failed `test` op is 422 Invalid in Kubernetes; treat it as the conflict it is.
+        if (e instanceof ApiError && e.code === 422 && /test/i.test(e.message)) throw new ApiError(409, 'Conflict', e.message, e.status);
+        throw e;
+      }
+    });
+  }
+
+  // ---- transport ----
+
+  private loadAuth(): Promise<void> {
+    this.authLoaded ??= (async () => {
+      const opts: https.RequestOptions = {};
+      await this.kc.applyToHTTPSOptions(opts);
+      for (const k of ['ca', 'cert', 'key', 'pfx', 'passphrase', 'servername'] as const) {
+        if (opts[k] !== undefined) (this.tls as Record<string, unknown>)[k] = opts[k];
+      }
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(opts.headers ?? {})) if (v !== undefined) headers[k] = String(v);
+      if (opts.auth) headers.Authorization = 'Basic ' + Buffer.from(opts.auth).toString('base64');
+      this.authHeaders = headers;
+      // Drop the agent client-node created; ours keeps connections alive.
+      (opts.agent as http.Agent | undefined)?.destroy?.();
+    })();
+    return this.authLoaded;
+  }
+
+  /** Sends one request; parses JSON; throws ApiError for non-2xx. */
+  async request<T = unknown>(init: RequestInit): Promise<T> {
+    await this.loadAuth();
+    const first = await this.send(init);
+    if (first.status === 401) {
+      // Credentials may have rotated (exec/OIDC providers): reload once.
+      this.authLoaded = undefined;
+      await this.loadAuth();
+      return this.finish<T>(await this.send(init));
+    }
+    return this.finish<T>(first);
+  }
+
+  private finish<T>(res: { status: number; body: string }): T {
+    let parsed: unknown;
+    try {
+      parsed = res.body ? JSON.parse(res.body) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (res.status >= 200 && res.status < 300) return parsed as T;
+    const st = (parsed && typeof parsed === 'object' ? parsed : {}) as { reason?: string; message?: string };
+    throw new ApiError(res.status, st.reason ?? httpReason(res.status), st.message ?? (res.body.slice(0, 500) || `HTTP ${res.status}`), parsed as Record<string, unknown>);
+  }
+
+  private send(init: RequestInit): Promise<{ status: number; body: string }> {
+    let path = init.path;
+    if (init.query) {
+      const q = new URLSearchParams();
+      for (const [k, v] of Object.entries(init.query)) if (v !== undefined && v !== '') q.set(k, String(v));
+      const s = q.toString();
+      if (s) path += '?' + s;
+    }
+    const payload = init.body === undefined ? undefined : Buffer.from(JSON.stringify(init.body));
+    const headers: Record<string, string | number> = {
+      ...this.authHeaders,
+      Accept: 'application/json',
+      'User-Agent': this.userAgent,
+    };
+    if (payload) {
+      headers['Content-Type'] = init.contentType ?? 'application/json';
+      headers['Content-Length'] = payload.length;
+    }
+    this.stats.requests++;
+    return new Promise((resolve, reject) => {
+      const req = this.transport.request(
+        {
+          ...this.tls,
+          protocol: this.server.protocol,
+          hostname: this.server.hostname.replace(/^\[|\]$/g, ''),
+          port: this.server.port || (this.server.protocol === 'https:' ? 443 : 80),
+          path: this.server.pathname.replace(/\/$/, '') + path,
+          method: init.method,
+          headers,
+          agent: this.agent,
+          timeout: this.timeoutMs,
+          signal: init.signal,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+          // An aborted request may close the response without 'end' or 'error'.
+          res.on('close', () => {
+            if (!res.complete) reject(new Error(`${init.method} ${path}: connection closed before the response ended`));
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`${init.method} ${path}: timed out after ${this.timeoutMs} ms`)));
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+}
+
+function httpReason(code: number): string {
+  switch (code) {
+    case 404:
+      return 'NotFound';
+    case 409:
+      return 'Conflict';
+    case 422:
+      return 'Invalid';
+    case 401:
+      return 'Unauthorized';
+    case 403:
+      return 'Forbidden';
+    default:
+      return http.STATUS_CODES[code]?.replace(/\s+/g, '') ?? 'Unknown';
+  }
+}

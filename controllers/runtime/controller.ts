@@ -1,0 +1,146 @@
+// Controller: N workers pulling keys from a rate-limited queue and calling a Reconciler.
+// The reconciler gets only {namespace, name} and reads the world itself (level-triggered), so
+// duplicate or missed events are harmless; a thrown error retries with back-off.
+import { RateLimitedQueue } from './rate-limited-queue.js';
+import type { RateLimiter } from './rate-limited-queue.js';
+import type { Clock } from './workqueue.js';
+
+/** Which object to reconcile. Cluster-scoped objects have no namespace. */
+export interface Request {
+  namespace?: string;
+  name: string;
+}
+
+export interface Result {
+  /** Reconcile this object again after this many ms (polling), even without events. */
+  requeueAfterMs?: number;
+}
+
+/**
+ * Makes the world match one object's desired state. Contract: idempotent (may be called any
+ * number of times for the same state), reads current state itself, and returns once done or
+ * throws: a plain error is retried with per-key exponential back-off; a TerminalError is
+ * logged and counted but not retried (until a new event enqueues the key again).
+ * `signal` aborts when the controller stops; long waits should honour it.
+ */
+export interface Reconciler {
+  name: string;
+  reconcile(req: Request, signal: AbortSignal): Promise<Result | void>;
+}
+
+/** A failure retrying cannot fix (invalid spec, …): logged and counted, not requeued. */
+export class TerminalError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TerminalError';
+  }
+}
+
+/** "ns/name" for namespaced objects, "name" for cluster-scoped ones. */
+export function keyOf(req: Request): string {
+  return req.namespace ? `${req.namespace}/${req.name}` : req.name;
+}
+
+export function requestOf(key: string): Request {
+  const i = key.indexOf('/');
+  return i < 0 ? { name: key } : { namespace: key.slice(0, i), name: key.slice(i + 1) };
+}
+
+/** Key of an API object (its namespace and name). */
+export function keyOfObject(obj: { metadata?: { namespace?: string; name?: string } }): string {
+  return keyOf({ namespace: obj.metadata?.namespace, name: obj.metadata?.name ?? '' });
+}
+
+export interface ControllerOptions {
+  /** Parallel workers (default 2). Keys are never reconciled concurrently regardless. */
+  workers?: number;
+  log?: (msg: string) => void;
+  clock?: Clock;
+  limiter?: RateLimiter;
+}
+
+export class Controller {
+  readonly name: string;
+  readonly queue: RateLimitedQueue;
+  readonly stats = { reconciles: 0, errors: 0, terminalErrors: 0, requeues: 0 };
+  private readonly workers: number;
+  private readonly log: (msg: string) => void;
+  private running?: Promise<void>;
+
+  constructor(
+    readonly reconciler: Reconciler,
+    opts: ControllerOptions = {},
+  ) {
+    this.name = reconciler.name;
+    this.workers = opts.workers ?? 2;
+    this.log = opts.log ?? ((m) => console.error(m));
+    this.queue = new RateLimitedQueue({ clock: opts.clock, limiter: opts.limiter });
+  }
+
+  /** Queues a reconcile of `req` (deduplicated with any already waiting). */
+  enqueue(req: Request): void {
+    this.queue.add(keyOf(req));
+  }
+
+  enqueueKey(key: string): void {
+    this.queue.add(key);
+  }
+
+  enqueueAfter(req: Request, ms: number): void {
+    this.queue.addAfter(keyOf(req), ms);
+  }
+
+  /**
+   * Runs the workers until `signal` aborts; resolves once in-flight reconciles have finished.
+   * Keys can be enqueued before start().
+   */
+  start(signal: AbortSignal): Promise<void> {
+    if (this.running) return this.running;
+    const onAbort = () => this.queue.shutDown();
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    const workers = Array.from({ length: this.workers }, () => this.worker(signal));
+    this.running = Promise.all(workers).then(() => signal.removeEventListener('abort', onAbort));
+    return this.running;
+  }
+
+  private async worker(signal: AbortSignal): Promise<void> {
+    for (;;) {
+      const key = await this.queue.get();
+      if (key === undefined) return;
+      try {
+        await this.processOne(key, signal);
+      } finally {
+        this.queue.done(key);
+      }
+    }
+  }
+
+  private async processOne(key: string, signal: AbortSignal): Promise<void> {
+    this.stats.reconciles++;
+    try {
+      const res = await this.reconciler.reconcile(requestOf(key), signal);
+      this.queue.forget(key);
+      if (res && res.requeueAfterMs !== undefined && res.requeueAfterMs >= 0) {
+        this.stats.requeues++;
+        this.queue.addAfter(key, res.requeueAfterMs);
+      }
+    } catch (e) {
+      if (signal.aborted) return; // stopping: errors caused by the abort are expected
+      if (e instanceof TerminalError) {
+        this.stats.terminalErrors++;
+        this.queue.forget(key);
+        this.log(`${this.name}: ${key}: terminal error, not retrying: ${e.message}`);
+        return;
+      }
+      this.stats.errors++;
+      const n = this.queue.numRequeues(key);
+      this.queue.addRateLimited(key);
+      this.log(`${this.name}: ${key}: reconcile failed (retry ${n + 1}): ${errorMessage(e)}`);
+    }
+  }
+}
+
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
