@@ -1,0 +1,45 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { applyUnboundStatus, validatedCondition } from './instance-status.js';
+import type { References, UnboundInstance } from './instance-status.js';
+
+const refs = (flavors: string[], images: string[]): References => ({
+  flavorExists: (n) => flavors.includes(n),
+  imageUsable: (ns, n) => images.includes(`${ns}/${n}`),
+});
+
+describe('validatedCondition', () => {
+  it('is True when flavor and image exist, or resources replace the flavor', () => {
+    const c = validatedCondition('p', { flavor: 'm1', image: 'tiny' }, refs(['m1'], ['p/tiny']), 2);
+    assert.deepEqual(c, { type: 'Validated', status: 'True', reason: 'Valid', message: 'flavor and image exist', observedGeneration: 2 });
+    assert.equal(validatedCondition('p', { resources: {}, image: 'tiny' }, refs([], ['p/tiny'])).status, 'True');
+  });
+  it('names what is missing, flavor first', () => {
+    const c = validatedCondition('p', { flavor: 'm1', image: 'tiny' }, refs([], []));
+    assert.equal(c.status, 'False');
+    assert.equal(c.reason, 'FlavorNotFound');
+    assert.equal(c.message, 'flavor "m1" not found; image "tiny" not found in namespace p and no Public image has that name');
+    assert.equal(validatedCondition('p', { flavor: 'm1', image: 'tiny' }, refs(['m1'], [])).reason, 'ImageNotFound');
+  });
+});
+
+describe('applyUnboundStatus', () => {
+  const now = new Date('2026-01-01T00:00:00Z');
+  const ok = { type: 'Validated', status: 'True' as const, reason: 'Valid', message: 'flavor and image exist', observedGeneration: 1 };
+  it('initializes phase, observedGeneration and the condition once', () => {
+    const inst: UnboundInstance = { metadata: { generation: 1 } };
+    assert.equal(applyUnboundStatus(inst, ok, now), true);
+    assert.deepEqual(inst.status, { phase: 'Pending', observedGeneration: 1, conditions: [{ ...ok, lastTransitionTime: '2026-01-01T00:00:00Z' }] });
+    assert.equal(applyUnboundStatus(inst, ok, now), false, 'idempotent');
+  });
+  it('never overwrites a phase another writer set, but follows the generation', () => {
+    const inst: UnboundInstance = { metadata: { generation: 3 }, status: { phase: 'Failed', observedGeneration: 2, conditions: [{ ...ok, lastTransitionTime: 'x' }] } };
+    assert.equal(applyUnboundStatus(inst, { ...ok, observedGeneration: 3 }, now), true);
+    assert.equal(inst.status?.phase, 'Failed');
+    assert.equal(inst.status?.observedGeneration, 3);
+  });
+  it('leaves bound and deleted instances alone', () => {
+    assert.equal(applyUnboundStatus({ metadata: { generation: 1 }, status: { hostName: 'h' } }, ok, now), false);
+    assert.equal(applyUnboundStatus({ metadata: { generation: 1, deletionTimestamp: '2026-01-01T00:00:00Z' } }, ok, now), false);
+  });
+});

@@ -1,0 +1,60 @@
+// What the instance controller writes on an instance that is not (yet) bound to a host: the
+// initial phase, observedGeneration and the Validated condition (do its Flavor and Image exist?).
+// Once bound, the node agent owns phase and observedGeneration; the scheduler owns Scheduled.
+import type { Condition } from '../host/conditions.js';
+import { hasCondition, setCondition } from '../host/conditions.js';
+
+export interface InstanceSpecRefs {
+  flavor?: string;
+  image?: string;
+  resources?: unknown;
+}
+
+export interface UnboundInstance {
+  metadata: { generation?: number; deletionTimestamp?: string };
+  spec?: InstanceSpecRefs;
+  status?: { phase?: string; hostName?: string; observedGeneration?: number; conditions?: Condition[]; [f: string]: unknown };
+}
+
+/** Lookups the validation needs, answered from caches. */
+export interface References {
+  flavorExists(name: string): boolean;
+  /** An Image of that name in the namespace, or a Public one in any namespace. */
+  imageUsable(namespace: string, name: string): boolean;
+}
+
+export type ValidatedCondition = Omit<Condition, 'lastTransitionTime'>;
+
+export function validatedCondition(namespace: string, spec: InstanceSpecRefs | undefined, refs: References, generation?: number): ValidatedCondition {
+  const problems: string[] = [];
+  let reason = 'Valid';
+  if (spec?.flavor && !refs.flavorExists(spec.flavor)) {
+    problems.push(`flavor "${spec.flavor}" not found`);
+    reason = 'FlavorNotFound';
+  }
+  if (spec?.image && !refs.imageUsable(namespace, spec.image)) {
+    problems.push(`image "${spec.image}" not found in namespace ${namespace} and no Public image has that name`);
+    if (reason === 'Valid') reason = 'ImageNotFound';
+  }
+  if (!problems.length) return { type: 'Validated', status: 'True', reason, message: 'flavor and image exist', observedGeneration: generation };
+  return { type: 'Validated', status: 'False', reason, message: problems.join('; '), observedGeneration: generation };
+}
+
+/**
+ * Edits `inst.status` in place toward the desired unbound status; returns false when there is
+ * nothing to change (or the instance is bound or being deleted: not this controller's business).
+ */
+export function applyUnboundStatus(inst: UnboundInstance, cond: ValidatedCondition, now: Date = new Date()): boolean {
+  if (inst.status?.hostName || inst.metadata.deletionTimestamp) return false;
+  const st = inst.status ?? {};
+  const gen = inst.metadata.generation;
+  const phaseOk = !!st.phase;
+  const genOk = gen === undefined || st.observedGeneration === gen;
+  const condOk = hasCondition(st.conditions, cond);
+  if (phaseOk && genOk && condOk) return false;
+  inst.status = st;
+  if (!phaseOk) st.phase = 'Pending';
+  if (!genOk) st.observedGeneration = gen;
+  if (!condOk) st.conditions = setCondition(st.conditions, cond, now);
+  return true;
+}
