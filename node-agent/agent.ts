@@ -1,0 +1,182 @@
+// The node agent: registers its Host, heartbeats its Lease, watches the instances bound to it
+// and runs each through the InstanceReconciler, like a kubelet for VMs. On start it adopts
+// the domains it finds (matching them to instances by key and uid) instead of spawning anew.
+import type { KObject } from '../api/types.js';
+import { Controller, errorMessage } from '../controllers/runtime/controller.js';
+import { HOSTS, INSTANCES } from '../controllers/runtime/client.js';
+import type { KovaClient } from '../controllers/runtime/client.js';
+import { EventRecorder } from '../controllers/runtime/events.js';
+import { Informer } from '../controllers/runtime/informer.js';
+import type { ComputeDriver, DomainInfo } from './driver.js';
+import { FlavorCache } from './flavor-cache.js';
+import { LeaseHeartbeat, registerHost } from './host-registration.js';
+import type { HostStatusFacts } from './host-registration.js';
+import { InstanceReconciler } from './instance-reconciler.js';
+import type { InstanceView } from './shared-instances.js';
+
+export interface NodeAgentOptions {
+  client: KovaClient;
+  hostName: string;
+  driver: ComputeDriver;
+  /** Labels set on the Host (others are left alone), e.g. kova.dev/zone. */
+  labels?: Record<string, string>;
+  heartbeatS?: number;
+  leaseDurationS?: number;
+  /** Parallel reconciles (default 8). */
+  workers?: number;
+  /** Shared by all agents of a process (sim); one of its own otherwise. */
+  flavors?: FlavorCache;
+  /** Shared by all agents of a process (sim); one of its own otherwise. */
+  recorder?: EventRecorder;
+  /**
+   * The instances bound to this host: by default its own informer with
+   * `fieldSelector=status.hostName=<host>`; sim agents get views of one shared watch.
+   */
+  instances?: InstanceView;
+  stopTimeoutMs?: number;
+  retryBaseMs?: number;
+  startingAfterMs?: number;
+  log?: (msg: string) => void;
+}
+
+export class NodeAgent {
+  readonly hostName: string;
+  readonly reconciler: InstanceReconciler;
+  readonly controller: Controller;
+  private readonly informer: InstanceView;
+  private readonly heartbeat: LeaseHeartbeat;
+  private readonly recorder: EventRecorder;
+  private readonly log: (msg: string) => void;
+  private stopped?: Promise<void>;
+  /** What adoption found at start, for logs and tests. */
+  readonly adoption = { adopted: 0, orphansDestroyed: 0, foreign: 0 };
+
+  constructor(private readonly o: NodeAgentOptions) {
+    this.hostName = o.hostName;
+    this.log = o.log ?? ((m) => console.error(m));
+    this.recorder = o.recorder ?? new EventRecorder(o.client, 'kova-agent', { log: this.log });
+    this.heartbeat = new LeaseHeartbeat(o.client, o.hostName, o.leaseDurationS ?? 40);
+    this.informer = o.instances ?? new Informer(o.client, INSTANCES, { fieldSelector: `status.hostName=${o.hostName}`, log: this.log });
+    this.reconciler = new InstanceReconciler({
+      client: o.client,
+      hostName: o.hostName,
+      driver: o.driver,
+      getCached: (ns, name) => this.informer.get(ns, name),
+      recorder: this.recorder,
+      flavors: o.flavors ?? new FlavorCache(o.client),
+      log: this.log,
+      stopTimeoutMs: o.stopTimeoutMs,
+      retryBaseMs: o.retryBaseMs,
+      startingAfterMs: o.startingAfterMs,
+    });
+    this.controller = new Controller(this.reconciler, { workers: o.workers ?? 8, log: this.log });
+  }
+
+  /**
+   * Registers the host, syncs the instance cache, adopts existing domains and starts the
+   * workers and the heartbeat. Resolves once the agent is up; `signal` stops it, and
+   * `done()` resolves when it has stopped.
+   */
+  async start(signal: AbortSignal): Promise<void> {
+    const { driver, client } = this.o;
+    await driver.init();
+    const info = await driver.hostInfo();
+    const facts: HostStatusFacts = { info, driver: driver.name };
+    await registerHost(client, this.hostName, this.o.labels ?? {}, facts);
+    await this.heartbeat.renew();
+
+    const enqueue = (obj: KObject) => this.controller.enqueue({ namespace: obj.metadata.namespace, name: obj.metadata.name! });
+    this.informer.on('add', (obj) => {
+      this.reconciler.observed(obj);
+      enqueue(obj);
+    });
+    this.informer.on('update', (obj) => {
+      this.reconciler.observed(obj);
+      enqueue(obj);
+    });
+    this.informer.on('delete', (obj) => {
+      this.reconciler.observed(obj, true);
+      enqueue(obj);
+    });
+    this.informer.start();
+    await this.informer.waitForSync(signal);
+
+    await this.adopt(await driver.listDomains());
+    const unsubscribe = driver.onEvent((e) => {
+      if (!e.instanceKey) return;
+      const i = e.instanceKey.indexOf('/');
+      this.controller.enqueue({ namespace: e.instanceKey.slice(0, i), name: e.instanceKey.slice(i + 1) });
+    });
+    for (const obj of this.informer.list()) enqueue(obj);
+    const workers = this.controller.start(signal);
+
+    const beat = setInterval(() => void this.beat(facts), (this.o.heartbeatS ?? 10) * 1000);
+    this.stopped = new Promise<void>((resolve) => {
+      const stop = async () => {
+        clearInterval(beat);
+        unsubscribe();
+        this.informer.stop();
+        await workers;
+        resolve();
+      };
+      if (signal.aborted) void stop();
+      else signal.addEventListener('abort', () => void stop(), { once: true });
+    });
+  }
+
+  /** Instances in the agent's cache (bound to this host). */
+  informerSize(): number {
+    return this.informer.list().length;
+  }
+
+  /** Resolves after the agent stopped (its signal aborted and in-flight reconciles ended). */
+  done(): Promise<void> {
+    return this.stopped ?? Promise.resolve();
+  }
+
+  /**
+   * Matches the host's domains to the instances bound here. A kova domain whose instance is
+   * bound here (same uid) is adopted; one whose instance is gone or lives elsewhere now is an
+   * orphan and is destroyed; domains kova did not create are only reported.
+   */
+  private async adopt(domains: DomainInfo[]): Promise<void> {
+    let host: KObject | undefined;
+    const hostObj = async () => (host ??= await this.o.client.get(HOSTS, undefined, this.hostName));
+    for (const d of domains) {
+      if (!d.managedByKova || !d.instanceKey) {
+        this.adoption.foreign++;
+        this.log(`agent ${this.hostName}: domain ${d.name} was not created by kova; leaving it alone`);
+        const h = await hostObj();
+        if (h) void this.recorder.warning(h, 'ForeignDomain', `domain ${d.name} on this host was not created by kova; it is not managed, and its resources are not accounted`);
+        continue;
+      }
+      const i = d.instanceKey.indexOf('/');
+      const inst = this.informer.get(d.instanceKey.slice(0, i), d.instanceKey.slice(i + 1));
+      if (inst && inst.metadata.uid === d.instanceUID) {
+        this.reconciler.domains.set(d.instanceKey, d.id);
+        this.adoption.adopted++;
+        continue;
+      }
+      this.adoption.orphansDestroyed++;
+      this.log(`agent ${this.hostName}: destroying orphan domain ${d.name} (instance ${d.instanceKey} uid ${d.instanceUID} is not bound to this host)`);
+      try {
+        await this.o.driver.destroy(d.id);
+        const h = await hostObj();
+        if (h) void this.recorder.normal(h, 'OrphanDestroyed', `destroyed domain ${d.name}: its instance ${d.instanceKey} (uid ${d.instanceUID}) is no longer bound to this host`);
+      } catch (e) {
+        this.log(`agent ${this.hostName}: could not destroy orphan domain ${d.name}: ${errorMessage(e)}`);
+      }
+    }
+    if (domains.length) this.log(`agent ${this.hostName}: adopted ${this.adoption.adopted} domain(s), destroyed ${this.adoption.orphansDestroyed} orphan(s), ${this.adoption.foreign} foreign`);
+  }
+
+  /** One heartbeat: renew the Lease, and re-assert the Host status if someone changed it. */
+  private async beat(facts: HostStatusFacts): Promise<void> {
+    try {
+      await this.heartbeat.renew();
+      await registerHost(this.o.client, this.hostName, this.o.labels ?? {}, facts);
+    } catch (e) {
+      this.log(`agent ${this.hostName}: heartbeat failed: ${errorMessage(e)}`);
+    }
+  }
+}

@@ -1,0 +1,191 @@
+// The hypervisor boundary of the node agent, in the spirit of Nova's ComputeDriver: one
+// interface whose doc comments are the contract, implemented by the libvirt driver and by the
+// in-process SimDriver. The agent is the only caller; hypervisor ids never reach the API except
+// as status.domainUUID.
+import { createHash } from 'node:crypto';
+
+/** What the hypervisor says about a domain; also written to Instance status.powerState. */
+export const PowerState = {
+  Running: 'Running',
+  Paused: 'Paused',
+  /** Off after a clean shutdown (from inside the guest, or powerOff). */
+  Shutdown: 'Shutdown',
+  /** Off (or stuck) because the guest crashed or its emulator died. */
+  Crashed: 'Crashed',
+  /** Being built, or a state the driver cannot map. */
+  NoState: 'NoState',
+} as const;
+export type PowerState = (typeof PowerState)[keyof typeof PowerState];
+
+export interface HostInfo {
+  vcpus: number;
+  memoryBytes: number;
+  diskBytes: number;
+  /** Human-readable, e.g. `QEMU 7.2 (tcg)` or `sim`. */
+  hypervisor: string;
+  /** e.g. `x86_64`. */
+  architecture: string;
+}
+
+export interface DomainInfo {
+  /** Driver id; for every kova driver this is the domain name (see domainName). */
+  id: string;
+  name: string;
+  uuid: string;
+  state: PowerState;
+  /** True when kova created the domain (it carries kova's metadata). */
+  managedByKova: boolean;
+  /** `namespace/name` of the owning Instance, from the domain's metadata. */
+  instanceKey?: string;
+  /** metadata.uid of the owning Instance, from the domain's metadata. */
+  instanceUID?: string;
+  vcpus: number;
+  memoryBytes: number;
+}
+
+export interface NicSpec {
+  network: string;
+  port?: string;
+  mac: string;
+  ip?: string;
+}
+
+/** Everything a driver needs to build a domain; the agent fills it from the Instance. */
+export interface DomainSpec {
+  /** `namespace/name` of the Instance, stored in the domain's metadata. */
+  instanceKey: string;
+  instanceUID: string;
+  /** From domainName(); also the driver id of the new domain. */
+  name: string;
+  vcpus: number;
+  memoryBytes: number;
+  diskBytes: number;
+  /** Image reference (`namespace/name`, or a path/URL once images are local). */
+  image: string;
+  userData?: string;
+  networks: NicSpec[];
+  /** Opaque per-driver data (disk paths, bridge names, ...) filled by later layers. */
+  extra?: Record<string, unknown>;
+}
+
+/** Why a domain changed state, as reported through onEvent. */
+export type DomainEventReason = 'Started' | 'Stopped' | 'GuestShutdown' | 'Crashed' | 'Paused' | 'Resumed' | 'Rebooted' | 'Destroyed';
+
+export interface DomainEvent {
+  id: string;
+  uuid: string;
+  instanceKey?: string;
+  instanceUID?: string;
+  /** State after the change (NoState for Destroyed). */
+  state: PowerState;
+  reason: DomainEventReason;
+}
+
+export interface DriverCapabilities {
+  pause: boolean;
+  reboot: boolean;
+  /** Graceful (ACPI) shutdown honours powerOff's timeout before forcing off. */
+  gracefulShutdown: boolean;
+}
+
+/** The domain does not exist (any more). destroy() never throws it. */
+export class DomainNotFound extends Error {
+  constructor(readonly id: string) {
+    super(`domain ${JSON.stringify(id)} not found on this host`);
+    this.name = 'DomainNotFound';
+  }
+}
+
+/** Any other driver failure; the message is meant for the user (it lands in conditions). */
+export class DriverError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'DriverError';
+  }
+}
+
+/**
+ * A hypervisor on one host. All methods may be called concurrently for different domains;
+ * the agent never runs two operations on the same domain at once.
+ */
+export interface ComputeDriver {
+  /** `libvirt` or `sim`: what Host.status.driver shows. */
+  readonly name: 'libvirt' | 'sim';
+  readonly capabilities: DriverCapabilities;
+
+  /** Connects to the hypervisor. Idempotent; called once before anything else (and again after close()). */
+  init(): Promise<void>;
+
+  /** Physical capacity of the host. */
+  hostInfo(): Promise<HostInfo>;
+
+  /** Every domain on the host, kova's and others', in any state. */
+  listDomains(): Promise<DomainInfo[]>;
+
+  /** The domain's current info. Throws DomainNotFound. */
+  getInfo(id: string): Promise<DomainInfo>;
+
+  /**
+   * Defines and boots a domain. Postcondition: the domain exists and is Running, or the call
+   * throws (DriverError) and nothing of it is left behind (no domain, disks, tap devices).
+   * Throws DriverError when a domain with that name already exists: the caller decides whether
+   * to adopt or destroy it.
+   */
+  spawn(spec: DomainSpec): Promise<DomainInfo>;
+
+  /** Forces the domain off and removes it with everything spawn created. Succeeds when it is already gone. */
+  destroy(id: string): Promise<void>;
+
+  /**
+   * Shuts the guest down cleanly, forcing it off after timeoutMs. Ends Shutdown; no-op when
+   * already off. Throws DomainNotFound.
+   */
+  powerOff(id: string, timeoutMs: number): Promise<void>;
+
+  /** Boots a stopped or crashed domain (resumes a paused one). Ends Running. Throws DomainNotFound. */
+  powerOn(id: string): Promise<void>;
+
+  /** Restarts the guest from any state (running, paused, off, crashed). Ends Running. */
+  reboot(id: string): Promise<void>;
+
+  /** Suspends a running guest's vCPUs. Ends Paused; no-op when paused; DriverError when off. */
+  pause(id: string): Promise<void>;
+
+  /** Resumes a paused guest. Ends Running; no-op when running; DriverError when off. */
+  unpause(id: string): Promise<void>;
+
+  /**
+   * Subscribes to domain state changes, including those the agent did not cause (guest
+   * crashed, shut down from inside). Returns the unsubscribe function. Events are hints: a
+   * listener should re-read state, as they may be coalesced or arrive late.
+   */
+  onEvent(cb: (e: DomainEvent) => void): () => void;
+
+  /** Drops listeners and the hypervisor connection. Domains keep running. */
+  close(): Promise<void>;
+}
+
+/** Longest domain name kova makes; libvirt itself has no small limit, but paths and logs do. */
+export const MAX_DOMAIN_NAME = 80;
+
+/**
+ * The domain name of an Instance: `kova-<namespace>.<name>`. Namespaces and Instance names are
+ * DNS-1123 labels, which never contain a dot, so the dot makes the mapping injective (with a
+ * dash, `a-b`/`c` and `a`/`b-c` would collide). Names that would exceed MAX_DOMAIN_NAME are
+ * truncated and end with a hash of the uid, so they stay distinct. The result only has
+ * [a-z0-9.-], which is safe in libvirt XML, file names and command arguments.
+ */
+export function domainName(namespace: string, name: string, uid: string): string {
+  const label = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+  if (!label.test(namespace) || namespace.length > 63) throw new DriverError(`invalid namespace ${JSON.stringify(namespace)} for a domain name`);
+  if (!label.test(name) || name.length > 63) throw new DriverError(`invalid instance name ${JSON.stringify(name)} for a domain name`);
+  const full = `kova-${namespace}.${name}`;
+  if (full.length <= MAX_DOMAIN_NAME) return full;
+  const hash = createHash('sha256').update(uid).digest('hex').slice(0, 12);
+  return `${full.slice(0, MAX_DOMAIN_NAME - hash.length - 1)}-${hash}`;
+}
+
+/** `namespace/name`, the key the agent, its queue and domain metadata use. */
+export function instanceKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}

@@ -1,0 +1,129 @@
+// The Instance status the agent writes, computed purely from the previous status and what the
+// agent observed and did in one reconcile. Unchanged inputs give a deep-equal status, which is
+// how the agent skips writes that would change nothing.
+import { isDeepStrictEqual } from 'node:util';
+import type { Condition } from '../api/types.js';
+import { nowRFC3339 } from '../api/types.js';
+import { PowerState } from './driver.js';
+import { REASON_CRASHED, REASON_GUEST_SHUTDOWN, REASON_STOPPED } from './power-policy.js';
+
+export type Phase = 'Pending' | 'Scheduling' | 'Provisioning' | 'Starting' | 'Running' | 'Stopping' | 'Stopped' | 'Failed' | 'Terminating';
+
+export interface InstanceStatus {
+  phase?: Phase;
+  hostName?: string;
+  domainUUID?: string;
+  powerState?: PowerState;
+  startedAt?: string;
+  restartCount?: number;
+  observedRestartedAt?: string;
+  observedGeneration?: number;
+  conditions?: Condition[];
+  [k: string]: unknown;
+}
+
+export interface Observation {
+  generation?: number;
+  /** The domain after this reconcile's actions; undefined when there is none. */
+  domain?: { uuid: string; state: PowerState };
+  /** The agent booted the guest (spawn, power on, reboot) in this reconcile. */
+  started?: boolean;
+  /** It was an automatic restart after a crash or guest shutdown. */
+  restarted?: boolean;
+  /** The agent powered the guest off (or kept it from starting); `why` explains. */
+  stoppedWhy?: string;
+  observedRestartedAt?: string;
+  /** Spawn failed with this message. */
+  failure?: string;
+  /** A phase for in-between writes (Starting before a spawn, Terminating on delete). */
+  phase?: 'Starting' | 'Terminating';
+  now?: Date;
+}
+
+type CondSpec = Omit<Condition, 'lastTransitionTime'>;
+
+/** The status after `o`, starting from `prev` (fields the agent does not own are kept). */
+export function nextStatus(prev: InstanceStatus | undefined, o: Observation): InstanceStatus {
+  const now = o.now ?? new Date();
+  const s: InstanceStatus = { ...(prev ?? {}) };
+  const state = o.domain?.state;
+  const prevReady = prev?.conditions?.find((c) => c.type === 'Ready');
+
+  if (o.domain) s.domainUUID = o.domain.uuid;
+  if (state) s.powerState = state;
+  else delete s.powerState;
+  if (o.started) s.startedAt = nowRFC3339(now);
+  if (o.restarted) s.restartCount = (prev?.restartCount ?? 0) + 1;
+  else if (s.restartCount === undefined) s.restartCount = 0;
+  if (o.observedRestartedAt !== undefined) s.observedRestartedAt = o.observedRestartedAt;
+  if (o.generation !== undefined) s.observedGeneration = o.generation;
+
+  let phase: Phase;
+  let ready: CondSpec;
+  if (o.phase === 'Terminating') {
+    phase = 'Terminating';
+    ready = { type: 'Ready', status: 'False', reason: 'Terminating', message: 'the instance is being deleted' };
+  } else if (o.failure !== undefined) {
+    phase = 'Failed';
+    ready = { type: 'Ready', status: 'False', reason: 'SpawnFailed', message: o.failure };
+  } else if (o.phase === 'Starting' || state === PowerState.NoState) {
+    phase = 'Starting';
+    ready = { type: 'Ready', status: 'False', reason: 'Starting', message: 'the guest is being started' };
+  } else if (state === PowerState.Running) {
+    phase = 'Running';
+    ready = { type: 'Ready', status: 'True', reason: 'Running', message: '' };
+  } else if (state === PowerState.Paused) {
+    phase = 'Running';
+    ready = { type: 'Ready', status: 'False', reason: 'Paused', message: 'the guest is paused (kova.dev/paused)' };
+  } else {
+    phase = 'Stopped';
+    ready = offCondition(state, o.stoppedWhy, prevReady);
+  }
+  s.phase = phase;
+  let conds = setCond(prev?.conditions, { ...ready, observedGeneration: o.generation }, now);
+  const paused = state === PowerState.Paused;
+  if (paused || conds.some((c) => c.type === 'Paused')) {
+    const spec: CondSpec = paused
+      ? { type: 'Paused', status: 'True', reason: 'PausedByUser', message: 'paused through the kova.dev/paused annotation', observedGeneration: o.generation }
+      : { type: 'Paused', status: 'False', reason: 'NotPaused', message: '', observedGeneration: o.generation };
+    conds = setCond(conds, spec, now);
+  }
+  s.conditions = conds;
+  return stripUndefined(s);
+}
+
+function offCondition(state: PowerState | undefined, stoppedWhy: string | undefined, prevReady: Condition | undefined): CondSpec {
+  if (stoppedWhy !== undefined) return { type: 'Ready', status: 'False', reason: REASON_STOPPED, message: `stopped by kova: ${stoppedWhy}` };
+  if (state === PowerState.Crashed) return { type: 'Ready', status: 'False', reason: REASON_CRASHED, message: 'the guest crashed' };
+  // The agent's own earlier stop stays attributed to it.
+  if (prevReady?.reason === REASON_STOPPED) return { type: 'Ready', status: 'False', reason: REASON_STOPPED, message: prevReady.message ?? '' };
+  if (state === PowerState.Shutdown) return { type: 'Ready', status: 'False', reason: REASON_GUEST_SHUTDOWN, message: 'the guest shut itself down' };
+  return { type: 'Ready', status: 'False', reason: REASON_STOPPED, message: 'the guest is not running' };
+}
+
+/** Like meta.SetStatusCondition: lastTransitionTime moves only when the status changes. */
+function setCond(list: readonly Condition[] | undefined, next: CondSpec, now: Date): Condition[] {
+  const out = [...(list ?? [])];
+  const i = out.findIndex((c) => c.type === next.type);
+  const prev = i >= 0 ? out[i] : undefined;
+  const lastTransitionTime = prev && prev.status === next.status && prev.lastTransitionTime ? prev.lastTransitionTime : nowRFC3339(now);
+  const c = stripUndefined({ ...next, lastTransitionTime }) as Condition;
+  if (i >= 0) out[i] = c;
+  else out.push(c);
+  return out;
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === undefined) delete o[k];
+  return o;
+}
+
+/** True when writing `next` over `prev` would change nothing. */
+export function sameStatus(prev: InstanceStatus | undefined, next: InstanceStatus): boolean {
+  return isDeepStrictEqual(normalize(prev ?? {}), normalize(next));
+}
+
+// Empty messages are dropped by some writers; compare them as absent.
+function normalize(s: InstanceStatus): unknown {
+  return { ...s, conditions: s.conditions?.map((c) => stripUndefined({ ...c, message: c.message || undefined })) };
+}

@@ -1,0 +1,77 @@
+// Entry points for the CLI: one agent (`kova agent --host NAME --driver sim|libvirt`) and a
+// fleet of simulated agents in one process (`kova up --driver sim --sim-hosts N`).
+import { getMaxListeners, setMaxListeners } from 'node:events';
+import { KovaClient } from '../controllers/runtime/client.js';
+import { EventRecorder } from '../controllers/runtime/events.js';
+import { NodeAgent } from './agent.js';
+import type { NodeAgentOptions } from './agent.js';
+import { FlavorCache } from './flavor-cache.js';
+import { SharedInstanceInformer } from './shared-instances.js';
+import { SimDriver } from './sim-driver.js';
+import type { SimDriverOptions } from './sim-driver.js';
+
+export interface SimAgents {
+  agents: NodeAgent[];
+  drivers: SimDriver[];
+  client: KovaClient;
+  /** Resolves when every agent has stopped (after `signal` aborted). */
+  done(): Promise<void>;
+}
+
+/**
+ * Starts `count` agents named `<prefix>0` … `<prefix>N-1`, each with its own SimDriver, sharing
+ * one API client, flavor cache, event recorder and instance watch. Resolves once all are
+ * registered and synced.
+ */
+export async function startSimAgents(opts: {
+  kubeconfig?: string;
+  client?: KovaClient;
+  count: number;
+  prefix?: string;
+  preset?: SimDriverOptions['preset'];
+  driverOptions?: Omit<SimDriverOptions, 'preset'>;
+  labels?: (i: number) => Record<string, string>;
+  workers?: number;
+  heartbeatS?: number;
+  leaseDurationS?: number;
+  signal: AbortSignal;
+  log?: (msg: string) => void;
+}): Promise<SimAgents> {
+  const client = opts.client ?? clientFor(opts.kubeconfig, Math.max(64, opts.count * 2));
+  const log = opts.log ?? ((m: string) => console.error(m));
+  const flavors = new FlavorCache(client);
+  const recorder = new EventRecorder(client, 'kova-agent', { log });
+  const prefix = opts.prefix ?? 'sim-';
+  // Every agent listens on the shared signal (controller, informer, shutdown).
+  setMaxListeners(Math.max(getMaxListeners(opts.signal), 10 + opts.count * 4), opts.signal);
+  const shared = new SharedInstanceInformer(client, log);
+  shared.start();
+  opts.signal.addEventListener('abort', () => shared.stop(), { once: true });
+  const drivers: SimDriver[] = [];
+  const agents: NodeAgent[] = [];
+  for (let i = 0; i < opts.count; i++) {
+    const driver = new SimDriver({ ...opts.driverOptions, preset: opts.preset });
+    drivers.push(driver);
+    agents.push(new NodeAgent({ client, hostName: `${prefix}${i}`, driver, labels: opts.labels?.(i), flavors, recorder, instances: shared.view(`${prefix}${i}`), workers: opts.workers ?? 4, heartbeatS: opts.heartbeatS, leaseDurationS: opts.leaseDurationS, log }));
+  }
+  // Register in small batches so a hundred hosts do not hit the API server at once.
+  for (let i = 0; i < agents.length; i += 10) await Promise.all(agents.slice(i, i + 10).map((a) => a.start(opts.signal)));
+  return { agents, drivers, client, done: async () => void (await Promise.all(agents.map((a) => a.done()))) };
+}
+
+/**
+ * Runs one agent (its own informer, flavor cache and recorder) until `signal` aborts; resolves
+ * once it is up. Takes every NodeAgent option; `client` defaults to one from `kubeconfig`.
+ */
+export async function runAgent(opts: Omit<NodeAgentOptions, 'client'> & { kubeconfig?: string; client?: KovaClient; signal: AbortSignal }): Promise<NodeAgent> {
+  const { kubeconfig, signal, ...rest } = opts;
+  const client = opts.client ?? clientFor(kubeconfig);
+  const agent = new NodeAgent({ ...rest, client });
+  await agent.start(signal);
+  return agent;
+}
+
+function clientFor(kubeconfig: string | undefined, maxSockets?: number): KovaClient {
+  if (!kubeconfig) throw new Error('a kubeconfig path or a client is required');
+  return KovaClient.fromFile(kubeconfig, { userAgent: 'kova-agent', fieldManager: 'kova-agent', maxSockets });
+}

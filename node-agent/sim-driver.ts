@@ -1,0 +1,291 @@
+// An in-process fake hypervisor with real state, like Nova's fake driver: a map of domains,
+// real capacity accounting, the same errors and events as a real driver, configurable delays
+// and injectable faults. Cheap enough that one process runs a hundred of them: timers only,
+// no polling.
+import { randomUUID } from 'node:crypto';
+import { parseQuantity } from '../api/quantity.js';
+import { DomainNotFound, DriverError, PowerState } from './driver.js';
+import type { ComputeDriver, DomainEvent, DomainEventReason, DomainInfo, DomainSpec, DriverCapabilities, HostInfo } from './driver.js';
+
+export interface SimPreset {
+  vcpus: number;
+  memory: string | number;
+  disk: string | number;
+}
+
+export const SIM_PRESETS = {
+  small: { vcpus: 4, memory: '16Gi', disk: '200Gi' },
+  default: { vcpus: 8, memory: '32Gi', disk: '500Gi' },
+  large: { vcpus: 64, memory: '512Gi', disk: '4Ti' },
+} satisfies Record<string, SimPreset>;
+
+export interface SimDriverOptions {
+  /** A preset name or explicit capacity (default: `default`, 8 vCPUs, 32Gi, 500Gi). */
+  preset?: keyof typeof SIM_PRESETS | SimPreset;
+  /** Time a spawn or power-on takes to reach Running (default 50 ms). */
+  spawnMs?: number;
+  /** Time a clean shutdown takes (default 20 ms). */
+  stopMs?: number;
+  /** Time a reboot takes (default 20 ms). */
+  rebootMs?: number;
+  /** Random extra delay as a fraction of each delay, 0..1 (default 0). */
+  jitter?: number;
+  /**
+   * Overcommit the sim allows before it refuses a spawn, per resource (default cpu 16, ram 1.5,
+   * disk 1: kova's default allocation ratios), so scheduler overbooking surfaces as failures.
+   */
+  overcommit?: { cpu?: number; ram?: number; disk?: number };
+  /** Shown as Host.status.hypervisor. */
+  hypervisor?: string;
+  architecture?: string;
+}
+
+interface SimDomain {
+  spec: DomainSpec;
+  uuid: string;
+  state: PowerState;
+  /** Bumped by every operation; a timer whose epoch is stale does nothing. */
+  epoch: number;
+}
+
+export class SimDriver implements ComputeDriver {
+  readonly name = 'sim' as const;
+  readonly capabilities: DriverCapabilities = { pause: true, reboot: true, gracefulShutdown: true };
+
+  private readonly domains = new Map<string, SimDomain>();
+  private readonly listeners = new Set<(e: DomainEvent) => void>();
+  private readonly capacity: { vcpus: number; memoryBytes: number; diskBytes: number };
+  private readonly spawnMs: number;
+  private readonly stopMs: number;
+  private readonly rebootMs: number;
+  private readonly jitter: number;
+  private readonly overcommit: { cpu: number; ram: number; disk: number };
+  private readonly hypervisor: string;
+  private readonly architecture: string;
+  private spawnFailures: string[] = [];
+
+  constructor(opts: SimDriverOptions = {}) {
+    const preset = typeof opts.preset === 'string' || opts.preset === undefined ? SIM_PRESETS[opts.preset ?? 'default'] : opts.preset;
+    if (!preset) throw new Error(`unknown sim preset ${JSON.stringify(opts.preset)}; known: ${Object.keys(SIM_PRESETS).join(', ')}`);
+    this.capacity = { vcpus: preset.vcpus, memoryBytes: parseQuantity(preset.memory), diskBytes: parseQuantity(preset.disk) };
+    this.spawnMs = opts.spawnMs ?? 50;
+    this.stopMs = opts.stopMs ?? 20;
+    this.rebootMs = opts.rebootMs ?? 20;
+    this.jitter = opts.jitter ?? 0;
+    this.overcommit = { cpu: 16, ram: 1.5, disk: 1, ...opts.overcommit };
+    this.hypervisor = opts.hypervisor ?? 'sim';
+    this.architecture = opts.architecture ?? 'x86_64';
+  }
+
+  async init(): Promise<void> {}
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+  }
+
+  async hostInfo(): Promise<HostInfo> {
+    return { ...this.capacity, hypervisor: this.hypervisor, architecture: this.architecture };
+  }
+
+  async listDomains(): Promise<DomainInfo[]> {
+    return [...this.domains.entries()].map(([id, d]) => this.info(id, d));
+  }
+
+  async getInfo(id: string): Promise<DomainInfo> {
+    return this.info(id, this.get(id));
+  }
+
+  async spawn(spec: DomainSpec): Promise<DomainInfo> {
+    validateSpec(spec);
+    if (this.domains.has(spec.name)) throw new DriverError(`a domain named ${spec.name} already exists on this host`);
+    this.checkRoom(spec);
+    const dom: SimDomain = { spec: structuredClone(spec), uuid: randomUUID(), state: PowerState.NoState, epoch: 0 };
+    this.domains.set(spec.name, dom);
+    const failure = this.spawnFailures.shift();
+    await this.delay(this.spawnMs);
+    if (failure !== undefined || this.domains.get(spec.name) !== dom) {
+      // Clean up fully, as the contract requires, whatever happened meanwhile.
+      if (this.domains.get(spec.name) === dom) this.domains.delete(spec.name);
+      throw new DriverError(failure ?? `domain ${spec.name} was destroyed while it was being spawned`);
+    }
+    dom.state = PowerState.Running;
+    dom.epoch++;
+    this.emit(spec.name, dom, 'Started');
+    return this.info(spec.name, dom);
+  }
+
+  async destroy(id: string): Promise<void> {
+    const dom = this.domains.get(id);
+    if (!dom) return;
+    this.domains.delete(id);
+    dom.epoch++;
+    this.emit(id, dom, 'Destroyed', PowerState.NoState);
+  }
+
+  async powerOff(id: string, timeoutMs: number): Promise<void> {
+    const dom = this.get(id);
+    if (isOff(dom.state)) return;
+    const epoch = ++dom.epoch;
+    // A guest that does not finish its clean shutdown in time is forced off.
+    await this.delay(Math.min(this.stopMs, Math.max(0, timeoutMs)));
+    if (!this.current(id, dom, epoch)) return;
+    dom.state = PowerState.Shutdown;
+    this.emit(id, dom, 'Stopped');
+  }
+
+  async powerOn(id: string): Promise<void> {
+    const dom = this.get(id);
+    if (dom.state === PowerState.Running) return;
+    if (dom.state === PowerState.Paused) return this.unpause(id);
+    const epoch = ++dom.epoch;
+    await this.delay(this.spawnMs);
+    if (!this.current(id, dom, epoch)) throw new DriverError(`domain ${id} changed state while it was being started`);
+    dom.state = PowerState.Running;
+    this.emit(id, dom, 'Started');
+  }
+
+  async reboot(id: string): Promise<void> {
+    const dom = this.get(id);
+    const epoch = ++dom.epoch;
+    await this.delay(this.rebootMs);
+    if (!this.current(id, dom, epoch)) throw new DriverError(`domain ${id} changed state while it was rebooting`);
+    dom.state = PowerState.Running;
+    this.emit(id, dom, 'Rebooted');
+  }
+
+  async pause(id: string): Promise<void> {
+    const dom = this.get(id);
+    if (dom.state === PowerState.Paused) return;
+    if (dom.state !== PowerState.Running) throw new DriverError(`cannot pause domain ${id}: it is ${dom.state}, not Running`);
+    dom.state = PowerState.Paused;
+    dom.epoch++;
+    this.emit(id, dom, 'Paused');
+  }
+
+  async unpause(id: string): Promise<void> {
+    const dom = this.get(id);
+    if (dom.state === PowerState.Running) return;
+    if (dom.state !== PowerState.Paused) throw new DriverError(`cannot unpause domain ${id}: it is ${dom.state}, not Paused`);
+    dom.state = PowerState.Running;
+    dom.epoch++;
+    this.emit(id, dom, 'Resumed');
+  }
+
+  onEvent(cb: (e: DomainEvent) => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  // ---- fault injection and inspection (tests, scale runs) ----
+
+  /** Makes the next spawn fail with this message, after its delay, leaving nothing behind. */
+  failNextSpawn(message = 'simulated spawn failure'): void {
+    this.spawnFailures.push(message);
+  }
+
+  /** The guest crashes: the domain ends Crashed, as a libvirt domain shut off with reason crashed. */
+  crash(id: string): void {
+    const dom = this.get(id);
+    if (isOff(dom.state)) throw new DriverError(`cannot crash domain ${id}: it is ${dom.state}`);
+    dom.state = PowerState.Crashed;
+    dom.epoch++;
+    this.emit(id, dom, 'Crashed');
+  }
+
+  /** The guest powers itself off cleanly (e.g. `poweroff` inside it). */
+  shutdownFromGuest(id: string): void {
+    const dom = this.get(id);
+    if (isOff(dom.state)) throw new DriverError(`cannot shut down domain ${id}: it is ${dom.state}`);
+    dom.state = PowerState.Shutdown;
+    dom.epoch++;
+    this.emit(id, dom, 'GuestShutdown');
+  }
+
+  /**
+   * Defines a running domain outside of spawn: one kova did not create (no instanceKey) or one
+   * left over from an earlier instance (instanceKey and instanceUID), for adoption tests.
+   */
+  addForeignDomain(name: string, opts: { state?: PowerState; instanceKey?: string; instanceUID?: string } = {}): DomainInfo {
+    if (this.domains.has(name)) throw new DriverError(`a domain named ${name} already exists on this host`);
+    const spec: DomainSpec = { instanceKey: opts.instanceKey ?? '', instanceUID: opts.instanceUID ?? '', name, vcpus: 1, memoryBytes: 256 * 2 ** 20, diskBytes: 0, image: '', networks: [] };
+    const dom: SimDomain = { spec, uuid: randomUUID(), state: opts.state ?? PowerState.Running, epoch: 0 };
+    this.domains.set(name, dom);
+    return this.info(name, dom);
+  }
+
+  /** Resources held by defined domains (off ones included: they keep their disk and claim). */
+  usage(): { domains: number; vcpus: number; memoryBytes: number; diskBytes: number } {
+    let vcpus = 0;
+    let memoryBytes = 0;
+    let diskBytes = 0;
+    for (const d of this.domains.values()) {
+      vcpus += d.spec.vcpus;
+      memoryBytes += d.spec.memoryBytes;
+      diskBytes += d.spec.diskBytes;
+    }
+    return { domains: this.domains.size, vcpus, memoryBytes, diskBytes };
+  }
+
+  private checkRoom(spec: DomainSpec): void {
+    const u = this.usage();
+    const c = this.capacity;
+    const o = this.overcommit;
+    if (u.vcpus + spec.vcpus > c.vcpus * o.cpu) throw new DriverError(`not enough vCPUs on this host: ${u.vcpus} of ${c.vcpus * o.cpu} in use, ${spec.vcpus} requested`);
+    if (u.memoryBytes + spec.memoryBytes > c.memoryBytes * o.ram) throw new DriverError(`not enough memory on this host: ${u.memoryBytes} of ${c.memoryBytes * o.ram} bytes in use, ${spec.memoryBytes} requested`);
+    if (u.diskBytes + spec.diskBytes > c.diskBytes * o.disk) throw new DriverError(`not enough disk on this host: ${u.diskBytes} of ${c.diskBytes * o.disk} bytes in use, ${spec.diskBytes} requested`);
+  }
+
+  private get(id: string): SimDomain {
+    const dom = this.domains.get(id);
+    if (!dom) throw new DomainNotFound(id);
+    return dom;
+  }
+
+  private current(id: string, dom: SimDomain, epoch: number): boolean {
+    return this.domains.get(id) === dom && dom.epoch === epoch;
+  }
+
+  private info(id: string, d: SimDomain): DomainInfo {
+    const managed = d.spec.instanceKey !== '';
+    return {
+      id,
+      name: id,
+      uuid: d.uuid,
+      state: d.state,
+      managedByKova: managed,
+      instanceKey: managed ? d.spec.instanceKey : undefined,
+      instanceUID: managed ? d.spec.instanceUID : undefined,
+      vcpus: d.spec.vcpus,
+      memoryBytes: d.spec.memoryBytes,
+    };
+  }
+
+  private emit(id: string, d: SimDomain, reason: DomainEventReason, state: PowerState = d.state): void {
+    const managed = d.spec.instanceKey !== '';
+    const e: DomainEvent = { id, uuid: d.uuid, state, reason, instanceKey: managed ? d.spec.instanceKey : undefined, instanceUID: managed ? d.spec.instanceUID : undefined };
+    for (const cb of this.listeners) {
+      try {
+        cb(e);
+      } catch {
+        // A listener's bug must not break the hypervisor.
+      }
+    }
+  }
+
+  private delay(ms: number): Promise<void> {
+    const d = ms * (1 + this.jitter * Math.random());
+    return d <= 0 ? Promise.resolve() : new Promise((r) => setTimeout(r, d));
+  }
+}
+
+function isOff(s: PowerState): boolean {
+  return s === PowerState.Shutdown || s === PowerState.Crashed;
+}
+
+function validateSpec(spec: DomainSpec): void {
+  if (!spec.name) throw new DriverError('domain spec has no name');
+  if (!spec.instanceKey || !spec.instanceUID) throw new DriverError(`domain spec ${spec.name} has no instance key or uid`);
+  if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1) throw new DriverError(`domain ${spec.name}: vcpus must be a positive integer, got ${spec.vcpus}`);
+  if (!(spec.memoryBytes > 0)) throw new DriverError(`domain ${spec.name}: memory must be positive, got ${spec.memoryBytes}`);
+  if (!(spec.diskBytes >= 0)) throw new DriverError(`domain ${spec.name}: disk size must not be negative, got ${spec.diskBytes}`);
+}
