@@ -6,6 +6,7 @@ import type { FieldCause, KObject, ResourceInfo } from '../api/types.js';
 import { groupVersion, nowRFC3339 } from '../api/types.js';
 import type { Validator } from '../api/validation.js';
 import { Store, StoreError } from '../store/store.js';
+import { WatchHub } from '../store/watch-hub.js';
 import { storageKey, storagePrefix } from './keys.js';
 import { clone, jsonEqual, markDeleting, normalizeBuiltin, prepareForCreate, prepareForUpdate } from './object-rules.js';
 import { applyJsonPatch, PatchError } from './patch/json-patch.js';
@@ -86,6 +87,8 @@ export function storeToApiError(e: unknown, info: ResourceInfo, name: string): n
 
 export class ResourceStore {
   readonly namespaces: NamespaceCache;
+  /** Shared etcd watches behind every HTTP watch. */
+  readonly watches: WatchHub;
 
   constructor(
     readonly store: Store,
@@ -93,6 +96,7 @@ export class ResourceStore {
     readonly validator: Validator,
   ) {
     this.namespaces = new NamespaceCache(store, registry);
+    this.watches = new WatchHub(store);
   }
 
   key(info: ResourceInfo, ns: string | undefined, name: string) {

@@ -126,7 +126,7 @@ export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: Serv
       lastRevision = from!;
     }
     if (closed) return;
-    storeWatch = await rs.store.watch(storagePrefix(info, req.namespace), from, onEvent, onError);
+    storeWatch = await rs.watches.watch(storagePrefix(info, undefined), info.namespaced ? req.namespace : undefined, from, onEvent, onError);
     if (closed) await storeWatch.close();
   } catch (e) {
     if (e instanceof StoreError && e.code === 'Expired') return sendError(gone(e.message));

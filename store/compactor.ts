@@ -37,6 +37,8 @@ export async function compactedRevision(client: Etcd3, compacted: number, readab
 }
 
 export interface CompactorOptions {
+  /** Called after each successful compaction with its revision. */
+  onCompacted?: (revision: number) => void;
   /** Default 5 minutes, as kube-apiserver. */
   intervalMs?: number;
   /** Revisions of history to keep. Default 10000. */
@@ -62,6 +64,7 @@ export function startCompactor(
       if (target > done) {
         await compact(client, target);
         done = target;
+        opts.onCompacted?.(target);
       }
     } catch (err) {
       opts.onError?.(err);

@@ -47,6 +47,7 @@ const UNARY_DEADLINE_MS = 10_000;
 export class Store {
   private readonly watches = new Set<WatchHandle>();
   private stopCompactor?: () => void;
+  private readonly compactListeners = new Set<(revision: number) => void>();
 
   /** The Store owns `client`: close() closes it. */
   constructor(
@@ -242,6 +243,16 @@ export class Store {
   /** Discards history before `revision`. Already compacted is fine. */
   async compact(revision: string): Promise<void> {
     await compact(this.client, parseRevision(revision));
+    this.compacted(parseRevision(revision));
+  }
+
+  /** Calls `fn` after every compaction made through this Store (history before it is gone). */
+  onCompacted(fn: (revision: number) => void): void {
+    this.compactListeners.add(fn);
+  }
+
+  private compacted(revision: number): void {
+    for (const fn of this.compactListeners) fn(revision);
   }
 
   /** Starts periodic compaction (see StoreOptions); idempotent; stopped by close(). */
@@ -249,6 +260,7 @@ export class Store {
     this.stopCompactor ??= startCompactor(this.client, async () => Number(await this.currentRevision()), {
       intervalMs: this.opts.compactIntervalMs,
       keepRevisions: this.opts.compactKeepRevisions,
+      onCompacted: (rev) => this.compacted(rev),
       onError,
     });
   }
