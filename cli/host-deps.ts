@@ -20,13 +20,27 @@ export function onPath(cmd: string): boolean {
 
 export interface HostNeeds {
   etcd: boolean;
+  /** The libvirt driver: QEMU, libvirt (daemon running), seed ISOs, host networking. */
+  libvirt?: boolean;
 }
+
+const LIBVIRT_SOCKET = '/var/run/libvirt/libvirt-sock';
 
 /** Commands missing for the requested mode, with the Debian package that provides each. */
 export function missingCommands(needs: HostNeeds): Array<{ cmd: string; pkg: string }> {
   const want: Array<{ cmd: string; pkg: string }> = [{ cmd: 'openssl', pkg: 'openssl' }];
   if (needs.etcd) want.push({ cmd: 'etcd', pkg: 'etcd-server' });
-  return want.filter((w) => !onPath(w.cmd));
+  if (needs.libvirt) {
+    want.push(
+      { cmd: 'qemu-system-x86_64', pkg: 'qemu-system-x86' }, { cmd: 'qemu-img', pkg: 'qemu-utils' },
+      { cmd: 'virsh', pkg: 'libvirt-clients' }, { cmd: 'libvirtd', pkg: 'libvirt-daemon-system' },
+      { cmd: 'genisoimage', pkg: 'genisoimage' }, { cmd: 'dnsmasq', pkg: 'dnsmasq-base' }, { cmd: 'nft', pkg: 'nftables' },
+    );
+  }
+  const missing = want.filter((w) => !onPath(w.cmd));
+  // Installed but not running (no systemd here): the script starts virtlogd and libvirtd.
+  if (needs.libvirt && !missing.length && !existsSync(LIBVIRT_SOCKET)) missing.push({ cmd: 'libvirtd (not running)', pkg: 'libvirt-daemon-system' });
+  return missing;
 }
 
 export function installScript(): string {

@@ -1,15 +1,34 @@
 #!/usr/bin/env node
-// The `kova` command: `up` runs a whole single-host cloud, `apiserver` the API server alone.
+// The `kova` command: `up` runs a whole single-host cloud, `apiserver`, `controllers` and
+// `agent` run one component each, and the power verbs act on Instances.
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { setMaxListeners } from 'node:events';
 import { parseArgs } from 'node:util';
+import { startControllerManager } from '../controllers/manager.js';
+import type { ControllerManager } from '../controllers/manager.js';
+import { KovaClient } from '../controllers/runtime/client.js';
+import { runAgent, startSimAgents } from '../node-agent/run.js';
+import type { SimAgents } from '../node-agent/run.js';
+import { SimDriver } from '../node-agent/sim-driver.js';
 import { defaultDataDir, startControlPlane } from './control-plane.js';
 import type { ControlPlane } from './control-plane.js';
 import { ensureHostDeps } from './host-deps.js';
+import { POWER_VERBS, powerAction } from './power.js';
 
 const HELP = `kova — a Kubernetes-style control plane for virtual machines
 
 Usage:
-  kova up [flags]          start etcd (unless external), the API server and the control plane
+  kova up [flags]          start etcd (unless external), the API server, the controllers and
+                           the node agent(s): a whole single-host cloud
   kova apiserver [flags]   run the API server alone (same flags)
+  kova controllers [--kubeconfig F] [--id ID]
+                           run the scheduler and controllers (leader-elected: run several)
+  kova agent --host NAME [--driver libvirt|sim] [--kubeconfig F] [--lease-duration S]
+                           run the node agent of one hypervisor host (heartbeat Lease
+                           kova-system/NAME, renewed every S/4 s; default S=40)
+  kova start|stop|restart|pause|unpause NAME [-n NAMESPACE] [--kubeconfig F]
+                           power actions on an Instance (see docs/control-plane.md)
   kova --help              show this help
 
 Flags:
@@ -19,6 +38,8 @@ Flags:
                            without it a local single-member etcd runs in DIR/etcd
   --driver libvirt|sim     hypervisor driver for the node agent (default libvirt)
   --sim-hosts N            number of simulated hosts with --driver sim (default 3)
+  --no-controllers         kova up without scheduler/controllers (run them elsewhere)
+  --no-agents              kova up without node agents
   --insecure               plain HTTP without authentication (local debugging only)
   -v, --verbose            log internal events to stderr
 
@@ -31,6 +52,8 @@ const FLAGS = {
   'etcd-endpoints': { type: 'string' },
   driver: { type: 'string', default: 'libvirt' },
   'sim-hosts': { type: 'string', default: '3' },
+  'no-controllers': { type: 'boolean', default: false },
+  'no-agents': { type: 'boolean', default: false },
   insecure: { type: 'boolean', default: false },
   verbose: { type: 'boolean', short: 'v', default: false },
   help: { type: 'boolean', short: 'h', default: false },
@@ -51,14 +74,24 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
   const dataDir = values['data-dir'] ?? defaultDataDir();
   say(`data directory ${dataDir}`);
   say('checking host dependencies');
-  await ensureHostDeps({ etcd: etcdEndpoints.length === 0 }, say);
+  const agents = what === 'up' && !values['no-agents'];
+  await ensureHostDeps({ etcd: etcdEndpoints.length === 0, libvirt: agents && values.driver === 'libvirt' }, say);
+  const simHosts = Number(values['sim-hosts']);
+  if (!Number.isInteger(simHosts) || simHosts < 1 || simHosts > 5000) throw new Error(`--sim-hosts must be an integer from 1 to 5000, got ${values['sim-hosts']}`);
   const verbose = values.verbose;
+  const log = verbose ? (m: string) => process.stderr.write(`${m}\n`) : () => undefined;
   let cp: ControlPlane | undefined;
+  let cm: ControllerManager | undefined;
+  let sims: SimAgents | undefined;
+  const components = new AbortController();
+  setMaxListeners(10_000, components.signal); // every informer, queue and agent listens on it
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     say(`${signal} received, stopping`);
+    components.abort();
+    await Promise.all([cm?.done, sims?.done()]);
     await cp?.stop();
     say('stopped');
     process.exit(0);
@@ -71,22 +104,97 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
     etcdEndpoints,
     insecure: values.insecure,
     step: say,
-    log: verbose ? (m) => process.stderr.write(`${m}\n`) : undefined,
+    log: verbose ? log : undefined,
   });
-  if (what === 'up') {
-    // Controllers and node agents join here as later issues land.
+  if (what === 'up' && !values['no-controllers']) {
+    say('starting controllers (scheduler, host, instance; leader-elected)');
+    cm = startControllerManager({ kubeconfig: cp.kubeconfig, signal: components.signal, log });
+  }
+  if (agents && values.driver === 'sim') {
+    say(`starting ${simHosts} simulated hypervisor host(s) sim-0 … sim-${simHosts - 1}`);
+    sims = await startSimAgents({ kubeconfig: cp.kubeconfig, count: simHosts, signal: components.signal, log });
+  } else if (agents) {
+    say(`starting the node agent for host ${agentHostName()} (libvirt)`);
+    await runAgent({ kubeconfig: cp.kubeconfig, hostName: agentHostName(), driver: await libvirtDriver(dataDir), signal: components.signal, log });
   }
   say(`ready: API server at ${cp.url}`);
   say(`kubeconfig: ${cp.kubeconfig}`);
   say(`try: export KUBECONFIG=${cp.kubeconfig}; kubectl get kova`);
 }
 
+/** The Host name of this machine's agent: its hostname, lowercased to a DNS label. */
+function agentHostName(): string {
+  return hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63) || 'localhost';
+}
+
+async function libvirtDriver(dataDir: string) {
+  const { LibvirtDriver } = await import('../node-agent/libvirt/libvirt-driver.js');
+  return new LibvirtDriver({ stateDir: join(dataDir, 'libvirt') });
+}
+
+function kubeconfigFrom(flag: string | undefined): string {
+  return flag ?? process.env.KUBECONFIG?.split(':')[0] ?? join(defaultDataDir(), 'kubeconfig');
+}
+
+/** Runs until SIGINT/SIGTERM, then aborts `ac` and waits for `done`. */
+function untilSignal(ac: AbortController, done: () => Promise<unknown>) {
+  const stop = (sig: string) => {
+    if (ac.signal.aborted) return;
+    say(`${sig} received, stopping`);
+    ac.abort();
+    void done().then(() => process.exit(0));
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+async function controllers(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, id: { type: 'string' }, verbose: { type: 'boolean', short: 'v', default: false } } });
+  const ac = new AbortController();
+  setMaxListeners(10_000, ac.signal);
+  const cm = startControllerManager({
+    kubeconfig: kubeconfigFrom(values.kubeconfig), signal: ac.signal, identity: values.id,
+    log: (m) => process.stderr.write(`${m}\n`),
+    onLeadership: (leading) => say(leading ? 'leading: controllers running' : 'not leading'),
+  });
+  untilSignal(ac, () => cm.done);
+  say(`controllers ${cm.identity} campaigning for the lease kova-system/kova-controllers`);
+}
+
+async function agent(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, host: { type: 'string' }, driver: { type: 'string', default: 'libvirt' }, 'data-dir': { type: 'string' }, 'lease-duration': { type: 'string', default: '40' } } });
+  const leaseDurationS = Number(values['lease-duration']);
+  if (!Number.isInteger(leaseDurationS) || leaseDurationS < 2) throw new Error(`--lease-duration must be a whole number of seconds >= 2, got ${values['lease-duration']}`);
+  const host = values.host ?? agentHostName();
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(host) || host.length > 63) throw new Error(`--host must be a DNS label (lowercase letters, digits, '-'), got ${JSON.stringify(host)}`);
+  if (values.driver !== 'libvirt' && values.driver !== 'sim') throw new Error(`--driver must be libvirt or sim, got ${values.driver}`);
+  if (values.driver === 'libvirt') await ensureHostDeps({ etcd: false, libvirt: true }, say);
+  const ac = new AbortController();
+  setMaxListeners(10_000, ac.signal);
+  const driver = values.driver === 'sim' ? new SimDriver() : await libvirtDriver(values['data-dir'] ?? defaultDataDir());
+  const a = await runAgent({ kubeconfig: kubeconfigFrom(values.kubeconfig), hostName: host, driver, leaseDurationS, heartbeatS: Math.max(1, Math.floor(leaseDurationS / 4)), signal: ac.signal, log: (m) => process.stderr.write(`${m}\n`) });
+  untilSignal(ac, () => a.done());
+  say(`ready: agent for host ${host} (${values.driver})`);
+}
+
+async function power(verb: string, argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { kubeconfig: { type: 'string' }, namespace: { type: 'string', short: 'n', default: 'default' } } });
+  if (positionals.length !== 1) throw new Error(`usage: kova ${verb} NAME [-n NAMESPACE]`);
+  const client = KovaClient.fromFile(kubeconfigFrom(values.kubeconfig), { userAgent: 'kova-cli', fieldManager: 'kova-cli' });
+  say(await powerAction(client, verb, values.namespace!, positionals[0]));
+}
+
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
+  if (cmd && (POWER_VERBS as readonly string[]).includes(cmd)) return power(cmd, rest);
   switch (cmd) {
     case 'up':
     case 'apiserver':
       return up(rest, cmd);
+    case 'controllers':
+      return controllers(rest);
+    case 'agent':
+      return agent(rest);
     case undefined:
     case '-h':
     case '--help':

@@ -24,7 +24,7 @@ describe('kubectl against kova up', () => {
   let kova: Kova;
 
   before(async () => {
-    kova = await startKova();
+    kova = await startKova(['--no-controllers', '--no-agents']);
     await kova.k(['apply', '-f', '-'], { input: 'apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n' });
     await kova.k(['apply', '-f', '-'], { input: FLAVOR });
   });

@@ -15,7 +15,7 @@ fi
 PACKAGES=(
   etcd-server etcd-client openssl
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
-  dnsmasq-base nftables iproute2 genisoimage busybox-static
+  dnsmasq-base nftables iproute2 procps genisoimage busybox-static
 )
 
 step() { echo "==> install-host-deps: $*"; }
@@ -50,6 +50,12 @@ start_daemon() {
     "$@"
   fi
 }
+
+# Without udev nothing gives /dev/kvm its usual group and mode; libvirt then discards its QEMU
+# capability cache on every domain start (each `virsh create` takes ~90 s instead of 0.3 s).
+if [ -e /dev/kvm ] && getent group kvm >/dev/null 2>&1; then
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
 
 if command -v libvirtd >/dev/null 2>&1; then
   mkdir -p /var/log/libvirt /var/run/libvirt /var/lib/libvirt/images

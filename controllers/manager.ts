@@ -1,0 +1,91 @@
+// `kova controllers`: every reconciler of the control plane behind one Lease-based leader
+// election, like kube-controller-manager. Standbys campaign; only the leader reconciles, and a
+// leader that loses its Lease stops all reconcilers before campaigning again.
+import { hostname } from 'node:os';
+import { KovaClient } from './runtime/client.js';
+import { LeaderElector } from './runtime/leader.js';
+import { startHostController } from './host/host-controller.js';
+import { startInstanceController } from './instance/instance-controller.js';
+import { startScheduler } from './scheduler/scheduler.js';
+import type { AllocationRatios } from './scheduler/resources.js';
+import type { WeigherPolicy } from './scheduler/weighers.js';
+
+export const CONTROLLERS_LEASE = 'kova-controllers';
+
+export interface ControllerManagerOptions {
+  client?: KovaClient;
+  kubeconfig?: string;
+  signal: AbortSignal;
+  /** Unique per process; default `<hostname>_<pid>`. */
+  identity?: string;
+  ratios?: Partial<AllocationRatios>;
+  weigher?: WeigherPolicy;
+  /** Lease timing (seconds); defaults 15/10/2 as kube-controller-manager. */
+  leaseDurationS?: number;
+  renewDeadlineS?: number;
+  retryPeriodS?: number;
+  log?: (msg: string) => void;
+  /** Called with true when this process starts leading, false when it stops. */
+  onLeadership?: (leading: boolean) => void;
+}
+
+export interface ControllerManager {
+  client: KovaClient;
+  identity: string;
+  isLeader(): boolean;
+  /** Resolves after `signal` aborted and every reconciler stopped. */
+  done: Promise<void>;
+}
+
+export function startControllerManager(opts: ControllerManagerOptions): ControllerManager {
+  const client = opts.client ?? KovaClient.fromFile(mustKubeconfig(opts.kubeconfig), { userAgent: 'kova-controllers', fieldManager: 'kova-controllers', maxSockets: 128 });
+  const log = opts.log ?? ((m: string) => console.error(m));
+  const identity = opts.identity ?? `${hostname()}_${process.pid}`;
+  let leading = false;
+
+  const lead = async (signal: AbortSignal) => {
+    leading = true;
+    opts.onLeadership?.(true);
+    log(`controllers: ${identity} is the leader; starting scheduler, host and instance controllers`);
+    try {
+      const parts = await Promise.all([
+        startScheduler({ client, signal, weigher: opts.weigher, ratios: opts.ratios, log }),
+        startHostController({ client, signal, ratios: opts.ratios, log }),
+        startInstanceController({ client, signal, log }),
+      ]);
+      await Promise.all(parts.map((p) => p.done));
+    } catch (e) {
+      if (!signal.aborted) log(`controllers: failed while leading: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  };
+
+  const done = (async () => {
+    // Campaign again after losing the Lease (e.g. an API server restart), until asked to stop.
+    while (!opts.signal.aborted) {
+      const elector = new LeaderElector({
+        client, name: CONTROLLERS_LEASE, identity, log,
+        leaseDurationS: opts.leaseDurationS, renewDeadlineS: opts.renewDeadlineS, retryPeriodS: opts.retryPeriodS,
+      });
+      try {
+        await elector.run(opts.signal, {
+          onStartedLeading: lead,
+          onStoppedLeading: () => {
+            if (leading) log(`controllers: ${identity} stopped leading`);
+            leading = false;
+            opts.onLeadership?.(false);
+          },
+        });
+      } catch (e) {
+        log(`controllers: leader election failed: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      if (!opts.signal.aborted) await new Promise((r) => setTimeout(r, 1000));
+    }
+  })();
+
+  return { client, identity, isLeader: () => leading, done };
+}
+
+function mustKubeconfig(path: string | undefined): string {
+  if (!path) throw new Error('a kubeconfig path or a client is required');
+  return path;
+}
