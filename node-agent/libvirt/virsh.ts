@@ -1,0 +1,104 @@
+// virsh as a subprocess (argument arrays only, never a shell), with libvirt's "no such domain"
+// told apart from other failures, and the parsers for the few outputs the driver reads.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { PowerState } from '../driver.js';
+
+const run = promisify(execFile);
+
+export class VirshError extends Error {
+  constructor(
+    readonly args: string[],
+    readonly stderr: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`virsh ${args[0] ?? ''}: ${stderr.trim().replace(/^error: /gm, '').replace(/\n+/g, '; ') || 'failed'}`, options);
+    this.name = 'VirshError';
+  }
+  /** libvirt's VIR_ERR_NO_DOMAIN, as virsh prints it. */
+  get noDomain(): boolean {
+    return /failed to get domain|Domain not found|no domain with matching/i.test(this.stderr);
+  }
+  /** The operation needs a running domain and it is not. */
+  get notRunning(): boolean {
+    return /domain is not running|not running/i.test(this.stderr);
+  }
+}
+
+export class Virsh {
+  constructor(readonly uri: string) {}
+
+  async run(...args: string[]): Promise<string> {
+    try {
+      const { stdout } = await run('virsh', ['-q', '-c', this.uri, ...args], { maxBuffer: 16 << 20, timeout: 120_000 });
+      return stdout;
+    } catch (err) {
+      throw new VirshError(args, (err as { stderr?: string }).stderr ?? String(err), { cause: err });
+    }
+  }
+}
+
+/** Maps `virsh domstate --reason` output, e.g. `shut off (crashed)`. */
+export function parseDomState(out: string): PowerState {
+  const m = /^\s*([a-z ]+?)\s*(?:\(([^)]*)\))?\s*$/m.exec(out);
+  const state = m?.[1] ?? '';
+  const reason = m?.[2] ?? '';
+  switch (state) {
+    case 'running':
+    case 'in shutdown':
+      return PowerState.Running;
+    case 'paused':
+    case 'pmsuspended':
+      return PowerState.Paused;
+    case 'shut off':
+      return reason === 'crashed' ? PowerState.Crashed : PowerState.Shutdown;
+    case 'crashed':
+      return PowerState.Crashed;
+    default:
+      return PowerState.NoState;
+  }
+}
+
+/** `Key: value` lines of dominfo/nodeinfo. */
+export function parseKeyValues(out: string): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const line of out.split('\n')) {
+    const i = line.indexOf(':');
+    if (i > 0) map.set(line.slice(0, i).trim(), line.slice(i + 1).trim());
+  }
+  return map;
+}
+
+function unescapeXml(s: string): string {
+  return s.replace(/&(lt|gt|quot|apos|amp|#(\d+)|#x([0-9a-f]+));/gi, (_, name: string, dec?: string, hex?: string) => {
+    if (dec) return String.fromCodePoint(Number(dec));
+    if (hex) return String.fromCodePoint(parseInt(hex, 16));
+    return ({ lt: '<', gt: '>', quot: '"', apos: "'", amp: '&' } as Record<string, string>)[name.toLowerCase()];
+  });
+}
+
+/** Reads key and uid from `virsh metadata <dom> <KOVA_METADATA_NS>` output (any prefix). */
+export function parseOwnerMetadata(out: string): { instanceKey: string; instanceUID: string } | undefined {
+  const key = /<(?:\w+:)?key>([^<]*)<\/(?:\w+:)?key>/.exec(out)?.[1];
+  const uid = /<(?:\w+:)?uid>([^<]*)<\/(?:\w+:)?uid>/.exec(out)?.[1];
+  if (key === undefined || uid === undefined) return undefined;
+  return { instanceKey: unescapeXml(key), instanceUID: unescapeXml(uid) };
+}
+
+export interface LifecycleLine {
+  domain: string;
+  event: string;
+  detail: string;
+}
+
+/**
+ * Parses one line of `virsh event --all --loop`, e.g. `event 'lifecycle' for domain 'd': Stopped Shutdown`
+ * or `...: Shutdown Finished after host request` (the detail may have several words).
+ */
+export function parseEventLine(line: string): LifecycleLine | undefined {
+  const m = /^event '([a-z-]+)' for domain '(.*)'(?::\s*(\S+)?\s*(.*))?$/.exec(line.trim());
+  if (!m) return undefined;
+  if (m[1] === 'reboot') return { domain: m[2], event: 'Rebooted', detail: '' };
+  if (m[1] !== 'lifecycle') return undefined;
+  return { domain: m[2], event: m[3] ?? '', detail: m[4] ?? '' };
+}
