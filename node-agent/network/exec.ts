@@ -1,0 +1,45 @@
+// Runs host tools with argument arrays (never a shell), optionally inside a network namespace.
+import { execFile } from 'node:child_process';
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+export interface CommandRunner {
+  /** Resolves with the exit code instead of rejecting, so callers decide what a failure means. */
+  run(cmd: string, args: string[], input?: string): Promise<RunResult>;
+}
+
+/** Host tools answer in milliseconds; a hung one must not wedge the agent's reconcile loop. */
+const TIMEOUT_MS = 60_000;
+
+export function commandRunner(netns?: string): CommandRunner {
+  return {
+    run(cmd, args, input) {
+      // iproute2 switches namespace itself (-n), saving the extra exec of `ip netns exec`.
+      const [file, argv] =
+        netns === undefined ? [cmd, args]
+        : cmd === 'ip' || cmd === 'bridge' ? [cmd, ['-n', netns, ...args]]
+        : ['ip', ['netns', 'exec', netns, cmd, ...args]];
+      return new Promise((resolve) => {
+        const child = execFile(file, argv, { maxBuffer: 256 * 1024 * 1024, encoding: 'utf8', timeout: TIMEOUT_MS }, (err, stdout, stderr) => {
+          if (!err) return resolve({ stdout, stderr, code: 0 });
+          // A numeric code is the exit status; a string one (ENOENT, ...) means it never ran.
+          const code = typeof err.code === 'number' ? err.code : 127;
+          resolve({ stdout, stderr: stderr || err.message, code });
+        });
+        // A tool that exits before reading its input closes the pipe; its exit code tells why.
+        child.stdin!.on('error', () => {});
+        child.stdin!.end(input);
+      });
+    },
+  };
+}
+
+export async function runOrThrow(r: CommandRunner, cmd: string, args: string[], input?: string): Promise<string> {
+  const res = await r.run(cmd, args, input);
+  if (res.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${res.code}): ${res.stderr.trim()}`);
+  return res.stdout;
+}
