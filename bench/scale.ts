@@ -1,0 +1,291 @@
+// Scale benchmark. Default (`--hosts 100 --instances 10000`): one `kova up --driver sim
+// --sim-hosts H` (API server, controllers and H simulated hypervisors in one process) on its own
+// etcd, and a load generator here that creates M instances and watches them reach Running:
+// instances/s from the first create until all run, placements/s, p50/p99 create→Running, the
+// control plane's peak RSS, and the raw etcd put rate measured in the same run.
+//
+// `--scheduler-only`: a fresh `kova up` (no node agents) on its own etcd, N
+// Hosts registered directly (status with capacity, allocatable and Ready), then M instances
+// created as fast as the API takes them; the figure is placements/s from the first create
+// until every instance has status.hostName, next to the raw etcd put rate measured in the
+// same run on the same etcd. The last output line is one JSON object.
+//
+//   node dist/bench/scale.js --scheduler-only --hosts 1000 --instances 5000
+//     [--scheduler kova|in-process] [--backlog N] [--workers N] [--weigher spread|pack]
+//     [--kubeconfig F --etcd-endpoints URLS]   (a kova already running, e.g. under --cpu-prof)
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Etcd3 } from 'etcd3';
+import type { KObject } from '../api/types.js';
+import { FLAVORS, INSTANCES, KovaClient, LEASES, NAMESPACES } from '../controllers/runtime/client.js';
+import { Informer } from '../controllers/runtime/informer.js';
+import { registerHost } from '../controllers/scheduler/host-fixtures.js';
+import { startScheduler } from '../controllers/scheduler/scheduler.js';
+import type { WeigherPolicy } from '../controllers/scheduler/weighers.js';
+import { startKova } from '../e2e/harness.js';
+import { startEtcd } from '../store/etcd-process.js';
+
+const { values } = parseArgs({
+  options: {
+    'scheduler-only': { type: 'boolean', default: false },
+    hosts: { type: 'string' },
+    instances: { type: 'string' },
+    /** Where the scheduler runs: in `kova up`'s controllers (default) or in this process. */
+    scheduler: { type: 'string', default: 'kova' },
+    workers: { type: 'string', default: '32' },
+    weigher: { type: 'string', default: 'spread' },
+    concurrency: { type: 'string', default: '32' },
+    /** Also measure draining a backlog: create this many more instances first, then start the scheduler. */
+    backlog: { type: 'string', default: '0' },
+    /** Use a running kova (e.g. one under a profiler) instead of starting one; needs its etcd. */
+    kubeconfig: { type: 'string' },
+    'etcd-endpoints': { type: 'string' },
+  },
+});
+const HOSTS_N = Number(values.hosts ?? (values['scheduler-only'] ? 1000 : 100));
+const INSTANCES_N = Number(values.instances ?? (values['scheduler-only'] ? 5000 : 10000));
+const CONCURRENCY = Number(values.concurrency);
+
+const log = (m: string) => process.stderr.write(`bench:scale: ${m}\n`);
+const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+
+/** Runs `total` tasks with `concurrency` workers; returns ops/s. */
+async function rate(total: number, concurrency: number, task: (i: number) => Promise<void>): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < total) await task(next++);
+  }));
+  return total / ((performance.now() - t0) / 1000);
+}
+
+async function waitFor(fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function instance(name: string) {
+  return {
+    apiVersion: 'kova.dev/v1alpha1', kind: 'Instance',
+    metadata: { name, namespace: 'bench', labels: { app: 'bench' } },
+    spec: { flavor: 'm1.small', image: 'tiny', runStrategy: 'Always', networks: [{ network: 'private' }] },
+  };
+}
+
+async function schedulerOnly(): Promise<Record<string, number>> {
+  const dir = await mkdtemp(join(tmpdir(), 'kova-bench-scale-'));
+  const external = values.kubeconfig !== undefined;
+  if (external && !values['etcd-endpoints']) throw new Error('--kubeconfig needs --etcd-endpoints (for the raw etcd baseline)');
+  const etcd = external ? undefined : await startEtcd({ dataDir: join(dir, 'etcd') });
+  const endpoints = etcd?.endpoints ?? values['etcd-endpoints']!.split(',');
+  const raw = new Etcd3({ hosts: endpoints });
+  if (values.scheduler !== 'kova' && values.scheduler !== 'in-process') throw new Error('--scheduler must be kova or in-process');
+  const inProcess = values.scheduler === 'in-process';
+  const kova = external ? undefined : await startKova(['--etcd-endpoints', endpoints.join(','), '--no-agents', ...(inProcess ? ['--no-controllers'] : [])]);
+  const client = KovaClient.fromFile(values.kubeconfig ?? kova!.kubeconfig, { maxSockets: 128 });
+  const stop = new AbortController();
+  try {
+    await client.create(NAMESPACES, { metadata: { name: 'bench' } });
+    // Enough room for every instance with spread or pack: 64 vCPUs, 48Gi per host.
+    await client.create(FLAVORS, { metadata: { name: 'm1.small' }, spec: { vcpus: 1, memory: '512Mi', disk: '2Gi' } });
+    log(`registering ${HOSTS_N} hosts`);
+    const hostRate = await rate(HOSTS_N, CONCURRENCY, (i) =>
+      registerHost(client, `h${i}`, { capacity: { vcpus: 4, memory: '32Gi', disk: '400Gi' }, labels: { 'kova.dev/zone': `z${i % 3}` } }),
+    );
+    log(`${round(hostRate)} hosts/s`);
+
+    // Completion is observed through a watch, as a client would see it.
+    const watcher = new Informer(client, INSTANCES, { namespace: 'bench', log });
+    const bound = new Set<string>();
+    let target = 0;
+    let allBound: () => void = () => undefined;
+    const onInstance = (o: KObject) => {
+      if ((o.status as { hostName?: string } | undefined)?.hostName) bound.add(o.metadata.name!);
+      if (bound.size >= target) allBound();
+    };
+    const untilBound = (n: number) => {
+      target = n;
+      const progress = setInterval(() => log(`${bound.size}/${n} placed`), 2000);
+      return new Promise<void>((r) => {
+        allBound = r;
+        if (bound.size >= n) r();
+      }).finally(() => clearInterval(progress));
+    };
+    watcher.on('add', onInstance);
+    watcher.on('update', onInstance);
+    watcher.start();
+    await watcher.waitForSync();
+
+    if (!inProcess) {
+      log('waiting for the controllers to lead');
+      await waitFor(async () => Boolean(((await client.get(LEASES, 'kova-system', 'kova-controllers'))?.spec as { holderIdentity?: string } | undefined)?.holderIdentity), 30_000);
+    }
+    const BACKLOG = Number(values.backlog);
+    if (BACKLOG > 0) {
+      log(`creating a backlog of ${BACKLOG} instances before the scheduler starts`);
+      await rate(BACKLOG, CONCURRENCY, async (i) => {
+        await client.create(INSTANCES, instance(`backlog-${i}`));
+      });
+    }
+    const tSched = performance.now();
+    let sched: Awaited<ReturnType<typeof startScheduler>> | undefined;
+    if (inProcess) {
+      sched = await startScheduler({ client, signal: stop.signal, workers: Number(values.workers), weigher: values.weigher as WeigherPolicy, log });
+      if (sched.cache.size !== HOSTS_N) throw new Error(`scheduler sees ${sched.cache.size} hosts`);
+    }
+    let backlogRate = 0;
+    if (BACKLOG > 0) {
+      await untilBound(BACKLOG);
+      backlogRate = BACKLOG / ((performance.now() - tSched) / 1000);
+      log(`backlog placed at ${round(backlogRate)}/s`);
+    }
+
+    log(`creating ${INSTANCES_N} instances, concurrency ${CONCURRENCY}`);
+    const t0 = performance.now();
+    const createRate = await rate(INSTANCES_N, CONCURRENCY, async (i) => {
+      await client.create(INSTANCES, instance(`i-${i}`));
+    });
+    log(`created at ${round(createRate)}/s; waiting for placements (${bound.size - BACKLOG} so far)`);
+    await untilBound(BACKLOG + INSTANCES_N);
+    const placeRate = INSTANCES_N / ((performance.now() - t0) / 1000);
+    watcher.stop();
+    log(`placed at ${round(placeRate)}/s`);
+    stop.abort();
+    await sched?.done;
+
+    // Baseline: instance-sized values put straight into the same etcd, same concurrency.
+    const sample = JSON.stringify(instance('x'));
+    const n = Math.max(2000, INSTANCES_N);
+    log(`raw etcd puts, concurrency ${CONCURRENCY}, n=${n}`);
+    const etcdRate = await rate(n, CONCURRENCY, async (i) => {
+      await raw.put(`/bench/scale/${i}`).value(sample);
+    });
+    return {
+      hosts: HOSTS_N,
+      instances: INSTANCES_N,
+      scheduler_placements_per_s: round(placeRate),
+      etcd_puts_per_s: round(etcdRate),
+      placements_per_etcd_put: round(placeRate / etcdRate, 3),
+      creates_per_s: round(createRate),
+      placements_per_create: round(placeRate / createRate, 3),
+      hosts_registered_per_s: round(hostRate),
+      ...(BACKLOG > 0 ? { backlog: BACKLOG, backlog_placements_per_s: round(backlogRate) } : {}),
+      ...(sched ? { mean_bind_ms: round(sched.stats.bindMs / Math.max(1, sched.stats.bindCalls), 2), bind_conflicts: sched.stats.bindConflicts, unschedulable_attempts: sched.stats.unschedulable, events_dropped: sched.events.stats.dropped } : {}),
+    };
+  } finally {
+    stop.abort();
+    client.close();
+    await kova?.stop();
+    raw.close();
+    await etcd?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Peak resident set size (VmHWM) of a process, in MiB. */
+async function peakRssMb(pid: number | undefined): Promise<number> {
+  if (!pid) return 0;
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const m = /VmHWM:\s+(\d+) kB/.exec(status);
+  return m ? round(Number(m[1]) / 1024) : 0;
+}
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : 0;
+};
+
+async function fullRun(): Promise<Record<string, number>> {
+  const dir = await mkdtemp(join(tmpdir(), 'kova-bench-scale-'));
+  const etcd = await startEtcd({ dataDir: join(dir, 'etcd') });
+  const raw = new Etcd3({ hosts: etcd.endpoints });
+  const kova = await startKova(['--etcd-endpoints', etcd.endpoints.join(','), '--driver', 'sim', '--sim-hosts', String(HOSTS_N)], 300_000);
+  const client = KovaClient.fromFile(kova.kubeconfig, { maxSockets: 128, fieldManager: 'bench' });
+  try {
+    await client.create(NAMESPACES, { metadata: { name: 'bench' } });
+    await client.create(FLAVORS, { metadata: { name: 'm1.small' }, spec: { vcpus: 1, memory: '512Mi', disk: '2Gi' } });
+    log('waiting for the controllers to lead');
+    await waitFor(async () => Boolean(((await client.get(LEASES, 'kova-system', 'kova-controllers'))?.spec as { holderIdentity?: string } | undefined)?.holderIdentity), 60_000);
+
+    const createdAt = new Map<string, number>();
+    const latencies: number[] = [];
+    const bound = new Set<string>();
+    let lastBoundAt = 0;
+    let running = 0;
+    let allRunning!: () => void;
+    const done = new Promise<void>((r) => (allRunning = r));
+    const watcher = new Informer(client, INSTANCES, { namespace: 'bench', log });
+    const onInstance = (o: KObject) => {
+      const name = o.metadata.name!;
+      const st = o.status as { hostName?: string; phase?: string } | undefined;
+      if (st?.hostName && !bound.has(name)) {
+        bound.add(name);
+        lastBoundAt = performance.now();
+      }
+      if (st?.phase === 'Running' && createdAt.has(name)) {
+        latencies.push(performance.now() - createdAt.get(name)!);
+        createdAt.delete(name); // count each instance once
+        if (++running === INSTANCES_N) allRunning();
+      }
+    };
+    watcher.on('add', onInstance);
+    watcher.on('update', onInstance);
+    watcher.start();
+    await watcher.waitForSync();
+
+    log(`creating ${INSTANCES_N} instances on ${HOSTS_N} sim hosts, concurrency ${CONCURRENCY}`);
+    const progress = setInterval(() => log(`${bound.size} placed, ${running} running`), 5000);
+    const t0 = performance.now();
+    const createRate = await rate(INSTANCES_N, CONCURRENCY, async (i) => {
+      const name = `i-${i}`;
+      createdAt.set(name, performance.now());
+      await client.create(INSTANCES, instance(name));
+    });
+    log(`created at ${round(createRate)}/s`);
+    await done;
+    const allRunningS = (performance.now() - t0) / 1000;
+    clearInterval(progress);
+    watcher.stop();
+    const rss = await peakRssMb(kova.proc.pid);
+
+    const sample = JSON.stringify(instance('x'));
+    const n = Math.max(2000, Math.min(INSTANCES_N, 10_000));
+    log(`raw etcd puts, concurrency ${CONCURRENCY}, n=${n}`);
+    const etcdRate = await rate(n, CONCURRENCY, async (i) => {
+      await raw.put(`/bench/scale/${i}`).value(sample);
+    });
+    return {
+      hosts: HOSTS_N,
+      instances: INSTANCES_N,
+      all_running_s: round(allRunningS, 2),
+      instances_per_s: round(INSTANCES_N / allRunningS),
+      scheduler_placements_per_s: round(INSTANCES_N / ((lastBoundAt - t0) / 1000)),
+      create_to_running_p50_ms: round(pct(latencies, 50)),
+      create_to_running_p99_ms: round(pct(latencies, 99)),
+      control_plane_peak_rss_mb: rss,
+      etcd_puts_per_s: round(etcdRate),
+      instances_per_etcd_put: round(INSTANCES_N / allRunningS / etcdRate, 3),
+      creates_per_s: round(createRate),
+    };
+  } finally {
+    client.close();
+    await kova.stop();
+    raw.close();
+    await etcd.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function main() {
+  console.log(JSON.stringify(values['scheduler-only'] ? await schedulerOnly() : await fullRun()));
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
