@@ -70,6 +70,8 @@ export function prepareForCreate(info: ResourceInfo, obj: KObject, namespace: st
   delete m.deletionTimestamp;
   delete m.deletionGracePeriodSeconds;
   if (info.statusSubresource && info.custom) delete obj.status;
+  // Like kube-apiserver's pod strategy: a new Instance is Pending until something says otherwise.
+  if (info.group === 'kova.dev' && info.kind === 'Instance') obj.status = { phase: 'Pending' };
   return obj;
 }
 

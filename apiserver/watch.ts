@@ -32,6 +32,14 @@ export const BOOKMARK_INTERVAL_MS = 30_000;
 
 type EventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
 
+const lines = new WeakMap<KObject, Partial<Record<EventType, string>>>();
+
+function eventLine(type: EventType, obj: KObject): string {
+  let byType = lines.get(obj);
+  if (!byType) lines.set(obj, (byType = {}));
+  return (byType[type] ??= JSON.stringify({ type, object: obj }) + '\n');
+}
+
 /** Runs one watch until timeout, client disconnect or a store error. */
 export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: ServerResponse): Promise<void> {
   const { info } = req;
@@ -60,11 +68,30 @@ export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: Serv
   res.on('close', finish);
   if (req.register) unregister = req.register(finish);
 
+  // Events arriving in one burst (an etcd message carries many) go out as one TLS write.
+  let corked = false;
+  const write = (line: string) => {
+    if (!corked) {
+      corked = true;
+      res.cork();
+      process.nextTick(() => {
+        corked = false;
+        res.uncork();
+      });
+    }
+    res.write(line);
+  };
   const send = (type: EventType, object: unknown) => {
     if (closed) return;
-    res.write(JSON.stringify({ type, object }) + '\n');
+    write(JSON.stringify({ type, object }) + '\n');
   };
-  const sendObject = (type: EventType, obj: KObject) => send(type, req.render(obj, rendered++ === 0));
+  const sendObject = (type: EventType, obj: KObject) => {
+    if (closed) return;
+    const out = req.render(obj, rendered++ === 0);
+    // Plain objects are shared by every watcher of the resource: serialize each event once.
+    if (out === obj) write(eventLine(type, obj));
+    else send(type, out);
+  };
   const sendError = (err: ApiError) => {
     if (err.code === 410) req.onExpired?.();
     send('ERROR', err.toStatus());

@@ -187,12 +187,14 @@ async function schedulerOnly(): Promise<Record<string, number>> {
   }
 }
 
-/** Peak resident set size (VmHWM) of a process, in MiB. */
+/** Peak resident set size (VmHWM) of a process and its children (kova up runs controllers and agents as one), in MiB. */
 async function peakRssMb(pid: number | undefined): Promise<number> {
   if (!pid) return 0;
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-  const m = /VmHWM:\s+(\d+) kB/.exec(status);
-  return m ? round(Number(m[1]) / 1024) : 0;
+  const hwm = async (p: number) => Number(/VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${p}/status`, 'utf8').catch(() => ''))?.[1] ?? 0);
+  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).split(' ').filter(Boolean).map(Number);
+  let kb = await hwm(pid);
+  for (const c of children) kb += await hwm(c);
+  return round(kb / 1024);
 }
 
 const pct = (xs: number[], p: number) => {

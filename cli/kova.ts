@@ -15,6 +15,8 @@ import { defaultDataDir, startControlPlane } from './control-plane.js';
 import type { ControlPlane } from './control-plane.js';
 import { ensureHostDeps } from './host-deps.js';
 import { POWER_VERBS, powerAction } from './power.js';
+import { superviseComponents } from './supervise.js';
+import type { Supervised } from './supervise.js';
 
 const HELP = `kova — a Kubernetes-style control plane for virtual machines
 
@@ -29,6 +31,9 @@ Usage:
                            kova-system/NAME, renewed every S/4 s; default S=40)
   kova start|stop|restart|pause|unpause NAME [-n NAMESPACE] [--kubeconfig F]
                            power actions on an Instance (see docs/control-plane.md)
+  kova console NAME [-n NAMESPACE] [--log] [--kubeconfig F]
+                           attach to an Instance's serial console (virsh console; on the
+                           host that runs it), or print its console log with --log
   kova --help              show this help
 
 Flags:
@@ -81,17 +86,13 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
   const verbose = values.verbose;
   const log = verbose ? (m: string) => process.stderr.write(`${m}\n`) : () => undefined;
   let cp: ControlPlane | undefined;
-  let cm: ControllerManager | undefined;
-  let sims: SimAgents | undefined;
-  const components = new AbortController();
-  setMaxListeners(10_000, components.signal); // every informer, queue and agent listens on it
+  let child: Supervised | undefined;
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     say(`${signal} received, stopping`);
-    components.abort();
-    await Promise.all([cm?.done, sims?.done()]);
+    await child?.stop();
     await cp?.stop();
     say('stopped');
     process.exit(0);
@@ -106,16 +107,17 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
     step: say,
     log: verbose ? log : undefined,
   });
-  if (what === 'up' && !values['no-controllers']) {
-    say('starting controllers (scheduler, host, instance; leader-elected)');
-    cm = startControllerManager({ kubeconfig: cp.kubeconfig, signal: components.signal, log });
-  }
-  if (agents && values.driver === 'sim') {
-    say(`starting ${simHosts} simulated hypervisor host(s) sim-0 … sim-${simHosts - 1}`);
-    sims = await startSimAgents({ kubeconfig: cp.kubeconfig, count: simHosts, signal: components.signal, log });
-  } else if (agents) {
-    say(`starting the node agent for host ${agentHostName()} (libvirt)`);
-    await runAgent({ kubeconfig: cp.kubeconfig, hostName: agentHostName(), driver: await libvirtDriver(dataDir), signal: components.signal, log });
+  const controllersOn = what === 'up' && !values['no-controllers'];
+  if (controllersOn || agents) {
+    // Controllers and agents run in a supervised child process: a second core for them, and
+    // the API server keeps serving if they crash (they are restarted).
+    const args = ['--kubeconfig', cp.kubeconfig, '--data-dir', dataDir, '--driver', values.driver, '--sim-hosts', String(simHosts)];
+    if (!controllersOn) args.push('--no-controllers');
+    if (!agents) args.push('--no-agents');
+    if (verbose) args.push('--verbose');
+    if (controllersOn) say('starting controllers (scheduler, host, instance; leader-elected)');
+    if (agents) say(values.driver === 'sim' ? `starting ${simHosts} simulated hypervisor host(s) sim-0 … sim-${simHosts - 1}` : `starting the node agent for host ${agentHostName()} (libvirt)`);
+    child = await superviseComponents(args, say);
   }
   say(`ready: API server at ${cp.url}`);
   say(`kubeconfig: ${cp.kubeconfig}`);
@@ -129,7 +131,12 @@ function agentHostName(): string {
 
 async function libvirtDriver(dataDir: string) {
   const { LibvirtDriver } = await import('../node-agent/libvirt/libvirt-driver.js');
-  return new LibvirtDriver({ stateDir: join(dataDir, 'libvirt') });
+  const { ImageCache } = await import('../node-agent/image-cache.js');
+  const stateDir = join(dataDir, 'libvirt');
+  // Images are cached per host under the driver's state dir; on the control-plane host they
+  // are hardlinked from the image store DATA_DIR/images that the image controller fills.
+  const imageCache = new ImageCache({ cacheDir: join(stateDir, 'image-cache'), storeDir: join(dataDir, 'images') });
+  return new LibvirtDriver({ stateDir, imageCache });
 }
 
 function kubeconfigFrom(flag: string | undefined): string {
@@ -162,7 +169,7 @@ async function controllers(argv: string[]): Promise<void> {
 }
 
 async function agent(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, host: { type: 'string' }, driver: { type: 'string', default: 'libvirt' }, 'data-dir': { type: 'string' }, 'lease-duration': { type: 'string', default: '40' } } });
+  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, host: { type: 'string' }, driver: { type: 'string', default: 'libvirt' }, 'data-dir': { type: 'string' }, 'lease-duration': { type: 'string', default: '40' }, network: { type: 'boolean', default: false }, netns: { type: 'string' }, 'tunnel-ip': { type: 'string' } } });
   const leaseDurationS = Number(values['lease-duration']);
   if (!Number.isInteger(leaseDurationS) || leaseDurationS < 2) throw new Error(`--lease-duration must be a whole number of seconds >= 2, got ${values['lease-duration']}`);
   const host = values.host ?? agentHostName();
@@ -172,7 +179,13 @@ async function agent(argv: string[]): Promise<void> {
   const ac = new AbortController();
   setMaxListeners(10_000, ac.signal);
   const driver = values.driver === 'sim' ? new SimDriver() : await libvirtDriver(values['data-dir'] ?? defaultDataDir());
-  const a = await runAgent({ kubeconfig: kubeconfigFrom(values.kubeconfig), hostName: host, driver, leaseDurationS, heartbeatS: Math.max(1, Math.floor(leaseDurationS / 4)), signal: ac.signal, log: (m) => process.stderr.write(`${m}\n`) });
+  // Host networking runs with --network, or implied by --netns / --tunnel-ip (sim hosts in namespaces).
+  const withNetwork = values.network || values.netns !== undefined || values['tunnel-ip'] !== undefined;
+  const network = withNetwork ? {
+    netns: values.netns, tunnelIP: values['tunnel-ip'], portDevice: values.driver === 'sim' ? 'veth' as const : 'tap' as const,
+    stateDir: join(values['data-dir'] ?? defaultDataDir(), 'network', host),
+  } : undefined;
+  const a = await runAgent({ kubeconfig: kubeconfigFrom(values.kubeconfig), hostName: host, driver, leaseDurationS, heartbeatS: Math.max(1, Math.floor(leaseDurationS / 4)), network, signal: ac.signal, log: (m) => process.stderr.write(`${m}\n`) });
   untilSignal(ac, () => a.done());
   say(`ready: agent for host ${host} (${values.driver})`);
 }
@@ -182,6 +195,39 @@ async function power(verb: string, argv: string[]): Promise<void> {
   if (positionals.length !== 1) throw new Error(`usage: kova ${verb} NAME [-n NAMESPACE]`);
   const client = KovaClient.fromFile(kubeconfigFrom(values.kubeconfig), { userAgent: 'kova-cli', fieldManager: 'kova-cli' });
   say(await powerAction(client, verb, values.namespace!, positionals[0]));
+}
+
+/**
+ * `kova components` (started by `kova up`): the controllers and/or node agents of one host in
+ * one process; prints "components ready" once they are up.
+ */
+async function components(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      kubeconfig: { type: 'string' }, 'data-dir': { type: 'string' }, driver: { type: 'string', default: 'libvirt' },
+      'sim-hosts': { type: 'string', default: '3' }, 'no-controllers': { type: 'boolean', default: false },
+      'no-agents': { type: 'boolean', default: false }, verbose: { type: 'boolean', short: 'v', default: false },
+    },
+  });
+  const kubeconfig = kubeconfigFrom(values.kubeconfig);
+  const dataDir = values['data-dir'] ?? defaultDataDir();
+  const log = values.verbose ? (m: string) => process.stderr.write(`${m}\n`) : () => undefined;
+  const ac = new AbortController();
+  setMaxListeners(10_000, ac.signal); // every informer, queue and agent listens on it
+  let cm: ControllerManager | undefined;
+  let sims: SimAgents | undefined;
+  let node: { done(): Promise<void> } | undefined;
+  untilSignal(ac, () => Promise.all([cm?.done, sims?.done(), node?.done()]));
+  if (!values['no-controllers']) cm = startControllerManager({ kubeconfig, signal: ac.signal, log, dataDir });
+  if (!values['no-agents']) {
+    if (values.driver === 'sim') {
+      sims = await startSimAgents({ kubeconfig, count: Number(values['sim-hosts']), signal: ac.signal, log });
+    } else {
+      node = await runAgent({ kubeconfig, hostName: agentHostName(), driver: await libvirtDriver(dataDir), signal: ac.signal, log });
+    }
+  }
+  say('components ready');
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -195,6 +241,13 @@ async function main(argv: string[]): Promise<void> {
       return controllers(rest);
     case 'agent':
       return agent(rest);
+    case 'console': {
+      const { consoleCommand } = await import('./console.js');
+      process.exitCode = await consoleCommand(rest, kubeconfigFrom);
+      return;
+    }
+    case 'components':
+      return components(rest);
     case undefined:
     case '-h':
     case '--help':

@@ -12,3 +12,6 @@ export function packageRoot(): string {
   }
   return dir;
 }
+
+/** The `kova` CLI entry point (dist/cli/kova.js), for spawning kova subcommands. */
+export const KOVA_MAIN = fileURLToPath(new URL('./kova.js', import.meta.url));

@@ -33,7 +33,9 @@ export interface Kova {
 export async function startKova(extraArgs: string[] = [], timeoutMs = 60_000): Promise<Kova> {
   const dataDir = await mkdtemp(join(tmpdir(), 'kova-e2e-'));
   const cacheDir = join(dataDir, 'kubectl-cache');
-  const proc = spawn(process.execPath, [KOVA_BIN, 'up', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...extraArgs], {
+  // KOVA_NODE_ARGS (e.g. "--cpu-prof") lets benchmarks profile the control plane.
+  const nodeArgs = (process.env.KOVA_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...nodeArgs, KOVA_BIN, 'up', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -1,7 +1,8 @@
 // The instance controller: the small part of an Instance's life nobody else owns.
-// - An unbound instance gets phase Pending, observedGeneration and the Validated condition
-//   (its Flavor and Image exist). The scheduler writes Scheduled; the binding and then the node
-//   agent own phase once the instance is on a host.
+// - An unbound instance whose Flavor or Image is missing gets the Validated=False condition (and
+//   True once fixed); valid ones are left alone, as the API server already made them Pending.
+//   The scheduler writes Scheduled; the binding and then the node agent own phase once the
+//   instance is on a host.
 // - An unbound instance being deleted has no domain anywhere: its protection finalizer (left by
 //   an earlier binding, e.g. before an evacuation) is removed so the deletion completes.
 import type { KObject } from '../../api/types.js';

@@ -26,11 +26,22 @@ describe('validatedCondition', () => {
 describe('applyUnboundStatus', () => {
   const now = new Date('2026-01-01T00:00:00Z');
   const ok = { type: 'Validated', status: 'True' as const, reason: 'Valid', message: 'flavor and image exist', observedGeneration: 1 };
-  it('initializes phase, observedGeneration and the condition once', () => {
+  const bad = { type: 'Validated', status: 'False' as const, reason: 'FlavorNotFound', message: 'flavor "m1" not found', observedGeneration: 1 };
+  it('initializes phase and observedGeneration; a valid instance gets no condition', () => {
     const inst: UnboundInstance = { metadata: { generation: 1 } };
     assert.equal(applyUnboundStatus(inst, ok, now), true);
-    assert.deepEqual(inst.status, { phase: 'Pending', observedGeneration: 1, conditions: [{ ...ok, lastTransitionTime: '2026-01-01T00:00:00Z' }] });
+    assert.deepEqual(inst.status, { phase: 'Pending', observedGeneration: 1 });
     assert.equal(applyUnboundStatus(inst, ok, now), false, 'idempotent');
+    const fresh: UnboundInstance = { metadata: { generation: 1 }, status: { phase: 'Pending' } };
+    assert.equal(applyUnboundStatus(fresh, ok, now), false, 'phase set by the API server: nothing to write');
+  });
+  it('reports a problem, then keeps the condition current', () => {
+    const inst: UnboundInstance = { metadata: { generation: 1 }, status: { phase: 'Pending' } };
+    assert.equal(applyUnboundStatus(inst, bad, now), true);
+    assert.deepEqual(inst.status, { phase: 'Pending', observedGeneration: 1, conditions: [{ ...bad, lastTransitionTime: '2026-01-01T00:00:00Z' }] });
+    assert.equal(applyUnboundStatus(inst, bad, now), false, 'idempotent');
+    assert.equal(applyUnboundStatus(inst, ok, now), true, 'fixed: flips to True');
+    assert.equal(inst.status?.conditions?.[0].status, 'True');
   });
   it('never overwrites a phase another writer set, but follows the generation', () => {
     const inst: UnboundInstance = { metadata: { generation: 3 }, status: { phase: 'Failed', observedGeneration: 2, conditions: [{ ...ok, lastTransitionTime: 'x' }] } };

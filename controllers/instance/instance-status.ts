@@ -1,5 +1,6 @@
 // What the instance controller writes on an instance that is not (yet) bound to a host: the
-// initial phase, observedGeneration and the Validated condition (do its Flavor and Image exist?).
+// initial phase (when the API server did not set it), observedGeneration, and the Validated
+// condition once a Flavor or Image is missing (and until it is valid again).
 // Once bound, the node agent owns phase and observedGeneration; the scheduler owns Scheduled.
 import type { Condition } from '../host/conditions.js';
 import { hasCondition, setCondition } from '../host/conditions.js';
@@ -50,11 +51,15 @@ export function applyUnboundStatus(inst: UnboundInstance, cond: ValidatedConditi
   const gen = inst.metadata.generation;
   const phaseOk = !!st.phase;
   const genOk = gen === undefined || st.observedGeneration === gen;
-  const condOk = hasCondition(st.conditions, cond);
-  if (phaseOk && genOk && condOk) return false;
+  // A valid instance needs no Validated condition (like a pod: silence means fine); it is only
+  // written to report a problem, and then kept current. This saves one status write per
+  // instance on the create path.
+  const hasValidated = !!st.conditions?.some((c) => c.type === 'Validated');
+  const condOk = (cond.status === 'True' && !hasValidated) || hasCondition(st.conditions, cond);
+  if (phaseOk && condOk && (genOk || !hasValidated)) return false;
   inst.status = st;
   if (!phaseOk) st.phase = 'Pending';
   if (!genOk) st.observedGeneration = gen;
-  if (!condOk) st.conditions = setCondition(st.conditions, cond, now);
+  if (!condOk || hasValidated) st.conditions = setCondition(st.conditions, cond, now);
   return true;
 }

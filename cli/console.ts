@@ -1,0 +1,88 @@
+// `kova console NAME [-n NS] [--log]`: the serial console of an Instance's domain. With --log
+// it prints the console log that virtlogd keeps for the domain; without it, it attaches
+// interactively through `virsh console` (Ctrl-] detaches). Both work only on the host that runs
+// the instance, since the domain and its log live there.
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { INSTANCES } from '../controllers/runtime/client.js';
+import { KovaClient } from '../controllers/runtime/client.js';
+import { domainName } from '../node-agent/driver.js';
+import { Virsh, VirshError } from '../node-agent/libvirt/virsh.js';
+
+export const CONSOLE_USAGE = 'usage: kova console NAME [-n NAMESPACE] [--log] [--kubeconfig F] [--connect URI]';
+
+export interface ConsoleTarget {
+  namespace: string;
+  name: string;
+  hostName?: string;
+  domain: string;
+}
+
+/** The Instance's domain name (the agent's naming), and where it is bound. */
+export async function consoleTarget(client: KovaClient, namespace: string, name: string): Promise<ConsoleTarget> {
+  const inst = await client.get(INSTANCES, namespace, name);
+  if (!inst) throw new Error(`instance ${namespace}/${name} not found`);
+  const hostName = (inst.status as { hostName?: string } | undefined)?.hostName;
+  return { namespace, name, hostName, domain: domainName(namespace, name, inst.metadata.uid!) };
+}
+
+/** The console log file named in the domain's XML (`<serial><log file=…>`), or a clear error when the domain is not on this host. */
+export async function consoleLogPath(virsh: Virsh, t: ConsoleTarget): Promise<string> {
+  let xml: string;
+  try {
+    xml = await virsh.run('dumpxml', t.domain);
+  } catch (e) {
+    if (e instanceof VirshError && e.noDomain) throw notHere(t);
+    throw e;
+  }
+  const m = /<log\s+file=(['"])([^'"]+)\1/.exec(xml);
+  if (!m) throw new Error(`domain ${t.domain} has no console log`);
+  return unescapeAttr(m[2]);
+}
+
+function notHere(t: ConsoleTarget): Error {
+  const where = t.hostName ? `is bound to host ${t.hostName}` : 'is not scheduled to a host yet';
+  return new Error(`instance ${t.namespace}/${t.name} ${where}, and its domain ${t.domain} does not exist on this machine: kova console works on the host that runs the instance`);
+}
+
+function unescapeAttr(s: string): string {
+  return s.replace(/&(lt|gt|quot|apos|amp);/g, (_, n: string) => ({ lt: '<', gt: '>', quot: '"', apos: "'", amp: '&' })[n]!);
+}
+
+/** Entry point of the command; resolves with the exit code. */
+export async function consoleCommand(argv: string[], kubeconfigFrom: (flag: string | undefined) => string): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      namespace: { type: 'string', short: 'n', default: 'default' },
+      log: { type: 'boolean', default: false },
+      kubeconfig: { type: 'string' },
+      connect: { type: 'string', short: 'c', default: 'qemu:///system' },
+    },
+  });
+  if (positionals.length !== 1) throw new Error(CONSOLE_USAGE);
+  const client = KovaClient.fromFile(kubeconfigFrom(values.kubeconfig), { userAgent: 'kova-cli' });
+  const t = await consoleTarget(client, values.namespace!, positionals[0]);
+  const virsh = new Virsh(values.connect!);
+  if (values.log) {
+    const path = await consoleLogPath(virsh, t);
+    const text = await readFile(path).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return Buffer.alloc(0); // defined but never started
+      throw e;
+    });
+    process.stdout.write(text);
+    return 0;
+  }
+  // Fail with the same clear message as --log when the domain is elsewhere.
+  await virsh.run('domuuid', t.domain).catch((e: unknown) => {
+    throw e instanceof VirshError && e.noDomain ? notHere(t) : e;
+  });
+  process.stderr.write(`kova: connected to the console of ${t.namespace}/${t.name} (domain ${t.domain}); escape with Ctrl-]\n`);
+  const child = spawn('virsh', ['-c', values.connect!, 'console', t.domain], { stdio: 'inherit' });
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('exit', (code, sig) => resolve(code ?? (sig ? 1 : 0)));
+  });
+}

@@ -1,0 +1,70 @@
+// `kova up` runs the controllers and node agents as a child process (`kova components`) and
+// keeps it alive: restarted with back-off when it dies, stopped with SIGTERM (then SIGKILL)
+// when kova up stops. Its output is passed through.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { KOVA_MAIN } from './paths.js';
+
+export interface Supervised {
+  /** The current child's pid (changes after a restart). */
+  pid(): number | undefined;
+  stop(): Promise<void>;
+}
+
+const READY = /components ready/;
+const STOP_TIMEOUT_MS = 20_000;
+/** V8 young-generation size for the busy components process: fewer scavenges under load. */
+const NODE_ARGS = ['--max-semi-space-size=32'];
+
+export function superviseComponents(args: string[], say: (m: string) => void): Promise<Supervised> {
+  let child: ChildProcess | undefined;
+  let stopping = false;
+  let restarts = 0;
+
+  const start = (onReady?: () => void, onFail?: (e: Error) => void) => {
+    const p = spawn(process.execPath, [...NODE_ARGS, KOVA_MAIN, 'components', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    child = p;
+    const startedAt = Date.now();
+    let ready = false;
+    let buf = '';
+    p.stdout!.on('data', (d: Buffer) => {
+      buf += d;
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (READY.test(line)) {
+          ready = true;
+          onReady?.();
+        }
+        else if (line.trim()) process.stdout.write(`${line}\n`);
+      }
+    });
+    p.on('exit', (code, signal) => {
+      if (stopping) return;
+      const why = signal ? `signal ${signal}` : `code ${code}`;
+      if (onFail && !ready) return onFail(new Error(`controllers/agents exited with ${why} before they were ready`));
+      // Crash loops back off up to 30 s; a child that ran a while starts over at 1 s.
+      restarts = Date.now() - startedAt > 60_000 ? 1 : restarts + 1;
+      const delay = Math.min(30_000, 1000 * 2 ** (restarts - 1));
+      say(`controllers/agents exited with ${why}; restarting in ${delay / 1000} s`);
+      setTimeout(() => !stopping && start(), delay).unref();
+    });
+  };
+
+  return new Promise((resolve, reject) => {
+    const handle: Supervised = {
+      pid: () => child?.pid,
+      stop: async () => {
+        stopping = true;
+        const p = child;
+        if (!p || p.exitCode !== null || p.signalCode !== null) return;
+        const exited = new Promise<void>((r) => p.once('exit', () => r()));
+        p.kill('SIGTERM');
+        const timer = setTimeout(() => p.kill('SIGKILL'), STOP_TIMEOUT_MS);
+        await exited;
+        clearTimeout(timer);
+      },
+    };
+    start(() => resolve(handle), reject);
+  });
+}
