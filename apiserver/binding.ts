@@ -11,7 +11,9 @@ import { storeToApiError } from './resource-store.js';
 import { ApiError, badRequest, conflict, invalid, notFound } from './status.js';
 
 export const INSTANCE_FINALIZER = 'kova.dev/instance-protection';
-const MAX_ATTEMPTS = 20;
+/** Compare-and-swap attempts before answering 409 (many binds racing for one host serialize here). */
+const MAX_ATTEMPTS = 100;
+const FLAVOR_TTL_MS = 1000;
 
 export interface Resources {
   vcpus: number;
@@ -108,14 +110,14 @@ export class Binder {
     const target = b.target!.name!;
     const store = this.rs.store;
     for (let attempt = 0; ; attempt++) {
-      const [instance, host] = await Promise.all([this.rs.get(this.instances, ns, name), this.getHost(target)]);
+      const [instance, host] = await this.read(ns, name, target);
       const bound = (instance.status as { hostName?: string } | undefined)?.hostName;
       if (bound === target) return { object: instance, created: false };
       if (bound) throw conflictMsg(instance, `instance is already bound to host ${bound}`);
       if (instance.metadata.deletionTimestamp) throw conflictMsg(instance, 'instance is being deleted');
       if ((host.spec as { fenced?: boolean } | undefined)?.fenced) throw conflictMsg(instance, `host ${target} is fenced`);
       const flavorName = (instance.spec as { flavor?: string } | undefined)?.flavor;
-      const flavor = flavorName ? await this.rs.get(this.flavors, undefined, flavorName).catch((e) => (e instanceof ApiError && e.code === 404 ? undefined : Promise.reject(e))) : undefined;
+      const flavor = flavorName ? await this.flavor(flavorName) : undefined;
       const req = instanceRequest(instance, flavor);
 
       const hostStatus = (host.status ?? {}) as Record<string, unknown> & { allocations?: Allocation[] };
@@ -150,20 +152,42 @@ export class Binder {
         ]);
         return { object: out, created: true };
       } catch (e) {
-        if (e instanceof StoreError && e.code === 'Conflict' && attempt < MAX_ATTEMPTS) continue;
+        if (e instanceof StoreError && e.code === 'Conflict' && attempt < MAX_ATTEMPTS) {
+          // Spread out racers after a few losses so they stop colliding in lockstep.
+          if (attempt >= 3) await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 ** attempt)));
+          continue;
+        }
         if (e instanceof StoreError && e.code === 'NotFound') continue; // re-read: the next get reports which one is gone
         storeToApiError(e, this.instances, name);
       }
     }
   }
 
-  private async getHost(name: string): Promise<KObject> {
+  /** The instance and the host, read in one etcd round trip. */
+  private async read(ns: string, name: string, host: string): Promise<[KObject, KObject]> {
+    let got: Array<KObject | undefined>;
     try {
-      return await this.rs.get(this.hosts, undefined, name);
+      got = await this.rs.store.getMany([this.rs.key(this.instances, ns, name), this.rs.key(this.hosts, undefined, host)]);
     } catch (e) {
-      if (e instanceof ApiError && e.code === 404) throw notFound(this.hosts, name);
-      throw e;
+      return storeToApiError(e, this.instances, name);
     }
+    if (!got[0]) throw notFound(this.instances, name);
+    if (!got[1]) throw notFound(this.hosts, host);
+    return [got[0], got[1]];
+  }
+
+  /**
+   * Flavors are read often and change rarely: a second of staleness is harmless because the
+   * allocation records what was charged, and the host check runs under compare-and-swap.
+   */
+  private readonly flavors_ = new Map<string, { at: number; flavor: KObject | undefined }>();
+  private async flavor(name: string): Promise<KObject | undefined> {
+    const hit = this.flavors_.get(name);
+    if (hit && Date.now() - hit.at < FLAVOR_TTL_MS) return hit.flavor;
+    const flavor = await this.rs.get(this.flavors, undefined, name).catch((e) => (e instanceof ApiError && e.code === 404 ? undefined : Promise.reject(e)));
+    if (this.flavors_.size > 10_000) this.flavors_.clear();
+    this.flavors_.set(name, { at: Date.now(), flavor });
+    return flavor;
   }
 
   private parse(name: string, body: unknown): BindingBody {

@@ -77,6 +77,15 @@ export class Store {
     return res.kvs[0] && decode(res.kvs[0]);
   }
 
+  /** Reads several keys at one revision in one round trip; missing keys give undefined. */
+  async getMany(keys: string[]): Promise<Array<KObject | undefined>> {
+    const res = await this.txn({ success: keys.map((k) => ({ request_range: { key: Buffer.from(k) } })) });
+    return res.responses.map((r) => {
+      const kv = r.response_range.kvs[0];
+      return kv && decode(kv);
+    });
+  }
+
   /**
    * Lists keys under `prefix`, sorted by key. The prefix is a plain byte prefix, so pass a
    * trailing slash (`/registry/kova.dev/instances/demo/`) or `demo2` would match too.
