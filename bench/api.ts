@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import YAML from 'yaml';
 import { startEtcd } from '../store/etcd-process.js';
+import { pct, rate, rawEtcdPutRate, round } from './common.js';
 
 const { values } = parseArgs({
   options: {
@@ -63,21 +64,6 @@ function instance(name: string) {
   };
 }
 
-/** Runs `total` tasks with `concurrency` workers; returns ops/s. */
-async function rate(total: number, concurrency: number, task: (i: number) => Promise<void>): Promise<number> {
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < total) await task(next++);
-  }));
-  return total / ((performance.now() - t0) / 1000);
-}
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-};
-const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
 async function main() {
   const dir = await mkdtemp(join(tmpdir(), 'kova-bench-api-'));
@@ -104,9 +90,7 @@ async function main() {
       const n = conc === 1 ? Math.max(200, Math.floor(CREATES / 4)) : CREATES;
       log(`raw etcd puts, concurrency ${conc}, n=${n}`);
       const base = `/bench/c${conc}/`;
-      const etcdRate = await rate(n, conc, async (i) => {
-        await raw.put(`${base}${i}`).value(sample);
-      });
+      const etcdRate = await rawEtcdPutRate(raw, base, n, conc, sample);
       log(`kova creates through HTTPS, concurrency ${conc}, n=${n}`);
       const kovaRate = await rate(n, conc, async () => {
         const r = await c.request('POST', '/apis/kova.dev/v1alpha1/namespaces/bench/instances', instance(`i-${made++}`));

@@ -26,6 +26,7 @@ import { startScheduler } from '../controllers/scheduler/scheduler.js';
 import type { WeigherPolicy } from '../controllers/scheduler/weighers.js';
 import { startKova } from '../e2e/harness.js';
 import { startEtcd } from '../store/etcd-process.js';
+import { pct, rate, rawEtcdPutRate, round } from './common.js';
 
 const { values } = parseArgs({
   options: {
@@ -49,17 +50,6 @@ const INSTANCES_N = Number(values.instances ?? (values['scheduler-only'] ? 5000 
 const CONCURRENCY = Number(values.concurrency);
 
 const log = (m: string) => process.stderr.write(`bench:scale: ${m}\n`);
-const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
-
-/** Runs `total` tasks with `concurrency` workers; returns ops/s. */
-async function rate(total: number, concurrency: number, task: (i: number) => Promise<void>): Promise<number> {
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < total) await task(next++);
-  }));
-  return total / ((performance.now() - t0) / 1000);
-}
 
 async function waitFor(fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const until = Date.now() + timeoutMs;
@@ -162,9 +152,7 @@ async function schedulerOnly(): Promise<Record<string, number>> {
     const sample = JSON.stringify(instance('x'));
     const n = Math.max(2000, INSTANCES_N);
     log(`raw etcd puts, concurrency ${CONCURRENCY}, n=${n}`);
-    const etcdRate = await rate(n, CONCURRENCY, async (i) => {
-      await raw.put(`/bench/scale/${i}`).value(sample);
-    });
+    const etcdRate = await rawEtcdPutRate(raw, '/bench/scale/', n, CONCURRENCY, sample);
     return {
       hosts: HOSTS_N,
       instances: INSTANCES_N,
@@ -196,11 +184,6 @@ async function peakRssMb(pid: number | undefined): Promise<number> {
   for (const c of children) kb += await hwm(c);
   return round(kb / 1024);
 }
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : 0;
-};
 
 async function fullRun(): Promise<Record<string, number>> {
   const dir = await mkdtemp(join(tmpdir(), 'kova-bench-scale-'));
@@ -258,9 +241,7 @@ async function fullRun(): Promise<Record<string, number>> {
     const sample = JSON.stringify(instance('x'));
     const n = Math.max(2000, Math.min(INSTANCES_N, 10_000));
     log(`raw etcd puts, concurrency ${CONCURRENCY}, n=${n}`);
-    const etcdRate = await rate(n, CONCURRENCY, async (i) => {
-      await raw.put(`/bench/scale/${i}`).value(sample);
-    });
+    const etcdRate = await rawEtcdPutRate(raw, '/bench/scale/', n, CONCURRENCY, sample);
     return {
       hosts: HOSTS_N,
       instances: INSTANCES_N,

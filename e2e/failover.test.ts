@@ -3,19 +3,10 @@
 // Host goes not-Ready, its instances unreachable; fencing the host evacuates them and lets
 // stuck deletions finish).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { eventually, KOVA_BIN, startKova } from './harness.js';
+import { eventually, spawnKova, startKova } from './harness.js';
 import type { Kova } from './harness.js';
-
-function startKovaProcess(args: string[]): { proc: ChildProcess; output: () => string } {
-  const proc = spawn(process.execPath, [KOVA_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (out += d));
-  return { proc, output: () => out };
-}
 
 const instance = (name: string) => `
 apiVersion: kova.dev/v1alpha1
@@ -53,8 +44,8 @@ spec: {source: {file: {path: /var/lib/kova/seed/tiny.qcow2}}}
   });
 
   it('a standby controller process takes over when the leader is killed', async () => {
-    const c1 = startKovaProcess(['controllers', '--kubeconfig', k.kubeconfig, '--id', 'ctl-1']);
-    const c2 = startKovaProcess(['controllers', '--kubeconfig', k.kubeconfig, '--id', 'ctl-2']);
+    const c1 = spawnKova(['controllers', '--kubeconfig', k.kubeconfig, '--id', 'ctl-1']);
+    const c2 = spawnKova(['controllers', '--kubeconfig', k.kubeconfig, '--id', 'ctl-2']);
     procs.push(c1.proc, c2.proc);
     const first = await eventually(async () => {
       const h = await holder().catch(() => '');
@@ -79,7 +70,7 @@ spec: {source: {file: {path: /var/lib/kova/seed/tiny.qcow2}}}
   it('a killed agent makes its host not Ready; fencing evacuates its instances', async () => {
     // Only the separate agent's host can take new instances.
     await k.k(['patch', 'host', 'sim-0', '--type=merge', '-p', '{"spec":{"unschedulable":true}}']);
-    const agent = startKovaProcess(['agent', '--host', 'edge-1', '--driver', 'sim', '--lease-duration', '3', '--kubeconfig', k.kubeconfig]);
+    const agent = spawnKova(['agent', '--host', 'edge-1', '--driver', 'sim', '--lease-duration', '3', '--kubeconfig', k.kubeconfig]);
     procs.push(agent.proc);
     await eventually(async () => (await jp(['get', 'host', 'edge-1'], '{.status.conditions[?(@.type=="Ready")].status}').catch(() => '')) === 'True', 30_000, 'edge-1 ready');
     await k.k(['apply', '-f', '-'], { input: instance('evac') + '\n---\n' + instance('doomed') });

@@ -121,3 +121,19 @@ export async function eventually<T>(fn: () => Promise<T | undefined | false> | T
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** Runs a `kova` CLI command to completion; rejects with its stderr when it fails. */
+export function runKova(args: string[], timeoutMs = 30_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [KOVA_BIN, ...args], { timeout: timeoutMs }, (err, stdout, stderr) => (err ? reject(new Error(`kova ${args.join(' ')}: ${stderr}`)) : resolve(stdout)));
+  });
+}
+
+/** Starts a long-running `kova` command (controllers, agent); its output is collected. */
+export function spawnKova(args: string[]): { proc: ChildProcess; output: () => string } {
+  const proc = spawn(process.execPath, [KOVA_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  return { proc, output: () => out };
+}

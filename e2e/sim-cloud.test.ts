@@ -3,16 +3,11 @@
 // messages; no overbooking under concurrent creates; cordon; power verbs and runStrategy;
 // delete through the finalizer.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { eventually, KOVA_BIN, startKova } from './harness.js';
+import { eventually, runKova, startKova } from './harness.js';
 import type { Kova } from './harness.js';
 
-function kova(kubeconfig: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, [KOVA_BIN, ...args, '--kubeconfig', kubeconfig], { timeout: 30_000 }, (err, stdout, stderr) => (err ? reject(new Error(`kova ${args.join(' ')}: ${stderr}`)) : resolve(stdout)));
-  });
-}
+const kova = (kubeconfig: string, args: string[]) => runKova([...args, '--kubeconfig', kubeconfig]);
 
 const BASE = `
 apiVersion: kova.dev/v1alpha1

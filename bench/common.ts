@@ -1,0 +1,27 @@
+// Shared pieces of the benchmarks: a fixed-concurrency load loop, percentiles, rounding, and
+// the raw etcd put baseline every benchmark reports its figures against.
+import type { Etcd3 } from 'etcd3';
+
+/** Runs `total` tasks with `concurrency` workers; returns ops/s. */
+export async function rate(total: number, concurrency: number, task: (i: number) => Promise<void>): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < total) await task(next++);
+  }));
+  return total / ((performance.now() - t0) / 1000);
+}
+
+export const pct = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : 0;
+};
+
+export const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
+
+/** Raw etcd puts/s of `value` from this process at `concurrency`, under `prefix`. */
+export function rawEtcdPutRate(raw: Etcd3, prefix: string, n: number, concurrency: number, value: string): Promise<number> {
+  return rate(n, concurrency, async (i) => {
+    await raw.put(`${prefix}${i}`).value(value);
+  });
+}
