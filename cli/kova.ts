@@ -16,6 +16,7 @@ import type { ControlPlane } from './control-plane.js';
 import { ensureHostDeps } from './host-deps.js';
 import { POWER_VERBS, powerAction } from './power.js';
 import { superviseComponents } from './supervise.js';
+import { DEFAULT_FLAVORS, seedFlavors, seedTestImage } from './seed.js';
 import type { Supervised } from './supervise.js';
 
 const HELP = `kova — a Kubernetes-style control plane for virtual machines
@@ -45,6 +46,7 @@ Flags:
   --sim-hosts N            number of simulated hosts with --driver sim (default 3)
   --no-controllers         kova up without scheduler/controllers (run them elsewhere)
   --no-agents              kova up without node agents
+  --no-seed                don't create the default flavors and test image
   --insecure               plain HTTP without authentication (local debugging only)
   -v, --verbose            log internal events to stderr
 
@@ -59,6 +61,7 @@ const FLAGS = {
   'sim-hosts': { type: 'string', default: '3' },
   'no-controllers': { type: 'boolean', default: false },
   'no-agents': { type: 'boolean', default: false },
+  'no-seed': { type: 'boolean', default: false },
   insecure: { type: 'boolean', default: false },
   verbose: { type: 'boolean', short: 'v', default: false },
   help: { type: 'boolean', short: 'h', default: false },
@@ -108,6 +111,7 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
     log: verbose ? log : undefined,
   });
   const controllersOn = what === 'up' && !values['no-controllers'];
+  if (controllersOn && !values['no-seed']) await seed(cp.kubeconfig, dataDir, agents && values.driver === 'libvirt');
   if (controllersOn || agents) {
     // Controllers and agents run in a supervised child process: a second core for them, and
     // the API server keeps serving if they crash (they are restarted).
@@ -122,6 +126,20 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
   say(`ready: API server at ${cp.url}`);
   say(`kubeconfig: ${cp.kubeconfig}`);
   say(`try: export KUBECONFIG=${cp.kubeconfig}; kubectl get kova`);
+}
+
+/** DevStack-style defaults: flavors, and with libvirt the public test image `tiny`. */
+async function seed(kubeconfig: string, dataDir: string, testImage: boolean): Promise<void> {
+  const client = KovaClient.fromFile(kubeconfig, { userAgent: 'kova-up', fieldManager: 'kova-up' });
+  try {
+    const made = await seedFlavors(client);
+    if (made) say(`created ${made} default flavors (${DEFAULT_FLAVORS.map((f) => f.name).join(', ')})`);
+    if (testImage) {
+      await seedTestImage(client, dataDir, say).catch((e: Error) => say(`warning: could not prepare the test image (${e.message}); create an Image from your own qcow2 file instead`));
+    }
+  } finally {
+    client.close();
+  }
 }
 
 /** The Host name of this machine's agent: its hostname, lowercased to a DNS label. */
