@@ -10,6 +10,7 @@ import { GarbageCollector } from '../apiserver/garbage-collector.js';
 import { NamespaceLifecycle } from '../apiserver/namespace-lifecycle.js';
 import { ensurePki, writeKubeconfig } from '../apiserver/pki.js';
 import { ResourceStore } from '../apiserver/resource-store.js';
+import { startApiWorkers } from './api-workers.js';
 import { ApiServer } from '../apiserver/server.js';
 import { ApiError } from '../apiserver/status.js';
 import { startEtcd } from '../store/etcd-process.js';
@@ -25,6 +26,8 @@ export interface ControlPlaneOptions {
   /** Plain HTTP without auth, for local debugging only. */
   insecure?: boolean;
   crdDir?: string;
+  /** API server processes sharing the port (node:cluster); 1 serves from this process. */
+  apiWorkers?: number;
   /** Bookmark period of idle watches; tests shorten it. */
   bookmarkIntervalMs?: number;
   log?: (msg: string) => void;
@@ -38,7 +41,9 @@ export interface ControlPlane {
   token?: string;
   caCert?: string;
   etcdEndpoints: string[];
-  apiserver: ApiServer;
+  /** The in-process API server (undefined with apiWorkers > 1). */
+  apiserver?: ApiServer;
+  /** Object store of this process (garbage collector, namespace lifecycle). */
   resources: ResourceStore;
   stop(): Promise<void>;
 }
@@ -109,9 +114,23 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       step('preparing certificates and token');
       pki = await ensurePki(join(opts.dataDir, 'pki'), [host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host]);
     }
-    const apiserver = new ApiServer({ registry, resources, token: pki?.token, log, bookmarkIntervalMs: opts.bookmarkIntervalMs });
-    const addr = await apiserver.listen(host, port, pki ? { cert: pki.cert, key: pki.key } : undefined);
-    stops.push(() => apiserver.close());
+    let apiserver: ApiServer | undefined;
+    let addr: { port: number };
+    const tls = pki ? { cert: pki.cert, key: pki.key } : undefined;
+    if ((opts.apiWorkers ?? 1) > 1) {
+      step(`starting ${opts.apiWorkers} API server workers`);
+      const workers = await startApiWorkers(opts.apiWorkers!, {
+        etcdEndpoints: endpoints, crdDir: opts.crdDir ?? defaultCrdDir(), host, port, tls, token: pki?.token,
+        bookmarkIntervalMs: opts.bookmarkIntervalMs, verbose: !!opts.log,
+      }, log);
+      stops.push(() => workers.stop());
+      addr = { port: workers.port };
+    } else {
+      const server = new ApiServer({ registry, resources, token: pki?.token, log, bookmarkIntervalMs: opts.bookmarkIntervalMs });
+      apiserver = server;
+      addr = await server.listen(host, port, tls);
+      stops.push(() => server.close());
+    }
     const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
     const url = `${pki ? 'https' : 'http'}://${shownHost}:${addr.port}`;
     const kubeconfig = join(opts.dataDir, 'kubeconfig');

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `kova` command: `up` runs a whole single-host cloud, `apiserver`, `controllers` and
 // `agent` run one component each, and the power verbs act on Instances.
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { join } from 'node:path';
 import { setMaxListeners } from 'node:events';
 import { parseArgs } from 'node:util';
@@ -16,6 +16,7 @@ import type { ControlPlane } from './control-plane.js';
 import { ensureHostDeps } from './host-deps.js';
 import { POWER_VERBS, powerAction } from './power.js';
 import { superviseComponents } from './supervise.js';
+import { runApiWorker } from './api-workers.js';
 import { DEFAULT_FLAVORS, seedFlavors, seedTestImage } from './seed.js';
 import type { Supervised } from './supervise.js';
 
@@ -47,6 +48,8 @@ Flags:
   --no-controllers         kova up without scheduler/controllers (run them elsewhere)
   --no-agents              kova up without node agents
   --no-seed                don't create the default flavors and test image
+  --api-workers N          API server processes sharing the port (default: 2 on hosts with
+                           2 or more cores, else 1)
   --insecure               plain HTTP without authentication (local debugging only)
   -v, --verbose            log internal events to stderr
 
@@ -62,6 +65,7 @@ const FLAGS = {
   'no-controllers': { type: 'boolean', default: false },
   'no-agents': { type: 'boolean', default: false },
   'no-seed': { type: 'boolean', default: false },
+  'api-workers': { type: 'string' },
   insecure: { type: 'boolean', default: false },
   verbose: { type: 'boolean', short: 'v', default: false },
   help: { type: 'boolean', short: 'h', default: false },
@@ -102,8 +106,11 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  const apiWorkers = values['api-workers'] === undefined ? (availableParallelism() >= 2 ? 2 : 1) : Number(values['api-workers']);
+  if (!Number.isInteger(apiWorkers) || apiWorkers < 1 || apiWorkers > 64) throw new Error(`--api-workers must be an integer from 1 to 64, got ${values['api-workers']}`);
   cp = await startControlPlane({
     dataDir,
+    apiWorkers,
     listen: values.listen,
     etcdEndpoints,
     insecure: values.insecure,
@@ -266,6 +273,8 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'components':
       return components(rest);
+    case 'api-worker':
+      return runApiWorker();
     case undefined:
     case '-h':
     case '--help':

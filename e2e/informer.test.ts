@@ -63,13 +63,13 @@ describe('client-node informer', () => {
 
       // Move the global revision on with other kinds, compact past the informer's last RV, then
       // close watches as a server timeout would: the informer re-watches, gets 410 and relists.
-      const listsBefore = cp.apiserver.stats.list;
+      const listsBefore = cp.apiserver!.stats.list;
       for (let i = 0; i < 5; i++) await api.createClusterCustomObject({ ...GROUP, plural: 'flavors', body: flavor(`churn-${i}`) });
       const rev = await cp.resources.store.currentRevision();
       await cp.resources.store.compact(rev);
-      cp.apiserver.closeWatches();
-      await eventually(() => cp.apiserver.stats.watchExpired >= 1, 10_000, 'a watch answered with 410 Expired');
-      await eventually(() => cp.apiserver.stats.list > listsBefore, 10_000, 'informer relist');
+      cp.apiserver!.closeWatches();
+      await eventually(() => cp.apiserver!.stats.watchExpired >= 1, 10_000, 'a watch answered with 410 Expired');
+      await eventually(() => cp.apiserver!.stats.list > listsBefore, 10_000, 'informer relist');
 
       // The informer keeps working after the relist.
       await api.createNamespacedCustomObject({ ...GROUP, namespace: 'inf', plural: 'instances', body: inst('c') });

@@ -103,7 +103,7 @@ test('registers its Host with capacity and heartbeats its Lease', async () => {
 test('a bound instance goes Running; delete waits for the domain to be destroyed', async () => {
   await create('web-1');
   const phases = kova.spawnKubectl(['get', 'instances', '-n', NS, '-w', '--field-selector=metadata.name=web-1', '-o', 'custom-columns=PHASE:.status.phase', '--no-headers']);
-  await eventually(() => phases.output().includes('<none>'), 5_000, 'watch started');
+  await eventually(() => phases.output().includes('Pending'), 5_000, 'watch started');
   const bound = await bind('web-1');
   const s = await waitPhase('web-1', 'Running');
   // Spawns slower than startingAfterMs (5 ms here; the sim takes 20) report Starting.

@@ -122,7 +122,7 @@ describe('Informer', () => {
       await eventually(() => inf.get(NS, 'keep') && inf.get(NS, 'doomed'), 10_000, 'initial objects');
 
       // 1. Watches closed by the server (as on a server-side timeout): re-watch, no relist needed.
-      cp.apiserver.closeWatches();
+      cp.apiserver!.closeWatches();
       await c.create(INSTANCES, inst('after-cut'));
       await eventually(() => inf.get(NS, 'after-cut'), 10_000, 'event after a watch cut');
 

@@ -25,7 +25,7 @@ describe('LeaderElector', () => {
 
   before(async () => {
     // The runtime is tested alone: no controllers or agents acting on the test's objects.
-    kova = await startKova(['--no-controllers', '--no-agents']);
+    kova = await startKova(['--no-controllers', '--no-agents', '--api-workers', '1']);
     c = KovaClient.fromFile(kova.kubeconfig);
   });
   after(async () => {

@@ -1,0 +1,112 @@
+// The API server on several cores: N worker processes (node:cluster) share the listening port
+// and serve requests, each with its own etcd client and watch hub. They are stateless toward
+// each other: every write is a compare-and-swap in etcd and every watch follows etcd's revision
+// order, so any worker may answer any request (as any kube-apiserver replica may). The primary
+// keeps the singletons (etcd supervision, garbage collector, namespace lifecycle).
+import cluster from 'node:cluster';
+import type { Worker } from 'node:cluster';
+import { Registry } from '../api/registry.js';
+import { Validator } from '../api/validation.js';
+import { ResourceStore } from '../apiserver/resource-store.js';
+import { ApiServer } from '../apiserver/server.js';
+import { Store } from '../store/store.js';
+import { KOVA_MAIN } from './paths.js';
+
+export interface ApiWorkerConfig {
+  etcdEndpoints: string[];
+  crdDir: string;
+  host: string;
+  port: number;
+  tls?: { cert: string; key: string };
+  token?: string;
+  bookmarkIntervalMs?: number;
+  verbose?: boolean;
+}
+
+export interface ApiWorkers {
+  port: number;
+  stop(): Promise<void>;
+}
+
+const CONFIG_ENV = 'KOVA_API_WORKER_CONFIG';
+const STOP_TIMEOUT_MS = 10_000;
+
+/** Forks `n` API workers and resolves with the shared port once all listen. Crashed workers are replaced. */
+export function startApiWorkers(n: number, config: ApiWorkerConfig, log: (m: string) => void): Promise<ApiWorkers> {
+  cluster.setupPrimary({ exec: KOVA_MAIN, args: ['api-worker'] });
+  const workers = new Set<Worker>();
+  let stopping = false;
+  let port = config.port;
+
+  const fork = (onListening?: (port: number) => void, onFail?: (e: Error) => void) => {
+    // Every worker asks for the configured port (even 0): the primary shares one listening
+    // handle per address:port request among them.
+    const w = cluster.fork({ [CONFIG_ENV]: JSON.stringify(config) });
+    workers.add(w);
+    let listening = false;
+    w.on('message', (m: { type?: string; port?: number; error?: string }) => {
+      if (m?.type === 'listening') {
+        listening = true;
+        onListening?.(m.port!);
+      } else if (m?.type === 'failed') onFail?.(new Error(m.error));
+    });
+    w.on('exit', (code, signal) => {
+      workers.delete(w);
+      if (stopping) return;
+      if (!listening) return onFail?.(new Error(`API worker exited with ${signal ?? code} before listening`));
+      log(`API worker ${w.process.pid} exited with ${signal ?? code}; starting another`);
+      setTimeout(() => !stopping && fork(), 500).unref();
+    });
+  };
+
+  const stop = async () => {
+    stopping = true;
+    await Promise.all([...workers].map((w) => new Promise<void>((resolve) => {
+      if (w.isDead()) return resolve();
+      const timer = setTimeout(() => w.process.kill('SIGKILL'), STOP_TIMEOUT_MS);
+      w.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      w.process.kill('SIGTERM');
+    })));
+  };
+
+  return new Promise((resolve, reject) => {
+    const fail = (e: Error) => void stop().then(() => reject(e));
+    fork((p) => {
+      port = p;
+      let up = 1;
+      if (up === n) return resolve({ port, stop });
+      for (let i = 1; i < n; i++) fork(() => ++up === n && resolve({ port, stop }), fail);
+    }, fail);
+  });
+}
+
+/** Entry point of an API worker process (`kova api-worker`, forked by startApiWorkers). */
+export async function runApiWorker(): Promise<void> {
+  const config = JSON.parse(process.env[CONFIG_ENV] ?? 'null') as ApiWorkerConfig | null;
+  if (!config || !cluster.isWorker) throw new Error('kova api-worker is started by kova up / kova apiserver with --api-workers');
+  const log = config.verbose ? (m: string) => process.stderr.write(`api-worker ${process.pid}: ${m}\n`) : () => undefined;
+  try {
+    const store = Store.connect(config.etcdEndpoints);
+    await store.currentRevision();
+    const registry = await Registry.load(config.crdDir);
+    const resources = new ResourceStore(store, registry, new Validator(registry));
+    await resources.namespaces.start();
+    const server = new ApiServer({ registry, resources, token: config.token, log, bookmarkIntervalMs: config.bookmarkIntervalMs });
+    const addr = await server.listen(config.host, config.port, config.tls);
+    const shutdown = async () => {
+      await server.close().catch(() => undefined);
+      await resources.namespaces.stop().catch(() => undefined);
+      await store.close().catch(() => undefined);
+      process.exit(0);
+    };
+    process.on('SIGTERM', () => void shutdown());
+    process.on('SIGINT', () => undefined); // the primary decides when workers stop
+    process.send!({ type: 'listening', port: addr.port });
+  } catch (e) {
+    process.send!({ type: 'failed', error: e instanceof Error ? e.message : String(e) });
+    process.exit(1);
+  }
+}
