@@ -76,7 +76,7 @@ async function schedulerOnly(): Promise<Record<string, number>> {
   const raw = new Etcd3({ hosts: endpoints });
   if (values.scheduler !== 'kova' && values.scheduler !== 'in-process') throw new Error('--scheduler must be kova or in-process');
   const inProcess = values.scheduler === 'in-process';
-  const kova = external ? undefined : await startKova(['--etcd-endpoints', endpoints.join(','), '--no-agents', ...(inProcess ? ['--no-controllers'] : [])]);
+  const kova = external ? undefined : await startKova(['--etcd-endpoints', endpoints.join(','), '--no-seed', '--no-agents', ...(inProcess ? ['--no-controllers'] : [])]);
   const client = KovaClient.fromFile(values.kubeconfig ?? kova!.kubeconfig, { maxSockets: 128 });
   const stop = new AbortController();
   try {
@@ -189,7 +189,7 @@ async function fullRun(): Promise<Record<string, number>> {
   const dir = await mkdtemp(join(tmpdir(), 'kova-bench-scale-'));
   const etcd = await startEtcd({ dataDir: join(dir, 'etcd') });
   const raw = new Etcd3({ hosts: etcd.endpoints });
-  const kova = await startKova(['--etcd-endpoints', etcd.endpoints.join(','), '--driver', 'sim', '--sim-hosts', String(HOSTS_N)], 300_000);
+  const kova = await startKova(['--etcd-endpoints', etcd.endpoints.join(','), '--no-seed', '--driver', 'sim', '--sim-hosts', String(HOSTS_N)], 300_000);
   const client = KovaClient.fromFile(kova.kubeconfig, { maxSockets: 128, fieldManager: 'bench' });
   try {
     await client.create(NAMESPACES, { metadata: { name: 'bench' } });
