@@ -20,6 +20,10 @@ const KOVA_KINDS: Record<string, { plural: string; short: string[]; namespaced: 
   Volume: { plural: 'volumes', short: ['vol'], namespaced: true },
   Instance: { plural: 'instances', short: ['inst', 'vm'], namespaced: true },
   Host: { plural: 'hosts', short: ['hs'], namespaced: false },
+  SecurityGroup: { plural: 'securitygroups', short: ['sg'], namespaced: true },
+  FloatingIP: { plural: 'floatingips', short: ['fip'], namespaced: true },
+  Router: { plural: 'routers', short: ['rt'], namespaced: true },
+  AddressClaim: { plural: 'addressclaims', short: ['addr'], namespaced: true },
 };
 
 async function crdFiles(): Promise<Array<{ file: string; crd: KObject }>> {
@@ -49,7 +53,7 @@ test('defaultCrdDir finds crds/ next to package.json', () => {
 
 test('every CRD file passes the apiextensions checks and is structural', async () => {
   const files = await crdFiles();
-  assert.equal(files.length, 8);
+  assert.equal(files.length, 12);
   for (const { file, crd } of files) assert.deepEqual(crdErrors(crd), [], file);
 });
 
@@ -154,8 +158,8 @@ test('Registry.load: built-ins plus CRDs, lookups by resource and kind', async (
   const reg = await Registry.load(defaultCrdDir());
   assert.deepEqual(reg.groupVersions(), ['v1', 'coordination.k8s.io/v1', 'events.k8s.io/v1', 'kova.dev/v1alpha1']);
   assert.deepEqual(reg.byGroupVersion('v1').map((r) => r.plural).sort(), ['configmaps', 'events', 'namespaces', 'secrets']);
-  assert.equal(reg.byGroupVersion('kova.dev/v1alpha1').length, 8);
-  assert.equal(reg.crds().length, 8);
+  assert.equal(reg.byGroupVersion('kova.dev/v1alpha1').length, 12);
+  assert.equal(reg.crds().length, 12);
 
   const inst = reg.lookup('kova.dev', 'v1alpha1', 'instances')!;
   assert.equal(inst.kind, 'Instance');

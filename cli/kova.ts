@@ -29,8 +29,11 @@ Usage:
   kova controllers [--kubeconfig F] [--id ID]
                            run the scheduler and controllers (leader-elected: run several)
   kova agent --host NAME [--driver libvirt|sim] [--kubeconfig F] [--lease-duration S]
+             [--network] [--netns NS] [--tunnel-ip IP] [--data-dir DIR]
                            run the node agent of one hypervisor host (heartbeat Lease
-                           kova-system/NAME, renewed every S/4 s; default S=40)
+                           kova-system/NAME, renewed every S/4 s; default S=40); --network
+                           also runs host networking (bridges, VXLAN to --tunnel-ip peers,
+                           DHCP, security groups, NAT), --netns inside a network namespace
   kova start|stop|restart|pause|unpause NAME [-n NAMESPACE] [--kubeconfig F]
                            power actions on an Instance (see docs/control-plane.md)
   kova console NAME [-n NAMESPACE] [--log] [--kubeconfig F]
@@ -249,7 +252,9 @@ async function components(argv: string[]): Promise<void> {
     if (values.driver === 'sim') {
       sims = await startSimAgents({ kubeconfig, count: Number(values['sim-hosts']), signal: ac.signal, log });
     } else {
-      node = await runAgent({ kubeconfig, hostName: agentHostName(), driver: await libvirtDriver(dataDir), signal: ac.signal, log });
+      // A real host also runs its networking; simulated hosts share this machine, so they don't.
+      const network = { portDevice: 'tap' as const, stateDir: join(dataDir, 'network', agentHostName()) };
+      node = await runAgent({ kubeconfig, hostName: agentHostName(), driver: await libvirtDriver(dataDir), network, signal: ac.signal, log });
     }
   }
   say('components ready');

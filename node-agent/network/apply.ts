@@ -2,7 +2,8 @@
 // as few commands as possible — one `ip -batch`, one `bridge -batch`, one `nft -f` transaction,
 // and dnsmasq starts/reloads only where configs changed. Re-applying an unchanged plan issues no
 // commands (only reads). Everything can run inside a network namespace (option `netns`).
-import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { commandRunner, type CommandRunner } from './exec.js';
 import { readHostState, type HostState, type LinkState } from './host-state.js';
@@ -254,6 +255,12 @@ export class HostNetworkApplier {
   async #convergeDnsmasq(plans: DnsmasqPlan[], res: ApplyResult): Promise<void> {
     await mkdir(this.#stateDir, { recursive: true });
     await chmod(this.#stateDir, 0o755);
+    // dnsmasq drops to an unprivileged user and re-reads its host files on SIGHUP: a parent
+    // directory it cannot traverse silently empties its host list, so say so instead.
+    if (plans.length > 0) {
+      const blocked = await untraversableParent(this.#stateDir);
+      if (blocked) res.errors.push(`dnsmasq: state directory ${this.#stateDir} is not reachable by dnsmasq's unprivileged user (${blocked} is not world-searchable)`);
+    }
     const wanted = new Set(plans.map((p) => p.pidFile));
     for (const f of await readdir(this.#stateDir)) {
       const m = /^(kvb-[0-9a-f]{10})\.pid$/.exec(f);
@@ -303,6 +310,14 @@ async function writeIfChanged(file: string, content: string): Promise<boolean> {
   await writeFile(`${file}.tmp`, content, { mode: 0o644 });
   await rename(`${file}.tmp`, file);
   return true;
+}
+
+/** The first ancestor of dir without the world search bit, if any. */
+async function untraversableParent(dir: string): Promise<string | undefined> {
+  for (let d = dirname(dir); d !== dirname(d); d = dirname(d)) {
+    if (((await stat(d)).mode & 0o001) === 0) return d;
+  }
+  return undefined;
 }
 
 /** Alive and not a zombie (daemonized dnsmasq is reparented; its reaper may be slow). */

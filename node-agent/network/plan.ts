@@ -147,6 +147,11 @@ function planDnsmasq(
   return dnsmasq;
 }
 
+function overlaps(a: ParsedCIDR, b: ParsedCIDR): boolean {
+  const mask = a.prefix < b.prefix ? a.mask : b.mask;
+  return ((a.network & mask) >>> 0) === ((b.network & mask) >>> 0);
+}
+
 /** Plans one host's networking; throws only for invalid host-level fields (stateDir, tunnelIP, peers). */
 export function planHost(input: HostInput): HostPlanResult {
   const stateDir = validStatePath('stateDir', input.stateDir);
@@ -159,6 +164,7 @@ export function planHost(input: HostInput): HostPlanResult {
   const vlans: VlanPlan[] = [];
   const uplinks: UplinkPlan[] = [];
   const ready = new Map<string, ReadyNetwork>();
+  const addressed: Array<{ key: string; cidr: ParsedCIDR }> = [];
   const usedNames = new Map<string, string>();
   const claimName = (name: string, owner: string) => {
     const prev = usedNames.get(name);
@@ -205,6 +211,16 @@ export function planHost(input: HostInput): HostPlanResult {
         notReady('InvalidSpec', message(e));
         continue;
       }
+    }
+    // Two addressed bridges with overlapping subnets in one namespace would share the gateway
+    // address (dnsmasq cannot bind it twice, routes are ambiguous): refuse the later one.
+    if (net.dhcp && serverIP) {
+      const clash = addressed.find((o) => overlaps(o.cidr, v.cidr));
+      if (clash) {
+        notReady('OverlappingSubnet', `${net.cidr} overlaps network ${clash.key} (${clash.cidr.cidr}) on this host; networks with DHCP that share a host need distinct subnets`);
+        continue;
+      }
+      addressed.push({ key: k, cidr: v.cidr });
     }
     const bridge = claimName(networkDeviceName('bridge', net), k);
     bridges.push({

@@ -1,0 +1,65 @@
+// Address allocation for Ports (and FloatingIPs): propose candidates from what the cache knows,
+// let the store decide through claims. A stale cache only costs extra attempts, never duplicates.
+import type { KObject } from '../../api/types.js';
+import { defaultGateway, isUsable, macForPort, parseCIDR, usableAddresses } from '../../node-agent/network/ipam.js';
+import type { KovaClient } from '../runtime/client.js';
+import { claim } from './claims.js';
+
+export interface AllocateIPRequest {
+  network: { namespace: string; name: string; uid: string; cidr: string; gateway?: string };
+  owner: KObject;
+  /** A static address: claimed or refused, never replaced by another. */
+  requested?: string;
+  /** Addresses believed taken (claims in the cache); skipped without a request. */
+  knownTaken: ReadonlySet<string>;
+  /** Cap on store round trips per call (a full /16 must not mean 65k creates). */
+  maxAttempts?: number;
+}
+
+export type AllocateResult =
+  | { ok: true; value: string }
+  | { ok: false; reason: 'AddressInUse' | 'AddressesExhausted' | 'InvalidAddress'; message: string };
+
+export async function allocateIP(client: KovaClient, r: AllocateIPRequest): Promise<AllocateResult> {
+  const net = r.network;
+  const cidr = parseCIDR(net.cidr);
+  const gateway = net.gateway ?? defaultGateway(net.cidr);
+  const claimIt = (ip: string) => claim(client, { type: 'IP', value: ip, network: net, owner: r.owner });
+  if (r.requested !== undefined) {
+    if (!isUsable(cidr, r.requested) || r.requested === gateway) {
+      return { ok: false, reason: 'InvalidAddress', message: `${r.requested} is not a usable address of ${net.cidr} (gateway ${gateway})` };
+    }
+    if ((await claimIt(r.requested)) === 'claimed') return { ok: true, value: r.requested };
+    return { ok: false, reason: 'AddressInUse', message: `${r.requested} is already in use on network ${net.name}` };
+  }
+  let attempts = 0;
+  const max = r.maxAttempts ?? 64;
+  for (const ip of usableAddresses(net.cidr)) {
+    if (ip === gateway || r.knownTaken.has(ip)) continue;
+    if (++attempts > max) return { ok: false, reason: 'AddressesExhausted', message: `no free address found in ${net.cidr} after ${max} attempts; retrying` };
+    if ((await claimIt(ip)) === 'claimed') return { ok: true, value: ip };
+  }
+  return { ok: false, reason: 'AddressesExhausted', message: `no free address in ${net.cidr} (${r.knownTaken.size} in use)` };
+}
+
+/** A MAC for a port: `requested`, or deterministic from its uid, retried with other values on a collision. */
+export async function allocateMAC(client: KovaClient, network: { namespace: string; name: string; uid: string }, owner: KObject, requested?: string): Promise<AllocateResult> {
+  if (requested !== undefined) {
+    const mac = requested.toLowerCase();
+    if ((await claim(client, { type: 'MAC', value: mac, network, owner })) === 'claimed') return { ok: true, value: mac };
+    return { ok: false, reason: 'AddressInUse', message: `MAC ${mac} is already in use on network ${network.name}` };
+  }
+  for (let attempt = 0; attempt < 16; attempt++) {
+    const mac = macForPort(owner.metadata.uid!, attempt);
+    if ((await claim(client, { type: 'MAC', value: mac, network, owner })) === 'claimed') return { ok: true, value: mac };
+  }
+  return { ok: false, reason: 'AddressesExhausted', message: 'no free MAC address after 16 attempts' };
+}
+
+/** VNI candidates: spread by a hash of the network uid, so concurrent networks rarely collide. */
+export function* vniCandidates(uid: string): Generator<number> {
+  let h = 0;
+  for (const ch of uid) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+  const start = 4096 + (h % 1_000_000);
+  for (let i = 0; i < 64; i++) yield start + i;
+}

@@ -1,0 +1,190 @@
+// Ports of instances: one Port per Instance.spec.networks entry (owned by the Instance), address
+// and MAC allocation through claims, Port status (attachment, host, device) and
+// Instance.status.addresses. Level-triggered: every reconcile recomputes from the caches and
+// the store, and a repeated reconcile writes nothing.
+import { portDeviceName } from '../../node-agent/network/names.js';
+import { isAlreadyExists, isNotFound, PORTS, INSTANCES } from '../runtime/client.js';
+import type { KovaClient } from '../runtime/client.js';
+import type { Reconciler, Request, Result } from '../runtime/controller.js';
+import { setCondition, hasCondition } from '../host/conditions.js';
+import { allocateIP, allocateMAC } from './allocate.js';
+import type { AllocateResult } from './allocate.js';
+import { release } from './claims.js';
+import { DEFAULT_SECURITY_GROUP, ownerRef, portNameFor } from './kinds.js';
+import type { ClaimObject, InstanceAddress, InstanceNetwork, InstanceObject, NetworkObject, PortObject } from './kinds.js';
+
+export interface Cache<T> {
+  get(namespace: string | undefined, name: string): T | undefined;
+  list(namespace?: string): readonly T[];
+}
+
+export interface PortCaches {
+  instances: Cache<InstanceObject>;
+  ports: Cache<PortObject>;
+  networks: Cache<NetworkObject>;
+  claims: Cache<ClaimObject>;
+}
+
+/** Instance → the Ports it needs exist, and its status.addresses mirror them. */
+export class InstancePortsReconciler implements Reconciler {
+  readonly name = 'instance-ports';
+  constructor(private readonly client: KovaClient, private readonly c: PortCaches, private readonly log: (m: string) => void) {}
+
+  async reconcile(req: Request): Promise<Result | void> {
+    const ns = req.namespace!;
+    const inst = this.c.instances.get(ns, req.name);
+    if (!inst || inst.metadata.deletionTimestamp) return;
+    const entries = inst.spec.networks ?? [];
+    for (const [i, entry] of entries.entries()) {
+      if (entry.port) continue; // a user's Port: attached by the port reconciler
+      const name = portNameFor(req.name, i, entry);
+      if (this.c.ports.get(ns, name)) continue;
+      try {
+        await this.client.create(PORTS, {
+          apiVersion: 'kova.dev/v1alpha1',
+          kind: 'Port',
+          metadata: { name, namespace: ns, ownerReferences: [ownerRef(inst)], labels: { 'kova.dev/instance': req.name } },
+          spec: {
+            network: entry.network,
+            ...(entry.ip ? { ip: entry.ip } : {}),
+            securityGroups: entry.securityGroups ?? [DEFAULT_SECURITY_GROUP],
+          },
+        });
+        this.log(`network: created port ${ns}/${name} for instance ${req.name}`);
+      } catch (e) {
+        if (!isAlreadyExists(e)) throw e;
+      }
+    }
+    const addresses: InstanceAddress[] = entries.map((entry, i) => {
+      const port = portNameFor(req.name, i, entry);
+      const p = this.c.ports.get(ns, port);
+      const ip = p?.status?.ip;
+      const mac = p?.status?.mac;
+      return { network: entry.network, port, ...(ip ? { ip } : {}), ...(mac ? { mac } : {}) };
+    });
+    const cond = networksReady(req.name, entries, (name) => this.c.ports.get(ns, name));
+    const current = (st: InstanceObject['status']) =>
+      JSON.stringify(st?.addresses ?? []) === JSON.stringify(addresses) && (!cond || hasCondition(st?.conditions, cond));
+    if (current(inst.status)) return;
+    await this.client.updateStatus<InstanceObject>(INSTANCES, ns, req.name, (fresh) => {
+      if (fresh.metadata.uid !== inst.metadata.uid || current(fresh.status)) return false;
+      fresh.status = { ...fresh.status, addresses, ...(cond ? { conditions: setCondition(fresh.status?.conditions, cond) } : {}) };
+    });
+  }
+}
+
+/**
+ * Instance condition `NetworksReady`: False while a NIC's port is missing or has no address
+ * (e.g. the subnet is full: the instance waits, saying why), True once all are allocated.
+ */
+export function networksReady(instance: string, entries: readonly InstanceNetwork[], port: (name: string) => PortObject | undefined) {
+  if (entries.length === 0) return undefined;
+  for (const [i, e] of entries.entries()) {
+    const name = portNameFor(instance, i, e);
+    const p = port(name);
+    if (p?.status?.ip) continue;
+    const a = p?.status?.conditions?.find((c) => c.type === 'Allocated' && c.status === 'False');
+    return { type: 'NetworksReady', status: 'False' as const, reason: a?.reason ?? 'PortPending', message: `port ${name}: ${a?.message ?? (p ? 'address not allocated yet' : 'not created yet')}` };
+  }
+  return { type: 'NetworksReady', status: 'True' as const, reason: 'PortsAllocated', message: '' };
+}
+
+/** The instance a port is attached to: its owner, or an instance naming it in spec.networks. */
+export function attachedInstance(port: PortObject, instances: Cache<InstanceObject>): InstanceObject | undefined {
+  const ns = port.metadata.namespace!;
+  const owner = port.metadata.ownerReferences?.find((o) => o.kind === 'Instance');
+  if (owner) {
+    const i = instances.get(ns, owner.name);
+    return i && i.metadata.uid === owner.uid ? i : undefined;
+  }
+  return instances.list(ns).find((i) => !i.metadata.deletionTimestamp && (i.spec.networks ?? []).some((n) => n.port === port.metadata.name));
+}
+
+type PortStatus = NonNullable<PortObject['status']>;
+
+/** Port → claimed IP and MAC, written back to spec, and its status. */
+export class PortReconciler implements Reconciler {
+  readonly name = 'port';
+  constructor(private readonly client: KovaClient, private readonly c: PortCaches, private readonly log: (m: string) => void) {}
+
+  async reconcile(req: Request): Promise<Result | void> {
+    const ns = req.namespace!;
+    const port = this.c.ports.get(ns, req.name);
+    if (!port || port.metadata.deletionTimestamp) return;
+    const net = this.c.networks.get(ns, port.spec.network);
+    const inst = attachedInstance(port, this.c.instances);
+    const base: PortStatus = {
+      ...(port.status ?? {}),
+      device: portDeviceName('tap', { uid: port.metadata.uid!, namespace: ns, name: req.name }),
+      observedGeneration: port.metadata.generation,
+    };
+    if (inst) {
+      base.instance = inst.metadata.name;
+      if (inst.status?.hostName) base.hostName = inst.status.hostName;
+      else delete base.hostName;
+    } else {
+      delete base.instance;
+      delete base.hostName;
+    }
+    if (!net || net.metadata.deletionTimestamp) {
+      return this.writeStatus(port, { ...base, phase: 'Pending' }, { status: 'False', reason: 'NetworkNotFound', message: `network ${port.spec.network} does not exist` });
+    }
+    const network = { namespace: ns, name: net.metadata.name!, uid: net.metadata.uid!, cidr: net.spec.cidr, gateway: net.spec.gateway };
+    const sameNet = port.status?.networkUID === network.uid;
+    // IP: keep what is claimed unless spec asks for another address.
+    let ip: AllocateResult;
+    if (sameNet && port.status?.ip && (!port.spec.ip || port.spec.ip === port.status.ip)) ip = { ok: true, value: port.status.ip };
+    else {
+      if (sameNet && port.status?.ip && port.spec.ip && port.spec.ip !== port.status.ip) await release(this.client, 'IP', network, port.status.ip);
+      const taken = new Set(this.c.claims.list(ns).filter((c) => c.spec.type === 'IP' && c.spec.networkUID === network.uid).map((c) => c.spec.address));
+      ip = await allocateIP(this.client, { network, owner: port, requested: port.spec.ip, knownTaken: taken });
+    }
+    if (!ip.ok) {
+      const phase = ip.reason === 'AddressesExhausted' ? 'Pending' : 'Failed';
+      const { ip: _ip, mac: _mac, networkUID: _uid, ...rest } = base;
+      await this.writeStatus(port, { ...rest, phase }, { status: 'False', reason: ip.reason, message: ip.message });
+      // Exhausted: a released claim wakes us; retry slowly anyway (another writer may free one).
+      return ip.reason === 'AddressesExhausted' ? { requeueAfterMs: 30_000 } : undefined;
+    }
+    let mac: AllocateResult;
+    if (sameNet && port.status?.mac && (!port.spec.mac || port.spec.mac.toLowerCase() === port.status.mac)) mac = { ok: true, value: port.status.mac };
+    else mac = await allocateMAC(this.client, network, port, port.spec.mac);
+    if (!mac.ok) {
+      return this.writeStatus(port, { ...base, phase: 'Failed' }, { status: 'False', reason: mac.reason, message: mac.message });
+    }
+    if (port.spec.ip !== ip.value || port.spec.mac?.toLowerCase() !== mac.value) {
+      const patch: Record<string, string> = {};
+      if (!port.spec.ip) patch.ip = ip.value;
+      if (!port.spec.mac) patch.mac = mac.value;
+      if (Object.keys(patch).length) await this.client.mergePatch(PORTS, ns, req.name, { spec: patch });
+    }
+    const phase = inst ? 'Bound' : 'Available';
+    await this.writeStatus(port, { ...base, phase, ip: ip.value, mac: mac.value, networkUID: network.uid }, { status: 'True', reason: 'Allocated', message: '' });
+  }
+
+  private async writeStatus(port: PortObject, want: PortStatus, cond: { status: 'True' | 'False'; reason: string; message: string }): Promise<void> {
+    const c = { type: 'Allocated', ...cond, observedGeneration: port.metadata.generation };
+    const same = (s: PortStatus | undefined) => {
+      if (!s || !hasCondition(s.conditions, c)) return false;
+      const { conditions: _a, ...x } = s;
+      const { conditions: _b, ...y } = want;
+      return JSON.stringify(sorted(x)) === JSON.stringify(sorted(y));
+    };
+    if (same(port.status)) return;
+    try {
+      await this.client.updateStatus<PortObject>(PORTS, port.metadata.namespace, port.metadata.name!, (fresh) => {
+        if (fresh.metadata.uid !== port.metadata.uid || same(fresh.status)) return false;
+        fresh.status = { ...want, conditions: setCondition(fresh.status?.conditions, c) };
+      });
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+    if (cond.status === 'False' && port.status?.conditions?.find((x) => x.type === 'Allocated')?.reason !== cond.reason) {
+      this.log(`network: port ${port.metadata.namespace}/${port.metadata.name}: ${cond.reason}: ${cond.message}`);
+    }
+  }
+}
+
+function sorted(o: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : 1)));
+}
