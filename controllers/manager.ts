@@ -1,11 +1,16 @@
 // `kova controllers`: every reconciler of the control plane behind one Lease-based leader
 // election, like kube-controller-manager. Standbys campaign; only the leader reconciles, and a
 // leader that loses its Lease stops all reconcilers before campaigning again.
+import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { KovaClient } from './runtime/client.js';
 import { LeaderElector } from './runtime/leader.js';
 import { startHostController } from './host/host-controller.js';
+import { startImageController } from './image/image-controller.js';
 import { startInstanceController } from './instance/instance-controller.js';
+import { startNetworkControllers } from './network/network-controllers.js';
+import { startKeyPairController } from './keypair/keypair-controller.js';
 import { startScheduler } from './scheduler/scheduler.js';
 import type { AllocationRatios } from './scheduler/resources.js';
 import type { WeigherPolicy } from './scheduler/weighers.js';
@@ -25,6 +30,11 @@ export interface ControllerManagerOptions {
   renewDeadlineS?: number;
   retryPeriodS?: number;
   log?: (msg: string) => void;
+  /**
+   * The control plane's data directory; Images are imported into DATA_DIR/images. Without it
+   * the image controller does not run (Images stay Pending).
+   */
+  dataDir?: string;
   /** Called with true when this process starts leading, false when it stops. */
   onLeadership?: (leading: boolean) => void;
 }
@@ -44,6 +54,7 @@ export function startControllerManager(opts: ControllerManagerOptions): Controll
   let leading = false;
 
   const lead = async (signal: AbortSignal) => {
+    setMaxListeners(100, signal); // every informer and queue of every controller listens on it
     leading = true;
     opts.onLeadership?.(true);
     log(`controllers: ${identity} is the leader; starting scheduler, host and instance controllers`);
@@ -52,6 +63,9 @@ export function startControllerManager(opts: ControllerManagerOptions): Controll
         startScheduler({ client, signal, weigher: opts.weigher, ratios: opts.ratios, log }),
         startHostController({ client, signal, ratios: opts.ratios, log }),
         startInstanceController({ client, signal, log }),
+        startNetworkControllers({ client, signal, log }),
+        startKeyPairController({ client, signal, log }),
+        ...(opts.dataDir ? [startImageController({ client, signal, storeDir: join(opts.dataDir, 'images'), log })] : []),
       ]);
       await Promise.all(parts.map((p) => p.done));
     } catch (e) {

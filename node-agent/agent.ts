@@ -3,15 +3,19 @@
 // the domains it finds (matching them to instances by key and uid) instead of spawning anew.
 import type { KObject } from '../api/types.js';
 import { Controller, errorMessage } from '../controllers/runtime/controller.js';
-import { HOSTS, INSTANCES } from '../controllers/runtime/client.js';
+import { HOSTS, IMAGES, INSTANCES } from '../controllers/runtime/client.js';
 import type { KovaClient } from '../controllers/runtime/client.js';
 import { EventRecorder } from '../controllers/runtime/events.js';
 import { Informer } from '../controllers/runtime/informer.js';
 import type { ComputeDriver, DomainInfo } from './driver.js';
 import { FlavorCache } from './flavor-cache.js';
+import { imageCacheOf } from './image-cache.js';
+import type { ImageCache, ImageObjectView } from './image-cache.js';
 import { LeaseHeartbeat, registerHost } from './host-registration.js';
 import type { HostStatusFacts } from './host-registration.js';
 import { InstanceReconciler } from './instance-reconciler.js';
+import { NetworkAgent } from './network-agent.js';
+import type { NetworkAgentOptions } from './network-agent.js';
 import type { InstanceView } from './shared-instances.js';
 
 export interface NodeAgentOptions {
@@ -36,14 +40,22 @@ export interface NodeAgentOptions {
   stopTimeoutMs?: number;
   retryBaseMs?: number;
   startingAfterMs?: number;
+  /** Boot instances from this per-host image cache (default: the driver's, if it has one). */
+  imageCache?: ImageCache;
   log?: (msg: string) => void;
+  /** Host networking (bridges, VXLAN, DHCP, security groups, NAT) for this host; off when absent. */
+  network?: Omit<NetworkAgentOptions, 'client' | 'hostName' | 'log'>;
 }
 
 export class NodeAgent {
   readonly hostName: string;
   readonly reconciler: InstanceReconciler;
   readonly controller: Controller;
+  /** The host network reconciler, when `network` was given. */
+  readonly network?: NetworkAgent;
   private readonly informer: InstanceView;
+  /** All Images (only for drivers with an image cache): instances wait for theirs to be Ready. */
+  private readonly images?: Informer<KObject & ImageObjectView>;
   private readonly heartbeat: LeaseHeartbeat;
   private readonly recorder: EventRecorder;
   private readonly log: (msg: string) => void;
@@ -57,6 +69,9 @@ export class NodeAgent {
     this.recorder = o.recorder ?? new EventRecorder(o.client, 'kova-agent', { log: this.log });
     this.heartbeat = new LeaseHeartbeat(o.client, o.hostName, o.leaseDurationS ?? 40);
     this.informer = o.instances ?? new Informer(o.client, INSTANCES, { fieldSelector: `status.hostName=${o.hostName}`, log: this.log });
+    const cache = o.imageCache ?? imageCacheOf(o.driver);
+    const images = cache ? new Informer<KObject & ImageObjectView>(o.client, IMAGES, { log: this.log }) : undefined;
+    this.images = images;
     this.reconciler = new InstanceReconciler({
       client: o.client,
       hostName: o.hostName,
@@ -68,8 +83,14 @@ export class NodeAgent {
       stopTimeoutMs: o.stopTimeoutMs,
       retryBaseMs: o.retryBaseMs,
       startingAfterMs: o.startingAfterMs,
+      images: cache && images ? {
+        cache,
+        // The instance's own namespace first, else a Public image of that name.
+        lookup: (ns, name) => images.get(ns, name) ?? images.list().find((i) => i.metadata.name === name && i.spec?.visibility === 'Public'),
+      } : undefined,
     });
     this.controller = new Controller(this.reconciler, { workers: o.workers ?? 8, log: this.log });
+    if (o.network) this.network = new NetworkAgent({ ...o.network, client: o.client, hostName: o.hostName, log: this.log });
   }
 
   /**
@@ -84,6 +105,7 @@ export class NodeAgent {
     const facts: HostStatusFacts = { info, driver: driver.name };
     await registerHost(client, this.hostName, this.o.labels ?? {}, facts);
     await this.heartbeat.renew();
+    await this.network?.start(signal);
 
     const enqueue = (obj: KObject) => this.controller.enqueue({ namespace: obj.metadata.namespace, name: obj.metadata.name! });
     this.informer.on('add', (obj) => {
@@ -100,6 +122,15 @@ export class NodeAgent {
     });
     this.informer.start();
     await this.informer.waitForSync(signal);
+    if (this.images) {
+      // An Image becoming Ready (or changing) wakes the instances here that boot from it.
+      const wake = (img: KObject) => {
+        for (const i of this.informer.list()) if ((i.spec as { image?: string } | undefined)?.image === img.metadata.name) enqueue(i);
+      };
+      for (const ev of ['add', 'update', 'delete'] as const) this.images.on(ev, wake);
+      this.images.start();
+      await this.images.waitForSync(signal);
+    }
 
     await this.adopt(await driver.listDomains());
     const unsubscribe = driver.onEvent((e) => {
@@ -116,6 +147,7 @@ export class NodeAgent {
         clearInterval(beat);
         unsubscribe();
         this.informer.stop();
+        this.images?.stop();
         await workers;
         resolve();
       };

@@ -3,16 +3,19 @@
 // Level-triggered: it re-reads the instance (informer cache) and the domain (driver) each time.
 // Cheap per instance: decisions run on cached objects, status is written only when it changes,
 // and the write uses the cached resourceVersion (a GET happens only after a conflict).
-import type { KObject } from '../api/types.js';
+import type { Condition, KObject } from '../api/types.js';
 import type { Reconciler, Request, Result } from '../controllers/runtime/controller.js';
 import { errorMessage } from '../controllers/runtime/controller.js';
-import { INSTANCES, isConflict, isNotFound } from '../controllers/runtime/client.js';
+import { INSTANCES, isConflict, isNotFound, KEYPAIRS } from '../controllers/runtime/client.js';
+import { setCondition } from '../controllers/host/conditions.js';
 import type { KovaClient } from '../controllers/runtime/client.js';
 import type { EventRecorder } from '../controllers/runtime/events.js';
 import { instanceRequest } from '../controllers/scheduler/resources.js';
 import { domainName, DomainNotFound, instanceKey } from './driver.js';
 import type { ComputeDriver, DomainInfo, DomainSpec, NicSpec } from './driver.js';
 import type { FlavorCache } from './flavor-cache.js';
+import { imageReadiness } from './image-cache.js';
+import type { ImageCache, ImageObjectView } from './image-cache.js';
 import { nextStatus, sameStatus } from './instance-status.js';
 import type { InstanceStatus, Observation } from './instance-status.js';
 import { ANNOTATION_POWER, ANNOTATION_RESTARTED_AT, nextAction } from './power-policy.js';
@@ -35,7 +38,21 @@ export interface InstanceReconcilerOptions {
   retryBaseMs?: number;
   /** Report phase Starting when a spawn has not finished after this long (default 1 s). */
   startingAfterMs?: number;
+  /**
+   * Drivers that boot real images: the host's image cache and a lookup of Images (the
+   * instance's namespace, else a Public one of that name). Instances then wait, with condition
+   * ImageReady=False, until their Image is Ready, and boot from the cached copy. Without it
+   * (sim) DomainSpec.image is just `namespace/name`.
+   */
+  images?: { cache: ImageCache; lookup: (namespace: string, name: string) => ImageObjectView | undefined };
+  /** How often an instance waiting for its image or network is looked at again without events (default 30 s). */
+  waitRequeueMs?: number;
 }
+
+type CondSpec = Omit<Condition, 'lastTransitionTime'>;
+
+/** What a spawn needs besides the Instance, or why it has to wait. */
+type SpawnInputs = { image: string; extra?: Record<string, unknown>; conds: CondSpec[] } | { wait: CondSpec[]; why: string };
 
 const MAX_ACTIONS = 6;
 
@@ -99,6 +116,8 @@ export class InstanceReconciler implements Reconciler {
     const restartWanted = annotations[ANNOTATION_RESTARTED_AT];
     let result: Result | void = undefined;
     let current = inst;
+    /** Conditions learnt while preparing a spawn (ImageReady=True, ...), written with the status. */
+    const extraConds: CondSpec[] = [];
 
     for (let step = 0; step < MAX_ACTIONS && !signal.aborted; step++) {
       const action = nextAction(p, dom?.state);
@@ -113,6 +132,8 @@ export class InstanceReconciler implements Reconciler {
       }
       switch (action.kind) {
         case 'spawn': {
+          const inputs = await this.spawnInputs(current);
+          if ('wait' in inputs) return this.waitFor(current, key, inputs.wait, inputs.why);
           // Starting is reported only when the spawn takes a while: a fast spawn goes from
           // Provisioning straight to Running, saving one write per instance.
           let starting: Promise<KObject> | undefined;
@@ -123,15 +144,19 @@ export class InstanceReconciler implements Reconciler {
           })), this.o.startingAfterMs ?? 1000);
           let failure: unknown;
           try {
-            dom = await this.spawn(current, id);
+            dom = await this.spawn(current, id, inputs);
           } catch (e) {
             failure = e;
           } finally {
             clearTimeout(timer);
           }
           if (starting) current = await starting;
+          if (failure instanceof Error && failure.name === 'NetworkUnavailable') {
+            return this.waitFor(current, key, [{ type: 'NetworkReady', status: 'False', reason: 'NetworkUnavailable', message: failure.message }], failure.message);
+          }
           if (failure !== undefined) return this.spawnFailed(current, key, facts, failure);
           this.failures.delete(key);
+          extraConds.push(...inputs.conds);
           this.domains.set(key, id);
           facts.started = true;
           void recorder.normal(current, 'Started', `started domain on host ${this.o.hostName}`);
@@ -177,7 +202,8 @@ export class InstanceReconciler implements Reconciler {
         facts.observedRestartedAt = restartWanted;
       }
       p.startedAt ??= facts.started ? 'now' : undefined;
-      dom = await this.info(id);
+      // spawn() already returned the new domain's info; every other action is re-read.
+      if (action.kind !== 'spawn') dom = await this.info(id);
     }
 
     // Say why a guest is off when kova keeps it off (not when the guest turned itself off).
@@ -185,19 +211,96 @@ export class InstanceReconciler implements Reconciler {
       if (!dom || dom.state === 'Shutdown') facts.stoppedWhy = p.runStrategy === 'Halted' ? 'runStrategy is Halted' : `${ANNOTATION_POWER} is Off`;
     }
     facts.domain = dom ? { uuid: dom.uuid, state: dom.state } : undefined;
-    await this.writeStatus(current, facts);
+    await this.writeStatus(current, facts, extraConds);
     return result;
   }
 
-  private async spawn(inst: KObject, id: string): Promise<DomainInfo> {
+  /**
+   * The image (cached on this host) and cloud-init extras of a spawn, or the conditions that
+   * say what it waits for. Only with `images` configured; otherwise the image is `ns/name`.
+   */
+  private async spawnInputs(inst: KObject): Promise<SpawnInputs> {
+    const ns = inst.metadata.namespace!;
+    const spec = (inst.spec ?? {}) as { image?: string; keyPair?: string; networks?: unknown[] };
+    const images = this.o.images;
+    if (!images) return { image: `${ns}/${spec.image ?? ''}`, conds: [] };
+    const conds: CondSpec[] = [];
+    const prev = (inst.status as InstanceStatus | undefined)?.conditions ?? [];
+    const imageName = spec.image ?? '';
+    const ready = imageReadiness(ns, imageName, images.lookup(ns, imageName));
+    if ('waitReason' in ready) {
+      return { why: ready.message, wait: [{ type: 'ImageReady', status: 'False', reason: ready.waitReason, message: ready.message }] };
+    }
+    if ((spec.networks?.length ?? 0) > 0 && this.nicsOf(inst).length === 0) {
+      const msg = `waiting for the ports of ${spec.networks!.length} network(s): networking has not attached this instance yet`;
+      return { why: msg, wait: [{ type: 'NetworkReady', status: 'False', reason: 'NetworkNotReady', message: msg }] };
+    }
+    let cached;
+    try {
+      cached = await images.cache.ensure(ready.ref);
+    } catch (e) {
+      // E.g. another host whose copy of the source is gone: wait (and retry) rather than fail.
+      const msg = `image ${ready.ref.name} is Ready but could not be cached on host ${this.o.hostName}: ${errorMessage(e)}`;
+      return { why: msg, wait: [{ type: 'ImageReady', status: 'False', reason: 'ImageCacheFailed', message: msg }] };
+    }
+    conds.push({ type: 'ImageReady', status: 'True', reason: 'Cached', message: `image ${ready.ref.name} (sha256 ${ready.ref.sha256.slice(0, 12)}…) is cached on host ${this.o.hostName}` });
+    if (prev.some((c) => c.type === 'NetworkReady')) conds.push({ type: 'NetworkReady', status: 'True', reason: 'Attached', message: '' });
+    const extra: Record<string, unknown> = {};
+    if (spec.keyPair) {
+      const kp = await this.o.client.get(KEYPAIRS, ns, spec.keyPair);
+      const key = (kp?.spec as { publicKey?: string } | undefined)?.publicKey;
+      if (!key) {
+        const msg = `key pair ${spec.keyPair} not found in namespace ${ns}`;
+        return { why: msg, wait: [conds[0], { type: 'KeyPairReady', status: 'False', reason: 'KeyPairNotFound', message: msg }] };
+      }
+      extra.sshAuthorizedKeys = [key.trim()];
+      if (prev.some((c) => c.type === 'KeyPairReady')) conds.push({ type: 'KeyPairReady', status: 'True', reason: 'Found', message: '' });
+    }
+    return { image: cached.path, extra, conds };
+  }
+
+  /**
+   * The instance cannot be spawned yet (image, key pair or network not ready): say so in its
+   * conditions (phase stays Provisioning, Ready=False) and look again later; Image, KeyPair
+   * changes wake it earlier. Not a failure: no back-off, no Failed phase.
+   */
+  private async waitFor(inst: KObject, key: string, conds: CondSpec[], why: string): Promise<Result> {
+    const gen = inst.metadata.generation;
+    const before = (inst.status as InstanceStatus | undefined)?.conditions;
+    const fresh = !conds.every((c) => before?.some((b) => b.type === c.type && b.status === c.status && b.reason === c.reason && (b.message ?? '') === c.message));
+    const reason = conds.find((c) => c.status === 'False')?.reason ?? 'Waiting';
+    const ready: CondSpec = { type: 'Ready', status: 'False', reason, message: why, observedGeneration: gen };
+    const out = await this.writeWith(inst, (prev) => {
+      const s: InstanceStatus = { ...(prev ?? {}) };
+      s.phase = 'Provisioning';
+      if (gen !== undefined) s.observedGeneration = gen;
+      delete s.powerState;
+      let list = setCondition(prev?.conditions, ready);
+      for (const c of conds) list = setCondition(list, c);
+      s.conditions = list;
+      return s;
+    });
+    if (fresh) {
+      this.o.log(`${this.name}: ${key}: waiting: ${why}`);
+      void this.o.recorder.normal(out, 'Waiting', why);
+    }
+    this.failures.delete(key);
+    return { requeueAfterMs: this.o.waitRequeueMs ?? 30_000 };
+  }
+
+  private nicsOf(inst: KObject): NicSpec[] {
+    const addresses = ((inst.status as InstanceStatus | undefined)?.addresses ?? []) as Array<{ network?: string; port?: string; ip?: string; mac?: string }>;
+    return addresses.filter((a) => a.mac).map((a) => ({ network: a.network ?? '', port: a.port, mac: a.mac!, ip: a.ip }));
+  }
+
+  private async spawn(inst: KObject, id: string, inputs: { image: string; extra?: Record<string, unknown> }): Promise<DomainInfo> {
     const spec = (inst.spec ?? {}) as { flavor?: string; image?: string; userData?: string };
     let flavor: KObject | undefined;
     if (spec.flavor) flavor = await this.o.flavors.get(spec.flavor);
     const req = instanceRequest(inst, () => flavor);
     if ('flavorNotFound' in req) throw new Error(`flavor ${req.flavorNotFound} not found`);
     if ('invalid' in req) throw new Error(`cannot size the instance: ${req.invalid}`);
-    const addresses = ((inst.status as InstanceStatus | undefined)?.addresses ?? []) as Array<{ network?: string; port?: string; ip?: string; mac?: string }>;
-    const networks: NicSpec[] = addresses.filter((a) => a.mac).map((a) => ({ network: a.network ?? '', port: a.port, mac: a.mac!, ip: a.ip }));
+    const networks = this.nicsOf(inst);
     const domSpec: DomainSpec = {
       instanceKey: keyOf(inst),
       instanceUID: inst.metadata.uid!,
@@ -205,10 +308,11 @@ export class InstanceReconciler implements Reconciler {
       vcpus: req.req.vcpus,
       memoryBytes: req.req.memoryBytes,
       diskBytes: req.req.diskBytes,
-      image: `${inst.metadata.namespace}/${spec.image ?? ''}`,
+      image: inputs.image,
       userData: spec.userData,
       networks,
     };
+    if (inputs.extra && Object.keys(inputs.extra).length) domSpec.extra = inputs.extra;
     this.stats.spawns++;
     return this.o.driver.spawn(domSpec);
   }
@@ -291,8 +395,17 @@ export class InstanceReconciler implements Reconciler {
    * Writes the status `facts` lead to, unless it equals the current one. PUT /status with the
    * resourceVersion we hold; on a conflict, re-read and recompute (client.updateStatus).
    */
-  private async writeStatus(inst: KObject, facts: Observation): Promise<KObject> {
-    const next = nextStatus(inst.status as InstanceStatus | undefined, facts);
+  private async writeStatus(inst: KObject, facts: Observation, extraConds: CondSpec[] = []): Promise<KObject> {
+    return this.writeWith(inst, (prev) => {
+      const next = nextStatus(prev, facts);
+      for (const c of extraConds) next.conditions = setCondition(next.conditions, c, facts.now);
+      return next;
+    });
+  }
+
+  /** Writes compute(status) unless it equals the status; conflict → re-read and recompute. */
+  private async writeWith(inst: KObject, compute: (prev: InstanceStatus | undefined) => InstanceStatus): Promise<KObject> {
+    const next = compute(inst.status as InstanceStatus | undefined);
     if (sameStatus(inst.status as InstanceStatus | undefined, next)) {
       this.stats.statusSkips++;
       return inst;
@@ -309,7 +422,7 @@ export class InstanceReconciler implements Reconciler {
     const out = await client.updateStatus(INSTANCES, inst.metadata.namespace, inst.metadata.name!, (fresh) => {
       const prev = fresh.status as InstanceStatus | undefined;
       if (prev?.hostName !== this.o.hostName) return false;
-      const n = nextStatus(prev, facts);
+      const n = compute(prev);
       if (sameStatus(prev, n)) return false;
       fresh.status = n;
     });

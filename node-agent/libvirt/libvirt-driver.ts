@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { DomainNotFound, DriverError, PowerState } from '../driver.js';
 import type { ComputeDriver, DomainEvent, DomainEventReason, DomainInfo, DomainSpec, DriverCapabilities, HostInfo, NicSpec } from '../driver.js';
+import type { ImageCache } from '../image-cache.js';
 import { KOVA_METADATA_NS, toDomainXml, type DirectBootSpec, type DiskFormat, type NicXmlSpec } from './domain-xml.js';
 import { buildNoCloudSeed, networkConfigForNics, type SeedNic } from './nocloud.js';
 import { parseDomState, parseEventLine, parseKeyValues, parseOwnerMetadata, Virsh, VirshError } from './virsh.js';
@@ -21,6 +22,16 @@ export interface ResolvedImage {
   format: DiskFormat;
   /** Boot this kernel instead of the disk's boot loader (images without one). */
   directBoot?: DirectBootSpec;
+  /** Guest-visible size when known (saves a `qemu-img info`). */
+  virtualSize?: number;
+}
+
+/** The instance has NICs but this host has no way to attach them (no network layer yet). */
+export class NetworkUnavailable extends DriverError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NetworkUnavailable';
+  }
 }
 
 /** How a NIC reaches its network on this host (exactly one of bridge, tap), and its L3 settings for the guest. */
@@ -53,6 +64,11 @@ export interface LibvirtDriverOptions {
    * `namespace/name` is <stateDir>/images/<namespace>/<name>.qcow2.
    */
   resolveImage?: (image: string) => Promise<ResolvedImage>;
+  /**
+   * The host's image cache: paths it hands out (DomainSpec.image) resolve without probing the
+   * file, and the agent fills DomainSpec.image from it.
+   */
+  imageCache?: ImageCache;
   /** Default: DriverError for any NIC (the network layer must supply this). */
   resolveNic?: (nic: NicSpec, spec: DomainSpec) => Promise<ResolvedNic>;
   /** Domain memory floor: libvirt guests need some RAM to boot at all. */
@@ -74,6 +90,7 @@ export class LibvirtDriver implements ComputeDriver {
   readonly name = 'libvirt' as const;
   readonly capabilities: DriverCapabilities = { pause: true, reboot: true, gracefulShutdown: true };
 
+  readonly imageCache?: ImageCache;
   private readonly virsh: Virsh;
   private readonly domainsDir: string;
   private kvm: boolean | undefined;
@@ -87,6 +104,13 @@ export class LibvirtDriver implements ComputeDriver {
     this.virsh = new Virsh(o.uri ?? 'qemu:///system');
     this.domainsDir = join(o.stateDir, 'domains');
     this.kvm = o.kvm;
+    this.imageCache = o.imageCache;
+  }
+
+  /** The serial console log of a domain (virtlogd writes it; kept while the domain exists). */
+  consoleLogPath(id: string): string {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(id)) throw new DriverError(`invalid domain name ${JSON.stringify(id)}`);
+    return join(this.domainsDir, id, 'console.log');
   }
 
   async init(): Promise<void> {
@@ -134,9 +158,15 @@ export class LibvirtDriver implements ComputeDriver {
   }
 
   async getInfo(id: string): Promise<DomainInfo> {
-    const info = parseKeyValues(await this.call(id, 'dominfo', id));
-    const state = parseDomState(await this.call(id, 'domstate', '--reason', id));
-    const owner = parseOwnerMetadata(await this.virsh.run('metadata', id, KOVA_METADATA_NS).catch(() => ''));
+    // Three independent virsh calls: run them together (each costs a process and a connection).
+    const [infoOut, stateOut, metaOut] = await Promise.all([
+      this.call(id, 'dominfo', id),
+      this.call(id, 'domstate', '--reason', id),
+      this.virsh.run('metadata', id, KOVA_METADATA_NS).catch(() => ''),
+    ]);
+    const info = parseKeyValues(infoOut);
+    const state = parseDomState(stateOut);
+    const owner = parseOwnerMetadata(metaOut);
     const uuid = info.get('UUID') ?? '';
     this.known.set(id, { uuid, instanceKey: owner?.instanceKey, instanceUID: owner?.instanceUID });
     return {
@@ -161,13 +191,13 @@ export class LibvirtDriver implements ComputeDriver {
       await mkdir(dir, { mode: 0o711 });
       const image = await (this.o.resolveImage ?? this.defaultImage)(spec.image);
       const rootDisk = join(dir, 'root.qcow2');
-      const size = Math.max(spec.diskBytes, await virtualSize(image.path));
+      const size = Math.max(spec.diskBytes, image.virtualSize ?? (await virtualSize(image.path)));
       await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', image.format, '-b', image.path, rootDisk, String(size)]);
 
       const nics: NicXmlSpec[] = [];
       const seedNics: SeedNic[] = [];
       for (const n of spec.networks) {
-        if (!this.o.resolveNic) throw new DriverError(`no way to attach network ${n.network} on this host`);
+        if (!this.o.resolveNic) throw new NetworkUnavailable(`no way to attach network ${n.network} on this host: networking is not available to the libvirt driver yet`);
         const r = await this.o.resolveNic(n, spec);
         const mac = n.mac.toLowerCase();
         if (r.tap !== undefined && r.bridge === undefined) nics.push({ mac, targetDev: r.tap, source: { type: 'tap' }, mtu: r.mtu });
@@ -341,6 +371,8 @@ export class LibvirtDriver implements ComputeDriver {
   }
 
   private readonly defaultImage = async (image: string): Promise<ResolvedImage> => {
+    const cached = this.imageCache?.describe(image);
+    if (cached) return { path: image, ...cached };
     const path = isAbsolute(image) ? image : join(this.o.stateDir, 'images', ...image.split('/').map((p) => p.replace(/[^A-Za-z0-9_.-]/g, '_'))) + '.qcow2';
     await access(path, constants.R_OK).catch(() => {
       throw new DriverError(`image ${image} is not available on this host (looked for ${path})`);
