@@ -226,13 +226,18 @@ test('a restarted agent adopts its domains instead of spawning them again', asyn
 
   driver.addForeignDomain('kova-agent-test.ghost', { instanceKey: `${NS}/ghost`, instanceUID: 'gone' });
   driver.addForeignDomain('someone-elses-vm');
+  // A domain of another kova cluster on the same hypervisor: its instance is unknown here, yet it must survive.
+  driver.addForeignDomain('kova-other-cluster.vm', { instanceKey: `${NS}/elsewhere`, instanceUID: 'u-1', clusterID: 'another-cluster' });
   agent = newAgent();
   await agent.start(stopAgent.signal);
-  assert.deepEqual(agent.adoption, { adopted: before.size, orphansDestroyed: 1, foreign: 1 });
+  assert.deepEqual(agent.adoption, { adopted: before.size, orphansDestroyed: 1, foreign: 2 });
 
   await new Promise((res) => setTimeout(res, 500));
   const afterList = await driver.listDomains();
-  assert.deepEqual(new Map(afterList.filter((d) => d.id !== 'someone-elses-vm').map((d) => [d.id, d.uuid])), before);
+  assert.ok(afterList.some((d) => d.id === 'kova-other-cluster.vm'), "another cluster's domain is left alone");
+  assert.deepEqual(new Map(afterList.filter((d) => d.id !== 'someone-elses-vm' && d.id !== 'kova-other-cluster.vm').map((d) => [d.id, d.uuid])), before);
+  const ours = afterList.find((d) => before.has(d.id))!;
+  assert.ok(ours.clusterID && ours.clusterID.length > 10, 'domains record the cluster id');
   assert.equal(agent.reconciler.stats.spawns, 0);
   assert.equal(agent.reconciler.stats.statusWrites, 0, 'nothing changed, nothing written');
   assert.equal((await status('crashy')).startedAt, statusBefore.startedAt);

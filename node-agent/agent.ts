@@ -3,7 +3,7 @@
 // the domains it finds (matching them to instances by key and uid) instead of spawning anew.
 import type { KObject } from '../api/types.js';
 import { Controller, errorMessage } from '../controllers/runtime/controller.js';
-import { HOSTS, IMAGES, INSTANCES } from '../controllers/runtime/client.js';
+import { HOSTS, IMAGES, INSTANCES, NAMESPACES } from '../controllers/runtime/client.js';
 import type { KovaClient } from '../controllers/runtime/client.js';
 import { EventRecorder } from '../controllers/runtime/events.js';
 import { Informer } from '../controllers/runtime/informer.js';
@@ -62,6 +62,7 @@ export class NodeAgent {
   private stopped?: Promise<void>;
   /** What adoption found at start, for logs and tests. */
   readonly adoption = { adopted: 0, orphansDestroyed: 0, foreign: 0 };
+  private clusterID?: string;
 
   constructor(private readonly o: NodeAgentOptions) {
     this.hostName = o.hostName;
@@ -77,6 +78,7 @@ export class NodeAgent {
       hostName: o.hostName,
       driver: o.driver,
       getCached: (ns, name) => this.informer.get(ns, name),
+      clusterID: () => this.clusterID,
       recorder: this.recorder,
       flavors: o.flavors ?? new FlavorCache(o.client),
       log: this.log,
@@ -104,6 +106,8 @@ export class NodeAgent {
     const info = await driver.hostInfo();
     const facts: HostStatusFacts = { info, driver: driver.name };
     await registerHost(client, this.hostName, this.o.labels ?? {}, facts);
+    // Like Kubernetes' cluster ID convention: the uid of the kube-system namespace.
+    this.clusterID = (await client.get(NAMESPACES, undefined, 'kube-system'))?.metadata.uid;
     await this.heartbeat.renew();
     await this.network?.start(signal);
 
@@ -175,6 +179,12 @@ export class NodeAgent {
     let host: KObject | undefined;
     const hostObj = async () => (host ??= await this.o.client.get(HOSTS, undefined, this.hostName));
     for (const d of domains) {
+      if (d.managedByKova && d.clusterID && this.clusterID && d.clusterID !== this.clusterID) {
+        // Another kova cluster shares this hypervisor: its domains are not ours to judge.
+        this.adoption.foreign++;
+        this.log(`agent ${this.hostName}: domain ${d.name} belongs to another kova cluster (${d.clusterID}); leaving it alone`);
+        continue;
+      }
       if (!d.managedByKova || !d.instanceKey) {
         this.adoption.foreign++;
         this.log(`agent ${this.hostName}: domain ${d.name} was not created by kova; leaving it alone`);

@@ -39,6 +39,8 @@ export interface DomainInfo {
   instanceKey?: string;
   /** metadata.uid of the owning Instance, from the domain's metadata. */
   instanceUID?: string;
+  /** The cluster that created the domain (DomainSpec.clusterID), when recorded. */
+  clusterID?: string;
   vcpus: number;
   memoryBytes: number;
 }
@@ -55,6 +57,11 @@ export interface DomainSpec {
   /** `namespace/name` of the Instance, stored in the domain's metadata. */
   instanceKey: string;
   instanceUID: string;
+  /**
+   * Identity of the kova cluster (the uid of its kube-system namespace), stored with the owner
+   * so an agent never mistakes another cluster's domains on a shared hypervisor for orphans.
+   */
+  clusterID?: string;
   /** From domainName(); also the driver id of the new domain. */
   name: string;
   vcpus: number;

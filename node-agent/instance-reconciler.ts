@@ -45,6 +45,8 @@ export interface InstanceReconcilerOptions {
    * (sim) DomainSpec.image is just `namespace/name`.
    */
   images?: { cache: ImageCache; lookup: (namespace: string, name: string) => ImageObjectView | undefined };
+  /** The cluster's identity, recorded in every domain it creates (see DomainSpec.clusterID). */
+  clusterID?: () => string | undefined;
   /** How often an instance waiting for its image or network is looked at again without events (default 30 s). */
   waitRequeueMs?: number;
 }
@@ -304,6 +306,7 @@ export class InstanceReconciler implements Reconciler {
     const domSpec: DomainSpec = {
       instanceKey: keyOf(inst),
       instanceUID: inst.metadata.uid!,
+      clusterID: this.o.clusterID?.(),
       name: id,
       vcpus: req.req.vcpus,
       memoryBytes: req.req.memoryBytes,

@@ -205,9 +205,9 @@ export class SimDriver implements ComputeDriver {
    * Defines a running domain outside of spawn: one kova did not create (no instanceKey) or one
    * left over from an earlier instance (instanceKey and instanceUID), for adoption tests.
    */
-  addForeignDomain(name: string, opts: { state?: PowerState; instanceKey?: string; instanceUID?: string } = {}): DomainInfo {
+  addForeignDomain(name: string, opts: { state?: PowerState; instanceKey?: string; instanceUID?: string; clusterID?: string } = {}): DomainInfo {
     if (this.domains.has(name)) throw new DriverError(`a domain named ${name} already exists on this host`);
-    const spec: DomainSpec = { instanceKey: opts.instanceKey ?? '', instanceUID: opts.instanceUID ?? '', name, vcpus: 1, memoryBytes: 256 * 2 ** 20, diskBytes: 0, image: '', networks: [] };
+    const spec: DomainSpec = { instanceKey: opts.instanceKey ?? '', instanceUID: opts.instanceUID ?? '', clusterID: opts.clusterID, name, vcpus: 1, memoryBytes: 256 * 2 ** 20, diskBytes: 0, image: '', networks: [] };
     const dom: SimDomain = { spec, uuid: randomUUID(), state: opts.state ?? PowerState.Running, epoch: 0 };
     this.domains.set(name, dom);
     return this.info(name, dom);
@@ -255,6 +255,7 @@ export class SimDriver implements ComputeDriver {
       managedByKova: managed,
       instanceKey: managed ? d.spec.instanceKey : undefined,
       instanceUID: managed ? d.spec.instanceUID : undefined,
+      clusterID: managed ? d.spec.clusterID : undefined,
       vcpus: d.spec.vcpus,
       memoryBytes: d.spec.memoryBytes,
     };

@@ -66,7 +66,7 @@ export interface LibvirtDomainSpec {
   /** Boot a kernel file directly instead of the root disk's boot loader. */
   directBoot?: DirectBootSpec;
   /** Stored in the domain's <metadata>, so the driver can map domains back to Instances. */
-  owner?: { instanceKey: string; instanceUID: string };
+  owner?: { instanceKey: string; instanceUID: string; clusterID?: string };
 }
 
 export class InvalidDomainSpec extends Error {
@@ -153,7 +153,7 @@ export function validateDomainSpec(spec: LibvirtDomainSpec): void {
     if (cmd !== undefined && (CONTROL.test(cmd) || cmd.length > 2048)) fail('kernel command line contains control characters or is too long');
   }
   if (spec.owner) {
-    if (CONTROL.test(spec.owner.instanceKey) || CONTROL.test(spec.owner.instanceUID)) fail('owner metadata contains control characters');
+    if (CONTROL.test(spec.owner.instanceKey) || CONTROL.test(spec.owner.instanceUID) || CONTROL.test(spec.owner.clusterID ?? '')) fail('owner metadata contains control characters');
   }
 }
 
@@ -184,11 +184,12 @@ function domainElement(spec: LibvirtDomainSpec): XmlElement {
   );
 }
 
-function metadataElement(owner: { instanceKey: string; instanceUID: string }): XmlElement {
+function metadataElement(owner: { instanceKey: string; instanceUID: string; clusterID?: string }): XmlElement {
+  const cluster = owner.clusterID === undefined ? [] : [el('kova:cluster', {}, owner.clusterID)];
   return el(
     'metadata',
     {},
-    el('kova:instance', { 'xmlns:kova': KOVA_METADATA_NS }, el('kova:key', {}, owner.instanceKey), el('kova:uid', {}, owner.instanceUID)),
+    el('kova:instance', { 'xmlns:kova': KOVA_METADATA_NS }, el('kova:key', {}, owner.instanceKey), el('kova:uid', {}, owner.instanceUID), ...cluster),
   );
 }
 

@@ -177,6 +177,7 @@ export class LibvirtDriver implements ComputeDriver {
       managedByKova: owner !== undefined,
       instanceKey: owner?.instanceKey,
       instanceUID: owner?.instanceUID,
+      clusterID: owner?.clusterID,
       vcpus: Number(info.get('CPU(s)') ?? 0),
       memoryBytes: parseInt(info.get('Max memory') ?? '0', 10) * 1024,
     };
@@ -227,7 +228,7 @@ export class LibvirtDriver implements ComputeDriver {
         nics,
         consoleLogPath: join(dir, 'console.log'),
         directBoot: image.directBoot,
-        owner: { instanceKey: spec.instanceKey, instanceUID: spec.instanceUID },
+        owner: { instanceKey: spec.instanceKey, instanceUID: spec.instanceUID, clusterID: spec.clusterID },
       });
       const xmlPath = join(dir, 'domain.xml');
       await writeFile(xmlPath, xml);

@@ -78,11 +78,12 @@ function unescapeXml(s: string): string {
 }
 
 /** Reads key and uid from `virsh metadata <dom> <KOVA_METADATA_NS>` output (any prefix). */
-export function parseOwnerMetadata(out: string): { instanceKey: string; instanceUID: string } | undefined {
+export function parseOwnerMetadata(out: string): { instanceKey: string; instanceUID: string; clusterID?: string } | undefined {
   const key = /<(?:\w+:)?key>([^<]*)<\/(?:\w+:)?key>/.exec(out)?.[1];
   const uid = /<(?:\w+:)?uid>([^<]*)<\/(?:\w+:)?uid>/.exec(out)?.[1];
+  const cluster = /<(?:\w+:)?cluster>([^<]*)<\/(?:\w+:)?cluster>/.exec(out)?.[1];
   if (key === undefined || uid === undefined) return undefined;
-  return { instanceKey: unescapeXml(key), instanceUID: unescapeXml(uid) };
+  return { instanceKey: unescapeXml(key), instanceUID: unescapeXml(uid), ...(cluster === undefined ? {} : { clusterID: unescapeXml(cluster) }) };
 }
 
 export interface LifecycleLine {
