@@ -319,6 +319,36 @@ ${instance('vm-bad', ns, flavor, 'badsum')}`,
     // The cached image stays for the next instance.
     assert.ok(existsSync(join(kova.dataDir, 'libvirt', 'image-cache', `${guest.sha256}.qcow2`)));
   });
+
+  it('two guests on one network get their Port addresses by DHCP and ping each other', async () => {
+    const net = `net-${id}`;
+    // The host's own networking: a bridge for the network, a tap per Port, dnsmasq with the Ports' addresses.
+    await kova.k(['apply', '-f', '-'], {
+      input: `
+apiVersion: kova.dev/v1alpha1
+kind: Network
+metadata: {name: ${net}, namespace: ${ns}}
+spec: {type: vxlan, cidr: 10.231.0.0/24, dhcp: true}
+${instance('na', ns, flavor, 'guest', `  networks: [{network: ${net}, ip: 10.231.0.10}]\n`)}
+${instance('nb', ns, flavor, 'guest', `  networks: [{network: ${net}}]\n  userData: |\n    #!/bin/sh\n    sleep 2\n    ping -c 3 -W 2 10.231.0.10 && echo PING-${id}-OK || echo PING-${id}-FAILED\n`)}`,
+    });
+    await kova.k(['wait', '--for=condition=Ready', 'instance/na', 'instance/nb', '-n', ns, '--timeout=90s'], { timeoutMs: 100_000 });
+    const portIP = (await kova.k(['get', 'port', 'nb-0', '-n', ns, '-o', 'jsonpath={.status.ip}'])).trim();
+    assert.match(portIP, /^10\.231\.0\.\d+$/);
+    const logA = await eventually(async () => {
+      const log = await consoleLog(kova, 'na', ns);
+      return /KOVA-GUEST-BOOTED hostname=na .*ip=10\.231\.0\.10 /.test(log) && log;
+    }, 60_000, 'na booted with its address');
+    assert.ok(logA);
+    const logB = await eventually(async () => {
+      const log = await consoleLog(kova, 'nb', ns);
+      return new RegExp(`PING-${id}-(OK|FAILED)`).test(log) && log;
+    }, 60_000, 'nb pinged na');
+    assert.match(logB, new RegExp(`KOVA-GUEST-BOOTED hostname=nb .*ip=${portIP.replace(/\./g, '\\.')} `), 'nb took its Port address by DHCP');
+    assert.match(logB, new RegExp(`PING-${id}-OK`));
+    await kova.k(['delete', 'instance', 'na', 'nb', '-n', ns, '--timeout=60s']);
+    await kova.k(['delete', 'network', net, '-n', ns, '--timeout=60s']);
+  });
 });
 
 describe('slow: libvirt agent restart adopts its running domain', () => {

@@ -192,8 +192,11 @@ export function planHost(input: HostInput): HostPlanResult {
       notReady('VLANUnsupported', VLAN_UNSUPPORTED_MESSAGE);
       continue;
     }
-    if (net.type === 'vxlan' && tunnelIP === undefined) {
-      notReady('NoTunnelIP', 'this host has no tunnelIP for VXLAN');
+    // A single host needs no tunnel: its instances meet on the bridge (kova up on one machine).
+    // With peers, VXLAN needs this host's endpoint address.
+    const localOnly = net.type === 'vxlan' && tunnelIP === undefined;
+    if (localOnly && remotes.length) {
+      notReady('NoTunnelIP', 'this host has no tunnelIP for VXLAN (set Host spec.tunnelIP or kova agent --tunnel-ip)');
       continue;
     }
     // On an overlay or a host-only bridge this host is the network's gateway (the same address
@@ -229,7 +232,7 @@ export function planHost(input: HostInput): HostPlanResult {
       ...(uplinked ? {} : { mac: bridgeMAC(net) }),
       ...(net.dhcp && serverIP ? { address: `${serverIP}/${v.cidr.prefix}` } : {}),
     });
-    if (net.type === 'vxlan') {
+    if (net.type === 'vxlan' && !localOnly) {
       vxlans.push({
         name: claimName(networkDeviceName('vxlan', net), k),
         vni: net.vni!, local: tunnelIP!, dstport: VXLAN_PORT, master: bridge, remotes,
@@ -241,7 +244,8 @@ export function planHost(input: HostInput): HostPlanResult {
     }
     ready.set(k, { net, cidr: v.cidr, gateway: v.gateway, bridge, ...(serverIP ? { serverIP } : {}) });
     const noDHCP = net.dhcp && !serverIP ? 'DHCP is not served on this host: no DHCP server address for this uplinked network' : '';
-    conditions.push({ network: k, ready: true, reason: 'Configured', message: noDHCP });
+    const note = localOnly ? 'no tunnelIP on this host: VXLAN to other hosts is off, local instances share the bridge' : '';
+    conditions.push({ network: k, ready: true, reason: 'Configured', message: [noDHCP, note].filter(Boolean).join('; ') });
   }
 
   // Security groups: a group with one bad rule is left out whole (its ports then fail closed).
