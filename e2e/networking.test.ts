@@ -288,6 +288,24 @@ ${instance('proj-b', 'b1', 'h1', '[{network: net1, ip: 10.62.0.30}]')}
     assert.equal(await tcpProbe(NS.ext, fip.ip!, 8081), '', 'security groups still apply behind the floating IP');
   });
 
+  it('a router masquerades a project network to the external network', async () => {
+    const a2 = guests['proj-a/a2-0']!; // on h2, network net1, no floating IP
+    await k.k(['apply', '-f', '-'], { input: 'apiVersion: kova.dev/v1alpha1\nkind: Router\nmetadata: {name: r1, namespace: proj-a}\nspec: {externalNetwork: public, networks: [net1]}\n' });
+    await k.k(['wait', '--for=jsonpath={.status.phase}=Ready', 'router/r1', '-n', 'proj-a', '--timeout=20s']);
+    const server = spawn('ip', ['netns', 'exec', NS.ext, process.execPath, '-e', `
+      require('net').createServer((s) => s.end('from:' + s.remoteAddress.replace('::ffff:', '') + '\\n')).listen(9090, '192.0.2.254', () => process.stdout.write('listening\\n'));
+    `], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(server);
+    let out = '';
+    server.stdout!.on('data', (d) => (out += d));
+    await eventually(() => out.includes('listening'), 5000, 'external server');
+    await run('ip', ['-n', a2.netns, 'route', 'replace', 'default', 'via', '10.60.0.1']);
+    // The external side sees the host's address, not the private one: SNAT on the instance's host.
+    const got = await eventually(async () => tcpProbe(a2.netns, '192.0.2.254', 9090), 20_000, 'outbound through the router');
+    assert.match(got, new RegExp(`^from:${HOSTS.h2.tunnelIP.replace(/\./g, '\\.')}$`, 'm'));
+    server.kill();
+  });
+
   it('20 instances racing for a /28 get unique addresses; the rest wait with a clear condition', async () => {
     await k.k(['apply', '-f', '-'], { input: 'apiVersion: kova.dev/v1alpha1\nkind: Network\nmetadata: {name: small, namespace: race}\nspec: {type: vxlan, cidr: 10.70.0.0/28}\n' });
     // Unschedulable (no host matches): ports are still made; no host work is needed.
