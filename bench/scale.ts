@@ -116,6 +116,8 @@ async function schedulerOnly(): Promise<Record<string, number>> {
       await waitFor(async () => Boolean(((await client.get(LEASES, 'kova-system', 'kova-controllers'))?.spec as { holderIdentity?: string } | undefined)?.holderIdentity), 30_000);
     }
     const BACKLOG = Number(values.backlog);
+    // Inside kova up the scheduler already places the backlog while it is being created.
+    if (BACKLOG > 0 && !inProcess) throw new Error('--backlog needs --scheduler in-process (so the scheduler starts after the backlog exists)');
     if (BACKLOG > 0) {
       log(`creating a backlog of ${BACKLOG} instances before the scheduler starts`);
       await rate(BACKLOG, CONCURRENCY, async (i) => {
