@@ -12,7 +12,9 @@ const instance = (name: string) => `
 apiVersion: kova.dev/v1alpha1
 kind: Instance
 metadata: {name: ${name}, namespace: ha}
-spec: {flavor: m1.small, image: tiny}
+spec:
+  flavor: m1.small
+  image: tiny
 `;
 
 describe('failover', () => {
@@ -73,9 +75,15 @@ spec: {source: {file: {path: /var/lib/kova/seed/tiny.qcow2}}}
     const agent = spawnKova(['agent', '--host', 'edge-1', '--driver', 'sim', '--lease-duration', '3', '--kubeconfig', k.kubeconfig]);
     procs.push(agent.proc);
     await eventually(async () => (await jp(['get', 'host', 'edge-1'], '{.status.conditions[?(@.type=="Ready")].status}').catch(() => '')) === 'True', 30_000, 'edge-1 ready');
-    await k.k(['apply', '-f', '-'], { input: instance('evac') + '\n---\n' + instance('doomed') });
+    // evac has a NIC: its Port (address) must survive the evacuation unchanged.
+    const network = 'apiVersion: kova.dev/v1alpha1\nkind: Network\nmetadata: {name: net, namespace: ha}\nspec: {type: vxlan, cidr: 10.88.0.0/24}\n';
+    await k.k(['apply', '-f', '-'], { input: network + '---' + instance('evac') + '  networks: [{network: net}]\n---\n' + instance('doomed') });
     await k.k(['wait', '-n', 'ha', '--for=condition=Ready', 'instance/evac', 'instance/doomed', '--timeout=30s'], { timeoutMs: 40_000 });
     assert.equal(await jp(['get', 'instance', '-n', 'ha', 'evac'], '{.status.hostName}'), 'edge-1');
+    const portBefore = await eventually(async () => {
+      const ip = await jp(['get', 'port', '-n', 'ha', 'evac-0'], '{.status.ip} {.status.mac} {.metadata.uid}').catch(() => '');
+      return /^10\.88\.0\.\d+ \S+ \S+$/.test(ip) && ip;
+    }, 20_000, 'port of evac allocated');
 
     agent.proc.kill('SIGKILL');
     await eventually(async () => (await jp(['get', 'host', 'edge-1'], '{.status.conditions[?(@.type=="Ready")].status}')) !== 'True', 30_000, 'edge-1 not ready');
@@ -92,6 +100,8 @@ spec: {source: {file: {path: /var/lib/kova/seed/tiny.qcow2}}}
     await k.k(['wait', '-n', 'ha', '--for=delete', 'instance/doomed', '--timeout=30s'], { timeoutMs: 40_000 });
     await eventually(async () => (await jp(['get', 'instance', '-n', 'ha', 'evac'], '{.status.hostName}')) === 'sim-0', 30_000, 'evacuated to sim-0');
     await k.k(['wait', '-n', 'ha', '--for=condition=Ready', 'instance/evac', '--timeout=30s'], { timeoutMs: 40_000 });
+    assert.equal(await jp(['get', 'port', '-n', 'ha', 'evac-0'], '{.status.ip} {.status.mac} {.metadata.uid}'), portBefore, 'same Port, address and MAC after the reschedule');
+    await eventually(async () => (await jp(['get', 'port', '-n', 'ha', 'evac-0'], '{.status.hostName}')) === 'sim-0', 20_000, 'port follows the instance');
     const events = await k.k(['get', 'events', '-n', 'ha', '--field-selector', 'involvedObject.name=evac']);
     assert.match(events, /Evacuated/);
   });
