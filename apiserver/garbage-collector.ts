@@ -9,6 +9,7 @@
 import type { KObject, OwnerReference, ResourceInfo } from '../api/types.js';
 import { REGISTRY_ROOT } from './keys.js';
 import type { ResourceStore } from './resource-store.js';
+import { RetryQueue } from './retry-queue.js';
 import { ApiError } from './status.js';
 
 interface Node {
@@ -27,11 +28,9 @@ export class GarbageCollector {
   private readonly nodes = new Map<string, Node>();
   /** owner uid → dependent uids. */
   private readonly dependents = new Map<string, Set<string>>();
-  private readonly queue = new Set<string>();
-  private running = false;
+  private readonly queue = new RetryQueue((uid) => this.process(uid), (_uid, e) => this.log(`garbage collector: ${e.message}`), RETRY_MS);
   private stopped = false;
   private watch?: { close(): Promise<void> };
-  private readonly timers = new Set<NodeJS.Timeout>();
 
   constructor(private readonly rs: ResourceStore, private readonly log: (m: string) => void = () => undefined) {}
 
@@ -60,7 +59,7 @@ export class GarbageCollector {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const t of this.timers) clearTimeout(t);
+    this.queue.stop();
     await this.watch?.close();
   }
 
@@ -99,32 +98,12 @@ export class GarbageCollector {
     if (node) for (const r of node.owners) this.enqueue(r.uid);
   }
 
-  private later(fn: () => void, ms = RETRY_MS) {
-    const t = setTimeout(() => {
-      this.timers.delete(t);
-      fn();
-    }, ms);
-    this.timers.add(t);
+  private later(fn: () => void) {
+    this.queue.later(fn);
   }
 
   private enqueue(uid: string) {
     this.queue.add(uid);
-    if (!this.running) void this.drain();
-  }
-
-  private async drain() {
-    this.running = true;
-    while (this.queue.size && !this.stopped) {
-      const [uid] = this.queue;
-      this.queue.delete(uid);
-      try {
-        await this.process(uid);
-      } catch (e) {
-        this.log(`garbage collector: ${(e as Error).message}`);
-        this.later(() => this.enqueue(uid));
-      }
-    }
-    this.running = false;
   }
 
   private async live(info: ResourceInfo, ns: string | undefined, name: string): Promise<KObject | undefined> {

@@ -4,16 +4,15 @@
 import type { KObject, ResourceInfo } from '../api/types.js';
 import { storagePrefix } from './keys.js';
 import type { ResourceStore } from './resource-store.js';
+import { RetryQueue } from './retry-queue.js';
 import { ApiError } from './status.js';
 
 const RETRY_MS = 500;
 
 export class NamespaceLifecycle {
-  private readonly pending = new Set<string>();
-  private running = false;
+  private readonly queue = new RetryQueue((name) => this.finalize(name), (name, e) => this.log(`namespace ${name}: ${e.message}`), RETRY_MS);
   private stopped = false;
   private watch?: { close(): Promise<void> };
-  private readonly timers = new Set<NodeJS.Timeout>();
 
   constructor(private readonly rs: ResourceStore, private readonly log: (m: string) => void = () => undefined) {}
 
@@ -37,41 +36,16 @@ export class NamespaceLifecycle {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const t of this.timers) clearTimeout(t);
+    this.queue.stop();
     await this.watch?.close();
   }
 
-  private later(fn: () => void, ms = RETRY_MS) {
-    const t = setTimeout(() => {
-      this.timers.delete(t);
-      fn();
-    }, ms);
-    this.timers.add(t);
+  private later(fn: () => void) {
+    this.queue.later(fn);
   }
 
   private observe(ns: KObject) {
-    if (ns.metadata.deletionTimestamp) this.enqueue(ns.metadata.name!);
-  }
-
-  private enqueue(name: string) {
-    this.pending.add(name);
-    if (!this.running) void this.drain();
-  }
-
-  private async drain() {
-    this.running = true;
-    while (this.pending.size && !this.stopped) {
-      const [name] = this.pending;
-      this.pending.delete(name);
-      try {
-        const done = await this.finalize(name);
-        if (!done) this.later(() => this.enqueue(name));
-      } catch (e) {
-        this.log(`namespace ${name}: ${(e as Error).message}`);
-        this.later(() => this.enqueue(name));
-      }
-    }
-    this.running = false;
+    if (ns.metadata.deletionTimestamp) this.queue.add(ns.metadata.name!);
   }
 
   /** One pass: delete what is left in the namespace; true when the namespace is gone. */
