@@ -346,8 +346,16 @@ ${instance('nb', ns, flavor, 'guest', `  networks: [{network: ${net}}]\n  userDa
     }, 60_000, 'nb pinged na');
     assert.match(logB, new RegExp(`KOVA-GUEST-BOOTED hostname=nb .*ip=${portIP.replace(/\./g, '\\.')} `), 'nb took its Port address by DHCP');
     assert.match(logB, new RegExp(`PING-${id}-OK`));
+    const bridge = (await kova.k(['get', 'network', net, '-n', ns, '-o', 'jsonpath={.status.bridge}'])).trim();
+    assert.match(bridge, /^kvb-/);
     await kova.k(['delete', 'instance', 'na', 'nb', '-n', ns, '--timeout=60s']);
     await kova.k(['delete', 'network', net, '-n', ns, '--timeout=60s']);
+    // The agent converges the host back: bridge, taps and the network's dnsmasq are gone.
+    await eventually(async () => {
+      const links = (await run('ip', ['-br', 'link'])).stdout;
+      const dnsmasq = await run('pgrep', ['-f', `${bridge}.conf`]).then(() => true, () => false);
+      return !links.includes(bridge) && !dnsmasq;
+    }, 30_000, `bridge ${bridge} and its dnsmasq removed`);
   });
 });
 
