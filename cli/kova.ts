@@ -26,8 +26,9 @@ Usage:
   kova up [flags]          start etcd (unless external), the API server, the controllers and
                            the node agent(s): a whole single-host cloud
   kova apiserver [flags]   run the API server alone (same flags)
-  kova controllers [--kubeconfig F] [--id ID]
-                           run the scheduler and controllers (leader-elected: run several)
+  kova controllers [--kubeconfig F] [--id ID] [--data-dir DIR]
+                           run the scheduler and controllers (leader-elected: run several);
+                           images are imported into DIR/images
   kova agent --host NAME [--driver libvirt|sim] [--kubeconfig F] [--lease-duration S]
              [--network] [--netns NS] [--tunnel-ip IP] [--data-dir DIR]
                            run the node agent of one hypervisor host (heartbeat Lease
@@ -187,11 +188,13 @@ function untilSignal(ac: AbortController, done: () => Promise<unknown>) {
 }
 
 async function controllers(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, id: { type: 'string' }, verbose: { type: 'boolean', short: 'v', default: false } } });
+  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, id: { type: 'string' }, 'data-dir': { type: 'string' }, verbose: { type: 'boolean', short: 'v', default: false } } });
   const ac = new AbortController();
   setMaxListeners(10_000, ac.signal);
   const cm = startControllerManager({
     kubeconfig: kubeconfigFrom(values.kubeconfig), signal: ac.signal, identity: values.id,
+    // The image controller imports into DIR/images (the image store agents read from).
+    dataDir: values['data-dir'] ?? defaultDataDir(),
     log: (m) => process.stderr.write(`${m}\n`),
     onLeadership: (leading) => say(leading ? 'leading: controllers running' : 'not leading'),
   });

@@ -46,8 +46,8 @@ spec: {source: {file: {path: /var/lib/kova/seed/tiny.qcow2}}}
   });
 
   it('a standby controller process takes over when the leader is killed', async () => {
-    const c1 = spawnKova(['controllers', '--kubeconfig', k.kubeconfig, '--id', 'ctl-1']);
-    const c2 = spawnKova(['controllers', '--kubeconfig', k.kubeconfig, '--id', 'ctl-2']);
+    const c1 = spawnKova(['controllers', '--kubeconfig', k.kubeconfig, '--id', 'ctl-1', '--data-dir', k.dataDir]);
+    const c2 = spawnKova(['controllers', '--kubeconfig', k.kubeconfig, '--id', 'ctl-2', '--data-dir', k.dataDir]);
     procs.push(c1.proc, c2.proc);
     const first = await eventually(async () => {
       const h = await holder().catch(() => '');
