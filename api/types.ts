@@ -122,3 +122,6 @@ export interface FieldCause {
 export function nowRFC3339(d: Date = new Date()): string {
   return `${d.toISOString().slice(0, 19)}Z`;
 }
+
+/** Kept on a bound Instance until its host's agent has destroyed the domain (or the host is fenced). */
+export const INSTANCE_FINALIZER = 'kova.dev/instance-protection';

@@ -2,24 +2,20 @@
 // resources in one etcd transaction, like pods/binding plus a Placement claim. Because the check
 // "allocatable − allocated ≥ request" and both writes happen under compare-and-swap on both
 // objects, two schedulers (or one with a stale cache) can never overbook a host.
+import { setCondition } from '../api/conditions.js';
+import { formatQuantity } from '../api/quantity.js';
+import { formatResources, instanceRequest, parseLenient, subtract, sumQuantities } from '../api/resources.js';
+import type { ResourceQuantities, Resources } from '../api/resources.js';
 import type { Condition, KObject, ResourceInfo } from '../api/types.js';
-import { nowRFC3339 } from '../api/types.js';
-import { formatQuantity, parseQuantity } from '../api/quantity.js';
+import { INSTANCE_FINALIZER } from '../api/types.js';
 import { StoreError } from '../store/store.js';
 import type { ResourceStore } from './resource-store.js';
 import { storeToApiError } from './resource-store.js';
 import { ApiError, badRequest, conflict, invalid, notFound } from './status.js';
 
-export const INSTANCE_FINALIZER = 'kova.dev/instance-protection';
 /** Compare-and-swap attempts before answering 409 (many binds racing for one host serialize here). */
 const MAX_ATTEMPTS = 100;
 const FLAVOR_TTL_MS = 1000;
-
-export interface Resources {
-  vcpus: number;
-  memory: number;
-  disk: number;
-}
 
 export interface Allocation {
   uid: string;
@@ -36,64 +32,28 @@ interface BindingBody {
   target?: { name?: string; kind?: string };
 }
 
-/** The resources an Instance asks for: its Flavor's, or spec.resources. */
-export function instanceRequest(instance: KObject, flavor: KObject | undefined): Resources {
-  const spec = (instance.spec ?? {}) as { flavor?: string; resources?: Record<string, unknown> };
-  const src = spec.resources ?? (flavor?.spec as Record<string, unknown> | undefined);
-  if (!src) throw conflictMsg(instance, `flavor "${spec.flavor}" not found`);
-  return {
-    vcpus: Number(src.vcpus ?? 0),
-    memory: parseQuantity((src.memory as string | number | undefined) ?? 0),
-    disk: parseQuantity((src.disk as string | number | undefined) ?? 0),
-  };
-}
-
-function quantity(v: unknown): number {
-  if (v === undefined || v === null) return 0;
-  try {
-    return parseQuantity(v as string | number);
-  } catch {
-    return 0;
-  }
-}
-
-/** Sum of a host's allocation entries: the source of truth for `status.allocated`. */
-export function sumAllocations(allocs: Allocation[]): Resources {
-  const total = { vcpus: 0, memory: 0, disk: 0 };
-  for (const a of allocs) {
-    total.vcpus += Number(a.vcpus ?? 0);
-    total.memory += quantity(a.memory);
-    total.disk += quantity(a.disk);
-  }
-  return total;
-}
-
-export function formatResources(r: Resources): { vcpus: number; memory: string; disk: string } {
-  return { vcpus: r.vcpus, memory: formatQuantity(r.memory), disk: formatQuantity(r.disk) };
+/** The resources an Instance asks for (its Flavor's, or spec.resources), counted as the scheduler counts them. */
+function requestOf(instance: KObject, flavor: KObject | undefined): Resources {
+  const r = instanceRequest(instance, () => flavor);
+  if ('flavorNotFound' in r) throw conflictMsg(instance, `flavor "${r.flavorNotFound}" not found`);
+  if ('invalid' in r) throw conflictMsg(instance, `cannot size the instance: ${r.invalid}`);
+  return r.req;
 }
 
 /** Why `req` does not fit on `host` given its allocations, or undefined when it fits. */
 export function insufficiency(host: KObject, allocs: Allocation[], req: Resources): string | undefined {
-  const status = (host.status ?? {}) as { allocatable?: Record<string, unknown> };
-  const alloc = status.allocatable;
-  if (!alloc) return 'insufficient resources: the host reports no allocatable resources yet';
-  const used = sumAllocations(allocs);
-  const free = { vcpus: Number(alloc.vcpus ?? 0) - used.vcpus, memory: quantity(alloc.memory) - used.memory, disk: quantity(alloc.disk) - used.disk };
+  const status = (host.status ?? {}) as { allocatable?: ResourceQuantities };
+  if (!status.allocatable) return 'insufficient resources: the host reports no allocatable resources yet';
+  const free = subtract(parseLenient(status.allocatable), sumQuantities(allocs));
   const short: string[] = [];
   if (req.vcpus > free.vcpus) short.push(`vcpus (requested ${req.vcpus}, free ${free.vcpus})`);
-  if (req.memory > free.memory) short.push(`memory (requested ${formatQuantity(req.memory)}, free ${formatQuantity(Math.max(0, free.memory))})`);
-  if (req.disk > free.disk) short.push(`disk (requested ${formatQuantity(req.disk)}, free ${formatQuantity(Math.max(0, free.disk))})`);
+  if (req.memoryBytes > free.memoryBytes) short.push(`memory (requested ${formatQuantity(req.memoryBytes)}, free ${formatQuantity(Math.max(0, free.memoryBytes))})`);
+  if (req.diskBytes > free.diskBytes) short.push(`disk (requested ${formatQuantity(req.diskBytes)}, free ${formatQuantity(Math.max(0, free.diskBytes))})`);
   return short.length ? `insufficient ${short.join(', ')} on host ${host.metadata.name}` : undefined;
 }
 
 function conflictMsg(instance: KObject, why: string): ApiError {
   return conflict({ group: 'kova.dev', plural: 'instances', kind: 'Instance' }, instance.metadata.name ?? '', why);
-}
-
-function setCondition(conds: Condition[], c: Omit<Condition, 'lastTransitionTime'>, now: string): Condition[] {
-  const old = conds.find((x) => x.type === c.type);
-  const next: Condition = { ...c, lastTransitionTime: old && old.status === c.status ? old.lastTransitionTime : now };
-  return [...conds.filter((x) => x.type !== c.type), next];
 }
 
 export class Binder {
@@ -118,7 +78,7 @@ export class Binder {
       if ((host.spec as { fenced?: boolean } | undefined)?.fenced) throw conflictMsg(instance, `host ${target} is fenced`);
       const flavorName = (instance.spec as { flavor?: string } | undefined)?.flavor;
       const flavor = flavorName ? await this.flavor(flavorName) : undefined;
-      const req = instanceRequest(instance, flavor);
+      const req = requestOf(instance, flavor);
 
       const hostStatus = (host.status ?? {}) as Record<string, unknown> & { allocations?: Allocation[] };
       const uid = instance.metadata.uid!;
@@ -127,10 +87,9 @@ export class Binder {
       // The message starts with "insufficient" so schedulers can tell "host full" from a race.
       if (why) throw new ApiError(409, 'Conflict', why, { name, group: 'kova.dev', kind: 'instances' });
 
-      const now = nowRFC3339();
       const entry: Allocation = { uid, instance: `${ns}/${name}`, ...formatResources(req) };
       const nextAllocs = [...allocs, entry];
-      const nextHost: KObject = { ...host, status: { ...hostStatus, allocations: nextAllocs, allocated: formatResources(sumAllocations(nextAllocs)) } };
+      const nextHost: KObject = { ...host, status: { ...hostStatus, allocations: nextAllocs, allocated: formatResources(sumQuantities(nextAllocs)) } };
 
       const st = (instance.status ?? {}) as Record<string, unknown> & { conditions?: Condition[]; phase?: string };
       const finalizers = instance.metadata.finalizers ?? [];
@@ -141,7 +100,7 @@ export class Binder {
           ...st,
           hostName: target,
           phase: !st.phase || st.phase === 'Pending' || st.phase === 'Scheduling' ? 'Provisioning' : st.phase,
-          conditions: setCondition(st.conditions ?? [], { type: 'Scheduled', status: 'True', reason: 'Scheduled', message: `bound to host ${target}` }, now),
+          conditions: setCondition(st.conditions, { type: 'Scheduled', status: 'True', reason: 'Scheduled', message: `bound to host ${target}` }),
         },
       };
       if (opts.dryRun) return { object: nextInstance, created: true };

@@ -12,7 +12,7 @@ import { startInstanceController } from './instance/instance-controller.js';
 import { startNetworkControllers } from './network/network-controllers.js';
 import { startKeyPairController } from './keypair/keypair-controller.js';
 import { startScheduler } from './scheduler/scheduler.js';
-import type { AllocationRatios } from './scheduler/resources.js';
+import type { AllocationRatios } from '../api/resources.js';
 import type { WeigherPolicy } from './scheduler/weighers.js';
 
 export const CONTROLLERS_LEASE = 'kova-controllers';

@@ -1,7 +1,7 @@
 // The agent's side of the Host: registration (create or relabel, status from the driver) and
 // the heartbeat Lease kova-system/<host>, as a kubelet registers its Node and renews its Lease.
 import type { Condition, KObject } from '../api/types.js';
-import { computeAllocatable, formatResources } from '../controllers/scheduler/resources.js';
+import { computeAllocatable, formatResources } from '../api/resources.js';
 import { HOSTS, isAlreadyExists, isNotFound, LEASES, NAMESPACES } from '../controllers/runtime/client.js';
 import type { KovaClient } from '../controllers/runtime/client.js';
 import type { ComputeDriver, HostInfo } from './driver.js';

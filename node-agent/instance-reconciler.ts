@@ -4,13 +4,14 @@
 // Cheap per instance: decisions run on cached objects, status is written only when it changes,
 // and the write uses the cached resourceVersion (a GET happens only after a conflict).
 import type { Condition, KObject } from '../api/types.js';
+import { INSTANCE_FINALIZER } from '../api/types.js';
 import type { Reconciler, Request, Result } from '../controllers/runtime/controller.js';
 import { errorMessage } from '../controllers/runtime/controller.js';
 import { INSTANCES, isConflict, isNotFound, KEYPAIRS } from '../controllers/runtime/client.js';
-import { setCondition } from '../controllers/host/conditions.js';
+import { setCondition } from '../api/conditions.js';
 import type { KovaClient } from '../controllers/runtime/client.js';
 import type { EventRecorder } from '../controllers/runtime/events.js';
-import { instanceRequest } from '../controllers/scheduler/resources.js';
+import { instanceRequest } from '../api/resources.js';
 import { domainName, DomainNotFound, instanceKey } from './driver.js';
 import type { ComputeDriver, DomainInfo, DomainSpec, NicSpec } from './driver.js';
 import type { FlavorCache } from './flavor-cache.js';
@@ -21,7 +22,6 @@ import type { InstanceStatus, Observation } from './instance-status.js';
 import { ANNOTATION_POWER, ANNOTATION_RESTARTED_AT, nextAction } from './power-policy.js';
 import type { PolicyInput, RunStrategy } from './power-policy.js';
 
-export const INSTANCE_FINALIZER = 'kova.dev/instance-protection';
 
 export interface InstanceReconcilerOptions {
   client: KovaClient;

@@ -13,7 +13,7 @@ import type { KovaClient } from '../controllers/runtime/client.js';
 import { Controller, errorMessage } from '../controllers/runtime/controller.js';
 import type { Reconciler, Result } from '../controllers/runtime/controller.js';
 import { Informer } from '../controllers/runtime/informer.js';
-import { hasCondition, setCondition } from '../controllers/host/conditions.js';
+import { hasCondition, setCondition } from '../api/conditions.js';
 import { DEFAULT_SECURITY_GROUP, FLOATING_IPS, HOST_CONDITION_PREFIX, ROUTERS, SECURITY_GROUPS } from '../controllers/network/kinds.js';
 import type { FloatingIPObject, NetworkObject, PortObject, RouterObject, SecurityGroupObject } from '../controllers/network/kinds.js';
 import { HostNetworkApplier } from './network/apply.js';

@@ -2,10 +2,10 @@
 // taint): the operator has made sure the host is off, so its domains are known gone. Instances
 // being deleted may drop their protection finalizer; the others are unbound so the scheduler
 // places them again.
-import type { Condition } from './conditions.js';
-import { removeCondition, setCondition } from './conditions.js';
+import type { Condition } from '../../api/conditions.js';
+import { removeCondition, setCondition } from '../../api/conditions.js';
 
-export const INSTANCE_PROTECTION_FINALIZER = 'kova.dev/instance-protection';
+import { INSTANCE_FINALIZER } from '../../api/types.js';
 
 export interface InstanceStatus {
   phase?: string;
@@ -27,7 +27,7 @@ export type EvacuationAction = 'releaseFinalizer' | 'unbind' | 'none';
 export function evacuationAction(inst: InstanceLike, hostName: string): EvacuationAction {
   if (inst.status?.hostName !== hostName) return 'none';
   if (inst.metadata.deletionTimestamp) {
-    return inst.metadata.finalizers?.includes(INSTANCE_PROTECTION_FINALIZER) ? 'releaseFinalizer' : 'none';
+    return inst.metadata.finalizers?.includes(INSTANCE_FINALIZER) ? 'releaseFinalizer' : 'none';
   }
   return 'unbind';
 }

@@ -12,8 +12,8 @@ import { SimDriver } from '../../node-agent/sim-driver.js';
 import { startScheduler } from '../scheduler/scheduler.js';
 import { HOSTS, INSTANCES, KovaClient } from '../runtime/client.js';
 import { startInstanceController } from '../instance/instance-controller.js';
-import type { Condition } from './conditions.js';
-import { findCondition } from './conditions.js';
+import type { Condition } from '../../api/conditions.js';
+import { findCondition } from '../../api/conditions.js';
 import { startHostController } from './host-controller.js';
 import type { HostObject, InstanceObject } from './host-reconciler.js';
 

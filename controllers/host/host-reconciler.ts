@@ -8,9 +8,10 @@ import type { KovaClient } from '../runtime/client.js';
 import type { Reconciler, Request, Result } from '../runtime/controller.js';
 import { splitInstanceKey, staleReason } from './allocations.js';
 import type { Allocation } from './allocations.js';
-import type { Condition } from './conditions.js';
-import { findCondition, hasCondition, setCondition } from './conditions.js';
-import { evacuatedMessage, evacuationAction, INSTANCE_PROTECTION_FINALIZER, unboundStatus } from './evacuation.js';
+import type { Condition } from '../../api/conditions.js';
+import { findCondition, hasCondition, setCondition } from '../../api/conditions.js';
+import { INSTANCE_FINALIZER } from '../../api/types.js';
+import { evacuatedMessage, evacuationAction, unboundStatus } from './evacuation.js';
 import type { InstanceLike } from './evacuation.js';
 import { heartbeatVerdict } from './heartbeat.js';
 import type { HeartbeatLease } from './heartbeat.js';
@@ -178,7 +179,7 @@ export class HostReconciler implements Reconciler {
       const iname = inst.metadata.name!;
       const action = evacuationAction(inst, name);
       if (action === 'releaseFinalizer') {
-        await this.d.client.removeFinalizer(INSTANCES, ns, iname, INSTANCE_PROTECTION_FINALIZER);
+        await this.d.client.removeFinalizer(INSTANCES, ns, iname, INSTANCE_FINALIZER);
         this.log(`host ${name}: released ${ns}/${iname} (being deleted on a fenced host)`);
       } else if (action === 'unbind') {
         let unbound = false;

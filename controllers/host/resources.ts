@@ -1,22 +1,13 @@
 // Host resource amounts in the API's shape ({vcpus, memory, disk} quantities): allocatable from
 // capacity and allocation ratios, and sums of allocations. The arithmetic is the scheduler's
-// (controllers/scheduler/resources.ts), so both sides count the same way; results are canonical
+// (api/resources.ts), so both sides count the same way; results are canonical
 // BinarySI strings (`36Gi`, `1536Mi`), as apimachinery prints quantities.
-import { add, computeAllocatable, DEFAULT_RATIOS, formatResources, parseResources, ZERO } from '../scheduler/resources.js';
-import type { AllocationRatios, ResourceQuantities, Resources } from '../scheduler/resources.js';
+import { computeAllocatable, DEFAULT_RATIOS, formatResources, parseLenient, sumQuantities } from '../../api/resources.js';
+import type { AllocationRatios, ResourceQuantities } from '../../api/resources.js';
 
 export { DEFAULT_RATIOS };
 export type { AllocationRatios };
 export type HostResources = ResourceQuantities;
-
-/** Like parseResources, but a malformed quantity counts as nothing instead of throwing. */
-function parseLenient(q: HostResources | undefined): Resources {
-  try {
-    return parseResources(q);
-  } catch {
-    return { ...ZERO };
-  }
-}
 
 /** capacity × ratio, rounded down to whole vCPUs and bytes. */
 export function allocatableFor(capacity: HostResources | undefined, ratios: Partial<AllocationRatios> = DEFAULT_RATIOS): { vcpus: number; memory: string; disk: string } {
@@ -33,5 +24,5 @@ export function sameResources(a: HostResources | undefined, b: HostResources | u
 
 /** The sum of a list of resource amounts, e.g. a host's allocations. */
 export function sumResources(list: readonly HostResources[]): { vcpus: number; memory: string; disk: string } {
-  return formatResources(list.reduce<Resources>((acc, r) => add(acc, parseLenient(r)), { ...ZERO }));
+  return formatResources(sumQuantities(list));
 }

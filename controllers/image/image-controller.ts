@@ -11,8 +11,8 @@ import { Controller, errorMessage } from '../runtime/controller.js';
 import type { Reconciler, Request, Result } from '../runtime/controller.js';
 import { EventRecorder } from '../runtime/events.js';
 import { Informer } from '../runtime/informer.js';
-import { setCondition } from '../host/conditions.js';
-import type { Condition } from '../host/conditions.js';
+import { setCondition } from '../../api/conditions.js';
+import type { Condition } from '../../api/conditions.js';
 import { ImportError, importImage, storePath } from './image-import.js';
 import type { ImageFormat, ImageSource } from './image-import.js';
 

@@ -12,7 +12,7 @@ import { Controller } from '../runtime/controller.js';
 import { EventRecorder } from '../runtime/events.js';
 import type { Reconciler, Request, Result } from '../runtime/controller.js';
 import { Informer } from '../runtime/informer.js';
-import { INSTANCE_PROTECTION_FINALIZER } from '../host/evacuation.js';
+import { INSTANCE_FINALIZER } from '../../api/types.js';
 import type { EventSink } from '../host/host-reconciler.js';
 import { applyUnboundStatus, validatedCondition } from './instance-status.js';
 import type { References, UnboundInstance } from './instance-status.js';
@@ -41,7 +41,7 @@ export class InstanceReconciler implements Reconciler {
     const inst = this.d.instances.get(ns, req.name);
     if (!inst || inst.status?.hostName) return;
     if (inst.metadata.deletionTimestamp) {
-      if (inst.metadata.finalizers?.includes(INSTANCE_PROTECTION_FINALIZER)) await this.releaseUnbound(ns, req.name);
+      if (inst.metadata.finalizers?.includes(INSTANCE_FINALIZER)) await this.releaseUnbound(ns, req.name);
       return;
     }
     const cond = validatedCondition(ns, inst.spec, this.d.refs, inst.metadata.generation);
@@ -64,11 +64,11 @@ export class InstanceReconciler implements Reconciler {
     let released = false;
     await this.d.client.updateWithRetry<InstanceObject>(INSTANCES, ns, name, (i) => {
       const fins = i.metadata.finalizers ?? [];
-      if (i.status?.hostName || !i.metadata.deletionTimestamp || !fins.includes(INSTANCE_PROTECTION_FINALIZER)) return false;
-      i.metadata.finalizers = fins.filter((f) => f !== INSTANCE_PROTECTION_FINALIZER);
+      if (i.status?.hostName || !i.metadata.deletionTimestamp || !fins.includes(INSTANCE_FINALIZER)) return false;
+      i.metadata.finalizers = fins.filter((f) => f !== INSTANCE_FINALIZER);
       released = true;
     });
-    if (released) this.log(`instance ${ns}/${name}: removed ${INSTANCE_PROTECTION_FINALIZER} (deleted while not bound to a host)`);
+    if (released) this.log(`instance ${ns}/${name}: removed ${INSTANCE_FINALIZER} (deleted while not bound to a host)`);
   }
 }
 

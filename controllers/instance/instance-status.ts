@@ -2,8 +2,8 @@
 // initial phase (when the API server did not set it), observedGeneration, and the Validated
 // condition once a Flavor or Image is missing (and until it is valid again).
 // Once bound, the node agent owns phase and observedGeneration; the scheduler owns Scheduled.
-import type { Condition } from '../host/conditions.js';
-import { hasCondition, setCondition } from '../host/conditions.js';
+import type { Condition } from '../../api/conditions.js';
+import { hasCondition, setCondition } from '../../api/conditions.js';
 
 export interface InstanceSpecRefs {
   flavor?: string;

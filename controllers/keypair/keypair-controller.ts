@@ -7,8 +7,8 @@ import { Controller, errorMessage } from '../runtime/controller.js';
 import type { Reconciler, Request } from '../runtime/controller.js';
 import { EventRecorder } from '../runtime/events.js';
 import { Informer } from '../runtime/informer.js';
-import { hasCondition, setCondition } from '../host/conditions.js';
-import type { Condition } from '../host/conditions.js';
+import { hasCondition, setCondition } from '../../api/conditions.js';
+import type { Condition } from '../../api/conditions.js';
 import { sshFingerprint } from './fingerprint.js';
 
 type KeyPairObject = KObject & { spec?: { publicKey?: string }; status?: { fingerprint?: string; observedGeneration?: number; conditions?: Condition[] } };

@@ -7,7 +7,7 @@ import { networkDeviceName } from '../../node-agent/network/names.js';
 import { isAlreadyExists, isNotFound, NETWORKS } from '../runtime/client.js';
 import type { KovaClient } from '../runtime/client.js';
 import type { Reconciler, Request, Result } from '../runtime/controller.js';
-import { setCondition } from '../host/conditions.js';
+import { setCondition } from '../../api/conditions.js';
 import { allocateIP, vniCandidates } from './allocate.js';
 import { claim, release } from './claims.js';
 import {

@@ -6,7 +6,7 @@ import { portDeviceName } from '../../node-agent/network/names.js';
 import { isAlreadyExists, isNotFound, PORTS, INSTANCES } from '../runtime/client.js';
 import type { KovaClient } from '../runtime/client.js';
 import type { Reconciler, Request, Result } from '../runtime/controller.js';
-import { setCondition, hasCondition } from '../host/conditions.js';
+import { setCondition, hasCondition } from '../../api/conditions.js';
 import { allocateIP, allocateMAC } from './allocate.js';
 import type { AllocateResult } from './allocate.js';
 import { release } from './claims.js';

@@ -3,7 +3,7 @@
 // a short reason that the unschedulable message counts ("3 insufficient memory").
 import type { KObject } from '../../api/types.js';
 import type { HostView } from './host-view.js';
-import type { Resources } from './resources.js';
+import type { Resources } from '../../api/resources.js';
 
 export const ZONE_LABEL = 'kova.dev/zone';
 

@@ -5,8 +5,8 @@
 import type { KObject } from '../../api/types.js';
 import { hostView } from './host-view.js';
 import type { HostView } from './host-view.js';
-import { subtract } from './resources.js';
-import type { AllocationRatios, Resources } from './resources.js';
+import { subtract } from '../../api/resources.js';
+import type { AllocationRatios, Resources } from '../../api/resources.js';
 
 interface Assumption {
   uid: string;

@@ -3,7 +3,7 @@
 // Lease so a running host controller keeps it Ready.
 import { HOSTS, LEASES } from '../runtime/client.js';
 import type { KovaClient } from '../runtime/client.js';
-import { computeAllocatable, formatResources, parseResources } from './resources.js';
+import { computeAllocatable, formatResources, parseResources } from '../../api/resources.js';
 
 export interface FakeHost {
   capacity: { vcpus: number; memory: string; disk: string };

@@ -1,7 +1,7 @@
 // A Host reduced to what the filters and weighers read, parsed once per Host change.
 import type { Condition, KObject } from '../../api/types.js';
-import { computeAllocatable, parseResources, subtract, ZERO } from './resources.js';
-import type { AllocationRatios, ResourceQuantities, Resources } from './resources.js';
+import { computeAllocatable, parseResources, subtract, ZERO } from '../../api/resources.js';
+import type { AllocationRatios, ResourceQuantities, Resources } from '../../api/resources.js';
 
 export interface HostView {
   name: string;

@@ -4,7 +4,7 @@ import type { KObject } from '../../api/types.js';
 import { DEFAULT_FILTERS, filterContext, firstFailure, isUnconstrained, passesDefaultUnconstrained } from './filters.js';
 import type { Filter } from './filters.js';
 import type { HostView } from './host-view.js';
-import type { Resources } from './resources.js';
+import type { Resources } from '../../api/resources.js';
 import { pickHost, weighersFor } from './weighers.js';
 import type { PickOptions, Weigher } from './weighers.js';
 

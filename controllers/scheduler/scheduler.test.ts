@@ -7,8 +7,8 @@ import { eventually, startKova } from '../../e2e/harness.js';
 import type { Kova } from '../../e2e/harness.js';
 import { EVENTS, FLAVORS, HOSTS, INSTANCES, KovaClient, NAMESPACES } from '../runtime/client.js';
 import { registerHost } from './host-fixtures.js';
-import { parseResources } from './resources.js';
-import type { Resources } from './resources.js';
+import { parseResources } from '../../api/resources.js';
+import type { Resources } from '../../api/resources.js';
 import { startScheduler } from './scheduler.js';
 import type { Scheduler } from './scheduler.js';
 

@@ -1,7 +1,7 @@
 // Condition list helpers with Kubernetes semantics (apimachinery meta.SetStatusCondition):
 // at most one condition per type, lastTransitionTime changes only when the status does.
-import type { Condition } from '../../api/types.js';
-import { nowRFC3339 } from '../../api/types.js';
+import type { Condition } from './types.js';
+import { nowRFC3339 } from './types.js';
 
 export type { Condition };
 

@@ -1,7 +1,7 @@
-// Resource arithmetic for scheduling: quantities are parsed once into plain numbers (vCPUs and
-// bytes) so the filter pass over many hosts compares numbers, never strings.
-import type { KObject } from '../../api/types.js';
-import { formatQuantity, quantityValue } from '../../api/quantity.js';
+// Resource arithmetic shared by the API server (binding accounting) and the scheduler, so both
+// count the same way: quantities are parsed once into plain numbers (vCPUs and bytes).
+import type { KObject } from './types.js';
+import { formatQuantity, quantityValue } from './quantity.js';
 
 export interface Resources {
   vcpus: number;
@@ -53,6 +53,20 @@ export function computeAllocatable(capacity: Resources, ratios: Partial<Allocati
     memoryBytes: Math.floor(capacity.memoryBytes * r.ram),
     diskBytes: Math.floor(capacity.diskBytes * r.disk),
   };
+}
+
+/** Like parseResources, but a malformed quantity counts as nothing instead of throwing. */
+export function parseLenient(q: ResourceQuantities | undefined | null): Resources {
+  try {
+    return parseResources(q);
+  } catch {
+    return { ...ZERO };
+  }
+}
+
+/** The sum of resource amounts in the API's shape (e.g. a host's allocations), leniently parsed. */
+export function sumQuantities(list: readonly (ResourceQuantities | undefined)[]): Resources {
+  return list.reduce<Resources>((acc, r) => add(acc, parseLenient(r)), { ...ZERO });
 }
 
 export function subtract(a: Resources, b: Resources): Resources {

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { computeAllocatable, DEFAULT_RATIOS, formatResources, instanceRequest, parseResources } from './resources.js';
-import { flavorObject, instanceObject } from './testutil.js';
+import type { KObject } from './types.js';
+
+const instanceObject = (name: string, spec: Record<string, unknown> = {}): KObject =>
+  ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Instance', metadata: { name, namespace: 'ns', uid: `uid-${name}` }, spec: { image: 'tiny', ...spec } });
+const flavorObject = (name: string, vcpus: number, memory: string, disk: string): KObject =>
+  ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name }, spec: { vcpus, memory, disk } });
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
