@@ -24,7 +24,7 @@ import { Informer } from '../controllers/runtime/informer.js';
 import { registerHost } from '../controllers/scheduler/host-fixtures.js';
 import { startScheduler } from '../controllers/scheduler/scheduler.js';
 import type { WeigherPolicy } from '../controllers/scheduler/weighers.js';
-import { startKova } from '../e2e/harness.js';
+import { eventually, startKova } from '../e2e/harness.js';
 import { startEtcd } from '../store/etcd-process.js';
 import { pct, rate, rawEtcdPutRate, round } from './common.js';
 
@@ -51,12 +51,9 @@ const CONCURRENCY = Number(values.concurrency);
 
 const log = (m: string) => process.stderr.write(`bench:scale: ${m}\n`);
 
-async function waitFor(fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/** Waits until some `kova controllers` holds the leader Lease (the scheduler runs only then). */
+async function controllersLeading(client: KovaClient, timeoutMs: number): Promise<void> {
+  await eventually(async () => ((await client.get(LEASES, 'kova-system', 'kova-controllers'))?.spec as { holderIdentity?: string } | undefined)?.holderIdentity, timeoutMs, 'a leading kova controllers');
 }
 
 function instance(name: string) {
@@ -113,7 +110,7 @@ async function schedulerOnly(): Promise<Record<string, number>> {
 
     if (!inProcess) {
       log('waiting for the controllers to lead');
-      await waitFor(async () => Boolean(((await client.get(LEASES, 'kova-system', 'kova-controllers'))?.spec as { holderIdentity?: string } | undefined)?.holderIdentity), 30_000);
+      await controllersLeading(client, 30_000);
     }
     const BACKLOG = Number(values.backlog);
     // Inside kova up the scheduler already places the backlog while it is being created.
@@ -198,7 +195,7 @@ async function fullRun(): Promise<Record<string, number>> {
     // 256Mi: 100 default sim hosts (48Gi allocatable each) hold 10,000 with room to spare.
     await client.create(FLAVORS, { metadata: { name: 'm1.small' }, spec: { vcpus: 1, memory: '256Mi', disk: '2Gi' } });
     log('waiting for the controllers to lead');
-    await waitFor(async () => Boolean(((await client.get(LEASES, 'kova-system', 'kova-controllers'))?.spec as { holderIdentity?: string } | undefined)?.holderIdentity), 60_000);
+    await controllersLeading(client, 60_000);
 
     const createdAt = new Map<string, number>();
     const latencies: number[] = [];

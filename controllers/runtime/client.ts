@@ -298,29 +298,24 @@ export class KovaClient {
    * `mutate` may therefore run several times and must be a pure function of the object.
    */
   async updateStatus<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, mutate: (obj: T) => boolean | void, opts: WriteOptions = {}): Promise<T | undefined> {
-    return this.retryOnConflict(async () => {
-      const obj = await this.get<T>(kind, namespace, name);
-      if (!obj) return undefined;
-      if (mutate(obj) === false) return obj;
-      try {
-        return await this.replaceStatus(kind, obj, opts);
-      } catch (e) {
-        if (isNotFound(e)) return undefined;
-        throw e;
-      }
-    });
+    return this.readModifyWrite(kind, namespace, name, mutate, (obj) => this.replaceStatus(kind, obj, opts));
   }
 
   /**
    * Same as updateStatus for the main resource (spec/metadata), via PUT with resourceVersion.
    */
   async updateWithRetry<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, mutate: (obj: T) => boolean | void, opts: WriteOptions = {}): Promise<T | undefined> {
+    return this.readModifyWrite(kind, namespace, name, mutate, (obj) => this.update(kind, obj, opts));
+  }
+
+  /** GET, mutate, write with the read resourceVersion; start over on 409; undefined once the object is gone. */
+  private readModifyWrite<T extends KObject>(kind: Kind, namespace: string | undefined, name: string, mutate: (obj: T) => boolean | void, write: (obj: T) => Promise<T>): Promise<T | undefined> {
     return this.retryOnConflict(async () => {
       const obj = await this.get<T>(kind, namespace, name);
       if (!obj) return undefined;
       if (mutate(obj) === false) return obj;
       try {
-        return await this.update(kind, obj, opts);
+        return await write(obj);
       } catch (e) {
         if (isNotFound(e)) return undefined;
         throw e;

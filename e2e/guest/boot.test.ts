@@ -14,6 +14,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { toDomainXml, type LibvirtDomainSpec } from '../../node-agent/libvirt/domain-xml.js';
 import { buildNoCloudSeed, networkConfigForNics } from '../../node-agent/libvirt/nocloud.js';
+import { eventually } from '../harness.js';
 import { buildTestGuest, type TestGuest } from './build.js';
 
 const run = promisify(execFile);
@@ -23,16 +24,6 @@ const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJv0Yx7s1y3m6uQh0Qf0vGz2n9m0sQe
 const GUEST_DIR = process.env.KOVA_TEST_GUEST_DIR ?? '/var/tmp/kova-test-guest';
 const KVM = process.env.KOVA_TEST_KVM === '1';
 const BOOT_TIMEOUT_MS = 120_000;
-
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 async function readLog(path: string): Promise<string> {
   return readFile(path, 'utf8').catch(() => '');
@@ -117,7 +108,7 @@ describe('slow: test guest boots under libvirt', () => {
   }
 
   async function awaitMarker(t: TestContext, name: string, log: string, started: number): Promise<string> {
-    const line = await waitFor(`the boot marker of ${name}`, BOOT_TIMEOUT_MS, async () => /^KOVA-GUEST-BOOTED .*$/m.exec(await readLog(log))?.[0]);
+    const line = await eventually(async () => /^KOVA-GUEST-BOOTED .*$/m.exec(await readLog(log))?.[0], BOOT_TIMEOUT_MS, `the boot marker of ${name}`);
     t.diagnostic(`${name}: boot marker after ${Date.now() - started} ms (${KVM ? 'kvm' : 'tcg'}): ${line}`);
     return line;
   }
@@ -141,12 +132,12 @@ describe('slow: test guest boots under libvirt', () => {
     assert.match(console, /^KOVA-CMDLINE BOOT_IMAGE=\/vmlinuz console=ttyS0/m);
 
     // The guest is reachable on the bridge at its static address.
-    await waitFor(`ping ${ip}`, 20_000, () => run('busybox', ['ping', '-c', '1', '-W', '1', ip]).then(() => true, () => undefined));
+    await eventually(() => run('busybox', ['ping', '-c', '1', '-W', '1', ip]).then(() => true, () => undefined), 20_000, `ping ${ip}`);
 
     // ACPI shutdown ends in a clean poweroff; a transient domain then disappears.
     const t0 = Date.now();
     await virsh('shutdown', `kova-test.${name}`);
-    await waitFor('the domain to power off', 60_000, async () => ((await domainExists(`kova-test.${name}`)) ? undefined : true));
+    await eventually(async () => ((await domainExists(`kova-test.${name}`)) ? undefined : true), 60_000, 'the domain to power off');
     t.diagnostic(`${name}: ACPI shutdown took ${Date.now() - t0} ms`);
     assert.match(await readLog(log), new RegExp(`KOVA-GUEST-SHUTDOWN hostname=${name}`));
   });

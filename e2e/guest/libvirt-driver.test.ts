@@ -10,21 +10,12 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { DomainNotFound, DriverError, PowerState, domainName, type DomainEvent, type DomainSpec } from '../../node-agent/driver.js';
 import { LibvirtDriver } from '../../node-agent/libvirt/libvirt-driver.js';
+import { eventually } from '../harness.js';
 import { buildTestGuest, type TestGuest } from './build.js';
 
 const run = promisify(execFile);
 const GUEST_DIR = process.env.KOVA_TEST_GUEST_DIR ?? '/var/tmp/kova-test-guest';
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJv0Yx7s1y3m6uQh0Qf0vGz2n9m0sQe0cH7X3Zk1b2c3 kova-test';
-
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe('slow: libvirt driver', () => {
   const id = randomBytes(3).toString('hex');
@@ -97,15 +88,15 @@ describe('slow: libvirt driver', () => {
     assert.equal(info.instanceKey, `drvtest/${name}`);
     assert.equal(info.instanceUID, uid);
     assert.equal(info.memoryBytes, 201 * 1024 * 1024);
-    const line = await waitFor('the boot marker', 120_000, async () => /^KOVA-GUEST-BOOTED .*$/m.exec(await consoleText())?.[0]);
+    const line = await eventually(async () => /^KOVA-GUEST-BOOTED .*$/m.exec(await consoleText())?.[0], 120_000, 'the boot marker');
     t.diagnostic(`spawn to boot marker: ${Date.now() - started} ms`);
     assert.equal(line.trim(), `KOVA-GUEST-BOOTED hostname=${name} instance-id=${uid} ip=${subnet}.10 userdata=cloud-config:keys=1:runcmd=1:rc=0`);
     assert.match(await consoleText(), new RegExp(`KOVA-DRV-${id} ${name}`));
     // The guest answers on the agent-made tap, through the bridge.
-    await waitFor(`ping ${subnet}.10`, 20_000, () => run('busybox', ['ping', '-c', '1', '-W', '1', `${subnet}.10`]).then(() => true, () => undefined));
+    await eventually(() => run('busybox', ['ping', '-c', '1', '-W', '1', `${subnet}.10`]).then(() => true, () => undefined), 20_000, `ping ${subnet}.10`);
     await assert.rejects(driver.spawn(spec()), (e: unknown) => e instanceof DriverError && /already exists/.test(e.message));
     assert.ok((await driver.listDomains()).some((d) => d.id === domain && d.managedByKova));
-    await waitFor('a Started event', 10_000, async () => (events.some((e) => e.id === domain && e.reason === 'Started' && e.instanceUID === uid) ? true : undefined));
+    await eventually(async () => (events.some((e) => e.id === domain && e.reason === 'Started' && e.instanceUID === uid) ? true : undefined), 10_000, 'a Started event');
   });
 
   it('pauses and unpauses, idempotently', async () => {
@@ -115,9 +106,8 @@ describe('slow: libvirt driver', () => {
     await driver.unpause(domain);
     await driver.unpause(domain);
     assert.equal((await driver.getInfo(domain)).state, PowerState.Running);
-    await waitFor('Paused and Resumed events', 10_000, async () =>
-      events.some((e) => e.reason === 'Paused') && events.some((e) => e.reason === 'Resumed') ? true : undefined,
-    );
+    await eventually(async () =>
+      events.some((e) => e.reason === 'Paused') && events.some((e) => e.reason === 'Resumed') ? true : undefined, 10_000, 'Paused and Resumed events');
   });
 
   it('powers off cleanly through ACPI, then on again', async (t) => {
@@ -128,15 +118,15 @@ describe('slow: libvirt driver', () => {
     assert.match(await consoleText(), /KOVA-GUEST-SHUTDOWN/, 'the guest ran its shutdown, it was not forced off');
     await driver.powerOff(domain, 1000); // no-op when off
     await assert.rejects(driver.pause(domain), DriverError);
-    await waitFor('a GuestShutdown event', 10_000, async () => (events.some((e) => e.reason === 'GuestShutdown' && e.state === PowerState.Shutdown) ? true : undefined));
+    await eventually(async () => (events.some((e) => e.reason === 'GuestShutdown' && e.state === PowerState.Shutdown) ? true : undefined), 10_000, 'a GuestShutdown event');
 
     await driver.powerOn(domain);
     assert.equal((await driver.getInfo(domain)).state, PowerState.Running);
     // The console log starts afresh with each boot (append='off').
-    await waitFor('the second boot', 120_000, async () => {
+    await eventually(async () => {
       const text = await consoleText();
       return text.includes('KOVA-GUEST-BOOTED') && !text.includes('KOVA-GUEST-SHUTDOWN') ? true : undefined;
-    });
+    }, 120_000, 'the second boot');
   });
 
   it('reboots from running and from off', async () => {
@@ -153,7 +143,7 @@ describe('slow: libvirt driver', () => {
     await assert.rejects(driver.getInfo(domain), DomainNotFound);
     assert.equal(existsSync(join(stateDir, 'domains', domain)), false);
     await driver.destroy(domain);
-    await waitFor('a Destroyed event', 10_000, async () => (events.some((e) => e.id === domain && e.reason === 'Destroyed' && e.instanceKey === `drvtest/${name}`) ? true : undefined));
+    await eventually(async () => (events.some((e) => e.id === domain && e.reason === 'Destroyed' && e.instanceKey === `drvtest/${name}`) ? true : undefined), 10_000, 'a Destroyed event');
   });
 
   it('throws DomainNotFound for unknown domains', async () => {
