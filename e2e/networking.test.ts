@@ -280,9 +280,14 @@ ${instance('proj-b', 'b1', 'h1', '[{network: net1, ip: 10.62.0.30}]')}
     server.stdout!.on('data', (d) => (out += d));
     await eventually(() => out.includes('listening'), 5000, 'server');
     const got = await eventually(async () => tcpProbe(NS.ext, fip.ip!, 8080), 20_000, 'DNAT to the fixed address').catch(async (e: Error) => {
-      const nft = (await inNs(NS.h1, 'nft', 'list', 'table', 'inet', 'kova')).out;
-      const sysctl = (await inNs(NS.h1, 'sysctl', 'net.ipv4.ip_forward')).out;
-      throw new Error(`${e.message}\n${sysctl}\n${nft}\n--- agent h1:\n${agents.h1!.output()}`);
+      const dump: string[] = [`${e.message} (probed ${fip.ip}:8080; floating IP now ${await k.k(['get', 'fip', 'fip1', '-n', 'proj-a', '-o', 'jsonpath={.status.ip}']).catch(String)})`];
+      for (const [n, args] of [
+        [NS.h1, ['sysctl', 'net.ipv4.ip_forward', 'net.ipv4.conf.all.rp_filter']], [NS.h1, ['nft', 'list', 'ruleset']],
+        [NS.h1, ['ip', 'addr']], [NS.h1, ['ip', 'route']], [NS.h1, ['ip', 'neigh']], [NS.h1, ['bridge', 'fdb', 'show']],
+        [NS.h1, ['cat', '/proc/net/nf_conntrack']], [a1.netns, ['ip', 'addr']], [a1.netns, ['ip', 'route']], [a1.netns, ['ip', 'neigh']],
+        [NS.ext, ['ip', 'route']], [NS.ext, ['ip', 'neigh']],
+      ] as const) dump.push(`--- ${n}: ${args.join(' ')}\n${(await inNs(n, ...args)).out}`);
+      throw new Error(`${dump.join('\n')}\n--- agent h1:\n${agents.h1!.output()}`);
     });
     assert.match(got, /^from:192\.0\.2\.254$/m);
     assert.equal(await tcpProbe(NS.ext, fip.ip!, 8081), '', 'security groups still apply behind the floating IP');

@@ -4,14 +4,21 @@ import type { KObject } from '../../api/types.js';
 import { defaultGateway, isUsable, macForPort, parseCIDR, usableAddresses } from '../../node-agent/network/ipam.js';
 import type { KovaClient } from '../runtime/client.js';
 import { claim } from './claims.js';
+import type { ClaimObject } from './kinds.js';
 
 export interface AllocateIPRequest {
   network: { namespace: string; name: string; uid: string; cidr: string; gateway?: string };
   owner: KObject;
   /** A static address: claimed or refused, never replaced by another. */
   requested?: string;
-  /** Addresses believed taken (claims in the cache); skipped without a request. */
+  /** Addresses believed taken by others (claims in the cache); skipped without a request. */
   knownTaken: ReadonlySet<string>;
+  /**
+   * Addresses the cache shows claimed by `owner` itself, tried first: when the owner's own
+   * cache entry is older than its claim, the address it already holds is the answer, not a
+   * second one.
+   */
+  owned?: readonly string[];
   /** Cap on store round trips per call (a full /16 must not mean 65k creates). */
   maxAttempts?: number;
 }
@@ -32,6 +39,9 @@ export async function allocateIP(client: KovaClient, r: AllocateIPRequest): Prom
     if ((await claimIt(r.requested)) === 'claimed') return { ok: true, value: r.requested };
     return { ok: false, reason: 'AddressInUse', message: `${r.requested} is already in use on network ${net.name}` };
   }
+  for (const ip of r.owned ?? []) {
+    if ((await claimIt(ip)) === 'claimed') return { ok: true, value: ip };
+  }
   let attempts = 0;
   const max = r.maxAttempts ?? 64;
   for (const ip of usableAddresses(net.cidr)) {
@@ -40,6 +50,18 @@ export async function allocateIP(client: KovaClient, r: AllocateIPRequest): Prom
     if ((await claimIt(ip)) === 'claimed') return { ok: true, value: ip };
   }
   return { ok: false, reason: 'AddressesExhausted', message: `no free address in ${net.cidr} (${r.knownTaken.size} in use)` };
+}
+
+/** The IP claims of a network in the cache, split into those of `ownerUID` and everybody else's. */
+export function cachedIPClaims(claims: readonly ClaimObject[], networkUID: string, ownerUID: string): { taken: Set<string>; owned: string[] } {
+  const taken = new Set<string>();
+  const owned: string[] = [];
+  for (const c of claims) {
+    if (c.spec.type !== 'IP' || c.spec.networkUID !== networkUID) continue;
+    if (c.metadata.ownerReferences?.some((o) => o.uid === ownerUID)) owned.push(c.spec.address);
+    else taken.add(c.spec.address);
+  }
+  return { taken, owned: owned.sort() };
 }
 
 /** A MAC for a port: `requested`, or deterministic from its uid, retried with other values on a collision. */

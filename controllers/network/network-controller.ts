@@ -8,7 +8,7 @@ import { isAlreadyExists, isNotFound, NETWORKS } from '../runtime/client.js';
 import type { KovaClient } from '../runtime/client.js';
 import type { Reconciler, Request, Result } from '../runtime/controller.js';
 import { setCondition } from '../../api/conditions.js';
-import { allocateIP, vniCandidates } from './allocate.js';
+import { allocateIP, cachedIPClaims, vniCandidates } from './allocate.js';
 import { claim, release } from './claims.js';
 import {
   DEFAULT_SECURITY_GROUP, FLOATING_IPS, HOST_CONDITION_PREFIX, NETWORK_FINALIZER, ROUTERS, SECURITY_GROUPS,
@@ -180,12 +180,14 @@ export class FloatingIPReconciler implements Reconciler {
     if (fip.spec.port && fip.spec.instance) return fail('Failed', 'InvalidSpec', 'spec.port and spec.instance are exclusive');
     const network = { namespace: ns, name: net.metadata.name!, uid: net.metadata.uid!, cidr: net.spec.cidr, gateway: net.spec.gateway };
     let ip = fip.status?.ip;
+    const { taken, owned } = cachedIPClaims(this.c.claims.list(ns), network.uid, fip.metadata.uid!);
     if (!ip || (fip.spec.ip && fip.spec.ip !== ip)) {
-      const taken = new Set(this.c.claims.list(ns).filter((x) => x.spec.type === 'IP' && x.spec.networkUID === network.uid).map((x) => x.spec.address));
-      const r = await allocateIP(this.client, { network, owner: fip, requested: fip.spec.ip, knownTaken: taken });
+      const r = await allocateIP(this.client, { network, owner: fip, requested: fip.spec.ip, knownTaken: taken, owned });
       if (!r.ok) return fail(r.reason === 'AddressesExhausted' ? 'Pending' : 'Failed', r.reason, r.message);
       ip = r.value;
     }
+    // Claims of an earlier address (spec.ip changed) go back to the pool.
+    for (const old of owned) if (old !== ip) await release(this.client, 'IP', network, old);
     const port = floatingTarget(fip, this.c);
     if (!port || !port.status?.ip) {
       return this.write(fip, { phase: 'Available', ip }, { status: 'False', reason: 'PortNotReady', message: 'the target port does not exist or has no address yet' });
@@ -203,6 +205,8 @@ export class FloatingIPReconciler implements Reconciler {
     });
     if (sameStatus(fip.status, mk(fip.status))) return;
     await this.client.updateStatus<FloatingIPObject>(FLOATING_IPS, fip.metadata.namespace, fip.metadata.name!, (fresh) => {
+      // Never replace an address another pass wrote meanwhile: requeue and decide on fresh state.
+      if (s.ip && fresh.status?.ip && fresh.status.ip !== s.ip && fresh.metadata.generation === fip.metadata.generation) throw new Error(`stale cache: floating IP ${fip.metadata.name} already has ${fresh.status.ip}`);
       const next = mk(fresh.status);
       if (sameStatus(fresh.status, next)) return false;
       fresh.status = next;

@@ -10,8 +10,20 @@ import { planHost } from '../../node-agent/network/plan.js';
 import { KovaClient, NETWORKS, PORTS } from '../runtime/client.js';
 import { allocateIP, allocateMAC, vniCandidates } from './allocate.js';
 import { claim, claimName } from './claims.js';
-import type { NetworkObject, PortObject, SecurityGroupObject } from './kinds.js';
-import { networkStatus } from './network-controller.js';
+import { ADDRESS_CLAIMS, FLOATING_IPS } from './kinds.js';
+import type { ClaimObject, FloatingIPObject, NetworkObject, PortObject, SecurityGroupObject } from './kinds.js';
+import { FloatingIPReconciler, networkStatus } from './network-controller.js';
+import type { NetworkCaches } from './network-controller.js';
+import { PortReconciler } from './port-controller.js';
+import type { Cache } from './port-controller.js';
+
+/** A cache frozen at what it was given: the stalest view an informer can have. */
+function frozen<T extends { metadata: { namespace?: string; name?: string } }>(items: T[]): Cache<T> {
+  return {
+    get: (ns, name) => items.find((o) => o.metadata.namespace === ns && o.metadata.name === name),
+    list: (ns) => items.filter((o) => ns === undefined || o.metadata.namespace === ns),
+  };
+}
 
 const meta = (name: string, extra: Record<string, unknown> = {}) => ({ name, namespace: 'demo', uid: `uid-${name}`, generation: 1, ...extra });
 
@@ -124,5 +136,35 @@ describe('claims against a real API server', () => {
     assert.deepEqual(again.ok ? 'ok' : again.reason, holder === other ? 'ok' : 'AddressInUse');
     const macs = await Promise.all(ports.slice(0, 10).map((p) => allocateMAC(client, network, p)));
     assert.equal(new Set(macs.map((m) => (m.ok ? m.value : 'x'))).size, 10);
+  });
+
+  it('a reconciler whose cache predates its own claim keeps the address it holds (no second allocation)', async () => {
+    const net = await client.create<NetworkObject>(NETWORKS, { apiVersion: 'kova.dev/v1alpha1', kind: 'Network', metadata: { name: 'ext', namespace: 'demo' }, spec: { type: 'flat', cidr: '203.0.113.0/29', external: true, dhcp: false } });
+    const fip = await client.create<FloatingIPObject>(FLOATING_IPS, { apiVersion: 'kova.dev/v1alpha1', kind: 'FloatingIP', metadata: { name: 'f1', namespace: 'demo' }, spec: { network: 'ext' } });
+    const port = await client.create<PortObject>(PORTS, { apiVersion: 'kova.dev/v1alpha1', kind: 'Port', metadata: { name: 'p-ext', namespace: 'demo' }, spec: { network: 'ext' } });
+    const claimsNow = async () => (await client.list<ClaimObject>(ADDRESS_CLAIMS, 'demo')).items.filter((c) => c.spec.networkUID === net.metadata.uid && c.spec.type === 'IP');
+    const caches = (claims: ClaimObject[]): NetworkCaches => ({
+      networks: frozen([net]), ports: frozen([port]), claims: frozen(claims), instances: frozen([]),
+      securityGroups: frozen([]), floatingIPs: frozen([fip]), routers: frozen([]),
+    });
+    const quiet = () => undefined;
+    // First pass: the floating IP takes the first free address.
+    await new FloatingIPReconciler(client, caches([]), quiet).reconcile({ namespace: 'demo', name: 'f1' });
+    const ip = (await client.get<FloatingIPObject>(FLOATING_IPS, 'demo', 'f1'))!.status?.ip;
+    assert.equal(ip, '203.0.113.2');
+    // Second pass sees its own claim but not yet its own status: same address, nothing new claimed.
+    await new FloatingIPReconciler(client, caches(await claimsNow()), quiet).reconcile({ namespace: 'demo', name: 'f1' });
+    assert.equal((await client.get<FloatingIPObject>(FLOATING_IPS, 'demo', 'f1'))!.status?.ip, ip);
+    assert.deepEqual((await claimsNow()).map((c) => c.spec.address), [ip]);
+    // The same for a Port, twice on the object as first seen (no spec.ip, no status).
+    const portCaches = () => claimsNow().then((claims) => ({ instances: frozen([]), ports: frozen([port]), networks: frozen([net]), claims: frozen(claims) }));
+    await new PortReconciler(client, await portCaches(), quiet).reconcile({ namespace: 'demo', name: 'p-ext' });
+    const first = (await client.get<PortObject>(PORTS, 'demo', 'p-ext'))!;
+    assert.equal(first.spec.ip, '203.0.113.3');
+    await new PortReconciler(client, await portCaches(), quiet).reconcile({ namespace: 'demo', name: 'p-ext' }).catch(() => undefined);
+    const second = (await client.get<PortObject>(PORTS, 'demo', 'p-ext'))!;
+    assert.equal(second.spec.ip, first.spec.ip);
+    assert.equal(second.status?.ip, first.spec.ip);
+    assert.deepEqual((await claimsNow()).map((c) => c.spec.address).sort(), [ip, first.spec.ip].sort(), 'one claim each, none leaked');
   });
 });

@@ -7,7 +7,7 @@ import { isAlreadyExists, isNotFound, PORTS, INSTANCES } from '../runtime/client
 import type { KovaClient } from '../runtime/client.js';
 import type { Reconciler, Request, Result } from '../runtime/controller.js';
 import { setCondition, hasCondition } from '../../api/conditions.js';
-import { allocateIP, allocateMAC } from './allocate.js';
+import { allocateIP, cachedIPClaims, allocateMAC } from './allocate.js';
 import type { AllocateResult } from './allocate.js';
 import { release } from './claims.js';
 import { DEFAULT_SECURITY_GROUP, ownerRef, portNameFor } from './kinds.js';
@@ -133,11 +133,11 @@ export class PortReconciler implements Reconciler {
     const sameNet = port.status?.networkUID === network.uid;
     // IP: keep what is claimed unless spec asks for another address.
     let ip: AllocateResult;
+    const { taken, owned } = cachedIPClaims(this.c.claims.list(ns), network.uid, port.metadata.uid!);
     if (sameNet && port.status?.ip && (!port.spec.ip || port.spec.ip === port.status.ip)) ip = { ok: true, value: port.status.ip };
     else {
       if (sameNet && port.status?.ip && port.spec.ip && port.spec.ip !== port.status.ip) await release(this.client, 'IP', network, port.status.ip);
-      const taken = new Set(this.c.claims.list(ns).filter((c) => c.spec.type === 'IP' && c.spec.networkUID === network.uid).map((c) => c.spec.address));
-      ip = await allocateIP(this.client, { network, owner: port, requested: port.spec.ip, knownTaken: taken });
+      ip = await allocateIP(this.client, { network, owner: port, requested: port.spec.ip, knownTaken: taken, owned });
     }
     if (!ip.ok) {
       const phase = ip.reason === 'AddressesExhausted' ? 'Pending' : 'Failed';
@@ -156,8 +156,12 @@ export class PortReconciler implements Reconciler {
       const patch: Record<string, string> = {};
       if (!port.spec.ip) patch.ip = ip.value;
       if (!port.spec.mac) patch.mac = mac.value;
-      if (Object.keys(patch).length) await this.client.mergePatch(PORTS, ns, req.name, { spec: patch });
+      // Guarded by the resourceVersion the decision was made on: a stale cache conflicts and
+      // retries instead of overwriting an address written meanwhile.
+      if (Object.keys(patch).length) await this.client.mergePatch(PORTS, ns, req.name, { metadata: { resourceVersion: port.metadata.resourceVersion }, spec: patch });
     }
+    // Claims this port holds besides its address (an earlier spec.ip) go back to the pool.
+    for (const old of owned) if (old !== ip.value) await release(this.client, 'IP', network, old);
     const phase = inst ? 'Bound' : 'Available';
     await this.writeStatus(port, { ...base, phase, ip: ip.value, mac: mac.value, networkUID: network.uid }, { status: 'True', reason: 'Allocated', message: '' });
   }
