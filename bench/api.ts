@@ -1,6 +1,8 @@
 // npm run bench:api — API server throughput and latency against a raw etcd baseline measured
 // in the same run on the same etcd. kova runs as its own process (`kova apiserver
 // --etcd-endpoints`), the load generator here; the last output line is one JSON object.
+// `ratio_c*` divide by raw puts through etcd3 (the etcd client the project specifies);
+// `ratio_vs_lean_c*` by raw puts through kova's lean gRPC client, the stricter baseline.
 import { spawn } from 'node:child_process';
 import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import https from 'node:https';
@@ -11,7 +13,8 @@ import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import YAML from 'yaml';
 import { startEtcd } from '../store/etcd-process.js';
-import { pct, rate, rawEtcdPutRate, round } from './common.js';
+import { EtcdKV } from '../store/etcd-kv.js';
+import { leanEtcdPutRate, pct, rate, rawEtcdPutRate, round } from './common.js';
 
 const { values } = parseArgs({
   options: {
@@ -69,6 +72,7 @@ async function main() {
   const dir = await mkdtemp(join(tmpdir(), 'kova-bench-api-'));
   const etcd = await startEtcd({ dataDir: join(dir, 'etcd') });
   const raw = new Etcd3({ hosts: etcd.endpoints });
+  const lean = new EtcdKV(etcd.endpoints);
   const kova = spawn(process.execPath, [...(process.env.KOVA_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), KOVA, 'apiserver', '--data-dir', join(dir, 'kova'), '--listen', '127.0.0.1:0', '--etcd-endpoints', etcd.endpoints.join(',')], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     await new Promise<void>((resolve, reject) => {
@@ -91,6 +95,7 @@ async function main() {
       log(`raw etcd puts, concurrency ${conc}, n=${n}`);
       const base = `/bench/c${conc}/`;
       const etcdRate = await rawEtcdPutRate(raw, base, n, conc, sample);
+      const leanRate = await leanEtcdPutRate(lean, `${base}lean/`, n, conc, sample);
       log(`kova creates through HTTPS, concurrency ${conc}, n=${n}`);
       const kovaRate = await rate(n, conc, async () => {
         const r = await c.request('POST', '/apis/kova.dev/v1alpha1/namespaces/bench/instances', instance(`i-${made++}`));
@@ -99,6 +104,8 @@ async function main() {
       figures[`etcd_puts_per_s_c${conc}`] = round(etcdRate);
       figures[`kova_creates_per_s_c${conc}`] = round(kovaRate);
       figures[`ratio_c${conc}`] = round(kovaRate / etcdRate, 3);
+      figures[`lean_etcd_puts_per_s_c${conc}`] = round(leanRate);
+      figures[`ratio_vs_lean_c${conc}`] = round(kovaRate / leanRate, 3);
     }
 
     log(`filling to ${LIST_SIZE} instances`);
@@ -184,6 +191,7 @@ async function main() {
     kova.kill('SIGTERM');
     await new Promise((r) => kova.once('exit', r));
     raw.close();
+    lean.close();
     await etcd.stop();
     await rm(dir, { recursive: true, force: true });
   }

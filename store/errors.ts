@@ -1,6 +1,7 @@
 // Store failures as a small closed set of codes the API server maps onto HTTP statuses.
 import type { KObject } from '../api/types.js';
 import { ClientClosedError, GRPCDeadlineExceededError, GRPCUnavailableError, isRecoverableError } from 'etcd3';
+import { EtcdRpcError } from './etcd-kv.js';
 
 export type StoreErrorCode =
   | 'NotFound' // 404
@@ -35,6 +36,7 @@ export function isFutureRevision(err: unknown): boolean {
 /** True for "could not talk to etcd" failures, whatever layer (grpc, etcd3 policies) reported them. */
 export function isUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
+  if (err instanceof EtcdRpcError) return err.unavailable;
   return (
     isRecoverableError(err) ||
     err instanceof GRPCUnavailableError ||

@@ -323,7 +323,8 @@ describe('watch', () => {
 
 describe('compactor', () => {
   it('keeps only the last N revisions', async () => {
-    const s = new Store(Store.connect(env.endpoints).client, { compactIntervalMs: 50, compactKeepRevisions: 5 });
+    const base = Store.connect(env.endpoints);
+    const s = new Store(base.client, base.kv, { compactIntervalMs: 50, compactKeepRevisions: 5 });
     try {
       const p = '/registry/test/compactor/';
       const first = await s.create(p + 'k0', inst('k0'));

@@ -1,11 +1,12 @@
 // kova's storage layer: Kubernetes object semantics (resourceVersion, preconditions, consistent
 // paginated lists, watches) on etcd. Keys are full etcd keys chosen by the caller, e.g.
 // `/registry/kova.dev/instances/demo/web-1`; resourceVersion is always the etcd revision.
-import { CompareResult, CompareTarget, Etcd3, type IOptions, type IRequestOp, type ITxnResponse } from 'etcd3';
+import { Etcd3, type IOptions } from 'etcd3';
 import type { KObject } from '../api/types.js';
 import { decode, decodeContinue, encode, encodeContinue, parseRevision, prefixEnd, prefixStart } from './codec.js';
 import { compact, compactedRevision, startCompactor } from './compactor.js';
 import { StoreError, isCompacted, isFutureRevision, toStoreError } from './errors.js';
+import { CompareResult, CompareTarget, EtcdKV, type RequestOp, type TxnRequest, type TxnResponse } from './etcd-kv.js';
 import { startWatch, type WatchEvent, type WatchHandle } from './watch.js';
 
 export { StoreError, type StoreErrorCode } from './errors.js';
@@ -49,15 +50,19 @@ export class Store {
   private stopCompactor?: () => void;
   private readonly compactListeners = new Set<(revision: number) => void>();
 
-  /** The Store owns `client`: close() closes it. */
+  /**
+   * The Store owns both clients: close() closes them. Reads and writes go through `kv` (lean
+   * unary gRPC); watches, compaction and probes through `client` (etcd3).
+   */
   constructor(
     readonly client: Etcd3,
+    readonly kv: EtcdKV,
     private readonly opts: StoreOptions = {},
   ) {}
 
-  /** A Store with its own etcd client. Connects lazily: the first call fails with 'Unavailable' if etcd is down. */
+  /** A Store with its own etcd clients. Connects lazily: the first call fails with 'Unavailable' if etcd is down. */
   static connect(endpoints: string[], opts?: StoreOptions): Store {
-    return new Store(new Etcd3(clientOptions(endpoints)), opts);
+    return new Store(new Etcd3(clientOptions(endpoints)), new EtcdKV(endpoints, { deadlineMs: UNARY_DEADLINE_MS }), opts);
   }
 
   /** Creates `key` only if it does not exist (one txn round trip). Returns the stored object. */
@@ -73,7 +78,7 @@ export class Store {
   }
 
   async get(key: string): Promise<KObject | undefined> {
-    const res = await this.call(() => this.client.kv.range({ key: Buffer.from(key) }));
+    const res = await this.call(() => this.kv.range({ key: Buffer.from(key) }));
     return res.kvs[0] && decode(res.kvs[0]);
   }
 
@@ -81,7 +86,7 @@ export class Store {
   async getMany(keys: string[]): Promise<Array<KObject | undefined>> {
     const res = await this.txn({ success: keys.map((k) => ({ request_range: { key: Buffer.from(k) } })) });
     return res.responses.map((r) => {
-      const kv = r.response_range.kvs[0];
+      const kv = r.response_range?.kvs[0];
       return kv && decode(kv);
     });
   }
@@ -102,7 +107,7 @@ export class Store {
     }
     const limit = opts.limit && opts.limit > 0 ? opts.limit : 0;
     const res = await this.call(
-      () => this.client.kv.range({ key: start, range_end: prefixEnd(prefix), limit, revision: rev }),
+      () => this.kv.range({ key: start, range_end: prefixEnd(prefix), limit, revision: rev }),
       rev,
     );
     // A range at an old revision still reports the current revision in its header.
@@ -121,7 +126,7 @@ export class Store {
   /** Number of keys under `prefix` now (count-only range, no values transferred). */
   async count(prefix: string): Promise<number> {
     const res = await this.call(() =>
-      this.client.kv.range({ key: prefixStart(prefix), range_end: prefixEnd(prefix), count_only: true }),
+      this.kv.range({ key: prefixStart(prefix), range_end: prefixEnd(prefix), count_only: true }),
     );
     return Number(res.count);
   }
@@ -172,7 +177,7 @@ export class Store {
     });
     if (res.succeeded) return writes.map((w) => withRV(w.obj, res.header.revision));
     for (let i = 0; i < writes.length; i++) {
-      const kv = res.responses[i]?.response_range.kvs[0];
+      const kv = res.responses[i]?.response_range?.kvs[0];
       if (!kv) throw new StoreError('NotFound', `${writes[i].key} not found`);
       const current = decode(kv);
       if (current.metadata.resourceVersion !== writes[i].expectedRevision) throw conflict(writes[i].key, writes[i].expectedRevision, current);
@@ -186,7 +191,7 @@ export class Store {
    */
   async delete(key: string, expectedRevision?: string): Promise<KObject> {
     const k = Buffer.from(key);
-    const del: IRequestOp = { request_delete_range: { key: k, prev_kv: true } };
+    const del: RequestOp = { request_delete_range: { key: k, prev_kv: true } };
     const res = await this.txn(
       expectedRevision === undefined
         ? { success: [del] }
@@ -197,11 +202,11 @@ export class Store {
           },
     );
     if (res.succeeded) {
-      const prev = res.responses[0].response_delete_range.prev_kvs[0];
+      const prev = res.responses[0]?.response_delete_range?.prev_kvs[0];
       if (prev) return decode(prev, res.header.revision);
       throw new StoreError('NotFound', `${key} not found`);
     }
-    const current = res.responses[0]?.response_range.kvs[0];
+    const current = res.responses[0]?.response_range?.kvs[0];
     if (!current) throw new StoreError('NotFound', `${key} not found`);
     throw conflict(key, expectedRevision!, decode(current));
   }
@@ -245,7 +250,7 @@ export class Store {
 
   /** The global etcd revision now (linearizable). */
   async currentRevision(): Promise<string> {
-    const res = await this.call(() => this.client.kv.range({ key: Buffer.from([0]), count_only: true }));
+    const res = await this.call(() => this.kv.range({ key: Buffer.from([0]), count_only: true }));
     return res.header.revision;
   }
 
@@ -279,6 +284,7 @@ export class Store {
     this.stopCompactor?.();
     await Promise.all([...this.watches].map((w) => w.close()));
     this.client.close();
+    this.kv.close();
   }
 
   /** Put if mod_revision matches; on mismatch the same round trip reads the current object. */
@@ -290,12 +296,12 @@ export class Store {
       failure: [{ request_range: { key: k } }],
     });
     if (res.succeeded) return { stored: withRV(obj, res.header.revision) };
-    const kv = res.responses[0]?.response_range.kvs[0];
+    const kv = res.responses[0]?.response_range?.kvs[0];
     return { current: kv && decode(kv) };
   }
 
-  private txn(req: Parameters<Etcd3['kv']['txn']>[0]): Promise<ITxnResponse> {
-    return this.call(() => this.client.kv.txn(req));
+  private txn(req: TxnRequest): Promise<TxnResponse> {
+    return this.call(() => this.kv.txn(req));
   }
 
   /** Runs an etcd call, mapping compaction/connection failures to StoreError. */
