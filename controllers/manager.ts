@@ -12,6 +12,7 @@ import { startInstanceController } from './instance/instance-controller.js';
 import { startNetworkControllers } from './network/network-controllers.js';
 import { startKeyPairController } from './keypair/keypair-controller.js';
 import { startScheduler } from './scheduler/scheduler.js';
+import { SharedInformers } from './runtime/shared-informers.js';
 import type { AllocationRatios } from '../api/resources.js';
 import type { WeigherPolicy } from './scheduler/weighers.js';
 
@@ -59,13 +60,15 @@ export function startControllerManager(opts: ControllerManagerOptions): Controll
     opts.onLeadership?.(true);
     log(`controllers: ${identity} is the leader; starting scheduler, host and instance controllers`);
     try {
+      // One informer per kind for all of them, new for each term of leadership.
+      const informers = new SharedInformers(client, log);
       const parts = await Promise.all([
-        startScheduler({ client, signal, weigher: opts.weigher, ratios: opts.ratios, log }),
-        startHostController({ client, signal, ratios: opts.ratios, log }),
-        startInstanceController({ client, signal, log }),
-        startNetworkControllers({ client, signal, log }),
-        startKeyPairController({ client, signal, log }),
-        ...(opts.dataDir ? [startImageController({ client, signal, storeDir: join(opts.dataDir, 'images'), log })] : []),
+        startScheduler({ client, signal, weigher: opts.weigher, ratios: opts.ratios, log, informers }),
+        startHostController({ client, signal, ratios: opts.ratios, log, informers }),
+        startInstanceController({ client, signal, log, informers }),
+        startNetworkControllers({ client, signal, log, informers }),
+        startKeyPairController({ client, signal, log, informers }),
+        ...(opts.dataDir ? [startImageController({ client, signal, storeDir: join(opts.dataDir, 'images'), log, informers })] : []),
       ]);
       await Promise.all(parts.map((p) => p.done));
     } catch (e) {

@@ -7,6 +7,7 @@ import type { KovaClient } from '../runtime/client.js';
 import { Controller } from '../runtime/controller.js';
 import { EventRecorder } from '../runtime/events.js';
 import { Informer } from '../runtime/informer.js';
+import { SharedInformers } from '../runtime/shared-informers.js';
 import { splitInstanceKey } from './allocations.js';
 import type { HeartbeatLease } from './heartbeat.js';
 import { HostReconciler, LEASE_NAMESPACE } from './host-reconciler.js';
@@ -14,6 +15,8 @@ import type { EventSink, HostObject, InstanceObject } from './host-reconciler.js
 import type { AllocationRatios } from './resources.js';
 
 export interface HostControllerOptions {
+  /** Informers shared with the other controllers of the process (default: its own). */
+  informers?: SharedInformers;
   client: KovaClient;
   signal: AbortSignal;
   /** Allocation ratios (default cpu 16, ram 1.5, disk 1). */
@@ -41,9 +44,10 @@ const instanceKey = (o: KObject) => `${o.metadata.namespace}/${o.metadata.name}`
 export async function startHostController(opts: HostControllerOptions): Promise<HostControllerHandle> {
   const { client, signal } = opts;
   const log = opts.log ?? ((m: string) => console.error(m));
-  const hosts = new Informer<HostObject>(client, HOSTS, { log });
-  const leases = new Informer<KObject & HeartbeatLease>(client, LEASES, { namespace: LEASE_NAMESPACE, log });
-  const instances = new Informer<InstanceObject>(client, INSTANCES, { log });
+  const shared = opts.informers ?? new SharedInformers(client, log);
+  const hosts = shared.for<HostObject>(HOSTS);
+  const leases = shared.for<KObject & HeartbeatLease>(LEASES, { namespace: LEASE_NAMESPACE });
+  const instances = shared.for<InstanceObject>(INSTANCES);
 
   // Indexes kept by the event handlers: instances per bound host, and hosts holding an
   // allocation for an instance key (so deleting or rebinding an instance wakes its old host).

@@ -11,6 +11,7 @@ import { Controller, errorMessage } from '../runtime/controller.js';
 import type { Reconciler, Request, Result } from '../runtime/controller.js';
 import { EventRecorder } from '../runtime/events.js';
 import { Informer } from '../runtime/informer.js';
+import { SharedInformers } from '../runtime/shared-informers.js';
 import { setCondition } from '../../api/conditions.js';
 import type { Condition } from '../../api/conditions.js';
 import { ImportError, importImage, storePath } from './image-import.js';
@@ -160,6 +161,8 @@ async function exists(path: string): Promise<boolean> {
 }
 
 export interface ImageControllerOptions {
+  /** Informers shared with the other controllers of the process (default: its own). */
+  informers?: SharedInformers;
   client: KovaClient;
   signal: AbortSignal;
   /** Image store directory (DATA_DIR/images). */
@@ -178,7 +181,8 @@ export interface ImageControllerHandle {
 export async function startImageController(opts: ImageControllerOptions): Promise<ImageControllerHandle> {
   const { client, signal } = opts;
   const log = opts.log ?? ((m: string) => console.error(m));
-  const images = new Informer<ImageObject>(client, IMAGES, { log });
+  const shared = opts.informers ?? new SharedInformers(client, log);
+  const images = shared.for<ImageObject>(IMAGES);
   const recorder = new EventRecorder(client, 'kova-image-controller', { log });
   const controller = new Controller(new ImageReconciler({ client, images, storeDir: opts.storeDir, recorder, log }), { workers: opts.workers ?? 2, log });
   const enqueue = (i: KObject) => controller.enqueue({ namespace: i.metadata.namespace, name: i.metadata.name! });

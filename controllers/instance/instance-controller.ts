@@ -12,6 +12,7 @@ import { Controller } from '../runtime/controller.js';
 import { EventRecorder } from '../runtime/events.js';
 import type { Reconciler, Request, Result } from '../runtime/controller.js';
 import { Informer } from '../runtime/informer.js';
+import { SharedInformers } from '../runtime/shared-informers.js';
 import { INSTANCE_FINALIZER } from '../../api/types.js';
 import type { EventSink } from '../host/host-reconciler.js';
 import { applyUnboundStatus, validatedCondition } from './instance-status.js';
@@ -73,6 +74,8 @@ export class InstanceReconciler implements Reconciler {
 }
 
 export interface InstanceControllerOptions {
+  /** Informers shared with the other controllers of the process (default: its own). */
+  informers?: SharedInformers;
   client: KovaClient;
   signal: AbortSignal;
   workers?: number;
@@ -89,9 +92,10 @@ export interface InstanceControllerHandle {
 export async function startInstanceController(opts: InstanceControllerOptions): Promise<InstanceControllerHandle> {
   const { client, signal } = opts;
   const log = opts.log ?? ((m: string) => console.error(m));
-  const instances = new Informer<InstanceObject>(client, INSTANCES, { log });
-  const flavors = new Informer(client, FLAVORS, { log });
-  const images = new Informer<ImageObject>(client, IMAGES, { log });
+  const shared = opts.informers ?? new SharedInformers(client, log);
+  const instances = shared.for<InstanceObject>(INSTANCES);
+  const flavors = shared.for(FLAVORS);
+  const images = shared.for<ImageObject>(IMAGES);
 
   const refs: References = {
     flavorExists: (name) => !!flavors.get(undefined, name),

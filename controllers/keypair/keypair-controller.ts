@@ -7,6 +7,7 @@ import { Controller, errorMessage } from '../runtime/controller.js';
 import type { Reconciler, Request } from '../runtime/controller.js';
 import { EventRecorder } from '../runtime/events.js';
 import { Informer } from '../runtime/informer.js';
+import { SharedInformers } from '../runtime/shared-informers.js';
 import { hasCondition, setCondition } from '../../api/conditions.js';
 import type { Condition } from '../../api/conditions.js';
 import { sshFingerprint } from './fingerprint.js';
@@ -56,10 +57,11 @@ class KeyPairReconciler implements Reconciler {
 }
 
 /** Starts the KeyPair informer and workers; resolves once synced. */
-export async function startKeyPairController(opts: { client: KovaClient; signal: AbortSignal; log?: (msg: string) => void }): Promise<{ controller: Controller; done: Promise<void> }> {
+export async function startKeyPairController(opts: { client: KovaClient; signal: AbortSignal; log?: (msg: string) => void; informers?: SharedInformers }): Promise<{ controller: Controller; done: Promise<void> }> {
   const { client, signal } = opts;
   const log = opts.log ?? ((m: string) => console.error(m));
-  const keypairs = new Informer<KeyPairObject>(client, KEYPAIRS, { log });
+  const shared = opts.informers ?? new SharedInformers(client, log);
+  const keypairs = shared.for<KeyPairObject>(KEYPAIRS);
   const controller = new Controller(new KeyPairReconciler(client, keypairs, new EventRecorder(client, 'kova-keypair-controller', { log })), { workers: 1, log });
   const enqueue = (k: KObject) => controller.enqueue({ namespace: k.metadata.namespace, name: k.metadata.name! });
   keypairs.on('add', enqueue);

@@ -5,6 +5,7 @@ import { INSTANCES, NETWORKS, PORTS } from '../runtime/client.js';
 import type { KovaClient } from '../runtime/client.js';
 import { Controller } from '../runtime/controller.js';
 import { Informer } from '../runtime/informer.js';
+import { SharedInformers } from '../runtime/shared-informers.js';
 import { ADDRESS_CLAIMS, FLOATING_IPS, ROUTERS, SECURITY_GROUPS } from './kinds.js';
 import type { ClaimObject, FloatingIPObject, InstanceObject, NetworkObject, PortObject, RouterObject, SecurityGroupObject } from './kinds.js';
 import {
@@ -13,6 +14,8 @@ import {
 import { attachedInstance, InstancePortsReconciler, PortReconciler } from './port-controller.js';
 
 export interface NetworkControllersOptions {
+  /** Informers shared with the other controllers of the process (default: its own). */
+  informers?: SharedInformers;
   client: KovaClient;
   signal: AbortSignal;
   workers?: number;
@@ -30,13 +33,14 @@ const req = (o: KObject) => ({ namespace: o.metadata.namespace, name: o.metadata
 export async function startNetworkControllers(opts: NetworkControllersOptions): Promise<NetworkControllersHandle> {
   const { client, signal } = opts;
   const log = opts.log ?? ((m: string) => console.error(m));
-  const instances = new Informer<InstanceObject>(client, INSTANCES, { log });
-  const ports = new Informer<PortObject>(client, PORTS, { log });
-  const networks = new Informer<NetworkObject>(client, NETWORKS, { log });
-  const claims = new Informer<ClaimObject>(client, ADDRESS_CLAIMS, { log });
-  const securityGroups = new Informer<SecurityGroupObject>(client, SECURITY_GROUPS, { log });
-  const floatingIPs = new Informer<FloatingIPObject>(client, FLOATING_IPS, { log });
-  const routers = new Informer<RouterObject>(client, ROUTERS, { log });
+  const shared = opts.informers ?? new SharedInformers(client, log);
+  const instances = shared.for<InstanceObject>(INSTANCES);
+  const ports = shared.for<PortObject>(PORTS);
+  const networks = shared.for<NetworkObject>(NETWORKS);
+  const claims = shared.for<ClaimObject>(ADDRESS_CLAIMS);
+  const securityGroups = shared.for<SecurityGroupObject>(SECURITY_GROUPS);
+  const floatingIPs = shared.for<FloatingIPObject>(FLOATING_IPS);
+  const routers = shared.for<RouterObject>(ROUTERS);
   const caches = { instances, ports, networks, claims, securityGroups, floatingIPs, routers };
   const workers = opts.workers ?? 4;
   const c = {

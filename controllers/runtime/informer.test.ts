@@ -11,6 +11,7 @@ import { eventually } from '../../e2e/harness.js';
 import { HOSTS, INSTANCES, KovaClient, NAMESPACES } from './client.js';
 import type { KObject } from './client.js';
 import { Informer } from './informer.js';
+import { SharedInformers } from './shared-informers.js';
 
 const NS = 'rt-inf';
 
@@ -153,5 +154,30 @@ describe('Informer', () => {
     } finally {
       inf.stop();
     }
+  });
+
+  it('shared: one informer per kind and options, late handlers get the cache, it runs until its last user stops', async () => {
+    await c.create(INSTANCES, inst('shared-pre'));
+    const shared = new SharedInformers(c, () => undefined);
+    const a = shared.for(INSTANCES, { namespace: NS });
+    assert.equal(shared.for(INSTANCES, { namespace: NS }), a, 'same kind and options, same informer');
+    assert.notEqual(shared.for(INSTANCES, { namespace: NS, labelSelector: 'x=y' }), a);
+    const first = record(a);
+    a.start();
+    await a.waitForSync();
+    // A second controller joins after the initial list: it is told about what is cached.
+    const b = shared.for(INSTANCES, { namespace: NS });
+    b.start();
+    const second = record(b);
+    await eventually(() => second.includes('add shared-pre'), 5000, 'late handler replay');
+    assert.equal(first.filter((e) => e === 'add shared-pre').length, 1, 'the first handler is not told twice');
+    // One user stops; the other keeps receiving events.
+    a.stop();
+    await c.create(INSTANCES, inst('shared-after'));
+    await eventually(() => second.includes('add shared-after'), 10_000, 'events after one user stopped');
+    b.stop();
+    await c.create(INSTANCES, inst('shared-gone'));
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok(!second.includes('add shared-gone'), 'stopped after the last user');
   });
 });

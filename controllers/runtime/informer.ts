@@ -30,6 +30,8 @@ export class Informer<T extends KObject = KObject> {
   private synced = false;
   private syncWaiters: Array<() => void> = [];
   private stopped = true;
+  /** start() calls not yet matched by stop(). */
+  private users = 0;
   private restartTimer?: NodeJS.Timeout;
   private backoffMs: number;
   private readonly minBackoffMs: number;
@@ -65,14 +67,20 @@ export class Informer<T extends KObject = KObject> {
     this.lw.on('delete', healthy);
   }
 
-  /** Starts list + watch; returns at once (use waitForSync for the initial list). */
+  /**
+   * Starts list + watch; returns at once (use waitForSync for the initial list). An informer
+   * shared by several controllers is started by each and runs until each has stopped it.
+   */
   start(): void {
+    this.users++;
     if (!this.stopped) return;
     this.stopped = false;
     void this.lw.start().catch((e) => this.onError(e));
   }
 
   stop(): void {
+    if (this.users > 0) this.users--;
+    if (this.users > 0) return;
     this.stopped = true;
     clearTimeout(this.restartTimer);
     void this.lw.stop();
@@ -94,6 +102,14 @@ export class Informer<T extends KObject = KObject> {
     };
     this.wrappers[event].set(handler, wrapped);
     this.lw.on(event, wrapped);
+    // A handler joining a running informer (one shared with other controllers) is told about
+    // what is already cached, like client-go's AddEventHandler; a duplicate add is harmless.
+    if (event === 'add' && !this.stopped) {
+      setImmediate(() => {
+        if (this.wrappers.add.get(handler) !== wrapped) return;
+        for (const o of this.lw.list()) wrapped(o);
+      });
+    }
   }
 
   off(event: InformerEvent, handler: InformerHandler<T>): void {

@@ -13,6 +13,7 @@ import { Controller, errorMessage, keyOfObject } from '../runtime/controller.js'
 import type { Request } from '../runtime/controller.js';
 import { EventRecorder } from '../runtime/events.js';
 import { Informer } from '../runtime/informer.js';
+import { SharedInformers } from '../runtime/shared-informers.js';
 import { BestEffortLane } from './best-effort.js';
 import { HostCache } from './host-cache.js';
 import { formatResources, instanceRequest } from '../../api/resources.js';
@@ -24,6 +25,8 @@ import type { WeigherPolicy, Weigher } from './weighers.js';
 export const COMPONENT = 'kova-scheduler';
 
 export interface SchedulerOptions {
+  /** Informers shared with the other controllers of the process (default: its own). */
+  informers?: SharedInformers;
   /** A client, or a kubeconfig path to make one from (closed on stop). */
   client?: KovaClient;
   kubeconfig?: string;
@@ -98,9 +101,10 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Scheduler>
   const events = new BestEffortLane(8, 5000);
   const stats: SchedulerStats = { bound: 0, bindConflicts: 0, lostRaces: 0, unschedulable: 0, bindCalls: 0, bindMs: 0 };
 
-  const instances = new Informer(client, INSTANCES, { log });
-  const hosts = new Informer(client, HOSTS, { log });
-  const flavors = new Informer(client, FLAVORS, { log });
+  const shared = opts.informers ?? new SharedInformers(client, log);
+  const instances = shared.for(INSTANCES);
+  const hosts = shared.for(HOSTS);
+  const flavors = shared.for(FLAVORS);
 
   /** Instances that fit nowhere (or wait for their Flavor), with the generation last tried. */
   const waiting = new Map<string, number | undefined>();
@@ -236,7 +240,11 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Scheduler>
   flavors.on('update', requeueWaiting);
 
   const signal = opts.signal;
+  let informersStopped = false;
   const stopInformers = () => {
+    // Once: the informers may be shared, and each stop() releases one use.
+    if (informersStopped) return;
+    informersStopped = true;
     for (const inf of [instances, hosts, flavors]) inf.stop();
     events.clear();
   };
