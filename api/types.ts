@@ -119,8 +119,18 @@ export interface FieldCause {
 }
 
 /** RFC 3339 with whole seconds, the form Kubernetes uses for metav1.Time. */
-export function nowRFC3339(d: Date = new Date()): string {
-  return `${d.toISOString().slice(0, 19)}Z`;
+let rfcSecond = -1;
+let rfcText = '';
+export function nowRFC3339(d?: Date): string {
+  if (d) return `${d.toISOString().slice(0, 19)}Z`;
+  // Every write stamps times at second precision: format each second once.
+  const ms = Date.now();
+  const sec = Math.floor(ms / 1000);
+  if (sec !== rfcSecond) {
+    rfcSecond = sec;
+    rfcText = `${new Date(sec * 1000).toISOString().slice(0, 19)}Z`;
+  }
+  return rfcText;
 }
 
 /** Kept on a bound Instance until its host's agent has destroyed the domain (or the host is fenced). */
