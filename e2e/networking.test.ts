@@ -243,6 +243,25 @@ ${instance('proj-b', 'b1', 'h1', '[{network: net1, ip: 10.62.0.30}]')}
     }
   });
 
+  it('DNS: a guest resolves the instances of its network on this host and on others', async () => {
+    const a1 = guests['proj-a/a1-0']!;
+    const a2 = guests['proj-a/a2-0']!; // on h2: h1's dnsmasq knows its name, not its lease
+    for (const [name, ip] of [['a2', a2.status!.ip!], ['a1.proj-a.kova', a1.status!.ip!]] as const) {
+      let last = '';
+      const out = await eventually(async () => {
+        const r = await inNs(a1.netns, 'busybox', 'nslookup', name, '10.60.0.1');
+        last = r.out;
+        return new RegExp(`Address:?\\s+${ip.replaceAll('.', '\\.')}\\s`).test(r.out) ? r.out : undefined;
+      }, 15_000, `${name} resolves to ${ip}`).catch(async (e: Error) => {
+        const files = (await inNs(NS.h1, 'sh', '-c', `cat ${dataDirs.h1}/network/${HOSTS.h1.name}/*.hosts`)).out;
+        throw new Error(`${e.message}: nslookup said ${JSON.stringify(last)}; h1 names:\n${files}`);
+      });
+      assert.doesNotMatch(out, /REFUSED/);
+    }
+    const b1 = guests['proj-b/b1-0']!;
+    assert.ok(!(await inNs(a1.netns, 'busybox', 'nslookup', 'b1', '10.60.0.1')).out.includes(b1.status!.ip!), 'another project\'s instance has no name here');
+  });
+
   it('a security group allows TCP 8080 and blocks 8081', async () => {
     const a1 = guests['proj-a/a1-0']!;
     const a2 = guests['proj-a/a2-0']!;

@@ -197,10 +197,13 @@ export class NetworkAgent implements Reconciler {
     const peers = this.hosts.list()
       .filter((h) => h.spec?.tunnelIP && h.metadata.name !== this.o.hostName)
       .map((h) => ({ hostName: h.metadata.name!, tunnelIP: h.spec!.tunnelIP! }));
+    const remoteNames = this.ports.list()
+      .filter((p) => netKeys.has(`${p.metadata.namespace}/${p.spec.network}`) && p.status?.hostName !== this.o.hostName && !p.metadata.deletionTimestamp && p.status?.ip && p.status.instance)
+      .map((p) => ({ namespace: p.metadata.namespace!, network: p.spec.network, ip: p.status!.ip!, hostname: p.status!.instance! }));
     return {
       hostName: this.o.hostName,
       ...(this.o.tunnelIP ? { tunnelIP: this.o.tunnelIP } : {}),
-      networks, ports: portInputs, peers, securityGroups, floatingIPs, routers,
+      networks, ports: portInputs, peers, securityGroups, floatingIPs, routers, remoteNames,
       kernel: this.kernel ?? { vlan: true },
       stateDir: this.o.stateDir,
     };

@@ -248,3 +248,22 @@ test('hostile ports, security groups, floating IPs and host fields are rejected'
   assert.throws(() => planHost(base({ tunnelIP: '1.2.3' })), /tunnelIP/);
   assert.throws(() => planHost(base({ peers: [{ hostName: 'x', tunnelIP: '1.2.3.4 dev' }] })), /peers\[0\]\.tunnelIP/);
 });
+
+test('instances of the network on other hosts get DNS names, not DHCP entries; hostile names are left out', () => {
+  const network = net({ name: 'n', type: 'vxlan', cidr: '10.0.0.0/24', vni: 42 });
+  const p = planHost(base({
+    networks: [network],
+    ports: [port({ name: 'p', network: 'n', ip: '10.0.0.5', mac: '52:54:00:00:00:05', hostname: 'web-1' })],
+    remoteNames: [
+      { namespace: 'demo', network: 'n', ip: '10.0.0.7', hostname: 'web-2' },
+      { namespace: 'demo', network: 'n', ip: '10.0.0.8', hostname: 'x\naddress=/#/6.6.6.6' },
+      { namespace: 'demo', network: 'n', ip: '10.9.9.9', hostname: 'elsewhere' }, // not in the network
+      { namespace: 'demo', network: 'other', ip: '10.0.0.9', hostname: 'not-here' }, // network not on this host
+    ],
+  }));
+  const d = p.dnsmasq[0]!;
+  assert.equal(d.addnHosts, '10.0.0.5 web-1.demo.kova web-1\n10.0.0.7 web-2.demo.kova web-2\n');
+  assert.doesNotMatch(d.hosts, /10\.0\.0\.7/, 'no DHCP lease for a port served by another host');
+  assert.equal(p.warnings.filter((w) => /DNS name left out: hostname/.test(w.message)).length, 1);
+  assert.doesNotMatch(d.addnHosts + d.conf, /6\.6\.6\.6/);
+});

@@ -126,6 +126,7 @@ function planNat(
 function planDnsmasq(
   ready: Map<string, ReadyNetwork>,
   hostsByNet: Map<string, { mac: string; ip: string; hostname?: string }[]>,
+  namesByNet: Map<string, { ip: string; hostname: string }[]>,
   stateDir: string,
 ): DnsmasqPlan[] {
   const dnsmasq: DnsmasqPlan[] = [];
@@ -142,6 +143,7 @@ function planDnsmasq(
       domain: `${rn.net.namespace}.kova`,
       ...(rn.net.type === 'vxlan' ? { mtu: VXLAN_GUEST_MTU } : {}),
       hosts: hostsByNet.get(key(rn.net)) ?? [],
+      names: namesByNet.get(key(rn.net)) ?? [],
     }));
   }
   return dnsmasq;
@@ -304,8 +306,25 @@ export function planHost(input: HostInput): HostPlanResult {
     }
   }
 
+  // Names of the networks' instances elsewhere: validated like local ones; a bad one is left out.
+  const namesByNet = new Map<string, { ip: string; hostname: string }[]>();
+  for (const r of input.remoteNames ?? []) {
+    const netKey = `${r.namespace}/${r.network}`;
+    const rn = ready.get(netKey);
+    if (!rn) continue;
+    try {
+      const ip = validIPv4('ip', r.ip);
+      if (!isUsable(rn.cidr, ip) || seen.has(`ip:${netKey}:${ip}`)) continue;
+      const names = namesByNet.get(netKey) ?? [];
+      names.push({ ip, hostname: validHostname('hostname', r.hostname) });
+      namesByNet.set(netKey, names);
+    } catch (e) {
+      warnings.push({ kind: 'Port', namespace: r.namespace, name: r.hostname, message: `DNS name left out: ${message(e)}` });
+    }
+  }
+
   const nat = planNat(input, ready, portByKey, rejected);
-  const dnsmasq = planDnsmasq(ready, hostsByNet, stateDir);
+  const dnsmasq = planDnsmasq(ready, hostsByNet, namesByNet, stateDir);
 
   return {
     bridges, vxlans, vlans, uplinks,

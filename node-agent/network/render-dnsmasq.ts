@@ -15,6 +15,8 @@ export interface DnsmasqInput {
   domain: string;
   mtu?: number;
   hosts: { mac: string; ip: string; hostname?: string }[];
+  /** Names only (instances of the network on other hosts): DNS records, no DHCP. */
+  names?: { ip: string; hostname: string }[];
 }
 
 export function renderDnsmasq(d: DnsmasqInput): DnsmasqPlan {
@@ -34,6 +36,8 @@ export function renderDnsmasq(d: DnsmasqInput): DnsmasqPlan {
     'no-resolv',
     'no-hosts',
     'no-poll',
+    // Plain names (`web-1`) are answered here or not found, never refused for want of an upstream.
+    'domain-needed',
     `domain=${d.domain}`,
     `local=/${d.domain}/`,
     `dhcp-range=${d.networkAddress},static,${d.netmask},12h`,
@@ -47,10 +51,9 @@ export function renderDnsmasq(d: DnsmasqInput): DnsmasqPlan {
   ];
   const sorted = [...d.hosts].sort((a, b) => a.ip.localeCompare(b.ip, 'en', { numeric: true }));
   const hosts = sorted.map((h) => [h.mac, h.ip, ...(h.hostname ? [h.hostname] : [])].join(',') + '\n').join('');
-  const addnHosts = sorted
-    .filter((h) => h.hostname)
-    .map((h) => `${h.ip} ${h.hostname}.${d.domain} ${h.hostname}\n`)
-    .join('');
+  const named = [...sorted.filter((h) => h.hostname), ...(d.names ?? [])] as { ip: string; hostname: string }[];
+  named.sort((a, b) => a.ip.localeCompare(b.ip, 'en', { numeric: true }));
+  const addnHosts = named.map((h) => `${h.ip} ${h.hostname}.${d.domain} ${h.hostname}\n`).join('');
   return {
     network: d.network,
     bridge: d.bridge,

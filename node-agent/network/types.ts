@@ -98,8 +98,21 @@ export interface HostInput {
    * the network's gateway address belongs to the physical network, not to every host.
    */
   dhcpAddresses?: Record<string, string>;
+  /**
+   * DNS names of the networks' instances on other hosts (Ports with an address and an
+   * instance): this host's dnsmasq answers for them too, but hands them no DHCP lease.
+   */
+  remoteNames?: RemoteNameInput[];
   /** Directory for dnsmasq configs, pid and lease files. */
   stateDir: string;
+}
+
+export interface RemoteNameInput {
+  namespace: string;
+  /** The Port's network (name in `namespace`). */
+  network: string;
+  ip: string;
+  hostname: string;
 }
 
 // ---- desired host state ----
