@@ -121,6 +121,7 @@ async function schedulerOnly(): Promise<Record<string, number>> {
         await client.create(INSTANCES, instance(`backlog-${i}`));
       });
     }
+    if (BACKLOG > 0) log('backlog created; starting the scheduler');
     const tSched = performance.now();
     let sched: Awaited<ReturnType<typeof startScheduler>> | undefined;
     if (inProcess) {

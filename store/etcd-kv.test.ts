@@ -2,6 +2,7 @@
 // decoder) on the same keys: ranges, paging, count-only, old revisions, compaction, every
 // transaction op, compares on each target, failover between endpoints and deadlines.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -112,5 +113,28 @@ describe('EtcdKV', () => {
     slow.close();
     silent.close();
     for (const s of [silent]) s.unref();
+  });
+
+  it('an open watch keeps its process alive, an idle connection does not', async () => {
+    const storeURL = new URL('./store.js', import.meta.url).href;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', `
+      import { Store } from ${JSON.stringify(storeURL)};
+      const store = Store.connect(${JSON.stringify(env.endpoints)});
+      await store.get('/kv/alive/none'); // a finished call leaves an idle connection
+      await store.watch('/kv/alive/', undefined, (e) => { console.log('event ' + e.object.metadata.name); store.close(); }, () => process.exit(3));
+      console.log('watching');
+    `], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((r) => child.on('exit', r));
+    await new Promise<void>((resolve, reject) => {
+      const t = setInterval(() => out.includes('watching') && (clearInterval(t), resolve()), 20);
+      void exited.then(() => reject(new Error(`exited early: ${out}`)));
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(child.exitCode, null, 'still alive while watching');
+    await ref.put('/kv/alive/x').value(JSON.stringify({ metadata: { name: 'x' } }));
+    assert.equal(await exited, 0, 'exits once the watch is closed and nothing else is open');
+    assert.match(out, /event x/);
   });
 });

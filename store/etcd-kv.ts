@@ -23,6 +23,27 @@ export interface Compare { key: Buffer; target: CompareTarget; result: CompareRe
 export interface TxnRequest { compare?: Compare[]; success?: RequestOp[]; failure?: RequestOp[] }
 export interface TxnResponse { header: ResponseHeader; succeeded: boolean; responses: ResponseOp[] }
 
+export interface WatchCreate { key: Buffer; range_end?: Buffer; start_revision?: number; prev_kv?: boolean }
+export interface WatchEventKV { type: 'PUT' | 'DELETE'; kv: KeyValue; prev_kv?: KeyValue }
+export interface WatchResponse {
+  header: ResponseHeader;
+  created: boolean;
+  canceled: boolean;
+  /** Set when the start revision was compacted: the oldest revision still available. */
+  compact_revision: string;
+  cancel_reason: string;
+  events: WatchEventKV[];
+}
+export interface WatchStream {
+  /** Cancels the watch; no callback runs after this. */
+  close(): void;
+}
+export interface WatchCallbacks {
+  response(res: WatchResponse): void;
+  /** The stream ended without close(): etcd went away, restarted or refused the watch. */
+  end(err: EtcdRpcError): void;
+}
+
 /** A gRPC failure: `code` is the gRPC status (14 UNAVAILABLE, 4 DEADLINE_EXCEEDED, ...). */
 export class EtcdRpcError extends Error {
   override readonly name = 'EtcdRpcError';
@@ -275,6 +296,35 @@ function decodeTxn(r: Reader): TxnResponse {
   return res;
 }
 
+function decodeWatch(r: Reader): WatchResponse {
+  const res: WatchResponse = { header: NO_HEADER, created: false, canceled: false, compact_revision: '0', cancel_reason: '', events: [] };
+  while (r.more()) {
+    const tag = r.varint();
+    switch (tag) {
+      case (1 << 3) | 2: res.header = readHeader(r.sub()); break;
+      case 3 << 3: res.created = r.varint() !== 0; break;
+      case 4 << 3: res.canceled = r.varint() !== 0; break;
+      case 5 << 3: res.compact_revision = String(r.varint()); break;
+      case (6 << 3) | 2: res.cancel_reason = r.bytes().toString('utf8'); break;
+      case (11 << 3) | 2: {
+        const e = r.sub();
+        const ev: WatchEventKV = { type: 'PUT', kv: readKV(new Reader(EMPTY)) };
+        while (e.more()) {
+          const t = e.varint();
+          if (t === 1 << 3) ev.type = e.varint() === 1 ? 'DELETE' : 'PUT';
+          else if (t === ((2 << 3) | 2)) ev.kv = readKV(e.sub());
+          else if (t === ((3 << 3) | 2)) ev.prev_kv = readKV(e.sub());
+          else e.skip(t & 7);
+        }
+        res.events.push(ev);
+        break;
+      }
+      default: r.skip(tag & 7);
+    }
+  }
+  return res;
+}
+
 // ---- gRPC over HTTP/2 ----
 
 export interface EtcdKVOptions {
@@ -298,6 +348,8 @@ export class EtcdKV {
   private session?: http2.ClientHttp2Session;
   private endpoint = 0;
   private closed = false;
+  /** Streams open on the current session. */
+  private active = 0;
   private readonly deadlineMs: number;
 
   constructor(private readonly endpoints: string[], opts: EtcdKVOptions = {}) {
@@ -317,6 +369,75 @@ export class EtcdKV {
 
   txn(req: TxnRequest): Promise<TxnResponse> {
     return this.call('/etcdserverpb.KV/Txn', encodeTxn(req), decodeTxn);
+  }
+
+  /**
+   * Opens one Watch stream with one watcher (a stream per watch keeps cancelation simple:
+   * closing the stream cancels it). Responses arrive in order; `end` reports the stream's end.
+   */
+  watch(req: WatchCreate, cb: WatchCallbacks): WatchStream {
+    let done = false;
+    const end = (err: EtcdRpcError) => {
+      if (done) return;
+      done = true;
+      cb.end(err);
+    };
+    let stream: http2.ClientHttp2Stream;
+    try {
+      if (this.closed) throw new Error('etcd client closed');
+      stream = this.connect().request({ ':method': 'POST', ':path': '/etcdserverpb.Watch/Watch', 'content-type': 'application/grpc', te: 'trailers' });
+      this.track(stream);
+    } catch (e) {
+      this.session?.destroy();
+      this.session = undefined;
+      this.endpoint++;
+      queueMicrotask(() => end(new EtcdRpcError(14, `UNAVAILABLE: ${(e as Error).message}`, { cause: e })));
+      return { close: () => void (done = true) };
+    }
+    let pending: Buffer = EMPTY;
+    let status: number | undefined;
+    let message = '';
+    const readStatus = (h: http2.IncomingHttpHeaders) => {
+      if (h['grpc-status'] === undefined) return;
+      status = Number(h['grpc-status']);
+      const m = h['grpc-message'];
+      if (typeof m === 'string') message = m;
+    };
+    stream.on('response', readStatus);
+    stream.on('trailers', readStatus);
+    stream.on('data', (chunk: Buffer) => {
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+      while (!done && pending.length >= 5) {
+        const len = pending.readUInt32BE(1);
+        if (pending.length < 5 + len) break;
+        let res: WatchResponse;
+        try {
+          res = decodeWatch(new Reader(pending, 5, 5 + len));
+        } catch (e) {
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+          return end(new EtcdRpcError(13, `INTERNAL: ${(e as Error).message}`));
+        }
+        pending = pending.subarray(5 + len);
+        cb.response(res);
+      }
+    });
+    stream.on('error', (e) => end(new EtcdRpcError(14, `UNAVAILABLE: ${e.message}`, { cause: e })));
+    stream.on('close', () => end(status ? new EtcdRpcError(status, message || `gRPC status ${status}`) : new EtcdRpcError(14, 'UNAVAILABLE: etcd ended the watch stream')));
+    const w = new Writer();
+    w.message(1, (m) => {
+      m.bytes(1, req.key);
+      m.bytes(2, req.range_end);
+      m.uint(3, req.start_revision);
+      m.bool(6, req.prev_kv);
+    });
+    stream.write(frame(w.done()));
+    return {
+      close: () => {
+        if (done) return;
+        done = true;
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+      },
+    };
   }
 
   close(): void {
@@ -340,10 +461,23 @@ export class EtcdKV {
     session.on('error', drop);
     session.on('goaway', drop);
     session.on('close', drop);
-    // Idle connections must not keep a process alive; pending calls hold their deadline timer.
+    // Like grpc-js: an idle connection does not keep the process alive, one with calls or
+    // watches in flight does.
     session.unref();
+    this.active = 0;
     this.session = session;
     return session;
+  }
+
+  /** Counts a stream on the current session: referenced while any is open. */
+  private track(stream: http2.ClientHttp2Stream): void {
+    const session = this.session;
+    if (!session) return;
+    if (this.active++ === 0) session.ref();
+    stream.once('close', () => {
+      if (this.session !== session) return;
+      if (--this.active === 0) session.unref();
+    });
   }
 
   private call<T>(path: string, msg: Buffer, decode: (r: Reader) => T): Promise<T> {
@@ -360,6 +494,7 @@ export class EtcdKV {
       let stream: http2.ClientHttp2Stream;
       try {
         stream = this.connect().request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
+        this.track(stream);
       } catch (e) {
         this.session?.destroy();
         this.session = undefined;

@@ -234,7 +234,7 @@ export class Store {
       },
     };
     inner = await startWatch({
-      client: this.client,
+      kv: this.kv,
       prefix,
       from,
       onEvent,

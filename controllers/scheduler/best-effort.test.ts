@@ -38,3 +38,15 @@ test('BestEffortLane: bounded concurrency, bounded queue, drops beyond', async (
   await new Promise((r) => setTimeout(r, 10));
   assert.equal(ran, true);
 });
+
+test('BestEffortLane: a token bucket passes the burst, then about perSecond', async () => {
+  let t = 0;
+  const lane = new BestEffortLane(100, 1000, { perSecond: 10, burst: 5 }, () => t);
+  const submit = (n: number) => Array.from({ length: n }, () => lane.submit(async () => undefined)).filter(Boolean).length;
+  assert.equal(submit(20), 5, 'the burst');
+  t += 500; // half a second: 5 tokens back
+  assert.equal(submit(20), 5);
+  t += 10_000; // refills only up to the burst
+  assert.equal(submit(20), 5);
+  assert.equal(lane.stats.dropped, 45);
+});

@@ -97,8 +97,9 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Scheduler>
   const maxAttempts = opts.maxBindAttempts ?? 10;
   const cache = new HostCache({ ratios: opts.ratios });
   const recorder = new EventRecorder(client, COMPONENT, { log });
-  // Events are written beside placements, never ahead of them.
-  const events = new BestEffortLane(8, 5000);
+  // Events are written beside placements, never ahead of them, and at most ~100/s: a bulk
+  // placement records its first events, not one per instance at the placements' expense.
+  const events = new BestEffortLane(8, 1000, { perSecond: 100, burst: 300 });
   const stats: SchedulerStats = { bound: 0, bindConflicts: 0, lostRaces: 0, unschedulable: 0, bindCalls: 0, bindMs: 0 };
 
   const shared = opts.informers ?? new SharedInformers(client, log);
