@@ -12,6 +12,9 @@
 //
 //   node dist/bench/scale.js --scheduler-only --hosts 1000 --instances 5000
 //     [--scheduler kova|in-process] [--backlog N] [--workers N] [--weigher spread|pack]
+//   --backlog N: first N instances are created with no scheduler running, then the scheduler
+//   starts (kova: a standalone `kova controllers` process; in-process: in this process) and
+//   backlog_placements_per_s is how fast it drains them.
 //     [--kubeconfig F --etcd-endpoints URLS]   (a kova already running, e.g. under --cpu-prof)
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -24,7 +27,9 @@ import { Informer } from '../controllers/runtime/informer.js';
 import { registerHost } from '../controllers/scheduler/host-fixtures.js';
 import { startScheduler } from '../controllers/scheduler/scheduler.js';
 import type { WeigherPolicy } from '../controllers/scheduler/weighers.js';
-import { eventually, startKova } from '../e2e/harness.js';
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { eventually, KOVA_BIN, startKova } from '../e2e/harness.js';
 import { startEtcd } from '../store/etcd-process.js';
 import { pct, rate, rawEtcdPutRate, round } from './common.js';
 
@@ -35,7 +40,7 @@ const { values } = parseArgs({
     instances: { type: 'string' },
     /** Where the scheduler runs: in `kova up`'s controllers (default) or in this process. */
     scheduler: { type: 'string', default: 'kova' },
-    workers: { type: 'string', default: '32' },
+    workers: { type: 'string', default: '128' },
     weigher: { type: 'string', default: 'spread' },
     concurrency: { type: 'string', default: '32' },
     /** Also measure draining a backlog: create this many more instances first, then start the scheduler. */
@@ -73,7 +78,13 @@ async function schedulerOnly(): Promise<Record<string, number>> {
   const raw = new Etcd3({ hosts: endpoints });
   if (values.scheduler !== 'kova' && values.scheduler !== 'in-process') throw new Error('--scheduler must be kova or in-process');
   const inProcess = values.scheduler === 'in-process';
-  const kova = external ? undefined : await startKova(['--etcd-endpoints', endpoints.join(','), '--no-seed', '--no-agents', ...(inProcess ? ['--no-controllers'] : [])]);
+  const BACKLOG = Number(values.backlog);
+  // With a backlog and kova's own scheduler, the controllers run as a standalone
+  // `kova controllers` process started once the backlog exists (as in a split deployment).
+  const splitControllers = BACKLOG > 0 && !inProcess;
+  if (splitControllers && external) throw new Error('--backlog with --scheduler kova needs the bench to start kova itself');
+  const kova = external ? undefined : await startKova(['--etcd-endpoints', endpoints.join(','), '--no-seed', '--no-agents', ...(inProcess || splitControllers ? ['--no-controllers'] : [])]);
+  let controllers: ChildProcess | undefined;
   const client = KovaClient.fromFile(values.kubeconfig ?? kova!.kubeconfig, { maxSockets: 128 });
   const stop = new AbortController();
   try {
@@ -108,13 +119,10 @@ async function schedulerOnly(): Promise<Record<string, number>> {
     watcher.start();
     await watcher.waitForSync();
 
-    if (!inProcess) {
+    if (!inProcess && !splitControllers) {
       log('waiting for the controllers to lead');
       await controllersLeading(client, 30_000);
     }
-    const BACKLOG = Number(values.backlog);
-    // Inside kova up the scheduler already places the backlog while it is being created.
-    if (BACKLOG > 0 && !inProcess) throw new Error('--backlog needs --scheduler in-process (so the scheduler starts after the backlog exists)');
     if (BACKLOG > 0) {
       log(`creating a backlog of ${BACKLOG} instances before the scheduler starts`);
       await rate(BACKLOG, CONCURRENCY, async (i) => {
@@ -123,6 +131,9 @@ async function schedulerOnly(): Promise<Record<string, number>> {
     }
     if (BACKLOG > 0) log('backlog created; starting the scheduler');
     const tSched = performance.now();
+    if (splitControllers) {
+      controllers = spawn(process.execPath, [KOVA_BIN, 'controllers', '--kubeconfig', kova!.kubeconfig], { stdio: ['ignore', 'inherit', 'inherit'] });
+    }
     let sched: Awaited<ReturnType<typeof startScheduler>> | undefined;
     if (inProcess) {
       sched = await startScheduler({ client, signal: stop.signal, workers: Number(values.workers), weigher: values.weigher as WeigherPolicy, log });
@@ -166,6 +177,7 @@ async function schedulerOnly(): Promise<Record<string, number>> {
       ...(sched ? { mean_bind_ms: round(sched.stats.bindMs / Math.max(1, sched.stats.bindCalls), 2), bind_conflicts: sched.stats.bindConflicts, unschedulable_attempts: sched.stats.unschedulable, events_dropped: sched.events.stats.dropped } : {}),
     };
   } finally {
+    controllers?.kill('SIGTERM');
     stop.abort();
     client.close();
     await kova?.stop();

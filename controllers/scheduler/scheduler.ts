@@ -34,7 +34,11 @@ export interface SchedulerOptions {
   signal: AbortSignal;
   /** spread (default: most free memory first) or pack; or explicit weighers. */
   weigher?: WeigherPolicy | readonly Weigher[];
-  /** Parallel placements (default 32); keys are never worked on concurrently. */
+  /**
+   * Parallel placements (default 128); keys are never worked on concurrently. Each one mostly
+   * waits for its binding: like kube-scheduler's asynchronous binding cycles, many in flight
+   * let etcd commit them in larger batches (the assume cache keeps them from overbooking).
+   */
   workers?: number;
   /** Choose at random among the best N hosts (default 1: only among exact ties). */
   subsetSize?: number;
@@ -114,7 +118,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Scheduler>
     name: 'scheduler',
     reconcile: (req: Request) => place(req),
   };
-  const controller = new Controller(reconciler, { workers: opts.workers ?? 32, log });
+  const controller = new Controller(reconciler, { workers: opts.workers ?? 128, log });
   const requeueWaiting = () => {
     for (const key of waiting.keys()) controller.enqueueKey(key);
   };
