@@ -290,6 +290,9 @@ function walk(value: unknown, schema: JSONSchema | undefined, path: Seg[], hooks
   }
 }
 
+/** Schemas without root metadata (ObjectMeta has no schema defaults), built once per resource. */
+const defaultingSchemas = new WeakMap<JSONSchema, JSONSchema>();
+
 /** Root schemas with ObjectMeta and type meta added, built once per resource. */
 const rootSchemas = new WeakMap<JSONSchema, JSONSchema>();
 
@@ -664,8 +667,13 @@ export class Validator {
     const m = obj.metadata as unknown;
     if (isObj(m)) for (const k of Object.keys(m)) if (m[k] === null) delete m[k];
     if (!info.schema) return;
-    const { metadata: _m, ...rest } = isObj(info.schema.properties) ? (info.schema.properties as Record<string, JSONSchema>) : {};
-    defaultNode(obj, { ...info.schema, properties: rest });
+    let schema = defaultingSchemas.get(info.schema);
+    if (!schema) {
+      const { metadata: _m, ...rest } = isObj(info.schema.properties) ? (info.schema.properties as Record<string, JSONSchema>) : {};
+      schema = { ...info.schema, properties: rest };
+      defaultingSchemas.set(info.schema, schema);
+    }
+    defaultNode(obj, schema);
   }
 
   /** Dotted paths of fields the schema does not know, in document order (fieldValidation=Strict/Warn). */

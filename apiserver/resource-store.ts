@@ -178,8 +178,8 @@ export class ResourceStore {
         throw badRequest(`strict decoding error: ${unknown.map((f) => `unknown field "${f}"`).join(', ')}`);
       }
       if (mode === 'Warn') for (const f of unknown) opts.warnings?.push(`unknown field "${f}"`);
+      this.validator.prune(info, obj);
     }
-    this.validator.prune(info, obj);
   }
 
   private validateOrThrow(info: ResourceInfo, obj: KObject, subresource?: 'status'): void {
