@@ -104,15 +104,16 @@ describe('EtcdKV', () => {
     assert.equal((await two.range({ key: b('/kv/x') })).count, '0');
     two.close();
     // A server that accepts and never answers.
-    const silent = createServer(() => undefined);
+    const accepted = new Set<import('node:net').Socket>();
+    const silent = createServer((sock) => void accepted.add(sock));
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     const slow = new EtcdKV([`http://127.0.0.1:${(silent.address() as AddressInfo).port}`], { deadlineMs: 300 });
     const t0 = Date.now();
     await assert.rejects(slow.range({ key: b('/kv/x') }), (e) => isUnavailable(e) && /DEADLINE_EXCEEDED/.test((e as Error).message));
     assert.ok(Date.now() - t0 < 3000);
     slow.close();
-    silent.close();
-    for (const s of [silent]) s.unref();
+    for (const sock of accepted) sock.destroy();
+    await new Promise((r) => silent.close(r));
   });
 
   it('an open watch keeps its process alive, an idle connection does not', async () => {

@@ -440,9 +440,10 @@ export class EtcdKV {
     };
   }
 
+  /** Tears the connection down at once; calls still in flight fail with CANCELLED/UNAVAILABLE. */
   close(): void {
     this.closed = true;
-    this.session?.close();
+    this.session?.destroy();
     this.session = undefined;
   }
 
@@ -501,8 +502,17 @@ export class EtcdKV {
         this.endpoint++;
         return finish(new EtcdRpcError(14, `UNAVAILABLE: ${(e as Error).message}`, { cause: e }));
       }
+      const session = this.session;
       const timer = setTimeout(() => {
         stream.close(http2.constants.NGHTTP2_CANCEL);
+        // A session that never finished connecting is dead: drop it, its streams with it.
+        if (session?.connecting) {
+          session.destroy();
+          if (this.session === session) {
+            this.session = undefined;
+            this.endpoint++;
+          }
+        }
         finish(new EtcdRpcError(4, `DEADLINE_EXCEEDED: etcd did not answer ${path} within ${this.deadlineMs} ms`));
       }, this.deadlineMs);
       const chunks: Buffer[] = [];
