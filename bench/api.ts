@@ -94,9 +94,18 @@ async function main() {
       const n = conc === 1 ? Math.max(200, Math.floor(CREATES / 4)) : CREATES;
       log(`raw etcd puts, concurrency ${conc}, n=${n}`);
       const base = `/bench/c${conc}/`;
+      // Every side first opens its connections and warms up with 2×concurrency untimed
+      // operations, so the figures are steady-state throughput, not TLS handshakes and JIT.
+      const warm = 2 * conc;
+      await rawEtcdPutRate(raw, `${base}warm/`, warm, conc, sample);
       const etcdRate = await rawEtcdPutRate(raw, base, n, conc, sample);
+      await leanEtcdPutRate(lean, `${base}lean-warm/`, warm, conc, sample);
       const leanRate = await leanEtcdPutRate(lean, `${base}lean/`, n, conc, sample);
       log(`kova creates through HTTPS, concurrency ${conc}, n=${n}`);
+      await rate(warm, conc, async () => {
+        const r = await c.request('POST', '/apis/kova.dev/v1alpha1/namespaces/bench/instances', instance(`i-${made++}`));
+        if (r.status !== 201) throw new Error(`create failed ${r.status}: ${r.body}`);
+      });
       const kovaRate = await rate(n, conc, async () => {
         const r = await c.request('POST', '/apis/kova.dev/v1alpha1/namespaces/bench/instances', instance(`i-${made++}`));
         if (r.status !== 201) throw new Error(`create failed ${r.status}: ${r.body}`);
