@@ -94,9 +94,9 @@ async function main() {
       const n = conc === 1 ? Math.max(200, Math.floor(CREATES / 4)) : CREATES;
       log(`raw etcd puts, concurrency ${conc}, n=${n}`);
       const base = `/bench/c${conc}/`;
-      // Every side first opens its connections and warms up with 2×concurrency untimed
-      // operations, so the figures are steady-state throughput, not TLS handshakes and JIT.
-      const warm = 2 * conc;
+      // Every side first opens its connections and warms up with untimed operations (at least
+      // 200: the JIT), so the figures are steady-state throughput, not TLS handshakes and JIT.
+      const warm = Math.max(200, 2 * conc);
       await rawEtcdPutRate(raw, `${base}warm/`, warm, conc, sample);
       const etcdRate = await rawEtcdPutRate(raw, base, n, conc, sample);
       await leanEtcdPutRate(lean, `${base}lean-warm/`, warm, conc, sample);
