@@ -341,6 +341,29 @@ function frame(msg: Buffer): Buffer {
   return out;
 }
 
+/**
+ * The gRPC status of a stream, filled in from its trailers, or from its response headers for a
+ * "trailers-only" reply. `code` stays undefined until one arrives.
+ */
+function grpcStatus(stream: http2.ClientHttp2Stream): { code?: number; message: string } {
+  const st: { code?: number; message: string } = { message: '' };
+  const read = (h: http2.IncomingHttpHeaders) => {
+    const code = h['grpc-status'];
+    if (code === undefined) return;
+    st.code = Number(code);
+    const m = h['grpc-message'];
+    if (typeof m !== 'string') return;
+    try {
+      st.message = decodeURIComponent(m);
+    } catch {
+      st.message = m;
+    }
+  };
+  stream.on('response', read);
+  stream.on('trailers', read);
+  return st;
+}
+
 /** Big windows: a list page is up to etcd's 4 MiB reply limit, and the default 64 KiB window would make it many round trips. */
 const WINDOW = 16 << 20;
 
@@ -384,27 +407,13 @@ export class EtcdKV {
     };
     let stream: http2.ClientHttp2Stream;
     try {
-      if (this.closed) throw new Error('etcd client closed');
-      stream = this.connect().request({ ':method': 'POST', ':path': '/etcdserverpb.Watch/Watch', 'content-type': 'application/grpc', te: 'trailers' });
-      this.track(stream);
+      stream = this.open('/etcdserverpb.Watch/Watch');
     } catch (e) {
-      this.session?.destroy();
-      this.session = undefined;
-      this.endpoint++;
-      queueMicrotask(() => end(new EtcdRpcError(14, `UNAVAILABLE: ${(e as Error).message}`, { cause: e })));
+      queueMicrotask(() => end(e as EtcdRpcError));
       return { close: () => void (done = true) };
     }
     let pending: Buffer = EMPTY;
-    let status: number | undefined;
-    let message = '';
-    const readStatus = (h: http2.IncomingHttpHeaders) => {
-      if (h['grpc-status'] === undefined) return;
-      status = Number(h['grpc-status']);
-      const m = h['grpc-message'];
-      if (typeof m === 'string') message = m;
-    };
-    stream.on('response', readStatus);
-    stream.on('trailers', readStatus);
+    const status = grpcStatus(stream);
     stream.on('data', (chunk: Buffer) => {
       pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
       while (!done && pending.length >= 5) {
@@ -422,7 +431,7 @@ export class EtcdKV {
       }
     });
     stream.on('error', (e) => end(new EtcdRpcError(14, `UNAVAILABLE: ${e.message}`, { cause: e })));
-    stream.on('close', () => end(status ? new EtcdRpcError(status, message || `gRPC status ${status}`) : new EtcdRpcError(14, 'UNAVAILABLE: etcd ended the watch stream')));
+    stream.on('close', () => end(status.code ? new EtcdRpcError(status.code, status.message || `gRPC status ${status.code}`) : new EtcdRpcError(14, 'UNAVAILABLE: etcd ended the watch stream')));
     const w = new Writer();
     w.message(1, (m) => {
       m.bytes(1, req.key);
@@ -454,11 +463,7 @@ export class EtcdKV {
     const session = http2.connect(url, { settings: { initialWindowSize: WINDOW } });
     session.on('connect', () => session.setLocalWindowSize(WINDOW));
     // A broken session fails its streams; the next call dials the next endpoint.
-    const drop = () => {
-      if (this.session !== session) return;
-      this.session = undefined;
-      this.endpoint++;
-    };
+    const drop = () => this.dropSession(session);
     session.on('error', drop);
     session.on('goaway', drop);
     session.on('close', drop);
@@ -468,6 +473,29 @@ export class EtcdKV {
     this.active = 0;
     this.session = session;
     return session;
+  }
+
+  /** Forgets `session` if it is the current one, so the next call dials the next endpoint. */
+  private dropSession(session: http2.ClientHttp2Session): void {
+    if (this.session !== session) return;
+    this.session = undefined;
+    this.endpoint++;
+  }
+
+  /** A gRPC stream on the current session (dialled if needed); throws UNAVAILABLE if that fails. */
+  private open(path: string): http2.ClientHttp2Stream {
+    try {
+      if (this.closed) throw new Error('etcd client closed');
+      const stream = this.connect().request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
+      this.track(stream);
+      return stream;
+    } catch (e) {
+      // Dialling or opening failed: whatever session there was is unusable, try the next endpoint.
+      this.session?.destroy();
+      this.session = undefined;
+      this.endpoint++;
+      throw new EtcdRpcError(14, `UNAVAILABLE: ${(e as Error).message}`, { cause: e });
+    }
   }
 
   /** Counts a stream on the current session: referenced while any is open. */
@@ -494,13 +522,9 @@ export class EtcdKV {
       };
       let stream: http2.ClientHttp2Stream;
       try {
-        stream = this.connect().request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
-        this.track(stream);
+        stream = this.open(path);
       } catch (e) {
-        this.session?.destroy();
-        this.session = undefined;
-        this.endpoint++;
-        return finish(new EtcdRpcError(14, `UNAVAILABLE: ${(e as Error).message}`, { cause: e }));
+        return finish(e as EtcdRpcError);
       }
       const session = this.session;
       const timer = setTimeout(() => {
@@ -508,36 +532,17 @@ export class EtcdKV {
         // A session that never finished connecting is dead: drop it, its streams with it.
         if (session?.connecting) {
           session.destroy();
-          if (this.session === session) {
-            this.session = undefined;
-            this.endpoint++;
-          }
+          this.dropSession(session);
         }
         finish(new EtcdRpcError(4, `DEADLINE_EXCEEDED: etcd did not answer ${path} within ${this.deadlineMs} ms`));
       }, this.deadlineMs);
       const chunks: Buffer[] = [];
-      let status: number | undefined;
-      let message = '';
-      const readStatus = (h: http2.IncomingHttpHeaders) => {
-        const s = h['grpc-status'];
-        if (s === undefined) return;
-        status = Number(s);
-        const m = h['grpc-message'];
-        if (typeof m === 'string') {
-          try {
-            message = decodeURIComponent(m);
-          } catch {
-            message = m;
-          }
-        }
-      };
-      stream.on('response', readStatus); // "trailers-only" replies carry the status here
-      stream.on('trailers', readStatus);
+      const status = grpcStatus(stream);
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('error', (e) => finish(new EtcdRpcError(14, `UNAVAILABLE: ${e.message}`, { cause: e })));
       stream.on('close', () => {
-        if (status === undefined) return finish(new EtcdRpcError(14, `UNAVAILABLE: etcd closed ${path} without a status (${stream.rstCode ?? 'no code'})`));
-        if (status !== 0) return finish(new EtcdRpcError(status, message || `gRPC status ${status}`));
+        if (status.code === undefined) return finish(new EtcdRpcError(14, `UNAVAILABLE: etcd closed ${path} without a status (${stream.rstCode ?? 'no code'})`));
+        if (status.code !== 0) return finish(new EtcdRpcError(status.code, status.message || `gRPC status ${status.code}`));
         const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
         if (body.length < 5 || body[0] !== 0) return finish(new EtcdRpcError(13, `INTERNAL: malformed gRPC reply to ${path}`));
         const len = body.readUInt32BE(1);
