@@ -90,6 +90,11 @@ async function main() {
 
     const figures: Record<string, number> = {};
     let made = 0;
+    /** One Instance create through HTTPS; anything but 201 fails the benchmark. */
+    const createOne = async () => {
+      const r = await c.request('POST', '/apis/kova.dev/v1alpha1/namespaces/bench/instances', instance(`i-${made++}`));
+      if (r.status !== 201) throw new Error(`create failed ${r.status}: ${r.body}`);
+    };
     for (const conc of [1, 32]) {
       const n = conc === 1 ? Math.max(200, Math.floor(CREATES / 4)) : CREATES;
       log(`raw etcd puts, concurrency ${conc}, n=${n}`);
@@ -102,14 +107,8 @@ async function main() {
       await leanEtcdPutRate(lean, `${base}lean-warm/`, warm, conc, sample);
       const leanRate = await leanEtcdPutRate(lean, `${base}lean/`, n, conc, sample);
       log(`kova creates through HTTPS, concurrency ${conc}, n=${n}`);
-      await rate(warm, conc, async () => {
-        const r = await c.request('POST', '/apis/kova.dev/v1alpha1/namespaces/bench/instances', instance(`i-${made++}`));
-        if (r.status !== 201) throw new Error(`create failed ${r.status}: ${r.body}`);
-      });
-      const kovaRate = await rate(n, conc, async () => {
-        const r = await c.request('POST', '/apis/kova.dev/v1alpha1/namespaces/bench/instances', instance(`i-${made++}`));
-        if (r.status !== 201) throw new Error(`create failed ${r.status}: ${r.body}`);
-      });
+      await rate(warm, conc, createOne);
+      const kovaRate = await rate(n, conc, createOne);
       figures[`etcd_puts_per_s_c${conc}`] = round(etcdRate);
       figures[`kova_creates_per_s_c${conc}`] = round(kovaRate);
       figures[`ratio_c${conc}`] = round(kovaRate / etcdRate, 3);
@@ -119,10 +118,7 @@ async function main() {
 
     log(`filling to ${LIST_SIZE} instances`);
     const fill = Math.max(0, LIST_SIZE - made);
-    await rate(fill, 32, async () => {
-      const r = await c.request('POST', '/apis/kova.dev/v1alpha1/namespaces/bench/instances', instance(`i-${made++}`));
-      if (r.status !== 201) throw new Error(`create failed ${r.status}: ${r.body}`);
-    });
+    await rate(fill, 32, createOne);
     const listTimes: number[] = [];
     for (let i = 0; i < 3; i++) {
       const t0 = performance.now();

@@ -40,7 +40,7 @@ const { values } = parseArgs({
     instances: { type: 'string' },
     /** Where the scheduler runs: in `kova up`'s controllers (default) or in this process. */
     scheduler: { type: 'string', default: 'kova' },
-    workers: { type: 'string', default: '128' },
+    workers: { type: 'string' },
     weigher: { type: 'string', default: 'spread' },
     concurrency: { type: 'string', default: '32' },
     /** Also measure draining a backlog: create this many more instances first, then start the scheduler. */
@@ -140,7 +140,7 @@ async function schedulerOnly(): Promise<Record<string, number>> {
     }
     let sched: Awaited<ReturnType<typeof startScheduler>> | undefined;
     if (inProcess) {
-      sched = await startScheduler({ client, signal: stop.signal, workers: Number(values.workers), weigher: values.weigher as WeigherPolicy, log });
+      sched = await startScheduler({ client, signal: stop.signal, ...(values.workers ? { workers: Number(values.workers) } : {}), weigher: values.weigher as WeigherPolicy, log });
       if (sched.cache.size !== HOSTS_N) throw new Error(`scheduler sees ${sched.cache.size} hosts`);
     }
     let backlogRate = 0;
