@@ -132,15 +132,19 @@ describe('Informer', () => {
       await cp.stop();
       await eventually(() => inf.stats.errors >= 2, 15_000, 'informer errors while the server is down');
 
-      // 3. Back on the same port and data; before the informer reconnects, 'doomed' is deleted
-      //    and history is compacted, so its resume gets 410 and it must relist to learn of it.
-      cp = await startControlPlane({ dataDir: dir, listen: `127.0.0.1:${port}` });
-      const direct = new KovaClient(c.kc);
+      // 3. On the same data but another port, out of the informer's reach, 'doomed' is deleted
+      //    and history is compacted. Back on its port, the informer's resume gets 410 and it
+      //    must relist to learn of it. (Done on the informer's own port, a reconnect between
+      //    the restart and the compaction would see the delete as a plain watch event.)
+      const aside = await startControlPlane({ dataDir: dir, listen: '127.0.0.1:0' });
+      const direct = KovaClient.fromFile(aside.kubeconfig);
       await direct.delete(INSTANCES, NS, 'doomed');
       await direct.create(INSTANCES, inst('while-away'));
-      await cp.resources.store.compact(await cp.resources.store.currentRevision());
+      await aside.resources.store.compact(await aside.resources.store.currentRevision());
       direct.close();
+      await aside.stop();
       const listsBefore = inf.stats.lists;
+      cp = await startControlPlane({ dataDir: dir, listen: `127.0.0.1:${port}` });
       await eventually(() => events.includes('delete doomed') && inf.get(NS, 'while-away'), 20_000, 'relist after the outage');
       assert.ok(inf.stats.lists > listsBefore, 'relisted');
       assert.ok(inf.stats.restarts >= 1, 'restarted itself');
