@@ -4,10 +4,12 @@
 //   dependents are gone (it deletes them first);
 // - orphan: an owner carrying `orphan` has its references removed from dependents, then the
 //   finalizer is dropped.
-// A graph of uid → object identity is kept from one watch over the whole registry; every
-// decision to delete is re-checked with a live read, so a stale graph never deletes wrongly.
+// A graph of uid → object identity is kept from one watch over the whole registry, holding
+// only objects that can matter (with owners, or an orphan/foreground finalizer); the watch drops
+// other changes before decoding them. Every decision to delete is re-checked with a live read,
+// so a stale graph never deletes wrongly.
 import type { KObject, OwnerReference, ResourceInfo } from '../api/types.js';
-import { REGISTRY_ROOT } from './keys.js';
+import { REGISTRY_ROOT, storageKey } from './keys.js';
 import type { ResourceStore } from './resource-store.js';
 import { RetryQueue } from './retry-queue.js';
 import { ApiError } from './status.js';
@@ -23,11 +25,19 @@ interface Node {
 }
 
 const RETRY_MS = 500;
+const LIST_PAGE = 1000;
+
+/** Stored values that can matter to the collector contain one of these (false positives only cost a decode). */
+const MARKERS = ['"ownerReferences"', '"orphan"', '"foregroundDeletion"'].map((m) => Buffer.from(m));
+const mayMatter = (value: Buffer) => MARKERS.some((m) => value.includes(m));
+const matters = (n: Pick<Node, 'owners' | 'finalizers'>) => n.owners.length > 0 || n.finalizers.includes('orphan') || n.finalizers.includes('foregroundDeletion');
 
 export class GarbageCollector {
   private readonly nodes = new Map<string, Node>();
   /** owner uid → dependent uids. */
   private readonly dependents = new Map<string, Set<string>>();
+  /** etcd keys whose last seen value may matter: a later change to them must be seen even if it no longer does. */
+  private readonly tracked = new Set<string>();
   private readonly queue = new RetryQueue((uid) => this.process(uid), (_uid, e) => this.log(`garbage collector: ${e.message}`), RETRY_MS);
   private stopped = false;
   private watch?: { close(): Promise<void> };
@@ -35,8 +45,13 @@ export class GarbageCollector {
   constructor(private readonly rs: ResourceStore, private readonly log: (m: string) => void = () => undefined) {}
 
   async start(): Promise<void> {
-    const { items, revision } = await this.rs.store.list(REGISTRY_ROOT);
-    for (const o of items) this.upsert(o);
+    let page = await this.rs.store.list(REGISTRY_ROOT, { limit: LIST_PAGE });
+    const revision = page.revision;
+    for (;;) {
+      for (const o of page.items) this.upsert(o);
+      if (!page.continueToken) break;
+      page = await this.rs.store.list(REGISTRY_ROOT, { limit: LIST_PAGE, continueToken: page.continueToken });
+    }
     for (const uid of this.nodes.keys()) this.enqueue(uid);
     this.watch = await this.rs.store.watch(REGISTRY_ROOT, revision, (e) => {
       if (e.type === 'DELETED') this.remove(e.object);
@@ -44,13 +59,24 @@ export class GarbageCollector {
     }, (err) => {
       this.log(`garbage collector watch failed (${err.message}); resyncing`);
       if (!this.stopped) this.later(() => void this.restart());
-    });
+    }, { skipPut: (key, value) => this.skip(key, value) });
+  }
+
+  /** Most writes (a status update, an object without owners) cannot concern the collector. */
+  private skip(key: Buffer, value: Buffer): boolean {
+    const k = key.toString();
+    if (mayMatter(value)) {
+      this.tracked.add(k);
+      return false;
+    }
+    return !this.tracked.delete(k);
   }
 
   private async restart() {
     await this.watch?.close().catch(() => undefined);
     this.nodes.clear();
     this.dependents.clear();
+    this.tracked.clear();
     await this.start().catch((e) => {
       this.log(`garbage collector resync: ${e}`);
       this.later(() => void this.restart());
@@ -73,18 +99,29 @@ export class GarbageCollector {
     const info = this.infoOf(o);
     if (!uid || !info) return;
     const prev = this.nodes.get(uid);
-    if (prev) for (const r of prev.owners) this.dependents.get(r.uid)?.delete(uid);
+    if (prev) for (const r of prev.owners) this.dropDependent(r.uid, uid);
     const node: Node = {
       info, namespace: o.metadata.namespace, name: o.metadata.name!, uid,
       owners: o.metadata.ownerReferences ?? [], deleting: !!o.metadata.deletionTimestamp, finalizers: o.metadata.finalizers ?? [],
     };
+    if (!matters(node)) {
+      this.nodes.delete(uid);
+      this.tracked.delete(storageKey(info, node.namespace, node.name));
+      return;
+    }
     this.nodes.set(uid, node);
+    this.tracked.add(storageKey(info, node.namespace, node.name));
     for (const r of node.owners) {
       const set = this.dependents.get(r.uid) ?? new Set();
       set.add(uid);
       this.dependents.set(r.uid, set);
     }
-    if (node.owners.length || node.finalizers.includes('orphan') || node.finalizers.includes('foregroundDeletion')) this.enqueue(uid);
+    this.enqueue(uid);
+  }
+
+  private dropDependent(owner: string, dependent: string) {
+    const set = this.dependents.get(owner);
+    if (set?.delete(dependent) && !set.size) this.dependents.delete(owner);
   }
 
   private remove(o: KObject) {
@@ -92,7 +129,9 @@ export class GarbageCollector {
     if (!uid) return;
     const node = this.nodes.get(uid);
     this.nodes.delete(uid);
-    if (node) for (const r of node.owners) this.dependents.get(r.uid)?.delete(uid);
+    const info = this.infoOf(o);
+    if (info) this.tracked.delete(storageKey(info, o.metadata.namespace, o.metadata.name!));
+    if (node) for (const r of node.owners) this.dropDependent(r.uid, uid);
     // Dependents of a vanished owner, and owners waiting on their last dependent.
     for (const d of this.dependents.get(uid) ?? []) this.enqueue(d);
     if (node) for (const r of node.owners) this.enqueue(r.uid);

@@ -52,8 +52,8 @@ Flags:
   --no-controllers         kova up without scheduler/controllers (run them elsewhere)
   --no-agents              kova up without node agents
   --no-seed                don't create the default flavors and test image
-  --api-workers N          API server processes sharing the port (default: 2 on hosts with
-                           2 or more cores, else 1)
+  --api-workers N          API server processes sharing the port (default: cores - 2, at
+                           least 1 and at most 8: etcd and the controllers need a core each)
   --insecure               plain HTTP without authentication (local debugging only)
   -v, --verbose            log internal events to stderr
 
@@ -74,6 +74,15 @@ const FLAGS = {
   verbose: { type: 'boolean', short: 'v', default: false },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
+
+/**
+ * API server processes by default. Measured on 2 cores (bench:api, bench:scale): one process
+ * beats two, because etcd, the controllers and the clients need the other core; so every core
+ * beyond two gets a worker.
+ */
+function defaultApiWorkers(cores: number): number {
+  return Math.max(1, Math.min(8, cores - 2));
+}
 
 function say(msg: string) {
   process.stdout.write(`kova: ${msg}\n`);
@@ -110,7 +119,7 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  const apiWorkers = values['api-workers'] === undefined ? (availableParallelism() >= 2 ? 2 : 1) : Number(values['api-workers']);
+  const apiWorkers = values['api-workers'] === undefined ? defaultApiWorkers(availableParallelism()) : Number(values['api-workers']);
   if (!Number.isInteger(apiWorkers) || apiWorkers < 1 || apiWorkers > 64) throw new Error(`--api-workers must be an integer from 1 to 64, got ${values['api-workers']}`);
   cp = await startControlPlane({
     dataDir,

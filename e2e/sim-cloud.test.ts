@@ -40,7 +40,9 @@ describe('sim cloud with kubectl', () => {
   const jp = async (args: string[], path: string) => (await k.k([...args, '-o', `jsonpath=${path}`])).trim();
 
   before(async () => {
-    k = await startKova(['--driver', 'sim', '--sim-hosts', '3']);
+    // Two API worker processes (not the 2-core default of one): the whole suite then also runs
+    // through node:cluster workers, each with its own etcd client and watch hub.
+    k = await startKova(['--driver', 'sim', '--sim-hosts', '3', '--api-workers', '2']);
     await k.k(['create', 'namespace', 'demo']);
     await k.k(['apply', '-f', '-'], { input: BASE });
     await eventually(async () => (await jp(['get', 'hosts'], '{.items[*].status.allocatable.memory}')).split(' ').filter(Boolean).length === 3, 20_000, 'three hosts with allocatable');

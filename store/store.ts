@@ -7,7 +7,7 @@ import { decode, decodeContinue, encode, encodeContinue, parseRevision, prefixEn
 import { compact, compactedRevision, startCompactor } from './compactor.js';
 import { StoreError, isCompacted, isFutureRevision, toStoreError } from './errors.js';
 import { CompareResult, CompareTarget, EtcdKV, type RequestOp, type TxnRequest, type TxnResponse } from './etcd-kv.js';
-import { startWatch, type WatchEvent, type WatchHandle } from './watch.js';
+import { startWatch, type WatchEvent, type WatchHandle, type WatchParams } from './watch.js';
 
 export { StoreError, type StoreErrorCode } from './errors.js';
 export type { WatchEvent, WatchHandle } from './watch.js';
@@ -217,13 +217,15 @@ export class Store {
    * onError with 'Expired' (the watch is then dead; close() stays safe). Watching from a list's
    * `revision` misses nothing: etcd replays history from that point. Events can arrive before
    * the returned promise resolves. If etcd restarts, the watch resumes after the last delivered
-   * event (or fails with 'Expired' if that was compacted meanwhile).
+   * event (or fails with 'Expired' if that was compacted meanwhile). `opts.skipPut` drops
+   * uninteresting PUTs before they are decoded.
    */
   async watch(
     prefix: string,
     fromRevision: string | undefined,
     onEvent: (e: WatchEvent) => void,
     onError: (err: StoreError) => void,
+    opts: Pick<WatchParams, 'skipPut'> = {},
   ): Promise<WatchHandle> {
     const from = fromRevision && fromRevision !== '0' ? parseRevision(fromRevision) : Number(await this.currentRevision());
     let inner: WatchHandle | undefined;
@@ -238,6 +240,7 @@ export class Store {
       prefix,
       from,
       onEvent,
+      skipPut: opts.skipPut,
       onError: (err) => {
         this.watches.delete(handle);
         onError(err);
