@@ -4,10 +4,11 @@
 //   dependents are gone (it deletes them first);
 // - orphan: an owner carrying `orphan` has its references removed from dependents, then the
 //   finalizer is dropped.
-// A graph of uid → object identity is kept from one watch over the whole registry, holding
-// only objects that can matter (with owners, or an orphan/foreground finalizer); the watch drops
-// other changes before decoding them. Every decision to delete is re-checked with a live read,
-// so a stale graph never deletes wrongly.
+// A graph of the objects that can matter (with owners, or an orphan/foreground finalizer) is
+// kept from one watch over the whole registry. That watch is cheap: writes that cannot matter
+// are dropped before they are decoded, and deletions arrive by key without etcd reading every
+// previous value (no prev_kv), which is why dependents are indexed by their owners' keys. Every
+// decision to delete is re-checked with a live read, so a stale graph never deletes wrongly.
 import type { KObject, OwnerReference, ResourceInfo } from '../api/types.js';
 import { REGISTRY_ROOT, storageKey } from './keys.js';
 import type { ResourceStore } from './resource-store.js';
@@ -19,7 +20,11 @@ interface Node {
   namespace?: string;
   name: string;
   uid: string;
+  /** Its etcd key. */
+  key: string;
   owners: OwnerReference[];
+  /** The etcd keys its owners have (or had) under the names it references. */
+  ownerKeys: string[];
   deleting: boolean;
   finalizers: string[];
 }
@@ -34,10 +39,10 @@ const matters = (n: Pick<Node, 'owners' | 'finalizers'>) => n.owners.length > 0 
 
 export class GarbageCollector {
   private readonly nodes = new Map<string, Node>();
-  /** owner uid → dependent uids. */
+  /** etcd key → uid of the node stored there. */
+  private readonly byKey = new Map<string, string>();
+  /** owner etcd key → uids of the dependents that reference that name. */
   private readonly dependents = new Map<string, Set<string>>();
-  /** etcd keys whose last seen value may matter: a later change to them must be seen even if it no longer does. */
-  private readonly tracked = new Set<string>();
   private readonly queue = new RetryQueue((uid) => this.process(uid), (_uid, e) => this.log(`garbage collector: ${e.message}`), RETRY_MS);
   private stopped = false;
   private watch?: { close(): Promise<void> };
@@ -53,30 +58,22 @@ export class GarbageCollector {
       page = await this.rs.store.list(REGISTRY_ROOT, { limit: LIST_PAGE, continueToken: page.continueToken });
     }
     for (const uid of this.nodes.keys()) this.enqueue(uid);
-    this.watch = await this.rs.store.watch(REGISTRY_ROOT, revision, (e) => {
-      if (e.type === 'DELETED') this.remove(e.object);
-      else this.upsert(e.object);
-    }, (err) => {
+    this.watch = await this.rs.store.watch(REGISTRY_ROOT, revision, (e) => this.upsert(e.object), (err) => {
       this.log(`garbage collector watch failed (${err.message}); resyncing`);
       if (!this.stopped) this.later(() => void this.restart());
-    }, { skipPut: (key, value) => this.skip(key, value) });
-  }
-
-  /** Most writes (a status update, an object without owners) cannot concern the collector. */
-  private skip(key: Buffer, value: Buffer): boolean {
-    const k = key.toString();
-    if (mayMatter(value)) {
-      this.tracked.add(k);
-      return false;
-    }
-    return !this.tracked.delete(k);
+    }, {
+      // Most writes (a status update, an object without owners) cannot concern the collector;
+      // a key it holds must still be seen, in case the object stopped mattering.
+      skipPut: (key, value) => !mayMatter(value) && !this.byKey.has(key.toString()),
+      onDeletedKey: (key) => this.deleted(key.toString()),
+    });
   }
 
   private async restart() {
     await this.watch?.close().catch(() => undefined);
     this.nodes.clear();
+    this.byKey.clear();
     this.dependents.clear();
-    this.tracked.clear();
     await this.start().catch((e) => {
       this.log(`garbage collector resync: ${e}`);
       this.later(() => void this.restart());
@@ -89,52 +86,66 @@ export class GarbageCollector {
     await this.watch?.close();
   }
 
-  private infoOf(o: KObject): ResourceInfo | undefined {
-    const group = o.apiVersion.includes('/') ? o.apiVersion.split('/')[0] : '';
-    return this.rs.registry.byKind(group, o.kind);
+  private infoOf(apiVersion: string, kind: string): ResourceInfo | undefined {
+    const group = apiVersion.includes('/') ? apiVersion.split('/')[0] : '';
+    return this.rs.registry.byKind(group, kind);
+  }
+
+  /** Where the owner named by `ref` is stored (undefined for a kind this server does not serve). */
+  private ownerKey(dependentNamespace: string | undefined, ref: OwnerReference): string | undefined {
+    const info = this.infoOf(ref.apiVersion, ref.kind);
+    return info && storageKey(info, info.namespaced ? dependentNamespace : undefined, ref.name);
   }
 
   private upsert(o: KObject) {
     const uid = o.metadata.uid;
-    const info = this.infoOf(o);
+    const info = this.infoOf(o.apiVersion, o.kind);
     if (!uid || !info) return;
-    const prev = this.nodes.get(uid);
-    if (prev) for (const r of prev.owners) this.dropDependent(r.uid, uid);
+    const key = storageKey(info, o.metadata.namespace, o.metadata.name!);
+    this.forget(key);
+    const owners = o.metadata.ownerReferences ?? [];
     const node: Node = {
-      info, namespace: o.metadata.namespace, name: o.metadata.name!, uid,
-      owners: o.metadata.ownerReferences ?? [], deleting: !!o.metadata.deletionTimestamp, finalizers: o.metadata.finalizers ?? [],
+      info, namespace: o.metadata.namespace, name: o.metadata.name!, uid, key,
+      owners, ownerKeys: [...new Set(owners.map((r) => this.ownerKey(o.metadata.namespace, r)).filter((k): k is string => !!k))],
+      deleting: !!o.metadata.deletionTimestamp, finalizers: o.metadata.finalizers ?? [],
     };
-    if (!matters(node)) {
-      this.nodes.delete(uid);
-      this.tracked.delete(storageKey(info, node.namespace, node.name));
-      return;
-    }
+    if (!matters(node)) return;
     this.nodes.set(uid, node);
-    this.tracked.add(storageKey(info, node.namespace, node.name));
-    for (const r of node.owners) {
-      const set = this.dependents.get(r.uid) ?? new Set();
+    this.byKey.set(key, uid);
+    for (const k of node.ownerKeys) {
+      const set = this.dependents.get(k) ?? new Set();
       set.add(uid);
-      this.dependents.set(r.uid, set);
+      this.dependents.set(k, set);
     }
     this.enqueue(uid);
   }
 
-  private dropDependent(owner: string, dependent: string) {
-    const set = this.dependents.get(owner);
-    if (set?.delete(dependent) && !set.size) this.dependents.delete(owner);
+  /** Drops the node stored at `key` from the graph; returns it. */
+  private forget(key: string): Node | undefined {
+    const uid = this.byKey.get(key);
+    const node = uid === undefined ? undefined : this.nodes.get(uid);
+    if (!node) return undefined;
+    this.byKey.delete(key);
+    this.nodes.delete(node.uid);
+    for (const k of node.ownerKeys) {
+      const set = this.dependents.get(k);
+      if (set?.delete(node.uid) && !set.size) this.dependents.delete(k);
+    }
+    return node;
   }
 
-  private remove(o: KObject) {
-    const uid = o.metadata.uid;
-    if (!uid) return;
-    const node = this.nodes.get(uid);
-    this.nodes.delete(uid);
-    const info = this.infoOf(o);
-    if (info) this.tracked.delete(storageKey(info, o.metadata.namespace, o.metadata.name!));
-    if (node) for (const r of node.owners) this.dropDependent(r.uid, uid);
+  private deleted(key: string) {
+    const node = this.forget(key);
     // Dependents of a vanished owner, and owners waiting on their last dependent.
-    for (const d of this.dependents.get(uid) ?? []) this.enqueue(d);
+    for (const d of this.dependents.get(key) ?? []) this.enqueue(d);
     if (node) for (const r of node.owners) this.enqueue(r.uid);
+  }
+
+  /** The dependents that reference `owner` itself (same uid), not an earlier object of its name. */
+  private dependentsOf(owner: Node): Node[] {
+    return [...(this.dependents.get(owner.key) ?? [])]
+      .map((d) => this.nodes.get(d))
+      .filter((n): n is Node => !!n && n.owners.some((r) => r.uid === owner.uid));
   }
 
   private later(fn: () => void) {
@@ -164,8 +175,7 @@ export class GarbageCollector {
 
   /** Is the owner named by `ref` (same uid) still there? Live read: never trust the cache to delete. */
   private async ownerExists(dep: Node, ref: OwnerReference): Promise<boolean> {
-    const [group] = ref.apiVersion.includes('/') ? ref.apiVersion.split('/') : [''];
-    const info = this.rs.registry.byKind(group, ref.kind);
+    const info = this.infoOf(ref.apiVersion, ref.kind);
     if (!info) return false;
     const owner = await this.live(info, info.namespaced ? dep.namespace : undefined, ref.name);
     return !!owner && owner.metadata.uid === ref.uid;
@@ -187,9 +197,7 @@ export class GarbageCollector {
   }
 
   private async orphanDependents(owner: Node) {
-    for (const d of [...(this.dependents.get(owner.uid) ?? [])]) {
-      const dep = this.nodes.get(d);
-      if (!dep) continue;
+    for (const dep of this.dependentsOf(owner)) {
       await this.editLive(dep, (o) => {
         o.metadata.ownerReferences = (o.metadata.ownerReferences ?? []).filter((r) => r.uid !== owner.uid);
         if (!o.metadata.ownerReferences.length) delete o.metadata.ownerReferences;
@@ -199,7 +207,7 @@ export class GarbageCollector {
   }
 
   private async deleteDependentsFirst(owner: Node) {
-    const deps = [...(this.dependents.get(owner.uid) ?? [])].map((d) => this.nodes.get(d)).filter((n): n is Node => !!n);
+    const deps = this.dependentsOf(owner);
     for (const dep of deps) {
       if (!dep.deleting) await this.rs.delete(dep.info, dep.namespace, dep.name, { propagationPolicy: 'Foreground', preconditions: { uid: dep.uid } }).catch(ignoreGone);
     }

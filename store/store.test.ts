@@ -289,6 +289,21 @@ describe('watch', () => {
     await w.close();
   });
 
+  it('onDeletedKey: deletions by key, without previous values', async () => {
+    const p = '/registry/test/watch-keys/';
+    const c = collector();
+    const deleted: string[] = [];
+    const w = await store.watch(p, undefined, c.onEvent, c.onError, { onDeletedKey: (key, rev) => deleted.push(`${key.toString().slice(p.length)} ${rev}`) });
+    const a = await store.create(p + 'a', inst('a', { v: 1 }));
+    const a2 = await store.update(p + 'a', inst('a', { v: 2 }), a.metadata.resourceVersion!);
+    const gone = await store.delete(p + 'a');
+    await waitFor(() => deleted.length === 1, 'the deletion');
+    assert.deepEqual(c.summary(), [`ADDED a ${a.metadata.resourceVersion}`, `MODIFIED a ${a2.metadata.resourceVersion}`]);
+    assert.equal(c.events[1].prevObject, undefined);
+    assert.deepEqual(deleted, [`a ${gone.metadata.resourceVersion}`]);
+    await w.close();
+  });
+
   it('from a compacted revision reports Expired', async () => {
     const p = '/registry/test/watch-expired/';
     const old = await store.create(p + 'a', inst('a'));

@@ -218,14 +218,15 @@ export class Store {
    * `revision` misses nothing: etcd replays history from that point. Events can arrive before
    * the returned promise resolves. If etcd restarts, the watch resumes after the last delivered
    * event (or fails with 'Expired' if that was compacted meanwhile). `opts.skipPut` drops
-   * uninteresting PUTs before they are decoded.
+   * uninteresting PUTs before they are decoded; `opts.onDeletedKey` takes deletions by key
+   * (a watch without prev_kv, cheaper for etcd).
    */
   async watch(
     prefix: string,
     fromRevision: string | undefined,
     onEvent: (e: WatchEvent) => void,
     onError: (err: StoreError) => void,
-    opts: Pick<WatchParams, 'skipPut'> = {},
+    opts: Pick<WatchParams, 'skipPut' | 'onDeletedKey'> = {},
   ): Promise<WatchHandle> {
     const from = fromRevision && fromRevision !== '0' ? parseRevision(fromRevision) : Number(await this.currentRevision());
     let inner: WatchHandle | undefined;
@@ -241,6 +242,7 @@ export class Store {
       from,
       onEvent,
       skipPut: opts.skipPut,
+      onDeletedKey: opts.onDeletedKey,
       onError: (err) => {
         this.watches.delete(handle);
         onError(err);

@@ -31,6 +31,12 @@ export interface WatchParams {
    * For watchers that care about few objects (the garbage collector); deletions always pass.
    */
   skipPut?: (key: Buffer, value: Buffer) => boolean;
+  /**
+   * Deletions by key only: the watch is opened without prev_kv, so etcd does not read the
+   * previous value of every change for this watcher, and a DELETE calls this instead of
+   * onEvent. MODIFIED events then carry no prevObject.
+   */
+  onDeletedKey?: (key: Buffer, revision: string) => void;
   /** The compaction point, given a compacted revision, for the "too old resource version" message. */
   compactedRevision: (compacted: number) => Promise<number>;
 }
@@ -72,7 +78,7 @@ export function startWatch(p: WatchParams): Promise<WatchHandle> {
   };
 
   const open = () => {
-    stream = p.kv.watch({ key: prefixStart(p.prefix), range_end: prefixEnd(p.prefix), start_revision: last + 1, prev_kv: true }, {
+    stream = p.kv.watch({ key: prefixStart(p.prefix), range_end: prefixEnd(p.prefix), start_revision: last + 1, prev_kv: !p.onDeletedKey }, {
       response: (res) => {
         if (closed) return;
         if (res.canceled) {
@@ -95,8 +101,10 @@ export function startWatch(p: WatchParams): Promise<WatchHandle> {
         for (const ev of res.events) {
           const rev = Number(ev.kv.mod_revision);
           if (rev <= last) continue;
-          if (ev.type === 'PUT' && p.skipPut?.(ev.kv.key, ev.kv.value)) {
+          if (ev.type === 'PUT' ? p.skipPut?.(ev.kv.key, ev.kv.value) : p.onDeletedKey) {
             last = rev;
+            if (ev.type === 'DELETE') p.onDeletedKey!(ev.kv.key, ev.kv.mod_revision);
+            if (closed) return;
             continue;
           }
           let event: WatchEvent;
