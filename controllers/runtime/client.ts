@@ -1,10 +1,12 @@
 // KovaClient: a small, fast REST client for kova and the few built-in kinds controllers use.
 // Built on a client-node KubeConfig for credentials, but sends requests itself over one
-// keep-alive agent so controllers can issue thousands of requests per second, and so every
-// patch carries the content type it means (client-node picks SMP/JSON patch on its own).
+// keep-alive undici pool (about half the CPU per request of node:https) so controllers can
+// issue thousands of requests per second, and so every patch carries the content type it
+// means (client-node picks SMP/JSON patch on its own).
 import http from 'node:http';
-import https from 'node:https';
+import type https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
+import { Pool } from 'undici';
 import type { KObject, ObjectMeta } from '../../api/types.js';
 
 export type { KObject };
@@ -93,7 +95,7 @@ export interface KovaClientOptions {
   userAgent?: string;
   /** Default fieldManager for writes. */
   fieldManager?: string;
-  /** Max sockets of the keep-alive agent (default 64). */
+  /** Max connections of the keep-alive pool (default 64). */
   maxSockets?: number;
   /** Conflict retries of updateStatus / finalizer edits (default 10). */
   conflictRetries?: number;
@@ -118,9 +120,10 @@ interface RequestInit {
 
 export class KovaClient {
   readonly server: URL;
-  private readonly agent: http.Agent;
-  private readonly transport: typeof http | typeof https;
-  private readonly tls: https.RequestOptions = {};
+  private pool?: Pool;
+  private readonly maxConnections: number;
+  private readonly rejectUnauthorized: boolean;
+  private tls: https.RequestOptions = {};
   private authHeaders: Record<string, string> = {};
   private authLoaded?: Promise<void>;
   private readonly userAgent: string;
@@ -141,14 +144,8 @@ export class KovaClient {
     this.fieldManager = opts.fieldManager;
     this.conflictRetries = opts.conflictRetries ?? 10;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
-    const agentOpts = { keepAlive: true, maxSockets: opts.maxSockets ?? 64, maxFreeSockets: opts.maxSockets ?? 64 };
-    if (this.server.protocol === 'http:') {
-      this.transport = http;
-      this.agent = new http.Agent(agentOpts);
-    } else {
-      this.transport = https;
-      this.agent = new https.Agent({ ...agentOpts, rejectUnauthorized: !cluster.skipTLSVerify });
-    }
+    this.maxConnections = opts.maxSockets ?? 64;
+    this.rejectUnauthorized = !cluster.skipTLSVerify;
   }
 
   static fromFile(path: string, opts?: KovaClientOptions): KovaClient {
@@ -157,9 +154,26 @@ export class KovaClient {
     return new KovaClient(kc, opts);
   }
 
-  /** Closes idle keep-alive sockets. */
+  /** Closes the connections (requests still in flight fail). */
   close(): void {
-    this.agent.destroy();
+    this.closePool();
+  }
+
+  private closePool(): void {
+    const pool = this.pool;
+    this.pool = undefined;
+    void pool?.destroy().catch(() => undefined);
+  }
+
+  /** The pool, made once credentials are loaded (its TLS options come from them). */
+  private connections(): Pool {
+    this.pool ??= new Pool(this.server.origin, {
+      connections: this.maxConnections,
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+      connect: { ...this.tls, rejectUnauthorized: this.rejectUnauthorized } as Pool.Options['connect'],
+    });
+    return this.pool;
   }
 
   // ---- paths ----
@@ -388,9 +402,13 @@ export class KovaClient {
     this.authLoaded ??= (async () => {
       const opts: https.RequestOptions = {};
       await this.kc.applyToHTTPSOptions(opts);
+      const tls: https.RequestOptions = {};
       for (const k of ['ca', 'cert', 'key', 'pfx', 'passphrase', 'servername'] as const) {
-        if (opts[k] !== undefined) (this.tls as Record<string, unknown>)[k] = opts[k];
+        if (opts[k] !== undefined) (tls as Record<string, unknown>)[k] = opts[k];
       }
+      // Connections made with other credentials are dropped (a rotated client certificate).
+      if (this.pool && (['ca', 'cert', 'key', 'pfx', 'passphrase', 'servername'] as const).some((k) => tls[k] !== this.tls[k])) this.closePool();
+      this.tls = tls;
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(opts.headers ?? {})) if (v !== undefined) headers[k] = String(v);
       if (opts.auth) headers.Authorization = 'Basic ' + Buffer.from(opts.auth).toString('base64');
@@ -426,7 +444,7 @@ export class KovaClient {
     throw new ApiError(res.status, st.reason ?? httpReason(res.status), st.message ?? (res.body.slice(0, 500) || `HTTP ${res.status}`), parsed as Record<string, unknown>);
   }
 
-  private send(init: RequestInit): Promise<{ status: number; body: string }> {
+  private async send(init: RequestInit): Promise<{ status: number; body: string }> {
     let path = init.path;
     if (init.query) {
       const q = new URLSearchParams();
@@ -435,45 +453,18 @@ export class KovaClient {
       if (s) path += '?' + s;
     }
     const payload = init.body === undefined ? undefined : Buffer.from(JSON.stringify(init.body));
-    const headers: Record<string, string | number> = {
+    const headers: Record<string, string> = {
       ...this.authHeaders,
       Accept: 'application/json',
       'User-Agent': this.userAgent,
     };
-    if (payload) {
-      headers['Content-Type'] = init.contentType ?? 'application/json';
-      headers['Content-Length'] = payload.length;
-    }
+    if (payload) headers['Content-Type'] = init.contentType ?? 'application/json';
     this.stats.requests++;
-    return new Promise((resolve, reject) => {
-      const req = this.transport.request(
-        {
-          ...this.tls,
-          protocol: this.server.protocol,
-          hostname: this.server.hostname.replace(/^\[|\]$/g, ''),
-          port: this.server.port || (this.server.protocol === 'https:' ? 443 : 80),
-          path: this.server.pathname.replace(/\/$/, '') + path,
-          method: init.method,
-          headers,
-          agent: this.agent,
-          timeout: this.timeoutMs,
-          signal: init.signal,
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-          res.on('error', reject);
-          // An aborted request may close the response without 'end' or 'error'.
-          res.on('close', () => {
-            if (!res.complete) reject(new Error(`${init.method} ${path}: connection closed before the response ended`));
-          });
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error(`${init.method} ${path}: timed out after ${this.timeoutMs} ms`)));
-      req.on('error', reject);
-      req.end(payload);
+    const prefix = this.server.pathname.replace(/\/$/, '');
+    const res = await this.connections().request({ method: init.method as 'GET', path: prefix + path, headers, body: payload, signal: init.signal }).catch((e: Error) => {
+      throw new Error(`${init.method} ${path}: ${e.message}`, { cause: e });
     });
+    return { status: res.statusCode, body: await res.body.text() };
   }
 }
 
