@@ -84,6 +84,15 @@ describe('EtcdKV', () => {
     assert.ok(Number(del.header.revision) > rev);
   });
 
+  it('values larger than the HTTP/2 windows and frames go both ways intact (etcd enforces flow control)', async () => {
+    const value = Buffer.alloc(1_200_000);
+    for (let i = 0; i < value.length; i++) value[i] = (i * 7) % 256;
+    await Promise.all([1, 2, 3].map((i) => kv.put({ key: b(`/kv/big/${i}`), value })));
+    const r = await kv.range({ key: b('/kv/big/'), range_end: b('/kv/big0') });
+    assert.equal(r.kvs.length, 3);
+    for (const k of r.kvs) assert.ok(k.value.equals(value));
+  });
+
   it('reports compaction and future revisions the way the store recognises them', async () => {
     await ref.put('/kv/c').value('1');
     const r = await ref.put('/kv/c').value('2');

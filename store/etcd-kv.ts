@@ -1,9 +1,12 @@
-// A lean etcd client for the store's hot path: unary KV Range and Txn as gRPC over one
-// node:http2 session, with the few protobuf messages they need encoded by hand. Through etcd3
-// and grpc-js, one call cost more CPU than the rest of an API create (interceptor chains, load
-// balancing, per-call metadata); here it is a frame in and a frame out. Watches, leases,
-// compaction and maintenance stay on etcd3, which does them well.
+// A lean etcd client for the store's hot path: unary KV Range and Txn as gRPC over an HTTP/2
+// connection framed by store/h2-unary.ts, watches over a node:http2 session, with the few
+// protobuf messages they need encoded by hand. Through etcd3 and grpc-js, one call cost more
+// CPU than the rest of an API create (interceptor chains, load balancing, per-call metadata);
+// here it is a frame in and a frame out. Leases, compaction and maintenance stay on etcd3,
+// which does them well.
 import http2 from 'node:http2';
+import { H2Connection } from './h2-unary.js';
+import type { UnaryReply } from './h2-unary.js';
 
 export enum CompareTarget { Version = 0, Create = 1, Mod = 2, Value = 3, Lease = 4 }
 export enum CompareResult { Equal = 0, Greater = 1, Less = 2, NotEqual = 3 }
@@ -368,6 +371,9 @@ function grpcStatus(stream: http2.ClientHttp2Stream): { code?: number; message: 
 const WINDOW = 16 << 20;
 
 export class EtcdKV {
+  /** Unary calls. */
+  private conn?: H2Connection;
+  /** Watch streams. */
   private session?: http2.ClientHttp2Session;
   private endpoint = 0;
   private closed = false;
@@ -454,6 +460,22 @@ export class EtcdKV {
     this.closed = true;
     this.session?.destroy();
     this.session = undefined;
+    this.conn?.destroy('etcd client closed');
+    this.conn = undefined;
+  }
+
+  /** The unary connection, dialled to the current endpoint if there is none usable. */
+  private unary(): H2Connection {
+    if (this.conn?.usable) return this.conn;
+    const url = new URL(this.endpoints[this.endpoint % this.endpoints.length]!);
+    const conn = new H2Connection(url, () => {
+      // Failed or going away: the next call dials the next endpoint.
+      if (this.conn !== conn) return;
+      this.conn = undefined;
+      this.endpoint++;
+    });
+    this.conn = conn;
+    return conn;
   }
 
   private connect(): http2.ClientHttp2Session {
@@ -513,6 +535,7 @@ export class EtcdKV {
     if (this.closed) return Promise.reject(new EtcdRpcError(1, 'CANCELLED: etcd client closed'));
     return new Promise<T>((resolve, reject) => {
       let settled = false;
+      let timer: NodeJS.Timeout | undefined;
       const finish = (err: Error | undefined, value?: T) => {
         if (settled) return;
         settled = true;
@@ -520,30 +543,12 @@ export class EtcdKV {
         if (err) reject(err);
         else resolve(value as T);
       };
-      let stream: http2.ClientHttp2Stream;
-      try {
-        stream = this.open(path);
-      } catch (e) {
-        return finish(e as EtcdRpcError);
-      }
-      const session = this.session;
-      const timer = setTimeout(() => {
-        stream.close(http2.constants.NGHTTP2_CANCEL);
-        // A session that never finished connecting is dead: drop it, its streams with it.
-        if (session?.connecting) {
-          session.destroy();
-          this.dropSession(session);
-        }
-        finish(new EtcdRpcError(4, `DEADLINE_EXCEEDED: etcd did not answer ${path} within ${this.deadlineMs} ms`));
-      }, this.deadlineMs);
-      const chunks: Buffer[] = [];
-      const status = grpcStatus(stream);
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('error', (e) => finish(new EtcdRpcError(14, `UNAVAILABLE: ${e.message}`, { cause: e })));
-      stream.on('close', () => {
-        if (status.code === undefined) return finish(new EtcdRpcError(14, `UNAVAILABLE: etcd closed ${path} without a status (${stream.rstCode ?? 'no code'})`));
-        if (status.code !== 0) return finish(new EtcdRpcError(status.code, status.message || `gRPC status ${status.code}`));
-        const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      let conn: H2Connection;
+      let id: number;
+      const onReply = (err: Error | undefined, reply?: UnaryReply) => {
+        if (err) return finish(new EtcdRpcError(14, `UNAVAILABLE: ${err.message}`, { cause: err }));
+        const { code, message, body } = reply!;
+        if (code !== 0) return finish(new EtcdRpcError(code, message || `gRPC status ${code}`));
         if (body.length < 5 || body[0] !== 0) return finish(new EtcdRpcError(13, `INTERNAL: malformed gRPC reply to ${path}`));
         const len = body.readUInt32BE(1);
         if (body.length < 5 + len) return finish(new EtcdRpcError(13, `INTERNAL: truncated gRPC reply to ${path}`));
@@ -552,8 +557,19 @@ export class EtcdKV {
         } catch (e) {
           finish(new EtcdRpcError(13, `INTERNAL: ${(e as Error).message}`));
         }
-      });
-      stream.end(frame(msg));
+      };
+      try {
+        conn = this.unary();
+        id = conn.call(path, frame(msg), onReply);
+      } catch (e) {
+        return finish(new EtcdRpcError(14, `UNAVAILABLE: ${(e as Error).message}`, { cause: e }));
+      }
+      timer = setTimeout(() => {
+        conn.cancel(id);
+        // A connection that never finished dialling is dead: drop it, its calls with it.
+        if (conn.connecting) conn.destroy(`could not connect within ${this.deadlineMs} ms`);
+        finish(new EtcdRpcError(4, `DEADLINE_EXCEEDED: etcd did not answer ${path} within ${this.deadlineMs} ms`));
+      }, this.deadlineMs);
     });
   }
 }
