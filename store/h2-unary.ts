@@ -173,7 +173,11 @@ export class H2Connection {
     }
   }
 
-  /** Frames queued in one tick leave in one write of one buffer (a write per frame cost more than the frame). */
+  /**
+   * Frames queued in one turn of the event loop leave in one write of one buffer: a write per
+   * frame cost more than the frame. setImmediate, not nextTick, so that the calls of every
+   * request that arrived in the same poll phase (each on its own socket) share the write.
+   */
   private send(parts: Buffer[]): void {
     if (this.failed) return;
     for (const p of parts) {
@@ -182,7 +186,7 @@ export class H2Connection {
     }
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    process.nextTick(() => {
+    setImmediate(() => {
       this.flushScheduled = false;
       const buf = this.outq.length === 1 ? this.outq[0]! : Buffer.concat(this.outq, this.outBytes);
       this.outq = [];
