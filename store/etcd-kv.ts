@@ -6,7 +6,7 @@
 // which does them well.
 import http2 from 'node:http2';
 import { H2Connection } from './h2-unary.js';
-import type { UnaryReply } from './h2-unary.js';
+import type { CallHandle, UnaryReply } from './h2-unary.js';
 
 export enum CompareTarget { Version = 0, Create = 1, Mod = 2, Value = 3, Lease = 4 }
 export enum CompareResult { Equal = 0, Greater = 1, Less = 2, NotEqual = 3 }
@@ -544,7 +544,7 @@ export class EtcdKV {
         else resolve(value as T);
       };
       let conn: H2Connection;
-      let id: number;
+      let id: CallHandle;
       const onReply = (err: Error | undefined, reply?: UnaryReply) => {
         if (err) return finish(new EtcdRpcError(14, `UNAVAILABLE: ${err.message}`, { cause: err }));
         const { code, message, body } = reply!;

@@ -123,6 +123,31 @@ describe('H2Connection', () => {
     conn.destroy();
   });
 
+  it('waits for the server\'s concurrent stream limit instead of overrunning it', async () => {
+    const limited = http2.createServer({ settings: { maxConcurrentStreams: 2 } });
+    let open = 0;
+    let most = 0;
+    limited.on('stream', (stream) => {
+      open++;
+      most = Math.max(most, open);
+      stream.on('close', () => open--);
+      stream.resume();
+      stream.on('end', () => setTimeout(() => {
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+        stream.end('ok');
+      }, 5));
+    });
+    await new Promise<void>((r) => limited.listen(0, '127.0.0.1', r));
+    const conn = new H2Connection(new URL(`http://127.0.0.1:${(limited.address() as AddressInfo).port}`), () => undefined);
+    await call(conn, '/first', Buffer.from('x')); // the server's SETTINGS are in by now
+    const replies = await Promise.all(Array.from({ length: 10 }, () => call(conn, '/x', Buffer.from('x'))));
+    assert.deepEqual(replies.map((r) => r.body.toString()), Array(10).fill('ok'));
+    assert.equal(most, 2);
+    conn.destroy();
+    await new Promise((r) => limited.close(r));
+  });
+
   it('an idle connection does not keep its process alive', async () => {
     const modURL = new URL('./h2-unary.js', import.meta.url).href;
     const child = spawn(process.execPath, ['--input-type=module', '-e', `

@@ -40,6 +40,18 @@ interface Stream {
   sendWindow: number;
 }
 
+/** A call, queued until the server's stream limit lets it open, then with its stream id. */
+export interface CallHandle {
+  id?: number;
+}
+
+interface Queued {
+  handle: CallHandle;
+  path: string;
+  message: Buffer;
+  done: Stream['done'];
+}
+
 function frameHeader(length: number, type: Type, flags: number, stream: number): Buffer {
   const h = Buffer.allocUnsafe(9);
   h.writeUIntBE(length, 0, 3);
@@ -53,6 +65,9 @@ export class H2Connection {
   private readonly socket: net.Socket;
   private readonly decoder = new HpackDecoder();
   private readonly streams = new Map<number, Stream>();
+  /** Calls waiting for the server's SETTINGS_MAX_CONCURRENT_STREAMS to allow them. */
+  private readonly queued: Queued[] = [];
+  private peerMaxStreams = Infinity;
   private readonly authority: string;
   private readonly scheme: string;
   private readonly blocks = new Map<string, Buffer>();
@@ -108,24 +123,34 @@ export class H2Connection {
 
   /**
    * Starts a call: `message` is the gRPC-framed request. `done` runs once, with the reply, or
-   * with a TransportError. Returns the stream id (for cancel).
+   * with a TransportError. Beyond the server's concurrent stream limit, calls wait their turn.
    */
-  call(path: string, message: Buffer, done: (err: Error | undefined, reply?: UnaryReply) => void): number {
+  call(path: string, message: Buffer, done: (err: Error | undefined, reply?: UnaryReply) => void): CallHandle {
     if (!this.usable) throw new TransportError(this.failed?.message ?? 'connection is going away');
+    const handle: CallHandle = {};
+    if (this.streams.size >= this.peerMaxStreams) this.queued.push({ handle, path, message, done });
+    else this.open(handle, path, message, done);
+    return handle;
+  }
+
+  private open(handle: CallHandle, path: string, message: Buffer, done: Stream['done']): void {
     const id = this.nextId;
     this.nextId += 2;
+    handle.id = id;
     const s: Stream = { id, done, headers: [], chunks: [], sendWindow: this.peerInitialWindow };
     if (this.streams.size === 0) this.socket.ref();
     this.streams.set(id, s);
     const block = this.headerBlock(path);
     this.send([frameHeader(block.length, Type.HEADERS, Flag.END_HEADERS, id), block]);
     this.sendData(s, message);
-    return id;
   }
 
-  /** Abandons a call (its deadline passed): RST_STREAM(CANCEL); `done` is not called. */
-  cancel(id: number): void {
-    if (!this.streams.has(id)) return;
+  /** Abandons a call (its deadline passed): RST_STREAM(CANCEL) if it was sent; `done` is not called. */
+  cancel(handle: CallHandle): void {
+    const q = this.queued.findIndex((c) => c.handle === handle);
+    if (q >= 0) this.queued.splice(q, 1);
+    const id = handle.id;
+    if (id === undefined || !this.streams.has(id)) return;
     this.forget(id);
     const code = Buffer.allocUnsafe(4);
     code.writeUInt32BE(CANCEL, 0);
@@ -269,6 +294,7 @@ export class H2Connection {
         const last = payload.readUInt32BE(0) & 0x7fffffff;
         this.draining = true;
         this.onGone();
+        for (const c of this.queued.splice(0)) c.done(new TransportError('etcd is going away (GOAWAY)'));
         // Streams the server will not process fail now (safe to retry); the others finish.
         for (const s of [...this.streams.values()]) {
           if (s.id > last) {
@@ -306,8 +332,11 @@ export class H2Connection {
         for (const s of this.streams.values()) s.sendWindow += delta;
       } else if (id === Setting.MAX_FRAME_SIZE) {
         this.peerMaxFrame = v;
+      } else if (id === Setting.MAX_CONCURRENT_STREAMS) {
+        this.peerMaxStreams = v;
       }
     }
+    this.openQueued();
     this.flushPending();
   }
 
@@ -337,8 +366,16 @@ export class H2Connection {
     s.done(undefined, { code, message, body: s.chunks.length === 1 ? s.chunks[0]! : Buffer.concat(s.chunks) });
   }
 
+  private openQueued(): void {
+    while (this.queued.length && this.streams.size < this.peerMaxStreams && this.usable) {
+      const c = this.queued.shift()!;
+      this.open(c.handle, c.path, c.message, c.done);
+    }
+  }
+
   private forget(id: number): void {
     this.streams.delete(id);
+    this.openQueued();
     if (this.streams.size === 0) {
       this.socket.unref();
       if (this.draining) this.socket.end();
@@ -348,7 +385,7 @@ export class H2Connection {
   private fail(err: Error): void {
     if (this.failed) return;
     this.failed = err;
-    const streams = [...this.streams.values()];
+    const streams: Array<Pick<Stream, 'done'>> = [...this.streams.values(), ...this.queued.splice(0)];
     this.streams.clear();
     this.socket.destroy();
     this.onGone();
