@@ -118,7 +118,7 @@ export class H2Connection {
 
   /** False once the connection failed, was closed, or the server is going away. */
   get usable(): boolean {
-    return !this.failed && !this.draining && this.nextId <= MAX_STREAM_ID;
+    return !this.failed && !this.draining;
   }
 
   /**
@@ -137,6 +137,8 @@ export class H2Connection {
     const id = this.nextId;
     this.nextId += 2;
     handle.id = id;
+    // Out of stream ids: this connection finishes what it has and closes; calls go to a new one.
+    if (this.nextId > MAX_STREAM_ID) this.draining = true;
     const s: Stream = { id, done, headers: [], chunks: [], sendWindow: this.peerInitialWindow };
     if (this.streams.size === 0) this.socket.ref();
     this.streams.set(id, s);
@@ -367,9 +369,10 @@ export class H2Connection {
   }
 
   private openQueued(): void {
-    while (this.queued.length && this.streams.size < this.peerMaxStreams && this.usable) {
+    while (this.queued.length && this.streams.size < this.peerMaxStreams) {
       const c = this.queued.shift()!;
-      this.open(c.handle, c.path, c.message, c.done);
+      if (this.usable) this.open(c.handle, c.path, c.message, c.done);
+      else c.done(new TransportError('connection is closing'));
     }
   }
 
