@@ -69,12 +69,15 @@ export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: Serv
   if (req.register) unregister = req.register(finish);
 
   // Events arriving in one burst (an etcd message carries many) go out as one TLS write.
+  // Events dispatched in one turn of the event loop (several etcd watch responses may arrive in
+  // one poll phase) leave in one TLS write: setImmediate, not nextTick, which would flush after
+  // every response.
   let corked = false;
   const write = (line: string) => {
     if (!corked) {
       corked = true;
       res.cork();
-      process.nextTick(() => {
+      setImmediate(() => {
         corked = false;
         res.uncork();
       });
