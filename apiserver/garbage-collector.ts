@@ -57,7 +57,6 @@ export class GarbageCollector {
       if (!page.continueToken) break;
       page = await this.rs.store.list(REGISTRY_ROOT, { limit: LIST_PAGE, continueToken: page.continueToken });
     }
-    for (const uid of this.nodes.keys()) this.enqueue(uid);
     this.watch = await this.rs.store.watch(REGISTRY_ROOT, revision, (e) => this.upsert(e.object), (err) => {
       this.log(`garbage collector watch failed (${err.message}); resyncing`);
       if (!this.stopped) this.later(() => void this.restart());

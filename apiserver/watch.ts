@@ -68,10 +68,9 @@ export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: Serv
   res.on('close', finish);
   if (req.register) unregister = req.register(finish);
 
-  // Events arriving in one burst (an etcd message carries many) go out as one TLS write.
-  // Events dispatched in one turn of the event loop (several etcd watch responses may arrive in
-  // one poll phase) leave in one TLS write: setImmediate, not nextTick, which would flush after
-  // every response.
+  // Events dispatched in one turn of the event loop (an etcd message carries many, and several
+  // may arrive in one poll phase) leave in one TLS write: setImmediate, not nextTick, which
+  // would flush after every message.
   let corked = false;
   const write = (line: string) => {
     if (!corked) {

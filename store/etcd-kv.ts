@@ -5,7 +5,7 @@
 // here it is a frame in and a frame out. Leases, compaction and maintenance stay on etcd3,
 // which does them well.
 import http2 from 'node:http2';
-import { H2Connection } from './h2-unary.js';
+import { H2Connection, percentDecode } from './h2-unary.js';
 import type { CallHandle, UnaryReply } from './h2-unary.js';
 
 export enum CompareTarget { Version = 0, Create = 1, Mod = 2, Value = 3, Lease = 4 }
@@ -355,19 +355,14 @@ function grpcStatus(stream: http2.ClientHttp2Stream): { code?: number; message: 
     if (code === undefined) return;
     st.code = Number(code);
     const m = h['grpc-message'];
-    if (typeof m !== 'string') return;
-    try {
-      st.message = decodeURIComponent(m);
-    } catch {
-      st.message = m;
-    }
+    if (typeof m === 'string') st.message = percentDecode(m);
   };
   stream.on('response', read);
   stream.on('trailers', read);
   return st;
 }
 
-/** Big windows: a list page is up to etcd's 4 MiB reply limit, and the default 64 KiB window would make it many round trips. */
+/** Big windows: a watch catching up gets many events per message, and the default 64 KiB window would make it many round trips. */
 const WINDOW = 16 << 20;
 
 export class EtcdKV {
@@ -544,7 +539,7 @@ export class EtcdKV {
         else resolve(value as T);
       };
       let conn: H2Connection;
-      let id: CallHandle;
+      let handle: CallHandle;
       const onReply = (err: Error | undefined, reply?: UnaryReply) => {
         if (err) return finish(new EtcdRpcError(14, `UNAVAILABLE: ${err.message}`, { cause: err }));
         const { code, message, body } = reply!;
@@ -560,12 +555,12 @@ export class EtcdKV {
       };
       try {
         conn = this.unary();
-        id = conn.call(path, frame(msg), onReply);
+        handle = conn.call(path, frame(msg), onReply);
       } catch (e) {
         return finish(new EtcdRpcError(14, `UNAVAILABLE: ${(e as Error).message}`, { cause: e }));
       }
       timer = setTimeout(() => {
-        conn.cancel(id);
+        conn.cancel(handle);
         // A connection that never finished dialling is dead: drop it, its calls with it.
         if (conn.connecting) conn.destroy(`could not connect within ${this.deadlineMs} ms`);
         finish(new EtcdRpcError(4, `DEADLINE_EXCEEDED: etcd did not answer ${path} within ${this.deadlineMs} ms`));

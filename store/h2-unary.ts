@@ -167,8 +167,8 @@ export class H2Connection {
   private headerBlock(path: string): Buffer {
     let b = this.blocks.get(path);
     if (!b) {
-      // Static table indexes: 3 `:method: POST`... as literal names: 2 :method, 6 :scheme,
-      // 4 :path, 1 :authority, 31 content-type.
+      // Names from the static table (2 :method, 6 :scheme, 4 :path, 1 :authority,
+      // 31 content-type), values as literals.
       b = encodeHeaders([[2, 'POST'], [6, this.scheme], [4, path], [1, this.authority], [31, 'application/grpc'], ['te', 'trailers']]);
       this.blocks.set(path, b);
     }
@@ -403,7 +403,8 @@ function unpad(payload: Buffer, flags: number): Buffer {
   return payload.subarray(1, payload.length - pad);
 }
 
-function percentDecode(v: string): string {
+/** A grpc-message header's text (percent-encoded on the wire; kept as is if malformed). */
+export function percentDecode(v: string): string {
   try {
     return decodeURIComponent(v);
   } catch {

@@ -51,8 +51,8 @@ export class Store {
   private readonly compactListeners = new Set<(revision: number) => void>();
 
   /**
-   * The Store owns both clients: close() closes them. Reads and writes go through `kv` (lean
-   * unary gRPC); watches, compaction and probes through `client` (etcd3).
+   * The Store owns both clients: close() closes them. Reads, writes and watches go through
+   * `kv` (the lean gRPC client); compaction and probes through `client` (etcd3).
    */
   constructor(
     readonly client: Etcd3,

@@ -6,7 +6,6 @@ import { HOSTS, INSTANCES, LEASES } from '../runtime/client.js';
 import type { KovaClient } from '../runtime/client.js';
 import { Controller } from '../runtime/controller.js';
 import { EventRecorder } from '../runtime/events.js';
-import { Informer } from '../runtime/informer.js';
 import { SharedInformers } from '../runtime/shared-informers.js';
 import { splitInstanceKey } from './allocations.js';
 import type { HeartbeatLease } from './heartbeat.js';

@@ -10,7 +10,6 @@ import type { KovaClient } from '../runtime/client.js';
 import { Controller, errorMessage } from '../runtime/controller.js';
 import type { Reconciler, Request, Result } from '../runtime/controller.js';
 import { EventRecorder } from '../runtime/events.js';
-import { Informer } from '../runtime/informer.js';
 import { SharedInformers } from '../runtime/shared-informers.js';
 import { setCondition } from '../../api/conditions.js';
 import type { Condition } from '../../api/conditions.js';

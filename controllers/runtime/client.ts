@@ -118,6 +118,9 @@ interface RequestInit {
   signal?: AbortSignal;
 }
 
+/** The kubeconfig's TLS settings the connections are made with. */
+const TLS_OPTIONS = ['ca', 'cert', 'key', 'pfx', 'passphrase', 'servername'] as const;
+
 export class KovaClient {
   readonly server: URL;
   private pool?: Pool;
@@ -403,11 +406,9 @@ export class KovaClient {
       const opts: https.RequestOptions = {};
       await this.kc.applyToHTTPSOptions(opts);
       const tls: https.RequestOptions = {};
-      for (const k of ['ca', 'cert', 'key', 'pfx', 'passphrase', 'servername'] as const) {
-        if (opts[k] !== undefined) (tls as Record<string, unknown>)[k] = opts[k];
-      }
+      for (const k of TLS_OPTIONS) if (opts[k] !== undefined) (tls as Record<string, unknown>)[k] = opts[k];
       // Connections made with other credentials are dropped (a rotated client certificate).
-      if (this.pool && (['ca', 'cert', 'key', 'pfx', 'passphrase', 'servername'] as const).some((k) => tls[k] !== this.tls[k])) this.closePool();
+      if (this.pool && TLS_OPTIONS.some((k) => tls[k] !== this.tls[k])) this.closePool();
       this.tls = tls;
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(opts.headers ?? {})) if (v !== undefined) headers[k] = String(v);

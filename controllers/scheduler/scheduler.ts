@@ -12,7 +12,6 @@ import { ApiError, FLAVORS, HOSTS, INSTANCES, isNotFound, KovaClient } from '../
 import { Controller, errorMessage, keyOfObject } from '../runtime/controller.js';
 import type { Request } from '../runtime/controller.js';
 import { EventRecorder } from '../runtime/events.js';
-import { Informer } from '../runtime/informer.js';
 import { SharedInformers } from '../runtime/shared-informers.js';
 import { BestEffortLane } from './best-effort.js';
 import { HostCache } from './host-cache.js';

@@ -49,10 +49,11 @@ export function renderDnsmasq(d: DnsmasqInput): DnsmasqPlan {
     `dhcp-leasefile=${p.leaseFile}`,
     `pid-file=${p.pidFile}`,
   ];
-  const sorted = [...d.hosts].sort((a, b) => a.ip.localeCompare(b.ip, 'en', { numeric: true }));
+  const byIp = (a: { ip: string }, b: { ip: string }) => a.ip.localeCompare(b.ip, 'en', { numeric: true });
+  const sorted = [...d.hosts].sort(byIp);
   const hosts = sorted.map((h) => [h.mac, h.ip, ...(h.hostname ? [h.hostname] : [])].join(',') + '\n').join('');
   const named = [...sorted.filter((h) => h.hostname), ...(d.names ?? [])] as { ip: string; hostname: string }[];
-  named.sort((a, b) => a.ip.localeCompare(b.ip, 'en', { numeric: true }));
+  named.sort(byIp);
   const addnHosts = named.map((h) => `${h.ip} ${h.hostname}.${d.domain} ${h.hostname}\n`).join('');
   return {
     network: d.network,
