@@ -92,7 +92,7 @@ test('required fields, types, patterns, formats and lengths', () => {
   assert.equal(byField['spec.resources.vcpus'].reason, 'FieldValueTypeInvalid');
   assert.equal(byField['spec.resources.vcpus'].message, 'Invalid value: "two": spec.resources.vcpus in body must be of type integer: "string"');
   assert.equal(byField['spec.resources.memory'].reason, 'FieldValueTypeInvalid');
-  assert.match(byField['spec.resources.disk'].message, /^Invalid value: "-1Gi": spec\.resources\.disk in body should match '\^/);
+  assert.equal(byField['spec.resources.disk'].message, 'Invalid value: "-1Gi": spec.resources.disk in body should be greater than or equal to 1Mi');
   assert.equal(byField['spec.networks[0].ip'].message, 'Invalid value: "10.0.0.300": spec.networks[0].ip in body must be of type ipv4: "10.0.0.300"');
   assert.match(byField['spec.networks[1].network'].message, /should match/);
   assert.deepEqual(byField['spec.userData'], { reason: 'FieldValueTooLong', field: 'spec.userData', message: 'Too long: may not be more than 65536 bytes' });
@@ -268,4 +268,167 @@ test('fieldPath and name helpers', () => {
   assert.deepEqual(isDNS1123Label('ok-1'), []);
   assert.deepEqual(isQualifiedName('kova.dev/zone'), []);
   assert.equal(isQualifiedName('a/b/c').length, 1);
+});
+
+// ---- Issue #12: values that used to pass admission and fail (or corrupt accounting) later ----
+
+const QUANTITY_FIELDS: Array<{ kind: string; field: string; make: (q: unknown) => KObject; min: string; max: string }> = [
+  { kind: 'Instance', field: 'spec.resources.memory', make: (q) => instance({ image: 'tiny', resources: { vcpus: 1, memory: q, disk: '1Gi' } }), min: '1Mi', max: '16Ti' },
+  { kind: 'Instance', field: 'spec.resources.disk', make: (q) => instance({ image: 'tiny', resources: { vcpus: 1, memory: '1Gi', disk: q } }), min: '1Mi', max: '1Pi' },
+  { kind: 'Flavor', field: 'spec.memory', make: (q) => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: 'f' }, spec: { vcpus: 1, memory: q, disk: '1Gi' } }), min: '1Mi', max: '16Ti' },
+  { kind: 'Flavor', field: 'spec.disk', make: (q) => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: 'f' }, spec: { vcpus: 1, memory: '1Gi', disk: q } }), min: '1Mi', max: '1Pi' },
+  { kind: 'Volume', field: 'spec.size', make: (q) => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Volume', metadata: { name: 'v', namespace: 'demo' }, spec: { size: q } }), min: '1Mi', max: '1Pi' },
+];
+
+test('quantities are bounded in both their integer and string forms, with kube-style messages', () => {
+  for (const { kind, field, make, min, max } of QUANTITY_FIELDS) {
+    const check = (q: unknown, want: string | undefined) => {
+      const cs = admit(kova(kind), make(q));
+      const shown = typeof q === 'string' ? JSON.stringify(q) : String(q);
+      if (want === undefined) assert.deepEqual(cs, [], `${kind} ${field}=${shown}`);
+      else assert.deepEqual(cs, [{ reason: 'FieldValueInvalid', field, message: `Invalid value: ${shown}: ${field} in body ${want}` }], `${kind} ${field}=${shown}`);
+    };
+    const below = `should be greater than or equal to ${min}`;
+    const above = `should be less than or equal to ${max}`;
+    // The reported case: -48Gi as a plain integer, then the same as strings in every notation.
+    check(-51539607552, below);
+    check(-1, below);
+    check(0, below);
+    check('-1Gi', below);
+    check('-48Gi', below);
+    check('-1e3', below);
+    check('0', below);
+    check('100m', below);
+    check('1e-3', below);
+    check('+1Gi', undefined);
+    check(min, undefined);
+    check(max, undefined);
+    check('1e100', above);
+    check(1e100, above);
+    check('9'.repeat(400), above); // parses to Infinity
+    check('1Ei', above);
+    for (const bad of ['NaN', 'Infinity', '-Infinity', '1 Gi', '1GB', '', '0x10']) {
+      const cs = admit(kova(kind), make(bad));
+      assert.equal(cs.length, 1, `${kind} ${field}=${JSON.stringify(bad)}: ${JSON.stringify(cs)}`);
+      assert.equal(cs[0].field, field);
+      assert.match(cs[0].message, new RegExp(`^Invalid value: ${JSON.stringify(bad)}: ${field.replace(/\./g, '\\.')} in body should match '\\^`));
+    }
+    assert.deepEqual(admit(kova(kind), make('1e1.5')).map((c) => c.field), [field], 'a quantity the pattern admits but apimachinery cannot parse');
+    assert.deepEqual(admit(kova(kind), make(1.5)).map((c) => c.reason), ['FieldValueTypeInvalid'], 'a fractional JSON number');
+  }
+});
+
+test('Host status quantities: zero is fine, negative or absurd is not (status subresource)', () => {
+  const info = kova('Host');
+  const host = (status: Record<string, unknown>): KObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Host', metadata: { name: 'node-1' }, spec: {}, status });
+  const ok = { vcpus: 0, memory: '0', disk: 0 };
+  assert.deepEqual(v.validate(info, host({ capacity: { vcpus: 8, memory: '48Gi', disk: '500Gi' }, allocatable: { vcpus: 128, memory: '72Gi', disk: '500Gi' }, allocated: ok, allocations: [{ uid: 'u', instance: 'd/a', vcpus: 1, memory: '512Mi', disk: '1Gi' }] }), { subresource: 'status' }), []);
+  const cs = v.validate(info, host({
+    capacity: { vcpus: -1, memory: '-1Gi', disk: 2 ** 61 },
+    allocatable: { vcpus: 2 ** 21, memory: '2Pi', disk: '-1' },
+    allocated: { vcpus: 0, memory: -51539607552, disk: '0' },
+    allocations: [{ uid: 'u', instance: 'd/a', vcpus: 1, memory: '-48Gi', disk: '1Gi' }],
+  }), { subresource: 'status' });
+  assert.deepEqual(fields(cs), [
+    'status.allocatable.disk', 'status.allocatable.memory', 'status.allocatable.vcpus',
+    'status.allocated.memory',
+    'status.allocations[0].memory',
+    'status.capacity.disk', 'status.capacity.memory', 'status.capacity.vcpus',
+  ]);
+  assert.equal(cs.find((c) => c.field === 'status.allocated.memory')!.message, 'Invalid value: -51539607552: status.allocated.memory in body should be greater than or equal to 0');
+  assert.equal(cs.find((c) => c.field === 'status.capacity.disk')!.message, `Invalid value: ${2 ** 61}: status.capacity.disk in body should be less than or equal to 1Ei`);
+});
+
+test('integer bounds: vcpus, VLAN id, VNI, port numbers', () => {
+  const net = (spec: Record<string, unknown>): KObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Network', metadata: { name: 'n', namespace: 'd' }, spec });
+  const cases: Array<[ResourceInfo, KObject, string[]]> = [
+    [kova('Instance'), instance({ image: 'tiny', resources: { vcpus: 0, memory: '1Gi', disk: '1Gi' } }), ['spec.resources.vcpus']],
+    [kova('Instance'), instance({ image: 'tiny', resources: { vcpus: 1025, memory: '1Gi', disk: '1Gi' } }), ['spec.resources.vcpus']],
+    [kova('Network'), net({ type: 'vlan', cidr: '10.0.0.0/24', vlanID: 0, physicalInterface: 'eth1' }), ['spec.vlanID']],
+    [kova('Network'), net({ type: 'vlan', cidr: '10.0.0.0/24', vlanID: 4095, physicalInterface: 'eth1' }), ['spec.vlanID']],
+    [kova('Network'), net({ type: 'vxlan', cidr: '10.0.0.0/24', vni: 0 }), ['spec.vni']],
+    [kova('Network'), net({ type: 'vxlan', cidr: '10.0.0.0/24', vni: 16777216 }), ['spec.vni']],
+    [kova('SecurityGroup'), sg([{ direction: 'ingress', protocol: 'tcp', portRange: { min: 0 } }]), ['spec.rules[0].portRange.min']],
+    [kova('SecurityGroup'), sg([{ direction: 'ingress', protocol: 'tcp', portRange: { min: 1, max: 65536 } }]), ['spec.rules[0].portRange.max']],
+  ];
+  for (const [info, obj, want] of cases) assert.deepEqual(fields(admit(info, obj)), want, JSON.stringify(obj.spec));
+});
+
+function sg(rules: unknown[]): KObject {
+  return { apiVersion: 'kova.dev/v1alpha1', kind: 'SecurityGroup', metadata: { name: 'web', namespace: 'demo' }, spec: { rules } };
+}
+
+test('Port MACs must be unicast and not all zeros', () => {
+  const port = (mac: string): KObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Port', metadata: { name: 'p', namespace: 'demo' }, spec: { network: 'private', mac } });
+  for (const ok of ['52:54:00:12:34:56', 'fa:16:3e:00:00:01', '02:00:00:00:00:00', 'FE:FF:FF:FF:FF:FF']) assert.deepEqual(admit(kova('Port'), port(ok)), [], ok);
+  const cases: Array<[string, string]> = [
+    ['01:00:5e:00:00:01', 'must be a unicast MAC address (the least significant bit of the first octet is set: a multicast address)'],
+    ['33:33:00:00:00:01', 'must be a unicast MAC address (the least significant bit of the first octet is set: a multicast address)'],
+    ['ff:ff:ff:ff:ff:ff', 'must be a unicast MAC address, not the broadcast address'],
+    ['FF:FF:FF:FF:FF:FF', 'must be a unicast MAC address, not the broadcast address'],
+    ['00:00:00:00:00:00', 'must not be all zeros'],
+  ];
+  for (const [mac, detail] of cases) {
+    assert.deepEqual(admit(kova('Port'), port(mac)), [{ reason: 'FieldValueInvalid', field: 'spec.mac', message: `Invalid value: "${mac}": ${detail}` }], mac);
+  }
+  assert.deepEqual(fields(admit(kova('Port'), port('52-54-00-12-34-56'))), ['spec.mac'], 'the schema pattern still applies');
+});
+
+test('SecurityGroup rules: port ranges, protocols and remote CIDRs, named by rule index', () => {
+  const info = kova('SecurityGroup');
+  assert.deepEqual(admit(info, sg([
+    { direction: 'ingress', protocol: 'tcp', portRange: { min: 80, max: 443 }, remoteCIDR: '0.0.0.0/0' },
+    { direction: 'ingress', protocol: 'udp', portRange: { min: 53 } },
+    { direction: 'ingress', protocol: 'tcp', portRange: { min: 22, max: 22 }, remoteCIDR: '10.0.0.0/8' },
+    { direction: 'ingress', protocol: 'icmp', remoteCIDR: '192.168.1.7/32' },
+    { direction: 'egress' },
+    { direction: 'ingress', protocol: 'any', remoteGroup: 'web' },
+  ])), []);
+  const ok = { direction: 'egress', protocol: 'any' };
+  const cs = admit(info, sg([
+    ok,
+    ok,
+    { direction: 'ingress', protocol: 'tcp', portRange: { min: 443, max: 80 } },
+    { direction: 'ingress', protocol: 'icmp', portRange: { min: 1 } },
+    { direction: 'ingress', portRange: { min: 22 } },
+    { direction: 'ingress', protocol: 'tcp', remoteCIDR: '10.0.0.1/24' },
+    { direction: 'ingress', protocol: 'tcp', remoteCIDR: '10.0.0.0/8', remoteGroup: 'web' },
+  ]));
+  assert.deepEqual(cs, [
+    { reason: 'FieldValueInvalid', field: 'spec.rules[2].portRange.max', message: 'Invalid value: 80: must be greater than or equal to spec.rules[2].portRange.min (443)' },
+    { reason: 'FieldValueForbidden', field: 'spec.rules[3].portRange', message: 'Forbidden: may only be set when protocol is tcp or udp, not icmp' },
+    { reason: 'FieldValueForbidden', field: 'spec.rules[4].portRange', message: 'Forbidden: may only be set when protocol is tcp or udp, not any' },
+    { reason: 'FieldValueInvalid', field: 'spec.rules[5].remoteCIDR', message: 'Invalid value: "10.0.0.1/24": must be a network address with no host bits set (did you mean 10.0.0.0/24?)' },
+    { reason: 'FieldValueForbidden', field: 'spec.rules[6].remoteGroup', message: 'Forbidden: may not be set together with spec.rules[6].remoteCIDR' },
+  ]);
+});
+
+test('Network subnets: IPv4 only, no host bits, prefix 8..30, usable gateway', () => {
+  const info = kova('Network');
+  const net = (cidr: string, extra: Record<string, unknown> = {}): KObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Network', metadata: { name: 'n', namespace: 'd' }, spec: { type: 'flat', cidr, ...extra } });
+  for (const ok of ['10.0.0.0/8', '10.20.0.0/24', '192.168.7.4/30', '172.16.0.0/12']) assert.deepEqual(admit(info, net(ok)), [], ok);
+  const one = (cidr: string, extra: Record<string, unknown> = {}) => {
+    const cs = admit(info, net(cidr, extra));
+    assert.equal(cs.length, 1, `${cidr}: ${JSON.stringify(cs)}`);
+    return cs[0];
+  };
+  assert.equal(one('::/0').field, 'spec.cidr');
+  assert.equal(one('fd00::/64').field, 'spec.cidr');
+  assert.deepEqual(one('10.0.0.1/24'), { reason: 'FieldValueInvalid', field: 'spec.cidr', message: 'Invalid value: "10.0.0.1/24": must be a network address with no host bits set (did you mean 10.0.0.0/24?)' });
+  for (const bad of ['0.0.0.0/0', '10.0.0.0/7', '10.0.0.0/31', '10.0.0.1/32']) {
+    assert.deepEqual(one(bad), { reason: 'FieldValueInvalid', field: 'spec.cidr', message: `Invalid value: "${bad}": prefix length must be between 8 and 30` });
+  }
+  assert.equal(one('10.20.0.0/24', { gateway: '10.20.0.0' }).message, 'Invalid value: "10.20.0.0": must be a usable address of spec.cidr 10.20.0.0/24, not its network or broadcast address');
+  assert.equal(one('10.20.0.0/24', { gateway: '10.20.0.255' }).field, 'spec.gateway');
+  assert.deepEqual(admit(info, net('10.20.0.0/24', { gateway: '10.20.0.254' })), []);
+});
+
+test('KeyPair public keys are one line without carriage returns or control characters', () => {
+  const info = kova('KeyPair');
+  const kp = (publicKey: string): KObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'KeyPair', metadata: { name: 'k', namespace: 'demo' }, spec: { publicKey } });
+  const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl';
+  for (const ok of [key, `${key} user@host`, `${key} user@host\n`, `${key}\n`, `${key} a comment with spaces`]) assert.deepEqual(admit(info, kp(ok)), [], JSON.stringify(ok));
+  for (const bad of [`${key} user@host\r`, `${key} user@host\r\n`, `${key}\r\n`, `${key} us\rer`, `${key} user\t@host`, `${key} x\n${key}`, `${key} a\u0000b`]) {
+    assert.deepEqual(fields(admit(info, kp(bad))), ['spec.publicKey'], JSON.stringify(bad));
+  }
 });

@@ -8,6 +8,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { OBJECT_META_SCHEMA } from './builtin-kinds.js';
+import { NONNEGATIVE_QUANTITY_PATTERN, QUANTITY_PATTERN, QUANTITY_REGEXP, formatQuantity, parseQuantity } from './quantity.js';
 import type { Registry } from './registry.js';
 import type { FieldCause, JSONSchema, KObject, ResourceInfo } from './types.js';
 
@@ -127,6 +128,16 @@ function newAjv(): Ajv {
   return ajv;
 }
 
+/**
+ * An int-or-string quantity field (memory, disk, size): its `minimum`/`maximum` bound the
+ * quantity's value in both forms (`1073741824` and `"1Gi"`), which a JSON-schema `minimum` alone
+ * cannot do for strings. kova checks these in code (quantityCauses); the CRD keeps the pattern and
+ * the bounds so a real cluster at least refuses negative strings and out-of-range integers.
+ */
+function isQuantitySchema(s: unknown): s is JSONSchema {
+  return isObj(s) && s['x-kubernetes-int-or-string'] === true && (s.pattern === NONNEGATIVE_QUANTITY_PATTERN || s.pattern === QUANTITY_PATTERN);
+}
+
 function isIntOrStringAnyOf(a: unknown): boolean {
   return Array.isArray(a) && a.length === 2 && isObj(a[0]) && a[0].type === 'integer' && isObj(a[1]) && a[1].type === 'string';
 }
@@ -152,6 +163,8 @@ function toAjvSchema(s: unknown, root = false): unknown {
   if (s['x-kubernetes-int-or-string'] === true) {
     if (isIntOrStringAnyOf(out.anyOf)) delete out.anyOf;
     out.type = ['integer', 'string'];
+    // Pattern and bounds of quantities are checked in code, on the parsed value (quantityCauses).
+    if (isQuantitySchema(s)) for (const k of ['pattern', 'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum']) delete out[k];
   }
   if (root && isObj(out.properties) && 'metadata' in out.properties) out.properties = { ...out.properties, metadata: { type: 'object' } };
   return out;
@@ -256,6 +269,8 @@ interface WalkHooks {
   unknown?(path: Seg[], parent: Rec, key: string): boolean | void;
   /** Every array with its schema (for list-type checks). */
   array?(path: Seg[], value: unknown[], schema: JSONSchema): void;
+  /** Every known scalar field with its schema (for quantity checks); `path` is the shared stack: copy to keep it. */
+  scalar?(path: Seg[], value: unknown, schema: JSONSchema): void;
 }
 
 /** `path` is a stack shared by the whole walk (pushed and popped), copied only when a hook gets it. */
@@ -272,7 +287,11 @@ function walk(value: unknown, schema: JSONSchema | undefined, path: Seg[], hooks
     }
     return;
   }
-  if (!isObj(value) || !describesObject(schema)) return;
+  if (!isObj(value)) {
+    if (value !== null && value !== undefined) hooks.scalar?.(path, value, schema);
+    return;
+  }
+  if (!describesObject(schema)) return;
   const props = isObj(schema.properties) ? (schema.properties as Record<string, JSONSchema>) : {};
   const ap = schema.additionalProperties;
   const preserve = schema['x-kubernetes-preserve-unknown-fields'] === true;
@@ -314,6 +333,37 @@ function walkObject(info: ResourceInfo, obj: KObject, hooks: WalkHooks): void {
     rootSchemas.set(schema, root);
   }
   walk(obj, root, [], hooks);
+}
+
+/** The limit of a quantity bound as people write it: `1Mi`, `16Ti`, `0`. */
+const showLimit = (n: number) => formatQuantity(n);
+
+/**
+ * Pattern and bounds of an int-or-string quantity (see isQuantitySchema). A string that is a
+ * quantity with a sign is parsed, so `-1Gi` is reported as below the minimum rather than as a
+ * pattern mismatch; anything else that is not a quantity gets the pattern message.
+ */
+function quantityCauses(segs: Seg[], value: unknown, schema: JSONSchema, out: FieldCause[]): void {
+  if (!isQuantitySchema(schema)) return;
+  if (typeof value !== 'string' && !(typeof value === 'number' && Number.isInteger(value))) return; // a type error already
+  const path = fieldPath(segs);
+  if (typeof value === 'string' && !QUANTITY_REGEXP.test(value)) {
+    out.push(causes.invalid(path, value, `${path} in body should match '${String(schema.pattern)}'`));
+    return;
+  }
+  let n: number;
+  try {
+    n = parseQuantity(value as string | number);
+  } catch (e) {
+    out.push(causes.invalid(path, value, `${path} in body must be a quantity: ${(e as Error).message}`));
+    return;
+  }
+  const min = typeof schema.minimum === 'number' ? schema.minimum : undefined;
+  const max = typeof schema.maximum === 'number' ? schema.maximum : undefined;
+  // NaN cannot come out of parseQuantity; Infinity (a 400-digit string) fails the maximum.
+  if (min !== undefined && !(n >= min)) out.push(causes.invalid(path, value, `${path} in body should be greater than or equal to ${showLimit(min)}`));
+  else if (max !== undefined && !(n <= max)) out.push(causes.invalid(path, value, `${path} in body should be less than or equal to ${showLimit(max)}`));
+  else if (min === undefined && n < 0) out.push(causes.invalid(path, value, `${path} in body should be greater than or equal to 0`));
 }
 
 function listTypeCauses(path: Seg[], value: unknown[], schema: JSONSchema, out: FieldCause[]): void {
@@ -551,6 +601,38 @@ function ipv4ToInt(ip: string): number {
   return ip.split('.').reduce((a, b) => a * 256 + Number(b), 0);
 }
 
+const intToIPv4 = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+
+interface V4Net {
+  ip: number;
+  bits: number;
+  mask: number;
+  /** The network address (host bits cleared). */
+  net: number;
+}
+
+/** `a.b.c.d/n` with n <= 32, or undefined for anything else (IPv6 included). */
+function parseV4Cidr(v: unknown): V4Net | undefined {
+  const m = typeof v === 'string' ? /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(v) : null;
+  if (!m || !isIPv4(m[1]) || Number(m[2]) > 32) return undefined;
+  const bits = Number(m[2]);
+  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+  const ip = ipv4ToInt(m[1]);
+  return { ip, bits, mask, net: (ip & mask) >>> 0 };
+}
+
+/** A CIDR must name a network: `10.0.0.1/24` is almost surely a typo for an address or `10.0.0.0/24`. */
+function hostBitsCause(field: string, value: string, c: V4Net): FieldCause | undefined {
+  if (c.ip === c.net) return undefined;
+  return causes.invalid(field, value, `must be a network address with no host bits set (did you mean ${intToIPv4(c.net)}/${c.bits}?)`);
+}
+
+/**
+ * Network: type-specific fields, and a subnet the host side can realise (node-agent/network
+ * ipam.ts and validate.ts): IPv4, no host bits, a prefix of 8 to 30 (a /31 or /32 leaves no
+ * room for a gateway and instances; shorter than /8 is a mistake), a gateway inside it that is
+ * neither its network nor its broadcast address.
+ */
 function networkRules(obj: KObject): FieldCause[] {
   const out: FieldCause[] = [];
   const spec = obj.spec;
@@ -563,25 +645,77 @@ function networkRules(obj: KObject): FieldCause[] {
     out.push(causes.forbidden('spec.vlanID', 'may only be set when spec.type is vlan'));
   }
   if (t !== 'vxlan' && spec.vni !== undefined) out.push(causes.forbidden('spec.vni', 'may only be set when spec.type is vxlan'));
-  const cidr = typeof spec.cidr === 'string' ? /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(spec.cidr) : null;
-  if (cidr && isIPv4(cidr[1])) {
-    const bits = Number(cidr[2]);
-    if (bits < 8 || bits > 30) {
-      out.push(causes.invalid('spec.cidr', spec.cidr, 'prefix length must be between 8 and 30'));
-    } else {
-      const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-      const net = (ipv4ToInt(cidr[1]) & mask) >>> 0;
-      const inside = (ip: string) => ((ipv4ToInt(ip) & mask) >>> 0) === net;
-      if (typeof spec.gateway === 'string' && isIPv4(spec.gateway) && !inside(spec.gateway)) {
-        out.push(causes.invalid('spec.gateway', spec.gateway, `must be inside spec.cidr ${String(spec.cidr)}`));
+  if (typeof spec.cidr !== 'string') return out;
+  const c = parseV4Cidr(spec.cidr);
+  if (!c) {
+    out.push(causes.invalid('spec.cidr', spec.cidr, 'must be an IPv4 subnet in CIDR notation, for example 10.20.0.0/24'));
+    return out;
+  }
+  if (c.bits < 8 || c.bits > 30) {
+    out.push(causes.invalid('spec.cidr', spec.cidr, 'prefix length must be between 8 and 30'));
+    return out;
+  }
+  const hb = hostBitsCause('spec.cidr', spec.cidr, c);
+  if (hb) {
+    out.push(hb);
+    return out;
+  }
+  if (typeof spec.gateway === 'string' && isIPv4(spec.gateway)) {
+    const gw = ipv4ToInt(spec.gateway);
+    const broadcast = (c.net | ~c.mask) >>> 0;
+    if (((gw & c.mask) >>> 0) !== c.net) out.push(causes.invalid('spec.gateway', spec.gateway, `must be inside spec.cidr ${spec.cidr}`));
+    else if (gw === c.net || gw === broadcast) out.push(causes.invalid('spec.gateway', spec.gateway, `must be a usable address of spec.cidr ${spec.cidr}, not its network or broadcast address`));
+  }
+  return out;
+}
+
+/** Port: a MAC a guest NIC can have (the agent refuses the others on the host: node-agent/network/validate.ts). */
+function portRules(obj: KObject): FieldCause[] {
+  const spec = obj.spec;
+  if (!isObj(spec) || typeof spec.mac !== 'string') return [];
+  const mac = spec.mac.toLowerCase();
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) return []; // the schema's pattern reports it
+  if (mac === 'ff:ff:ff:ff:ff:ff') return [causes.invalid('spec.mac', spec.mac, 'must be a unicast MAC address, not the broadcast address')];
+  if (parseInt(mac.slice(0, 2), 16) & 1) return [causes.invalid('spec.mac', spec.mac, 'must be a unicast MAC address (the least significant bit of the first octet is set: a multicast address)')];
+  if (mac === '00:00:00:00:00:00') return [causes.invalid('spec.mac', spec.mac, 'must not be all zeros')];
+  return [];
+}
+
+/**
+ * SecurityGroup: the rule combinations the node agent would refuse (the whole group would fail
+ * closed on every host): a port range only with tcp or udp and not reversed, remoteCIDR without
+ * host bits, and not both remoteCIDR and remoteGroup.
+ */
+function securityGroupRules(obj: KObject): FieldCause[] {
+  const out: FieldCause[] = [];
+  const rules = isObj(obj.spec) ? obj.spec.rules : undefined;
+  if (!Array.isArray(rules)) return out;
+  rules.forEach((r, i) => {
+    if (!isObj(r)) return;
+    const at = `spec.rules[${i}]`;
+    const protocol = r.protocol ?? 'any';
+    const pr = r.portRange;
+    if (isObj(pr)) {
+      if (protocol !== 'tcp' && protocol !== 'udp') {
+        out.push(causes.forbidden(`${at}.portRange`, `may only be set when protocol is tcp or udp, not ${String(protocol)}`));
+      } else if (typeof pr.min === 'number' && typeof pr.max === 'number' && pr.max < pr.min) {
+        out.push(causes.invalid(`${at}.portRange.max`, pr.max, `must be greater than or equal to ${at}.portRange.min (${pr.min})`));
       }
     }
-  }
+    if (typeof r.remoteCIDR === 'string') {
+      const c = parseV4Cidr(r.remoteCIDR);
+      const hb = c && hostBitsCause(`${at}.remoteCIDR`, r.remoteCIDR, c);
+      if (hb) out.push(hb);
+      if (r.remoteGroup !== undefined) out.push(causes.forbidden(`${at}.remoteGroup`, `may not be set together with ${at}.remoteCIDR`));
+    }
+  });
   return out;
 }
 
 const SEMANTIC_RULES: Record<string, SemanticRule> = {
   'kova.dev/Network': networkRules,
+  'kova.dev/Port': portRules,
+  'kova.dev/SecurityGroup': securityGroupRules,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -633,7 +767,10 @@ export class Validator {
           if (c) out.push(c);
         }
       }
-      walkObject(info, obj, { array: (path, value, schema) => listTypeCauses(path, value, schema, out) });
+      walkObject(info, obj, {
+        array: (path, value, schema) => listTypeCauses(path, value, schema, out),
+        scalar: (path, value, schema) => quantityCauses(path, value, schema, out),
+      });
     }
     if (opts.subresource !== 'status') {
       const rule = SEMANTIC_RULES[`${info.group}/${info.kind}`];

@@ -37,6 +37,18 @@ function requestOf(instance: KObject, flavor: KObject | undefined): Resources {
   const r = instanceRequest(instance, () => flavor);
   if ('flavorNotFound' in r) throw conflictMsg(instance, `flavor "${r.flavorNotFound}" not found`);
   if ('invalid' in r) throw conflictMsg(instance, `cannot size the instance: ${r.invalid}`);
+  // Admission refuses negative and absurd sizes; an object stored before it did (or written
+  // around it) must still never be charged: a negative charge frees room that is not there.
+  const shown: Array<[string, number, string]> = [
+    ['vcpus', r.req.vcpus, String(r.req.vcpus)],
+    ['memory', r.req.memoryBytes, Number.isFinite(r.req.memoryBytes) ? formatQuantity(r.req.memoryBytes) : String(r.req.memoryBytes)],
+    ['disk', r.req.diskBytes, Number.isFinite(r.req.diskBytes) ? formatQuantity(r.req.diskBytes) : String(r.req.diskBytes)],
+  ];
+  const bad = shown.filter(([, n]) => !(n >= 0) || !Number.isFinite(n));
+  if (bad.length) {
+    const src = flavor ? `flavor ${flavor.metadata.name}` : 'spec.resources';
+    throw conflictMsg(instance, `cannot size the instance: ${src} requests ${bad.map(([k, , q]) => `${k} ${q}`).join(', ')}; every request must be a finite amount of at least 0`);
+  }
   return r.req;
 }
 
