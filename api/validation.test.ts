@@ -273,9 +273,9 @@ test('fieldPath and name helpers', () => {
 // ---- Issue #12: values that used to pass admission and fail (or corrupt accounting) later ----
 
 const QUANTITY_FIELDS: Array<{ kind: string; field: string; make: (q: unknown) => KObject; min: string; max: string }> = [
-  { kind: 'Instance', field: 'spec.resources.memory', make: (q) => instance({ image: 'tiny', resources: { vcpus: 1, memory: q, disk: '1Gi' } }), min: '1Mi', max: '16Ti' },
+  { kind: 'Instance', field: 'spec.resources.memory', make: (q) => instance({ image: 'tiny', resources: { vcpus: 1, memory: q, disk: '1Gi' } }), min: '16Mi', max: '16Ti' },
   { kind: 'Instance', field: 'spec.resources.disk', make: (q) => instance({ image: 'tiny', resources: { vcpus: 1, memory: '1Gi', disk: q } }), min: '1Mi', max: '1Pi' },
-  { kind: 'Flavor', field: 'spec.memory', make: (q) => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: 'f' }, spec: { vcpus: 1, memory: q, disk: '1Gi' } }), min: '1Mi', max: '16Ti' },
+  { kind: 'Flavor', field: 'spec.memory', make: (q) => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: 'f' }, spec: { vcpus: 1, memory: q, disk: '1Gi' } }), min: '16Mi', max: '16Ti' },
   { kind: 'Flavor', field: 'spec.disk', make: (q) => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: 'f' }, spec: { vcpus: 1, memory: '1Gi', disk: q } }), min: '1Mi', max: '1Pi' },
   { kind: 'Volume', field: 'spec.size', make: (q) => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Volume', metadata: { name: 'v', namespace: 'demo' }, spec: { size: q } }), min: '1Mi', max: '1Pi' },
 ];

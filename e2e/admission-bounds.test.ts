@@ -54,7 +54,7 @@ describe('admission refuses bad resource and network values', () => {
     await refused(
       `apiVersion: kova.dev/v1alpha1\nkind: Instance\nmetadata: {name: neg, namespace: ${NS}}\nspec: {image: tiny, resources: {vcpus: 1, memory: -51539607552, disk: 1Gi}}\n`,
       'Instance', 'neg', 'spec.resources.memory',
-      'Invalid value: -51539607552: spec.resources.memory in body should be greater than or equal to 1Mi',
+      'Invalid value: -51539607552: spec.resources.memory in body should be greater than or equal to 16Mi',
     );
     await refused(
       'apiVersion: kova.dev/v1alpha1\nkind: Flavor\nmetadata: {name: neg.disk}\nspec: {vcpus: 1, memory: 1Gi, disk: "-1Gi"}\n',
