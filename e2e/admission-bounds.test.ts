@@ -8,6 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { KObject } from '../api/types.js';
 import { startControlPlane } from '../cli/control-plane.js';
 import type { ControlPlane } from '../cli/control-plane.js';
 import { apiClient } from './api-client.js';
@@ -83,14 +84,14 @@ describe('admission refuses bad resource and network values', () => {
     assert.equal(s.code, 200, JSON.stringify(s.body));
 
     // Written straight to etcd, as an object stored before admission checked bounds would be.
-    const raw = (name: string, spec: Obj): Obj => ({
+    const raw = (name: string, spec: Obj): KObject => ({
       apiVersion: 'kova.dev/v1alpha1', kind: 'Instance',
       metadata: { name, namespace: NS, uid: `uid-${name}`, creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), generation: 1 },
       spec, status: { phase: 'Pending' },
     });
-    await rs.store.create(rs.key(instances, NS, 'neg'), raw('neg', { image: 'tiny', resources: { vcpus: 1, memory: -51539607552, disk: '1Gi' } }) as never);
-    await rs.store.create(rs.key(flavors, undefined, 'bad'), { apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: 'bad', uid: 'uid-bad', generation: 1 }, spec: { vcpus: 1, memory: '1Gi', disk: '-10Gi' } } as never);
-    await rs.store.create(rs.key(instances, NS, 'negflavor'), raw('negflavor', { image: 'tiny', flavor: 'bad' }) as never);
+    await rs.store.create(rs.key(instances, NS, 'neg'), raw('neg', { image: 'tiny', resources: { vcpus: 1, memory: -51539607552, disk: '1Gi' } }));
+    await rs.store.create(rs.key(flavors, undefined, 'bad'), { apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: 'bad', uid: 'uid-bad', generation: 1 }, spec: { vcpus: 1, memory: '1Gi', disk: '-10Gi' } });
+    await rs.store.create(rs.key(instances, NS, 'negflavor'), raw('negflavor', { image: 'tiny', flavor: 'bad' }));
 
     const bind = (name: string) => api('POST', `${KOVA}/namespaces/${NS}/instances/${name}/binding`, { apiVersion: 'kova.dev/v1alpha1', kind: 'Binding', metadata: { name }, target: { name: 'h1' } });
     const r1 = await bind('neg');
