@@ -33,6 +33,8 @@ export interface ControlPlaneOptions {
   log?: (msg: string) => void;
   /** Progress lines for long steps (what `kova up` prints). */
   step?: (msg: string) => void;
+  /** Called with the pid of each local etcd started (kova up records it in its lock file). */
+  onEtcdSpawn?: (pid: number) => void;
 }
 
 export interface ControlPlane {
@@ -84,7 +86,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     let etcd: EtcdProcess | undefined;
     if (!endpoints.length) {
       step('starting etcd');
-      etcd = await startEtcd({ dataDir: join(opts.dataDir, 'etcd'), log: (l) => log(`etcd: ${l}`), restartOnCrash: true });
+      etcd = await startEtcd({ dataDir: join(opts.dataDir, 'etcd'), log: (l) => log(`etcd: ${l}`), restartOnCrash: true, onSpawn: opts.onEtcdSpawn });
       stops.push(() => etcd!.stop());
       endpoints = etcd.endpoints;
     }

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The `kova` command: `up` runs a whole single-host cloud, `apiserver`, `controllers` and
 // `agent` run one component each, and the power verbs act on Instances.
+import { mkdir } from 'node:fs/promises';
 import { availableParallelism, hostname } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { setMaxListeners } from 'node:events';
 import { parseArgs } from 'node:util';
 import { startControllerManager } from '../controllers/manager.js';
@@ -16,7 +17,8 @@ import type { ControlPlane } from './control-plane.js';
 import { ensureHostDeps } from './host-deps.js';
 import { POWER_VERBS, powerAction } from './power.js';
 import { superviseComponents } from './supervise.js';
-import { runApiWorker } from './api-workers.js';
+import { InstanceLock } from './instance-lock.js';
+import { installProcessGuards, runApiWorker } from './api-workers.js';
 import { DEFAULT_FLAVORS, seedFlavors, seedTestImage } from './seed.js';
 import type { Supervised } from './supervise.js';
 
@@ -96,56 +98,73 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
   }
   if (values.driver !== 'libvirt' && values.driver !== 'sim') throw new Error(`--driver must be libvirt or sim, got ${values.driver}`);
   const etcdEndpoints = values['etcd-endpoints'] ? values['etcd-endpoints'].split(',').map((s) => s.trim()).filter(Boolean) : [];
-  const dataDir = values['data-dir'] ?? defaultDataDir();
+  // Absolute: the lock file and the children's command lines name it (see instance-lock.ts).
+  const dataDir = resolve(values['data-dir'] ?? defaultDataDir());
   say(`data directory ${dataDir}`);
-  say('checking host dependencies');
   const agents = what === 'up' && !values['no-agents'];
-  await ensureHostDeps({ etcd: etcdEndpoints.length === 0, libvirt: agents && values.driver === 'libvirt' }, say);
   const simHosts = Number(values['sim-hosts']);
   if (!Number.isInteger(simHosts) || simHosts < 1 || simHosts > 5000) throw new Error(`--sim-hosts must be an integer from 1 to 5000, got ${values['sim-hosts']}`);
   const verbose = values.verbose;
   const log = verbose ? (m: string) => process.stderr.write(`${m}\n`) : () => undefined;
+  const apiWorkers = values['api-workers'] === undefined ? defaultApiWorkers(availableParallelism()) : Number(values['api-workers']);
+  if (!Number.isInteger(apiWorkers) || apiWorkers < 1 || apiWorkers > 64) throw new Error(`--api-workers must be an integer from 1 to 64, got ${values['api-workers']}`);
+  // One kova per data dir: refuse when one runs, clean up after one that died.
+  await mkdir(dataDir, { recursive: true });
+  const lock = await InstanceLock.acquire(dataDir, say);
+  process.on('exit', () => lock.release());
+  say('checking host dependencies');
+  await ensureHostDeps({ etcd: etcdEndpoints.length === 0, libvirt: agents && values.driver === 'libvirt' }, say);
   let cp: ControlPlane | undefined;
   let child: Supervised | undefined;
   let stopping = false;
+  const stopAll = async () => {
+    await child?.stop();
+    await cp?.stop();
+    lock.release();
+  };
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     say(`${signal} received, stopping`);
-    await child?.stop();
-    await cp?.stop();
+    await stopAll();
     say('stopped');
     process.exit(0);
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  const apiWorkers = values['api-workers'] === undefined ? defaultApiWorkers(availableParallelism()) : Number(values['api-workers']);
-  if (!Number.isInteger(apiWorkers) || apiWorkers < 1 || apiWorkers > 64) throw new Error(`--api-workers must be an integer from 1 to 64, got ${values['api-workers']}`);
-  cp = await startControlPlane({
-    dataDir,
-    apiWorkers,
-    listen: values.listen,
-    etcdEndpoints,
-    insecure: values.insecure,
-    step: say,
-    log: verbose ? log : undefined,
-  });
-  const controllersOn = what === 'up' && !values['no-controllers'];
-  if (controllersOn && !values['no-seed']) await seed(cp.kubeconfig, dataDir, agents && values.driver === 'libvirt');
-  if (controllersOn || agents) {
-    // Controllers and agents run in a supervised child process: a second core for them, and
-    // the API server keeps serving if they crash (they are restarted).
-    const args = ['--kubeconfig', cp.kubeconfig, '--data-dir', dataDir, '--driver', values.driver, '--sim-hosts', String(simHosts)];
-    if (!controllersOn) args.push('--no-controllers');
-    if (!agents) args.push('--no-agents');
-    if (verbose) args.push('--verbose');
-    if (controllersOn) say('starting controllers (scheduler, host, instance; leader-elected)');
-    if (agents) say(values.driver === 'sim' ? `starting ${simHosts} simulated hypervisor host(s) sim-0 … sim-${simHosts - 1}` : `starting the node agent for host ${agentHostName()} (libvirt)`);
-    child = await superviseComponents(args, say);
+  try {
+    cp = await startControlPlane({
+      dataDir,
+      apiWorkers,
+      listen: values.listen,
+      etcdEndpoints,
+      insecure: values.insecure,
+      step: say,
+      log: verbose ? log : undefined,
+      onEtcdSpawn: (pid) => lock.record('etcd', pid),
+    });
+    const controllersOn = what === 'up' && !values['no-controllers'];
+    if (controllersOn && !values['no-seed']) await seed(cp.kubeconfig, dataDir, agents && values.driver === 'libvirt');
+    if (controllersOn || agents) {
+      // Controllers and agents run in a supervised child process: a second core for them, and
+      // the API server keeps serving if they crash (they are restarted).
+      const args = ['--kubeconfig', cp.kubeconfig, '--data-dir', dataDir, '--driver', values.driver, '--sim-hosts', String(simHosts)];
+      if (!controllersOn) args.push('--no-controllers');
+      if (!agents) args.push('--no-agents');
+      if (verbose) args.push('--verbose');
+      if (controllersOn) say('starting controllers (scheduler, host, instance; leader-elected)');
+      if (agents) say(values.driver === 'sim' ? `starting ${simHosts} simulated hypervisor host(s) sim-0 … sim-${simHosts - 1}` : `starting the node agent for host ${agentHostName()} (libvirt)`);
+      child = await superviseComponents(args, say, (pid) => lock.record('components', pid));
+    }
+    say(`ready: API server at ${cp.url}`);
+    say(`kubeconfig: ${cp.kubeconfig}`);
+    say(`try: export KUBECONFIG=${cp.kubeconfig}; kubectl get kova`);
+  } catch (e) {
+    // Don't leave etcd or the components running behind a failed start.
+    stopping = true;
+    await stopAll();
+    throw e;
   }
-  say(`ready: API server at ${cp.url}`);
-  say(`kubeconfig: ${cp.kubeconfig}`);
-  say(`try: export KUBECONFIG=${cp.kubeconfig}; kubectl get kova`);
 }
 
 /** DevStack-style defaults: flavors, and with libvirt the public test image `tiny`. */
@@ -184,16 +203,29 @@ function kubeconfigFrom(flag: string | undefined): string {
   return flag ?? process.env.KUBECONFIG?.split(':')[0] ?? join(defaultDataDir(), 'kubeconfig');
 }
 
-/** Runs until SIGINT/SIGTERM, then aborts `ac` and waits for `done`. */
+/** How long a child whose parent died may take to stop before it exits anyway. */
+const ORPHAN_STOP_MS = 10_000;
+
+/**
+ * Runs until SIGINT/SIGTERM, then aborts `ac` and waits for `done`. A process started with an
+ * IPC channel (`kova components` under kova up) also stops when the channel closes: its parent
+ * is gone, and an orphan would keep driving the hosts next to its parent's successor.
+ */
 function untilSignal(ac: AbortController, done: () => Promise<unknown>) {
-  const stop = (sig: string) => {
+  const stop = (why: string, deadlineMs?: number) => {
     if (ac.signal.aborted) return;
-    say(`${sig} received, stopping`);
+    say(`${why}, stopping`);
     ac.abort();
+    if (deadlineMs !== undefined) setTimeout(() => process.exit(1), deadlineMs).unref();
     void done().then(() => process.exit(0));
   };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT received'));
+  process.on('SIGTERM', () => stop('SIGTERM received'));
+  if (process.channel) {
+    process.on('disconnect', () => stop('parent process exited', ORPHAN_STOP_MS));
+    // Output to a pipe whose reader died fails with EPIPE: not a reason to crash mid-shutdown.
+    process.stdout.on('error', () => undefined);
+  }
 }
 
 async function controllers(argv: string[]): Promise<void> {
@@ -281,6 +313,7 @@ async function main(argv: string[]): Promise<void> {
   switch (cmd) {
     case 'up':
     case 'apiserver':
+      installProcessGuards(`kova ${cmd}`);
       return up(rest, cmd);
     case 'controllers':
       return controllers(rest);

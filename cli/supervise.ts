@@ -1,6 +1,8 @@
 // `kova up` runs the controllers and node agents as a child process (`kova components`) and
 // keeps it alive: restarted with back-off when it dies, stopped with SIGTERM (then SIGKILL)
-// when kova up stops. Its output is passed through.
+// when kova up stops. Its output is passed through. The child also gets an IPC channel it
+// never uses for messages: the channel closes when kova up dies however it dies (even
+// SIGKILL), and the child stops on that 'disconnect' instead of living on as an orphan.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { KOVA_MAIN } from './paths.js';
@@ -16,14 +18,18 @@ const STOP_TIMEOUT_MS = 20_000;
 /** V8 young-generation size for the busy components process: fewer scavenges under load. */
 const NODE_ARGS = ['--max-semi-space-size=32'];
 
-export function superviseComponents(args: string[], say: (m: string) => void): Promise<Supervised> {
+/** onSpawn: called with each child's pid (first start and restarts), undefined once it exited. */
+export function superviseComponents(args: string[], say: (m: string) => void, onSpawn?: (pid: number | undefined) => void): Promise<Supervised> {
   let child: ChildProcess | undefined;
   let stopping = false;
   let restarts = 0;
 
   const start = (onReady?: () => void, onFail?: (e: Error) => void) => {
-    const p = spawn(process.execPath, [...NODE_ARGS, KOVA_MAIN, 'components', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, [...NODE_ARGS, KOVA_MAIN, 'components', ...args], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
     child = p;
+    // The channel must not keep kova up's event loop alive on its own.
+    p.channel?.unref();
+    if (p.pid !== undefined) onSpawn?.(p.pid);
     const startedAt = Date.now();
     let ready = false;
     let buf = '';
@@ -40,6 +46,7 @@ export function superviseComponents(args: string[], say: (m: string) => void): P
       }
     });
     p.on('exit', (code, signal) => {
+      if (child === p) onSpawn?.(undefined);
       if (stopping) return;
       const why = signal ? `signal ${signal}` : `code ${code}`;
       if (onFail && !ready) return onFail(new Error(`controllers/agents exited with ${why} before they were ready`));

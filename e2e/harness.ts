@@ -30,8 +30,9 @@ export interface Kova {
   stop: () => Promise<void>;
 }
 
-export async function startKova(extraArgs: string[] = [], timeoutMs = 60_000): Promise<Kova> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'kova-e2e-'));
+/** opts.dataDir: run on an existing data dir (e.g. a restart); stop() then leaves it in place. */
+export async function startKova(extraArgs: string[] = [], timeoutMs = 60_000, opts: { dataDir?: string } = {}): Promise<Kova> {
+  const dataDir = opts.dataDir ?? await mkdtemp(join(tmpdir(), 'kova-e2e-'));
   const cacheDir = join(dataDir, 'kubectl-cache');
   // KOVA_NODE_ARGS (e.g. "--cpu-prof") lets benchmarks profile the control plane.
   const nodeArgs = (process.env.KOVA_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -42,7 +43,10 @@ export async function startKova(extraArgs: string[] = [], timeoutMs = 60_000): P
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`kova up not ready after ${timeoutMs} ms:\n${out}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL'); // its children die with it
+      reject(new Error(`kova up not ready after ${timeoutMs} ms:\n${out}`));
+    }, timeoutMs);
     const check = () => {
       const m = /ready: API server at (\S+)/.exec(out);
       if (m) {
@@ -93,14 +97,14 @@ export async function startKova(extraArgs: string[] = [], timeoutMs = 60_000): P
   };
 
   const stop = async () => {
-    if (proc.exitCode === null) {
+    if (proc.exitCode === null && proc.signalCode === null) {
       const exited = new Promise((r) => proc.once('exit', r));
       proc.kill('SIGTERM');
       const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
       await exited;
       clearTimeout(t);
     }
-    await rm(dataDir, { recursive: true, force: true });
+    if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
   };
 
   return { dataDir, kubeconfig, url, proc, output: () => out, kubectl, k, spawnKubectl, stop };

@@ -18,6 +18,8 @@ export interface EtcdOptions {
   startTimeoutMs?: number;
   /** Binary to run; default: `etcd` found on PATH. */
   binary?: string;
+  /** Called with the pid of every etcd process started (first start and crash restarts). */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface EtcdProcess {
@@ -95,6 +97,18 @@ function etcdArgs(dataDir: string, clientPort: number, peerPort: number): string
   ];
 }
 
+/**
+ * etcd is a Go program and cannot notice that kova died, so it is started through util-linux
+ * `setpriv --pdeathsig KILL`: the kernel kills it when the thread that forked it exits. Node
+ * spawns from the main thread, which lives as long as the process, so etcd dies with kova even
+ * on SIGKILL (etcd's WAL and bbolt are crash-safe). setpriv execs etcd: same pid. Without
+ * setpriv (not Debian) etcd is spawned directly and only the exit hook below covers it.
+ */
+async function deathSignalWrapper(): Promise<string | undefined> {
+  for (const dir of ['/usr/bin', '/bin']) if (await isExecutable(join(dir, 'setpriv'))) return join(dir, 'setpriv');
+  return undefined;
+}
+
 /** etcd 3.4 refuses to start when an ETCD_* variable shadows a flag, so don't pass any on. */
 function cleanEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -119,7 +133,10 @@ export async function startEtcd(opts: EtcdOptions): Promise<EtcdProcess> {
 }
 
 async function launch(binary: string, opts: EtcdOptions, clientPort: number, peerPort: number): Promise<EtcdProcess> {
-  const args = etcdArgs(opts.dataDir, clientPort, peerPort);
+  const setpriv = await deathSignalWrapper();
+  const [cmd, args] = setpriv
+    ? [setpriv, ['--pdeathsig', 'KILL', '--', binary, ...etcdArgs(opts.dataDir, clientPort, peerPort)]]
+    : [binary, etcdArgs(opts.dataDir, clientPort, peerPort)];
   const endpoint = `http://127.0.0.1:${clientPort}`;
   const tail: string[] = [];
   let child!: ChildProcess;
@@ -142,7 +159,8 @@ async function launch(binary: string, opts: EtcdOptions, clientPort: number, pee
 
   const spawnOnce = () => {
     const startedAt = Date.now();
-    child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv() });
+    child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv() });
+    if (child.pid !== undefined) opts.onSpawn?.(child.pid);
     pipeLines(child, onLine);
     child.once('error', (err) => {
       onLine(`[kova] failed to run ${binary}: ${err.message}`);
