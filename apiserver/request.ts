@@ -9,34 +9,88 @@ import { badRequest, ApiError } from './status.js';
 /** kube-apiserver's default request body limit. */
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;
 
-export async function readBody(req: IncomingMessage): Promise<string> {
-  return (await readBodyBytes(req)).toString('utf8');
+/** How long a request body may take to arrive (kube-apiserver's default request timeout). */
+export const BODY_TIMEOUT_MS = 60_000;
+
+export async function readBody(req: IncomingMessage, timeoutMs = BODY_TIMEOUT_MS): Promise<string> {
+  return (await readBodyBytes(req, timeoutMs)).toString('utf8');
 }
 
-/** Reads the whole body (events, not an async iterator: this runs on every write request). */
-export function readBodyBytes(req: IncomingMessage): Promise<Buffer> {
+/**
+ * Reads the whole body (events, not an async iterator: this runs on every write request).
+ * Rejects with 413 past MAX_BODY_BYTES, 408 when the body has not ended within `timeoutMs`,
+ * and 400 when the client goes away mid-body: the handler never waits forever.
+ */
+export function readBodyBytes(req: IncomingMessage, timeoutMs = BODY_TIMEOUT_MS): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    let failed = false;
+    let done = false;
+    const fail = (e: Error) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      reject(e);
+    };
+    const timer = setTimeout(() => {
+      fail(new ApiError(408, 'Timeout', `the request body did not arrive within ${Math.round(timeoutMs / 1000)}s`));
+    }, timeoutMs);
     req.on('data', (c: Buffer) => {
-      if (failed) return;
+      if (done) return;
       size += c.length;
       if (size > MAX_BODY_BYTES) {
-        failed = true;
         // The rest is drained and dropped, so the 413 still reaches the client.
-        reject(new ApiError(413, 'RequestEntityTooLarge', `the request body is larger than ${MAX_BODY_BYTES} bytes`));
+        fail(new ApiError(413, 'RequestEntityTooLarge', `the request body is larger than ${MAX_BODY_BYTES} bytes`));
         return;
       }
       chunks.push(c);
     });
-    req.on('end', () => failed || resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
-    req.on('error', (e) => {
-      if (failed) return;
-      failed = true;
-      reject(e);
+    req.on('end', () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
     });
+    req.on('error', fail);
+    req.on('close', () => fail(badRequest('the connection closed before the request body was complete')));
   });
+}
+
+/** kube-apiserver's limit on the nesting of a decoded request body (its JSON decoder's). */
+export const MAX_NESTING_DEPTH = 10_000;
+
+const nestingError = () => badRequest(`the request body is nested too deeply: more than ${MAX_NESTING_DEPTH} levels of objects and arrays`);
+
+/**
+ * Throws 400 when `value` nests objects/arrays deeper than MAX_NESTING_DEPTH. Iterative (an
+ * explicit stack), so a hostile body cannot overflow the call stack of the check itself.
+ */
+export function checkNestingDepth(value: unknown): void {
+  if (value === null || typeof value !== 'object') return;
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (depth > MAX_NESTING_DEPTH) throw nestingError();
+    const children = Array.isArray(v) ? v : Object.values(v as object);
+    for (const c of children) if (c !== null && typeof c === 'object') stack.push([c, depth + 1]);
+  }
+}
+
+/** Depth of `[`/`{` nesting in JSON text (strings skipped), stopping once past `max`. */
+function jsonNestingExceeds(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++; // backslash: skip the escaped char
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 || c === 91) {
+      if (++depth > max) return true;
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return false;
 }
 
 /**
@@ -47,8 +101,11 @@ export function parseObjectBody(contentType: string | undefined, body: Buffer): 
   const type = (contentType ?? 'application/json').split(';')[0].trim().toLowerCase();
   if (isK8sProtobufContentType(type)) {
     try {
-      return decodeK8sProtobuf(body).object;
+      const obj = decodeK8sProtobuf(body).object;
+      if (body.length > MAX_NESTING_DEPTH) checkNestingDepth(obj);
+      return obj;
     } catch (e) {
+      if (e instanceof ApiError) throw e;
       if (e instanceof ProtobufUnsupportedError) throw new ApiError(415, 'UnsupportedMediaType', e.message);
       if (e instanceof ProtobufDecodeError) throw badRequest(`the request body is not valid protobuf: ${e.message}`);
       throw e;
@@ -60,6 +117,8 @@ export function parseObjectBody(contentType: string | undefined, body: Buffer): 
 }
 
 export function parseJson(text: string): unknown {
+  // Valid JSON nested d deep is at least 2d characters long: most bodies skip the scan.
+  if (text.length > 2 * MAX_NESTING_DEPTH && jsonNestingExceeds(text, MAX_NESTING_DEPTH)) throw nestingError();
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -68,11 +127,16 @@ export function parseJson(text: string): unknown {
 }
 
 export function parseYaml(text: string): unknown {
+  let out: unknown;
   try {
-    return YAML.parse(text);
+    out = YAML.parse(text);
   } catch (e) {
+    // The YAML parser recurses: a deeply nested flow collection can exhaust the stack.
+    if (e instanceof RangeError || /Maximum call stack size exceeded/.test((e as Error).message)) throw nestingError();
     throw badRequest(`the request body is not valid YAML: ${(e as Error).message}`);
   }
+  if (text.length > MAX_NESTING_DEPTH) checkNestingDepth(out);
+  return out;
 }
 
 export interface ResourceRoute {
@@ -144,4 +208,117 @@ export function intParam(q: URLSearchParams, name: string): number | undefined {
 export function boolParam(q: URLSearchParams, name: string): boolean {
   const v = q.get(name);
   return v === 'true' || v === '1';
+}
+
+function jsonTypeOf(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  return typeof v === 'number' ? (Number.isInteger(v) ? 'integer' : 'number') : typeof v;
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function decodeError(field: string, want: string, got: unknown): ApiError {
+  return badRequest(`the request body could not be decoded: ${field}: expected ${want}, got ${jsonTypeOf(got)}`);
+}
+
+const META_STRINGS = ['name', 'generateName', 'namespace', 'uid', 'resourceVersion', 'creationTimestamp', 'deletionTimestamp', 'selfLink'];
+const META_INTEGERS = ['generation', 'deletionGracePeriodSeconds'];
+
+/**
+ * What kube-apiserver's decoder rejects before any object rule runs (ObjectMeta is typed even
+ * for custom resources): a body that is not an object, and type meta or metadata fields of
+ * the wrong JSON type. A 400 naming the field, instead of a TypeError deeper in.
+ */
+export function checkObjectBody(body: unknown): void {
+  if (!isPlainObject(body)) throw decodeError('the body', 'a JSON object', body);
+  for (const f of ['apiVersion', 'kind']) if (body[f] !== undefined && typeof body[f] !== 'string') throw decodeError(f, 'string', body[f]);
+  const m = body.metadata;
+  if (m === undefined || m === null) return;
+  if (!isPlainObject(m)) throw decodeError('metadata', 'object', m);
+  for (const f of META_STRINGS) if (m[f] != null && typeof m[f] !== 'string') throw decodeError(`metadata.${f}`, 'string', m[f]);
+  for (const f of META_INTEGERS) if (m[f] != null && !Number.isInteger(m[f])) throw decodeError(`metadata.${f}`, 'integer', m[f]);
+  for (const f of ['labels', 'annotations']) {
+    const v = m[f];
+    if (v == null) continue;
+    if (!isPlainObject(v)) throw decodeError(`metadata.${f}`, 'object', v);
+    for (const [k, x] of Object.entries(v)) if (typeof x !== 'string') throw decodeError(`metadata.${f}[${k}]`, 'string', x);
+  }
+  if (m.finalizers != null) {
+    if (!Array.isArray(m.finalizers)) throw decodeError('metadata.finalizers', 'array', m.finalizers);
+    m.finalizers.forEach((x, i) => {
+      if (typeof x !== 'string') throw decodeError(`metadata.finalizers[${i}]`, 'string', x);
+    });
+  }
+  for (const f of ['ownerReferences', 'managedFields']) {
+    const v = m[f];
+    if (v == null) continue;
+    if (!Array.isArray(v)) throw decodeError(`metadata.${f}`, 'array', v);
+    v.forEach((x, i) => {
+      if (!isPlainObject(x)) throw decodeError(`metadata.${f}[${i}]`, 'object', x);
+    });
+  }
+}
+
+/** Query parameters of a list or watch, checked like kube-apiserver's ListOptions. */
+export interface ListParams {
+  labelSelector?: string;
+  fieldSelector?: string;
+  limit?: number;
+  continue?: string;
+  resourceVersion?: string;
+  resourceVersionMatch?: string;
+  timeoutSeconds?: number;
+}
+
+/** An etcd revision as a resourceVersion: digits only (kube's strconv.ParseUint), within 2^53. */
+export function parseResourceVersion(v: string, field = 'resourceVersion'): number {
+  const n = /^\d{1,16}$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n)) {
+    throw badRequest(`${field}: Invalid value: ${JSON.stringify(v)}: must be an unsigned integer (a resourceVersion returned by this server)`);
+  }
+  return n;
+}
+
+function listOptionsInvalid(causes: Array<{ field: string; message: string; reason: string }>): ApiError {
+  const parts = causes.map((c) => `${c.field}: ${c.message}`);
+  return new ApiError(422, 'Invalid', `ListOptions.meta.k8s.io "" is invalid: ${parts.length === 1 ? parts[0] : `[${parts.join(', ')}]`}`, {
+    group: 'meta.k8s.io', kind: 'ListOptions', causes,
+  });
+}
+
+/**
+ * Decodes and validates list/watch query parameters before anything is read or streamed:
+ * malformed numbers are 400 (a decode error), inconsistent options 422 Invalid ListOptions,
+ * with kube-apiserver's messages.
+ */
+export function listParams(q: URLSearchParams, watch: boolean): ListParams {
+  const p: ListParams = {
+    labelSelector: q.get('labelSelector') ?? undefined,
+    fieldSelector: q.get('fieldSelector') ?? undefined,
+    limit: intParam(q, 'limit'),
+    continue: q.get('continue') || undefined,
+    resourceVersion: q.get('resourceVersion') || undefined,
+    resourceVersionMatch: q.get('resourceVersionMatch') || undefined,
+    timeoutSeconds: intParam(q, 'timeoutSeconds'),
+  };
+  if (p.resourceVersion !== undefined) parseResourceVersion(p.resourceVersion);
+  const causes: Array<{ field: string; message: string; reason: string }> = [];
+  const match = p.resourceVersionMatch;
+  if (match !== undefined) {
+    if (watch) {
+      if (match !== 'NotOlderThan') causes.push({ field: 'resourceVersionMatch', reason: 'FieldValueNotSupported', message: `Unsupported value: ${JSON.stringify(match)}: supported values: "NotOlderThan"` });
+    } else {
+      if (p.resourceVersion === undefined) causes.push({ field: 'resourceVersionMatch', reason: 'FieldValueForbidden', message: 'Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided' });
+      if (p.continue !== undefined) causes.push({ field: 'resourceVersionMatch', reason: 'FieldValueForbidden', message: 'Forbidden: resourceVersionMatch is forbidden when continue is provided' });
+      if (match !== 'Exact' && match !== 'NotOlderThan') causes.push({ field: 'resourceVersionMatch', reason: 'FieldValueNotSupported', message: `Unsupported value: ${JSON.stringify(match)}: supported values: "Exact", "NotOlderThan", ""` });
+      if (match === 'Exact' && p.resourceVersion === '0') causes.push({ field: 'resourceVersionMatch', reason: 'FieldValueForbidden', message: 'Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"' });
+    }
+  }
+  if (causes.length) throw listOptionsInvalid(causes);
+  // kube-apiserver's storage rejects both (a continue token carries its own revision).
+  if (!watch && p.continue !== undefined && p.resourceVersion !== undefined && p.resourceVersion !== '0') {
+    throw badRequest('specifying resource version is not allowed when using continue');
+  }
+  return p;
 }

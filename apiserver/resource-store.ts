@@ -18,6 +18,7 @@ import { LabelSelector, FieldSelector, parseFieldSelector, parseLabelSelector, S
 import { ApiError, alreadyExists, badRequest, conflict, forbidden, gone, internal, invalid, notFound, unavailable, unsupportedMediaType } from './status.js';
 import { NamespaceCache } from './namespace-cache.js';
 import { listKeysFor } from './list-keys.js';
+import { parseResourceVersion } from './request.js';
 
 export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
 
@@ -82,7 +83,7 @@ export function storeToApiError(e: unknown, info: ResourceInfo, name: string): n
       case 'Invalid': throw badRequest(e.message);
     }
   }
-  throw internal(e instanceof Error ? e.message : String(e));
+  throw internal(e instanceof Error ? e.message : String(e), e);
 }
 
 export class ResourceStore {
@@ -134,8 +135,13 @@ export class ResourceStore {
     const { label, field } = this.selectors(info, opts);
     const matches = (o: KObject) => (!label || label.matches(o.metadata.labels ?? {})) && (!field || field.matches(o));
     const prefix = storagePrefix(info, ns);
-    const revision = opts.resourceVersionMatch === 'Exact' && opts.resourceVersion ? opts.resourceVersion : undefined;
     const limit = opts.limit && opts.limit > 0 ? opts.limit : undefined;
+    const rv0 = opts.resourceVersion && opts.resourceVersion !== '0' ? opts.resourceVersion : undefined;
+    if (rv0 !== undefined) parseResourceVersion(rv0);
+    // kube-apiserver reads at exactly resourceVersion for Exact, and (legacy semantics) for a
+    // paginated first page without resourceVersionMatch; otherwise the latest state is not older.
+    const exact = opts.resourceVersionMatch === 'Exact' || (!opts.resourceVersionMatch && !!limit && !opts.continue);
+    const revision = exact && rv0 !== undefined ? rv0 : undefined;
     const items: KObject[] = [];
     let token = opts.continue || undefined;
     let rv = '';
@@ -157,7 +163,9 @@ export class ResourceStore {
       if (!limit) token = undefined;
     } catch (e) {
       if (e instanceof StoreError && e.code === 'Expired') {
-        throw gone('The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.');
+        // kube-apiserver's two messages: the continue one only when the client sent a token.
+        if (opts.continue) throw gone('The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.');
+        throw gone('The resourceVersion for the provided list is too old.');
       }
       storeToApiError(e, info, '');
     }

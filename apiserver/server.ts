@@ -4,14 +4,15 @@ import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Registry } from '../api/registry.js';
 import type { KObject, ResourceInfo } from '../api/types.js';
 import { groupVersion } from '../api/types.js';
 import { aggregatedDiscovery, AGGREGATED_CONTENT_TYPE, apiGroupList, apiResourceList, apiVersions, SERVER_VERSION, wantsAggregated } from './discovery.js';
 import { openapiV3Document, openapiV3Index } from './openapi.js';
-import { boolParam, intParam, parseJson, parseObjectBody, parseYaml, readBody, readBodyBytes, routeResource, writeQuery } from './request.js';
-import type { ResourceRoute } from './request.js';
+import { BODY_TIMEOUT_MS, boolParam, checkObjectBody, listParams, parseJson, parseObjectBody, parseYaml, readBody, readBodyBytes, routeResource, writeQuery } from './request.js';
+import type { ListParams, ResourceRoute } from './request.js';
 import { PATCH_CONTENT_TYPES, ResourceStore } from './resource-store.js';
 import type { DeleteOptions, WriteOptions } from './resource-store.js';
 import { ApiError, badRequest, internal, methodNotAllowed, notFoundPath, unauthorized, unsupportedMediaType } from './status.js';
@@ -29,6 +30,10 @@ export interface ApiServerOptions {
   log?: (msg: string) => void;
   /** Bookmark period of idle watches (tests shorten it). */
   bookmarkIntervalMs?: number;
+  /** Unread bytes a watcher may leave buffered before its watch is closed (tests shorten it). */
+  watchBufferBytes?: number;
+  /** How long a request body may take to arrive before a 408 (tests shorten it). */
+  bodyTimeoutMs?: number;
 }
 
 type IncludeObject = 'None' | 'Metadata' | 'Object';
@@ -60,7 +65,7 @@ export class ApiServer {
   private readonly log: (msg: string) => void;
   private readonly activeWatches = new Set<() => void>();
   /** Requests served, by verb: cheap introspection for tests and `kova` debugging. */
-  readonly stats = { list: 0, watch: 0, watchExpired: 0 };
+  readonly stats = { list: 0, watch: 0, watchExpired: 0, watchSlowClosed: 0, internalErrors: 0 };
 
   constructor(private readonly opts: ApiServerOptions) {
     this.tokenBuf = opts.token ? Buffer.from(opts.token) : undefined;
@@ -86,8 +91,16 @@ export class ApiServer {
   }
 
   async listen(host: string, port: number, tls?: { cert: string; key: string }): Promise<AddressInfo> {
-    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
+    // handle() answers every error itself; the catch is for a bug in that answer, so that no
+    // request can leave a rejected promise behind.
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
+      this.handle(req, res).catch((e: unknown) => {
+        this.log(`failed to answer ${req.method} ${JSON.stringify((req.url ?? '').slice(0, 200))}: ${(e as Error)?.stack ?? e}`);
+        res.destroy();
+      });
+    };
     const server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, handler) : http.createServer(handler);
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => clientError(err, socket));
     server.keepAliveTimeout = 65_000;
     server.headersTimeout = 70_000;
     server.requestTimeout = 0; // watches are long-lived
@@ -124,23 +137,43 @@ export class ApiServer {
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://kova');
-    const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
     try {
+      const url = requestUrl(req.url);
+      const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
       if (path === '/healthz' || path === '/livez') return sendText(res, 200, 'ok');
       if (path === '/readyz') return await this.readyz(res);
       if (path === '/version') return send(res, 200, SERVER_VERSION);
       if (!this.authorized(req)) throw unauthorized();
       await this.route(req, res, path, url.searchParams);
     } catch (e) {
-      const err = e instanceof ApiError ? e : internal(e instanceof Error ? e.message : String(e));
-      if (!(e instanceof ApiError)) this.log(`internal error on ${req.method} ${req.url}: ${(e as Error)?.stack ?? e}`);
-      if (res.headersSent) {
-        res.end();
-        return;
-      }
-      send(res, err.code, err.toStatus());
+      this.fail(req, res, e);
     }
+  }
+
+  /** Answers a failed request with a Status: 4xx as thrown, anything else a logged 500. */
+  private fail(req: IncomingMessage, res: ServerResponse, e: unknown): void {
+    const err = e instanceof ApiError ? e : internal(e instanceof Error ? e.message : String(e));
+    if (err.code === 500) {
+      // A server bug (or an unexpected etcd failure): the stack says where.
+      this.stats.internalErrors++;
+      const origin = e instanceof ApiError ? (e.cause ?? e) : e;
+      this.log(`internal error on ${req.method} ${JSON.stringify((req.url ?? '').slice(0, 200))}: ${(origin as Error)?.stack ?? origin}`);
+    }
+    if (res.headersSent || res.destroyed) {
+      if (!res.writableEnded) res.end();
+      return;
+    }
+    // The rest of a body that timed out may never come: the connection cannot be reused.
+    if (err.code === 408) res.setHeader('Connection', 'close');
+    send(res, err.code, err.toStatus());
+  }
+
+  private body(req: IncomingMessage): Promise<Buffer> {
+    return readBodyBytes(req, this.opts.bodyTimeoutMs ?? BODY_TIMEOUT_MS);
+  }
+
+  private bodyText(req: IncomingMessage): Promise<string> {
+    return readBody(req, this.opts.bodyTimeoutMs ?? BODY_TIMEOUT_MS);
   }
 
   private async readyz(res: ServerResponse) {
@@ -185,9 +218,10 @@ export class ApiServer {
     if (path === '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews' && method === 'POST') {
       // Single-user cluster: the admin token may do everything. kubectl sends this one as
       // protobuf; the answer does not depend on the question, so only JSON bodies are echoed.
-      const text = await readBody(req);
+      const text = await this.bodyText(req);
       const isJson = (req.headers['content-type'] ?? 'application/json').startsWith('application/json');
       const review = (isJson && text.trim() ? parseJson(text) : { spec: {} }) as Record<string, unknown>;
+      checkObjectBody(review);
       return send(res, 201, { ...review, apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', status: { allowed: true, reason: 'kova admin token' } });
     }
     const route = routeResource(registry, segs);
@@ -214,7 +248,8 @@ export class ApiServer {
     const rs = this.resources;
     if (subresource === 'binding' && info.group === 'kova.dev' && info.plural === 'instances' && name) {
       if (method !== 'POST') throw methodNotAllowed(method);
-      const body = parseObjectBody(req.headers['content-type'], await readBodyBytes(req));
+      const body = parseObjectBody(req.headers['content-type'], await this.body(req));
+      checkObjectBody(body);
       const { object, created } = await this.binder().bind(namespace!, name, body, writeQuery(q));
       return send(res, created ? 201 : 200, object);
     }
@@ -233,13 +268,14 @@ export class ApiServer {
           return this.list(res, info, namespace, q, tableMode);
         case 'POST': {
           const warnings: string[] = [];
-          const body = parseObjectBody(req.headers['content-type'], await readBodyBytes(req)) as KObject;
+          const body = parseObjectBody(req.headers['content-type'], await this.body(req)) as KObject;
+          checkObjectBody(body);
           const created = await rs.create(info, namespace, body, { ...writeQuery(q), userAgent: req.headers['user-agent'], warnings, ownsBody: true });
           return send(res, 201, created, warningHeaders(warnings));
         }
         case 'DELETE': {
           const opts = await this.deleteOptions(req, q);
-          const items = await rs.deleteCollection(info, namespace, this.listOptions(q), opts);
+          const items = await rs.deleteCollection(info, namespace, listParams(q, false), opts);
           return send(res, 200, { apiVersion: groupVersion(info), kind: info.listKind, metadata: {}, items });
         }
         default:
@@ -252,7 +288,8 @@ export class ApiServer {
         return send(res, 200, toOut(await rs.get(info, namespace, name)));
       case 'PUT': {
         const warnings: string[] = [];
-        const body = parseObjectBody(req.headers['content-type'], await readBodyBytes(req)) as KObject;
+        const body = parseObjectBody(req.headers['content-type'], await this.body(req)) as KObject;
+        checkObjectBody(body);
         const wopts: WriteOptions = { ...writeQuery(q), userAgent: req.headers['user-agent'], warnings, subresource: sub };
         if (subresource === 'finalize') return send(res, 200, await this.finalizeNamespace(info, name, body, wopts));
         return send(res, 200, await rs.update(info, namespace, name, body, wopts), warningHeaders(warnings));
@@ -265,8 +302,9 @@ export class ApiServer {
           if (!info.custom) accepted.push('application/strategic-merge-patch+json');
           throw unsupportedMediaType(accepted);
         }
-        const text = await readBody(req);
+        const text = await this.bodyText(req);
         const patch = type === 'apply' ? parseYaml(text) : parseJson(text);
+        if (type === 'apply') checkObjectBody(patch);
         const warnings: string[] = [];
         const w = writeQuery(q);
         const existed = type === 'apply' ? await rs.get(info, namespace, name).then(() => true, () => false) : true;
@@ -292,20 +330,9 @@ export class ApiServer {
     return rs.update(info, undefined, name, next, { ...opts, subresource: undefined });
   }
 
-  private listOptions(q: URLSearchParams) {
-    return {
-      labelSelector: q.get('labelSelector') ?? undefined,
-      fieldSelector: q.get('fieldSelector') ?? undefined,
-      limit: intParam(q, 'limit'),
-      continue: q.get('continue') ?? undefined,
-      resourceVersion: q.get('resourceVersion') ?? undefined,
-      resourceVersionMatch: q.get('resourceVersionMatch') ?? undefined,
-    };
-  }
-
   private async list(res: ServerResponse, info: ResourceInfo, namespace: string | undefined, q: URLSearchParams, tableMode: IncludeObject | undefined) {
     this.stats.list++;
-    const r = await this.resources.list(info, namespace, this.listOptions(q));
+    const r = await this.resources.list(info, namespace, listParams(q, false));
     if (tableMode) {
       return send(res, 200, toTable(info, r.items, {
         includeObject: tableMode, resourceVersion: r.resourceVersion, continue: r.continue, remainingItemCount: r.remainingItemCount,
@@ -318,14 +345,16 @@ export class ApiServer {
   }
 
   private async watch(req: IncomingMessage, res: ServerResponse, info: ResourceInfo, namespace: string | undefined, q: URLSearchParams, tableMode: IncludeObject | undefined) {
+    // Every parameter is checked before the 200 goes out: afterwards only ERROR events remain.
+    const p: ListParams = listParams(q, true);
     this.stats.watch++;
     await serveWatch(this.resources, {
       info,
       namespace,
-      labelSelector: q.get('labelSelector') ?? undefined,
-      fieldSelector: q.get('fieldSelector') ?? undefined,
-      resourceVersion: q.get('resourceVersion') ?? undefined,
-      timeoutSeconds: intParam(q, 'timeoutSeconds'),
+      labelSelector: p.labelSelector,
+      fieldSelector: p.fieldSelector,
+      resourceVersion: p.resourceVersion,
+      timeoutSeconds: p.timeoutSeconds,
       allowBookmarks: boolParam(q, 'allowWatchBookmarks'),
       sendInitialEvents: boolParam(q, 'sendInitialEvents'),
       bookmarkIntervalMs: this.opts.bookmarkIntervalMs,
@@ -335,14 +364,21 @@ export class ApiServer {
         return () => this.activeWatches.delete(finish);
       },
       onExpired: () => this.stats.watchExpired++,
+      maxBufferedBytes: this.opts.watchBufferBytes,
+      onSlowClose: (buffered) => {
+        this.stats.watchSlowClosed++;
+        const peer = req.socket.remoteAddress ? `${req.socket.remoteAddress}:${req.socket.remotePort}` : 'unknown';
+        this.log(`closed a slow watch of ${info.plural} from ${peer} (${req.headers['user-agent'] ?? 'no user agent'}): ${buffered} bytes unread`);
+      },
     }, res);
   }
 
   private async deleteOptions(req: IncomingMessage, q: URLSearchParams): Promise<DeleteOptions> {
-    const text = await readBody(req);
+    const text = await this.bodyText(req);
     const body = (text.trim() ? parseJson(text) : {}) as {
       propagationPolicy?: string; dryRun?: string[]; preconditions?: { uid?: string; resourceVersion?: string }; orphanDependents?: boolean;
     };
+    checkDeleteOptions(body);
     const policy = body.propagationPolicy ?? q.get('propagationPolicy') ?? (body.orphanDependents === true ? 'Orphan' : undefined);
     if (policy && !['Background', 'Foreground', 'Orphan'].includes(policy)) {
       throw badRequest(`propagationPolicy: Unsupported value: "${policy}": supported values: "Foreground", "Background", "Orphan"`);
@@ -351,4 +387,65 @@ export class ApiServer {
     for (const v of dry) if (v !== 'All') throw badRequest(`Invalid dryRun value: ${JSON.stringify(v)}: supported values: "All"`);
     return { propagationPolicy: policy as DeleteOptions['propagationPolicy'], dryRun: dry.length > 0, preconditions: body.preconditions };
   }
+}
+
+/**
+ * The request target as a URL. Origin form (`/path?query`) is resolved against a fixed base,
+ * so `//x` stays a path; absolute form is accepted as HTTP/1.1 requires. Anything else, or a
+ * target URL parsing rejects, is a 400, never an exception outside the handler's try.
+ */
+function requestUrl(target: string | undefined): URL {
+  const t = target ?? '/';
+  try {
+    if (t.startsWith('/')) return new URL(`http://kova${t}`);
+    if (/^https?:\/\//i.test(t)) return new URL(t);
+  } catch {
+    // fall through
+  }
+  throw badRequest(`invalid request target ${JSON.stringify(t.slice(0, 200))}`);
+}
+
+/** DeleteOptions fields have types: a wrong one is a decode error (400), not a TypeError. */
+function checkDeleteOptions(body: unknown): void {
+  const bad = (field: string, want: string) => badRequest(`the request body could not be decoded: ${field}: expected ${want}`);
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw bad('DeleteOptions', 'a JSON object');
+  const b = body as Record<string, unknown>;
+  if (b.propagationPolicy != null && typeof b.propagationPolicy !== 'string') throw bad('propagationPolicy', 'string');
+  if (b.orphanDependents != null && typeof b.orphanDependents !== 'boolean') throw bad('orphanDependents', 'boolean');
+  if (b.dryRun != null && !(Array.isArray(b.dryRun) && b.dryRun.every((x) => typeof x === 'string'))) throw bad('dryRun', 'array of strings');
+  if (b.preconditions != null) {
+    const p = b.preconditions as Record<string, unknown>;
+    if (typeof p !== 'object' || Array.isArray(p)) throw bad('preconditions', 'object');
+    for (const f of ['uid', 'resourceVersion']) if (p[f] != null && typeof p[f] !== 'string') throw bad(`preconditions.${f}`, 'string');
+  }
+}
+
+/** HTTP status lines for the parser errors clientError sees, each with a Status body. */
+function clientErrorStatus(err: NodeJS.ErrnoException): [number, string, string] {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return [431, 'Request Header Fields Too Large', 'the request headers are too large'];
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return [408, 'Request Timeout', 'the request did not arrive in time'];
+    default:
+      return [400, 'Bad Request', `malformed HTTP request: ${err.message}`];
+  }
+}
+
+/**
+ * A request node's HTTP parser rejected (bad request line, header oddities, timeouts): answer
+ * it with a Status when nothing else is being written on the socket, then close. Node's default
+ * does the same without a body; a listener is needed so the handling is ours and explicit.
+ */
+function clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  const s = socket as Socket & { _httpMessage?: ServerResponse };
+  if (err.code === 'ECONNRESET' || !s.writable || (s._httpMessage && s._httpMessage.headersSent)) {
+    s.destroy();
+    return;
+  }
+  const [code, text, message] = clientErrorStatus(err);
+  const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason: code === 408 ? 'Timeout' : 'BadRequest', code });
+  s.end(`HTTP/1.1 ${code} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  // end() flushes; a peer that never reads must not keep the socket forever.
+  setTimeout(() => s.destroy(), 5_000).unref();
 }

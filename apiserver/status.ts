@@ -68,7 +68,12 @@ export const methodNotAllowed = (method: string) =>
   new ApiError(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource (${method})`);
 export const notFoundPath = () => new ApiError(404, 'NotFound', 'the server could not find the requested resource');
 export const gone = (message: string) => new ApiError(410, 'Expired', message);
-export const internal = (message: string) => new ApiError(500, 'InternalError', `Internal error occurred: ${message}`);
+/** 500: a server bug or an unexpected failure; `cause` keeps the original stack for the log. */
+export function internal(message: string, cause?: unknown): ApiError {
+  const e = new ApiError(500, 'InternalError', `Internal error occurred: ${message}`);
+  if (cause !== undefined) e.cause = cause;
+  return e;
+}
 export const unavailable = (message: string) => new ApiError(503, 'ServiceUnavailable', message);
 export const unsupportedMediaType = (accepted: string[]) =>
   new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: ${accepted.join(', ')}`);

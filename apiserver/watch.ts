@@ -26,9 +26,21 @@ export interface WatchRequest {
   /** Lets the server end this watch early (shutdown, tests); returns the unregister function. */
   register?: (finish: () => void) => () => void;
   onExpired?: () => void;
+  /** Bytes of events a watcher may leave unread before its watch is closed. Default MAX_WATCH_BUFFER_BYTES. */
+  maxBufferedBytes?: number;
+  /** Called once when the watch is closed because its client does not keep up. */
+  onSlowClose?: (bufferedBytes: number) => void;
 }
 
 export const BOOKMARK_INTERVAL_MS = 30_000;
+/**
+ * Unread output one watcher may hold in this process. Past it the watch is closed and the client
+ * re-watches from its last resourceVersion, as kube-apiserver's cache terminates slow watchers:
+ * one stalled client must not grow the server's memory without bound.
+ */
+export const MAX_WATCH_BUFFER_BYTES = 4 * 1024 * 1024;
+/** After a slow watch is ended, how long its buffered tail may take to drain before the connection is dropped. */
+export const SLOW_WATCH_GRACE_MS = 5_000;
 
 type EventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
 
@@ -40,7 +52,11 @@ function eventLine(type: EventType, obj: KObject): string {
   return (byType[type] ??= JSON.stringify({ type, object: obj }) + '\n');
 }
 
-/** Runs one watch until timeout, client disconnect or a store error. */
+/**
+ * Runs one watch until timeout, client disconnect, a store error or a client that stops
+ * reading. Query parameters must be validated by the caller: nothing here may fail once the
+ * 200 is sent except as an ERROR event.
+ */
 export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: ServerResponse): Promise<void> {
   const { info } = req;
   const { label, field } = rs.selectors(info, req);
@@ -57,12 +73,14 @@ export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: Serv
   res.flushHeaders();
 
   let unregister = () => {};
+  let wake: (() => void) | undefined;
   const finish = () => {
     if (closed) return;
     closed = true;
     unregister();
     for (const t of timers) clearTimeout(t);
     void storeWatch?.close().catch(() => undefined);
+    wake?.();
     res.end();
   };
   res.on('close', finish);
@@ -72,7 +90,29 @@ export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: Serv
   // may arrive in one poll phase) leave in one TLS write: setImmediate, not nextTick, which
   // would flush after every message.
   let corked = false;
+  // Back-pressure. Live events are pushed by the shared etcd watch and cannot wait for one
+  // client: past `maxBuffered` unread bytes the watch is closed. The initial list waits for the
+  // client instead (the watch has not started yet), and a replay of recent history is written
+  // at once (it comes from memory already held) with the live bound counted on top of it.
+  const maxBuffered = req.maxBufferedBytes ?? MAX_WATCH_BUFFER_BYTES;
+  let live = false;
+  let baseline = 0;
+  res.on('drain', () => (baseline = 0));
+  const closeSlow = () => {
+    const buffered = res.writableLength;
+    req.onSlowClose?.(buffered);
+    finish();
+    // A client that reads again gets the buffered tail and a clean end; one that does not is
+    // dropped, which frees what it left unread.
+    if (!res.writableFinished) {
+      const t = setTimeout(() => res.destroy(), SLOW_WATCH_GRACE_MS);
+      t.unref();
+      res.once('close', () => clearTimeout(t));
+    }
+  };
   const write = (line: string) => {
+    // Checked before the write: one event larger than the bound still goes to a reading client.
+    if (live && res.writableLength > baseline + maxBuffered) return closeSlow();
     if (!corked) {
       corked = true;
       res.cork();
@@ -83,6 +123,15 @@ export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: Serv
     }
     res.write(line);
   };
+  const drained = () => new Promise<void>((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      wake = undefined;
+      resolve();
+    };
+    wake = done;
+    res.on('drain', done);
+  });
   const send = (type: EventType, object: unknown) => {
     if (closed) return;
     write(JSON.stringify({ type, object }) + '\n');
@@ -147,6 +196,8 @@ export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: Serv
       for (const o of list.items) {
         visible.add(keyOf(o));
         sendObject('ADDED', o);
+        if (res.writableLength > maxBuffered && !closed) await drained();
+        if (closed) return;
       }
       from = list.resourceVersion;
       lastRevision = from;
@@ -157,6 +208,8 @@ export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: Serv
     if (closed) return;
     storeWatch = await rs.watches.watch(storagePrefix(info, undefined), info.namespaced ? req.namespace : undefined, from, onEvent, onError);
     if (closed) await storeWatch.close();
+    baseline = res.writableLength;
+    live = true;
   } catch (e) {
     if (e instanceof StoreError && e.code === 'Expired') return sendError(gone(e.message));
     if (e instanceof ApiError) return sendError(e);

@@ -83,10 +83,30 @@ export function startApiWorkers(n: number, config: ApiWorkerConfig, log: (m: str
   });
 }
 
+/**
+ * Last-resort handlers of a process that serves the API (`kova up`, `kova apiserver`, API
+ * workers). No request may get here: the server answers every handler error with a Status.
+ * A rejection that escapes anyway is a bug, not a reason to drop every client: it is logged
+ * with its stack and the process keeps serving (Node's default would exit). An uncaught
+ * exception may have left state half-updated, so it is logged and the process exits nonzero
+ * (a worker is then replaced by the primary).
+ */
+export function installProcessGuards(name: string): void {
+  const stack = (e: unknown) => (e instanceof Error ? (e.stack ?? e.message) : String(e));
+  process.on('unhandledRejection', (reason) => {
+    process.stderr.write(`${name}: unhandled promise rejection (a bug; still serving): ${stack(reason)}\n`);
+  });
+  process.on('uncaughtException', (err) => {
+    process.stderr.write(`${name}: uncaught exception (a bug; exiting): ${stack(err)}\n`);
+    process.exit(70);
+  });
+}
+
 /** Entry point of an API worker process (`kova api-worker`, forked by startApiWorkers). */
 export async function runApiWorker(): Promise<void> {
   const config = JSON.parse(process.env[CONFIG_ENV] ?? 'null') as ApiWorkerConfig | null;
   if (!config || !cluster.isWorker) throw new Error('kova api-worker is started by kova up / kova apiserver with --api-workers');
+  installProcessGuards(`kova api-worker ${process.pid}`);
   const log = config.verbose ? (m: string) => process.stderr.write(`api-worker ${process.pid}: ${m}\n`) : () => undefined;
   try {
     const store = Store.connect(config.etcdEndpoints);
