@@ -1,0 +1,46 @@
+// Image: a disk image imported once and copied into instances' root disks and volumes.
+import type { KObject, ObjectMeta } from '../types.js';
+import { resourceRef, type API_VERSION, type StatusBase } from './meta.js';
+
+export const IMAGES = resourceRef('Image', 'images', true);
+
+export type ImageFormat = 'qcow2' | 'raw';
+export type ImageVisibility = 'Private' | 'Public';
+export type ImagePhase = 'Pending' | 'Importing' | 'Ready' | 'Failed';
+
+/** Exactly one of http and file is set. */
+export interface ImageSource {
+  http?: { url: string };
+  /** A file on the control plane host. */
+  file?: { path: string };
+}
+
+export interface ImageSpec {
+  source: ImageSource;
+  /** Detected from the file when omitted. */
+  format?: ImageFormat;
+  /** Expected digest, 64 lowercase hex digits. */
+  sha256?: string;
+  /** Defaults to Private (usable only from the Image's namespace). */
+  visibility?: ImageVisibility;
+}
+
+export interface ImageStatus extends StatusBase {
+  phase?: ImagePhase;
+  /** Bytes of the stored file. */
+  size?: number;
+  /** Bytes of the disk the image expands to. */
+  virtualSize?: number;
+  format?: string;
+  sha256?: string;
+  /** A percentage such as "42%". */
+  progress?: string;
+}
+
+export interface Image extends KObject {
+  apiVersion: typeof API_VERSION;
+  kind: 'Image';
+  metadata: ObjectMeta;
+  spec: ImageSpec;
+  status?: ImageStatus;
+}

@@ -1,0 +1,75 @@
+// Instance: a virtual machine, scheduled to a Host and run there by the node agent.
+import type { KObject, ObjectMeta } from '../types.js';
+import type { FlavorSpec } from './flavor.js';
+import { resourceRef, type API_VERSION, type StatusBase } from './meta.js';
+
+export const INSTANCES = resourceRef('Instance', 'instances', true);
+
+export type RunStrategy = 'Always' | 'Halted' | 'Manual' | 'RerunOnFailure';
+export type InstancePhase = 'Pending' | 'Scheduling' | 'Provisioning' | 'Starting' | 'Running' | 'Stopping' | 'Stopped' | 'Failed' | 'Terminating';
+/** The domain's state as the hypervisor reports it. */
+export type InstancePowerState = 'Running' | 'Paused' | 'Shutdown' | 'Crashed' | 'NoState';
+
+export interface InstanceNetwork {
+  network: string;
+  /** Static address; allocated when omitted. */
+  ip?: string;
+  /** A Port created beforehand, used instead of a new one. */
+  port?: string;
+  securityGroups?: string[];
+}
+
+export interface InstanceVolume {
+  volume: string;
+}
+
+/** Exactly one of flavor and resources is set. */
+export interface InstanceSpec {
+  flavor?: string;
+  resources?: FlavorSpec;
+  image: string;
+  /** Defaults to Always. */
+  runStrategy?: RunStrategy;
+  /** The first is the primary interface. */
+  networks?: InstanceNetwork[];
+  /** Attached after the root disk, in order. */
+  volumes?: InstanceVolume[];
+  keyPair?: string;
+  userData?: string;
+  /** Labels a Host must carry. */
+  nodeSelector?: Record<string, string>;
+  /** Pins the instance to this Host (it must still fit). */
+  hostName?: string;
+}
+
+/** One interface's address, in the order of spec.networks. */
+export interface InstanceAddress {
+  network?: string;
+  port?: string;
+  ip?: string;
+  mac?: string;
+}
+
+export interface InstanceStatus extends StatusBase {
+  phase?: InstancePhase;
+  /** Written once, by the binding. */
+  hostName?: string;
+  domainUUID?: string;
+  powerState?: InstancePowerState;
+  /** Automatic restarts after a crash or shutdown. */
+  restartCount?: number;
+  /** Failed starts since the guest last started; absent once it starts. */
+  spawnAttempts?: number;
+  /** The last kova.dev/restartedAt annotation the agent acted on. */
+  observedRestartedAt?: string;
+  addresses?: InstanceAddress[];
+  startedAt?: string;
+}
+
+export interface Instance extends KObject {
+  apiVersion: typeof API_VERSION;
+  kind: 'Instance';
+  metadata: ObjectMeta;
+  spec: InstanceSpec;
+  status?: InstanceStatus;
+}
