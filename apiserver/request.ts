@@ -56,8 +56,12 @@ export function readBodyBytes(req: IncomingMessage, timeoutMs = BODY_TIMEOUT_MS)
   });
 }
 
-/** kube-apiserver's limit on the nesting of a decoded request body (its JSON decoder's). */
-export const MAX_NESTING_DEPTH = 10_000;
+/**
+ * Nesting limit of a decoded request body. kube-apiserver's JSON decoder allows 10000 (Go
+ * stacks grow); V8's structuredClone and JSON.stringify overflow node's default stack near
+ * 3000, and the object rules recurse too, so kova allows 1000: far beyond any real object.
+ */
+export const MAX_NESTING_DEPTH = 1_000;
 
 const nestingError = () => badRequest(`the request body is nested too deeply: more than ${MAX_NESTING_DEPTH} levels of objects and arrays`);
 
