@@ -251,6 +251,8 @@ describe('list and watch parameters', () => {
       ['resourceVersion=1e3', 400, /resourceVersion: Invalid value/],
       ['limit=-1', 400, /limit/],
       ['limit=abc', 400, /limit/],
+      ['limit=100000000000000000000', 400, /limit/],
+      ['limit=1.5', 400, /limit/],
       ['timeoutSeconds=abc', 400, /timeoutSeconds/],
       ['resourceVersionMatch=Bogus&resourceVersion=1', 422, /resourceVersionMatch: Unsupported value: "Bogus"/],
       ['resourceVersionMatch=Exact', 422, /resourceVersionMatch is forbidden unless resourceVersion is provided/],
@@ -369,5 +371,28 @@ describe('process guards of API server processes', () => {
     assert.equal(r.code, 70, r.stderr);
     assert.equal(r.stdout, '');
     assert.match(r.stderr, /probe: uncaught exception \(a bug; exiting\): Error: kaboom\n\s+at /);
+  });
+});
+
+describe('clients that go away', () => {
+  test('a client that disconnects in the middle of a large list or watch costs nothing but the response', async () => {
+    const before = server.stats.internalErrors;
+    for (const path of ['/api/v1/namespaces/default/configmaps', '/api/v1/namespaces/default/configmaps?watch=true']) {
+      await new Promise<void>((resolve, reject) => {
+        const req = https.request({ host: '127.0.0.1', port, path, ca: pki.caCert, agent: false, headers: { Authorization: `Bearer ${pki.token}` } }, (res) => {
+          res.once('data', () => {
+            req.destroy();
+            resolve();
+          });
+        });
+        req.on('error', (e) => (e.message.includes('socket hang up') ? undefined : reject(e)));
+        req.end();
+      });
+    }
+    await assertHealthy();
+    const list = await request('GET', '/api/v1/namespaces/default/configmaps?limit=1');
+    assert.equal(list.code, 200);
+    assert.equal(server.stats.internalErrors, before);
+    assert.ok(!logs.some((l) => /failed to answer/.test(l)), logs.join('\n'));
   });
 });

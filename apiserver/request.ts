@@ -204,8 +204,8 @@ export function writeQuery(q: URLSearchParams) {
 export function intParam(q: URLSearchParams, name: string): number | undefined {
   const v = q.get(name);
   if (v === null || v === '') return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw badRequest(`invalid ${name}: ${JSON.stringify(v)} must be a non-negative integer`);
+  const n = /^\d{1,15}$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n)) throw badRequest(`invalid ${name}: ${JSON.stringify(v)} must be a non-negative integer`);
   return n;
 }
 

@@ -155,7 +155,8 @@ export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: Serv
   };
 
   const timeoutMs = (req.timeoutSeconds && req.timeoutSeconds > 0 ? req.timeoutSeconds : 1800 * (1 + Math.random())) * 1000;
-  timers.push(setTimeout(finish, timeoutMs));
+  // setTimeout treats more than 2^31-1 ms as 1 ms: a huge timeoutSeconds means "as long as possible".
+  timers.push(setTimeout(finish, Math.min(timeoutMs, 2 ** 31 - 1)));
 
   // Objects this watcher currently sees, so a change that moves an object into or out of the
   // selector becomes ADDED/DELETED as kube-apiserver's cacher does.
