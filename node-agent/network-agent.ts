@@ -8,7 +8,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Condition, KObject } from '../api/types.js';
-import { HOSTS, NETWORKS, PORTS } from '../controllers/runtime/client.js';
+import { HOSTS, NAMESPACES, NETWORKS, PORTS } from '../controllers/runtime/client.js';
 import type { KovaClient } from '../controllers/runtime/client.js';
 import { Controller, errorMessage } from '../controllers/runtime/controller.js';
 import type { Reconciler, Result } from '../controllers/runtime/controller.js';
@@ -111,6 +111,8 @@ export class NetworkAgent implements Reconciler {
   private readonly hosts: Informer<HostObject>;
   private kernel?: KernelFeatures;
   private createdNetns = new Set<string>();
+  /** Names this cluster's nftables tables, so clusters sharing a machine keep their own rules. */
+  private clusterID?: string;
 
   constructor(private readonly o: NetworkAgentOptions) {
     this.log = o.log ?? ((m) => console.error(m));
@@ -133,6 +135,9 @@ export class NetworkAgent implements Reconciler {
 
   async start(signal: AbortSignal): Promise<void> {
     await mkdir(this.o.stateDir, { recursive: true });
+    // Like Kubernetes' cluster ID convention: the uid of the kube-system namespace.
+    this.clusterID = (await this.o.client.get(NAMESPACES, undefined, 'kube-system'))?.metadata.uid;
+    if (!this.clusterID) throw new Error('network agent: namespace kube-system has no uid, so this cluster has no id to name its nftables tables');
     this.createdNetns = new Set(await this.loadNetnsBook());
     this.kernel = await this.applier.kernelFeatures();
     if (this.o.tunnelIP !== undefined) {
@@ -206,6 +211,7 @@ export class NetworkAgent implements Reconciler {
       networks, ports: portInputs, peers, securityGroups, floatingIPs, routers, remoteNames,
       kernel: this.kernel ?? { vlan: true },
       stateDir: this.o.stateDir,
+      ...(this.clusterID ? { clusterID: this.clusterID } : {}),
     };
   }
 

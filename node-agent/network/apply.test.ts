@@ -8,11 +8,12 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { HostNetworkApplier } from './apply.js';
 import { planHost } from './plan.js';
+import { renderNft } from './render-nft.js';
 import { portDeviceName } from './names.js';
-import type { HostInput, NetworkInput, PortInput, SecurityGroupInput } from './types.js';
+import type { HostInput, HostPlan, NetworkInput, PortInput, SecurityGroupInput } from './types.js';
 
 const run = promisify(execFile);
 // Network namespaces, bridges and nftables need root; elsewhere these tests are skipped, loudly.
@@ -21,6 +22,7 @@ const id = randomBytes(3).toString('hex');
 const ns = {
   h1: `kvh1-${id}`, h2: `kvh2-${id}`,
   i1: `kvi1-${id}`, i2: `kvi2-${id}`, i3: `kvi3-${id}`, i4: `kvi4-${id}`,
+  c: `kvc-${id}`, // one machine running two kova clusters
 };
 const hosts = {
   h1: { hostName: 'node-1', tunnelIP: '192.0.2.1' },
@@ -44,6 +46,7 @@ const sgWeb: SecurityGroupInput = { namespace: 'demo', name: 'default', rules: [
 ] };
 const sgNo8080: SecurityGroupInput = { ...sgWeb, rules: sgWeb.rules.slice(0, 2) };
 
+const CLUSTER = randomUUID();
 const stateDirs: Record<'h1' | 'h2', string> = { h1: '', h2: '' };
 const appliers: Partial<Record<'h1' | 'h2', HostNetworkApplier>> = {};
 const children: ReturnType<typeof spawn>[] = [];
@@ -59,6 +62,7 @@ function input(h: 'h1' | 'h2', ports: PortInput[], sg = sgWeb): HostInput {
     floatingIPs: [],
     kernel: { vlan: false },
     stateDir: stateDirs[h],
+    clusterID: CLUSTER,
   };
 }
 const plans = {
@@ -283,12 +287,12 @@ test('flat network enslaves its uplink and releases it when the network goes; dr
   // Drift: a lost FDB entry, a deleted nftables table, a downed bridge: all put back.
   const vx = withFlat.vxlans[0]!.name;
   await run('bridge', ['-n', ns.h1, 'fdb', 'del', '00:00:00:00:00:00', 'dev', vx, 'dst', '192.0.2.2']);
-  await run('ip', ['netns', 'exec', ns.h1, 'nft', 'delete', 'table', 'bridge', 'kova']);
+  await run('ip', ['netns', 'exec', ns.h1, 'nft', 'delete', 'table', 'bridge', withFlat.nftTable]);
   await run('ip', ['-n', ns.h1, 'link', 'set', bridge, 'down']);
   const fix = await appliers.h1!.apply(withFlat);
   assert.deepEqual(fix.errors, []);
   assert.deepEqual(fix.changes.map((c) => c.replace(/\(.*\)/, '')).sort(), [
-    `bridge fdb append 00:00:00:00:00:00 dev ${vx} dst 192.0.2.2`, `ip link set dev ${bridge} up`, 'nft -f ',
+    `bridge fdb append 00:00:00:00:00:00 dev ${vx} dst 192.0.2.2`, `ip link set dev ${bridge} up`, `nft -f ${withFlat.nftTable} `,
   ]);
   assert.deepEqual((await appliers.h1!.apply(withFlat)).changes, []);
 
@@ -315,4 +319,55 @@ test('a VXLAN device whose VNI changed is recreated with its FDB entries', { ski
   const link = JSON.parse((await inNs(ns.h1, 'ip', '-d', '-j', 'link', 'show', vx)).stdout) as { linkinfo: { info_data: { id: number } } }[];
   assert.equal(link[0]!.linkinfo.info_data.id, 101);
   assert.deepEqual((await appliers.h1!.apply(changed)).changes, []);
+});
+
+test('two clusters on one machine keep their own nftables tables', { skip: SKIP }, async () => {
+  const clusters = { a: randomUUID(), b: randomUUID() };
+  const dirs = { a: await mkdtemp(join(tmpdir(), 'kova-net-a-')), b: await mkdtemp(join(tmpdir(), 'kova-net-b-')) };
+  const cluster = {
+    a: new HostNetworkApplier({ netns: ns.c, stateDir: dirs.a }),
+    b: new HostNetworkApplier({ netns: ns.c, stateDir: dirs.b }),
+  };
+  try {
+    // A plan with a security-group ruleset (no devices: device ownership is not per cluster).
+    const plan = (c: 'a' | 'b', ip: string, tcpPort: number): HostPlan => {
+      const p = planHost({ hostName: 'node-1', networks: [], ports: [], peers: [], securityGroups: [], floatingIPs: [], kernel: { vlan: false }, stateDir: dirs[c], clusterID: clusters[c] });
+      const rules = [{ direction: 'ingress' as const, protocol: 'tcp' as const, portMin: tcpPort }];
+      return { ...p, nft: renderNft([{ tap: `kvp-${c}`, bridge: `kvb-${c}`, ip, mac: '52:54:00:00:00:01', rules }], { floating: [], snat: [] }, [], p.nftTable).text };
+    };
+    const table = async (family: string, name: string) => (await inNs(ns.c, 'nft', 'list', 'table', family, name)).stdout;
+    const a1 = plan('a', '10.9.0.5', 22);
+    const b1 = plan('b', '10.9.0.6', 80);
+    assert.notEqual(a1.nftTable, b1.nftTable);
+    // The shared table of kova before per-cluster tables is removed on a cluster's first apply.
+    await inNs(ns.c, 'nft', 'add', 'table', 'inet', 'kova');
+    assert.deepEqual((await cluster.a.apply(a1)).errors, []);
+    assert.notEqual((await inNs(ns.c, 'nft', 'list', 'table', 'inet', 'kova')).code, 0, 'legacy table removed');
+    assert.deepEqual((await cluster.b.apply(b1)).errors, []);
+
+    for (const family of ['inet', 'bridge']) {
+      assert.match(await table(family, a1.nftTable), /10\.9\.0\.5/, `${family} ${a1.nftTable} kept cluster a's rules`);
+      assert.match(await table(family, b1.nftTable), /10\.9\.0\.6/, `${family} ${b1.nftTable} has cluster b's rules`);
+    }
+    assert.match(await table('inet', a1.nftTable), /tcp dport 22 accept/);
+    assert.match(await table('inet', b1.nftTable), /tcp dport 80 accept/);
+
+    // Replacing a's ruleset leaves b's untouched, and b sees its own tables as up to date.
+    const bBefore = await table('inet', b1.nftTable);
+    const a2 = plan('a', '10.9.0.7', 443);
+    assert.deepEqual((await cluster.a.apply(a2)).errors, []);
+    assert.match(await table('inet', a1.nftTable), /tcp dport 443 accept/);
+    assert.equal(await table('inet', b1.nftTable), bBefore);
+    assert.deepEqual((await cluster.b.apply(b1)).changes, [], 'cluster b found its tables as it left them');
+    assert.deepEqual((await cluster.a.apply(a2)).changes, []);
+
+    // Tearing one cluster down removes only its tables.
+    await cluster.a.teardown();
+    assert.notEqual((await inNs(ns.c, 'nft', 'list', 'table', 'inet', a1.nftTable)).code, 0);
+    assert.equal(await table('inet', b1.nftTable), bBefore);
+    assert.match(await table('bridge', b1.nftTable), /10\.9\.0\.6/);
+  } finally {
+    await cluster.b.teardown().catch(() => {});
+    for (const d of Object.values(dirs)) await rm(d, { recursive: true, force: true });
+  }
 });

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { commandRunner, type CommandRunner } from './exec.js';
 import { readHostState, type HostState, type LinkState } from './host-state.js';
 import { isKovaDevice } from './names.js';
-import { NFT_COMMENT_PREFIX, nftTransaction } from './render-nft.js';
+import { LEGACY_NFT_TABLE, NFT_COMMENT_PREFIX, nftDeleteTables, nftTransaction, validNftTable } from './render-nft.js';
 import type { DnsmasqPlan, HostPlan } from './types.js';
 import { validNetnsName, validStatePath } from './validate.js';
 
@@ -164,6 +164,10 @@ export class HostNetworkApplier {
   readonly #netns: string | undefined;
   readonly #stateDir: string;
   #kernel: KernelFeatures | undefined;
+  /** The nftables table of the plans applied here (one cluster per applier). */
+  #nftTable = LEGACY_NFT_TABLE;
+  /** Whether the pre-per-cluster `kova` tables are known to be gone (checked on the first apply). */
+  #legacyGone = false;
   /** apply/teardown run one at a time: each reads state and then acts on what it read. */
   #serial: Promise<unknown> = Promise.resolve();
 
@@ -183,8 +187,9 @@ export class HostNetworkApplier {
     return this.#kernel;
   }
 
-  readState(): Promise<HostState> {
-    return readHostState(this.#run);
+  /** Host state, with the plan markers of `nftTable` (default: the last applied plan's table). */
+  readState(nftTable = this.#nftTable): Promise<HostState> {
+    return readHostState(this.#run, nftTable);
   }
 
   /** Converges the host to `plan`. Idempotent; safe to call on every reconcile. */
@@ -192,9 +197,12 @@ export class HostNetworkApplier {
     return this.#exclusive(() => this.#apply(plan));
   }
 
-  /** Removes everything kova owns on this host/namespace: dnsmasq, devices, nft tables. */
-  teardown(): Promise<void> {
-    return this.#exclusive(() => this.#teardown());
+  /**
+   * Removes everything kova owns on this host/namespace: dnsmasq, devices, and the nft tables of
+   * `nftTable` (default: those of the last applied plan; other clusters' tables stay).
+   */
+  teardown(nftTable = this.#nftTable): Promise<void> {
+    return this.#exclusive(() => this.#teardown(validNftTable(nftTable)));
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -207,6 +215,7 @@ export class HostNetworkApplier {
     const res: ApplyResult = { changes: [], errors: [] };
     const foreign = plan.dnsmasq.find((d) => !d.confFile.startsWith(`${this.#stateDir}/`));
     if (foreign) throw new Error(`plan stateDir differs from the applier's ${this.#stateDir}: ${foreign.confFile}`);
+    this.#nftTable = validNftTable(plan.nftTable);
     const state = await this.readState();
     for (const u of plan.uplinks) if (!state.links.has(u.name)) res.errors.push(`uplink ${u.name} does not exist`);
 
@@ -216,11 +225,16 @@ export class HostNetworkApplier {
     if (fdbCmds.length > 0) await this.#batch('bridge', fdbCmds, res);
 
     const hash = planNftHash(plan);
-    if (state.nftMarkers.get('inet') !== hash || state.nftMarkers.get('bridge') !== hash) {
+    // A host upgraded from kova before per-cluster tables still has the shared `kova` tables,
+    // whose stale drop rules would keep filtering: removed in this cluster's next transaction.
+    if (!this.#legacyGone && plan.nftTable !== LEGACY_NFT_TABLE) this.#legacyGone = !(await this.#legacyTablesExist());
+    const legacy = this.#legacyGone || plan.nftTable === LEGACY_NFT_TABLE ? '' : nftDeleteTables(LEGACY_NFT_TABLE);
+    if (legacy || state.nftMarkers.get('inet') !== hash || state.nftMarkers.get('bridge') !== hash) {
       // Creating the tables first makes the deletes valid on a fresh host: one atomic transaction.
-      const r = await this.#run.run('nft', ['-f', '-'], nftTransaction(plan.nft));
-      res.changes.push(`nft -f (${hash.slice(NFT_COMMENT_PREFIX.length)})`);
+      const r = await this.#run.run('nft', ['-f', '-'], legacy + nftTransaction(plan.nft, plan.nftTable));
+      res.changes.push(`nft -f ${plan.nftTable} (${hash.slice(NFT_COMMENT_PREFIX.length)})`);
       if (r.code !== 0) res.errors.push(`nft -f: ${r.stderr.trim()}`);
+      else if (legacy) this.#legacyGone = true;
     }
 
     const sysctls: [string, string][] = [['net.bridge.bridge-nf-call-iptables', '1']];
@@ -236,13 +250,17 @@ export class HostNetworkApplier {
     return res;
   }
 
-  async #teardown(): Promise<void> {
+  async #legacyTablesExist(): Promise<boolean> {
+    const r = await Promise.all(['inet', 'bridge'].map((f) => this.#run.run('nft', ['list', 'table', f, LEGACY_NFT_TABLE])));
+    return r.some((x) => x.code === 0);
+  }
+
+  async #teardown(nftTable: string): Promise<void> {
     await this.#convergeDnsmasq([], { changes: [], errors: [] });
-    const empty: HostPlan = { bridges: [], vxlans: [], vlans: [], uplinks: [], ports: [], dnsmasq: [], nft: '', forwarding: false, conditions: [] };
-    const cmds = diffLinks(empty, await this.readState());
+    const empty: HostPlan = { bridges: [], vxlans: [], vlans: [], uplinks: [], ports: [], dnsmasq: [], nft: '', nftTable, forwarding: false, conditions: [] };
+    const cmds = diffLinks(empty, await this.readState(nftTable));
     if (cmds.length > 0) await this.#run.run('ip', ['-force', '-batch', '-'], cmds.join('\n') + '\n');
-    await this.#run.run('nft', ['delete', 'table', 'inet', 'kova']);
-    await this.#run.run('nft', ['delete', 'table', 'bridge', 'kova']);
+    await this.#run.run('nft', ['-f', '-'], nftDeleteTables(nftTable));
   }
 
   async #batch(tool: 'ip' | 'bridge', cmds: string[], res: ApplyResult): Promise<void> {

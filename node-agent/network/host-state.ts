@@ -1,5 +1,6 @@
 // Reads the actual network state of a host (or of one network namespace) as plain data.
 import { runOrThrow, type CommandRunner } from './exec.js';
+import { LEGACY_NFT_TABLE, validNftTable } from './render-nft.js';
 
 export interface LinkState {
   name: string;
@@ -24,7 +25,7 @@ export interface FdbEntry {
 export interface HostState {
   links: Map<string, LinkState>;
   fdb: FdbEntry[];
-  /** The plan marker comment of each kova nftables table by family (absent: no table). */
+  /** The plan marker comment of this cluster's nftables tables by family (absent: no table). */
   nftMarkers: Map<string, string>;
   sysctl: Map<string, string>;
 }
@@ -42,13 +43,15 @@ interface IpLink {
   linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
 }
 
-export async function readHostState(r: CommandRunner): Promise<HostState> {
+/** nftTable: the cluster's table whose plan markers are read (see nftTableName). */
+export async function readHostState(r: CommandRunner, nftTable = LEGACY_NFT_TABLE): Promise<HostState> {
+  validNftTable(nftTable);
   const [linksOut, addrOut, fdbOut, inetMarker, bridgeMarker, sysctlOut] = await Promise.all([
     runOrThrow(r, 'ip', ['-d', '-j', 'link', 'show']),
     runOrThrow(r, 'ip', ['-j', '-4', 'addr', 'show']),
     runOrThrow(r, 'bridge', ['-j', 'fdb', 'show']),
-    r.run('nft', ['-j', 'list', 'chain', 'inet', 'kova', 'kova_plan']),
-    r.run('nft', ['-j', 'list', 'chain', 'bridge', 'kova', 'kova_plan']),
+    r.run('nft', ['-j', 'list', 'chain', 'inet', nftTable, 'kova_plan']),
+    r.run('nft', ['-j', 'list', 'chain', 'bridge', nftTable, 'kova_plan']),
     r.run('sysctl', [...SYSCTLS]),
   ]);
   const addrs = new Map<string, string[]>();

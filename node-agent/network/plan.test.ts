@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
-import { nftTransaction } from './render-nft.js';
+import { nftTableName, nftTransaction, renderNft } from './render-nft.js';
 import { planHost, VLAN_UNSUPPORTED_MESSAGE, type HostPlanResult } from './plan.js';
 import type { HostInput, NetworkInput, PortInput } from './types.js';
 
@@ -22,7 +22,7 @@ function renderGolden(p: HostPlanResult): string {
 
 function golden(name: string, p: HostPlanResult): void {
   // The rendered ruleset must be accepted by the real nft parser and kernel (check mode, no commit).
-  if (process.getuid?.() === 0) execFileSync('nft', ['-c', '-f', '-'], { input: nftTransaction(p.nft) });
+  if (process.getuid?.() === 0) execFileSync('nft', ['-c', '-f', '-'], { input: nftTransaction(p.nft, p.nftTable) });
   const file = join(TESTDATA, `${name}.golden`);
   const got = renderGolden(p);
   if (process.env.UPDATE_GOLDEN === '1' || !existsSync(file)) {
@@ -34,6 +34,7 @@ function golden(name: string, p: HostPlanResult): void {
   assert.equal(got, readFileSync(file, 'utf8'), `${name} differs from ${file} (UPDATE_GOLDEN=1 to regenerate)`);
 }
 
+const CLUSTER_ID = '6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f';
 const net = (o: Partial<NetworkInput> & Pick<NetworkInput, 'name' | 'type' | 'cidr'>): NetworkInput => ({
   uid: `uid-${o.name}`, namespace: 'demo', dhcp: true, ...o,
 });
@@ -42,7 +43,7 @@ const port = (o: Partial<PortInput> & Pick<PortInput, 'name' | 'network' | 'ip' 
 });
 const base = (o: Partial<HostInput>): HostInput => ({
   hostName: 'node-1', tunnelIP: '192.0.2.10', networks: [], ports: [], peers: [], securityGroups: [],
-  floatingIPs: [], kernel: { vlan: true }, stateDir: '/var/lib/kova/network', ...o,
+  floatingIPs: [], kernel: { vlan: true }, stateDir: '/var/lib/kova/network', clusterID: CLUSTER_ID, ...o,
 });
 const defaultSG = {
   namespace: 'demo', name: 'default',
@@ -266,4 +267,23 @@ test('instances of the network on other hosts get DNS names, not DHCP entries; h
   assert.doesNotMatch(d.hosts, /10\.0\.0\.7/, 'no DHCP lease for a port served by another host');
   assert.equal(p.warnings.filter((w) => /DNS name left out: hostname/.test(w.message)).length, 1);
   assert.doesNotMatch(d.addnHosts + d.conf, /6\.6\.6\.6/);
+});
+
+test('nftables tables are named per cluster: valid nft identifiers, distinct per cluster id', () => {
+  assert.equal(nftTableName(CLUSTER_ID), 'kova_6f1c2d3e4b5a');
+  assert.equal(nftTableName(CLUSTER_ID.toUpperCase()), 'kova_6f1c2d3e4b5a');
+  assert.equal(nftTableName(undefined), 'kova', 'no cluster id: the standalone table');
+  // Not a UUID (or hostile): hashed, still a plain identifier.
+  for (const id of ['another-cluster', 'x"; flush ruleset; #', '', 'a'.repeat(10_000)]) assert.match(nftTableName(id), /^kova_[0-9a-f]{12}$/);
+  assert.notEqual(nftTableName('cluster-a'), nftTableName('cluster-b'));
+  const p = planHost(base({}));
+  assert.equal(p.nftTable, 'kova_6f1c2d3e4b5a');
+  assert.match(p.nft, /^table inet kova_6f1c2d3e4b5a \{$/m);
+  assert.match(p.nft, /^table bridge kova_6f1c2d3e4b5a \{$/m);
+  assert.doesNotMatch(p.nft, /table \w+ kova \{/);
+  // The transaction deletes this cluster's tables only.
+  const tx = nftTransaction(p.nft, p.nftTable);
+  assert.deepEqual(tx.split('\n').filter((l) => l.startsWith('delete')), ['delete table inet kova_6f1c2d3e4b5a', 'delete table bridge kova_6f1c2d3e4b5a']);
+  assert.throws(() => renderNft([], { floating: [], snat: [] }, [], 'kova; flush ruleset'), /invalid kova nftables table name/);
+  assert.throws(() => nftTransaction('', 'other'), /invalid kova nftables table name/);
 });

@@ -6,7 +6,7 @@
 import { bridgeMAC, networkDeviceName, portDeviceName } from './names.js';
 import { defaultGateway, isUsable, netmask, parseCIDR, type ParsedCIDR } from './ipam.js';
 import { renderDnsmasq } from './render-dnsmasq.js';
-import { renderNft, type NftNat, type NftPort } from './render-nft.js';
+import { nftTableName, renderNft, type NftNat, type NftPort } from './render-nft.js';
 import type {
   BridgePlan, DnsmasqPlan, HostInput, HostPlan, NetworkCondition, NetworkInput, PortDevicePlan, SecurityGroupRule,
   UplinkPlan, VlanPlan, VxlanPlan,
@@ -325,12 +325,14 @@ export function planHost(input: HostInput): HostPlanResult {
 
   const nat = planNat(input, ready, portByKey, rejected);
   const dnsmasq = planDnsmasq(ready, hostsByNet, namesByNet, stateDir);
+  const nftTable = nftTableName(input.clusterID);
 
   return {
     bridges, vxlans, vlans, uplinks,
     ports: portPlans,
     dnsmasq,
-    nft: renderNft(nftPorts, nat, dhcpUplinks(bridges, vxlans, vlans, uplinks)).text,
+    nft: renderNft(nftPorts, nat, dhcpUplinks(bridges, vxlans, vlans, uplinks), nftTable).text,
+    nftTable,
     forwarding: nat.floating.length > 0 || nat.snat.length > 0,
     conditions,
     rejected,

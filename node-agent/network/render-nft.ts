@@ -1,6 +1,8 @@
 // Renders the kova nftables ruleset from already validated plan data. Two tables, written in one
-// `nft -f` transaction: `inet kova` (security groups via br_netfilter's forward hook + NAT) and
-// `bridge kova` (port anti-spoofing, which needs the bridge port that only the bridge family sees).
+// `nft -f` transaction: `inet <table>` (security groups via br_netfilter's forward hook + NAT)
+// and `bridge <table>` (port anti-spoofing, which needs the bridge port that only the bridge
+// family sees). The table is named per cluster (nftTableName), so two kova clusters on one
+// machine each replace only their own rules.
 import { createHash } from 'node:crypto';
 import type { SecurityGroupRule } from './types.js';
 
@@ -21,6 +23,28 @@ export interface NftNat {
 }
 
 export const NFT_COMMENT_PREFIX = 'kova-plan ';
+
+/** The table of plans without a cluster id (standalone use), and of kova before per-cluster tables. */
+export const LEGACY_NFT_TABLE = 'kova';
+const TABLE_NAME = /^kova(_[0-9a-f]{12})?$/;
+
+/**
+ * The nftables table of a cluster: `kova_` and 12 hex digits of its id (the kube-system
+ * namespace uid, a random UUID: 48 random bits), or of a hash of the id when it is not a UUID.
+ * Always a valid nft identifier, far below its 256-character limit.
+ */
+export function nftTableName(clusterID?: string): string {
+  if (clusterID === undefined) return LEGACY_NFT_TABLE;
+  const hex = clusterID.replace(/-/g, '').toLowerCase();
+  const short = /^[0-9a-f]{32}$/.test(hex) ? hex.slice(0, 12) : createHash('sha256').update(clusterID).digest('hex').slice(0, 12);
+  return `kova_${short}`;
+}
+
+/** Throws unless `name` is a table name nftTableName makes (it is spliced into nft scripts). */
+export function validNftTable(name: string): string {
+  if (!TABLE_NAME.test(name)) throw new Error(`invalid kova nftables table name ${JSON.stringify(name)}`);
+  return name;
+}
 
 function ruleMatch(r: SecurityGroupRule, remoteField: 'saddr' | 'daddr'): string {
   const parts: string[] = [];
@@ -131,22 +155,33 @@ export interface RenderedNft {
   text: string;
 }
 
-/** dhcpUplinks: the devices joining DHCP-served bridges to other hosts (vxlan, vlan, uplinks). */
-export function renderNft(ports: NftPort[], nat: NftNat, dhcpUplinks: string[] = []): RenderedNft {
+/**
+ * dhcpUplinks: the devices joining DHCP-served bridges to other hosts (vxlan, vlan, uplinks).
+ * table: this cluster's table name (nftTableName).
+ */
+export function renderNft(ports: NftPort[], nat: NftNat, dhcpUplinks: string[] = [], table = LEGACY_NFT_TABLE): RenderedNft {
+  validNftTable(table);
   const inet = inetBody(ports, nat);
   const bridge = bridgeBody(ports, dhcpUplinks);
   const hash = createHash('sha256').update(inet).update('\0').update(bridge).digest('hex').slice(0, 16);
   // nft 1.0.x JSON omits table comments but keeps rule comments: the hash sits in a rule of a
-  // chain no hook ever reaches, read back with `nft -j list chain <family> kova kova_plan`.
+  // chain no hook ever reaches, read back with `nft -j list chain <family> <table> kova_plan`.
   const marker = line(1, 'chain kova_plan {') + line(2, `return comment "${NFT_COMMENT_PREFIX}${hash}"`) + line(1, '}');
-  const text = `table inet kova {\n${marker}${inet}}\ntable bridge kova {\n${marker}${bridge}}\n`;
+  const text = `table inet ${table} {\n${marker}${inet}}\ntable bridge ${table} {\n${marker}${bridge}}\n`;
   return { hash, text };
 }
 
+/** `nft -f` lines deleting both tables of that name; declaring them first makes this valid when they don't exist. */
+export function nftDeleteTables(table: string): string {
+  validNftTable(table);
+  return `table inet ${table}\ndelete table inet ${table}\ntable bridge ${table}\ndelete table bridge ${table}\n`;
+}
+
 /**
- * One atomic transaction replacing both tables. Deleting (not flushing) drops chains of removed
- * ports too; conntrack state is not part of a table, so established flows survive.
+ * One atomic transaction replacing both tables of `table` (and nothing else). Deleting (not
+ * flushing) drops chains of removed ports too; conntrack state is not part of a table, so
+ * established flows survive.
  */
-export function nftTransaction(text: string): string {
-  return 'table inet kova\ndelete table inet kova\ntable bridge kova\ndelete table bridge kova\n' + text;
+export function nftTransaction(text: string, table = LEGACY_NFT_TABLE): string {
+  return nftDeleteTables(table) + text;
 }

@@ -105,6 +105,8 @@ export interface HostInput {
   remoteNames?: RemoteNameInput[];
   /** Directory for dnsmasq configs, pid and lease files. */
   stateDir: string;
+  /** The cluster's id (kube-system namespace uid): names this cluster's nftables tables. */
+  clusterID?: string;
 }
 
 export interface RemoteNameInput {
@@ -195,6 +197,8 @@ export interface HostPlan {
   dnsmasq: DnsmasqPlan[];
   /** Whole nftables text: the kova tables, replaced in one transaction. */
   nft: string;
+  /** Name of this cluster's nftables tables (inet and bridge) that `nft` defines. */
+  nftTable: string;
   /** Whether routed traffic is needed (NAT present): the applier enables ip_forward. */
   forwarding: boolean;
   conditions: NetworkCondition[];
