@@ -3,6 +3,7 @@
 // process, and a second kova up on a data dir in use refuses to start.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,6 +77,13 @@ test('a SIGKILLed kova up takes its children with it, and a restart runs one com
   assert.equal(components.length, 1, `one components process for ${dataDir}: ${components.map((c) => c.pid).join(', ')}`);
   assert.equal(components[0]!.ppid, second.proc.pid, 'it is the restarted kova up\'s child');
   await eventually(async () => (await second.k(['get', 'hosts', '-o', 'name'])).includes('host.kova.dev/sim-0'), 30_000, 'host sim-0 to register');
+
+  // A clean stop takes its children down and removes the lock.
+  const secondKids = await childrenOf(second.proc.pid!);
+  await second.stop();
+  assert.equal(second.proc.exitCode, 0);
+  assert.ok(secondKids.every((k) => procInfo(k.pid)?.start !== k.start), 'no child outlives a clean stop');
+  assert.equal(existsSync(join(dataDir, 'kova.pid')), false, 'the lock file is removed on a clean exit');
 });
 
 test('a second kova up on a data dir in use refuses to start', async () => {
