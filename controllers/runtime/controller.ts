@@ -14,6 +14,24 @@ export interface Request {
 export interface Result {
   /** Reconcile this object again after this many ms (polling), even without events. */
   requeueAfterMs?: number;
+  /**
+   * `failed`: the reconcile could not make progress (a spawn failed) and has reported it
+   * itself (status, Event): the key is retried with its rate-limited back-off, as after a
+   * thrown error, and its failure count keeps growing. `pending`: the failed operation is not
+   * due again yet (ctx.retryAt is ahead): the back-off is kept and the key retried when due.
+   * Any other return is a success and clears the key's back-off.
+   */
+  backoff?: 'failed' | 'pending';
+}
+
+/** What the controller knows about a key's back-off when it calls reconcile. */
+export interface ReconcileContext {
+  /** Failures in a row for this key (0 after a success). */
+  failures: number;
+  /** When the key's back-off ends (clock ms); undefined when it is not backing off. */
+  retryAt?: number;
+  /** The controller clock's now (ms). */
+  now: number;
 }
 
 /**
@@ -25,7 +43,7 @@ export interface Result {
  */
 export interface Reconciler {
   name: string;
-  reconcile(req: Request, signal: AbortSignal): Promise<Result | void>;
+  reconcile(req: Request, signal: AbortSignal, ctx?: ReconcileContext): Promise<Result | void>;
 }
 
 /** A failure retrying cannot fix (invalid spec, …): logged and counted, not requeued. */
@@ -62,7 +80,7 @@ export interface ControllerOptions {
 export class Controller {
   readonly name: string;
   readonly queue: RateLimitedQueue;
-  readonly stats = { reconciles: 0, errors: 0, terminalErrors: 0, requeues: 0 };
+  readonly stats = { reconciles: 0, errors: 0, terminalErrors: 0, requeues: 0, failures: 0, backoffWaits: 0 };
   private readonly workers: number;
   private readonly log: (msg: string) => void;
   private running?: Promise<void>;
@@ -119,8 +137,22 @@ export class Controller {
   private async processOne(key: string, signal: AbortSignal): Promise<void> {
     this.stats.reconciles++;
     try {
-      const res = await this.reconciler.reconcile(requestOf(key), signal);
-      this.queue.forget(key);
+      const q = this.queue;
+      const ctx: ReconcileContext = { failures: q.numRequeues(key), retryAt: q.retryAt(key), now: q.clock.now() };
+      const res = await this.reconciler.reconcile(requestOf(key), signal, ctx);
+      if (res?.backoff === 'failed') {
+        this.stats.failures++;
+        q.addRateLimited(key);
+        return;
+      }
+      if (res?.backoff === 'pending') {
+        // An event woke the key early: it stays queued for when its back-off ends.
+        this.stats.backoffWaits++;
+        const at = q.retryAt(key);
+        q.addAfter(key, at === undefined ? 0 : at - q.clock.now());
+        return;
+      }
+      q.forget(key);
       if (res && res.requeueAfterMs !== undefined && res.requeueAfterMs >= 0) {
         this.stats.requeues++;
         this.queue.addAfter(key, res.requeueAfterMs);

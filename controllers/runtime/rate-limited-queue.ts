@@ -90,6 +90,8 @@ export function defaultControllerRateLimiter(clock: Clock = realClock): RateLimi
 
 export class RateLimitedQueue extends DelayingQueue {
   readonly limiter: RateLimiter;
+  /** When each backing-off key is due again (clock ms); cleared by forget(). */
+  private readonly due = new Map<string, number>();
 
   constructor(opts: { clock?: Clock; limiter?: RateLimiter } = {}) {
     super(opts.clock ?? realClock);
@@ -98,12 +100,23 @@ export class RateLimitedQueue extends DelayingQueue {
 
   /** Adds `key` after the delay the rate limiter assigns (counts a failure for it). */
   addRateLimited(key: string): void {
-    this.addAfter(key, this.limiter.when(key));
+    const delay = this.limiter.when(key);
+    this.due.set(key, this.clock.now() + delay);
+    this.addAfter(key, delay);
   }
 
   /** Clears the key's failure history; call after every successful processing. */
   forget(key: string): void {
     this.limiter.forget(key);
+    this.due.delete(key);
+  }
+
+  /**
+   * When the key's back-off ends (clock ms), or undefined when it has none: a key added by an
+   * event meanwhile is processed early, and its reconciler can tell it is not due yet.
+   */
+  retryAt(key: string): number | undefined {
+    return this.due.get(key);
   }
 
   numRequeues(key: string): number {

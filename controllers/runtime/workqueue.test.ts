@@ -4,7 +4,7 @@ import { Controller, TerminalError } from './controller.js';
 import type { Request } from './controller.js';
 import { DelayingQueue } from './delaying-queue.js';
 import { ManualClock } from './manual-clock.js';
-import { ExponentialBackoffLimiter, RateLimitedQueue, TokenBucketLimiter } from './rate-limited-queue.js';
+import { ExponentialBackoffLimiter, MaxOfLimiter, RateLimitedQueue, TokenBucketLimiter } from './rate-limited-queue.js';
 import { WorkQueue } from './workqueue.js';
 
 /** Resolves `p` if it settles within the current macrotask turn, else returns 'pending'. */
@@ -245,6 +245,47 @@ describe('Controller', () => {
     clock.advance(5000);
     await tick();
     assert.equal(n, 3);
+    ac.abort();
+    await running;
+  });
+  it('a failed key backs off exponentially even when every reconcile re-enqueues it at once', async () => {
+    // The node agent's spawn-failure loop: each failed reconcile writes status, and the watch
+    // event of that write enqueues the key again immediately. The reconciler asks ctx whether
+    // the key is due and does not retry before; attempts then grow with log(time), not time.
+    const clock = new ManualClock();
+    const start = clock.now();
+    let attempts = 0;
+    let wakeups = 0;
+    let c!: Controller;
+    c = new Controller({
+      name: 'spawn',
+      async reconcile(req, _signal, ctx) {
+        if (ctx?.retryAt !== undefined && ctx.now < ctx.retryAt) {
+          wakeups++;
+          return { backoff: 'pending' };
+        }
+        attempts++;
+        // The echo of the status write that reports it (bounded, so a regression fails, not hangs).
+        if (attempts < 1000) queueMicrotask(() => c.enqueue(req));
+        return { backoff: 'failed' };
+      },
+    }, { clock, workers: 1, limiter: new MaxOfLimiter(new ExponentialBackoffLimiter(5, 300_000), new TokenBucketLimiter(10, 100, clock)) });
+    const ac = new AbortController();
+    const running = c.start(ac.signal);
+    c.enqueue({ namespace: 'ns', name: 'doomed' });
+    const tick = async () => {
+      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    };
+    // 10 virtual seconds in 10 ms steps: 5 ms doubling allows about log2(10000/5) + 1 ≈ 12.
+    for (let t = 0; t < 10_000; t += 10) {
+      await tick();
+      clock.advance(10);
+    }
+    await tick();
+    assert.ok(attempts >= 10 && attempts <= 13, `${attempts} attempts in ${clock.now() - start} ms`);
+    assert.ok(wakeups >= attempts - 1, 'the echoes were woken and sent back to wait');
+    assert.equal(c.queue.numRequeues('ns/doomed'), attempts, 'the echoes did not reset the back-off');
+    assert.equal(c.stats.failures, attempts);
     ac.abort();
     await running;
   });
