@@ -198,6 +198,33 @@ describe('wrong-typed and hostile bodies', () => {
     assert.equal(server.stats.internalErrors, 0);
   });
 
+  test('patches that leave metadata wrong-typed are 4xx, never 500', async () => {
+    const made = await request('POST', '/api/v1/namespaces/default/configmaps', JSON.stringify({ metadata: { name: 'patched' } }));
+    assert.equal(made.code, 201, made.body);
+    const merge = { 'Content-Type': 'application/merge-patch+json' };
+    const json = { 'Content-Type': 'application/json-patch+json' };
+    const cases: Array<[Record<string, string>, unknown]> = [
+      [merge, { metadata: 'x' }],
+      [merge, { metadata: { labels: 'x' } }],
+      [merge, { metadata: { labels: { a: 5 } } }],
+      [merge, { metadata: { finalizers: 'x' } }],
+      [merge, { metadata: { ownerReferences: 'x' } }],
+      [merge, { metadata: { annotations: [1] } }],
+      [merge, { data: 5 }],
+      [merge, 'x'],
+      [merge, null],
+      [json, [{ op: 'replace', path: '/metadata', value: 'x' }]],
+      [json, [{ op: 'add', path: '/metadata/labels', value: 5 }]],
+      [json, { op: 'add' }],
+      [json, [5]],
+    ];
+    for (const [headers, body] of cases) {
+      const r = await request('PATCH', '/api/v1/namespaces/default/configmaps/patched', JSON.stringify(body), headers);
+      assert.ok(r.code >= 400 && r.code < 500, `${JSON.stringify(body)} -> ${r.code} ${r.body}`);
+    }
+    assert.equal(server.stats.internalErrors, 0, logs.join('\n'));
+  });
+
   test('DeleteOptions of the wrong type are 400', async () => {
     for (const body of ['null', '[]', '{"dryRun": 5}', '{"propagationPolicy": 1}', '{"preconditions": "x"}']) {
       const r = await request('DELETE', '/api/v1/namespaces/default/configmaps/nope', body);
@@ -253,6 +280,10 @@ describe('list and watch parameters', () => {
       ['limit=abc', 400, /limit/],
       ['limit=100000000000000000000', 400, /limit/],
       ['limit=1.5', 400, /limit/],
+      ['continue=abc', 400, /continue/],
+      ['limit=1&continue=abc&resourceVersion=5', 400, /specifying resource version is not allowed when using continue/],
+      ['labelSelector=a%20in%20(', 400, /./],
+      ['fieldSelector=spec.nope%3D1', 400, /spec\.nope/],
       ['timeoutSeconds=abc', 400, /timeoutSeconds/],
       ['resourceVersionMatch=Bogus&resourceVersion=1', 422, /resourceVersionMatch: Unsupported value: "Bogus"/],
       ['resourceVersionMatch=Exact', 422, /resourceVersionMatch is forbidden unless resourceVersion is provided/],
