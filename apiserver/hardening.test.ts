@@ -198,6 +198,32 @@ describe('wrong-typed and hostile bodies', () => {
     assert.equal(server.stats.internalErrors, 0);
   });
 
+  test('an unknown field named outside Latin-1 is created with an escaped Warning, not a 500 after the write', async () => {
+    // Node refuses header values above U+00FF; before the fix the object was stored and the
+    // client got a 500, so a retry met 409 AlreadyExists.
+    const body = { apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: 'warn-1' }, spec: { vcpus: 1, memory: '64Mi', disk: '1Gi' }, '\u202e\u0633\u0644\u0627\u0645\u007f': {} };
+    const created = await new Promise<IncomingMessage & { text: string }>((resolve, reject) => {
+      const text = JSON.stringify(body);
+      const req = https.request({
+        host: '127.0.0.1', port, method: 'POST', path: '/apis/kova.dev/v1alpha1/flavors', ca: pki.caCert, agent: false,
+        headers: { Authorization: `Bearer ${pki.token}`, 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(text)) },
+      }, (res) => {
+        let t = '';
+        res.on('data', (c) => (t += c));
+        res.on('end', () => resolve(Object.assign(res, { text: t })));
+      });
+      req.on('error', reject);
+      req.end(text);
+    });
+    assert.equal(created.statusCode, 201, created.text);
+    const warning = String(created.headers.warning);
+    assert.match(warning, /^299 - "unknown field/);
+    assert.ok(warning.includes('\\u202e\\u0633') && warning.includes('\\u007f'), warning);
+    // The quoted string reads back as the original field name, as kubectl's parser reads it.
+    assert.ok(JSON.parse(warning.slice('299 - '.length)).includes('\u202e\u0633\u0644\u0627\u0645\u007f'));
+    assert.equal(server.stats.internalErrors, 0);
+  });
+
   test('patches that leave metadata wrong-typed are 4xx, never 500', async () => {
     const made = await request('POST', '/api/v1/namespaces/default/configmaps', JSON.stringify({ metadata: { name: 'patched' } }));
     assert.equal(made.code, 201, made.body);

@@ -53,10 +53,27 @@ function sendText(res: ServerResponse, code: number, text: string) {
   res.end(text);
 }
 
-/** `Warning` header values, RFC 7234 style as kube-apiserver sends them. */
+/** kube-apiserver's bounds on warnings: each is cut to 4 KiB, all together to 128 KiB. */
+const MAX_WARNING_CHARS = 4096;
+const MAX_WARNINGS_CHARS = 128 * 1024;
+
+/**
+ * `Warning` header values, RFC 7234 style as kube-apiserver sends them. A header value may only
+ * hold visible ASCII here (node refuses the rest, after the object was written), so everything
+ * else is escaped as \uXXXX, which kubectl's quoted-string parser reads back.
+ */
 function warningHeaders(warnings: string[]): Record<string, string> {
   if (!warnings.length) return {};
-  return { Warning: warnings.map((w) => `299 - ${JSON.stringify(w)}`).join(', ') };
+  const values: string[] = [];
+  let total = 0;
+  for (const w of warnings) {
+    const text = w.length > MAX_WARNING_CHARS ? `${w.slice(0, MAX_WARNING_CHARS)}...` : w;
+    const quoted = JSON.stringify(text).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+    total += quoted.length;
+    if (total > MAX_WARNINGS_CHARS) break;
+    values.push(`299 - ${quoted}`);
+  }
+  return { Warning: values.join(', ') };
 }
 
 export class ApiServer {
