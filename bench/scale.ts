@@ -25,7 +25,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import type { KObject } from '../api/types.js';
-import { FLAVORS, INSTANCES, KovaClient, LEASES, NAMESPACES } from '../controllers/runtime/client.js';
+import { FLAVORS, IMAGES, INSTANCES, KovaClient, LEASES, NAMESPACES } from '../controllers/runtime/client.js';
+import { writeSimImageFile } from '../node-agent/sim-image.js';
 import { Informer } from '../controllers/runtime/informer.js';
 import { registerHost } from '../controllers/scheduler/host-fixtures.js';
 import { startScheduler } from '../controllers/scheduler/scheduler.js';
@@ -213,6 +214,10 @@ async function fullRun(): Promise<Record<string, number>> {
     await client.create(FLAVORS, { metadata: { name: 'm1.small' }, spec: { vcpus: 1, memory: '256Mi', disk: '2Gi' } });
     log('waiting for the controllers to lead');
     await controllersLeading(client, 60_000);
+    // Sim instances wait for a Ready Image like libvirt ones: a small raw file to import.
+    const image = await writeSimImageFile(dir);
+    await client.create(IMAGES, { metadata: { name: 'tiny', namespace: 'bench' }, spec: { source: { file: { path: image.path } }, format: 'raw' } });
+    await eventually(async () => ((await client.get(IMAGES, 'bench', 'tiny'))?.status as { phase?: string } | undefined)?.phase === 'Ready', 60_000, 'Image bench/tiny Ready');
 
     const createdAt = new Map<string, number>();
     const latencies: number[] = [];

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { writeSimImageFile } from '../node-agent/sim-image.js';
 import { eventually, spawnKova, startKova } from './harness.js';
 import type { Kova } from './harness.js';
 
@@ -26,6 +27,8 @@ describe('failover', () => {
   before(async () => {
     k = await startKova(['--driver', 'sim', '--sim-hosts', '1', '--no-controllers']);
     await k.k(['create', 'namespace', 'ha']);
+    // Sim instances wait for a Ready Image like libvirt ones: a small raw file to import.
+    const image = await writeSimImageFile(k.dataDir);
     await k.k(['apply', '-f', '-'], {
       input: `
 apiVersion: kova.dev/v1alpha1
@@ -36,7 +39,7 @@ spec: {vcpus: 1, memory: 512Mi, disk: 2Gi}
 apiVersion: kova.dev/v1alpha1
 kind: Image
 metadata: {name: tiny, namespace: ha}
-spec: {source: {file: {path: /var/lib/kova/seed/tiny.qcow2}}}
+spec: {source: {file: {path: ${image.path}}}, format: raw}
 `,
     });
   });

@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { simInstanceNetns } from '../node-agent/network-agent.js';
 import { HostNetworkApplier } from '../node-agent/network/apply.js';
 import { portDeviceName } from '../node-agent/network/names.js';
+import { writeSimImageFile } from '../node-agent/sim-image.js';
 import { eventually, KOVA_BIN, startKova } from './harness.js';
 import type { Kova } from './harness.js';
 
@@ -119,6 +120,8 @@ spec: {flavor: m1.tiny, image: tiny, hostName: ${HOSTS[host].name}, networks: ${
     await k.k(['create', 'namespace', 'proj-a']);
     await k.k(['create', 'namespace', 'proj-b']);
     await k.k(['create', 'namespace', 'race']);
+    // Sim instances wait for a Ready Image like libvirt ones: a small raw file to import.
+    const image = await writeSimImageFile(k.dataDir);
     await k.k(['apply', '-f', '-'], {
       input: `
 apiVersion: kova.dev/v1alpha1
@@ -129,7 +132,7 @@ spec: {vcpus: 1, memory: 64Mi, disk: 1Gi}
 ${['proj-a', 'proj-b', 'race'].map((ns) => `apiVersion: kova.dev/v1alpha1
 kind: Image
 metadata: {name: tiny, namespace: ${ns}}
-spec: {source: {file: {path: /var/lib/kova/seed/tiny.qcow2}}}
+spec: {source: {file: {path: ${image.path}}}, format: raw}
 ---`).join('\n')}
 apiVersion: kova.dev/v1alpha1
 kind: Network

@@ -4,12 +4,14 @@
 // delete through the finalizer.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { writeSimImageFile } from '../node-agent/sim-image.js';
 import { eventually, runKova, startKova } from './harness.js';
 import type { Kova } from './harness.js';
 
 const kova = (kubeconfig: string, args: string[]) => runKova([...args, '--kubeconfig', kubeconfig]);
 
-const BASE = `
+// Sim instances wait for a Ready Image like libvirt ones: a small raw file the image controller imports.
+const base = (imagePath: string) => `
 apiVersion: kova.dev/v1alpha1
 kind: Flavor
 metadata: {name: m1.small}
@@ -23,7 +25,7 @@ spec: {vcpus: 2, memory: 20Gi, disk: 10Gi}
 apiVersion: kova.dev/v1alpha1
 kind: Image
 metadata: {name: tiny, namespace: demo}
-spec: {source: {file: {path: /var/lib/kova/seed/tiny.qcow2}}}
+spec: {source: {file: {path: ${imagePath}}}, format: raw}
 `;
 
 const instance = (name: string, flavor = 'm1.small', extra = '') => `
@@ -44,7 +46,7 @@ describe('sim cloud with kubectl', () => {
     // through node:cluster workers, each with its own etcd client and watch hub.
     k = await startKova(['--driver', 'sim', '--sim-hosts', '3', '--api-workers', '2']);
     await k.k(['create', 'namespace', 'demo']);
-    await k.k(['apply', '-f', '-'], { input: BASE });
+    await k.k(['apply', '-f', '-'], { input: base((await writeSimImageFile(k.dataDir)).path) });
     await eventually(async () => (await jp(['get', 'hosts'], '{.items[*].status.allocatable.memory}')).split(' ').filter(Boolean).length === 3, 20_000, 'three hosts with allocatable');
   });
   after(async () => {

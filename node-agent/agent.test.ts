@@ -1,15 +1,20 @@
 // The node agent against a real `kova up` (etcd, API server) with an in-process SimDriver:
 // registration and heartbeat, the instance lifecycle through binding, runStrategy, power
-// annotations, crash restarts, spawn failures and adoption after an agent restart.
+// annotations, crash restarts, spawn failures (and their back-off) and adoption after an agent
+// restart; sim instances wait for their Image and network like libvirt ones.
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { KObject } from '../api/types.js';
-import { HOSTS, INSTANCES, KovaClient, LEASES } from '../controllers/runtime/client.js';
+import { EVENTS, HOSTS, INSTANCES, KovaClient, LEASES } from '../controllers/runtime/client.js';
 import { eventually, startKova } from '../e2e/harness.js';
 import type { Kova } from '../e2e/harness.js';
 import { NodeAgent } from './agent.js';
 import { domainName } from './driver.js';
 import { SimDriver } from './sim-driver.js';
+import { createReadySimImage } from './sim-image.js';
 
 const HOST = 'agent-test-a';
 const NS = 'agent-test';
@@ -19,10 +24,11 @@ let driver: SimDriver;
 let agent: NodeAgent;
 let stopAgent: AbortController;
 const logs: string[] = [];
+let imageDir: string;
 
 function newAgent(): NodeAgent {
   stopAgent = new AbortController();
-  return new NodeAgent({ client, hostName: HOST, driver, labels: { 'kova.dev/zone': 'a' }, heartbeatS: 1, retryBaseMs: 200, stopTimeoutMs: 1000, startingAfterMs: 5, log: (m) => logs.push(m) });
+  return new NodeAgent({ client, hostName: HOST, driver, labels: { 'kova.dev/zone': 'a' }, heartbeatS: 1, stopTimeoutMs: 1000, startingAfterMs: 5, log: (m) => logs.push(m) });
 }
 
 before(async () => {
@@ -33,6 +39,8 @@ before(async () => {
   await agent.start(stopAgent.signal);
   await kova.k(['create', 'namespace', NS]);
   await kova.k(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: 'agent.small' }, spec: { vcpus: 1, memory: '512Mi', disk: '2Gi' } }) });
+  imageDir = await mkdtemp(join(tmpdir(), 'kova-agent-test-'));
+  await createReadySimImage(client, NS, 'tiny', imageDir);
 });
 
 after(async () => {
@@ -40,6 +48,7 @@ after(async () => {
   await agent.done();
   client.close();
   await kova?.stop();
+  if (imageDir) await rm(imageDir, { recursive: true, force: true });
 });
 
 async function create(name: string, spec: Record<string, unknown> = {}, annotations: Record<string, string> = {}): Promise<void> {
@@ -215,6 +224,88 @@ test('a failed spawn shows Failed with the reason, then is retried', async () =>
   await eventually(() => /Failed\s+could not start the guest .*disk image tiny is corrupt/.test(watch.output()), 5_000, `Failed phase in\n${watch.output()}`);
   await watch.stop();
   assert.ok((await eventReasons('flaky')).includes('Failed'));
+});
+
+test('a spawn that always fails backs off: few attempts, one Event with a growing count, a stable message', async () => {
+  driver.setFault('spawn', 'not enough memory on this host (simulated)');
+  const calls0 = driver.calls.spawn;
+  const writes0 = agent.reconciler.stats.statusWrites;
+  await createBound('doomed');
+  const first = await waitPhase('doomed', 'Failed');
+  const msg = ready(first).message;
+  const t0 = Date.now();
+  // 5 ms doubling: attempts at about 0, 5, 15, 35, 75 … 2555 ms, ten in 3 s. Without the
+  // back-off (our own status write re-queues the key) it was ~130 a second.
+  await new Promise((res) => setTimeout(res, 3000));
+  const attempts = driver.calls.spawn - calls0;
+  const elapsed = Date.now() - t0;
+  assert.ok(attempts >= 5 && attempts <= 14, `${attempts} spawn attempts in ${elapsed} ms`);
+  assert.equal(msg, `could not start the guest on host ${HOST}: not enough memory on this host (simulated)`);
+  // Starting (the sim's spawn outlasts startingAfterMs here) and Failed: two writes per attempt.
+  assert.ok(agent.reconciler.stats.statusWrites - writes0 <= 2 * attempts + 2, 'two status writes per attempt at most');
+  const s = await status('doomed');
+  assert.equal(s.phase, 'Failed');
+  assert.equal(ready(s).message, msg, 'the message does not change between attempts');
+  assert.equal(ready(s).lastTransitionTime, ready(first).lastTransitionTime);
+  assert.ok(s.spawnAttempts >= attempts - 1 && s.spawnAttempts <= attempts, `spawnAttempts ${s.spawnAttempts} after ${attempts} attempts`);
+  const evs = await eventually(async () => {
+    const list = (await client.list(EVENTS, NS, { fieldSelector: 'involvedObject.name=doomed' })).items as Array<KObject & { reason: string; count: number; message: string }>;
+    const failed = list.filter((e) => e.reason === 'Failed');
+    return failed.length && failed[0]!.count >= attempts - 1 ? failed : undefined;
+  }, 5_000, 'Failed events counted');
+  assert.equal(evs.length, 1, `one Failed Event: ${evs.map((e) => `${e.count}× ${e.message}`).join('; ')}`);
+  assert.equal(evs[0]!.message, msg);
+
+  // A status write of someone else's (or our own) does not short-circuit the back-off: the
+  // update wakes the key, and the spawn is still not retried before it is due.
+  const before = driver.calls.spawn;
+  await kova.k(['label', 'instance', 'doomed', '-n', NS, 'poke=1']);
+  await eventually(async () => agent.controller.stats.backoffWaits > 0, 5_000, 'an early wake-up waited for its back-off');
+  assert.ok(driver.calls.spawn - before <= 1, `${driver.calls.spawn - before} attempts after a wake-up`);
+
+  // Once the host can take it, a new spec is tried at once; the count is gone once it runs.
+  driver.setFault('spawn', undefined);
+  await patch('doomed', { spec: { userData: '#cloud-config\n' } });
+  const running = await waitPhase('doomed', 'Running');
+  assert.equal(running.spawnAttempts, undefined);
+  await kova.k(['delete', 'instance', 'doomed', '-n', NS, '--timeout=20s']);
+});
+
+test('sim instances wait for their Image to be Ready, like libvirt ones', async () => {
+  await createBound('img-wait', { image: 'later' });
+  const s = await eventually(async () => {
+    const x = await status('img-wait');
+    return x.conditions?.find((c: { type: string }) => c.type === 'ImageReady')?.reason === 'ImageNotFound' ? x : undefined;
+  }, 10_000, 'ImageReady=False ImageNotFound');
+  assert.equal(s.phase, 'Provisioning');
+  assert.deepEqual([ready(s).status, ready(s).reason], ['False', 'ImageNotFound']);
+  assert.equal((await driver.listDomains()).some((d) => d.instanceKey === `${NS}/img-wait`), false, 'not spawned');
+  await createReadySimImage(client, NS, 'later', imageDir);
+  const r = await waitPhase('img-wait', 'Running').catch(async (e) => {
+    console.log(JSON.stringify(await status('img-wait'), null, 1), logs.slice(-20).join('\n'));
+    throw e;
+  });
+  const ic = r.conditions.find((c: { type: string }) => c.type === 'ImageReady');
+  assert.deepEqual([ic.status, ic.reason], ['True', 'Ready']);
+  assert.equal((await driver.listDomains()).find((d) => d.instanceKey === `${NS}/img-wait`)?.state, 'Running');
+});
+
+test('a sim instance on a network waits (Ready=False, network reason) until its port is attached, then runs', async () => {
+  await createBound('net-wait', { networks: [{ network: 'net1' }] });
+  const s = await eventually(async () => {
+    const x = await status('net-wait');
+    return ready(x)?.reason === 'NetworkNotReady' ? x : undefined;
+  }, 10_000, 'Ready=False NetworkNotReady');
+  assert.equal(s.phase, 'Provisioning');
+  assert.equal(ready(s).status, 'False');
+  assert.equal(s.conditions.find((c: { type: string }) => c.type === 'NetworkReady').status, 'False');
+  assert.equal((await driver.listDomains()).some((d) => d.instanceKey === `${NS}/net-wait`), false, 'not spawned before its network');
+  // What the port controller writes once the Port has its address.
+  await client.patchStatus(INSTANCES, NS, 'net-wait', { status: { addresses: [{ network: 'net1', port: 'net-wait-net1', ip: '10.9.0.5', mac: '52:54:00:00:00:05' }] } });
+  const r = await waitPhase('net-wait', 'Running');
+  assert.equal(r.conditions.find((c: { type: string }) => c.type === 'NetworkReady').status, 'True');
+  const dom = (await driver.listDomains()).find((d) => d.instanceKey === `${NS}/net-wait`);
+  assert.equal(dom?.state, 'Running');
 });
 
 test('a restarted agent adopts its domains instead of spawning them again', async () => {

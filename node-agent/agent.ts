@@ -3,6 +3,9 @@
 // the domains it finds (matching them to instances by key and uid) instead of spawning anew.
 import type { KObject } from '../api/types.js';
 import { Controller, errorMessage } from '../controllers/runtime/controller.js';
+import { ExponentialBackoffLimiter, MaxOfLimiter, TokenBucketLimiter } from '../controllers/runtime/rate-limited-queue.js';
+import { realClock } from '../controllers/runtime/workqueue.js';
+import type { Clock } from '../controllers/runtime/workqueue.js';
 import { HOSTS, IMAGES, INSTANCES, NAMESPACES } from '../controllers/runtime/client.js';
 import type { KovaClient } from '../controllers/runtime/client.js';
 import { EventRecorder } from '../controllers/runtime/events.js';
@@ -38,7 +41,17 @@ export interface NodeAgentOptions {
    */
   instances?: InstanceView;
   stopTimeoutMs?: number;
+  /**
+   * Back-off of failed spawns (the work queue's rate limiter, as client-go's default): the
+   * first retry after retryBaseMs (default 5 ms), doubling up to retryMaxMs (default 5 min),
+   * max'ed with a token bucket of 10 retries/s (burst 100) over all of this host's instances.
+   */
   retryBaseMs?: number;
+  retryMaxMs?: number;
+  /** The work queue's clock (tests). */
+  clock?: Clock;
+  /** Shared by all agents of a process (sim); one of its own otherwise. */
+  images?: Informer<KObject & ImageObjectView>;
   startingAfterMs?: number;
   /** Boot instances from this per-host image cache (default: the driver's, if it has one). */
   imageCache?: ImageCache;
@@ -54,8 +67,10 @@ export class NodeAgent {
   /** The host network reconciler, when `network` was given. */
   readonly network?: NetworkAgent;
   private readonly informer: InstanceView;
-  /** All Images (only for drivers with an image cache): instances wait for theirs to be Ready. */
-  private readonly images?: Informer<KObject & ImageObjectView>;
+  /** All Images: instances wait for theirs to be Ready, whatever the driver. */
+  private readonly images: Informer<KObject & ImageObjectView>;
+  /** The agent started (and stops) the Image informer; a shared one belongs to its owner. */
+  private readonly ownImages: boolean;
   private readonly heartbeat: LeaseHeartbeat;
   private readonly recorder: EventRecorder;
   private readonly log: (msg: string) => void;
@@ -71,8 +86,11 @@ export class NodeAgent {
     this.heartbeat = new LeaseHeartbeat(o.client, o.hostName, o.leaseDurationS ?? 40);
     this.informer = o.instances ?? new Informer(o.client, INSTANCES, { fieldSelector: `status.hostName=${o.hostName}`, log: this.log });
     const cache = o.imageCache ?? imageCacheOf(o.driver);
-    const images = cache ? new Informer<KObject & ImageObjectView>(o.client, IMAGES, { log: this.log }) : undefined;
+    this.ownImages = !o.images;
+    const images = o.images ?? new Informer<KObject & ImageObjectView>(o.client, IMAGES, { log: this.log });
     this.images = images;
+    if (o.network) this.network = new NetworkAgent({ ...o.network, client: o.client, hostName: o.hostName, log: this.log });
+    const network = this.network;
     this.reconciler = new InstanceReconciler({
       client: o.client,
       hostName: o.hostName,
@@ -83,16 +101,17 @@ export class NodeAgent {
       flavors: o.flavors ?? new FlavorCache(o.client),
       log: this.log,
       stopTimeoutMs: o.stopTimeoutMs,
-      retryBaseMs: o.retryBaseMs,
       startingAfterMs: o.startingAfterMs,
-      images: cache && images ? {
+      images: {
         cache,
         // The instance's own namespace first, else a Public image of that name.
         lookup: (ns, name) => images.get(ns, name) ?? images.list().find((i) => i.metadata.name === name && i.spec?.visibility === 'Public'),
-      } : undefined,
+      },
+      portConfigured: network ? (ns, port) => network.portConfigured(ns, port) : undefined,
     });
-    this.controller = new Controller(this.reconciler, { workers: o.workers ?? 8, log: this.log });
-    if (o.network) this.network = new NetworkAgent({ ...o.network, client: o.client, hostName: o.hostName, log: this.log });
+    const clock = o.clock ?? realClock;
+    const limiter = new MaxOfLimiter(new ExponentialBackoffLimiter(o.retryBaseMs ?? 5, o.retryMaxMs ?? 300_000), new TokenBucketLimiter(10, 100, clock));
+    this.controller = new Controller(this.reconciler, { workers: o.workers ?? 8, log: this.log, clock, limiter });
   }
 
   /**
@@ -126,15 +145,21 @@ export class NodeAgent {
     });
     this.informer.start();
     await this.informer.waitForSync(signal);
-    if (this.images) {
-      // An Image becoming Ready (or changing) wakes the instances here that boot from it.
-      const wake = (img: KObject) => {
-        for (const i of this.informer.list()) if ((i.spec as { image?: string } | undefined)?.image === img.metadata.name) enqueue(i);
-      };
-      for (const ev of ['add', 'update', 'delete'] as const) this.images.on(ev, wake);
-      this.images.start();
-      await this.images.waitForSync(signal);
-    }
+    // An Image becoming Ready (or changing) wakes the instances here that boot from it.
+    const wakeImage = (img: KObject) => {
+      for (const i of this.informer.list()) if ((i.spec as { image?: string } | undefined)?.image === img.metadata.name) enqueue(i);
+    };
+    for (const ev of ['add', 'update', 'delete'] as const) this.images.on(ev, wakeImage);
+    if (this.ownImages) this.images.start();
+    await this.images.waitForSync(signal);
+    // A Port configured here (or not any more) wakes the instances here that use it.
+    this.network?.onPortChange((ns, port) => {
+      for (const i of this.informer.list()) {
+        if (i.metadata.namespace !== ns) continue;
+        const addrs = ((i.status as { addresses?: Array<{ port?: string }> } | undefined)?.addresses ?? []);
+        if (addrs.some((a) => a.port === port)) enqueue(i);
+      }
+    });
 
     await this.adopt(await driver.listDomains());
     const unsubscribe = driver.onEvent((e) => {
@@ -151,7 +176,8 @@ export class NodeAgent {
         clearInterval(beat);
         unsubscribe();
         this.informer.stop();
-        this.images?.stop();
+        for (const ev of ['add', 'update', 'delete'] as const) this.images.off(ev, wakeImage);
+        if (this.ownImages) this.images.stop();
         await workers;
         resolve();
       };

@@ -3,9 +3,13 @@
 // Level-triggered: it re-reads the instance (informer cache) and the domain (driver) each time.
 // Cheap per instance: decisions run on cached objects, status is written only when it changes,
 // and the write uses the cached resourceVersion (a GET happens only after a conflict).
+// Every driver (sim or libvirt) goes through the same resolver before a spawn: Flavor, Image,
+// Ports and KeyPair, each either ready or a reason to wait. A failed spawn backs off with the
+// work queue's rate limiter (one back-off: the controller's), and an event that arrives before
+// the key is due again (our own status write, a domain event) does not retry it early.
 import type { Condition, KObject } from '../api/types.js';
 import { INSTANCE_FINALIZER } from '../api/types.js';
-import type { Reconciler, Request, Result } from '../controllers/runtime/controller.js';
+import type { ReconcileContext, Reconciler, Request, Result } from '../controllers/runtime/controller.js';
 import { errorMessage } from '../controllers/runtime/controller.js';
 import { INSTANCES, isConflict, isNotFound, KEYPAIRS } from '../controllers/runtime/client.js';
 import { setCondition } from '../api/conditions.js';
@@ -34,17 +38,21 @@ export interface InstanceReconcilerOptions {
   log: (msg: string) => void;
   /** Grace for a clean shutdown before the guest is forced off (default 60 s). */
   stopTimeoutMs?: number;
-  /** First retry delay after a failed spawn; doubles up to 5 minutes (default 1 s). */
-  retryBaseMs?: number;
   /** Report phase Starting when a spawn has not finished after this long (default 1 s). */
   startingAfterMs?: number;
   /**
-   * Drivers that boot real images: the host's image cache and a lookup of Images (the
-   * instance's namespace, else a Public one of that name). Instances then wait, with condition
-   * ImageReady=False, until their Image is Ready, and boot from the cached copy. Without it
-   * (sim) DomainSpec.image is just `namespace/name`.
+   * A lookup of Images (the instance's namespace, else a Public one of that name): instances
+   * wait, with condition ImageReady=False, until their Image is Ready, whatever the driver.
+   * Drivers that boot real images also have the host's image `cache` and boot from the cached
+   * copy; without one (sim) DomainSpec.image is the Image's `namespace/name`.
    */
-  images?: { cache: ImageCache; lookup: (namespace: string, name: string) => ImageObjectView | undefined };
+  images: { cache?: ImageCache; lookup: (namespace: string, name: string) => ImageObjectView | undefined };
+  /**
+   * On hosts that run kova networking: whether the network agent has configured a Port here
+   * (condition Configured=True), else why not. Instances wait for all their Ports. Without
+   * networking on the host there is nothing to configure and only the addresses are needed.
+   */
+  portConfigured?: (namespace: string, port: string) => { ok: true } | { ok: false; message: string };
   /** The cluster's identity, recorded in every domain it creates (see DomainSpec.clusterID). */
   clusterID?: () => string | undefined;
   /** How often an instance waiting for its image or network is looked at again without events (default 30 s). */
@@ -53,8 +61,8 @@ export interface InstanceReconcilerOptions {
 
 type CondSpec = Omit<Condition, 'lastTransitionTime'>;
 
-/** What a spawn needs besides the Instance, or why it has to wait. */
-type SpawnInputs = { image: string; extra?: Record<string, unknown>; conds: CondSpec[] } | { wait: CondSpec[]; why: string };
+/** Everything a spawn needs, resolved, with the conditions that say so; or why it has to wait. */
+type SpawnInputs = { spec: DomainSpec; conds: CondSpec[] } | { wait: CondSpec[]; why: string };
 
 const MAX_ACTIONS = 6;
 
@@ -64,7 +72,6 @@ export class InstanceReconciler implements Reconciler {
   readonly domains = new Map<string, string>();
   /** Objects returned by our own writes, newer than the cache until the watch catches up. */
   private readonly written = new Map<string, KObject>();
-  private readonly failures = new Map<string, number>();
   readonly stats = { statusWrites: 0, statusSkips: 0, conflicts: 0, spawns: 0, destroys: 0 };
 
   constructor(private readonly o: InstanceReconcilerOptions) {
@@ -78,7 +85,7 @@ export class InstanceReconciler implements Reconciler {
     if (mine && (deleted || rv(obj) >= rv(mine))) this.written.delete(key);
   }
 
-  async reconcile(req: Request, signal: AbortSignal): Promise<Result | void> {
+  async reconcile(req: Request, signal: AbortSignal, ctx?: ReconcileContext): Promise<Result | void> {
     const ns = req.namespace!;
     const key = instanceKey(ns, req.name);
     const inst = this.current(ns, req.name);
@@ -90,12 +97,12 @@ export class InstanceReconciler implements Reconciler {
       const withFin = await this.o.client.addFinalizer(INSTANCES, ns, req.name, INSTANCE_FINALIZER);
       if (!withFin) return;
       this.remember(withFin);
-      return this.reconcile(req, signal);
+      return this.reconcile(req, signal, ctx);
     }
-    return this.converge(inst, key, id, signal);
+    return this.converge(inst, key, id, signal, ctx);
   }
 
-  private async converge(inst: KObject, key: string, id: string, signal: AbortSignal): Promise<Result | void> {
+  private async converge(inst: KObject, key: string, id: string, signal: AbortSignal, ctx: ReconcileContext | undefined): Promise<Result | void> {
     const { driver, recorder } = this.o;
     let dom = await this.info(id);
     if (dom && dom.instanceUID !== inst.metadata.uid) {
@@ -134,7 +141,19 @@ export class InstanceReconciler implements Reconciler {
       }
       switch (action.kind) {
         case 'spawn': {
-          const inputs = await this.spawnInputs(current);
+          // Backing off after a failed spawn: whatever woke us (our own status write, an
+          // unrelated update) must not retry it before it is due. A new spec is worth a try.
+          const st = current.status as InstanceStatus | undefined;
+          const sameSpec = st?.observedGeneration === current.metadata.generation;
+          if (ctx?.retryAt !== undefined && ctx.now < ctx.retryAt && st?.spawnAttempts && sameSpec) {
+            return { backoff: 'pending' };
+          }
+          let inputs: SpawnInputs;
+          try {
+            inputs = await this.resolve(current, id);
+          } catch (e) {
+            return this.spawnFailed(current, key, facts, e);
+          }
           if ('wait' in inputs) return this.waitFor(current, key, inputs.wait, inputs.why);
           // Starting is reported only when the spawn takes a while: a fast spawn goes from
           // Provisioning straight to Running, saving one write per instance.
@@ -146,7 +165,8 @@ export class InstanceReconciler implements Reconciler {
           })), this.o.startingAfterMs ?? 1000);
           let failure: unknown;
           try {
-            dom = await this.spawn(current, id, inputs);
+            this.stats.spawns++;
+            dom = await driver.spawn(inputs.spec);
           } catch (e) {
             failure = e;
           } finally {
@@ -157,7 +177,6 @@ export class InstanceReconciler implements Reconciler {
             return this.waitFor(current, key, [{ type: 'NetworkReady', status: 'False', reason: 'NetworkUnavailable', message: failure.message }], failure.message);
           }
           if (failure !== undefined) return this.spawnFailed(current, key, facts, failure);
-          this.failures.delete(key);
           extraConds.push(...inputs.conds);
           this.domains.set(key, id);
           facts.started = true;
@@ -218,53 +237,98 @@ export class InstanceReconciler implements Reconciler {
   }
 
   /**
-   * The image (cached on this host) and cloud-init extras of a spawn, or the conditions that
-   * say what it waits for. Only with `images` configured; otherwise the image is `ns/name`.
+   * The resolver every driver goes through before a spawn: Flavor (sizing), Image (Ready, and
+   * cached on this host when the driver boots real images), Ports (allocated, and configured
+   * here when the host runs networking) and KeyPair. Returns the DomainSpec with the conditions
+   * that say what is ready, or the conditions that say what it waits for. Throws when the
+   * spec cannot be satisfied by waiting (unknown Flavor, unsizable spec): a spawn failure.
    */
-  private async spawnInputs(inst: KObject): Promise<SpawnInputs> {
+  private async resolve(inst: KObject, id: string): Promise<SpawnInputs> {
     const ns = inst.metadata.namespace!;
-    const spec = (inst.spec ?? {}) as { image?: string; keyPair?: string; networks?: unknown[] };
-    const images = this.o.images;
-    if (!images) return { image: `${ns}/${spec.image ?? ''}`, conds: [] };
+    const spec = (inst.spec ?? {}) as { flavor?: string; image?: string; keyPair?: string; networks?: unknown[]; userData?: string };
     const conds: CondSpec[] = [];
     const prev = (inst.status as InstanceStatus | undefined)?.conditions ?? [];
+
+    let flavor: KObject | undefined;
+    if (spec.flavor) flavor = await this.o.flavors.get(spec.flavor);
+    const req = instanceRequest(inst, () => flavor);
+    if ('flavorNotFound' in req) throw new Error(`flavor ${req.flavorNotFound} not found`);
+    if ('invalid' in req) throw new Error(`cannot size the instance: ${req.invalid}`);
+
+    const images = this.o.images;
     const imageName = spec.image ?? '';
     const ready = imageReadiness(ns, imageName, images.lookup(ns, imageName));
     if ('waitReason' in ready) {
       return { why: ready.message, wait: [{ type: 'ImageReady', status: 'False', reason: ready.waitReason, message: ready.message }] };
     }
-    if ((spec.networks?.length ?? 0) > 0 && this.nicsOf(inst).length === 0) {
-      const msg = `waiting for the ports of ${spec.networks!.length} network(s): networking has not attached this instance yet`;
+
+    const wanted = spec.networks?.length ?? 0;
+    const networks = this.nicsOf(inst);
+    if (wanted > 0 && networks.length < wanted) {
+      const msg = `waiting for the ports of ${wanted} network(s): networking has attached ${networks.length} so far`;
       return { why: msg, wait: [{ type: 'NetworkReady', status: 'False', reason: 'NetworkNotReady', message: msg }] };
     }
-    let cached;
-    try {
-      cached = await images.cache.ensure(ready.ref);
-    } catch (e) {
-      // E.g. another host whose copy of the source is gone: wait (and retry) rather than fail.
-      const msg = `image ${ready.ref.name} is Ready but could not be cached on host ${this.o.hostName}: ${errorMessage(e)}`;
-      return { why: msg, wait: [{ type: 'ImageReady', status: 'False', reason: 'ImageCacheFailed', message: msg }] };
+    if (this.o.portConfigured) {
+      for (const nic of networks) {
+        const c = nic.port ? this.o.portConfigured(ns, nic.port) : { ok: false as const, message: `network ${nic.network}: the instance has no port on it yet` };
+        if (!c.ok) {
+          const msg = `port ${ns}/${nic.port ?? '?'} is not configured on host ${this.o.hostName} yet: ${c.message}`;
+          return { why: msg, wait: [{ type: 'NetworkReady', status: 'False', reason: 'PortNotConfigured', message: msg }] };
+        }
+      }
     }
-    conds.push({ type: 'ImageReady', status: 'True', reason: 'Cached', message: `image ${ready.ref.name} (sha256 ${ready.ref.sha256.slice(0, 12)}…) is cached on host ${this.o.hostName}` });
+
+    let image: string;
+    if (images.cache) {
+      let cached;
+      try {
+        cached = await images.cache.ensure(ready.ref);
+      } catch (e) {
+        // E.g. another host whose copy of the source is gone: wait (and retry) rather than fail.
+        const msg = `image ${ready.ref.name} is Ready but could not be cached on host ${this.o.hostName}: ${errorMessage(e)}`;
+        return { why: msg, wait: [{ type: 'ImageReady', status: 'False', reason: 'ImageCacheFailed', message: msg }] };
+      }
+      image = cached.path;
+      conds.push({ type: 'ImageReady', status: 'True', reason: 'Cached', message: `image ${ready.ref.name} (sha256 ${ready.ref.sha256.slice(0, 12)}…) is cached on host ${this.o.hostName}` });
+    } else {
+      // No image cache (sim): nothing to copy, but the Image had to be Ready all the same.
+      image = ready.ref.name;
+      conds.push({ type: 'ImageReady', status: 'True', reason: 'Ready', message: `image ${ready.ref.name} (sha256 ${ready.ref.sha256.slice(0, 12)}…) is Ready` });
+    }
     if (prev.some((c) => c.type === 'NetworkReady')) conds.push({ type: 'NetworkReady', status: 'True', reason: 'Attached', message: '' });
+
     const extra: Record<string, unknown> = {};
     if (spec.keyPair) {
       const kp = await this.o.client.get(KEYPAIRS, ns, spec.keyPair);
       const key = (kp?.spec as { publicKey?: string } | undefined)?.publicKey;
       if (!key) {
         const msg = `key pair ${spec.keyPair} not found in namespace ${ns}`;
-        return { why: msg, wait: [conds[0], { type: 'KeyPairReady', status: 'False', reason: 'KeyPairNotFound', message: msg }] };
+        return { why: msg, wait: [conds[0]!, { type: 'KeyPairReady', status: 'False', reason: 'KeyPairNotFound', message: msg }] };
       }
       extra.sshAuthorizedKeys = [key.trim()];
       if (prev.some((c) => c.type === 'KeyPairReady')) conds.push({ type: 'KeyPairReady', status: 'True', reason: 'Found', message: '' });
     }
-    return { image: cached.path, extra, conds };
+
+    const domSpec: DomainSpec = {
+      instanceKey: keyOf(inst),
+      instanceUID: inst.metadata.uid!,
+      clusterID: this.o.clusterID?.(),
+      name: id,
+      vcpus: req.req.vcpus,
+      memoryBytes: req.req.memoryBytes,
+      diskBytes: req.req.diskBytes,
+      image,
+      userData: spec.userData,
+      networks,
+    };
+    if (Object.keys(extra).length) domSpec.extra = extra;
+    return { spec: domSpec, conds };
   }
 
   /**
    * The instance cannot be spawned yet (image, key pair or network not ready): say so in its
    * conditions (phase stays Provisioning, Ready=False) and look again later; Image, KeyPair
-   * changes wake it earlier. Not a failure: no back-off, no Failed phase.
+   * and Port changes wake it earlier. Not a failure: no back-off, no Failed phase.
    */
   private async waitFor(inst: KObject, key: string, conds: CondSpec[], why: string): Promise<Result> {
     const gen = inst.metadata.generation;
@@ -286,7 +350,6 @@ export class InstanceReconciler implements Reconciler {
       this.o.log(`${this.name}: ${key}: waiting: ${why}`);
       void this.o.recorder.normal(out, 'Waiting', why);
     }
-    this.failures.delete(key);
     return { requeueAfterMs: this.o.waitRequeueMs ?? 30_000 };
   }
 
@@ -295,40 +358,18 @@ export class InstanceReconciler implements Reconciler {
     return addresses.filter((a) => a.mac).map((a) => ({ network: a.network ?? '', port: a.port, mac: a.mac!, ip: a.ip }));
   }
 
-  private async spawn(inst: KObject, id: string, inputs: { image: string; extra?: Record<string, unknown> }): Promise<DomainInfo> {
-    const spec = (inst.spec ?? {}) as { flavor?: string; image?: string; userData?: string };
-    let flavor: KObject | undefined;
-    if (spec.flavor) flavor = await this.o.flavors.get(spec.flavor);
-    const req = instanceRequest(inst, () => flavor);
-    if ('flavorNotFound' in req) throw new Error(`flavor ${req.flavorNotFound} not found`);
-    if ('invalid' in req) throw new Error(`cannot size the instance: ${req.invalid}`);
-    const networks = this.nicsOf(inst);
-    const domSpec: DomainSpec = {
-      instanceKey: keyOf(inst),
-      instanceUID: inst.metadata.uid!,
-      clusterID: this.o.clusterID?.(),
-      name: id,
-      vcpus: req.req.vcpus,
-      memoryBytes: req.req.memoryBytes,
-      diskBytes: req.req.diskBytes,
-      image: inputs.image,
-      userData: spec.userData,
-      networks,
-    };
-    if (inputs.extra && Object.keys(inputs.extra).length) domSpec.extra = inputs.extra;
-    this.stats.spawns++;
-    return this.o.driver.spawn(domSpec);
-  }
-
+  /**
+   * Reports a failed spawn and hands the retry to the controller's back-off. The message is
+   * the same for identical attempts (the count is status.spawnAttempts), so the Warning Event
+   * is one Event whose count grows, and a retry changes nothing but the count.
+   */
   private async spawnFailed(inst: KObject, key: string, facts: Observation, e: unknown): Promise<Result> {
-    const n = (this.failures.get(key) ?? 0) + 1;
-    this.failures.set(key, n);
-    const delay = Math.min((this.o.retryBaseMs ?? 1000) * 2 ** (n - 1), 300_000);
-    const msg = `could not start the guest on host ${this.o.hostName}: ${errorMessage(e)} (attempt ${n}, retrying in ${Math.round(delay / 1000)} s)`;
-    this.o.log(`${this.name}: ${key}: ${msg}`);
-    void this.o.recorder.warning(inst, 'Failed', msg);
-    await this.writeStatus(inst, { ...facts, failure: msg, domain: undefined });
-    return { requeueAfterMs: delay };
+    const msg = `could not start the guest on host ${this.o.hostName}: ${errorMessage(e)}`;
+    const out = await this.writeStatus(inst, { ...facts, failure: msg, domain: undefined });
+    const n = (out.status as InstanceStatus | undefined)?.spawnAttempts ?? 1;
+    this.o.log(`${this.name}: ${key}: ${msg} (attempt ${n}; retrying with back-off)`);
+    void this.o.recorder.warning(out, 'Failed', msg);
+    return { backoff: 'failed' };
   }
 
   private async finalize(inst: KObject, key: string, id: string): Promise<void> {
@@ -340,7 +381,6 @@ export class InstanceReconciler implements Reconciler {
       if (await this.info(id)) void this.o.recorder.normal(current, 'Killing', `destroying the domain on host ${this.o.hostName}`);
     }
     await this.destroy(key, id);
-    this.failures.delete(key);
     if (ours) await this.o.client.removeFinalizer(INSTANCES, ns, name, INSTANCE_FINALIZER);
     this.written.delete(key);
   }
@@ -348,7 +388,6 @@ export class InstanceReconciler implements Reconciler {
   /** The instance is gone or bound elsewhere: its domain here must go too. */
   private async cleanUpGone(key: string): Promise<void> {
     this.written.delete(key);
-    this.failures.delete(key);
     const id = this.domains.get(key);
     if (!id) return;
     const dom = await this.info(id);

@@ -16,6 +16,8 @@ export interface InstanceStatus {
   powerState?: PowerState;
   startedAt?: string;
   restartCount?: number;
+  /** Failed attempts to start the guest since it last started (absent once it has). */
+  spawnAttempts?: number;
   observedRestartedAt?: string;
   observedGeneration?: number;
   conditions?: Condition[];
@@ -33,7 +35,10 @@ export interface Observation {
   /** The agent powered the guest off (or kept it from starting); `why` explains. */
   stoppedWhy?: string;
   observedRestartedAt?: string;
-  /** Spawn failed with this message. */
+  /**
+   * Spawn failed with this message. It must not change between identical attempts (no attempt
+   * number in it): the attempts are counted in status.spawnAttempts.
+   */
   failure?: string;
   /** A phase for in-between writes (Starting before a spawn, Terminating on delete). */
   phase?: 'Starting' | 'Terminating';
@@ -52,7 +57,11 @@ export function nextStatus(prev: InstanceStatus | undefined, o: Observation): In
   if (o.domain) s.domainUUID = o.domain.uuid;
   if (state) s.powerState = state;
   else delete s.powerState;
-  if (o.started) s.startedAt = nowRFC3339(now);
+  if (o.started) {
+    s.startedAt = nowRFC3339(now);
+    delete s.spawnAttempts;
+  }
+  if (o.failure !== undefined) s.spawnAttempts = (prev?.spawnAttempts ?? 0) + 1;
   if (o.restarted) s.restartCount = (prev?.restartCount ?? 0) + 1;
   else if (s.restartCount === undefined) s.restartCount = 0;
   if (o.observedRestartedAt !== undefined) s.observedRestartedAt = o.observedRestartedAt;

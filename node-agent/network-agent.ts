@@ -129,6 +129,25 @@ export class NetworkAgent implements Reconciler {
     this.controller = new Controller(this, { workers: 1, log });
   }
 
+  /**
+   * Whether this host has configured a Port (its device exists: condition Configured=True with
+   * the Port placed here), else why not. The instance reconciler waits for it before a spawn.
+   */
+  portConfigured(namespace: string, name: string): { ok: true } | { ok: false; message: string } {
+    const p = this.ports.get(namespace, name);
+    if (!p) return { ok: false, message: 'the port does not exist' };
+    if (p.status?.hostName !== this.o.hostName) return { ok: false, message: `the port is placed on ${p.status?.hostName ? `host ${p.status.hostName}` : 'no host'}` };
+    const c = p.status?.conditions?.find((x) => x.type === 'Configured');
+    if (c?.status === 'True') return { ok: true };
+    return { ok: false, message: c ? `${c.reason}${c.message ? `: ${c.message}` : ''}` : 'the network agent has not configured it yet' };
+  }
+
+  /** Calls `cb` with each Port that is added, changed or deleted. */
+  onPortChange(cb: (namespace: string, name: string) => void): void {
+    const h = (p: PortObject) => cb(p.metadata.namespace!, p.metadata.name!);
+    for (const ev of ['add', 'update', 'delete'] as const) this.ports.on(ev, h);
+  }
+
   private informers(): Array<Informer<KObject>> {
     return [this.networks, this.ports, this.groups, this.fips, this.routers, this.hosts] as Array<Informer<KObject>>;
   }

@@ -1,7 +1,10 @@
 // Entry points for the CLI: one agent (`kova agent --host NAME --driver sim|libvirt`) and a
 // fleet of simulated agents in one process (`kova up --driver sim --sim-hosts N`).
 import { getMaxListeners, setMaxListeners } from 'node:events';
-import { KovaClient } from '../controllers/runtime/client.js';
+import type { KObject } from '../api/types.js';
+import { IMAGES, KovaClient } from '../controllers/runtime/client.js';
+import { Informer } from '../controllers/runtime/informer.js';
+import type { ImageObjectView } from './image-cache.js';
 import { EventRecorder } from '../controllers/runtime/events.js';
 import { NodeAgent } from './agent.js';
 import type { NodeAgentOptions } from './agent.js';
@@ -20,7 +23,7 @@ export interface SimAgents {
 
 /**
  * Starts `count` agents named `<prefix>0` … `<prefix>N-1`, each with its own SimDriver, sharing
- * one API client, flavor cache, event recorder and instance watch. Resolves once all are
+ * one API client, flavor cache, event recorder, instance watch and Image watch. Resolves once all are
  * registered and synced.
  */
 export async function startSimAgents(opts: {
@@ -46,13 +49,18 @@ export async function startSimAgents(opts: {
   setMaxListeners(Math.max(getMaxListeners(opts.signal), 10 + opts.count * 4), opts.signal);
   const shared = new SharedInstanceInformer(client, log);
   shared.start();
-  opts.signal.addEventListener('abort', () => shared.stop(), { once: true });
+  const images = new Informer<KObject & ImageObjectView>(client, IMAGES, { log });
+  images.start();
+  opts.signal.addEventListener('abort', () => {
+    shared.stop();
+    images.stop();
+  }, { once: true });
   const drivers: SimDriver[] = [];
   const agents: NodeAgent[] = [];
   for (let i = 0; i < opts.count; i++) {
     const driver = new SimDriver({ ...opts.driverOptions, preset: opts.preset });
     drivers.push(driver);
-    agents.push(new NodeAgent({ client, hostName: `${prefix}${i}`, driver, labels: opts.labels?.(i), flavors, recorder, instances: shared.view(`${prefix}${i}`), workers: opts.workers ?? 4, heartbeatS: opts.heartbeatS, leaseDurationS: opts.leaseDurationS, log }));
+    agents.push(new NodeAgent({ client, hostName: `${prefix}${i}`, driver, labels: opts.labels?.(i), flavors, recorder, instances: shared.view(`${prefix}${i}`), images, workers: opts.workers ?? 4, heartbeatS: opts.heartbeatS, leaseDurationS: opts.leaseDurationS, log }));
   }
   // Register in small batches so a hundred hosts do not hit the API server at once.
   for (let i = 0; i < agents.length; i += 10) await Promise.all(agents.slice(i, i + 10).map((a) => a.start(opts.signal)));

@@ -1,11 +1,15 @@
 // Many simulated agents in one process against a real `kova up`: every bound instance runs on
 // its host, with one status write per instance (no write amplification).
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { FLAVORS, HOSTS, INSTANCES, KovaClient, NAMESPACES } from '../controllers/runtime/client.js';
 import { eventually, startKova } from '../e2e/harness.js';
 import type { Kova } from '../e2e/harness.js';
 import { startSimAgents } from './run.js';
+import { createReadySimImage } from './sim-image.js';
 import type { SimAgents } from './run.js';
 
 const HOSTS_N = 5;
@@ -14,6 +18,7 @@ let kova: Kova;
 let client: KovaClient;
 let sims: SimAgents;
 const ac = new AbortController();
+let dir: string | undefined;
 
 before(async () => {
   kova = await startKova(['--no-agents', '--no-controllers']);
@@ -27,6 +32,7 @@ after(async () => {
   sims?.client.close();
   client?.close();
   await kova?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 test('simulated hosts register with their preset', async () => {
@@ -38,6 +44,9 @@ test('simulated hosts register with their preset', async () => {
 test('every bound instance runs on its host with one status write each', async () => {
   await client.create(NAMESPACES, { metadata: { name: 'simtest' } });
   await client.create(FLAVORS, { metadata: { name: 'simtest.tiny' }, spec: { vcpus: 1, memory: '64Mi', disk: '1Gi' } });
+  // Sim instances wait for a Ready Image like libvirt ones.
+  dir = await mkdtemp(join(tmpdir(), 'kova-simtest-'));
+  await createReadySimImage(client, 'simtest', 'tiny', dir);
   const n = HOSTS_N * PER_HOST;
   const names = Array.from({ length: n }, (_, i) => `vm-${i}`);
   await Promise.all(names.map((name) => client.create(INSTANCES, { metadata: { name, namespace: 'simtest' }, spec: { flavor: 'simtest.tiny', image: 'tiny' } })));

@@ -7,6 +7,9 @@ import { parseQuantity } from '../api/quantity.js';
 import { DomainNotFound, DriverError, PowerState } from './driver.js';
 import type { ComputeDriver, DomainEvent, DomainEventReason, DomainInfo, DomainSpec, DriverCapabilities, HostInfo } from './driver.js';
 
+/** Operations a fault can be injected into. */
+export type SimOperation = 'spawn' | 'powerOn' | 'powerOff' | 'reboot';
+
 export interface SimPreset {
   vcpus: number;
   memory: string | number;
@@ -63,6 +66,10 @@ export class SimDriver implements ComputeDriver {
   private readonly hypervisor: string;
   private readonly architecture: string;
   private spawnFailures: string[] = [];
+  /** Operations that fail every time until cleared (setFault). */
+  private readonly faults = new Map<SimOperation, string>();
+  /** Calls per operation, failed ones included, for tests that count attempts. */
+  readonly calls: Record<SimOperation, number> = { spawn: 0, powerOn: 0, powerOff: 0, reboot: 0 };
 
   constructor(opts: SimDriverOptions = {}) {
     const preset = typeof opts.preset === 'string' || opts.preset === undefined ? SIM_PRESETS[opts.preset ?? 'default'] : opts.preset;
@@ -96,12 +103,13 @@ export class SimDriver implements ComputeDriver {
   }
 
   async spawn(spec: DomainSpec): Promise<DomainInfo> {
+    this.calls.spawn++;
     validateSpec(spec);
     if (this.domains.has(spec.name)) throw new DriverError(`a domain named ${spec.name} already exists on this host`);
     this.checkRoom(spec);
     const dom: SimDomain = { spec: structuredClone(spec), uuid: randomUUID(), state: PowerState.NoState, epoch: 0 };
     this.domains.set(spec.name, dom);
-    const failure = this.spawnFailures.shift();
+    const failure = this.spawnFailures.shift() ?? this.faults.get('spawn');
     await this.delay(this.spawnMs);
     if (failure !== undefined || this.domains.get(spec.name) !== dom) {
       // Clean up fully, as the contract requires, whatever happened meanwhile.
@@ -123,6 +131,8 @@ export class SimDriver implements ComputeDriver {
   }
 
   async powerOff(id: string, timeoutMs: number): Promise<void> {
+    this.calls.powerOff++;
+    this.fault('powerOff');
     const dom = this.get(id);
     if (isOff(dom.state)) return;
     const epoch = ++dom.epoch;
@@ -134,6 +144,8 @@ export class SimDriver implements ComputeDriver {
   }
 
   async powerOn(id: string): Promise<void> {
+    this.calls.powerOn++;
+    this.fault('powerOn');
     const dom = this.get(id);
     if (dom.state === PowerState.Running) return;
     if (dom.state === PowerState.Paused) return this.unpause(id);
@@ -145,6 +157,8 @@ export class SimDriver implements ComputeDriver {
   }
 
   async reboot(id: string): Promise<void> {
+    this.calls.reboot++;
+    this.fault('reboot');
     const dom = this.get(id);
     const epoch = ++dom.epoch;
     await this.delay(this.rebootMs);
@@ -181,6 +195,20 @@ export class SimDriver implements ComputeDriver {
   /** Makes the next spawn fail with this message, after its delay, leaving nothing behind. */
   failNextSpawn(message = 'simulated spawn failure'): void {
     this.spawnFailures.push(message);
+  }
+
+  /**
+   * Makes every call of `op` fail with `message` until cleared with `undefined` (a host that
+   * is full, an image the hypervisor refuses). A failed spawn leaves nothing behind.
+   */
+  setFault(op: SimOperation, message: string | undefined): void {
+    if (message === undefined) this.faults.delete(op);
+    else this.faults.set(op, message);
+  }
+
+  private fault(op: SimOperation): void {
+    const message = this.faults.get(op);
+    if (message !== undefined) throw new DriverError(message);
   }
 
   /** The guest crashes: the domain ends Crashed, as a libvirt domain shut off with reason crashed. */

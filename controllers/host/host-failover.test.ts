@@ -9,6 +9,7 @@ import { eventually, startKova } from '../../e2e/harness.js';
 import type { Kova } from '../../e2e/harness.js';
 import { NodeAgent } from '../../node-agent/agent.js';
 import { SimDriver } from '../../node-agent/sim-driver.js';
+import { createReadySimImage } from '../../node-agent/sim-image.js';
 import { startScheduler } from '../scheduler/scheduler.js';
 import { HOSTS, INSTANCES, KovaClient } from '../runtime/client.js';
 import { startInstanceController } from '../instance/instance-controller.js';
@@ -39,6 +40,8 @@ before(async () => {
   const log = () => undefined;
   await kova.k(['create', 'namespace', NS]);
   await kova.k(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: 'fo.small' }, spec: { vcpus: 1, memory: '512Mi', disk: '2Gi' } }) });
+  // Sim instances wait for a Ready Image like libvirt ones.
+  await createReadySimImage(client, NS, 'tiny', kova.dataDir);
   await startScheduler({ client, signal: stopAll.signal, log });
   await startHostController({ client, signal: stopAll.signal, graceMs: 5_000, log });
   await startInstanceController({ client, signal: stopAll.signal, log });
