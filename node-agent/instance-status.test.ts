@@ -59,3 +59,14 @@ test('restarts count, paused keeps phase Running with Paused=True, failures are 
   assert.equal(nextStatus(u, { phase: 'Terminating' }).phase, 'Terminating');
   assert.equal(nextStatus(u, { phase: 'Starting' }).phase, 'Starting');
 });
+
+test('failed spawns are counted in spawnAttempts with an unchanged condition; a start clears the count', () => {
+  const t1 = new Date('2026-01-01T00:00:00Z');
+  const f1 = nextStatus({}, { failure: 'host full', now: t1 });
+  const f2 = nextStatus(f1, { failure: 'host full', now: new Date('2026-01-01T00:01:00Z') });
+  assert.deepEqual([f1.spawnAttempts, f2.spawnAttempts], [1, 2]);
+  assert.deepEqual(f2.conditions, f1.conditions, 'the same failure leaves the condition as it was');
+  const up = nextStatus(f2, { domain: dom(PowerState.Running), started: true });
+  assert.equal(up.spawnAttempts, undefined);
+  assert.equal(up.phase, 'Running');
+});

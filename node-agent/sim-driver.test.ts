@@ -54,6 +54,19 @@ test('a failed spawn leaves nothing behind and only the next spawn fails', async
   assert.equal((await d.spawn(spec('web'))).state, PowerState.Running);
 });
 
+test('setFault fails every call of an operation until cleared; calls are counted', async () => {
+  const d = new SimDriver({ spawnMs: 1, stopMs: 1 });
+  d.setFault('spawn', 'host full');
+  for (let i = 0; i < 3; i++) await assert.rejects(d.spawn(spec(`f${i}`)), /host full/);
+  assert.equal(d.usage().domains, 0, 'nothing left behind');
+  d.setFault('spawn', undefined);
+  await d.spawn(spec('ok'));
+  d.setFault('powerOff', 'stuck');
+  await assert.rejects(d.powerOff('kova-demo.ok', 10), (e: unknown) => e instanceof DriverError && /stuck/.test((e as Error).message));
+  assert.equal((await d.getInfo('kova-demo.ok')).state, PowerState.Running);
+  assert.deepEqual(d.calls, { spawn: 4, powerOn: 0, powerOff: 1, reboot: 0 });
+});
+
 test('spawn refuses invalid specs and claims beyond capacity × overcommit', async () => {
   const d = new SimDriver({ spawnMs: 0, preset: { vcpus: 2, memory: '2Gi', disk: '10Gi' } });
   await assert.rejects(d.spawn(spec('a', { vcpus: 0 })), DriverError);
