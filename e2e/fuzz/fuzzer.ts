@@ -83,6 +83,8 @@ export interface FuzzResult {
   seed: number;
   requests: number;
   byStatus: Record<string, number>;
+  /** Responses per generic request template and status: what the run exercised. */
+  byTemplate: Record<string, number>;
   skipped: number;
   failures: number;
   findings: Finding[];
@@ -324,6 +326,7 @@ export async function fuzz(t: Target, opts: FuzzOptions): Promise<FuzzResult> {
   const st: GenState = { registry: t.registry, namespaces: FUZZ_NAMESPACES, continueTokens: [] };
   const findings = new Map<string, Finding>();
   const byStatus: Record<string, number> = {};
+  const byTemplate: Record<string, number> = {};
   let sent = 0;
   let skipped = 0;
   let failures = 0;
@@ -339,10 +342,12 @@ export async function fuzz(t: Target, opts: FuzzOptions): Promise<FuzzResult> {
     log(`FINDING ${key}\n    ${finding.repro}`);
   };
 
-  // Namespaces the generators use (default exists).
-  for (const ns of FUZZ_NAMESPACES.filter((n) => n !== 'default')) {
-    await client.send({ template: 'setup', method: 'POST', path: '/api/v1/namespaces', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }), auth: 'token', note: '' });
-  }
+  // The namespaces the generators use. A request may legitimately delete one (or a server bug
+  // all of them); they are re-created every few seconds so later requests keep reaching content.
+  const ensureNamespaces = () =>
+    Promise.all(FUZZ_NAMESPACES.map((ns) => client.send({ template: 'setup', method: 'POST', path: '/api/v1/namespaces', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }), auth: 'token', note: '' })));
+  await ensureNamespaces();
+  const nsTimer = setInterval(() => void ensureNamespaces(), 3000);
 
   // Process watch: exits, replaced workers, RSS.
   const primary = t.kova.proc.pid!;
@@ -456,8 +461,12 @@ export async function fuzz(t: Target, opts: FuzzOptions): Promise<FuzzResult> {
   const check = (i: number, req: FuzzRequest, o: Outcome) => {
     const cls = o.skipped ? 'skipped' : o.hung ? 'hang' : o.status ? `${Math.floor(o.status / 100)}xx` : req.raw ? 'raw-closed' : 'error';
     byStatus[cls] = (byStatus[cls] ?? 0) + 1;
+    const tk = `${generic(req.template.replace(/ \(auth=\w+\)$/, ''))} ${o.status || cls}`;
+    byTemplate[tk] = (byTemplate[tk] ?? 0) + 1;
     const repro = () => `seed ${opts.seed} request #${i}\n    ${describeRequest(req, t.token)}\n    -> ${o.hung ? `no answer within ${timeoutMs} ms` : o.error ? `error ${o.error}` : `${o.status} ${truncate(redact(o.body, t.token), 400)}`}`;
     if (o.skipped) return void skipped++;
+    // FUZZ_DEBUG_VALID=1 shows what the server rejects of the generators' "valid" objects.
+    if (process.env.FUZZ_DEBUG_VALID && req.note.startsWith('valid') && o.status >= 400 && o.status !== 409 && o.status !== 401) log(`valid object rejected: ${req.method} ${req.path} -> ${o.status} ${truncate(statusMessage(o.body), 300)}`);
     if (o.hung) return file('hang', `${req.template} (no answer in ${timeoutMs / 1000} s)`, repro);
     if (req.raw) {
       for (const s of o.rawStatuses ?? []) if (s >= 500) file('5xx', `${req.template} -> ${s}`, repro);
@@ -468,6 +477,7 @@ export async function fuzz(t: Target, opts: FuzzOptions): Promise<FuzzResult> {
     const needsAuth = !UNAUTHENTICATED_PATHS.test(req.path);
     // 413/431 come from body and header size limits that apply before authentication.
     if (req.auth !== 'token' && needsAuth && o.status !== 401 && o.status !== 413 && o.status !== 431) return file('auth', `${req.template} -> ${o.status} (want 401)`, repro);
+    if (req.noSuccess && o.status >= 200 && o.status < 300) return file('path', `${req.template} -> ${o.status} (dot segments resolved to another resource)`, repro);
     if (o.status >= 500) return file('5xx', `${req.template} -> ${o.status} ${normalize(statusMessage(o.body))}`, repro);
     // 431 (headers over node's 16 KiB limit) is answered by node's HTTP parser before any handler runs.
     if (o.status >= 400 && o.status !== 431 && req.method !== 'HEAD' && needsAuth && !isStatus(o.body, o.status, o.truncated)) return file('not-status', `${req.template} -> ${o.status} body is not a Status`, repro);
@@ -570,6 +580,7 @@ export async function fuzz(t: Target, opts: FuzzOptions): Promise<FuzzResult> {
   }
   sample();
   clearInterval(monitor);
+  clearInterval(nsTimer);
   t.kova.proc.off('exit', onExit);
   if (primaryExit) file('crash', primaryExit, () => `requests just before:\n    ${recent.slice(-10).map((x) => `#${x.i} ${describeRequest(x.req, t.token)}`).join('\n    ')}\n    server output: ${truncate(t.kova.output().slice(-3000), 3000)}`);
 
@@ -584,7 +595,7 @@ export async function fuzz(t: Target, opts: FuzzOptions): Promise<FuzzResult> {
   }
   client.close();
   for (const k of Object.keys(maxRss)) maxRss[k] = Math.round(maxRss[k]);
-  return { seed: opts.seed, requests: sent, byStatus, skipped, failures, findings: [...findings.values()], maxRssMb: maxRss, growthMb, durationMs: Date.now() - start };
+  return { seed: opts.seed, requests: sent, byStatus, byTemplate, skipped, failures, findings: [...findings.values()], maxRssMb: maxRss, growthMb, durationMs: Date.now() - start };
 }
 
 /** The findings as text, one block per signature. */

@@ -129,7 +129,8 @@ export const EXTREME_NUMBERS: readonly number[] = [
 
 // Generators for the patterns the CRDs use; other patterns are tried with a few candidates.
 const PATTERN_GENS: Array<[RegExp, (r: Rng) => string]> = [
-  [/\[KMGTPE\]i/, (r) => `${r.int(1, 64)}${r.pick(['', 'Mi', 'Gi', 'k', 'M', 'G', 'm'])}`],
+  // Quantities: mostly sizes a kind accepts (memory and disk have lower bounds of 16Mi and up).
+  [/\[KMGTPE\]i/, (r) => (r.chance(0.8) ? `${r.int(1, 8)}Gi` : `${r.int(1, 64)}${r.pick(['', 'Mi', 'Gi', 'k', 'M', 'G', 'm'])}`)],
   [/\[0-9\]\{1,3\}\(\\\.\[0-9\]\{1,3\}\)\{3\}\/\[0-9\]\{1,2\}/, (r) => `10.${r.int(0, 255)}.${r.int(0, 255)}.0/${r.pick([16, 24, 28])}`],
   [/\[0-9A-Fa-f\]\{2\}:/, (r) => Array.from({ length: 6 }, () => r.int(0, 255).toString(16).padStart(2, '0')).join(':')],
   [/\[a-f0-9\]\{64\}/, (r) => Array.from({ length: 64 }, () => '0123456789abcdef'[r.int(0, 15)]).join('')],
@@ -175,8 +176,8 @@ export function validValue(s: JSONSchema | undefined, r: Rng, depth = 0): Json {
   if (!s) return dnsLabel(r);
   if (Array.isArray(s.enum) && s.enum.length) return structuredClone(r.pick(s.enum));
   if (s['x-kubernetes-int-or-string'] === true) {
-    const pat = (s.anyOf as Rec[] | undefined)?.find((b) => typeof b.pattern === 'string')?.pattern as string | undefined;
-    return r.chance(0.5) ? r.int(1, 100) : pat ? patternString(pat, r) : String(r.int(1, 100));
+    const pat = (s.pattern ?? (s.anyOf as Rec[] | undefined)?.find((b) => typeof b.pattern === 'string')?.pattern) as string | undefined;
+    return pat && r.chance(0.85) ? patternString(pat, r) : r.int(1, 8);
   }
   const branches = (s.oneOf ?? s.anyOf) as JSONSchema[] | undefined;
   if (Array.isArray(branches) && branches.length && !s.type) return validValue(r.pick(branches), r, depth);
@@ -185,7 +186,19 @@ export function validValue(s: JSONSchema | undefined, r: Rng, depth = 0): Json {
       const out: Rec = {};
       const props = (s.properties ?? {}) as Record<string, JSONSchema>;
       const required = new Set((s.required as string[] | undefined) ?? []);
+      // oneOf/anyOf of `required` lists ("exactly one of a or b"): one branch's fields, none of the others'.
+      const excluded = new Set<string>();
+      const alts = (s.oneOf ?? s.anyOf) as JSONSchema[] | undefined;
+      if (Array.isArray(alts) && alts.some((b) => Array.isArray(b.required))) {
+        const chosen = r.pick(alts);
+        for (const b of alts) for (const k of (b.required as string[] | undefined) ?? []) excluded.add(k);
+        for (const k of (chosen.required as string[] | undefined) ?? []) {
+          excluded.delete(k);
+          required.add(k);
+        }
+      }
       for (const [k, ps] of Object.entries(props)) {
+        if (excluded.has(k)) continue;
         if (required.has(k) || (depth < 6 && r.chance(0.5))) out[k] = validValue(ps, r, depth + 1);
       }
       const ap = s.additionalProperties;

@@ -17,6 +17,8 @@ export interface FuzzRequest {
   auth: 'token' | 'none' | 'bad';
   /** A watch: the client keeps it open this long after the headers arrive, then closes it. */
   watchMs?: number;
+  /** A path whose dot segments must not be resolved into another resource: any 2xx is a finding. */
+  noSuccess?: boolean;
   /** Raw bytes over a fresh TLS connection (malformed HTTP a normal client cannot send). */
   raw?: Buffer;
   /** PUT that first reads the object and sends it back changed (`finish` builds the body). */
@@ -31,7 +33,7 @@ export interface GenState {
   continueTokens: string[];
 }
 
-const NAMES = 8;
+const NAMES = 4;
 const PROTECTED_NAMESPACES = new Set(['default', 'kube-system', 'kube-public', 'kova-system']);
 
 /** Percent-encodes any string (encodeURIComponent throws on lone surrogates; this encodes their UTF-8 replacement). */
@@ -60,7 +62,9 @@ function objName(info: ResourceInfo, r: Rng): string {
 
 function pickNs(st: GenState, r: Rng): string {
   return r.weighted<() => string>([
-    [90, () => r.pick(st.namespaces)],
+    // Mostly one namespace, so creates, reads, patches and deletes meet the same objects.
+    [60, () => st.namespaces[Math.min(1, st.namespaces.length - 1)]],
+    [30, () => r.pick(st.namespaces)],
     [4, () => 'absent-ns'],
     [3, () => enc(nastyString(r).slice(0, 300))],
     [3, () => 'UPPER'],
@@ -164,7 +168,7 @@ function accept(r: Rng): string | undefined {
 function objectBody(info: ResourceInfo, r: Rng, name: string, ns: string | undefined): { body: string | Buffer; note: string; ct: string } {
   const valid = validObject(info, r, name, r.chance(0.8) ? ns : r.pick(['other', '', 'absent-ns']));
   return r.weighted<() => { body: string | Buffer; note: string; ct: string }>([
-    [35, () => ({ body: JSON.stringify(valid), note: 'valid', ct: JSON_CT })],
+    [55, () => ({ body: JSON.stringify(valid), note: 'valid', ct: JSON_CT })],
     [35, () => {
       const m = mutate(valid, info, r);
       return { body: JSON.stringify(m.obj), note: m.what, ct: JSON_CT };
@@ -275,8 +279,8 @@ export function genRequest(st: GenState, r: Rng): FuzzRequest {
     [9, (r) => watch(st, r)],
     [9, (r) => update(st, r)],
     [16, (r) => patch(st, r)],
-    [6, (r) => del(st, r)],
-    [2, (r) => deleteCollection(st, r)],
+    [4, (r) => del(st, r)],
+    [1, (r) => deleteCollection(st, r)],
     [6, (r) => statusSub(st, r)],
     [3, (r) => binding(st, r)],
     [5, (r) => discovery(r)],
@@ -370,7 +374,7 @@ function update(st: GenState, r: Rng): FuzzRequest {
     auth: 'token',
     note: m ? m.what : 'valid',
   };
-  if (r.chance(0.6)) {
+  if (r.chance(0.85)) {
     // Read-modify-write as clients do: the current object (with its resourceVersion) changed.
     const rr = r.fork();
     req.finish = (current) => {
@@ -454,9 +458,9 @@ function del(st: GenState, r: Rng): FuzzRequest {
 function deleteCollection(st: GenState, r: Rng): FuzzRequest {
   const info = kind(st, r);
   const ns = pickNs(st, r);
-  const query = [...deleteQuery(r), maybe(r, 0.4, () => ['labelSelector', labelSelector(r)] as [string, string]), maybe(r, 0.2, () => ['fieldSelector', r.pick(FIELD_SELECTORS)] as [string, string])];
-  // Never every namespace: the fuzzer's own namespaces must survive.
-  if (info.kind === 'Namespace' && !info.group) query.push(['labelSelector', 'fuzz-owned=yes']);
+  const isNamespace = info.kind === 'Namespace' && !info.group;
+  // Never every namespace: the fuzzer's own must survive (so no random selector for them).
+  const query = [...deleteQuery(r), isNamespace ? ['labelSelector', 'fuzz-owned=yes'] as [string, string] : maybe(r, 0.8, () => ['labelSelector', labelSelector(r)] as [string, string]), maybe(r, 0.2, () => ['fieldSelector', r.pick(FIELD_SELECTORS)] as [string, string])];
   const body = deleteOptions(r);
   return { template: `DELETECOLLECTION ${nsTemplate(info)}`, method: 'DELETE', path: `${collectionPath(info, ns)}${q(query)}`, headers: body ? { 'Content-Type': JSON_CT } : {}, body, auth: 'token', note: '' };
 }
@@ -527,8 +531,8 @@ function randomPath(st: GenState, r: Rng): FuzzRequest {
   const variant = r.pick([
     ['double slash', `/${base}`],
     ['trailing slashes', `${base}///`],
-    ['dot segments', `${base}/../../..`],
-    ['encoded dots', `${base}/%2e%2e/%2e%2e`],
+    ['dot segments', `${base}/${r.pick(['..', '../..', '../../..'])}`],
+    ['encoded dots', `${base}/${r.pick(['%2e%2e', '%2e%2e/%2e%2e', '%2E%2E/%2e%2e/%2e%2e', '.%2e/..'])}`],
     ['percent garbage', `${base}/%zz`],
     ['encoded slash', `${base}/a%2Fb`],
     ['encoded NUL', `${base}/a%00b`],
@@ -557,7 +561,9 @@ function randomPath(st: GenState, r: Rng): FuzzRequest {
     headers['Content-Type'] = method === 'PATCH' ? 'application/merge-patch+json' : JSON_CT;
     body = JSON.stringify(randomJson(r));
   }
-  return { template: `${method} random path: ${variant[0]}`, method, path: variant[1], headers, body, auth: 'token', note: variant[0] };
+  // kube-apiserver does not resolve `..` (or `%2e%2e`) in a request path into another resource.
+  const noSuccess = variant[0] === 'dot segments' || variant[0] === 'encoded dots';
+  return { template: `${method} random path: ${variant[0]}`, method, path: variant[1], headers, body, auth: 'token', note: variant[0], noSuccess };
 }
 
 /** Malformed HTTP/1.1 over a raw TLS socket. */

@@ -1,5 +1,5 @@
 // `npm run fuzz -- [--seed N] [--requests N] [--seconds S] [--concurrency N] [--api-workers N]
-//                  [--max-rss-mb N] [--max-growth-mb N] [--only I]`
+//                  [--max-rss-mb N] [--max-growth-mb N] [--only I] [--stats]`
 // Fuzzes a fresh etcd + API server; prints findings with reproductions, and as its last line one
 // JSON object with the counts. Exits 1 on any finding.
 import { parseArgs } from 'node:util';
@@ -15,6 +15,7 @@ const { values } = parseArgs({
     'max-rss-mb': { type: 'string', default: '600' },
     'max-growth-mb': { type: 'string', default: '250' },
     only: { type: 'string' },
+    stats: { type: 'boolean', default: false },
   },
 });
 
@@ -42,7 +43,8 @@ try {
     log: (l) => process.stdout.write(`${l}\n`),
   });
   process.stdout.write(`${formatFindings(result)}\n`);
-  const { findings, ...counts } = result;
+  if (values.stats) for (const [k, n] of Object.entries(result.byTemplate).sort()) process.stdout.write(`${String(n).padStart(6)} ${k}\n`);
+  const { findings, byTemplate: _, ...counts } = result;
   process.stdout.write(`${JSON.stringify({ ...counts, findings: findings.map((f) => ({ signature: f.signature, count: f.count })) })}\n`);
   code = findings.length ? 1 : 0;
 } finally {
