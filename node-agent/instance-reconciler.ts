@@ -62,7 +62,7 @@ export interface InstanceReconcilerOptions {
 type CondSpec = Omit<Condition, 'lastTransitionTime'>;
 
 /** Everything a spawn needs, resolved, with the conditions that say so; or why it has to wait. */
-type SpawnInputs = { spec: DomainSpec; conds: CondSpec[] } | { wait: CondSpec[]; why: string };
+type SpawnInputs = { spec: DomainSpec; conds: CondSpec[] } | { wait: CondSpec[]; why: string } | { fail: string };
 
 const MAX_ACTIONS = 6;
 
@@ -148,12 +148,8 @@ export class InstanceReconciler implements Reconciler {
           if (ctx?.retryAt !== undefined && ctx.now < ctx.retryAt && st?.spawnAttempts && sameSpec) {
             return { backoff: 'pending' };
           }
-          let inputs: SpawnInputs;
-          try {
-            inputs = await this.resolve(current, id);
-          } catch (e) {
-            return this.spawnFailed(current, key, facts, e);
-          }
+          const inputs = await this.resolve(current, id);
+          if ('fail' in inputs) return this.spawnFailed(current, key, facts, new Error(inputs.fail));
           if ('wait' in inputs) return this.waitFor(current, key, inputs.wait, inputs.why);
           // Starting is reported only when the spawn takes a while: a fast spawn goes from
           // Provisioning straight to Running, saving one write per instance.
@@ -240,8 +236,9 @@ export class InstanceReconciler implements Reconciler {
    * The resolver every driver goes through before a spawn: Flavor (sizing), Image (Ready, and
    * cached on this host when the driver boots real images), Ports (allocated, and configured
    * here when the host runs networking) and KeyPair. Returns the DomainSpec with the conditions
-   * that say what is ready, or the conditions that say what it waits for. Throws when the
-   * spec cannot be satisfied by waiting (unknown Flavor, unsizable spec): a spawn failure.
+   * that say what is ready, or the conditions that say what it waits for, or `fail` when the
+   * spec cannot be satisfied by waiting (unknown Flavor, unsizable spec): a spawn failure. API
+   * errors are thrown (the controller retries them with back-off).
    */
   private async resolve(inst: KObject, id: string): Promise<SpawnInputs> {
     const ns = inst.metadata.namespace!;
@@ -252,8 +249,8 @@ export class InstanceReconciler implements Reconciler {
     let flavor: KObject | undefined;
     if (spec.flavor) flavor = await this.o.flavors.get(spec.flavor);
     const req = instanceRequest(inst, () => flavor);
-    if ('flavorNotFound' in req) throw new Error(`flavor ${req.flavorNotFound} not found`);
-    if ('invalid' in req) throw new Error(`cannot size the instance: ${req.invalid}`);
+    if ('flavorNotFound' in req) return { fail: `flavor ${req.flavorNotFound} not found` };
+    if ('invalid' in req) return { fail: `cannot size the instance: ${req.invalid}` };
 
     const images = this.o.images;
     const imageName = spec.image ?? '';
