@@ -12,7 +12,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '60' },
     concurrency: { type: 'string', default: '8' },
     'api-workers': { type: 'string', default: '2' },
-    'max-rss-mb': { type: 'string', default: '600' },
+    'max-rss-mb': { type: 'string', default: '1024' },
     'max-growth-mb': { type: 'string', default: '250' },
     only: { type: 'string' },
     stats: { type: 'boolean', default: false },
