@@ -1,8 +1,8 @@
 // The short fuzz run inside `npm test`: random and mutated requests for every kind against a real
 // etcd and API server with two workers, one fixed seed and one random seed (printed, so a failure
 // reproduces with `npm run fuzz -- --seed N`). Any 5xx, crash, hang, non-Status error, missing
-// 401 or memory bound crossed fails the test with the reproductions. The long run is
-// `npm run fuzz -- --seconds 600`.
+// 401, dot-segment path resolved to another resource, or memory bound crossed fails the test
+// with the reproductions. The long run is `npm run fuzz -- --seconds 600`.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { formatFindings, fuzz, startTarget } from './fuzz/fuzzer.js';
