@@ -12,8 +12,8 @@ import tls from 'node:tls';
 import { defaultCrdDir, Registry } from '../api/registry.js';
 import { Validator } from '../api/validation.js';
 import { Store } from '../store/store.js';
-import { startTestEtcd, waitFor } from '../store/testing.js';
-import type { TestEtcd } from '../store/testing.js';
+import { startTestEtcd, waitFor } from '../testing/etcd.js';
+import type { TestEtcd } from '../testing/etcd.js';
 import { ensurePki } from './pki.js';
 import type { Pki } from './pki.js';
 import { ResourceStore } from './resource-store.js';
@@ -134,6 +134,18 @@ describe('malformed HTTP requests', () => {
     const garbage = await raw(Buffer.from([0, 1, 2, 3, 13, 10, 13, 10]));
     assert.match(statusLine(garbage), /^HTTP\/1\.1 400 /);
     await assertHealthy();
+  });
+
+  test('dot segments, plain or percent-encoded, are refused instead of resolved', async () => {
+    // `events/%2e%2e` used to resolve to the namespace `default` itself (a 200 with the wrong object).
+    for (const path of ['/api/v1/namespaces/default/configmaps/%2e%2e', '/api/v1/namespaces/default/configmaps/..', '/api/v1/namespaces/default/configmaps/%2E', '/api/v1/namespaces/default/./configmaps']) {
+      const r = await request('GET', path);
+      assert.equal(r.code, 400, `${path} -> ${r.code} ${r.body}`);
+      assert.equal(r.json().kind, 'Status');
+      assert.match(String(r.json().message), /may not be '\.\.?'/);
+    }
+    const ok = await request('GET', '/api/v1/namespaces/default/configmaps/..x');
+    assert.equal(ok.code, 404, ok.body);
   });
 
   test('an absolute-form request target is served like its path', async () => {

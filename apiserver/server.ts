@@ -413,6 +413,13 @@ export class ApiServer {
  */
 function requestUrl(target: string | undefined): URL {
   const t = target ?? '/';
+  // URL parsing resolves `.` and `..` segments (also as %2e), which would turn
+  // `events/..` into the namespace itself: like kube-apiserver, such a name is refused.
+  const rawPath = t.split(/[?#]/, 1)[0]!;
+  for (const seg of rawPath.split('/')) {
+    const dots = seg.replace(/%2e/gi, '.');
+    if (dots === '.' || dots === '..') throw badRequest(`invalid path segment ${JSON.stringify(seg)}: may not be '${dots}'`);
+  }
   try {
     if (t.startsWith('/')) return new URL(`http://kova${t}`);
     if (/^https?:\/\//i.test(t)) return new URL(t);
