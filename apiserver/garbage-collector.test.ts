@@ -7,7 +7,7 @@ import { Registry } from '../api/registry.js';
 import type { KObject, ResourceInfo } from '../api/types.js';
 import { Validator } from '../api/validation.js';
 import { Store } from '../store/store.js';
-import { startTestEtcd, waitFor, type TestEtcd } from '../store/testing.js';
+import { startTestEtcd, waitFor, type TestEtcd } from '../testing/etcd.js';
 import { GarbageCollector } from './garbage-collector.js';
 import { ResourceStore } from './resource-store.js';
 import { ApiError } from './status.js';

@@ -1,5 +1,5 @@
 // npm run bench:boot — time from "boot this VM" to the guest's boot marker on its serial
-// console, raw libvirt versus kova, with the test guest (e2e/guest) under TCG (KVM if usable):
+// console, raw libvirt versus kova, with the test guest (guest/) under TCG (KVM if usable):
 // - raw: qemu-img overlay + NoCloud seed + `virsh create` of XML from the same converter
 //   (node-agent/libvirt/domain-xml.ts), the minimum any tool built on libvirt has to do;
 // - kova: `kubectl apply` of the equivalent Instance on a fresh `kova up` (libvirt driver),
@@ -15,7 +15,7 @@ import { domainName } from '../node-agent/driver.js';
 import { toDomainXml } from '../node-agent/libvirt/domain-xml.js';
 import { detectKvm } from '../node-agent/libvirt/libvirt-driver.js';
 import { buildNoCloudSeed } from '../node-agent/libvirt/nocloud.js';
-import { buildTestGuest } from '../e2e/guest/build.js';
+import { buildTestGuest } from '../guest/build.js';
 import { startKova } from '../e2e/harness.js';
 import type { Kova } from '../e2e/harness.js';
 

@@ -5,8 +5,8 @@
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { INSTANCES } from '../controllers/runtime/client.js';
-import { KovaClient } from '../controllers/runtime/client.js';
+import { INSTANCES } from '../client/client.js';
+import { KovaClient } from '../client/client.js';
 import { domainName } from '../node-agent/driver.js';
 import { Virsh, VirshError } from '../node-agent/libvirt/virsh.js';
 

@@ -8,7 +8,7 @@ import { setMaxListeners } from 'node:events';
 import { parseArgs } from 'node:util';
 import { startControllerManager } from '../controllers/manager.js';
 import type { ControllerManager } from '../controllers/manager.js';
-import { KovaClient } from '../controllers/runtime/client.js';
+import { KovaClient } from '../client/client.js';
 import { runAgent, startSimAgents } from '../node-agent/run.js';
 import type { SimAgents } from '../node-agent/run.js';
 import { SimDriver } from '../node-agent/sim-driver.js';

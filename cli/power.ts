@@ -2,8 +2,8 @@
 // changes the node agent acts on (runStrategy, or the annotations of docs/control-plane.md),
 // the way `virtctl start` flips a KubeVirt VM's runStrategy and `kubectl rollout restart` stamps
 // an annotation.
-import { INSTANCES } from '../controllers/runtime/client.js';
-import type { KovaClient } from '../controllers/runtime/client.js';
+import { INSTANCES } from '../client/client.js';
+import type { KovaClient } from '../client/client.js';
 
 export const POWER_VERBS = ['start', 'stop', 'restart', 'pause', 'unpause'] as const;
 

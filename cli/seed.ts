@@ -2,8 +2,8 @@
 // the libvirt driver, a small public test image (kova's CirrOS) built locally from Debian
 // packages. Existing objects are never changed, so users may edit or delete them.
 import { join } from 'node:path';
-import { FLAVORS, IMAGES, isAlreadyExists } from '../controllers/runtime/client.js';
-import type { KovaClient } from '../controllers/runtime/client.js';
+import { FLAVORS, IMAGES, isAlreadyExists } from '../client/client.js';
+import type { KovaClient } from '../client/client.js';
 
 export const DEFAULT_FLAVORS: Array<{ name: string; vcpus: number; memory: string; disk: string }> = [
   { name: 'm1.tiny', vcpus: 1, memory: '256Mi', disk: '1Gi' },
@@ -47,7 +47,7 @@ export function testGuestCacheDir(dataDir: string): string {
 export async function seedTestImage(client: KovaClient, dataDir: string, say: (m: string) => void): Promise<void> {
   if (await client.get(IMAGES, SEED_NAMESPACE, TEST_IMAGE)) return;
   say(`building the test guest image "${TEST_IMAGE}" from Debian packages (first start only)`);
-  const { buildTestGuest } = await import('../e2e/guest/build.js');
+  const { buildTestGuest } = await import('../guest/build.js');
   const guest = await buildTestGuest({ outDir: testGuestCacheDir(dataDir), log: (m: string) => say(`  ${m}`) });
   await createIfAbsent(() =>
     client.create(IMAGES, {

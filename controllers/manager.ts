@@ -4,15 +4,15 @@
 import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { KovaClient } from './runtime/client.js';
-import { LeaderElector } from './runtime/leader.js';
+import { KovaClient } from '../client/client.js';
+import { LeaderElector } from '../client/leader.js';
 import { startHostController } from './host/host-controller.js';
 import { startImageController } from './image/image-controller.js';
 import { startInstanceController } from './instance/instance-controller.js';
 import { startNetworkControllers } from './network/network-controllers.js';
 import { startKeyPairController } from './keypair/keypair-controller.js';
 import { startScheduler } from './scheduler/scheduler.js';
-import { SharedInformers } from './runtime/shared-informers.js';
+import { SharedInformers } from '../client/shared-informers.js';
 import type { AllocationRatios } from '../api/resources.js';
 import type { WeigherPolicy } from './scheduler/weighers.js';
 

@@ -1,8 +1,8 @@
 // Real VMs from kubectl apply: `kova up` with the libvirt driver (the default) boots the test
-// guest (e2e/guest) under TCG from an Image imported by the image controller, with cloud-init
+// guest (guest/) under TCG from an Image imported by the image controller, with cloud-init
 // user-data and a KeyPair; power verbs, the console, deletion cleanup, bad images, and an agent
 // killed with SIGKILL that adopts its running domain on restart. Needs root, libvirtd and what
-// e2e/guest/build.ts needs.
+// guest/build.ts needs.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { domainName } from '../node-agent/driver.js';
-import { buildTestGuest, type TestGuest } from './guest/build.js';
+import { buildTestGuest, type TestGuest } from '../guest/build.js';
 import { eventually, KOVA_BIN, KUBECTL, startKova, type Kova } from './harness.js';
 
 const run = promisify(execFile);

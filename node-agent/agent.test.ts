@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { KObject } from '../api/types.js';
-import { EVENTS, HOSTS, INSTANCES, KovaClient, LEASES } from '../controllers/runtime/client.js';
+import { EVENTS, HOSTS, INSTANCES, KovaClient, LEASES } from '../client/client.js';
 import { eventually, startKova } from '../e2e/harness.js';
 import type { Kova } from '../e2e/harness.js';
 import { NodeAgent } from './agent.js';

@@ -2,14 +2,14 @@
 // and runs each through the InstanceReconciler, like a kubelet for VMs. On start it adopts
 // the domains it finds (matching them to instances by key and uid) instead of spawning anew.
 import type { KObject } from '../api/types.js';
-import { Controller, errorMessage } from '../controllers/runtime/controller.js';
-import { ExponentialBackoffLimiter, MaxOfLimiter, TokenBucketLimiter } from '../controllers/runtime/rate-limited-queue.js';
-import { realClock } from '../controllers/runtime/workqueue.js';
-import type { Clock } from '../controllers/runtime/workqueue.js';
-import { HOSTS, IMAGES, INSTANCES, NAMESPACES } from '../controllers/runtime/client.js';
-import type { KovaClient } from '../controllers/runtime/client.js';
-import { EventRecorder } from '../controllers/runtime/events.js';
-import { Informer } from '../controllers/runtime/informer.js';
+import { Controller, errorMessage } from '../client/controller.js';
+import { ExponentialBackoffLimiter, MaxOfLimiter, TokenBucketLimiter } from '../client/rate-limited-queue.js';
+import { realClock } from '../client/workqueue.js';
+import type { Clock } from '../client/workqueue.js';
+import { HOSTS, IMAGES, INSTANCES, NAMESPACES } from '../client/client.js';
+import type { KovaClient } from '../client/client.js';
+import { EventRecorder } from '../client/events.js';
+import { Informer } from '../client/informer.js';
 import type { ComputeDriver, DomainInfo } from './driver.js';
 import { FlavorCache } from './flavor-cache.js';
 import { imageCacheOf } from './image-cache.js';

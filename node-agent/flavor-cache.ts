@@ -2,8 +2,8 @@
 // flavor once; thousands of spawns on a hundred simulated hosts must not each GET it, so one
 // cache can be shared by all agents of a process. Concurrent misses share one request.
 import type { KObject } from '../api/types.js';
-import { FLAVORS } from '../controllers/runtime/client.js';
-import type { KovaClient } from '../controllers/runtime/client.js';
+import { FLAVORS } from '../client/client.js';
+import type { KovaClient } from '../client/client.js';
 
 export class FlavorCache {
   private readonly entries = new Map<string, { at: number; value: Promise<KObject | undefined> }>();

@@ -2,8 +2,8 @@
 // the heartbeat Lease kova-system/<host>, as a kubelet registers its Node and renews its Lease.
 import type { Condition, KObject } from '../api/types.js';
 import { computeAllocatable, formatResources } from '../api/resources.js';
-import { HOSTS, isAlreadyExists, isNotFound, LEASES, NAMESPACES } from '../controllers/runtime/client.js';
-import type { KovaClient } from '../controllers/runtime/client.js';
+import { HOSTS, isAlreadyExists, isNotFound, LEASES, NAMESPACES } from '../client/client.js';
+import type { KovaClient } from '../client/client.js';
 import type { ComputeDriver, HostInfo } from './driver.js';
 
 export const AGENT_VERSION = 'kova-agent/0.1.0';

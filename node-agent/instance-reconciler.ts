@@ -9,12 +9,12 @@
 // the key is due again (our own status write, a domain event) does not retry it early.
 import type { Condition, KObject } from '../api/types.js';
 import { INSTANCE_FINALIZER } from '../api/types.js';
-import type { ReconcileContext, Reconciler, Request, Result } from '../controllers/runtime/controller.js';
-import { errorMessage } from '../controllers/runtime/controller.js';
-import { INSTANCES, isConflict, isNotFound, KEYPAIRS } from '../controllers/runtime/client.js';
+import type { ReconcileContext, Reconciler, Request, Result } from '../client/controller.js';
+import { errorMessage } from '../client/controller.js';
+import { INSTANCES, isConflict, isNotFound, KEYPAIRS } from '../client/client.js';
 import { setCondition } from '../api/conditions.js';
-import type { KovaClient } from '../controllers/runtime/client.js';
-import type { EventRecorder } from '../controllers/runtime/events.js';
+import type { KovaClient } from '../client/client.js';
+import type { EventRecorder } from '../client/events.js';
 import { instanceRequest } from '../api/resources.js';
 import { domainName, DomainNotFound, instanceKey } from './driver.js';
 import type { ComputeDriver, DomainInfo, DomainSpec, NicSpec } from './driver.js';

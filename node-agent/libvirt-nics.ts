@@ -2,8 +2,8 @@
 // host's network agent creates a tap per Port (named from the Port) on the network's bridge;
 // libvirt only opens it. The guest takes its Port address by DHCP from the host's dnsmasq
 // (static entries from the Ports), as Nova's FlatDHCP did.
-import { NETWORKS, PORTS } from '../controllers/runtime/client.js';
-import type { KovaClient } from '../controllers/runtime/client.js';
+import { NETWORKS, PORTS } from '../client/client.js';
+import type { KovaClient } from '../client/client.js';
 import type { NetworkObject, PortObject } from '../controllers/network/kinds.js';
 import type { DomainSpec, NicSpec } from './driver.js';
 import type { ResolvedNic } from './libvirt/libvirt-driver.js';

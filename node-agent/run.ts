@@ -2,10 +2,10 @@
 // fleet of simulated agents in one process (`kova up --driver sim --sim-hosts N`).
 import { getMaxListeners, setMaxListeners } from 'node:events';
 import type { KObject } from '../api/types.js';
-import { IMAGES, KovaClient } from '../controllers/runtime/client.js';
-import { Informer } from '../controllers/runtime/informer.js';
+import { IMAGES, KovaClient } from '../client/client.js';
+import { Informer } from '../client/informer.js';
 import type { ImageObjectView } from './image-cache.js';
-import { EventRecorder } from '../controllers/runtime/events.js';
+import { EventRecorder } from '../client/events.js';
 import { NodeAgent } from './agent.js';
 import type { NodeAgentOptions } from './agent.js';
 import { FlavorCache } from './flavor-cache.js';

@@ -3,10 +3,10 @@
 // agents doing that would cost the API server a hundred watches that each see (and decode)
 // every instance change, so `startSimAgents` gives them views of this one informer instead.
 import type { KObject } from '../api/types.js';
-import { INSTANCES } from '../controllers/runtime/client.js';
-import type { KovaClient } from '../controllers/runtime/client.js';
-import { Informer } from '../controllers/runtime/informer.js';
-import type { InformerEvent, InformerHandler } from '../controllers/runtime/informer.js';
+import { INSTANCES } from '../client/client.js';
+import type { KovaClient } from '../client/client.js';
+import { Informer } from '../client/informer.js';
+import type { InformerEvent, InformerHandler } from '../client/informer.js';
 
 /** What an agent needs from its instance cache; an Informer is one. */
 export interface InstanceView {

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { FLAVORS, HOSTS, INSTANCES, KovaClient, NAMESPACES } from '../controllers/runtime/client.js';
+import { FLAVORS, HOSTS, INSTANCES, KovaClient, NAMESPACES } from '../client/client.js';
 import { eventually, startKova } from '../e2e/harness.js';
 import type { Kova } from '../e2e/harness.js';
 import { startSimAgents } from './run.js';

@@ -6,8 +6,8 @@ import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KObject } from '../api/types.js';
-import { IMAGES, isAlreadyExists } from '../controllers/runtime/client.js';
-import type { KovaClient } from '../controllers/runtime/client.js';
+import { IMAGES, isAlreadyExists } from '../client/client.js';
+import type { KovaClient } from '../client/client.js';
 
 /** Writes a 1 MiB raw disk of zeros to `dir`; its path and digest. */
 export async function writeSimImageFile(dir: string, name = 'sim-tiny.raw'): Promise<{ path: string; sha256: string; size: number }> {

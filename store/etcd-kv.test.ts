@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { CompareResult, CompareTarget, EtcdKV, EtcdRpcError } from './etcd-kv.js';
 import { isCompacted, isUnavailable } from './errors.js';
-import { startTestEtcd, type TestEtcd } from './testing.js';
+import { startTestEtcd, type TestEtcd } from '../testing/etcd.js';
 
 let env: TestEtcd;
 let kv: EtcdKV;

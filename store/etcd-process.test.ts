@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import type { KObject } from '../api/types.js';
 import { findEtcd, freePort, startEtcd } from './etcd-process.js';
 import { Store, StoreError, type WatchEvent } from './store.js';
-import { startTestEtcd, waitFor } from './testing.js';
+import { startTestEtcd, waitFor } from '../testing/etcd.js';
 
 const obj = (name: string): KObject => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name } });
 

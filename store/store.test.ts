@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { KObject } from '../api/types.js';
 import { Store, StoreError, type WatchEvent } from './store.js';
-import { startTestEtcd, waitFor, type TestEtcd } from './testing.js';
+import { startTestEtcd, waitFor, type TestEtcd } from '../testing/etcd.js';
 
 let env: TestEtcd;
 let store: Store;

@@ -11,7 +11,7 @@ import type { KObject } from '../../api/types.js';
 import { startControlPlane } from '../../cli/control-plane.js';
 import type { ControlPlane } from '../../cli/control-plane.js';
 import { eventually, KUBECTL } from '../../e2e/harness.js';
-import { EVENTS, FLAVORS, HOSTS, IMAGES, INSTANCES, KovaClient, LEASES, NAMESPACES } from '../runtime/client.js';
+import { EVENTS, FLAVORS, HOSTS, IMAGES, INSTANCES, KovaClient, LEASES, NAMESPACES } from '../../client/client.js';
 import { startInstanceController } from '../instance/instance-controller.js';
 import type { Condition } from '../../api/conditions.js';
 import { findCondition } from '../../api/conditions.js';

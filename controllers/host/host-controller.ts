@@ -2,11 +2,11 @@
 // host names into a work queue; HostReconciler does the work. See docs/control-plane.md
 // "Host lifecycle" and "Scheduling and accounting".
 import type { KObject } from '../../api/types.js';
-import { HOSTS, INSTANCES, LEASES } from '../runtime/client.js';
-import type { KovaClient } from '../runtime/client.js';
-import { Controller } from '../runtime/controller.js';
-import { EventRecorder } from '../runtime/events.js';
-import { SharedInformers } from '../runtime/shared-informers.js';
+import { HOSTS, INSTANCES, LEASES } from '../../client/client.js';
+import type { KovaClient } from '../../client/client.js';
+import { Controller } from '../../client/controller.js';
+import { EventRecorder } from '../../client/events.js';
+import { SharedInformers } from '../../client/shared-informers.js';
 import { splitInstanceKey } from './allocations.js';
 import type { HeartbeatLease } from './heartbeat.js';
 import { HostReconciler, LEASE_NAMESPACE } from './host-reconciler.js';

@@ -11,7 +11,7 @@ import { NodeAgent } from '../../node-agent/agent.js';
 import { SimDriver } from '../../node-agent/sim-driver.js';
 import { createReadySimImage } from '../../node-agent/sim-image.js';
 import { startScheduler } from '../scheduler/scheduler.js';
-import { HOSTS, INSTANCES, KovaClient } from '../runtime/client.js';
+import { HOSTS, INSTANCES, KovaClient } from '../../client/client.js';
 import { startInstanceController } from '../instance/instance-controller.js';
 import type { Condition } from '../../api/conditions.js';
 import { findCondition } from '../../api/conditions.js';

@@ -3,9 +3,9 @@
 // stale allocations. Level-triggered: each pass reads the Host, its Lease and its instances and
 // fixes whatever differs; every write is a compare-and-swap on the object it changes.
 import type { KObject } from '../../api/types.js';
-import { HOSTS, INSTANCES, LEASES } from '../runtime/client.js';
-import type { KovaClient } from '../runtime/client.js';
-import type { Reconciler, Request, Result } from '../runtime/controller.js';
+import { HOSTS, INSTANCES, LEASES } from '../../client/client.js';
+import type { KovaClient } from '../../client/client.js';
+import type { Reconciler, Request, Result } from '../../client/controller.js';
 import { splitInstanceKey, staleReason } from './allocations.js';
 import type { Allocation } from './allocations.js';
 import type { Condition } from '../../api/conditions.js';

@@ -5,12 +5,12 @@
 // format) is final for that generation; a source that is unavailable is retried with back-off.
 import { access } from 'node:fs/promises';
 import type { KObject } from '../../api/types.js';
-import { IMAGES } from '../runtime/client.js';
-import type { KovaClient } from '../runtime/client.js';
-import { Controller, errorMessage } from '../runtime/controller.js';
-import type { Reconciler, Request, Result } from '../runtime/controller.js';
-import { EventRecorder } from '../runtime/events.js';
-import { SharedInformers } from '../runtime/shared-informers.js';
+import { IMAGES } from '../../client/client.js';
+import type { KovaClient } from '../../client/client.js';
+import { Controller, errorMessage } from '../../client/controller.js';
+import type { Reconciler, Request, Result } from '../../client/controller.js';
+import { EventRecorder } from '../../client/events.js';
+import { SharedInformers } from '../../client/shared-informers.js';
 import { setCondition } from '../../api/conditions.js';
 import type { Condition } from '../../api/conditions.js';
 import { ImportError, importImage, storePath } from './image-import.js';

@@ -6,13 +6,13 @@
 // - An unbound instance being deleted has no domain anywhere: its protection finalizer (left by
 //   an earlier binding, e.g. before an evacuation) is removed so the deletion completes.
 import type { KObject } from '../../api/types.js';
-import { FLAVORS, IMAGES, INSTANCES } from '../runtime/client.js';
-import type { KovaClient } from '../runtime/client.js';
-import { Controller } from '../runtime/controller.js';
-import { EventRecorder } from '../runtime/events.js';
-import type { Reconciler, Request, Result } from '../runtime/controller.js';
-import { Informer } from '../runtime/informer.js';
-import { SharedInformers } from '../runtime/shared-informers.js';
+import { FLAVORS, IMAGES, INSTANCES } from '../../client/client.js';
+import type { KovaClient } from '../../client/client.js';
+import { Controller } from '../../client/controller.js';
+import { EventRecorder } from '../../client/events.js';
+import type { Reconciler, Request, Result } from '../../client/controller.js';
+import { Informer } from '../../client/informer.js';
+import { SharedInformers } from '../../client/shared-informers.js';
 import { INSTANCE_FINALIZER } from '../../api/types.js';
 import type { EventSink } from '../host/host-reconciler.js';
 import { applyUnboundStatus, validatedCondition } from './instance-status.js';

@@ -1,13 +1,13 @@
 // The KeyPair controller: computes status.fingerprint ("SHA256:…", as ssh-keygen -l) from
 // spec.publicKey, and a Ready condition that says whether the key parses.
 import type { KObject } from '../../api/types.js';
-import { KEYPAIRS } from '../runtime/client.js';
-import type { KovaClient } from '../runtime/client.js';
-import { Controller, errorMessage } from '../runtime/controller.js';
-import type { Reconciler, Request } from '../runtime/controller.js';
-import { EventRecorder } from '../runtime/events.js';
-import { Informer } from '../runtime/informer.js';
-import { SharedInformers } from '../runtime/shared-informers.js';
+import { KEYPAIRS } from '../../client/client.js';
+import type { KovaClient } from '../../client/client.js';
+import { Controller, errorMessage } from '../../client/controller.js';
+import type { Reconciler, Request } from '../../client/controller.js';
+import { EventRecorder } from '../../client/events.js';
+import { Informer } from '../../client/informer.js';
+import { SharedInformers } from '../../client/shared-informers.js';
 import { hasCondition, setCondition } from '../../api/conditions.js';
 import type { Condition } from '../../api/conditions.js';
 import { sshFingerprint } from './fingerprint.js';

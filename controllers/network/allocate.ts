@@ -2,7 +2,7 @@
 // let the store decide through claims. A stale cache only costs extra attempts, never duplicates.
 import type { KObject } from '../../api/types.js';
 import { defaultGateway, isUsable, macForPort, parseCIDR, usableAddresses } from '../../node-agent/network/ipam.js';
-import type { KovaClient } from '../runtime/client.js';
+import type { KovaClient } from '../../client/client.js';
 import { claim } from './claims.js';
 import type { ClaimObject } from './kinds.js';
 

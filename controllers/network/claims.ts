@@ -2,8 +2,8 @@
 // name is derived from the network's uid and the value. Creation is create-if-absent in one etcd
 // transaction, so two writers can never both hold a value, whatever their caches say.
 import type { KObject } from '../../api/types.js';
-import { isAlreadyExists, isNotFound } from '../runtime/client.js';
-import type { KovaClient } from '../runtime/client.js';
+import { isAlreadyExists, isNotFound } from '../../client/client.js';
+import type { KovaClient } from '../../client/client.js';
 import { ADDRESS_CLAIMS, ownerRef, SYSTEM_NAMESPACE } from './kinds.js';
 import type { ClaimObject } from './kinds.js';
 

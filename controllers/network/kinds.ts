@@ -1,6 +1,6 @@
 // API kinds of the networking controllers and the object shapes they read.
 import type { Condition, KObject, OwnerReference } from '../../api/types.js';
-import type { Kind } from '../runtime/client.js';
+import type { Kind } from '../../client/client.js';
 
 const kova = (plural: string, kind: string): Kind => ({ group: 'kova.dev', version: 'v1alpha1', plural, kind, namespaced: true });
 

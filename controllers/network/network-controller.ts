@@ -4,9 +4,9 @@
 import type { Condition } from '../../api/types.js';
 import { defaultGateway } from '../../node-agent/network/ipam.js';
 import { networkDeviceName } from '../../node-agent/network/names.js';
-import { isAlreadyExists, isNotFound, NETWORKS } from '../runtime/client.js';
-import type { KovaClient } from '../runtime/client.js';
-import type { Reconciler, Request, Result } from '../runtime/controller.js';
+import { isAlreadyExists, isNotFound, NETWORKS } from '../../client/client.js';
+import type { KovaClient } from '../../client/client.js';
+import type { Reconciler, Request, Result } from '../../client/controller.js';
 import { setCondition } from '../../api/conditions.js';
 import { allocateIP, cachedIPClaims, vniCandidates } from './allocate.js';
 import { claim, release } from './claims.js';

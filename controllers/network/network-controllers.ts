@@ -1,11 +1,11 @@
 // Starts the networking controllers (ports/IPAM, networks, default security groups, floating
 // IPs, security group and router status) on shared informers, and wires which change wakes what.
 import type { KObject } from '../../api/types.js';
-import { INSTANCES, NETWORKS, PORTS } from '../runtime/client.js';
-import type { KovaClient } from '../runtime/client.js';
-import { Controller } from '../runtime/controller.js';
-import { Informer } from '../runtime/informer.js';
-import { SharedInformers } from '../runtime/shared-informers.js';
+import { INSTANCES, NETWORKS, PORTS } from '../../client/client.js';
+import type { KovaClient } from '../../client/client.js';
+import { Controller } from '../../client/controller.js';
+import { Informer } from '../../client/informer.js';
+import { SharedInformers } from '../../client/shared-informers.js';
 import { ADDRESS_CLAIMS, FLOATING_IPS, ROUTERS, SECURITY_GROUPS } from './kinds.js';
 import type { ClaimObject, FloatingIPObject, InstanceObject, NetworkObject, PortObject, RouterObject, SecurityGroupObject } from './kinds.js';
 import {

@@ -7,7 +7,7 @@ import { startKova } from '../../e2e/harness.js';
 import type { Kova } from '../../e2e/harness.js';
 import { sgInput } from '../../node-agent/network-agent.js';
 import { planHost } from '../../node-agent/network/plan.js';
-import { KovaClient, NETWORKS, PORTS } from '../runtime/client.js';
+import { KovaClient, NETWORKS, PORTS } from '../../client/client.js';
 import { allocateIP, allocateMAC, vniCandidates } from './allocate.js';
 import { claim, claimName } from './claims.js';
 import { ADDRESS_CLAIMS, FLOATING_IPS } from './kinds.js';

@@ -3,9 +3,9 @@
 // Instance.status.addresses. Level-triggered: every reconcile recomputes from the caches and
 // the store, and a repeated reconcile writes nothing.
 import { portDeviceName } from '../../node-agent/network/names.js';
-import { isAlreadyExists, isNotFound, PORTS, INSTANCES } from '../runtime/client.js';
-import type { KovaClient } from '../runtime/client.js';
-import type { Reconciler, Request, Result } from '../runtime/controller.js';
+import { isAlreadyExists, isNotFound, PORTS, INSTANCES } from '../../client/client.js';
+import type { KovaClient } from '../../client/client.js';
+import type { Reconciler, Request, Result } from '../../client/controller.js';
 import { setCondition, hasCondition } from '../../api/conditions.js';
 import { allocateIP, cachedIPClaims, allocateMAC } from './allocate.js';
 import type { AllocateResult } from './allocate.js';

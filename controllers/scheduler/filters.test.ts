@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DEFAULT_FILTERS, Disk, Excluded, filterContext, firstFailure, HostNamePin, HostReady, isUnconstrained, Memory, NodeSelector, NotCordoned, passesDefaultUnconstrained, Vcpu, Zone } from './filters.js';
 import { hostView } from './host-view.js';
-import { hostObject, instanceObject } from './testutil.js';
+import { hostObject, instanceObject } from '../../testing/scheduler-objects.js';
 
 const GiB = 1024 ** 3;
 const req = { vcpus: 2, memoryBytes: 4 * GiB, diskBytes: 10 * GiB };

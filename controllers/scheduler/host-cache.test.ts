@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { HostCache } from './host-cache.js';
-import { hostObject } from './testutil.js';
+import { hostObject } from '../../testing/scheduler-objects.js';
 
 const GiB = 1024 ** 3;
 const req = { vcpus: 1, memoryBytes: GiB, diskBytes: 2 * GiB };

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { HostCache } from './host-cache.js';
 import { hostView } from './host-view.js';
 import { schedule, unschedulableMessage } from './schedule.js';
-import { hostObject, instanceObject } from './testutil.js';
+import { hostObject, instanceObject } from '../../testing/scheduler-objects.js';
 import { weighersFor } from './weighers.js';
 
 const GiB = 1024 ** 3;

@@ -8,11 +8,11 @@
 // Flavors change.
 import type { Condition, KObject } from '../../api/types.js';
 import { nowRFC3339 } from '../../api/types.js';
-import { ApiError, FLAVORS, HOSTS, INSTANCES, isNotFound, KovaClient } from '../runtime/client.js';
-import { Controller, errorMessage, keyOfObject } from '../runtime/controller.js';
-import type { Request } from '../runtime/controller.js';
-import { EventRecorder } from '../runtime/events.js';
-import { SharedInformers } from '../runtime/shared-informers.js';
+import { ApiError, FLAVORS, HOSTS, INSTANCES, isNotFound, KovaClient } from '../../client/client.js';
+import { Controller, errorMessage, keyOfObject } from '../../client/controller.js';
+import type { Request } from '../../client/controller.js';
+import { EventRecorder } from '../../client/events.js';
+import { SharedInformers } from '../../client/shared-informers.js';
 import { BestEffortLane } from './best-effort.js';
 import { HostCache } from './host-cache.js';
 import { formatResources, instanceRequest } from '../../api/resources.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { filterContext } from './filters.js';
 import { hostView } from './host-view.js';
-import { hostObject, instanceObject } from './testutil.js';
+import { hostObject, instanceObject } from '../../testing/scheduler-objects.js';
 import { freeMemory, freeVcpus, pickHost, scores, weighersFor } from './weighers.js';
 
 const GiB = 1024 ** 3;

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { toDomainXml, type LibvirtDomainSpec } from '../../node-agent/libvirt/domain-xml.js';
 import { buildNoCloudSeed, networkConfigForNics } from '../../node-agent/libvirt/nocloud.js';
 import { eventually } from '../harness.js';
-import { buildTestGuest, type TestGuest } from './build.js';
+import { buildTestGuest, type TestGuest } from '../../guest/build.js';
 
 const run = promisify(execFile);
 const URI = 'qemu:///system';

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { DomainNotFound, DriverError, PowerState, domainName, type DomainEvent, type DomainSpec } from '../../node-agent/driver.js';
 import { LibvirtDriver } from '../../node-agent/libvirt/libvirt-driver.js';
 import { eventually } from '../harness.js';
-import { buildTestGuest, type TestGuest } from './build.js';
+import { buildTestGuest, type TestGuest } from '../../guest/build.js';
 
 const run = promisify(execFile);
 const GUEST_DIR = process.env.KOVA_TEST_GUEST_DIR ?? '/var/tmp/kova-test-guest';

@@ -3,7 +3,7 @@
 // not changed for leaseDuration as measured on the candidate's own clock (so clock skew between
 // machines does not matter); every write is conditional on resourceVersion; the leader renews
 // every retryPeriod and gives up leadership if it could not renew for renewDeadline.
-import type { KObject } from '../../api/types.js';
+import type { KObject } from '../api/types.js';
 import { ApiError, isAlreadyExists, isConflict, KovaClient, LEASES, NAMESPACES } from './client.js';
 import { errorMessage } from './controller.js';
 

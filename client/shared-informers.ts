@@ -1,7 +1,7 @@
 // One Informer per kind (and namespace and selectors) for all controllers of a process, like
 // client-go's SharedInformerFactory: the scheduler, host, instance and network controllers all
 // follow Instances, and each change should cross the wire and be parsed once, not four times.
-import type { KObject } from '../../api/types.js';
+import type { KObject } from '../api/types.js';
 import type { Kind, KovaClient } from './client.js';
 import { Informer } from './informer.js';
 import type { InformerOptions } from './informer.js';

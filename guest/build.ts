@@ -25,7 +25,7 @@ const run = promisify(execFile);
 const RECIPE_VERSION = '1';
 
 /** Source directory of the guest's scripts (this module runs from dist/e2e/guest/). */
-export const GUEST_FILES_DIR = fileURLToPath(new URL('../../../e2e/guest/files/', import.meta.url));
+export const GUEST_FILES_DIR = fileURLToPath(new URL('../../guest/files/', import.meta.url));
 
 /** The packages the guest is made of. The kernel is resolved through its meta-package. */
 const KERNEL_META = 'linux-image-cloud-amd64';

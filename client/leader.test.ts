@@ -2,8 +2,8 @@
 // (lease 2 s, renew deadline 1.5 s, retry 0.25 s) to keep the test fast.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { eventually, startKova } from '../../e2e/harness.js';
-import type { Kova } from '../../e2e/harness.js';
+import { eventually, startKova } from '../e2e/harness.js';
+import type { Kova } from '../e2e/harness.js';
 import { KovaClient, LEASES } from './client.js';
 import { LeaderElector, microTime } from './leader.js';
 import type { Lease } from './leader.js';

@@ -1,5 +1,5 @@
 // A Clock that only moves when told to, for tests of time-based behaviour without sleeping.
-import type { Clock } from './workqueue.js';
+import type { Clock } from '../client/workqueue.js';
 
 interface Timer {
   due: number;

@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import YAML from 'yaml';
-import { networkConfigForNics, renderMetaData, renderNetworkConfig, renderUserData } from '../../node-agent/libvirt/nocloud.js';
+import { networkConfigForNics, renderMetaData, renderNetworkConfig, renderUserData } from '../node-agent/libvirt/nocloud.js';
 import { GUEST_FILES_DIR } from './build.js';
 
 

@@ -4,7 +4,7 @@
 // server restarting, connection refused); this wrapper restarts it with back-off.
 import { ListWatch, Watch } from '@kubernetes/client-node';
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
-import type { KObject } from '../../api/types.js';
+import type { KObject } from '../api/types.js';
 import { apiVersionOf, KovaClient } from './client.js';
 import type { Kind } from './client.js';
 import { errorMessage } from './controller.js';

@@ -2,8 +2,8 @@
 // retries, finalizers, errors, binding.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startKova } from '../../e2e/harness.js';
-import type { Kova } from '../../e2e/harness.js';
+import { startKova } from '../e2e/harness.js';
+import type { Kova } from '../e2e/harness.js';
 import { ApiError, FLAVORS, HOSTS, INSTANCES, KovaClient, NAMESPACES } from './client.js';
 import type { KObject } from './client.js';
 

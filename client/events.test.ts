@@ -1,12 +1,12 @@
 // EventRecorder against a real `kova up`, checked with the real `kubectl describe`.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startKova } from '../../e2e/harness.js';
-import type { Kova } from '../../e2e/harness.js';
+import { startKova } from '../e2e/harness.js';
+import type { Kova } from '../e2e/harness.js';
 import { EVENTS, HOSTS, INSTANCES, KovaClient, NAMESPACES } from './client.js';
 import type { KObject } from './client.js';
 import { COMBINED_PREFIX, EventCorrelator, EventRecorder, LruCache } from './events.js';
-import { ManualClock } from './manual-clock.js';
+import { ManualClock } from '../testing/manual-clock.js';
 
 const NS = 'rt-events';
 

@@ -7,7 +7,7 @@ import http from 'node:http';
 import type https from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Pool } from 'undici';
-import type { KObject, ObjectMeta } from '../../api/types.js';
+import type { KObject, ObjectMeta } from '../api/types.js';
 
 export type { KObject };
 

@@ -9,7 +9,7 @@
 // Every cache is an LRU of at most 4096 entries. Recording is best effort: it never throws to
 // the caller and never blocks a reconcile long.
 import { createHash } from 'node:crypto';
-import type { KObject } from '../../api/types.js';
+import type { KObject } from '../api/types.js';
 import { EVENTS, isNotFound, KovaClient } from './client.js';
 import { errorMessage } from './controller.js';
 

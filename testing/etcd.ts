@@ -3,7 +3,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startEtcd, type EtcdOptions, type EtcdProcess } from './etcd-process.js';
+import { startEtcd, type EtcdOptions, type EtcdProcess } from '../store/etcd-process.js';
 
 export interface TestEtcd {
   etcd: EtcdProcess;

@@ -1,5 +1,5 @@
 // Object builders shared by the scheduler's tests.
-import type { KObject } from '../../api/types.js';
+import type { KObject } from '../api/types.js';
 
 export interface HostOpts {
   labels?: Record<string, string>;

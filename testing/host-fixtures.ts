@@ -1,9 +1,9 @@
 // Hosts without node agents, for tests and benchmarks: the Host object, its status as an agent
 // and the host controller would write it (capacity, allocatable, Ready), and a long heartbeat
 // Lease so a running host controller keeps it Ready.
-import { HOSTS, LEASES } from '../runtime/client.js';
-import type { KovaClient } from '../runtime/client.js';
-import { computeAllocatable, formatResources, parseResources } from '../../api/resources.js';
+import { HOSTS, LEASES } from '../client/client.js';
+import type { KovaClient } from '../client/client.js';
+import { computeAllocatable, formatResources, parseResources } from '../api/resources.js';
 
 export interface FakeHost {
   capacity: { vcpus: number; memory: string; disk: string };

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { Controller, TerminalError } from './controller.js';
 import type { Request } from './controller.js';
 import { DelayingQueue } from './delaying-queue.js';
-import { ManualClock } from './manual-clock.js';
+import { ManualClock } from '../testing/manual-clock.js';
 import { ExponentialBackoffLimiter, MaxOfLimiter, RateLimitedQueue, TokenBucketLimiter } from './rate-limited-queue.js';
 import { WorkQueue } from './workqueue.js';
 
