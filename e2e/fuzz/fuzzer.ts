@@ -183,6 +183,7 @@ function isStatus(body: string, code: number, truncated: boolean): boolean {
 }
 
 const UNAUTHENTICATED_PATHS = /^\/(healthz|livez|readyz|version)(\?|\/?$)/;
+const DOT_SEGMENT = /\/(\.|%2e){1,2}(?=\/|$)/i;
 const WATCH_TYPES = new Set(['ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR']);
 
 class Client {
@@ -484,8 +485,10 @@ export async function fuzz(t: Target, opts: FuzzOptions): Promise<FuzzResult> {
     // Connection errors are judged by the monitor: collateral of a crash, or a finding.
     if (o.error) return;
     const needsAuth = !UNAUTHENTICATED_PATHS.test(req.path);
-    // 413/431 come from body and header size limits that apply before authentication.
-    if (req.auth !== 'token' && needsAuth && o.status !== 401 && o.status !== 413 && o.status !== 431) return file('auth', `${req.template} -> ${o.status} (want 401)`, repro);
+    // 413/431 come from body and header size limits that apply before authentication, and a
+    // request target with dot segments or broken escapes may be refused (400) before it too.
+    const badTarget = DOT_SEGMENT.test(req.path.split('?')[0]) || /%(?![0-9a-f]{2})/i.test(req.path);
+    if (req.auth !== 'token' && needsAuth && o.status !== 401 && o.status !== 413 && o.status !== 431 && !(o.status === 400 && badTarget)) return file('auth', `${req.template} -> ${o.status} (want 401)`, repro);
     if (req.noSuccess && o.status >= 200 && o.status < 300) return file('path', `${req.template} -> ${o.status} (dot segments resolved to another resource)`, repro);
     if (o.status >= 500) return file('5xx', `${req.template} -> ${o.status} ${normalize(statusMessage(o.body))}`, repro);
     // 431 (headers over node's 16 KiB limit) is answered by node's HTTP parser before any handler runs.
@@ -558,7 +561,10 @@ export async function fuzz(t: Target, opts: FuzzOptions): Promise<FuzzResult> {
       } finally {
         inFlight.delete(i);
         if (o) recent.push({ i, req, o, at: Date.now(), filed: false });
-        if (recent.length > 200) recent.shift();
+        // Kept 3 s (crash suspects), and an errored one until the monitor has judged it.
+        const old = Date.now() - 3000;
+        while (recent.length && recent[0].at < old && (recent[0].filed || !recent[0].o.error || recent[0].req.raw)) recent.shift();
+        if (recent.length > 20_000) recent.shift();
       }
       if (!baselineTaken && (next >= total * 0.2 || Date.now() >= start + opts.seconds * 200)) {
         baselineTaken = true;
