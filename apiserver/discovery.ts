@@ -18,6 +18,18 @@ export const SERVER_VERSION = {
 
 const RW_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
 
+/**
+ * Whether DELETE on the collection is served. Like kube-apiserver, namespaces have no
+ * deletecollection: one request must not be able to delete every project.
+ */
+export function supportsDeleteCollection(r: ResourceInfo): boolean {
+  return !(r.group === '' && r.kind === 'Namespace');
+}
+
+function verbsOf(r: ResourceInfo): string[] {
+  return supportsDeleteCollection(r) ? RW_VERBS : RW_VERBS.filter((v) => v !== 'deletecollection');
+}
+
 /** Groups served besides the registry's: only SelfSubjectAccessReview lives there. */
 const AUTHZ = { group: 'authorization.k8s.io', version: 'v1' };
 
@@ -51,7 +63,7 @@ function resourceEntries(r: ResourceInfo) {
     singularName: r.singular,
     namespaced: r.namespaced,
     kind: r.kind,
-    verbs: RW_VERBS,
+    verbs: verbsOf(r),
   };
   if (r.shortNames.length) main.shortNames = r.shortNames;
   if (r.categories.length) main.categories = r.categories;
@@ -92,7 +104,7 @@ function aggregatedResource(r: ResourceInfo) {
     responseKind: { group: r.group, version: r.version, kind: r.kind },
     scope: r.namespaced ? 'Namespaced' : 'Cluster',
     singularResource: r.singular,
-    verbs: RW_VERBS,
+    verbs: verbsOf(r),
   };
   if (r.shortNames.length) d.shortNames = r.shortNames;
   if (r.categories.length) d.categories = r.categories;

@@ -21,6 +21,7 @@ import { ApiServer } from './server.js';
 
 interface Reply {
   code: number;
+  headers: IncomingMessage['headers'];
   body: string;
   json: () => Record<string, unknown>;
 }
@@ -68,7 +69,7 @@ function request(method: string, path: string, body?: string | Buffer, headers: 
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
-        resolve({ code: res.statusCode!, body: text, json: () => JSON.parse(text) });
+        resolve({ code: res.statusCode!, headers: res.headers, body: text, json: () => JSON.parse(text) });
       });
     });
     req.on('error', reject);
@@ -146,6 +147,16 @@ describe('malformed HTTP requests', () => {
     }
     const ok = await request('GET', '/api/v1/namespaces/default/configmaps/..x');
     assert.equal(ok.code, 404, ok.body);
+  });
+
+  test('namespaces have no deletecollection: DELETE /api/v1/namespaces is 405 and discovery does not offer it', async () => {
+    const r = await request('DELETE', '/api/v1/namespaces');
+    assert.equal(r.code, 405, r.body);
+    assert.equal(r.json().kind, 'Status');
+    assert.equal((await request('GET', '/api/v1/namespaces/default')).code, 200);
+    const list = (await request('GET', '/api/v1')).json() as { resources: Array<{ name: string; verbs: string[] }> };
+    assert.ok(!list.resources.find((x) => x.name === 'namespaces')!.verbs.includes('deletecollection'));
+    assert.ok(list.resources.find((x) => x.name === 'configmaps')!.verbs.includes('deletecollection'));
   });
 
   test('an absolute-form request target is served like its path', async () => {
@@ -234,6 +245,19 @@ describe('wrong-typed and hostile bodies', () => {
     // The quoted string reads back as the original field name, as kubectl's parser reads it.
     assert.ok(JSON.parse(warning.slice('299 - '.length)).includes('\u202e\u0633\u0644\u0627\u0645\u007f'));
     assert.equal(server.stats.internalErrors, 0);
+  });
+
+  test('a very long non-ASCII unknown field name keeps the Warning header within node clients\' 16 KiB', async () => {
+    // Cut before escaping, 3,000 such characters became 18 KiB of header: the object was
+    // created but node clients failed with HPE_HEADER_OVERFLOW.
+    const field = '\u0633'.repeat(3000);
+    const r = await request('POST', '/apis/kova.dev/v1alpha1/flavors', JSON.stringify({ apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: 'warn-2' }, spec: { vcpus: 1, memory: '64Mi', disk: '1Gi' }, [field]: {}, [`${field}x`]: {}, [`${field}y`]: {}, [`${field}z`]: {} }));
+    assert.equal(r.code, 201, r.body);
+    const warning = String(r.headers.warning);
+    assert.ok(warning.length <= 12 * 1024, `Warning header of ${warning.length} characters`);
+    const first = warning.split(', 299 - ')[0]!;
+    assert.ok(first.length <= 4096 + 6 && first.endsWith('..."'), first.slice(-40));
+    assert.ok(JSON.parse(first.slice('299 - '.length)).startsWith('unknown field'));
   });
 
   test('patches that leave metadata wrong-typed are 4xx, never 500', async () => {

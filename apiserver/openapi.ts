@@ -12,6 +12,7 @@ import { MANAGED_FIELDS_ENTRY_SCHEMA, OBJECT_META_SCHEMA, OWNER_REFERENCE_SCHEMA
 import type { Registry } from '../api/registry.js';
 import type { JSONSchema, ResourceInfo } from '../api/types.js';
 import { groupVersion } from '../api/types.js';
+import { supportsDeleteCollection } from './discovery.js';
 
 type Rec = Record<string, unknown>;
 
@@ -139,12 +140,14 @@ function operations(r: ResourceInfo): Record<string, Rec> {
       responses: { '200': response('OK', list, true) },
     }),
     post: write('post', `create${id}${ns}${r.kind}`, `create a ${r.kind}`, WRITE_PARAMS, { required: true, content: json(obj) }, ['200', '201', '202']),
-    delete: op('deletecollection', `deletecollection${id}${ns}${r.kind}`, `delete collection of ${r.kind}`, {
+  };
+  if (supportsDeleteCollection(r)) {
+    paths[collection].delete = op('deletecollection', `deletecollection${id}${ns}${r.kind}`, `delete collection of ${r.kind}`, {
       parameters: [...DELETE_PARAMS, ...LIST_PARAMS.filter((p) => p !== P.watch && p !== P.allowWatchBookmarks)],
       requestBody: { content: json(ref(`${META}.DeleteOptions`)) },
       responses: { '200': response('OK', status) },
-    }),
-  };
+    });
+  }
   paths[item] = {
     parameters: [P.name, ...scope, P.pretty],
     get: op('get', `read${id}${ns}${r.kind}`, `read the specified ${r.kind}`, { responses: { '200': response('OK', obj) } }),

@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import type { Registry } from '../api/registry.js';
 import type { KObject, ResourceInfo } from '../api/types.js';
 import { groupVersion } from '../api/types.js';
-import { aggregatedDiscovery, AGGREGATED_CONTENT_TYPE, apiGroupList, apiResourceList, apiVersions, SERVER_VERSION, wantsAggregated } from './discovery.js';
+import { aggregatedDiscovery, AGGREGATED_CONTENT_TYPE, supportsDeleteCollection, apiGroupList, apiResourceList, apiVersions, SERVER_VERSION, wantsAggregated } from './discovery.js';
 import { openapiV3Document, openapiV3Index } from './openapi.js';
 import { BODY_TIMEOUT_MS, boolParam, checkObjectBody, listParams, parseJson, parseObjectBody, parseYaml, readBody, readBodyBytes, routeResource, writeQuery } from './request.js';
 import type { ListParams, ResourceRoute } from './request.js';
@@ -53,27 +53,46 @@ function sendText(res: ServerResponse, code: number, text: string) {
   res.end(text);
 }
 
-/** kube-apiserver's bounds on warnings: each is cut to 4 KiB, all together to 128 KiB. */
+/**
+ * Bounds on `Warning` headers: each escaped value at most 4 KiB (kube-apiserver's per-warning
+ * limit), all of them at most 12 KiB, so the answer stays under the 16 KiB of headers that node
+ * and many proxies accept (kube's own 128 KiB total would break such clients).
+ */
 const MAX_WARNING_CHARS = 4096;
-const MAX_WARNINGS_CHARS = 128 * 1024;
+const MAX_WARNINGS_CHARS = 12 * 1024;
 
 /**
- * `Warning` header values, RFC 7234 style as kube-apiserver sends them. A header value may only
- * hold visible ASCII here (node refuses the rest, after the object was written), so everything
- * else is escaped as \uXXXX, which kubectl's quoted-string parser reads back.
+ * One warning as an RFC 7234 quoted string. A header value may only hold visible ASCII here
+ * (node refuses the rest, after the object was written), so everything else is escaped as
+ * \uXXXX, which kubectl's quoted-string parser reads back; a warning whose escaped form is too
+ * long is cut (on a character boundary, before escaping) and ends with "...".
  */
+function quoteWarning(w: string): string {
+  const escape = (c: string) => {
+    const j = JSON.stringify(c).slice(1, -1);
+    return /^[\x20-\x7e]*$/.test(j) ? j : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  };
+  let out = '';
+  for (let i = 0; i < w.length; i++) {
+    const e = escape(w[i]!);
+    if (out.length + e.length > MAX_WARNING_CHARS - 5) return `"${out}..."`;
+    out += e;
+  }
+  return `"${out}"`;
+}
+
+/** `Warning` header values as kube-apiserver sends them (`299 - "text"`), within the bounds above. */
 function warningHeaders(warnings: string[]): Record<string, string> {
   if (!warnings.length) return {};
   const values: string[] = [];
   let total = 0;
   for (const w of warnings) {
-    const text = w.length > MAX_WARNING_CHARS ? `${w.slice(0, MAX_WARNING_CHARS)}...` : w;
-    const quoted = JSON.stringify(text).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-    total += quoted.length;
+    const v = `299 - ${quoteWarning(w)}`;
+    total += v.length + 2;
     if (total > MAX_WARNINGS_CHARS) break;
-    values.push(`299 - ${quoted}`);
+    values.push(v);
   }
-  return { Warning: values.join(', ') };
+  return values.length ? { Warning: values.join(', ') } : {};
 }
 
 export class ApiServer {
@@ -291,6 +310,7 @@ export class ApiServer {
           return send(res, 201, created, warningHeaders(warnings));
         }
         case 'DELETE': {
+          if (!supportsDeleteCollection(info)) throw methodNotAllowed(method);
           const opts = await this.deleteOptions(req, q);
           const items = await rs.deleteCollection(info, namespace, listParams(q, false), opts);
           return send(res, 200, { apiVersion: groupVersion(info), kind: info.listKind, metadata: {}, items });
