@@ -97,9 +97,12 @@ describe('admission refuses bad resource and network values', () => {
     const r1 = await bind('neg');
     assert.equal(r1.code, 409, JSON.stringify(r1.body));
     assert.equal(r1.body.message, 'Operation cannot be fulfilled on instances.kova.dev "neg": cannot size the instance: spec.resources requests memory -48Gi; every request must be a finite amount of at least 0');
+    // The stored object, not the Binding request, is at fault: a 409 whose cause names the field.
+    assert.deepEqual(r1.body.details.causes, [{ reason: 'InvalidResources', message: 'spec.resources requests memory -48Gi; it must be a finite amount of at least 0', field: 'spec.resources.memory' }]);
     const r2 = await bind('negflavor');
     assert.equal(r2.code, 409, JSON.stringify(r2.body));
     assert.match(r2.body.message, /cannot size the instance: flavor bad requests disk -10Gi; every request must be a finite amount of at least 0$/);
+    assert.deepEqual(r2.body.details.causes.map((c: Obj) => [c.reason, c.field]), [['InvalidResources', 'spec.flavor']]);
 
     const h = (await api('GET', `${KOVA}/hosts/h1`)).body;
     assert.equal(h.status.allocations, undefined, 'nothing charged');

@@ -5,6 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { bindingFailure, BindingCauses } from '../api/binding.js';
 import { startControlPlane } from '../cli/control-plane.js';
 import type { ControlPlane } from '../cli/control-plane.js';
 import { apiClient } from './api-client.js';
@@ -68,10 +69,18 @@ describe('instance binding subresource', () => {
 
     const elsewhere = await bind('a', 'h2');
     assert.equal(elsewhere.code, 404, 'unknown host');
+    assert.deepEqual(bindingFailure(elsewhere.code, elsewhere.body).map((c) => c.reason), [BindingCauses.HostNotFound]);
     await host('h2', { vcpus: 4, memory: '2Gi', disk: '10Gi' });
     const moved = await bind('a', 'h2');
     assert.equal(moved.code, 409);
     assert.match(moved.body.message, /already bound to host h1/);
+    assert.deepEqual(moved.body.details, {
+      name: 'a', group: 'kova.dev', kind: 'instances',
+      causes: [{ reason: 'AlreadyBound', message: 'bound to host h1', field: 'status.hostName' }],
+    });
+    const missing = await bind('nosuch', 'h1');
+    assert.equal(missing.code, 404);
+    assert.deepEqual(bindingFailure(missing.code, missing.body).map((c) => c.reason), [BindingCauses.InstanceNotFound]);
   });
 
   it('refuses a host without room with a message naming the resource', async () => {
@@ -81,8 +90,56 @@ describe('instance binding subresource', () => {
     assert.equal(r.code, 409);
     assert.equal(r.body.reason, 'Conflict');
     assert.match(r.body.message, /^insufficient memory \(requested 512Mi, free 256Mi\) on host tiny-host$/);
+    assert.deepEqual(r.body.details, {
+      name: 'big', group: 'kova.dev', kind: 'instances',
+      causes: [{ reason: 'InsufficientMemory', message: 'insufficient memory (requested 512Mi, free 256Mi) on host tiny-host', field: 'spec.flavor' }],
+    });
     const i = (await api('GET', `${KOVA}/namespaces/bind/instances/big`)).body;
     assert.equal(i.status?.hostName, undefined, 'nothing half-applied');
+
+    // One cause per short dimension, naming the request's field.
+    await instance('wide', { resources: { vcpus: 2, memory: '1Gi', disk: '1Gi' }, image: 'tiny' });
+    const both = await bind('wide', 'tiny-host');
+    assert.equal(both.code, 409);
+    assert.equal(both.body.message, 'insufficient vcpus (requested 2, free 1), memory (requested 1Gi, free 256Mi) on host tiny-host');
+    assert.deepEqual(bindingFailure(both.code, both.body), [
+      { reason: 'InsufficientVCPUs', message: 'insufficient vcpus (requested 2, free 1) on host tiny-host', field: 'spec.resources.vcpus' },
+      { reason: 'InsufficientMemory', message: 'insufficient memory (requested 1Gi, free 256Mi) on host tiny-host', field: 'spec.resources.memory' },
+    ]);
+  });
+
+  it('refuses hosts that take no instances with a cause saying why', async () => {
+    const reasons = (r: { code: number; body: Obj }) => bindingFailure(r.code, r.body).map((c) => c.reason);
+    await instance('w');
+    // Registered, but its host controller has not reported allocatable resources yet.
+    const r0 = await api('POST', `${KOVA}/hosts`, { apiVersion: 'kova.dev/v1alpha1', kind: 'Host', metadata: { name: 'unreported' } });
+    assert.equal(r0.code, 201);
+    const unreported = await bind('w', 'unreported');
+    assert.equal(unreported.code, 409);
+    assert.match(unreported.body.message, /^insufficient resources: the host reports no allocatable resources yet$/);
+    assert.deepEqual(reasons(unreported), [BindingCauses.NoAllocatable]);
+
+    await host('fenced', { vcpus: 4, memory: '2Gi', disk: '10Gi' }, { fenced: true });
+    const fenced = await bind('w', 'fenced');
+    assert.equal(fenced.code, 409);
+    assert.match(fenced.body.message, /host fenced is fenced$/);
+    assert.deepEqual(reasons(fenced), [BindingCauses.HostFenced]);
+
+    await host('down', { vcpus: 4, memory: '2Gi', disk: '10Gi' });
+    const cond = { type: 'Ready', status: 'False', reason: 'HeartbeatExpired', message: 'no heartbeat', lastTransitionTime: '2024-01-01T00:00:00Z' };
+    assert.equal((await api('PATCH', `${KOVA}/hosts/down/status`, { status: { conditions: [cond] } }, 'application/merge-patch+json')).code, 200);
+    const down = await bind('w', 'down');
+    assert.equal(down.code, 409);
+    assert.match(down.body.message, /host down is not ready \(HeartbeatExpired\)$/);
+    assert.deepEqual(reasons(down), [BindingCauses.HostNotReady]);
+
+    await instance('noflavor', { flavor: 'nope', image: 'tiny' });
+    const noflavor = await bind('noflavor', 'h1');
+    assert.equal(noflavor.code, 409);
+    assert.deepEqual(bindingFailure(noflavor.code, noflavor.body), [{ reason: BindingCauses.FlavorNotFound, message: 'flavor "nope" not found', field: 'spec.flavor' }]);
+
+    const i = (await api('GET', `${KOVA}/namespaces/bind/instances/w`)).body;
+    assert.equal(i.status?.hostName, undefined, 'nothing bound');
   });
 
   it('rejects malformed bindings with a Status naming the field', async () => {
@@ -101,7 +158,8 @@ describe('instance binding subresource', () => {
     await Promise.all(names.map((n) => instance(n)));
     const results = await Promise.all(names.map((n) => bind(n, 'race')));
     const ok = results.filter((r) => r.code === 201).length;
-    const full = results.filter((r) => r.code === 409 && /^insufficient memory/.test(r.body.message)).length;
+    const full = results.filter((r) => r.code === 409 && /^insufficient memory/.test(r.body.message)
+      && bindingFailure(r.code, r.body).map((c) => c.reason).join() === BindingCauses.InsufficientMemory).length;
     assert.equal(ok, 10, JSON.stringify(results.filter((r) => r.code !== 201 && r.code !== 409).map((r) => r.body)));
     assert.equal(full, 30);
     const h = (await api('GET', `${KOVA}/hosts/race`)).body;
