@@ -19,6 +19,8 @@ import { ApiError, badRequest, internal, methodNotAllowed, notFoundPath, unautho
 import { toTable } from './table.js';
 import { Binder } from './binding.js';
 import { serveWatch } from './watch.js';
+import { asPartialObjectMetadata, asPartialObjectMetadataList, metadataTarget, watchPartial } from './partial-metadata.js';
+import type { MetadataTarget } from './partial-metadata.js';
 
 export interface ApiServerOptions {
   registry: Registry;
@@ -294,25 +296,30 @@ export class ApiServer {
     }
     const sub = subresource === 'status' ? 'status' : undefined;
     const tableMode = this.render(info, req.headers.accept, q);
-    const toOut = (o: KObject) => (tableMode ? toTable(info, [o], { includeObject: tableMode }) : o);
+    // Metadata-only answers (what the garbage collector lists and watches), checked before any work.
+    const meta = tableMode ? undefined : metadataTarget(req.headers.accept);
+    const written = (o: KObject) => (meta ? asPartialObjectMetadata(o, meta) : o);
+    const toOut = (o: KObject) => (tableMode ? toTable(info, [o], { includeObject: tableMode }) : written(o));
 
     if (!name) {
       if (info.namespaced && !namespace && method !== 'GET') throw methodNotAllowed(method);
       switch (method) {
         case 'GET':
-          if (boolParam(q, 'watch')) return this.watch(req, res, info, namespace, q, tableMode);
-          return this.list(res, info, namespace, q, tableMode);
+          if (boolParam(q, 'watch')) return this.watch(req, res, info, namespace, q, tableMode, meta);
+          return this.list(res, info, namespace, q, tableMode, meta);
         case 'POST': {
           const warnings: string[] = [];
           const body = parseObjectBody(req.headers['content-type'], await this.body(req)) as KObject;
           checkObjectBody(body);
           const created = await rs.create(info, namespace, body, { ...writeQuery(q), userAgent: req.headers['user-agent'], warnings, ownsBody: true });
-          return send(res, 201, created, warningHeaders(warnings));
+          return send(res, 201, written(created), warningHeaders(warnings));
         }
         case 'DELETE': {
           if (!supportsDeleteCollection(info)) throw methodNotAllowed(method);
           const opts = await this.deleteOptions(req, q);
+          if (meta) asPartialObjectMetadataList([], {}, meta); // a 406 before anything is deleted
           const items = await rs.deleteCollection(info, namespace, listParams(q, false), opts);
+          if (meta) return send(res, 200, asPartialObjectMetadataList(items, {}, meta));
           return send(res, 200, { apiVersion: groupVersion(info), kind: info.listKind, metadata: {}, items });
         }
         default:
@@ -328,8 +335,9 @@ export class ApiServer {
         const body = parseObjectBody(req.headers['content-type'], await this.body(req)) as KObject;
         checkObjectBody(body);
         const wopts: WriteOptions = { ...writeQuery(q), userAgent: req.headers['user-agent'], warnings, subresource: sub };
-        if (subresource === 'finalize') return send(res, 200, await this.finalizeNamespace(info, name, body, wopts));
-        return send(res, 200, await rs.update(info, namespace, name, body, wopts), warningHeaders(warnings));
+        if (meta) asPartialObjectMetadata(body, meta); // a 406 before anything is written
+        if (subresource === 'finalize') return send(res, 200, written(await this.finalizeNamespace(info, name, body, wopts)));
+        return send(res, 200, written(await rs.update(info, namespace, name, body, wopts)), warningHeaders(warnings));
       }
       case 'PATCH': {
         const ct = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
@@ -345,13 +353,15 @@ export class ApiServer {
         const warnings: string[] = [];
         const w = writeQuery(q);
         const existed = type === 'apply' ? await rs.get(info, namespace, name).then(() => true, () => false) : true;
+        if (meta) asPartialObjectMetadata({ metadata: {} } as KObject, meta); // a 406 before anything is written
         const out = await rs.patch(info, namespace, name, type, patch, { ...w, userAgent: req.headers['user-agent'], warnings, subresource: sub });
-        return send(res, existed ? 200 : 201, out, warningHeaders(warnings));
+        return send(res, existed ? 200 : 201, written(out), warningHeaders(warnings));
       }
       case 'DELETE': {
         const opts = await this.deleteOptions(req, q);
+        if (meta) asPartialObjectMetadata({ metadata: {} } as KObject, meta); // a 406 before anything is deleted
         const { object, deleted } = await rs.delete(info, namespace, name, opts);
-        return send(res, deleted ? 200 : 202, object);
+        return send(res, deleted ? 200 : 202, written(object));
       }
       default:
         throw methodNotAllowed(method);
@@ -367,8 +377,9 @@ export class ApiServer {
     return rs.update(info, undefined, name, next, { ...opts, subresource: undefined });
   }
 
-  private async list(res: ServerResponse, info: ResourceInfo, namespace: string | undefined, q: URLSearchParams, tableMode: IncludeObject | undefined) {
+  private async list(res: ServerResponse, info: ResourceInfo, namespace: string | undefined, q: URLSearchParams, tableMode: IncludeObject | undefined, meta: MetadataTarget | undefined) {
     this.stats.list++;
+    if (meta) asPartialObjectMetadataList([], {}, meta); // a 406 before the list is read
     const r = await this.resources.list(info, namespace, listParams(q, false));
     if (tableMode) {
       return send(res, 200, toTable(info, r.items, {
@@ -378,10 +389,11 @@ export class ApiServer {
     const metadata: Record<string, unknown> = { resourceVersion: r.resourceVersion };
     if (r.continue) metadata.continue = r.continue;
     if (r.remainingItemCount !== undefined) metadata.remainingItemCount = r.remainingItemCount;
+    if (meta) return send(res, 200, asPartialObjectMetadataList(r.items, metadata, meta));
     return send(res, 200, { apiVersion: groupVersion(info), kind: info.listKind, metadata, items: r.items });
   }
 
-  private async watch(req: IncomingMessage, res: ServerResponse, info: ResourceInfo, namespace: string | undefined, q: URLSearchParams, tableMode: IncludeObject | undefined) {
+  private async watch(req: IncomingMessage, res: ServerResponse, info: ResourceInfo, namespace: string | undefined, q: URLSearchParams, tableMode: IncludeObject | undefined, meta: MetadataTarget | undefined) {
     // Every parameter is checked before the 200 goes out: afterwards only ERROR events remain.
     const p: ListParams = listParams(q, true);
     this.stats.watch++;
@@ -395,7 +407,9 @@ export class ApiServer {
       allowBookmarks: boolParam(q, 'allowWatchBookmarks'),
       sendInitialEvents: boolParam(q, 'sendInitialEvents'),
       bookmarkIntervalMs: this.opts.bookmarkIntervalMs,
-      render: (o, first) => (tableMode ? toTable(info, [o], { includeObject: tableMode, withColumnDefinitions: first }) : o),
+      // A watch sends single objects, so either metadata form means PartialObjectMetadata events.
+      render: (o, first) => (tableMode ? toTable(info, [o], { includeObject: tableMode, withColumnDefinitions: first }) : meta ? watchPartial(o, { ...meta, kind: 'PartialObjectMetadata' }) : o),
+      sharedRender: !!meta,
       register: (finish) => {
         this.activeWatches.add(finish);
         return () => this.activeWatches.delete(finish);

@@ -21,8 +21,10 @@ export interface WatchRequest {
   sendInitialEvents?: boolean;
   /** How often an idle watch with bookmarks gets one. Default BOOKMARK_INTERVAL_MS. */
   bookmarkIntervalMs?: number;
-  /** Turns an object into what the client asked for (plain object or one-row Table). */
+  /** Turns an object into what the client asked for (plain object, PartialObjectMetadata or one-row Table). */
   render: (obj: KObject, first: boolean) => unknown;
+  /** render returns the same object to every watcher of an object (PartialObjectMetadata): serialize it once. */
+  sharedRender?: boolean;
   /** Lets the server end this watch early (shutdown, tests); returns the unregister function. */
   register?: (finish: () => void) => () => void;
   onExpired?: () => void;
@@ -140,7 +142,7 @@ export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: Serv
     if (closed) return;
     const out = req.render(obj, rendered++ === 0);
     // Plain objects are shared by every watcher of the resource: serialize each event once.
-    if (out === obj) write(eventLine(type, obj));
+    if (out === obj || req.sharedRender) write(eventLine(type, out as KObject));
     else send(type, out);
   };
   const sendError = (err: ApiError) => {

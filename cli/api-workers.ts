@@ -2,7 +2,8 @@
 // and serve requests, each with its own etcd client and watch hub. They are stateless toward
 // each other: every write is a compare-and-swap in etcd and every watch follows etcd's revision
 // order, so any worker may answer any request (as any kube-apiserver replica may). The primary
-// keeps the singletons (etcd supervision, garbage collector, namespace lifecycle).
+// keeps the singletons (etcd supervision); the garbage collector and namespace controller run
+// once, leader-elected, in `kova controllers`.
 import cluster from 'node:cluster';
 import type { Worker } from 'node:cluster';
 import { Registry } from '../api/registry.js';

@@ -1,13 +1,12 @@
 // Assembles a running control plane in this process: etcd (local, supervised, or external),
-// credentials, the API server and its built-in loops. `kova up`, `kova apiserver`, the e2e
-// tests and the benchmarks all start kova through here.
+// credentials and the API server. Garbage collection and namespace deletion are controllers
+// (`kova controllers`). `kova up`, `kova apiserver`, the e2e tests and the benchmarks all
+// start kova through here.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { defaultCrdDir, Registry } from '../api/registry.js';
 import { nowRFC3339 } from '../api/types.js';
 import { Validator } from '../api/validation.js';
-import { GarbageCollector } from '../apiserver/garbage-collector.js';
-import { NamespaceLifecycle } from '../apiserver/namespace-lifecycle.js';
 import { ensurePki, writeKubeconfig } from '../apiserver/pki.js';
 import { ResourceStore } from '../apiserver/resource-store.js';
 import { startApiWorkers } from './api-workers.js';
@@ -45,7 +44,7 @@ export interface ControlPlane {
   etcdEndpoints: string[];
   /** The in-process API server (undefined with apiWorkers > 1). */
   apiserver?: ApiServer;
-  /** Object store of this process (garbage collector, namespace lifecycle). */
+  /** Object store of this process. */
   resources: ResourceStore;
   stop(): Promise<void>;
 }
@@ -102,13 +101,6 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     await resources.namespaces.start();
     stops.push(() => resources.namespaces.stop());
     await ensureNamespaces(resources);
-
-    const nsLifecycle = new NamespaceLifecycle(resources, log);
-    await nsLifecycle.start();
-    stops.push(() => nsLifecycle.stop());
-    const gc = new GarbageCollector(resources, log);
-    await gc.start();
-    stops.push(() => gc.stop());
 
     const { host, port } = splitHostPort(opts.listen);
     let pki: Awaited<ReturnType<typeof ensurePki>> | undefined;

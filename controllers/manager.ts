@@ -11,6 +11,8 @@ import { startImageController } from './image/image-controller.js';
 import { startInstanceController } from './instance/instance-controller.js';
 import { startNetworkControllers } from './network/network-controllers.js';
 import { startKeyPairController } from './keypair/keypair-controller.js';
+import { startGarbageCollector } from './garbage-collector/garbage-collector.js';
+import { startNamespaceController } from './namespace/namespace-controller.js';
 import { startScheduler } from './scheduler/scheduler.js';
 import { SharedInformers } from '../client/shared-informers.js';
 import type { AllocationRatios } from '../api/resources.js';
@@ -68,6 +70,8 @@ export function startControllerManager(opts: ControllerManagerOptions): Controll
         startInstanceController({ client, signal, log, informers }),
         startNetworkControllers({ client, signal, log, informers }),
         startKeyPairController({ client, signal, log, informers }),
+        startGarbageCollector({ client, signal, log }),
+        startNamespaceController({ client, signal, log, informers }),
         ...(opts.dataDir ? [startImageController({ client, signal, storeDir: join(opts.dataDir, 'images'), log, informers })] : []),
       ]);
       await Promise.all(parts.map((p) => p.done));

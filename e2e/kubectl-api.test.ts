@@ -2,6 +2,9 @@
 // token auth). Each test states one behaviour kubectl users rely on.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { KovaClient } from '../client/client.js';
+import { startGarbageCollector } from '../controllers/garbage-collector/garbage-collector.js';
+import { startNamespaceController } from '../controllers/namespace/namespace-controller.js';
 import { eventually, startKova } from './harness.js';
 import type { Kova } from './harness.js';
 
@@ -22,13 +25,27 @@ function instance(name: string, ns: string, extra: Record<string, unknown> = {},
 
 describe('kubectl against kova up', () => {
   let kova: Kova;
+  // Garbage collection and namespace deletion are controllers; of `kova controllers` only
+  // those two run here, so no scheduler writes to the instances these tests inspect.
+  const controllers = new AbortController();
+  let client: KovaClient | undefined;
+  const done: Array<Promise<void>> = [];
 
   before(async () => {
     kova = await startKova(['--no-controllers', '--no-agents']);
+    client = KovaClient.fromFile(kova.kubeconfig);
+    const parts = await Promise.all([
+      startGarbageCollector({ client, signal: controllers.signal, log: () => undefined }),
+      startNamespaceController({ client, signal: controllers.signal, log: () => undefined }),
+    ]);
+    done.push(...parts.map((p) => p.done));
     await kova.k(['apply', '-f', '-'], { input: 'apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n' });
     await kova.k(['apply', '-f', '-'], { input: FLAVOR });
   });
   after(async () => {
+    controllers.abort();
+    await Promise.all(done);
+    client?.close();
     await kova?.stop();
   });
 
