@@ -1,6 +1,7 @@
 // Static checks of CustomResourceDefinition files: the rules kube-apiserver applies when a CRD is
 // created (apiextensions validation + structural schema invariants), so every file in crds/
 // would also be accepted by a real cluster. Each problem is one string `path: message`.
+import { DNS1123_LABEL, DNS1123_SUBDOMAIN } from './name-validation.js';
 import type { JSONSchema } from './types.js';
 
 /** Keys a JSONSchemaProps may have; anything else is an unknown field for a real API server. */
@@ -272,8 +273,6 @@ export function schemaAt(schema: JSONSchema | undefined, jsonPath: string): JSON
   return isObj(s) ? s : undefined;
 }
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const PRINTER_TYPES = new Set(['integer', 'number', 'string', 'boolean', 'date']);
 const PRINTER_FORMATS = new Set(['int32', 'int64', 'float', 'double', 'byte', 'date', 'date-time', 'password']);
 
@@ -287,11 +286,11 @@ export function crdErrors(crd: unknown): string[] {
   const names = isObj(spec.names) ? spec.names : {};
   const group = String(spec.group ?? '');
   const meta = isObj(crd.metadata) ? crd.metadata : {};
-  if (!group.includes('.') || !DNS_SUBDOMAIN.test(group)) errs.push('spec.group: should be a domain with at least one dot');
+  if (!group.includes('.') || !DNS1123_SUBDOMAIN.test(group)) errs.push('spec.group: should be a domain with at least one dot');
   if (meta.name !== `${String(names.plural)}.${group}`) errs.push(`metadata.name: must be spec.names.plural+"."+spec.group (${String(names.plural)}.${group})`);
   if (spec.scope !== 'Namespaced' && spec.scope !== 'Cluster') errs.push('spec.scope: Unsupported value: supported values: "Cluster", "Namespaced"');
   for (const k of ['plural', 'singular']) {
-    if (typeof names[k] !== 'string' || !DNS_LABEL.test(names[k] as string)) errs.push(`spec.names.${k}: must be a lowercase DNS-1035-ish label`);
+    if (typeof names[k] !== 'string' || !DNS1123_LABEL.test(names[k] as string)) errs.push(`spec.names.${k}: must be a lowercase DNS-1035-ish label`);
   }
   for (const k of ['kind', 'listKind']) {
     if (typeof names[k] !== 'string' || !/^[A-Za-z]([A-Za-z0-9]*)$/.test(names[k] as string)) errs.push(`spec.names.${k}: must be a CamelCase identifier`);
@@ -300,7 +299,7 @@ export function crdErrors(crd: unknown): string[] {
   for (const [k, list] of [['shortNames', names.shortNames], ['categories', names.categories]] as const) {
     if (list === undefined) continue;
     if (!Array.isArray(list)) errs.push(`spec.names.${k}: must be a list`);
-    else list.forEach((v, i) => { if (typeof v !== 'string' || !DNS_LABEL.test(v)) errs.push(`spec.names.${k}[${i}]: must be a lowercase DNS label`); });
+    else list.forEach((v, i) => { if (typeof v !== 'string' || !DNS1123_LABEL.test(v)) errs.push(`spec.names.${k}[${i}]: must be a lowercase DNS label`); });
   }
   const versions = Array.isArray(spec.versions) ? spec.versions : [];
   if (!versions.length) errs.push('spec.versions: Required value');

@@ -403,6 +403,18 @@ test('SecurityGroup rules: port ranges, protocols and remote CIDRs, named by rul
   ]);
 });
 
+test('SecurityGroup remoteCIDR: IPv4 in the host side\'s grammar only', () => {
+  const sg = (remoteCIDR: string): KObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'SecurityGroup', metadata: { name: 'g', namespace: 'd' }, spec: { rules: [{ direction: 'ingress', remoteCIDR }] } });
+  // The schema's pattern and cidr format let a zero-padded prefix through; the agent refuses it.
+  assert.deepEqual(admit(kova('SecurityGroup'), sg('10.0.0.0/08')), [
+    { reason: 'FieldValueInvalid', field: 'spec.rules[0].remoteCIDR', message: 'Invalid value: "10.0.0.0/08": must be an IPv4 range in CIDR notation, for example 10.0.0.0/8' },
+  ]);
+  for (const bad of ['fd00::/64', 'not-a-cidr']) {
+    const cs = admit(kova('SecurityGroup'), sg(bad));
+    assert.ok(cs.length > 0 && cs.every((c) => c.message.includes('in body')), `${bad}: the schema reports it, the rule does not repeat it: ${JSON.stringify(cs)}`);
+  }
+});
+
 test('Network subnets: IPv4 only, no host bits, prefix 8..30, usable gateway', () => {
   const info = kova('Network');
   const net = (cidr: string, extra: Record<string, unknown> = {}): KObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Network', metadata: { name: 'n', namespace: 'd' }, spec: { type: 'flat', cidr, ...extra } });
@@ -414,6 +426,8 @@ test('Network subnets: IPv4 only, no host bits, prefix 8..30, usable gateway', (
   };
   assert.equal(one('::/0').field, 'spec.cidr');
   assert.equal(one('fd00::/64').field, 'spec.cidr');
+  // The host side's grammar: no leading zeros in the prefix either (the agent would refuse it).
+  assert.deepEqual(one('10.0.0.0/08'), { reason: 'FieldValueInvalid', field: 'spec.cidr', message: 'Invalid value: "10.0.0.0/08": must be an IPv4 subnet in CIDR notation, for example 10.20.0.0/24' });
   assert.deepEqual(one('10.0.0.1/24'), { reason: 'FieldValueInvalid', field: 'spec.cidr', message: 'Invalid value: "10.0.0.1/24": must be a network address with no host bits set (did you mean 10.0.0.0/24?)' });
   for (const bad of ['0.0.0.0/0', '10.0.0.0/7', '10.0.0.0/31', '10.0.0.1/32']) {
     assert.deepEqual(one(bad), { reason: 'FieldValueInvalid', field: 'spec.cidr', message: `Invalid value: "${bad}": prefix length must be between 8 and 30` });

@@ -8,6 +8,8 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { OBJECT_META_SCHEMA } from './builtin-kinds.js';
+import { hasHostBits, intToIPv4, ipv4ToInt, isIPv4 as isStrictIPv4, macProblem, parseIPv4CIDR, type IPv4Net } from './net/ipv4.js';
+import { DNS1123_LABEL_PATTERN, isDNS1123Label, isDNS1123Subdomain, isQualifiedName, isValidLabelValue } from './name-validation.js';
 import { NONNEGATIVE_QUANTITY_PATTERN, QUANTITY_PATTERN, QUANTITY_REGEXP, formatQuantity, parseQuantity } from './quantity.js';
 import type { Registry } from './registry.js';
 import type { FieldCause, JSONSchema, KObject, ResourceInfo } from './types.js';
@@ -422,78 +424,9 @@ function defaultNode(value: unknown, schema: JSONSchema | undefined): void {
 // ---------------------------------------------------------------------------------------------
 // Metadata (apimachinery ValidateObjectMeta and pkg/util/validation)
 
-const DNS1123_LABEL_FMT = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
-const DNS1123_SUBDOMAIN_FMT = `${DNS1123_LABEL_FMT}(\\.${DNS1123_LABEL_FMT})*`;
-const QUALIFIED_NAME_FMT = '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]';
-const LABEL_VALUE_FMT = `(${QUALIFIED_NAME_FMT})?`;
-const DNS1123_LABEL = new RegExp(`^${DNS1123_LABEL_FMT}$`);
-const DNS1123_SUBDOMAIN = new RegExp(`^${DNS1123_SUBDOMAIN_FMT}$`);
-const QUALIFIED_NAME = new RegExp(`^${QUALIFIED_NAME_FMT}$`);
-const LABEL_VALUE = new RegExp(`^${LABEL_VALUE_FMT}$`);
-/** The `pattern` kova CRDs give metadata.name for DNS-1123 label names. */
-export const DNS1123_LABEL_PATTERN = `^${DNS1123_LABEL_FMT}$`;
-export const DNS1123_SUBDOMAIN_PATTERN = `^${DNS1123_SUBDOMAIN_FMT}$`;
+export { DNS1123_LABEL_PATTERN, DNS1123_SUBDOMAIN_PATTERN, isDNS1123Label, isDNS1123Subdomain, isQualifiedName, isValidLabelValue } from './name-validation.js';
+
 const TOTAL_ANNOTATION_SIZE = 256 * 1024;
-
-function regexError(msg: string, fmt: string, ...examples: string[]): string {
-  let s = `${msg} (e.g. `;
-  examples.forEach((e, i) => {
-    if (i > 0) s += ' or ';
-    s += `'${e}', `;
-  });
-  return `${s}regex used for validation is '${fmt}')`;
-}
-
-const maxLenError = (n: number) => `must be no more than ${n} characters`;
-
-export function isDNS1123Label(v: string): string[] {
-  const errs: string[] = [];
-  if (v.length > 63) errs.push(maxLenError(63));
-  if (!DNS1123_LABEL.test(v)) {
-    if (DNS1123_SUBDOMAIN.test(v)) errs.push('must not contain dots');
-    else errs.push(regexError("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character", DNS1123_LABEL_FMT, 'my-name', '123-abc'));
-  }
-  return errs;
-}
-
-export function isDNS1123Subdomain(v: string): string[] {
-  const errs: string[] = [];
-  if (v.length > 253) errs.push(maxLenError(253));
-  if (!DNS1123_SUBDOMAIN.test(v)) {
-    errs.push(regexError("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character", DNS1123_SUBDOMAIN_FMT, 'example.com'));
-  }
-  return errs;
-}
-
-export function isQualifiedName(v: string): string[] {
-  const errs: string[] = [];
-  const parts = v.split('/');
-  let name: string;
-  if (parts.length === 1) name = parts[0];
-  else if (parts.length === 2) {
-    const prefix = parts[0];
-    name = parts[1];
-    if (!prefix) errs.push('prefix part must be non-empty');
-    else errs.push(...isDNS1123Subdomain(prefix).map((m) => `prefix part ${m}`));
-  } else {
-    return [`a qualified name ${regexError("must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character", QUALIFIED_NAME_FMT, 'MyName', 'my.name', '123-abc')} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')`];
-  }
-  if (!name) errs.push('name part must be non-empty');
-  else if (name.length > 63) errs.push(`name part ${maxLenError(63)}`);
-  if (!QUALIFIED_NAME.test(name)) {
-    errs.push(`name part ${regexError("must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character", QUALIFIED_NAME_FMT, 'MyName', 'my.name', '123-abc')}`);
-  }
-  return errs;
-}
-
-export function isValidLabelValue(v: string): string[] {
-  const errs: string[] = [];
-  if (v.length > 63) errs.push(maxLenError(63));
-  if (!LABEL_VALUE.test(v)) {
-    errs.push(regexError("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character", LABEL_VALUE_FMT, 'MyValue', 'my_value', '12345'));
-  }
-  return errs;
-}
 
 /** How names of this kind are validated: Namespace and kinds whose CRD restricts metadata.name to labels use DNS-1123 labels. */
 export function nameFormat(info: ResourceInfo): 'label' | 'subdomain' {
@@ -597,34 +530,10 @@ export function validateObjectMeta(info: ResourceInfo, obj: KObject): FieldCause
 
 type SemanticRule = (obj: KObject) => FieldCause[];
 
-function ipv4ToInt(ip: string): number {
-  return ip.split('.').reduce((a, b) => a * 256 + Number(b), 0);
-}
-
-const intToIPv4 = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-
-interface V4Net {
-  ip: number;
-  bits: number;
-  mask: number;
-  /** The network address (host bits cleared). */
-  net: number;
-}
-
-/** `a.b.c.d/n` with n <= 32, or undefined for anything else (IPv6 included). */
-function parseV4Cidr(v: unknown): V4Net | undefined {
-  const m = typeof v === 'string' ? /^(\d+\.\d+\.\d+\.\d+)\/(\d{1,2})$/.exec(v) : null;
-  if (!m || !isIPv4(m[1]) || Number(m[2]) > 32) return undefined;
-  const bits = Number(m[2]);
-  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-  const ip = ipv4ToInt(m[1]);
-  return { ip, bits, mask, net: (ip & mask) >>> 0 };
-}
-
 /** A CIDR must name a network: `10.0.0.1/24` is almost surely a typo for an address or `10.0.0.0/24`. */
-function hostBitsCause(field: string, value: string, c: V4Net): FieldCause | undefined {
-  if (c.ip === c.net) return undefined;
-  return causes.invalid(field, value, `must be a network address with no host bits set (did you mean ${intToIPv4(c.net)}/${c.bits}?)`);
+function hostBitsCause(field: string, value: string, c: IPv4Net): FieldCause | undefined {
+  if (!hasHostBits(c)) return undefined;
+  return causes.invalid(field, value, `must be a network address with no host bits set (did you mean ${intToIPv4(c.network)}/${c.prefix}?)`);
 }
 
 /**
@@ -646,12 +555,12 @@ function networkRules(obj: KObject): FieldCause[] {
   }
   if (t !== 'vxlan' && spec.vni !== undefined) out.push(causes.forbidden('spec.vni', 'may only be set when spec.type is vxlan'));
   if (typeof spec.cidr !== 'string') return out;
-  const c = parseV4Cidr(spec.cidr);
+  const c = parseIPv4CIDR(spec.cidr);
   if (!c) {
     out.push(causes.invalid('spec.cidr', spec.cidr, 'must be an IPv4 subnet in CIDR notation, for example 10.20.0.0/24'));
     return out;
   }
-  if (c.bits < 8 || c.bits > 30) {
+  if (c.prefix < 8 || c.prefix > 30) {
     out.push(causes.invalid('spec.cidr', spec.cidr, 'prefix length must be between 8 and 30'));
     return out;
   }
@@ -660,11 +569,10 @@ function networkRules(obj: KObject): FieldCause[] {
     out.push(hb);
     return out;
   }
-  if (typeof spec.gateway === 'string' && isIPv4(spec.gateway)) {
+  if (typeof spec.gateway === 'string' && isStrictIPv4(spec.gateway)) {
     const gw = ipv4ToInt(spec.gateway);
-    const broadcast = (c.net | ~c.mask) >>> 0;
-    if (((gw & c.mask) >>> 0) !== c.net) out.push(causes.invalid('spec.gateway', spec.gateway, `must be inside spec.cidr ${spec.cidr}`));
-    else if (gw === c.net || gw === broadcast) out.push(causes.invalid('spec.gateway', spec.gateway, `must be a usable address of spec.cidr ${spec.cidr}, not its network or broadcast address`));
+    if (((gw & c.mask) >>> 0) !== c.network) out.push(causes.invalid('spec.gateway', spec.gateway, `must be inside spec.cidr ${spec.cidr}`));
+    else if (gw < c.first || gw > c.last) out.push(causes.invalid('spec.gateway', spec.gateway, `must be a usable address of spec.cidr ${spec.cidr}, not its network or broadcast address`));
   }
   return out;
 }
@@ -673,18 +581,22 @@ function networkRules(obj: KObject): FieldCause[] {
 function portRules(obj: KObject): FieldCause[] {
   const spec = obj.spec;
   if (!isObj(spec) || typeof spec.mac !== 'string') return [];
-  const mac = spec.mac.toLowerCase();
-  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) return []; // the schema's pattern reports it
-  if (mac === 'ff:ff:ff:ff:ff:ff') return [causes.invalid('spec.mac', spec.mac, 'must be a unicast MAC address, not the broadcast address')];
-  if (parseInt(mac.slice(0, 2), 16) & 1) return [causes.invalid('spec.mac', spec.mac, 'must be a unicast MAC address (the least significant bit of the first octet is set: a multicast address)')];
-  if (mac === '00:00:00:00:00:00') return [causes.invalid('spec.mac', spec.mac, 'must not be all zeros')];
-  return [];
+  switch (macProblem(spec.mac)) {
+    case 'broadcast':
+      return [causes.invalid('spec.mac', spec.mac, 'must be a unicast MAC address, not the broadcast address')];
+    case 'multicast':
+      return [causes.invalid('spec.mac', spec.mac, 'must be a unicast MAC address (the least significant bit of the first octet is set: a multicast address)')];
+    case 'zero':
+      return [causes.invalid('spec.mac', spec.mac, 'must not be all zeros')];
+    default:
+      return []; // fine, or not a MAC at all: the schema's pattern reports that
+  }
 }
 
 /**
  * SecurityGroup: the rule combinations the node agent would refuse (the whole group would fail
- * closed on every host): a port range only with tcp or udp and not reversed, remoteCIDR without
- * host bits, and not both remoteCIDR and remoteGroup.
+ * closed on every host): a port range only with tcp or udp and not reversed, remoteCIDR an IPv4
+ * range without host bits, and not both remoteCIDR and remoteGroup.
  */
 function securityGroupRules(obj: KObject): FieldCause[] {
   const out: FieldCause[] = [];
@@ -703,7 +615,9 @@ function securityGroupRules(obj: KObject): FieldCause[] {
       }
     }
     if (typeof r.remoteCIDR === 'string') {
-      const c = parseV4Cidr(r.remoteCIDR);
+      const c = parseIPv4CIDR(r.remoteCIDR);
+      // The schema's pattern and format let a zero-padded prefix (/08) through; the agent refuses it.
+      if (!c) out.push(causes.invalid(`${at}.remoteCIDR`, r.remoteCIDR, 'must be an IPv4 range in CIDR notation, for example 10.0.0.0/8'));
       const hb = c && hostBitsCause(`${at}.remoteCIDR`, r.remoteCIDR, c);
       if (hb) out.push(hb);
       if (r.remoteGroup !== undefined) out.push(causes.forbidden(`${at}.remoteGroup`, `may not be set together with ${at}.remoteCIDR`));

@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
+import { isDNS1123SubdomainOK } from '../api/name-validation.js';
 
 const run = promisify(execFile);
 
@@ -19,11 +20,9 @@ export interface Pki {
   token: string;
 }
 
-const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/i;
-
 function sanEntry(host: string): string {
   if (isIP(host)) return `IP:${host}`;
-  if (DNS_NAME.test(host)) return `DNS:${host}`;
+  if (isDNS1123SubdomainOK(host.toLowerCase())) return `DNS:${host}`;
   throw new Error(`invalid host name for the serving certificate: ${JSON.stringify(host)}`);
 }
 

@@ -1,5 +1,6 @@
 // Label and field selectors, parsed and matched like apimachinery's pkg/labels and pkg/fields
 // (same grammar, same validation, same error texts). Errors are SelectorErrors → HTTP 400.
+import { isQualifiedName, isValidLabelValue } from '../api/name-validation.js';
 
 export class SelectorError extends Error {
   override readonly name = 'SelectorError';
@@ -137,64 +138,6 @@ function lexLabels(s: string): Array<{ tok: Tok; lit: string }> {
   }
 }
 
-const QUALIFIED_NAME_FMT = '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]';
-const QUALIFIED_NAME_RE = new RegExp(`^${QUALIFIED_NAME_FMT}$`);
-const QUALIFIED_NAME_MSG = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT = '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*';
-const DNS1123_SUBDOMAIN_RE = new RegExp(`^${DNS1123_SUBDOMAIN_FMT}$`);
-const LABEL_VALUE_FMT = '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?';
-const LABEL_VALUE_RE = new RegExp(`^${LABEL_VALUE_FMT}$`);
-
-function regexError(msg: string, fmt: string, ...examples: string[]): string {
-  if (examples.length === 0) return `${msg} (regex used for validation is '${fmt}')`;
-  return `${msg} (e.g. ${examples.map((e) => `'${e}', `).join(' or ')}regex used for validation is '${fmt}')`;
-}
-
-/** apimachinery `validation.IsQualifiedName` messages; empty when valid. */
-export function labelKeyErrors(key: string): string[] {
-  const errs: string[] = [];
-  const parts = key.split('/');
-  let name: string;
-  if (parts.length === 1) {
-    name = parts[0];
-  } else if (parts.length === 2) {
-    const prefix = parts[0];
-    name = parts[1];
-    if (prefix.length === 0) errs.push('prefix part must be non-empty');
-    else if (prefix.length > 253) errs.push('prefix part must be no more than 253 characters');
-    else if (!DNS1123_SUBDOMAIN_RE.test(prefix)) {
-      errs.push(
-        'prefix part ' +
-          regexError("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character", DNS1123_SUBDOMAIN_FMT, 'example.com'),
-      );
-    }
-  } else {
-    return [`a qualified name ${regexError(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, 'MyName', 'my.name', '123-abc')} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')`];
-  }
-  if (name.length === 0) errs.push('name part must be non-empty');
-  else if (name.length > 63) errs.push('name part must be no more than 63 characters');
-  if (name.length > 0 && !QUALIFIED_NAME_RE.test(name)) errs.push(`name part ${regexError(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, 'MyName', 'my.name', '123-abc')}`);
-  return errs;
-}
-
-/** apimachinery `validation.IsValidLabelValue` messages; empty when valid. */
-export function labelValueErrors(value: string): string[] {
-  const errs: string[] = [];
-  if (value.length > 63) errs.push('must be no more than 63 characters');
-  if (!LABEL_VALUE_RE.test(value)) {
-    errs.push(
-      regexError(
-        "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
-        LABEL_VALUE_FMT,
-        'MyValue',
-        'my_value',
-        '12345',
-      ),
-    );
-  }
-  return errs;
-}
-
 const invalidValue = (path: string, value: string, detail: string) => `${path}: Invalid value: ${JSON.stringify(value)}: ${detail}`;
 
 /** Parses a label selector (`?labelSelector=`). Throws SelectorError with apimachinery's messages. */
@@ -220,7 +163,7 @@ export function parseLabelSelector(selector: string): LabelSelector {
     }
     if (t.tok !== 'ident') throw new Error(`found '${t.lit}', expected: identifier`);
     const key = t.lit;
-    const keyErrs = labelKeyErrors(key);
+    const keyErrs = isQualifiedName(key);
     if (keyErrs.length) throw new Error(invalidValue('<nil>', key, keyErrs.join('; ')));
     // `!key` takes no operator; whatever follows is the caller's problem (as in apimachinery).
     if (operator === '!') return { key, operator, values: [] };
@@ -255,7 +198,7 @@ export function parseLabelSelector(selector: string): LabelSelector {
       });
     }
     values.forEach((v, i) => {
-      const ve = labelValueErrors(v);
+      const ve = isValidLabelValue(v);
       if (ve.length) errs.push(invalidValue(`values[${i}][${key}]`, v, ve.join('; ')));
     });
     if (errs.length) throw new Error(errs.length === 1 ? errs[0] : `[${errs.join(', ')}]`);

@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { simInstanceNetns } from '../node-agent/network-agent.js';
 import { HostNetworkApplier } from '../node-agent/network/apply.js';
-import { portDeviceName } from '../node-agent/network/names.js';
+import { portDeviceName } from '../api/net/names.js';
 import { writeSimImageFile } from '../node-agent/sim-image.js';
 import { eventually, KOVA_BIN, startKova } from './harness.js';
 import type { Kova } from './harness.js';

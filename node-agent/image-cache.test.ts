@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { ImageCache, imageReadiness } from './image-cache.js';
+import type { Image } from '../api/kinds/index.js';
 
 const run = promisify(execFile);
 
@@ -73,9 +74,9 @@ describe('ImageCache', () => {
 
   it('imageReadiness says why an instance waits', () => {
     assert.deepEqual(imageReadiness('ns', 'img', undefined), { waitReason: 'ImageNotFound', message: 'image img not found in namespace ns and no Public image has that name' });
-    const importing = { metadata: { namespace: 'ns', name: 'img' }, spec: { source: { http: { url } } }, status: { phase: 'Failed', conditions: [{ type: 'Ready', message: 'checksum mismatch' }] } };
+    const importing: Image = { apiVersion: 'kova.dev/v1alpha1', kind: 'Image', metadata: { namespace: 'ns', name: 'img' }, spec: { source: { http: { url } } }, status: { phase: 'Failed', conditions: [{ type: 'Ready', status: 'False', message: 'checksum mismatch' }] } };
     assert.deepEqual(imageReadiness('ns', 'img', importing), { waitReason: 'ImageNotReady', message: 'image ns/img is Failed, not Ready: checksum mismatch' });
-    const ready = { metadata: { namespace: 'pub', name: 'img' }, spec: { source: { http: { url } } }, status: { phase: 'Ready', sha256: digest, format: 'qcow2', virtualSize: 5 } };
+    const ready: Image = { apiVersion: 'kova.dev/v1alpha1', kind: 'Image', metadata: { namespace: 'pub', name: 'img' }, spec: { source: { http: { url } } }, status: { phase: 'Ready', sha256: digest, format: 'qcow2', virtualSize: 5 } };
     assert.deepEqual(imageReadiness('ns', 'img', ready), { ref: { name: 'pub/img', sha256: digest, format: 'qcow2', source: { http: { url } }, virtualSize: 5 } });
   });
 });

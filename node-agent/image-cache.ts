@@ -5,8 +5,8 @@
 // digest the image controller recorded.
 import { copyFile, constants, link, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { importImage, storePath } from '../controllers/image/image-import.js';
-import type { ImageFormat, ImageSource } from '../controllers/image/image-import.js';
+import type { Image, ImageFormat, ImageSource } from '../api/kinds/index.js';
+import { importImage, storePath } from '../image-store/import.js';
 
 /** What the cache needs to know about a Ready Image (its spec.source and status). */
 export interface ImageRef {
@@ -125,12 +125,8 @@ export function imageCacheOf(driver: object): ImageCache | undefined {
   return c instanceof ImageCache ? c : undefined;
 }
 
-/** An Image as the agent's informer holds it. */
-export interface ImageObjectView {
-  metadata: { namespace?: string; name?: string };
-  spec?: { source?: ImageSource; visibility?: string };
-  status?: { phase?: string; sha256?: string; format?: string; virtualSize?: number; conditions?: Array<{ type: string; message?: string }> };
-}
+/** An Image as the agent's informer holds it (kept for the agent's imports; it is the kind's type). */
+export type ImageObjectView = Image;
 
 /**
  * Whether an instance in `namespace` can boot from image `name` now: the ImageRef to cache,

@@ -8,21 +8,22 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Condition, KObject } from '../api/types.js';
-import { HOSTS, NAMESPACES, NETWORKS, PORTS } from '../client/client.js';
-import type { KovaClient } from '../client/client.js';
+import { NAMESPACES } from '../client/client.js';
+import type { Kind, KovaClient } from '../client/client.js';
 import { Controller, errorMessage } from '../client/controller.js';
 import type { Reconciler, Result } from '../client/controller.js';
 import { Informer } from '../client/informer.js';
 import { hasCondition, setCondition } from '../api/conditions.js';
-import { DEFAULT_SECURITY_GROUP, FLOATING_IPS, HOST_CONDITION_PREFIX, ROUTERS, SECURITY_GROUPS } from '../controllers/network/kinds.js';
-import type { FloatingIPObject, NetworkObject, PortObject, RouterObject, SecurityGroupObject } from '../controllers/network/kinds.js';
 import { HostNetworkApplier } from './network/apply.js';
 import type { ApplyResult, KernelFeatures } from './network/apply.js';
-import { networkDeviceName, portDeviceName, shortHash } from './network/names.js';
+import { networkDeviceName, portDeviceName, shortHash } from '../api/net/names.js';
 import { planHost } from './network/plan.js';
 import type { HostPlanResult } from './network/plan.js';
 import type { HostInput, NetworkInput, PortInput, SecurityGroupInput, SecurityGroupRule } from './network/types.js';
 import { validIPv4 } from './network/validate.js';
+import { FLOATING_IPS, HOSTS, NETWORKS, PORTS, ROUTERS, SECURITY_GROUPS } from '../api/kinds/index.js';
+import type { FloatingIP, Network, Port, Router, SecurityGroup } from '../api/kinds/index.js';
+import { DEFAULT_SECURITY_GROUP, HOST_CONDITION_PREFIX } from '../api/net/rules.js';
 
 const run = promisify(execFile);
 
@@ -59,7 +60,7 @@ export interface ResolvedNic {
 }
 
 /** What the libvirt driver needs for one NIC of a Port (a tap the network agent creates). */
-export function resolveNic(port: PortObject, network?: NetworkObject): ResolvedNic | undefined {
+export function resolveNic(port: Port, network?: Network): ResolvedNic | undefined {
   const mac = port.status?.mac ?? port.spec.mac;
   if (!mac || !port.metadata.uid) return undefined;
   const device = portDeviceName('tap', { uid: port.metadata.uid, namespace: port.metadata.namespace!, name: port.metadata.name! });
@@ -75,7 +76,7 @@ const HOST_KEY = 'host';
 const key = (o: KObject) => `${o.metadata.namespace}/${o.metadata.name}`;
 
 /** Security group rules as the planner takes them; remoteGroup becomes one rule per member address. */
-export function sgInput(sg: SecurityGroupObject, portsInNamespace: readonly PortObject[]): SecurityGroupInput {
+export function sgInput(sg: SecurityGroup, portsInNamespace: readonly Port[]): SecurityGroupInput {
   const rules: SecurityGroupRule[] = [];
   for (const r of sg.spec?.rules ?? []) {
     const base: SecurityGroupRule = {
@@ -103,11 +104,11 @@ export class NetworkAgent implements Reconciler {
   /** Last plan and apply result, for tests and logs. */
   last?: { plan: HostPlanResult; result: ApplyResult };
   private readonly log: (msg: string) => void;
-  private readonly networks: Informer<NetworkObject>;
-  private readonly ports: Informer<PortObject>;
-  private readonly groups: Informer<SecurityGroupObject>;
-  private readonly fips: Informer<FloatingIPObject>;
-  private readonly routers: Informer<RouterObject>;
+  private readonly networks: Informer<Network>;
+  private readonly ports: Informer<Port>;
+  private readonly groups: Informer<SecurityGroup>;
+  private readonly fips: Informer<FloatingIP>;
+  private readonly routers: Informer<Router>;
   private readonly hosts: Informer<HostObject>;
   private kernel?: KernelFeatures;
   private createdNetns = new Set<string>();
@@ -142,9 +143,19 @@ export class NetworkAgent implements Reconciler {
     return { ok: false, message: c ? `${c.reason}${c.message ? `: ${c.message}` : ''}` : 'the network agent has not configured it yet' };
   }
 
+  /** The cached Port (the node agent's resolver reads NIC facts from here, not the API). */
+  port(namespace: string, name: string): Port | undefined {
+    return this.ports.get(namespace, name);
+  }
+
+  /** The cached Network. */
+  network(namespace: string, name: string): Network | undefined {
+    return this.networks.get(namespace, name);
+  }
+
   /** Calls `cb` with each Port that is added, changed or deleted. */
   onPortChange(cb: (namespace: string, name: string) => void): void {
-    const h = (p: PortObject) => cb(p.metadata.namespace!, p.metadata.name!);
+    const h = (p: Port) => cb(p.metadata.namespace!, p.metadata.name!);
     for (const ev of ['add', 'update', 'delete'] as const) this.ports.on(ev, h);
   }
 
@@ -175,7 +186,7 @@ export class NetworkAgent implements Reconciler {
   }
 
   /** Ports whose instance runs on this host and that have their addresses. */
-  localPorts(): PortObject[] {
+  localPorts(): Port[] {
     return this.ports.list().filter((p) => p.status?.hostName === this.o.hostName && !p.metadata.deletionTimestamp && p.status.ip && p.status.mac);
   }
 
@@ -276,7 +287,7 @@ export class NetworkAgent implements Reconciler {
     for (const r of plan.rejected.filter((x) => x.kind !== 'Port')) this.log(`network ${this.o.hostName}: ${r.kind} ${r.namespace}/${r.name} rejected: ${r.message}`);
   }
 
-  private async writeConditions(kind: typeof NETWORKS, ns: string, name: string, want: Omit<Condition, 'lastTransitionTime'>): Promise<void> {
+  private async writeConditions(kind: Kind, ns: string, name: string, want: Omit<Condition, 'lastTransitionTime'>): Promise<void> {
     try {
       await this.o.client.updateStatus(kind, ns, name, (fresh) => {
         const s = (fresh.status ?? {}) as { conditions?: Condition[] };

@@ -5,7 +5,6 @@
 // format) is final for that generation; a source that is unavailable is retried with back-off.
 import { access } from 'node:fs/promises';
 import type { KObject } from '../../api/types.js';
-import { IMAGES } from '../../client/client.js';
 import type { KovaClient } from '../../client/client.js';
 import { Controller, errorMessage } from '../../client/controller.js';
 import type { Reconciler, Request, Result } from '../../client/controller.js';
@@ -13,34 +12,13 @@ import { EventRecorder } from '../../client/events.js';
 import { SharedInformers } from '../../client/shared-informers.js';
 import { setCondition } from '../../api/conditions.js';
 import type { Condition } from '../../api/conditions.js';
-import { ImportError, importImage, storePath } from './image-import.js';
-import type { ImageFormat, ImageSource } from './image-import.js';
-
-export type ImagePhase = 'Pending' | 'Importing' | 'Ready' | 'Failed';
-
-export interface ImageSpec {
-  source: ImageSource;
-  format?: ImageFormat;
-  sha256?: string;
-  visibility?: 'Private' | 'Public';
-}
-
-export interface ImageStatus {
-  phase?: ImagePhase;
-  size?: number;
-  virtualSize?: number;
-  format?: string;
-  sha256?: string;
-  progress?: string;
-  observedGeneration?: number;
-  conditions?: Condition[];
-}
-
-export type ImageObject = KObject & { spec: ImageSpec; status?: ImageStatus };
+import { IMAGES } from '../../api/kinds/index.js';
+import type { Image, ImageSource, ImageStatus } from '../../api/kinds/index.js';
+import { ImportError, importImage, storePath } from '../../image-store/import.js';
 
 export interface ImageReconcilerOptions {
   client: KovaClient;
-  images: { get(namespace: string | undefined, name: string): ImageObject | undefined };
+  images: { get(namespace: string | undefined, name: string): Image | undefined };
   /** The image store, DATA_DIR/images. */
   storeDir: string;
   recorder: EventRecorder;
@@ -61,12 +39,12 @@ export class ImageReconciler implements Reconciler {
     if (!cached || !(await this.needsImport(cached))) return;
     // Imports are expensive and rare: decide on the live object, not a cache that may lag
     // behind our own last write.
-    const img = await this.o.client.get<ImageObject>(IMAGES, req.namespace, req.name);
+    const img = await this.o.client.get<Image>(IMAGES, req.namespace, req.name);
     if (!img || !(await this.needsImport(img))) return;
     return this.import(img, signal);
   }
 
-  private async needsImport(img: ImageObject): Promise<boolean> {
+  private async needsImport(img: Image): Promise<boolean> {
     if (img.metadata.deletionTimestamp) return false;
     const st = img.status ?? {};
     const gen = img.metadata.generation;
@@ -79,7 +57,7 @@ export class ImageReconciler implements Reconciler {
     return true;
   }
 
-  private async import(img: ImageObject, signal: AbortSignal): Promise<Result | void> {
+  private async import(img: Image, signal: AbortSignal): Promise<Result | void> {
     const { recorder } = this.o;
     const gen = img.metadata.generation;
     const from = describeSource(img.spec.source);
@@ -135,9 +113,9 @@ export class ImageReconciler implements Reconciler {
   }
 
   /** Status write with conflict retries; undefined when the Image is gone. */
-  private async write(img: ImageObject, s: Omit<ImageStatus, 'conditions'> & { cond: Omit<Condition, 'lastTransitionTime'> }): Promise<ImageObject | undefined> {
+  private async write(img: Image, s: Omit<ImageStatus, 'conditions'> & { cond: Omit<Condition, 'lastTransitionTime'> }): Promise<Image | undefined> {
     const { cond, ...fields } = s;
-    return this.o.client.updateStatus<ImageObject>(IMAGES, img.metadata.namespace, img.metadata.name!, (fresh) => {
+    return this.o.client.updateStatus<Image>(IMAGES, img.metadata.namespace, img.metadata.name!, (fresh) => {
       if (fresh.metadata.uid !== img.metadata.uid) return false;
       const st: ImageStatus = { ...(fresh.status ?? {}) };
       for (const [k, v] of Object.entries(fields)) if (v !== undefined) (st as Record<string, unknown>)[k] = v;
@@ -148,7 +126,7 @@ export class ImageReconciler implements Reconciler {
 }
 
 function describeSource(src: ImageSource): string {
-  return 'file' in src ? `file ${src.file.path}` : src.http.url;
+  return src.file ? `file ${src.file.path}` : (src.http?.url ?? 'no source');
 }
 
 function key(img: KObject): string {
@@ -181,7 +159,7 @@ export async function startImageController(opts: ImageControllerOptions): Promis
   const { client, signal } = opts;
   const log = opts.log ?? ((m: string) => console.error(m));
   const shared = opts.informers ?? new SharedInformers(client, log);
-  const images = shared.for<ImageObject>(IMAGES);
+  const images = shared.for<Image>(IMAGES);
   const recorder = new EventRecorder(client, 'kova-image-controller', { log });
   const controller = new Controller(new ImageReconciler({ client, images, storeDir: opts.storeDir, recorder, log }), { workers: opts.workers ?? 2, log });
   const enqueue = (i: KObject) => controller.enqueue({ namespace: i.metadata.namespace, name: i.metadata.name! });
@@ -189,8 +167,8 @@ export async function startImageController(opts: ImageControllerOptions): Promis
     enqueue(i);
     // Imports may queue behind others (few workers): say Pending until one starts. Conflict-safe:
     // it never overwrites a phase a worker has written meanwhile.
-    if (!(i as ImageObject).status?.phase) {
-      void client.updateStatus<ImageObject>(IMAGES, i.metadata.namespace, i.metadata.name!, (fresh) => {
+    if (!i.status?.phase) {
+      void client.updateStatus<Image>(IMAGES, i.metadata.namespace, i.metadata.name!, (fresh) => {
         if (fresh.status?.phase) return false;
         fresh.status = { ...(fresh.status ?? {}), phase: 'Pending' };
       }).catch((e) => log(`image ${i.metadata.namespace}/${i.metadata.name}: could not report Pending: ${errorMessage(e)}`));
@@ -198,7 +176,7 @@ export async function startImageController(opts: ImageControllerOptions): Promis
   });
   // Only spec changes matter: our own status writes (progress) must not restart an import.
   images.on('update', (i) => {
-    const st = (i as ImageObject).status;
+    const st = i.status;
     if (st?.observedGeneration !== i.metadata.generation) enqueue(i);
   });
   images.start();

@@ -1,10 +1,10 @@
 // Address allocation for Ports (and FloatingIPs): propose candidates from what the cache knows,
 // let the store decide through claims. A stale cache only costs extra attempts, never duplicates.
 import type { KObject } from '../../api/types.js';
-import { defaultGateway, isUsable, macForPort, parseCIDR, usableAddresses } from '../../node-agent/network/ipam.js';
+import { defaultGateway, isUsable, macForPort, parseCIDR, usableAddresses } from '../../api/net/ipam.js';
 import type { KovaClient } from '../../client/client.js';
 import { claim } from './claims.js';
-import type { ClaimObject } from './kinds.js';
+import type { AddressClaim } from '../../api/kinds/index.js';
 
 export interface AllocateIPRequest {
   network: { namespace: string; name: string; uid: string; cidr: string; gateway?: string };
@@ -53,7 +53,7 @@ export async function allocateIP(client: KovaClient, r: AllocateIPRequest): Prom
 }
 
 /** The IP claims of a network in the cache, split into those of `ownerUID` and everybody else's. */
-export function cachedIPClaims(claims: readonly ClaimObject[], networkUID: string, ownerUID: string): { taken: Set<string>; owned: string[] } {
+export function cachedIPClaims(claims: readonly AddressClaim[], networkUID: string, ownerUID: string): { taken: Set<string>; owned: string[] } {
   const taken = new Set<string>();
   const owned: string[] = [];
   for (const c of claims) {

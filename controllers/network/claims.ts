@@ -4,8 +4,9 @@
 import type { KObject } from '../../api/types.js';
 import { isAlreadyExists, isNotFound } from '../../client/client.js';
 import type { KovaClient } from '../../client/client.js';
-import { ADDRESS_CLAIMS, ownerRef, SYSTEM_NAMESPACE } from './kinds.js';
-import type { ClaimObject } from './kinds.js';
+import { ADDRESS_CLAIMS } from '../../api/kinds/index.js';
+import type { AddressClaim } from '../../api/kinds/index.js';
+import { ownerRef, SYSTEM_NAMESPACE } from '../../api/net/rules.js';
 
 export type ClaimType = 'IP' | 'MAC' | 'VNI';
 
@@ -63,7 +64,7 @@ export async function claim(client: KovaClient, r: ClaimRequest): Promise<ClaimR
   } catch (e) {
     if (!isAlreadyExists(e)) throw e;
   }
-  const cur = await client.get<ClaimObject>(ADDRESS_CLAIMS, namespace, name);
+  const cur = await client.get<AddressClaim>(ADDRESS_CLAIMS, namespace, name);
   if (!cur) return claim(client, r); // released in between: try again
   const mine = cur.metadata.ownerReferences?.some((o) => o.uid === r.owner.metadata.uid) || (vni && cur.spec.owner === holder(r.owner) && cur.spec.networkUID === r.network.uid);
   return mine ? 'claimed' : 'taken';
@@ -73,7 +74,7 @@ export async function claim(client: KovaClient, r: ClaimRequest): Promise<ClaimR
 export async function release(client: KovaClient, type: ClaimType, network: { namespace: string; uid: string }, value: string): Promise<void> {
   const namespace = type === 'VNI' ? SYSTEM_NAMESPACE : network.namespace;
   const name = claimName(type, network.uid, value);
-  const cur = await client.get<ClaimObject>(ADDRESS_CLAIMS, namespace, name);
+  const cur = await client.get<AddressClaim>(ADDRESS_CLAIMS, namespace, name);
   if (!cur || cur.spec.networkUID !== network.uid) return;
   try {
     await client.delete(ADDRESS_CLAIMS, namespace, name, { preconditions: { uid: cur.metadata.uid } });

@@ -2,34 +2,33 @@
 // node agents write), the `default` SecurityGroup of every project that uses networking,
 // FloatingIP allocation/attachment, and the small status of SecurityGroups and Routers.
 import type { Condition } from '../../api/types.js';
-import { defaultGateway } from '../../node-agent/network/ipam.js';
-import { networkDeviceName } from '../../node-agent/network/names.js';
-import { isAlreadyExists, isNotFound, NETWORKS } from '../../client/client.js';
+import { defaultGateway } from '../../api/net/ipam.js';
+import { networkDeviceName } from '../../api/net/names.js';
+import { isAlreadyExists, isNotFound } from '../../client/client.js';
 import type { KovaClient } from '../../client/client.js';
 import type { Reconciler, Request, Result } from '../../client/controller.js';
 import { setCondition } from '../../api/conditions.js';
 import { allocateIP, cachedIPClaims, vniCandidates } from './allocate.js';
 import { claim, release } from './claims.js';
-import {
-  DEFAULT_SECURITY_GROUP, FLOATING_IPS, HOST_CONDITION_PREFIX, NETWORK_FINALIZER, ROUTERS, SECURITY_GROUPS,
-} from './kinds.js';
-import type { ClaimObject, FloatingIPObject, InstanceObject, NetworkObject, PortObject, RouterObject, SecurityGroupObject } from './kinds.js';
 import type { Cache } from './port-controller.js';
+import { FLOATING_IPS, NETWORKS, ROUTERS, SECURITY_GROUPS } from '../../api/kinds/index.js';
+import type { AddressClaim, FloatingIP, Instance, Network, Port, Router, SecurityGroup } from '../../api/kinds/index.js';
+import { DEFAULT_SECURITY_GROUP, HOST_CONDITION_PREFIX, NETWORK_FINALIZER } from '../../api/net/rules.js';
 
 export interface NetworkCaches {
-  networks: Cache<NetworkObject>;
-  ports: Cache<PortObject>;
-  claims: Cache<ClaimObject>;
-  instances: Cache<InstanceObject>;
-  securityGroups: Cache<SecurityGroupObject>;
-  floatingIPs: Cache<FloatingIPObject>;
-  routers: Cache<RouterObject>;
+  networks: Cache<Network>;
+  ports: Cache<Port>;
+  claims: Cache<AddressClaim>;
+  instances: Cache<Instance>;
+  securityGroups: Cache<SecurityGroup>;
+  floatingIPs: Cache<FloatingIP>;
+  routers: Cache<Router>;
 }
 
 type Log = (m: string) => void;
 
 /** The status a network should have, given its VNI and the claims and host conditions seen. */
-export function networkStatus(net: NetworkObject, vni: number | undefined, allocated: number, failure?: { reason: string; message: string }): NonNullable<NetworkObject['status']> {
+export function networkStatus(net: Network, vni: number | undefined, allocated: number, failure?: { reason: string; message: string }): NonNullable<Network['status']> {
   const hostConds = (net.status?.conditions ?? []).filter((c) => c.type.startsWith(HOST_CONDITION_PREFIX));
   const bad = hostConds.find((c) => c.status === 'False');
   let ready: Omit<Condition, 'lastTransitionTime'>;
@@ -99,7 +98,7 @@ export class NetworkReconciler implements Reconciler {
     const allocated = this.c.claims.list(ns).filter((c) => c.spec.type === 'IP' && c.spec.networkUID === id.uid).length;
     const want = networkStatus(net, vni, allocated, failure);
     if (sameStatus(net.status, want)) return;
-    await this.client.updateStatus<NetworkObject>(NETWORKS, ns, req.name, (fresh) => {
+    await this.client.updateStatus<Network>(NETWORKS, ns, req.name, (fresh) => {
       if (fresh.metadata.uid !== id.uid) return false;
       const next = networkStatus(fresh, vni, allocated, failure);
       if (sameStatus(fresh.status, next)) return false;
@@ -109,7 +108,7 @@ export class NetworkReconciler implements Reconciler {
 }
 
 /** The `default` group: egress anywhere, ingress from its own members (Neutron's default). */
-export async function ensureDefaultSecurityGroup(client: KovaClient, cache: Cache<SecurityGroupObject>, namespace: string, log: Log): Promise<void> {
+export async function ensureDefaultSecurityGroup(client: KovaClient, cache: Cache<SecurityGroup>, namespace: string, log: Log): Promise<void> {
   if (cache.get(namespace, DEFAULT_SECURITY_GROUP)) return;
   try {
     await client.create(SECURITY_GROUPS, {
@@ -148,14 +147,14 @@ export class SecurityGroupReconciler implements Reconciler {
     const ports = this.c.ports.list(req.namespace).filter((p) => (p.spec.securityGroups ?? [DEFAULT_SECURITY_GROUP]).includes(req.name)).length;
     const s = sg.status ?? {};
     if (s.ruleCount === ruleCount && s.ports === ports && s.observedGeneration === sg.metadata.generation) return;
-    await this.client.updateStatus<SecurityGroupObject>(SECURITY_GROUPS, req.namespace, req.name, (fresh) => {
+    await this.client.updateStatus<SecurityGroup>(SECURITY_GROUPS, req.namespace, req.name, (fresh) => {
       fresh.status = { ...fresh.status, ruleCount: fresh.spec?.rules?.length ?? 0, ports, observedGeneration: fresh.metadata.generation };
     });
   }
 }
 
 /** Resolves the port a FloatingIP maps to: spec.port, or the first NIC of spec.instance. */
-export function floatingTarget(fip: FloatingIPObject, c: Pick<NetworkCaches, 'ports' | 'instances'>): PortObject | undefined {
+export function floatingTarget(fip: FloatingIP, c: Pick<NetworkCaches, 'ports' | 'instances'>): Port | undefined {
   const ns = fip.metadata.namespace!;
   if (fip.spec.port) return c.ports.get(ns, fip.spec.port);
   if (!fip.spec.instance) return undefined;
@@ -196,15 +195,15 @@ export class FloatingIPReconciler implements Reconciler {
     return this.write(fip, { phase: 'Bound', ip, port: port.metadata.name, fixedIP: port.status.ip, ...(hostName ? { hostName } : {}) }, { status: 'True', reason: 'Bound', message: '' });
   }
 
-  private async write(fip: FloatingIPObject, s: NonNullable<FloatingIPObject['status']>, cond: { status: 'True' | 'False'; reason: string; message: string }): Promise<void> {
-    const mk = (prev: FloatingIPObject['status']) => ({
+  private async write(fip: FloatingIP, s: NonNullable<FloatingIP['status']>, cond: { status: 'True' | 'False'; reason: string; message: string }): Promise<void> {
+    const mk = (prev: FloatingIP['status']) => ({
       ...s,
       ...(s.ip === undefined && prev?.ip ? { ip: prev.ip } : {}),
       observedGeneration: fip.metadata.generation,
       conditions: setCondition(prev?.conditions, { type: 'Ready', ...cond, observedGeneration: fip.metadata.generation }),
     });
     if (sameStatus(fip.status, mk(fip.status))) return;
-    await this.client.updateStatus<FloatingIPObject>(FLOATING_IPS, fip.metadata.namespace, fip.metadata.name!, (fresh) => {
+    await this.client.updateStatus<FloatingIP>(FLOATING_IPS, fip.metadata.namespace, fip.metadata.name!, (fresh) => {
       // Never replace an address another pass wrote meanwhile: requeue and decide on fresh state.
       if (s.ip && fresh.status?.ip && fresh.status.ip !== s.ip && fresh.metadata.generation === fip.metadata.generation) throw new Error(`stale cache: floating IP ${fip.metadata.name} already has ${fresh.status.ip}`);
       const next = mk(fresh.status);
@@ -227,14 +226,14 @@ export class RouterReconciler implements Reconciler {
       : !ext.spec.external
         ? { status: 'False' as const, reason: 'NotExternal', message: `network ${r.spec.externalNetwork} is not external` }
         : { status: 'True' as const, reason: 'Configured', message: 'outbound traffic is masqueraded on each instance host' };
-    const mk = (prev: RouterObject['status']) => ({
+    const mk = (prev: Router['status']): Router['status'] => ({
       ...prev,
       phase: cond.status === 'True' ? 'Ready' : 'Failed',
       observedGeneration: r.metadata.generation,
       conditions: setCondition(prev?.conditions, { type: 'Ready', ...cond, observedGeneration: r.metadata.generation }),
     });
     if (sameStatus(r.status, mk(r.status))) return;
-    await this.client.updateStatus<RouterObject>(ROUTERS, ns, req.name, (fresh) => {
+    await this.client.updateStatus<Router>(ROUTERS, ns, req.name, (fresh) => {
       const next = mk(fresh.status);
       if (sameStatus(fresh.status, next)) return false;
       fresh.status = next;

@@ -1,17 +1,16 @@
 // Starts the networking controllers (ports/IPAM, networks, default security groups, floating
 // IPs, security group and router status) on shared informers, and wires which change wakes what.
 import type { KObject } from '../../api/types.js';
-import { INSTANCES, NETWORKS, PORTS } from '../../client/client.js';
 import type { KovaClient } from '../../client/client.js';
 import { Controller } from '../../client/controller.js';
 import { Informer } from '../../client/informer.js';
 import { SharedInformers } from '../../client/shared-informers.js';
-import { ADDRESS_CLAIMS, FLOATING_IPS, ROUTERS, SECURITY_GROUPS } from './kinds.js';
-import type { ClaimObject, FloatingIPObject, InstanceObject, NetworkObject, PortObject, RouterObject, SecurityGroupObject } from './kinds.js';
 import {
   FloatingIPReconciler, NamespaceDefaultsReconciler, NetworkReconciler, RouterReconciler, SecurityGroupReconciler,
 } from './network-controller.js';
 import { attachedInstance, InstancePortsReconciler, PortReconciler } from './port-controller.js';
+import { ADDRESS_CLAIMS, FLOATING_IPS, INSTANCES, NETWORKS, PORTS, ROUTERS, SECURITY_GROUPS } from '../../api/kinds/index.js';
+import type { AddressClaim, FloatingIP, Instance, Network, Port, Router, SecurityGroup } from '../../api/kinds/index.js';
 
 export interface NetworkControllersOptions {
   /** Informers shared with the other controllers of the process (default: its own). */
@@ -34,13 +33,13 @@ export async function startNetworkControllers(opts: NetworkControllersOptions): 
   const { client, signal } = opts;
   const log = opts.log ?? ((m: string) => console.error(m));
   const shared = opts.informers ?? new SharedInformers(client, log);
-  const instances = shared.for<InstanceObject>(INSTANCES);
-  const ports = shared.for<PortObject>(PORTS);
-  const networks = shared.for<NetworkObject>(NETWORKS);
-  const claims = shared.for<ClaimObject>(ADDRESS_CLAIMS);
-  const securityGroups = shared.for<SecurityGroupObject>(SECURITY_GROUPS);
-  const floatingIPs = shared.for<FloatingIPObject>(FLOATING_IPS);
-  const routers = shared.for<RouterObject>(ROUTERS);
+  const instances = shared.for<Instance>(INSTANCES);
+  const ports = shared.for<Port>(PORTS);
+  const networks = shared.for<Network>(NETWORKS);
+  const claims = shared.for<AddressClaim>(ADDRESS_CLAIMS);
+  const securityGroups = shared.for<SecurityGroup>(SECURITY_GROUPS);
+  const floatingIPs = shared.for<FloatingIP>(FLOATING_IPS);
+  const routers = shared.for<Router>(ROUTERS);
   const caches = { instances, ports, networks, claims, securityGroups, floatingIPs, routers };
   const workers = opts.workers ?? 4;
   const c = {
@@ -95,7 +94,7 @@ export async function startNetworkControllers(opts: NetworkControllersOptions): 
   on(floatingIPs, (f) => c.floatingIPs.enqueue(req(f)));
   on(routers, (r) => c.routers.enqueue(req(r)));
 
-  const informers: Array<Informer<KObject>> = Object.values(caches) as Array<Informer<KObject>>;
+  const informers: Array<Pick<Informer<KObject>, 'start' | 'stop' | 'waitForSync'>> = Object.values(caches);
   for (const inf of informers) inf.start();
   signal.addEventListener('abort', () => informers.forEach((i) => i.stop()), { once: true });
   await Promise.all(informers.map((i) => i.waitForSync(signal)));

@@ -7,15 +7,15 @@ import { startKova } from '../../e2e/harness.js';
 import type { Kova } from '../../e2e/harness.js';
 import { sgInput } from '../../node-agent/network-agent.js';
 import { planHost } from '../../node-agent/network/plan.js';
-import { KovaClient, NETWORKS, PORTS } from '../../client/client.js';
+import { KovaClient } from '../../client/client.js';
 import { allocateIP, allocateMAC, vniCandidates } from './allocate.js';
 import { claim, claimName } from './claims.js';
-import { ADDRESS_CLAIMS, FLOATING_IPS } from './kinds.js';
-import type { ClaimObject, FloatingIPObject, NetworkObject, PortObject, SecurityGroupObject } from './kinds.js';
 import { FloatingIPReconciler, networkStatus } from './network-controller.js';
 import type { NetworkCaches } from './network-controller.js';
 import { PortReconciler } from './port-controller.js';
 import type { Cache } from './port-controller.js';
+import { ADDRESS_CLAIMS, FLOATING_IPS, NETWORKS, PORTS } from '../../api/kinds/index.js';
+import type { AddressClaim, FloatingIP, Network, Port, SecurityGroup } from '../../api/kinds/index.js';
 
 /** A cache frozen at what it was given: the stalest view an informer can have. */
 function frozen<T extends { metadata: { namespace?: string; name?: string } }>(items: T[]): Cache<T> {
@@ -46,7 +46,7 @@ describe('pure helpers', () => {
   });
 
   it('network status: derived names, aggregate Ready from per-host conditions', () => {
-    const net: NetworkObject = { apiVersion: 'kova.dev/v1alpha1', kind: 'Network', metadata: meta('private'), spec: { type: 'vxlan', cidr: '10.20.0.0/24' } };
+    const net: Network = { apiVersion: 'kova.dev/v1alpha1', kind: 'Network', metadata: meta('private'), spec: { type: 'vxlan', cidr: '10.20.0.0/24' } };
     const ok = networkStatus(net, 5000, 3);
     assert.equal(ok.phase, 'Ready');
     assert.equal(ok.vni, 5000);
@@ -63,8 +63,8 @@ describe('pure helpers', () => {
   });
 
   it('security groups: remoteGroup expands to member addresses, port ranges to min/max', () => {
-    const port = (name: string, ip: string | undefined, groups: string[]): PortObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Port', metadata: meta(name), spec: { network: 'n', securityGroups: groups }, status: ip ? { ip } : {} });
-    const sg: SecurityGroupObject = {
+    const port = (name: string, ip: string | undefined, groups: string[]): Port => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Port', metadata: meta(name), spec: { network: 'n', securityGroups: groups }, status: ip ? { ip } : {} });
+    const sg: SecurityGroup = {
       apiVersion: 'kova.dev/v1alpha1', kind: 'SecurityGroup', metadata: meta('web'),
       spec: { rules: [
         { direction: 'ingress', protocol: 'tcp', portRange: { min: 80 } },
@@ -115,8 +115,8 @@ describe('claims against a real API server', () => {
   });
 
   it('30 concurrent allocators on a /27 with a stale cache: 29 unique addresses, one exhausted', async () => {
-    const net = await client.create<NetworkObject>(NETWORKS, { apiVersion: 'kova.dev/v1alpha1', kind: 'Network', metadata: { name: 'small', namespace: 'demo' }, spec: { type: 'vxlan', cidr: '10.30.0.0/27' } });
-    const ports = await Promise.all(Array.from({ length: 30 }, (_, i) => client.create<PortObject>(PORTS, { apiVersion: 'kova.dev/v1alpha1', kind: 'Port', metadata: { name: `p${i}`, namespace: 'demo' }, spec: { network: 'small' } })));
+    const net = await client.create<Network>(NETWORKS, { apiVersion: 'kova.dev/v1alpha1', kind: 'Network', metadata: { name: 'small', namespace: 'demo' }, spec: { type: 'vxlan', cidr: '10.30.0.0/27' } });
+    const ports = await Promise.all(Array.from({ length: 30 }, (_, i) => client.create<Port>(PORTS, { apiVersion: 'kova.dev/v1alpha1', kind: 'Port', metadata: { name: `p${i}`, namespace: 'demo' }, spec: { network: 'small' } })));
     const network = { namespace: 'demo', name: 'small', uid: net.metadata.uid!, cidr: '10.30.0.0/27' };
     const results = await Promise.all(ports.map((p) => allocateIP(client, { network, owner: p, knownTaken: new Set() })));
     const ips = results.flatMap((r) => (r.ok ? [r.value] : []));
@@ -139,30 +139,30 @@ describe('claims against a real API server', () => {
   });
 
   it('a reconciler whose cache predates its own claim keeps the address it holds (no second allocation)', async () => {
-    const net = await client.create<NetworkObject>(NETWORKS, { apiVersion: 'kova.dev/v1alpha1', kind: 'Network', metadata: { name: 'ext', namespace: 'demo' }, spec: { type: 'flat', cidr: '203.0.113.0/29', external: true, dhcp: false } });
-    const fip = await client.create<FloatingIPObject>(FLOATING_IPS, { apiVersion: 'kova.dev/v1alpha1', kind: 'FloatingIP', metadata: { name: 'f1', namespace: 'demo' }, spec: { network: 'ext' } });
-    const port = await client.create<PortObject>(PORTS, { apiVersion: 'kova.dev/v1alpha1', kind: 'Port', metadata: { name: 'p-ext', namespace: 'demo' }, spec: { network: 'ext' } });
-    const claimsNow = async () => (await client.list<ClaimObject>(ADDRESS_CLAIMS, 'demo')).items.filter((c) => c.spec.networkUID === net.metadata.uid && c.spec.type === 'IP');
-    const caches = (claims: ClaimObject[]): NetworkCaches => ({
+    const net = await client.create<Network>(NETWORKS, { apiVersion: 'kova.dev/v1alpha1', kind: 'Network', metadata: { name: 'ext', namespace: 'demo' }, spec: { type: 'flat', cidr: '203.0.113.0/29', external: true, dhcp: false } });
+    const fip = await client.create<FloatingIP>(FLOATING_IPS, { apiVersion: 'kova.dev/v1alpha1', kind: 'FloatingIP', metadata: { name: 'f1', namespace: 'demo' }, spec: { network: 'ext' } });
+    const port = await client.create<Port>(PORTS, { apiVersion: 'kova.dev/v1alpha1', kind: 'Port', metadata: { name: 'p-ext', namespace: 'demo' }, spec: { network: 'ext' } });
+    const claimsNow = async () => (await client.list<AddressClaim>(ADDRESS_CLAIMS, 'demo')).items.filter((c) => c.spec.networkUID === net.metadata.uid && c.spec.type === 'IP');
+    const caches = (claims: AddressClaim[]): NetworkCaches => ({
       networks: frozen([net]), ports: frozen([port]), claims: frozen(claims), instances: frozen([]),
       securityGroups: frozen([]), floatingIPs: frozen([fip]), routers: frozen([]),
     });
     const quiet = () => undefined;
     // First pass: the floating IP takes the first free address.
     await new FloatingIPReconciler(client, caches([]), quiet).reconcile({ namespace: 'demo', name: 'f1' });
-    const ip = (await client.get<FloatingIPObject>(FLOATING_IPS, 'demo', 'f1'))!.status?.ip;
+    const ip = (await client.get<FloatingIP>(FLOATING_IPS, 'demo', 'f1'))!.status?.ip;
     assert.equal(ip, '203.0.113.2');
     // Second pass sees its own claim but not yet its own status: same address, nothing new claimed.
     await new FloatingIPReconciler(client, caches(await claimsNow()), quiet).reconcile({ namespace: 'demo', name: 'f1' });
-    assert.equal((await client.get<FloatingIPObject>(FLOATING_IPS, 'demo', 'f1'))!.status?.ip, ip);
+    assert.equal((await client.get<FloatingIP>(FLOATING_IPS, 'demo', 'f1'))!.status?.ip, ip);
     assert.deepEqual((await claimsNow()).map((c) => c.spec.address), [ip]);
     // The same for a Port, twice on the object as first seen (no spec.ip, no status).
     const portCaches = () => claimsNow().then((claims) => ({ instances: frozen([]), ports: frozen([port]), networks: frozen([net]), claims: frozen(claims) }));
     await new PortReconciler(client, await portCaches(), quiet).reconcile({ namespace: 'demo', name: 'p-ext' });
-    const first = (await client.get<PortObject>(PORTS, 'demo', 'p-ext'))!;
+    const first = (await client.get<Port>(PORTS, 'demo', 'p-ext'))!;
     assert.equal(first.spec.ip, '203.0.113.3');
     await new PortReconciler(client, await portCaches(), quiet).reconcile({ namespace: 'demo', name: 'p-ext' }).catch(() => undefined);
-    const second = (await client.get<PortObject>(PORTS, 'demo', 'p-ext'))!;
+    const second = (await client.get<Port>(PORTS, 'demo', 'p-ext'))!;
     assert.equal(second.spec.ip, first.spec.ip);
     assert.equal(second.status?.ip, first.spec.ip);
     assert.deepEqual((await claimsNow()).map((c) => c.spec.address).sort(), [ip, first.spec.ip].sort(), 'one claim each, none leaked');

@@ -2,16 +2,17 @@
 // and MAC allocation through claims, Port status (attachment, host, device) and
 // Instance.status.addresses. Level-triggered: every reconcile recomputes from the caches and
 // the store, and a repeated reconcile writes nothing.
-import { portDeviceName } from '../../node-agent/network/names.js';
-import { isAlreadyExists, isNotFound, PORTS, INSTANCES } from '../../client/client.js';
+import { portDeviceName } from '../../api/net/names.js';
+import { isAlreadyExists, isNotFound } from '../../client/client.js';
 import type { KovaClient } from '../../client/client.js';
 import type { Reconciler, Request, Result } from '../../client/controller.js';
 import { setCondition, hasCondition } from '../../api/conditions.js';
 import { allocateIP, cachedIPClaims, allocateMAC } from './allocate.js';
 import type { AllocateResult } from './allocate.js';
 import { release } from './claims.js';
-import { DEFAULT_SECURITY_GROUP, ownerRef, portNameFor } from './kinds.js';
-import type { ClaimObject, InstanceAddress, InstanceNetwork, InstanceObject, NetworkObject, PortObject } from './kinds.js';
+import { INSTANCES, PORTS } from '../../api/kinds/index.js';
+import type { AddressClaim, Instance, InstanceAddress, InstanceNetwork, Network, Port } from '../../api/kinds/index.js';
+import { DEFAULT_SECURITY_GROUP, ownerRef, portNameFor } from '../../api/net/rules.js';
 
 export interface Cache<T> {
   get(namespace: string | undefined, name: string): T | undefined;
@@ -19,10 +20,10 @@ export interface Cache<T> {
 }
 
 export interface PortCaches {
-  instances: Cache<InstanceObject>;
-  ports: Cache<PortObject>;
-  networks: Cache<NetworkObject>;
-  claims: Cache<ClaimObject>;
+  instances: Cache<Instance>;
+  ports: Cache<Port>;
+  networks: Cache<Network>;
+  claims: Cache<AddressClaim>;
 }
 
 /** Instance → the Ports it needs exist, and its status.addresses mirror them. */
@@ -63,10 +64,10 @@ export class InstancePortsReconciler implements Reconciler {
       return { network: entry.network, port, ...(ip ? { ip } : {}), ...(mac ? { mac } : {}) };
     });
     const cond = networksReady(req.name, entries, (name) => this.c.ports.get(ns, name));
-    const current = (st: InstanceObject['status']) =>
+    const current = (st: Instance['status']) =>
       JSON.stringify(st?.addresses ?? []) === JSON.stringify(addresses) && (!cond || hasCondition(st?.conditions, cond));
     if (current(inst.status)) return;
-    await this.client.updateStatus<InstanceObject>(INSTANCES, ns, req.name, (fresh) => {
+    await this.client.updateStatus<Instance>(INSTANCES, ns, req.name, (fresh) => {
       if (fresh.metadata.uid !== inst.metadata.uid || current(fresh.status)) return false;
       fresh.status = { ...fresh.status, addresses, ...(cond ? { conditions: setCondition(fresh.status?.conditions, cond) } : {}) };
     });
@@ -77,7 +78,7 @@ export class InstancePortsReconciler implements Reconciler {
  * Instance condition `NetworksReady`: False while a NIC's port is missing or has no address
  * (e.g. the subnet is full: the instance waits, saying why), True once all are allocated.
  */
-export function networksReady(instance: string, entries: readonly InstanceNetwork[], port: (name: string) => PortObject | undefined) {
+export function networksReady(instance: string, entries: readonly InstanceNetwork[], port: (name: string) => Port | undefined) {
   if (entries.length === 0) return undefined;
   for (const [i, e] of entries.entries()) {
     const name = portNameFor(instance, i, e);
@@ -90,7 +91,7 @@ export function networksReady(instance: string, entries: readonly InstanceNetwor
 }
 
 /** The instance a port is attached to: its owner, or an instance naming it in spec.networks. */
-export function attachedInstance(port: PortObject, instances: Cache<InstanceObject>): InstanceObject | undefined {
+export function attachedInstance(port: Port, instances: Cache<Instance>): Instance | undefined {
   const ns = port.metadata.namespace!;
   const owner = port.metadata.ownerReferences?.find((o) => o.kind === 'Instance');
   if (owner) {
@@ -100,7 +101,7 @@ export function attachedInstance(port: PortObject, instances: Cache<InstanceObje
   return instances.list(ns).find((i) => !i.metadata.deletionTimestamp && (i.spec.networks ?? []).some((n) => n.port === port.metadata.name));
 }
 
-type PortStatus = NonNullable<PortObject['status']>;
+type PortStatus = NonNullable<Port['status']>;
 
 /** Port → claimed IP and MAC, written back to spec, and its status. */
 export class PortReconciler implements Reconciler {
@@ -166,7 +167,7 @@ export class PortReconciler implements Reconciler {
     await this.writeStatus(port, { ...base, phase, ip: ip.value, mac: mac.value, networkUID: network.uid }, { status: 'True', reason: 'Allocated', message: '' });
   }
 
-  private async writeStatus(port: PortObject, want: PortStatus, cond: { status: 'True' | 'False'; reason: string; message: string }): Promise<void> {
+  private async writeStatus(port: Port, want: PortStatus, cond: { status: 'True' | 'False'; reason: string; message: string }): Promise<void> {
     const c = { type: 'Allocated', ...cond, observedGeneration: port.metadata.generation };
     const same = (s: PortStatus | undefined) => {
       if (!s || !hasCondition(s.conditions, c)) return false;
@@ -176,7 +177,7 @@ export class PortReconciler implements Reconciler {
     };
     if (same(port.status)) return;
     try {
-      await this.client.updateStatus<PortObject>(PORTS, port.metadata.namespace, port.metadata.name!, (fresh) => {
+      await this.client.updateStatus<Port>(PORTS, port.metadata.namespace, port.metadata.name!, (fresh) => {
         if (fresh.metadata.uid !== port.metadata.uid || same(fresh.status)) return false;
         fresh.status = { ...want, conditions: setCondition(fresh.status?.conditions, c) };
       });

@@ -7,6 +7,8 @@ import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
+import { isDNS1123LabelOK } from '../../api/name-validation.js';
+import { isIPv4, parseIPv4CIDR } from '../../api/net/ipv4.js';
 
 const run = promisify(execFile);
 
@@ -56,7 +58,6 @@ export interface SeedNic {
 /** Nova and EC2 cap user-data at 64 KiB; a larger one is almost surely a mistake. */
 export const MAX_USER_DATA_BYTES = 64 * 1024;
 
-const HOSTNAME_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
 const CONTROL = /[\u0000-\u001F\u007F]/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const SSH_KEY = /^(ssh-(rsa|dss|ed25519)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\r\n]*)?$/;
@@ -66,7 +67,7 @@ function fail(message: string): never {
 }
 
 function checkHostname(h: string): void {
-  if (h.length === 0 || h.length > 253 || !h.split('.').every((l) => HOSTNAME_LABEL.test(l))) fail(`invalid hostname ${JSON.stringify(h)}`);
+  if (h.length === 0 || h.length > 253 || !h.split('.').every((l) => isDNS1123LabelOK(l.toLowerCase()))) fail(`invalid hostname ${JSON.stringify(h)}`);
 }
 
 export function renderMetaData(instanceId: string, hostname: string): string {
@@ -181,15 +182,16 @@ export function networkConfigForNics(nics: SeedNic[]): NetworkConfigV2 {
   return { version: 2, ethernets };
 }
 
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const IPV6 = /^[0-9a-f:]+(:(\d{1,3}\.){3}\d{1,3})?$/i;
 function isIp(s: string): boolean {
-  return IPV4.test(s) || (s.includes(':') && IPV6.test(s));
+  return isIPv4(s) || (s.includes(':') && IPV6.test(s));
 }
+/** An interface address or route with its prefix (host bits allowed): IPv4, or IPv6 loosely. */
 function isCidr(s: string): boolean {
+  if (!s.includes(':')) return parseIPv4CIDR(s) !== undefined;
   const [ip, len, ...rest] = s.split('/');
   if (rest.length > 0 || len === undefined || !/^\d{1,3}$/.test(len)) return false;
-  return isIp(ip) && Number(len) <= (ip.includes(':') ? 128 : 32);
+  return IPV6.test(ip) && Number(len) <= 128;
 }
 
 export function renderNetworkConfig(cfg: NetworkConfigV2): string {
@@ -199,7 +201,7 @@ export function renderNetworkConfig(cfg: NetworkConfigV2): string {
     if (e.match?.macaddress !== undefined && !MAC.test(e.match.macaddress)) fail(`invalid MAC ${JSON.stringify(e.match.macaddress)}`);
     if (e['set-name'] !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(e['set-name'])) fail(`invalid set-name ${JSON.stringify(e['set-name'])}`);
     for (const a of e.addresses ?? []) if (!isCidr(a)) fail(`invalid address ${JSON.stringify(a)} (CIDR expected)`);
-    if (e.gateway4 !== undefined && !IPV4.test(e.gateway4)) fail(`invalid gateway4 ${JSON.stringify(e.gateway4)}`);
+    if (e.gateway4 !== undefined && !isIPv4(e.gateway4)) fail(`invalid gateway4 ${JSON.stringify(e.gateway4)}`);
     for (const r of e.routes ?? []) {
       if (r.to !== 'default' && !isCidr(r.to)) fail(`invalid route destination ${JSON.stringify(r.to)}`);
       if (!isIp(r.via)) fail(`invalid route gateway ${JSON.stringify(r.via)}`);

@@ -12,7 +12,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { HostNetworkApplier } from './apply.js';
 import { planHost } from './plan.js';
 import { renderNft } from './render-nft.js';
-import { portDeviceName } from './names.js';
+import { portDeviceName } from '../../api/net/names.js';
 import type { HostInput, HostPlan, NetworkInput, PortInput, SecurityGroupInput } from './types.js';
 
 const run = promisify(execFile);

@@ -7,7 +7,7 @@ import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { commandRunner, type CommandRunner } from './exec.js';
 import { readHostState, type HostState, type LinkState } from './host-state.js';
-import { isKovaDevice } from './names.js';
+import { isKovaDevice } from '../../api/net/names.js';
 import { LEGACY_NFT_TABLE, NFT_COMMENT_PREFIX, nftDeleteTables, nftTransaction, validNftTable } from './render-nft.js';
 import type { DnsmasqPlan, HostPlan } from './types.js';
 import { validNetnsName, validStatePath } from './validate.js';

@@ -3,8 +3,9 @@
 // Deterministic (sorted inputs, derived names) so its output can be compared with golden files.
 // Invalid objects never reach rendered text: a bad Network becomes a Ready=False condition, a bad
 // Port/SecurityGroup/FloatingIP/Router is left out and listed in `rejected`.
-import { bridgeMAC, networkDeviceName, portDeviceName } from './names.js';
-import { defaultGateway, isUsable, netmask, parseCIDR, type ParsedCIDR } from './ipam.js';
+import { bridgeMAC, networkDeviceName, portDeviceName } from '../../api/net/names.js';
+import { defaultGateway, isUsable, netmask, parseCIDR, type ParsedCIDR } from '../../api/net/ipam.js';
+import { intToIPv4 } from '../../api/net/ipv4.js';
 import { renderDnsmasq } from './render-dnsmasq.js';
 import { nftTableName, renderNft, type NftNat, type NftPort } from './render-nft.js';
 import type {
@@ -136,7 +137,7 @@ function planDnsmasq(
       network: key(rn.net),
       bridge: rn.bridge,
       stateDir,
-      networkAddress: rn.net.cidr.split('/')[0]!,
+      networkAddress: intToIPv4(rn.cidr.network),
       netmask: netmask(rn.cidr),
       gateway: rn.gateway,
       dns: rn.net.dns?.length ? rn.net.dns : [rn.serverIP],

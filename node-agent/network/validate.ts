@@ -1,20 +1,11 @@
 // Validators for every value that reaches ip, bridge, nft or dnsmasq. Each accepts only a strict
 // grammar (never escapes), so a value that passes cannot change the meaning of rendered text.
 
-export class NetworkValidationError extends Error {
-  constructor(readonly field: string, message: string) {
-    super(`${field}: ${message}`);
-    this.name = 'NetworkValidationError';
-  }
-}
+import { isDNS1123LabelOK, isDNS1123SubdomainOK } from '../../api/name-validation.js';
+import { fail, show } from '../../api/net/ipv4.js';
 
-function fail(field: string, message: string): never {
-  throw new NetworkValidationError(field, message);
-}
-
-function show(v: unknown): string {
-  return JSON.stringify(v)?.slice(0, 64) ?? String(v);
-}
+// The address checks are the API's (one grammar for admission and the host).
+export { NetworkValidationError, validCIDR, validIPv4, validMAC } from '../../api/net/ipv4.js';
 
 /** A host interface name: 1..15 chars of [A-Za-z0-9_.-], not "." or "..". */
 export function validIfName(field: string, v: unknown): string {
@@ -30,45 +21,6 @@ export function validNetnsName(field: string, v: unknown): string {
     fail(field, `invalid network namespace name ${show(v)}`);
   }
   return v;
-}
-
-const OCTET = '(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
-const IPV4 = new RegExp(`^${OCTET}\\.${OCTET}\\.${OCTET}\\.${OCTET}$`);
-
-/** A dotted-quad IPv4 address without leading zeros. */
-export function validIPv4(field: string, v: unknown): string {
-  if (typeof v !== 'string' || !IPV4.test(v)) fail(field, `invalid IPv4 address ${show(v)}`);
-  return v;
-}
-
-export function ipv4ToInt(ip: string): number {
-  return ip.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
-}
-
-export function intToIPv4(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
-
-/** An IPv4 CIDR whose host bits are zero, e.g. 10.20.0.0/24. */
-export function validCIDR(field: string, v: unknown): string {
-  if (typeof v !== 'string') fail(field, `invalid CIDR ${show(v)}`);
-  const m = /^([0-9.]+)\/(3[0-2]|[12]?[0-9])$/.exec(v);
-  if (!m || !IPV4.test(m[1]!)) fail(field, `invalid CIDR ${show(v)} (want a.b.c.d/prefix)`);
-  const prefix = Number(m[2]);
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  if (((ipv4ToInt(m[1]!) & ~mask) >>> 0) !== 0) fail(field, `CIDR ${show(v)} has host bits set`);
-  return v;
-}
-
-/** A unicast MAC address, returned lower-case. */
-export function validMAC(field: string, v: unknown): string {
-  if (typeof v !== 'string' || !/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(v)) {
-    fail(field, `invalid MAC address ${show(v)}`);
-  }
-  const mac = v.toLowerCase();
-  if (parseInt(mac.slice(0, 2), 16) & 1) fail(field, `MAC address ${show(v)} is multicast`);
-  if (mac === '00:00:00:00:00:00') fail(field, 'MAC address is all zeros');
-  return mac;
 }
 
 function validInt(field: string, v: unknown, min: number, max: number, what: string): number {
@@ -90,10 +42,7 @@ export function validProtocol(field: string, v: unknown): (typeof PROTOCOLS)[num
 
 /** A DNS host name (RFC 1123 labels, lower-case), as written into dnsmasq host entries. */
 export function validHostname(field: string, v: unknown): string {
-  if (
-    typeof v !== 'string' || v.length > 253 ||
-    !/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(v)
-  ) {
+  if (typeof v !== 'string' || !isDNS1123SubdomainOK(v) || !v.split('.').every(isDNS1123LabelOK)) {
     fail(field, `invalid host name ${show(v)}`);
   }
   return v;

@@ -1,35 +1,17 @@
 // Pure IPv4 address management helpers: parsing, default gateway, next free address, MACs.
 import { createHash } from 'node:crypto';
-import { intToIPv4, ipv4ToInt, validCIDR, validIPv4 } from './validate.js';
+import { intToIPv4, ipv4ToInt, parseIPv4CIDR, validCIDR, validIPv4, type IPv4Net } from './ipv4.js';
 
-export interface ParsedCIDR {
-  cidr: string;
-  network: number;
-  prefix: number;
-  mask: number;
-  broadcast: number;
-  /** First and last addresses usable by hosts (network/broadcast excluded unless /31, /32). */
-  first: number;
-  last: number;
-}
+export type ParsedCIDR = IPv4Net;
 
+/** A CIDR without host bits; throws NetworkValidationError naming `field` otherwise. */
 export function parseCIDR(cidr: string, field = 'cidr'): ParsedCIDR {
   validCIDR(field, cidr);
-  const [ip, p] = cidr.split('/') as [string, string];
-  const prefix = Number(p);
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  const network = ipv4ToInt(ip);
-  const broadcast = (network | (~mask >>> 0)) >>> 0;
-  const small = prefix >= 31;
-  return { cidr, network, prefix, mask, broadcast, first: small ? network : network + 1, last: small ? broadcast : broadcast - 1 };
+  return parseIPv4CIDR(cidr)!;
 }
 
 export function netmask(c: ParsedCIDR): string {
   return intToIPv4(c.mask);
-}
-
-export function cidrContains(c: ParsedCIDR, ip: string): boolean {
-  return ((ipv4ToInt(ip) & c.mask) >>> 0) === c.network;
 }
 
 /** Whether ip can be given to a host: inside the range and not network or broadcast address. */

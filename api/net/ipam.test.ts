@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cidrContains, defaultGateway, isUsable, macForPort, nextFreeAddress, parseCIDR, usableAddresses } from './ipam.js';
+import { defaultGateway, isUsable, macForPort, nextFreeAddress, parseCIDR, usableAddresses } from './ipam.js';
+import { cidrContains } from './ipv4.js';
 
 test('parseCIDR and the default gateway', () => {
   const c = parseCIDR('10.20.0.0/24');

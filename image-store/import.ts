@@ -12,16 +12,14 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { Agent, interceptors, request } from 'undici';
+import type { ImageFormat, ImageSource } from '../api/kinds/index.js';
 
 const run = promisify(execFile);
 
 /** Follows redirects (mirrors commonly redirect image downloads). */
 const downloader = new Agent().compose(interceptors.redirect({ maxRedirections: 5 }));
 
-export type ImageSource = { file: { path: string } } | { http: { url: string } };
-
-export type ImageFormat = 'qcow2' | 'raw';
-export const SUPPORTED_FORMATS: readonly string[] = ['qcow2', 'raw'];
+export const SUPPORTED_FORMATS: readonly string[] = ['qcow2', 'raw'] satisfies ImageFormat[];
 
 /** Why an import failed, as the Ready condition's reason. */
 export type ImportFailureReason = 'ChecksumMismatch' | 'UnsupportedFormat' | 'FormatMismatch' | 'SourceUnavailable';
@@ -124,19 +122,22 @@ export async function importImage(req: ImportRequest): Promise<ImportedImage> {
 }
 
 async function openSource(source: ImageSource, signal?: AbortSignal): Promise<{ stream: Readable; total?: number }> {
-  if ('file' in source) {
-    const st = await stat(source.file.path).catch((e: unknown) => {
-      throw new ImportError('SourceUnavailable', `cannot read ${source.file.path}: ${(e as Error).message}`, undefined, { cause: e });
+  if (source.file) {
+    const file = source.file;
+    const st = await stat(file.path).catch((e: unknown) => {
+      throw new ImportError('SourceUnavailable', `cannot read ${file.path}: ${(e as Error).message}`, undefined, { cause: e });
     });
-    if (!st.isFile()) throw new ImportError('SourceUnavailable', `${source.file.path} is not a regular file`);
-    return { stream: createReadStream(source.file.path), total: st.size };
+    if (!st.isFile()) throw new ImportError('SourceUnavailable', `${file.path} is not a regular file`);
+    return { stream: createReadStream(file.path), total: st.size };
   }
-  const res = await request(source.http.url, { method: 'GET', signal, dispatcher: downloader }).catch((e: unknown) => {
-    throw new ImportError('SourceUnavailable', `cannot download ${source.http.url}: ${(e as Error).message}`, undefined, { cause: e });
+  if (!source.http) throw new ImportError('SourceUnavailable', 'the image source names neither a file nor a URL');
+  const url = source.http.url;
+  const res = await request(url, { method: 'GET', signal, dispatcher: downloader }).catch((e: unknown) => {
+    throw new ImportError('SourceUnavailable', `cannot download ${url}: ${(e as Error).message}`, undefined, { cause: e });
   });
   if (res.statusCode !== 200) {
     res.body.resume();
-    throw new ImportError('SourceUnavailable', `cannot download ${source.http.url}: HTTP ${res.statusCode}`);
+    throw new ImportError('SourceUnavailable', `cannot download ${url}: HTTP ${res.statusCode}`);
   }
   const len = Number(res.headers['content-length']);
   return { stream: res.body, total: Number.isFinite(len) && len > 0 ? len : undefined };
