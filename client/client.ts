@@ -5,8 +5,9 @@
 // means (client-node picks SMP/JSON patch on its own).
 import http from 'node:http';
 import type https from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
+import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { Pool } from 'undici';
+import { INSTANCES } from '../api/kinds/index.js';
 import type { KObject, ObjectMeta } from '../api/types.js';
 
 export type { KObject };
@@ -20,16 +21,8 @@ export interface Kind {
   namespaced: boolean;
 }
 
-const kova = (plural: string, kind: string, namespaced: boolean): Kind => ({ group: 'kova.dev', version: 'v1alpha1', plural, kind, namespaced });
-
-export const INSTANCES = kova('instances', 'Instance', true);
-export const HOSTS = kova('hosts', 'Host', false);
-export const FLAVORS = kova('flavors', 'Flavor', false);
-export const IMAGES = kova('images', 'Image', true);
-export const NETWORKS = kova('networks', 'Network', true);
-export const PORTS = kova('ports', 'Port', true);
-export const KEYPAIRS = kova('keypairs', 'KeyPair', true);
-export const VOLUMES = kova('volumes', 'Volume', true);
+// The kova kinds' references come from the typed model (api/kinds), so there is one of each.
+export { ADDRESS_CLAIMS, FLAVORS, FLOATING_IPS, HOSTS, IMAGES, INSTANCES, KEYPAIRS, NETWORKS, PORTS, ROUTERS, SECURITY_GROUPS, VOLUMES } from '../api/kinds/index.js';
 export const LEASES: Kind = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true };
 export const EVENTS: Kind = { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true };
 export const NAMESPACES: Kind = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
@@ -109,6 +102,68 @@ export interface BindResources {
   disk: string;
 }
 
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+
+export interface WatchOptions {
+  /** Changes after this version; unset or '0' first sends the current objects as ADDED. */
+  resourceVersion?: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+}
+
+/** A running watch. After abort(), `done` may still be called once (with an abort error): ignore it. */
+export interface WatchHandle {
+  abort(): void;
+}
+
+/**
+ * What controllers, agents and informers use of the API: the verbs of one REST client.
+ * KovaClient sends them to an API server; FakeClient (client/fake.ts) serves them from memory
+ * with the same semantics, for reconciler unit tests without etcd.
+ */
+export interface ApiClient {
+  /** The object, or undefined when it does not exist. */
+  get<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, signal?: AbortSignal): Promise<T | undefined>;
+  /** Lists every page; `namespace` undefined lists across all namespaces. */
+  list<T extends KObject = KObject>(kind: Kind, namespace?: string, opts?: ListOptions, signal?: AbortSignal): Promise<ListResult<T>>;
+  create<T extends KObject = KObject>(kind: Kind, obj: NewObject, opts?: WriteOptions): Promise<T>;
+  /** PUT of the whole object (resourceVersion in metadata makes it conditional). */
+  update<T extends KObject = KObject>(kind: Kind, obj: T, opts?: WriteOptions): Promise<T>;
+  /** Deletes; false when the object was already gone. */
+  delete(kind: Kind, namespace: string | undefined, name: string, opts?: DeleteOptions): Promise<boolean>;
+  mergePatch<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, patch: unknown, opts?: WriteOptions): Promise<T>;
+  jsonPatch<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, ops: JsonPatchOp[], opts?: WriteOptions & { subresource?: 'status' }): Promise<T>;
+  /** Merge patch of the status subresource. */
+  patchStatus<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, patch: unknown, opts?: WriteOptions): Promise<T>;
+  /** PUT of `/status`, conditional on the object's resourceVersion. */
+  replaceStatus<T extends KObject = KObject>(kind: Kind, obj: T, opts?: WriteOptions): Promise<T>;
+  /** Read-modify-write of status retried on 409 (see KovaClient.updateStatus). */
+  updateStatus<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, mutate: (obj: T) => boolean | void, opts?: WriteOptions): Promise<T | undefined>;
+  /** Read-modify-write of the main resource retried on 409. */
+  updateWithRetry<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, mutate: (obj: T) => boolean | void, opts?: WriteOptions): Promise<T | undefined>;
+  addFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string): Promise<T | undefined>;
+  removeFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string): Promise<T | undefined>;
+  /** The Instance binding subresource (see KovaClient.bind). */
+  bind<T extends KObject = KObject>(namespace: string, name: string, host: string, resources: BindResources): Promise<T>;
+  /** Runs `fn` again while it fails with a 409 Conflict (not AlreadyExists). */
+  retryOnConflict<R>(fn: () => Promise<R>): Promise<R>;
+  /**
+   * Watches a collection: `onEvent` for each event in resourceVersion order (an ERROR event
+   * carries a metav1.Status, code 410 when `resourceVersion` is too old), then `done` once when
+   * the watch ends (null: closed by the server; an error: it failed). The shape of client-node's
+   * Watch.watch, so ListWatch can run on either client.
+   */
+  watch(kind: Kind, namespace: string | undefined, opts: WatchOptions, onEvent: (type: WatchEventType, obj: KObject) => void, done: (err: unknown) => void): Promise<WatchHandle>;
+  close(): void;
+}
+
+/** The URL path of a collection (all namespaces when `namespace` is undefined). */
+export function collectionPath(kind: Kind, namespace?: string): string {
+  const base = kind.group ? `/apis/${kind.group}/${kind.version}` : `/api/${kind.version}`;
+  if (kind.namespaced && namespace) return `${base}/namespaces/${encodeURIComponent(namespace)}/${kind.plural}`;
+  return `${base}/${kind.plural}`;
+}
+
 interface RequestInit {
   method: string;
   path: string;
@@ -121,7 +176,7 @@ interface RequestInit {
 /** The kubeconfig's TLS settings the connections are made with. */
 const TLS_OPTIONS = ['ca', 'cert', 'key', 'pfx', 'passphrase', 'servername'] as const;
 
-export class KovaClient {
+export class KovaClient implements ApiClient {
   readonly server: URL;
   private pool?: Pool;
   private readonly maxConnections: number;
@@ -133,6 +188,7 @@ export class KovaClient {
   private readonly fieldManager: string | undefined;
   private readonly conflictRetries: number;
   private readonly timeoutMs: number;
+  private watcher?: Watch;
   /** Requests sent, for tests and benchmarks. */
   readonly stats = { requests: 0, conflicts: 0 };
 
@@ -182,9 +238,7 @@ export class KovaClient {
   // ---- paths ----
 
   collectionPath(kind: Kind, namespace?: string): string {
-    const base = kind.group ? `/apis/${kind.group}/${kind.version}` : `/api/${kind.version}`;
-    if (kind.namespaced && namespace) return `${base}/namespaces/${encodeURIComponent(namespace)}/${kind.plural}`;
-    return `${base}/${kind.plural}`;
+    return collectionPath(kind, namespace);
   }
 
   objectPath(kind: Kind, namespace: string | undefined, name: string): string {
@@ -315,39 +369,24 @@ export class KovaClient {
    * `mutate` may therefore run several times and must be a pure function of the object.
    */
   async updateStatus<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, mutate: (obj: T) => boolean | void, opts: WriteOptions = {}): Promise<T | undefined> {
-    return this.readModifyWrite(kind, namespace, name, mutate, (obj) => this.replaceStatus(kind, obj, opts));
+    return readModifyWrite(this, kind, namespace, name, mutate, (obj) => this.replaceStatus(kind, obj, opts));
   }
 
   /**
    * Same as updateStatus for the main resource (spec/metadata), via PUT with resourceVersion.
    */
   async updateWithRetry<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, mutate: (obj: T) => boolean | void, opts: WriteOptions = {}): Promise<T | undefined> {
-    return this.readModifyWrite(kind, namespace, name, mutate, (obj) => this.update(kind, obj, opts));
-  }
-
-  /** GET, mutate, write with the read resourceVersion; start over on 409; undefined once the object is gone. */
-  private readModifyWrite<T extends KObject>(kind: Kind, namespace: string | undefined, name: string, mutate: (obj: T) => boolean | void, write: (obj: T) => Promise<T>): Promise<T | undefined> {
-    return this.retryOnConflict(async () => {
-      const obj = await this.get<T>(kind, namespace, name);
-      if (!obj) return undefined;
-      if (mutate(obj) === false) return obj;
-      try {
-        return await write(obj);
-      } catch (e) {
-        if (isNotFound(e)) return undefined;
-        throw e;
-      }
-    });
+    return readModifyWrite(this, kind, namespace, name, mutate, (obj) => this.update(kind, obj, opts));
   }
 
   /** Adds a finalizer if missing (conflict-safe). Returns the object, undefined if gone. */
   async addFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string): Promise<T | undefined> {
-    return this.editFinalizers<T>(kind, namespace, name, (fins) => (fins.includes(finalizer) ? undefined : [...fins, finalizer]));
+    return editFinalizers<T>(this, kind, namespace, name, (fins) => (fins.includes(finalizer) ? undefined : [...fins, finalizer]));
   }
 
   /** Removes a finalizer if present (conflict-safe). Returns the object (which may be gone: undefined). */
   async removeFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string): Promise<T | undefined> {
-    return this.editFinalizers<T>(kind, namespace, name, (fins) => (fins.includes(finalizer) ? fins.filter((f) => f !== finalizer) : undefined));
+    return editFinalizers<T>(this, kind, namespace, name, (fins) => (fins.includes(finalizer) ? fins.filter((f) => f !== finalizer) : undefined));
   }
 
   /**
@@ -363,39 +402,22 @@ export class KovaClient {
     });
   }
 
-  /** Runs `fn` again (fresh read inside) while it fails with 409 Conflict. */
-  async retryOnConflict<R>(fn: () => Promise<R>): Promise<R> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await fn();
-      } catch (e) {
-        if (!(isConflict(e) && !isAlreadyExists(e)) || attempt >= this.conflictRetries) throw e;
-        this.stats.conflicts++;
-        // Jittered, growing pause so competing writers spread out instead of colliding in lockstep.
-        await new Promise((r) => setTimeout(r, Math.random() * Math.min(200, 2 * 2 ** attempt)));
-      }
-    }
+  /** Watches through client-node's Watch (its streaming and line parsing). */
+  async watch(kind: Kind, namespace: string | undefined, opts: WatchOptions, onEvent: (type: WatchEventType, obj: KObject) => void, done: (err: unknown) => void): Promise<WatchHandle> {
+    this.watcher ??= new Watch(this.kc);
+    const query: Record<string, string> = {};
+    if (opts.resourceVersion) query.resourceVersion = opts.resourceVersion;
+    if (opts.labelSelector) query.labelSelector = opts.labelSelector;
+    if (opts.fieldSelector) query.fieldSelector = opts.fieldSelector;
+    return this.watcher.watch(collectionPath(kind, namespace), query, (type: string, obj: KObject) => onEvent(type as WatchEventType, obj), done);
   }
 
-  private async editFinalizers<T extends KObject>(kind: Kind, namespace: string | undefined, name: string, edit: (fins: string[]) => string[] | undefined): Promise<T | undefined> {
-    // JSON patch guarded by a `test` on resourceVersion: it replaces the whole list only if
-    // nobody changed the object since we read it (the server answers 409/422 otherwise).
-    return this.retryOnConflict(async () => {
-      const obj = await this.get<T>(kind, namespace, name);
-      if (!obj) return undefined;
-      const next = edit(obj.metadata.finalizers ?? []);
-      if (!next) return obj;
-      try {
-        return await this.jsonPatch<T>(kind, namespace, name, [
-          { op: 'test', path: '/metadata/resourceVersion', value: obj.metadata.resourceVersion },
-          { op: 'add', path: '/metadata/finalizers', value: next },
-        ]);
-      } catch (e) {
-        if (isNotFound(e)) return undefined;
-        // A failed `test` op is 422 Invalid in Kubernetes; treat it as the conflict it is.
-        if (e instanceof ApiError && e.code === 422 && /test/i.test(e.message)) throw new ApiError(409, 'Conflict', e.message, e.status);
-        throw e;
-      }
+  /** Runs `fn` again (fresh read inside) while it fails with 409 Conflict. */
+  async retryOnConflict<R>(fn: () => Promise<R>): Promise<R> {
+    // Jittered, growing pause so competing writers spread out instead of colliding in lockstep.
+    return retryConflicts(fn, this.conflictRetries, (attempt) => {
+      this.stats.conflicts++;
+      return new Promise((r) => setTimeout(r, Math.random() * Math.min(200, 2 * 2 ** attempt)));
     });
   }
 
@@ -467,6 +489,58 @@ export class KovaClient {
     });
     return { status: res.statusCode, body: await res.body.text() };
   }
+}
+
+// ---- the composite verbs, one implementation for every ApiClient ----
+
+/** Runs `fn` again while it fails with 409 Conflict (not AlreadyExists), `pause` between tries. */
+export async function retryConflicts<R>(fn: () => Promise<R>, retries: number, pause: (attempt: number) => Promise<void>): Promise<R> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!(isConflict(e) && !isAlreadyExists(e)) || attempt >= retries) throw e;
+      await pause(attempt);
+    }
+  }
+}
+
+/** GET, mutate, write with the read resourceVersion; start over on 409; undefined once the object is gone. */
+export function readModifyWrite<T extends KObject>(c: ApiClient, kind: Kind, namespace: string | undefined, name: string, mutate: (obj: T) => boolean | void, write: (obj: T) => Promise<T>): Promise<T | undefined> {
+  return c.retryOnConflict(async () => {
+    const obj = await c.get<T>(kind, namespace, name);
+    if (!obj) return undefined;
+    if (mutate(obj) === false) return obj;
+    try {
+      return await write(obj);
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  });
+}
+
+/** Replaces metadata.finalizers with `edit`'s result (undefined: no change), conflict-safe. */
+export function editFinalizers<T extends KObject>(c: ApiClient, kind: Kind, namespace: string | undefined, name: string, edit: (fins: string[]) => string[] | undefined): Promise<T | undefined> {
+  // JSON patch guarded by a `test` on resourceVersion: it replaces the whole list only if
+  // nobody changed the object since we read it (the server answers 409/422 otherwise).
+  return c.retryOnConflict(async () => {
+    const obj = await c.get<T>(kind, namespace, name);
+    if (!obj) return undefined;
+    const next = edit(obj.metadata.finalizers ?? []);
+    if (!next) return obj;
+    try {
+      return await c.jsonPatch<T>(kind, namespace, name, [
+        { op: 'test', path: '/metadata/resourceVersion', value: obj.metadata.resourceVersion },
+        { op: 'add', path: '/metadata/finalizers', value: next },
+      ]);
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      // A failed `test` op is 422 Invalid in Kubernetes; treat it as the conflict it is.
+      if (e instanceof ApiError && e.code === 422 && /test/i.test(e.message)) throw new ApiError(409, 'Conflict', e.message, e.status);
+      throw e;
+    }
+  });
 }
 
 function httpReason(code: number): string {

@@ -10,7 +10,8 @@
 // the caller and never blocks a reconcile long.
 import { createHash } from 'node:crypto';
 import type { KObject } from '../api/types.js';
-import { EVENTS, isNotFound, KovaClient } from './client.js';
+import { EVENTS, isNotFound } from './client.js';
+import type { ApiClient } from './client.js';
 import { errorMessage } from './controller.js';
 
 export type EventType = 'Normal' | 'Warning';
@@ -140,7 +141,7 @@ export class EventRecorder {
   readonly stats = { created: 0, updated: 0, failed: 0, dropped: 0 };
 
   constructor(
-    readonly client: KovaClient,
+    readonly client: ApiClient,
     readonly component: string,
     opts: { log?: (msg: string) => void; now?: () => number; correlator?: Omit<CorrelatorOptions, 'now'> } = {},
   ) {

@@ -2,11 +2,12 @@
 // ListWatch already relists after 410 Expired (emitting deletes for objects that vanished
 // meanwhile) and caches by namespace/name, but it stops for good on any other error (API
 // server restarting, connection refused); this wrapper restarts it with back-off.
-import { ListWatch, Watch } from '@kubernetes/client-node';
+import { ListWatch } from '@kubernetes/client-node';
+import type { Watch } from '@kubernetes/client-node';
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import type { KObject } from '../api/types.js';
-import { apiVersionOf, KovaClient } from './client.js';
-import type { Kind } from './client.js';
+import { apiVersionOf, collectionPath } from './client.js';
+import type { ApiClient, Kind } from './client.js';
 import { errorMessage } from './controller.js';
 
 export type InformerEvent = 'add' | 'update' | 'delete';
@@ -41,7 +42,7 @@ export class Informer<T extends KObject = KObject> {
   readonly stats = { lists: 0, restarts: 0, errors: 0 };
 
   constructor(
-    readonly client: KovaClient,
+    readonly client: ApiClient,
     readonly kind: Kind,
     readonly opts: InformerOptions = {},
   ) {
@@ -49,7 +50,7 @@ export class Informer<T extends KObject = KObject> {
     this.minBackoffMs = opts.minBackoffMs ?? 200;
     this.maxBackoffMs = opts.maxBackoffMs ?? 30_000;
     this.backoffMs = this.minBackoffMs;
-    const path = client.collectionPath(kind, opts.namespace);
+    const path = collectionPath(kind, opts.namespace);
     const listFn = async (): Promise<KubernetesListObject<KubernetesObject>> => {
       this.stats.lists++;
       const r = await client.list<T>(kind, opts.namespace, { labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector, limit: 500 });
@@ -58,7 +59,13 @@ export class Informer<T extends KObject = KObject> {
       setImmediate(() => this.markSynced());
       return { apiVersion: apiVersionOf(kind), kind: `${kind.kind}List`, metadata: { resourceVersion: r.resourceVersion }, items: r.items as KubernetesObject[] };
     };
-    this.lw = new ListWatch<KubernetesObject>(path, new Watch(client.kc), listFn, false, opts.labelSelector, opts.fieldSelector);
+    // ListWatch only calls watch.watch(path, query, onEvent, done): route it to the client's
+    // watch, so an informer runs on any ApiClient (the real one, or the in-memory fake).
+    const watch: Pick<Watch, 'watch'> = {
+      watch: (_path, query, onEvent, done) =>
+        client.watch(kind, opts.namespace, { resourceVersion: query.resourceVersion as string | undefined, labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector }, (type, obj) => onEvent(type, obj, { type, object: obj }), done) as Promise<AbortController>,
+    };
+    this.lw = new ListWatch<KubernetesObject>(path, watch as Watch, listFn, false, opts.labelSelector, opts.fieldSelector);
     this.lw.on('error', (err) => this.onError(err));
     // Any event means the watch works again: reset the restart back-off.
     const healthy = () => (this.backoffMs = this.minBackoffMs);

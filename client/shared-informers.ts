@@ -2,7 +2,8 @@
 // client-go's SharedInformerFactory: the scheduler, host, instance and network controllers all
 // follow Instances, and each change should cross the wire and be parsed once, not four times.
 import type { KObject } from '../api/types.js';
-import type { Kind, KovaClient } from './client.js';
+import { collectionPath } from './client.js';
+import type { ApiClient, Kind } from './client.js';
 import { Informer } from './informer.js';
 import type { InformerOptions } from './informer.js';
 
@@ -12,7 +13,7 @@ export class SharedInformers {
   private readonly informers = new Map<string, Informer<KObject>>();
 
   constructor(
-    readonly client: KovaClient,
+    readonly client: ApiClient,
     private readonly log?: (msg: string) => void,
   ) {}
 
@@ -21,7 +22,7 @@ export class SharedInformers {
    * it as if it were theirs: it runs while any of them has it started.
    */
   for<T extends KObject = KObject>(kind: Kind, opts: SharedInformerOptions = {}): Informer<T> {
-    const key = [this.client.collectionPath(kind, opts.namespace), opts.labelSelector ?? '', opts.fieldSelector ?? ''].join('\0');
+    const key = [collectionPath(kind, opts.namespace), opts.labelSelector ?? '', opts.fieldSelector ?? ''].join('\0');
     let inf = this.informers.get(key);
     if (!inf) {
       inf = new Informer<KObject>(this.client, kind, { ...opts, log: this.log });
