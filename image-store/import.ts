@@ -19,7 +19,11 @@ const run = promisify(execFile);
 /** Follows redirects (mirrors commonly redirect image downloads). */
 const downloader = new Agent().compose(interceptors.redirect({ maxRedirections: 5 }));
 
-export const SUPPORTED_FORMATS: readonly string[] = ['qcow2', 'raw'] satisfies ImageFormat[];
+export const SUPPORTED_FORMATS: readonly ImageFormat[] = ['qcow2', 'raw'];
+
+export function isImageFormat(f: string): f is ImageFormat {
+  return (SUPPORTED_FORMATS as readonly string[]).includes(f);
+}
 
 /** Why an import failed, as the Ready condition's reason. */
 export type ImportFailureReason = 'ChecksumMismatch' | 'UnsupportedFormat' | 'FormatMismatch' | 'SourceUnavailable';
@@ -64,7 +68,7 @@ export interface ImportedImage {
 /** Path of an image in the store. */
 export function storePath(storeDir: string, sha256: string, format: string): string {
   if (!/^[a-f0-9]{64}$/.test(sha256)) throw new Error(`invalid sha256 ${JSON.stringify(sha256)}`);
-  if (!SUPPORTED_FORMATS.includes(format)) throw new Error(`invalid image format ${JSON.stringify(format)}`);
+  if (!isImageFormat(format)) throw new Error(`invalid image format ${JSON.stringify(format)}`);
   return join(storeDir, `${sha256}.${format}`);
 }
 
@@ -95,7 +99,8 @@ export async function importImage(req: ImportRequest): Promise<ImportedImage> {
       throw new ImportError('ChecksumMismatch', `checksum mismatch: expected sha256 ${req.sha256} (spec.sha256), actual ${sha256}`, sha256);
     }
     const info = await qemuImgInfo(tmp);
-    if (!SUPPORTED_FORMATS.includes(info.format)) {
+    const format = info.format;
+    if (!isImageFormat(format)) {
       throw new ImportError('UnsupportedFormat', `unsupported image format ${JSON.stringify(info.format)}: qemu-img detected ${info.format}, kova accepts qcow2 or raw`, sha256);
     }
     if (info.format === 'raw' && req.format !== 'raw' && !(await looksLikeDisk(tmp))) {
@@ -106,7 +111,6 @@ export async function importImage(req: ImportRequest): Promise<ImportedImage> {
     if (req.format && req.format !== info.format) {
       throw new ImportError('FormatMismatch', `spec.format is ${req.format} but the file is ${info.format}`, sha256);
     }
-    const format = info.format as ImageFormat;
     if (format === 'qcow2' && info.backingFile) {
       throw new ImportError('UnsupportedFormat', 'qcow2 images with a backing file are not accepted', sha256);
     }

@@ -22,7 +22,7 @@ import type { HostPlanResult } from './network/plan.js';
 import type { HostInput, NetworkInput, PortInput, SecurityGroupInput, SecurityGroupRule } from './network/types.js';
 import { validIPv4 } from './network/validate.js';
 import { FLOATING_IPS, HOSTS, NETWORKS, PORTS, ROUTERS, SECURITY_GROUPS } from '../api/kinds/index.js';
-import type { FloatingIP, Network, Port, Router, SecurityGroup } from '../api/kinds/index.js';
+import type { FloatingIP, Host, Network, Port, Router, SecurityGroup, StatusBase } from '../api/kinds/index.js';
 import { DEFAULT_SECURITY_GROUP, HOST_CONDITION_PREFIX } from '../api/net/rules.js';
 
 const run = promisify(execFile);
@@ -68,10 +68,6 @@ export function resolveNic(port: Port, network?: Network): ResolvedNic | undefin
   return { device, mac, ...(bridge ? { bridge } : {}) };
 }
 
-interface HostObject extends KObject {
-  spec?: { tunnelIP?: string };
-}
-
 const HOST_KEY = 'host';
 const key = (o: KObject) => `${o.metadata.namespace}/${o.metadata.name}`;
 
@@ -109,7 +105,7 @@ export class NetworkAgent implements Reconciler {
   private readonly groups: Informer<SecurityGroup>;
   private readonly fips: Informer<FloatingIP>;
   private readonly routers: Informer<Router>;
-  private readonly hosts: Informer<HostObject>;
+  private readonly hosts: Informer<Host>;
   private kernel?: KernelFeatures;
   private createdNetns = new Set<string>();
   /** Names this cluster's nftables tables, so clusters sharing a machine keep their own rules. */
@@ -159,8 +155,8 @@ export class NetworkAgent implements Reconciler {
     for (const ev of ['add', 'update', 'delete'] as const) this.ports.on(ev, h);
   }
 
-  private informers(): Array<Informer<KObject>> {
-    return [this.networks, this.ports, this.groups, this.fips, this.routers, this.hosts] as Array<Informer<KObject>>;
+  private informers(): Array<Pick<Informer<KObject>, 'on' | 'start' | 'stop' | 'waitForSync'>> {
+    return [this.networks, this.ports, this.groups, this.fips, this.routers, this.hosts];
   }
 
   async start(signal: AbortSignal): Promise<void> {
@@ -289,8 +285,8 @@ export class NetworkAgent implements Reconciler {
 
   private async writeConditions(kind: Kind, ns: string, name: string, want: Omit<Condition, 'lastTransitionTime'>): Promise<void> {
     try {
-      await this.o.client.updateStatus(kind, ns, name, (fresh) => {
-        const s = (fresh.status ?? {}) as { conditions?: Condition[] };
+      await this.o.client.updateStatus<Network | Port>(kind, ns, name, (fresh) => {
+        const s: StatusBase = fresh.status ?? {};
         if (hasCondition(s.conditions, want)) return false;
         fresh.status = { ...s, conditions: setCondition(s.conditions, want) };
       });

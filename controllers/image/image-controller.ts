@@ -117,8 +117,8 @@ export class ImageReconciler implements Reconciler {
     const { cond, ...fields } = s;
     return this.o.client.updateStatus<Image>(IMAGES, img.metadata.namespace, img.metadata.name!, (fresh) => {
       if (fresh.metadata.uid !== img.metadata.uid) return false;
-      const st: ImageStatus = { ...(fresh.status ?? {}) };
-      for (const [k, v] of Object.entries(fields)) if (v !== undefined) (st as Record<string, unknown>)[k] = v;
+      const set = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as Partial<ImageStatus>;
+      const st: ImageStatus = { ...fresh.status, ...set };
       st.conditions = setCondition(st.conditions, cond);
       fresh.status = st;
     });
