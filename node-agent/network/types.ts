@@ -1,25 +1,13 @@
 // Inputs of the host network planner (already resolved by the agent from API objects) and the
 // desired host state it produces. Plain data: the planner is pure, the applier owns side effects.
+import type { NetworkSpec, RuleDirection, RuleProtocol } from '../../api/kinds/index.js';
 
-export type NetworkType = 'flat' | 'vlan' | 'vxlan';
-
-export interface NetworkInput {
+/** A Network's spec with its identity, defaults resolved (dhcp) and vni from spec or status. */
+export interface NetworkInput extends Omit<NetworkSpec, 'dhcp'> {
   uid: string;
   namespace: string;
   name: string;
-  type: NetworkType;
-  cidr: string;
-  /** Defaults to the first usable address of cidr. */
-  gateway?: string;
   dhcp: boolean;
-  dns?: string[];
-  /** vxlan: spec.vni or status.vni. */
-  vni?: number;
-  /** vlan only. */
-  vlanID?: number;
-  /** flat (optional) / vlan (required): uplink device on this host. */
-  physicalInterface?: string;
-  external?: boolean;
 }
 
 /** How the instance side of a port is realised: a tap for QEMU, or a veth pair for sim compute. */
@@ -41,11 +29,9 @@ export interface PortInput {
   peerNetns?: string;
 }
 
-export type SGProtocol = 'tcp' | 'udp' | 'icmp' | 'any';
-
 export interface SecurityGroupRule {
-  direction: 'ingress' | 'egress';
-  protocol: SGProtocol;
+  direction: RuleDirection;
+  protocol: RuleProtocol;
   /** tcp/udp only; both absent means every port. */
   portMin?: number;
   portMax?: number;
