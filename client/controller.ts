@@ -1,8 +1,12 @@
 // Controller: N workers pulling keys from a rate-limited queue and calling a Reconciler.
 // The reconciler gets only {namespace, name} and reads the world itself (level-triggered), so
 // duplicate or missed events are harmless; a thrown error retries with back-off.
+import type { KObject } from '../api/types.js';
+import type { KovaClient } from './client.js';
+import type { Informer, InformerEvent } from './informer.js';
 import { RateLimitedQueue } from './rate-limited-queue.js';
 import type { RateLimiter } from './rate-limited-queue.js';
+import { SharedInformers } from './shared-informers.js';
 import type { Clock } from './workqueue.js';
 
 /** Which object to reconcile. Cluster-scoped objects have no namespace. */
@@ -171,6 +175,89 @@ export class Controller {
       this.log(`${this.name}: ${key}: reconcile failed (retry ${n + 1}): ${errorMessage(e)}`);
     }
   }
+}
+
+/** What every start*Controller function takes. */
+export interface ControllerStartOptions {
+  client: KovaClient;
+  /** Stops the controller when aborted. */
+  signal: AbortSignal;
+  /** Informers shared with the other controllers of the process (default: its own). */
+  informers?: SharedInformers;
+  workers?: number;
+  log?: (msg: string) => void;
+}
+
+/** A started controller. */
+export interface ControllerHandle {
+  controller: Controller;
+  /** Resolves when the controller has stopped (after `signal` aborted). */
+  done: Promise<void>;
+}
+
+/** The defaults of ControllerStartOptions filled in: a log to stderr and a set of informers of its own. */
+export function withDefaults<O extends ControllerStartOptions>(opts: O): O & { log: (msg: string) => void; informers: SharedInformers } {
+  const log = opts.log ?? ((m: string) => console.error(m));
+  return { ...opts, log, informers: opts.informers ?? new SharedInformers(opts.client, log) };
+}
+
+/** The requests an informer event maps to: none, one, or several. */
+export type EventMapper<T> = (obj: T, event: InformerEvent) => Request | readonly Request[] | undefined | void;
+
+const ALL_EVENTS: readonly InformerEvent[] = ['add', 'update', 'delete'];
+const self = (o: KObject): Request => ({ namespace: o.metadata.namespace, name: o.metadata.name ?? '' });
+
+/**
+ * Wires a reconciler to the informers it follows, as controller-runtime's builder does:
+ *
+ *   await controllerFor(reconciler, { workers: 2, log })
+ *     .watches(keypairs)                                      // the object itself
+ *     .watches(flavors, (f) => referrers(f), ['add', 'delete']) // mapped to other objects
+ *     .start(signal);
+ *
+ * start() starts the informers (stopped again when `signal` aborts), waits until all have
+ * synced, and only then starts the workers, so a reconcile never sees a half-filled cache.
+ */
+export class ControllerBuilder {
+  readonly controller: Controller;
+  private readonly informers = new Set<Informer<KObject>>();
+
+  constructor(reconciler: Reconciler, opts: ControllerOptions = {}) {
+    this.controller = new Controller(reconciler, opts);
+  }
+
+  /** Enqueues what `map` returns for each of `events` (default: the object itself, on every event). */
+  watches<T extends KObject>(informer: Informer<T>, map: EventMapper<T> = self, events: readonly InformerEvent[] = ALL_EVENTS): this {
+    this.informers.add(informer as unknown as Informer<KObject>);
+    for (const ev of events) {
+      informer.on(ev, (o) => {
+        const out = map(o, ev);
+        if (!out) return;
+        if (Array.isArray(out)) for (const r of out) this.controller.enqueue(r);
+        else this.controller.enqueue(out as Request);
+      });
+    }
+    return this;
+  }
+
+  /** Informers the reconciler reads without reacting to their events: started and synced with the rest. */
+  reads(...informers: Array<Informer<KObject>>): this {
+    for (const inf of informers) this.informers.add(inf);
+    return this;
+  }
+
+  async start(signal: AbortSignal): Promise<ControllerHandle> {
+    const informers = [...this.informers];
+    for (const inf of informers) inf.start();
+    // Each informer is stopped once per start (shared ones run while any user has them started).
+    signal.addEventListener('abort', () => informers.forEach((i) => i.stop()), { once: true });
+    await Promise.all(informers.map((i) => i.waitForSync(signal)));
+    return { controller: this.controller, done: this.controller.start(signal) };
+  }
+}
+
+export function controllerFor(reconciler: Reconciler, opts: ControllerOptions = {}): ControllerBuilder {
+  return new ControllerBuilder(reconciler, opts);
 }
 
 export function errorMessage(e: unknown): string {

@@ -63,16 +63,16 @@ export function startControllerManager(opts: ControllerManagerOptions): Controll
     log(`controllers: ${identity} is the leader; starting scheduler, host and instance controllers`);
     try {
       // One informer per kind for all of them, new for each term of leadership.
-      const informers = new SharedInformers(client, log);
+      const common = { client, signal, log, informers: new SharedInformers(client, log) };
       const parts = await Promise.all([
-        startScheduler({ client, signal, weigher: opts.weigher, ratios: opts.ratios, log, informers }),
-        startHostController({ client, signal, ratios: opts.ratios, log, informers }),
-        startInstanceController({ client, signal, log, informers }),
-        startNetworkControllers({ client, signal, log, informers }),
-        startKeyPairController({ client, signal, log, informers }),
-        startGarbageCollector({ client, signal, log }),
-        startNamespaceController({ client, signal, log, informers }),
-        ...(opts.dataDir ? [startImageController({ client, signal, storeDir: join(opts.dataDir, 'images'), log, informers })] : []),
+        startScheduler({ ...common, weigher: opts.weigher, ratios: opts.ratios }),
+        startHostController({ ...common, ratios: opts.ratios }),
+        startInstanceController(common),
+        startNetworkControllers(common),
+        startKeyPairController(common),
+        startGarbageCollector(common),
+        startNamespaceController(common),
+        ...(opts.dataDir ? [startImageController({ ...common, storeDir: join(opts.dataDir, 'images') })] : []),
       ]);
       await Promise.all(parts.map((p) => p.done));
     } catch (e) {

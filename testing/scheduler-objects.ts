@@ -1,5 +1,5 @@
 // Object builders shared by the scheduler's tests.
-import type { KObject } from '../api/types.js';
+import type { Flavor, Host, Instance, InstanceSpec } from '../api/kinds/index.js';
 
 export interface HostOpts {
   labels?: Record<string, string>;
@@ -12,7 +12,7 @@ export interface HostOpts {
   allocations?: Array<{ uid: string; instance?: string }>;
 }
 
-export function hostObject(name: string, o: HostOpts = {}): KObject {
+export function hostObject(name: string, o: HostOpts = {}): Host {
   return {
     apiVersion: 'kova.dev/v1alpha1',
     kind: 'Host',
@@ -22,13 +22,13 @@ export function hostObject(name: string, o: HostOpts = {}): KObject {
       ...(o.capacity ? { capacity: o.capacity } : {}),
       allocatable: o.allocatable ?? (o.capacity ? undefined : { vcpus: 64, memory: '64Gi', disk: '1Ti' }),
       ...(o.allocated ? { allocated: o.allocated } : {}),
-      ...(o.allocations ? { allocations: o.allocations } : {}),
+      ...(o.allocations ? { allocations: o.allocations.map((a) => ({ instance: `ns/${a.uid}`, ...a })) } : {}),
       conditions: [{ type: 'Ready', status: o.ready === false ? 'False' : 'True' }],
     },
   };
 }
 
-export function instanceObject(name: string, spec: Record<string, unknown> = {}, uid = `uid-${name}`): KObject {
+export function instanceObject(name: string, spec: Partial<InstanceSpec> = {}, uid = `uid-${name}`): Instance {
   return {
     apiVersion: 'kova.dev/v1alpha1',
     kind: 'Instance',
@@ -37,6 +37,6 @@ export function instanceObject(name: string, spec: Record<string, unknown> = {},
   };
 }
 
-export function flavorObject(name: string, vcpus: number, memory: string, disk: string): KObject {
+export function flavorObject(name: string, vcpus: number, memory: string, disk: string): Flavor {
   return { apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name }, spec: { vcpus, memory, disk } };
 }

@@ -1,13 +1,7 @@
 // Which entries of Host.status.allocations are stale. An entry claims resources for one
 // instance (by uid); it is stale once that instance is gone (404, or the name now belongs to a
 // new object with another uid) or is bound to another host or to none (evacuated).
-import type { HostResources } from './resources.js';
-
-export interface Allocation extends HostResources {
-  uid: string;
-  /** "namespace/name" of the instance. */
-  instance: string;
-}
+import type { HostAllocation } from '../../api/kinds/index.js';
 
 /** What is known about the instance an allocation names: undefined when it does not exist. */
 export interface InstanceFacts {
@@ -22,7 +16,7 @@ export function splitInstanceKey(key: string): { namespace: string; name: string
 }
 
 /** Why the allocation no longer holds, or undefined while it does. */
-export function staleReason(alloc: Allocation, hostName: string, inst: InstanceFacts | undefined): string | undefined {
+export function staleReason(alloc: HostAllocation, hostName: string, inst: InstanceFacts | undefined): string | undefined {
   if (!inst) return `instance ${alloc.instance} no longer exists`;
   if (inst.uid && inst.uid !== alloc.uid) return `instance ${alloc.instance} was recreated (uid ${inst.uid}, allocation for ${alloc.uid})`;
   if (!inst.hostName) return `instance ${alloc.instance} is no longer bound to a host`;

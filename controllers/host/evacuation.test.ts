@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { evacuationAction, unboundStatus } from './evacuation.js';
+import type { InstanceLike } from './evacuation.js';
 
 describe('evacuation', () => {
-  const bound = { metadata: { name: 'web', namespace: 'ns', generation: 3, finalizers: ['kova.dev/instance-protection'] }, status: { hostName: 'h1', phase: 'Running' } };
+  const bound: InstanceLike = { metadata: { name: 'web', namespace: 'ns', generation: 3, finalizers: ['kova.dev/instance-protection'] }, status: { hostName: 'h1', phase: 'Running' } };
   it('unbinds live instances and releases the finalizer of deleted ones', () => {
     assert.equal(evacuationAction(bound, 'h1'), 'unbind');
     assert.equal(evacuationAction(bound, 'h2'), 'none');

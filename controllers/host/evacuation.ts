@@ -2,24 +2,12 @@
 // taint): the operator has made sure the host is off, so its domains are known gone. Instances
 // being deleted may drop their protection finalizer; the others are unbound so the scheduler
 // places them again.
-import type { Condition } from '../../api/conditions.js';
+import type { Instance, InstanceStatus } from '../../api/kinds/index.js';
 import { removeCondition, setCondition } from '../../api/conditions.js';
-
 import { INSTANCE_FINALIZER } from '../../api/types.js';
 
-export interface InstanceStatus {
-  phase?: string;
-  hostName?: string;
-  domainUUID?: string;
-  powerState?: string;
-  conditions?: Condition[];
-  [field: string]: unknown;
-}
-
-export interface InstanceLike {
-  metadata: { name?: string; namespace?: string; uid?: string; deletionTimestamp?: string | Date; finalizers?: string[]; generation?: number };
-  status?: InstanceStatus;
-}
+/** What evacuation reads of an instance. */
+export type InstanceLike = Pick<Instance, 'metadata' | 'status'>;
 
 export type EvacuationAction = 'releaseFinalizer' | 'unbind' | 'none';
 

@@ -1,52 +1,43 @@
 // The host controller: informers on Hosts, heartbeat Leases (kova-system) and Instances feed
 // host names into a work queue; HostReconciler does the work. See docs/control-plane.md
 // "Host lifecycle" and "Scheduling and accounting".
+import { HOSTS, INSTANCES } from '../../api/kinds/index.js';
+import type { Host, Instance } from '../../api/kinds/index.js';
 import type { KObject } from '../../api/types.js';
-import { HOSTS, INSTANCES, LEASES } from '../../client/client.js';
-import type { KovaClient } from '../../client/client.js';
-import { Controller } from '../../client/controller.js';
+import { LEASES } from '../../client/client.js';
+import { controllerFor, withDefaults } from '../../client/controller.js';
+import type { ControllerHandle, ControllerStartOptions, Request } from '../../client/controller.js';
 import { EventRecorder } from '../../client/events.js';
-import { SharedInformers } from '../../client/shared-informers.js';
 import { splitInstanceKey } from './allocations.js';
 import type { HeartbeatLease } from './heartbeat.js';
 import { HostReconciler, LEASE_NAMESPACE } from './host-reconciler.js';
-import type { EventSink, HostObject, InstanceObject } from './host-reconciler.js';
+import type { EventSink } from './host-reconciler.js';
 import type { AllocationRatios } from './resources.js';
 
-export interface HostControllerOptions {
-  /** Informers shared with the other controllers of the process (default: its own). */
-  informers?: SharedInformers;
-  client: KovaClient;
-  signal: AbortSignal;
+export interface HostControllerOptions extends ControllerStartOptions {
   /** Allocation ratios (default cpu 16, ram 1.5, disk 1). */
   ratios?: Partial<AllocationRatios>;
   /** A Host without any Lease is declared not ready this long after creation (default 40 s). */
   graceMs?: number;
   /** Re-check every host this often even without events (default 5 min). */
   resyncMs?: number;
-  workers?: number;
   /** Where events go (default: an EventRecorder, component kova-host-controller). */
   events?: EventSink;
-  log?: (msg: string) => void;
 }
 
-export interface HostControllerHandle {
-  controller: Controller;
+export interface HostControllerHandle extends ControllerHandle {
   reconciler: HostReconciler;
-  /** Resolves when the controller has stopped (after `signal` aborted). */
-  done: Promise<void>;
 }
 
 const instanceKey = (o: KObject) => `${o.metadata.namespace}/${o.metadata.name}`;
+const hostRequest = (host: string | undefined): Request[] => (host ? [{ name: host }] : []);
 
 /** Starts the informers and workers; resolves once the caches are synced and work begins. */
 export async function startHostController(opts: HostControllerOptions): Promise<HostControllerHandle> {
-  const { client, signal } = opts;
-  const log = opts.log ?? ((m: string) => console.error(m));
-  const shared = opts.informers ?? new SharedInformers(client, log);
-  const hosts = shared.for<HostObject>(HOSTS);
-  const leases = shared.for<KObject & HeartbeatLease>(LEASES, { namespace: LEASE_NAMESPACE });
-  const instances = shared.for<InstanceObject>(INSTANCES);
+  const { client, signal, log, informers } = withDefaults(opts);
+  const hosts = informers.for<Host>(HOSTS);
+  const leases = informers.for<KObject & HeartbeatLease>(LEASES, { namespace: LEASE_NAMESPACE });
+  const instances = informers.for<Instance>(INSTANCES);
 
   // Indexes kept by the event handlers: instances per bound host, and hosts holding an
   // allocation for an instance key (so deleting or rebinding an instance wakes its old host).
@@ -71,10 +62,8 @@ export async function startHostController(opts: HostControllerOptions): Promise<
     resyncMs: opts.resyncMs,
     log,
   });
-  const controller = new Controller(reconciler, { workers: opts.workers ?? 2, log });
-  const wake = (host: string | undefined) => host && controller.enqueue({ name: host });
 
-  const indexHost = (h: HostObject, deleted = false) => {
+  const indexHost = (h: Host, deleted: boolean) => {
     const name = h.metadata.name!;
     for (const k of allocKeysOf.get(name) ?? []) allocatedOn.get(k)?.delete(name);
     const keys = deleted ? [] : (h.status?.allocations ?? []).map((a) => a.instance);
@@ -85,21 +74,15 @@ export async function startHostController(opts: HostControllerOptions): Promise<
       allocatedOn.get(k)!.add(name);
     }
   };
-  const onHost = (h: HostObject) => {
-    indexHost(h);
-    wake(h.metadata.name);
+  const onHost = (h: Host, deleted: boolean): Request[] => {
+    indexHost(h, deleted);
+    return deleted ? [] : hostRequest(h.metadata.name);
   };
-  hosts.on('add', onHost);
-  hosts.on('update', onHost);
-  hosts.on('delete', (h) => indexHost(h, true));
 
-  const onLease = (l: KObject) => wake(l.metadata.name);
-  leases.on('add', onLease);
-  leases.on('update', onLease);
-  leases.on('delete', onLease);
-
-  const onInstance = (inst: InstanceObject, deleted = false) => {
+  /** The hosts an instance change concerns: its old and new host, and hosts holding an allocation for it. */
+  const onInstance = (inst: Instance, deleted: boolean): Request[] => {
     const key = instanceKey(inst);
+    const wake: Request[] = [];
     const prev = boundTo.get(key);
     const next = deleted ? undefined : inst.status?.hostName || undefined;
     if (prev !== next) {
@@ -109,19 +92,17 @@ export async function startHostController(opts: HostControllerOptions): Promise<
         byHost.get(next)!.add(key);
         boundTo.set(key, next);
       } else boundTo.delete(key);
-      wake(prev);
+      wake.push(...hostRequest(prev));
     }
-    wake(next);
-    for (const h of allocatedOn.get(key) ?? []) if (h !== next) wake(h);
+    wake.push(...hostRequest(next));
+    for (const h of allocatedOn.get(key) ?? []) if (h !== next) wake.push({ name: h });
+    return wake;
   };
-  instances.on('add', (i) => onInstance(i));
-  instances.on('update', (i) => onInstance(i));
-  instances.on('delete', (i) => onInstance(i, true));
 
-  const informers = [hosts, leases, instances];
-  for (const inf of informers) inf.start();
-  signal.addEventListener('abort', () => informers.forEach((i) => i.stop()), { once: true });
-  await Promise.all(informers.map((i) => i.waitForSync(signal)));
-  const done = controller.start(signal);
-  return { controller, reconciler, done };
+  const handle = await controllerFor(reconciler, { workers: opts.workers ?? 2, log })
+    .watches(hosts, (h, ev) => onHost(h, ev === 'delete'))
+    .watches(leases, (l) => hostRequest(l.metadata.name))
+    .watches(instances, (i, ev) => onInstance(i, ev === 'delete'))
+    .start(signal);
+  return { ...handle, reconciler };
 }

@@ -16,7 +16,7 @@ import { startInstanceController } from '../instance/instance-controller.js';
 import type { Condition } from '../../api/conditions.js';
 import { findCondition } from '../../api/conditions.js';
 import { startHostController } from './host-controller.js';
-import type { HostObject, InstanceObject } from './host-reconciler.js';
+import type { Host as HostObject, Instance as InstanceObject } from '../../api/kinds/index.js';
 
 const NS = 'failover';
 let kova: Kova;

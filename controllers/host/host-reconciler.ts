@@ -2,38 +2,24 @@
 // HostReachable condition of its instances, evacuation when fenced and down, and release of
 // stale allocations. Level-triggered: each pass reads the Host, its Lease and its instances and
 // fixes whatever differs; every write is a compare-and-swap on the object it changes.
+import { HOSTS, INSTANCES } from '../../api/kinds/index.js';
+import type { Host, HostAllocation, Instance } from '../../api/kinds/index.js';
 import type { KObject } from '../../api/types.js';
-import { HOSTS, INSTANCES, LEASES } from '../../client/client.js';
+import { LEASES } from '../../client/client.js';
 import type { KovaClient } from '../../client/client.js';
 import type { Reconciler, Request, Result } from '../../client/controller.js';
 import { splitInstanceKey, staleReason } from './allocations.js';
-import type { Allocation } from './allocations.js';
 import type { Condition } from '../../api/conditions.js';
 import { findCondition, hasCondition, setCondition } from '../../api/conditions.js';
 import { INSTANCE_FINALIZER } from '../../api/types.js';
 import { evacuatedMessage, evacuationAction, unboundStatus } from './evacuation.js';
-import type { InstanceLike } from './evacuation.js';
 import { heartbeatVerdict } from './heartbeat.js';
 import type { HeartbeatLease } from './heartbeat.js';
 import { allocatableFor, DEFAULT_RATIOS, sameResources, sumResources } from './resources.js';
-import type { AllocationRatios, HostResources } from './resources.js';
+import type { AllocationRatios } from './resources.js';
 
 export const LEASE_NAMESPACE = 'kova-system';
 export const HEARTBEAT_EXPIRED = 'HeartbeatExpired';
-
-export interface HostObject extends KObject {
-  spec?: { unschedulable?: boolean; fenced?: boolean };
-  status?: {
-    capacity?: HostResources;
-    allocatable?: HostResources;
-    allocated?: HostResources;
-    allocations?: Allocation[];
-    conditions?: Condition[];
-    [field: string]: unknown;
-  };
-}
-
-export type InstanceObject = KObject & InstanceLike;
 
 /** Read-only view of an informer cache. */
 export interface ObjectCache<T> {
@@ -48,12 +34,12 @@ export interface EventSink {
 
 export interface HostReconcilerDeps {
   client: KovaClient;
-  hosts: ObjectCache<HostObject>;
+  hosts: ObjectCache<Host>;
   leases: ObjectCache<KObject & HeartbeatLease>;
   /** Instances bound to a host, from the cache (`status.hostName`). */
-  instancesOn: (host: string) => InstanceObject[];
+  instancesOn: (host: string) => Instance[];
   /** Instance cache lookup by "ns/name". */
-  instance: (namespace: string, name: string) => InstanceObject | undefined;
+  instance: (namespace: string, name: string) => Instance | undefined;
   events?: EventSink;
   ratios?: Partial<AllocationRatios>;
   /** How long a new Host may go without a Lease, and the Lease duration assumed when missing. */
@@ -96,10 +82,10 @@ export class HostReconciler implements Reconciler {
   }
 
   /** status.allocatable = capacity × ratios, written only when the amounts differ. */
-  private async ensureAllocatable(host: HostObject): Promise<HostObject | undefined> {
+  private async ensureAllocatable(host: Host): Promise<Host | undefined> {
     if (!host.status?.capacity) return undefined;
     if (sameResources(host.status.allocatable, allocatableFor(host.status.capacity, this.ratios))) return undefined;
-    return this.d.client.updateStatus<HostObject>(HOSTS, undefined, host.metadata.name!, (h) => {
+    return this.d.client.updateStatus<Host>(HOSTS, undefined, host.metadata.name!, (h) => {
       if (!h.status?.capacity) return false;
       const want = allocatableFor(h.status.capacity, this.ratios);
       if (sameResources(h.status.allocatable, want)) return false;
@@ -112,7 +98,7 @@ export class HostReconciler implements Reconciler {
    * NodeStatusUnknown: the controller cannot tell, it only knows the agent went silent).
    * The agent sets Ready=True again when it heartbeats; this side never does.
    */
-  private async checkHeartbeat(host: HostObject): Promise<{ host: HostObject | undefined; expiresAtMs?: number }> {
+  private async checkHeartbeat(host: Host): Promise<{ host: Host | undefined; expiresAtMs?: number }> {
     const name = host.metadata.name!;
     const verdict = this.verdict(host, this.d.leases.get(LEASE_NAMESPACE, name));
     if (verdict.alive) return { host, expiresAtMs: verdict.expiresAtMs };
@@ -124,7 +110,7 @@ export class HostReconciler implements Reconciler {
     if (confirmed.alive) return { host, expiresAtMs: confirmed.expiresAtMs };
     const cond = { ...want, message: confirmed.message };
     let changed = false;
-    const updated = await this.d.client.updateStatus<HostObject>(HOSTS, undefined, name, (h) => {
+    const updated = await this.d.client.updateStatus<Host>(HOSTS, undefined, name, (h) => {
       if (hasCondition(h.status?.conditions, cond)) return false;
       h.status ??= {};
       h.status.conditions = setCondition(h.status.conditions, cond, new Date(this.now()));
@@ -137,7 +123,7 @@ export class HostReconciler implements Reconciler {
     return { host: updated };
   }
 
-  private verdict(host: HostObject, lease: HeartbeatLease | undefined) {
+  private verdict(host: Host, lease: HeartbeatLease | undefined) {
     return heartbeatVerdict({ hostName: host.metadata.name!, hostCreated: host.metadata.creationTimestamp, lease, nowMs: this.now(), graceMs: this.graceMs });
   }
 
@@ -145,13 +131,13 @@ export class HostReconciler implements Reconciler {
    * HostReachable=False on every instance of a host that is not Ready; back to True once it is.
    * Instances that never had the condition are left alone while their host is fine.
    */
-  private async markReachability(host: HostObject, ready: boolean): Promise<void> {
+  private async markReachability(host: Host, ready: boolean): Promise<void> {
     const name = host.metadata.name!;
     const readyCond = findCondition(host.status?.conditions, 'Ready');
     const want = (generation: number | undefined): Omit<Condition, 'lastTransitionTime'> => ready
       ? { type: 'HostReachable', status: 'True', reason: 'HostReady', message: `host ${name} is ready`, observedGeneration: generation }
       : { type: 'HostReachable', status: 'False', reason: 'HostNotReady', message: `host ${name} is not ready: ${readyCond?.message || readyCond?.reason || 'no Ready condition'}`, observedGeneration: generation };
-    const needs = (inst: InstanceObject): boolean => {
+    const needs = (inst: Instance): boolean => {
       if (inst.status?.hostName !== name) return false;
       const cur = findCondition(inst.status.conditions, 'HostReachable');
       if (ready && !cur) return false;
@@ -159,7 +145,7 @@ export class HostReconciler implements Reconciler {
     };
     for (const inst of this.d.instancesOn(name)) {
       if (!needs(inst)) continue;
-      await this.d.client.updateStatus<InstanceObject>(INSTANCES, inst.metadata.namespace, inst.metadata.name!, (i) => {
+      await this.d.client.updateStatus<Instance>(INSTANCES, inst.metadata.namespace, inst.metadata.name!, (i) => {
         if (!needs(i)) return false;
         i.status!.conditions = setCondition(i.status!.conditions, want(i.metadata.generation), new Date(this.now()));
       });
@@ -171,9 +157,9 @@ export class HostReconciler implements Reconciler {
    * protection finalizer, the others are unbound so the scheduler places them again. The
    * instances are listed live: the cache may not have seen a binding that just happened.
    */
-  private async evacuate(host: HostObject): Promise<void> {
+  private async evacuate(host: Host): Promise<void> {
     const name = host.metadata.name!;
-    const { items } = await this.d.client.list<InstanceObject>(INSTANCES, undefined, { fieldSelector: `status.hostName=${name}` });
+    const { items } = await this.d.client.list<Instance>(INSTANCES, undefined, { fieldSelector: `status.hostName=${name}` });
     for (const inst of items) {
       const ns = inst.metadata.namespace!;
       const iname = inst.metadata.name!;
@@ -183,7 +169,7 @@ export class HostReconciler implements Reconciler {
         this.log(`host ${name}: released ${ns}/${iname} (being deleted on a fenced host)`);
       } else if (action === 'unbind') {
         let unbound = false;
-        const updated = await this.d.client.updateStatus<InstanceObject>(INSTANCES, ns, iname, (i) => {
+        const updated = await this.d.client.updateStatus<Instance>(INSTANCES, ns, iname, (i) => {
           if (evacuationAction(i, name) !== 'unbind' || i.metadata.uid !== inst.metadata.uid) return false;
           i.status = unboundStatus(i.status, name, i.metadata.generation, new Date(this.now()));
           unbound = true;
@@ -204,21 +190,21 @@ export class HostReconciler implements Reconciler {
    */
   private async collectAllocations(hostName: string): Promise<void> {
     const cached = this.d.hosts.get(undefined, hostName);
-    const suspects = (h: HostObject): Allocation[] => (h.status?.allocations ?? []).filter((a) => {
+    const suspects = (h: Host): HostAllocation[] => (h.status?.allocations ?? []).filter((a) => {
       const key = splitInstanceKey(a.instance);
       const inst = key && this.d.instance(key.namespace, key.name);
       return staleReason(a, hostName, inst ? { uid: inst.metadata.uid, hostName: inst.status?.hostName } : undefined) !== undefined;
     });
-    const allocatedOff = (h: HostObject) => !!h.status?.allocations && !sameResources(h.status.allocated, sumResources(h.status.allocations));
+    const allocatedOff = (h: Host) => !!h.status?.allocations && !sameResources(h.status.allocated, sumResources(h.status.allocations));
     if (cached && !suspects(cached).length && !allocatedOff(cached)) return;
 
     await this.d.client.retryOnConflict(async () => {
-      const host = await this.d.client.get<HostObject>(HOSTS, undefined, hostName);
+      const host = await this.d.client.get<Host>(HOSTS, undefined, hostName);
       if (!host?.status) return;
       const remove = new Map<string, string>();
       for (const a of suspects(host)) {
         const key = splitInstanceKey(a.instance);
-        const live = key ? await this.d.client.get<InstanceObject>(INSTANCES, key.namespace, key.name) : undefined;
+        const live = key ? await this.d.client.get<Instance>(INSTANCES, key.namespace, key.name) : undefined;
         const why = staleReason(a, hostName, live ? { uid: live.metadata.uid, hostName: live.status?.hostName } : undefined);
         if (why) remove.set(a.uid, why);
       }
@@ -232,7 +218,7 @@ export class HostReconciler implements Reconciler {
   }
 }
 
-export function isReady(host: HostObject): boolean {
+export function isReady(host: Host): boolean {
   return findCondition(host.status?.conditions, 'Ready')?.status === 'True';
 }
 

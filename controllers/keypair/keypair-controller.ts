@@ -1,18 +1,14 @@
 // The KeyPair controller: computes status.fingerprint ("SHA256:…", as ssh-keygen -l) from
 // spec.publicKey, and a Ready condition that says whether the key parses.
-import type { KObject } from '../../api/types.js';
-import { KEYPAIRS } from '../../client/client.js';
+import { KEYPAIRS } from '../../api/kinds/index.js';
+import type { KeyPair } from '../../api/kinds/index.js';
 import type { KovaClient } from '../../client/client.js';
-import { Controller, errorMessage } from '../../client/controller.js';
-import type { Reconciler, Request } from '../../client/controller.js';
+import { controllerFor, errorMessage, withDefaults } from '../../client/controller.js';
+import type { ControllerHandle, ControllerStartOptions, Reconciler, Request } from '../../client/controller.js';
 import { EventRecorder } from '../../client/events.js';
-import { Informer } from '../../client/informer.js';
-import { SharedInformers } from '../../client/shared-informers.js';
 import { hasCondition, setCondition } from '../../api/conditions.js';
 import type { Condition } from '../../api/conditions.js';
 import { sshFingerprint } from './fingerprint.js';
-
-type KeyPairObject = KObject & { spec?: { publicKey?: string }; status?: { fingerprint?: string; observedGeneration?: number; conditions?: Condition[] } };
 
 export interface KeyPairStatusPlan {
   fingerprint?: string;
@@ -29,12 +25,12 @@ export function planKeyPairStatus(publicKey: string | undefined, generation?: nu
   }
 }
 
-class KeyPairReconciler implements Reconciler {
+export class KeyPairReconciler implements Reconciler {
   readonly name = 'keypair';
   constructor(
     private readonly client: KovaClient,
-    private readonly keypairs: Informer<KeyPairObject>,
-    private readonly recorder: EventRecorder,
+    private readonly keypairs: { get(namespace: string | undefined, name: string): KeyPair | undefined },
+    private readonly recorder: Pick<EventRecorder, 'warning'>,
   ) {}
 
   async reconcile(req: Request): Promise<void> {
@@ -44,7 +40,7 @@ class KeyPairReconciler implements Reconciler {
     const plan = planKeyPairStatus(kp.spec?.publicKey, gen);
     const st = kp.status ?? {};
     if (st.fingerprint === plan.fingerprint && st.observedGeneration === gen && hasCondition(st.conditions, plan.cond)) return;
-    const out = await this.client.updateStatus<KeyPairObject>(KEYPAIRS, req.namespace, req.name, (fresh) => {
+    const out = await this.client.updateStatus<KeyPair>(KEYPAIRS, req.namespace, req.name, (fresh) => {
       const s = { ...(fresh.status ?? {}) };
       if (plan.fingerprint) s.fingerprint = plan.fingerprint;
       else delete s.fingerprint;
@@ -57,17 +53,9 @@ class KeyPairReconciler implements Reconciler {
 }
 
 /** Starts the KeyPair informer and workers; resolves once synced. */
-export async function startKeyPairController(opts: { client: KovaClient; signal: AbortSignal; log?: (msg: string) => void; informers?: SharedInformers }): Promise<{ controller: Controller; done: Promise<void> }> {
-  const { client, signal } = opts;
-  const log = opts.log ?? ((m: string) => console.error(m));
-  const shared = opts.informers ?? new SharedInformers(client, log);
-  const keypairs = shared.for<KeyPairObject>(KEYPAIRS);
-  const controller = new Controller(new KeyPairReconciler(client, keypairs, new EventRecorder(client, 'kova-keypair-controller', { log })), { workers: 1, log });
-  const enqueue = (k: KObject) => controller.enqueue({ namespace: k.metadata.namespace, name: k.metadata.name! });
-  keypairs.on('add', enqueue);
-  keypairs.on('update', enqueue);
-  keypairs.start();
-  signal.addEventListener('abort', () => keypairs.stop(), { once: true });
-  await keypairs.waitForSync(signal);
-  return { controller, done: controller.start(signal) };
+export async function startKeyPairController(opts: ControllerStartOptions): Promise<ControllerHandle> {
+  const { client, signal, log, informers } = withDefaults(opts);
+  const keypairs = informers.for<KeyPair>(KEYPAIRS);
+  const reconciler = new KeyPairReconciler(client, keypairs, new EventRecorder(client, 'kova-keypair-controller', { log }));
+  return controllerFor(reconciler, { workers: opts.workers ?? 1, log }).watches(keypairs, undefined, ['add', 'update']).start(signal);
 }

@@ -1,14 +1,14 @@
 // Nova-style host filters. Each is pure and cheap: it reads a precomputed HostView and a
 // FilterContext built once per scheduling attempt, and returns null when the host passes or
 // a short reason that the unschedulable message counts ("3 insufficient memory").
-import type { KObject } from '../../api/types.js';
+import type { Instance } from '../../api/kinds/index.js';
 import type { HostView } from './host-view.js';
 import type { Resources } from '../../api/resources.js';
 
 export const ZONE_LABEL = 'kova.dev/zone';
 
 export interface FilterContext {
-  instance: KObject;
+  instance: Instance;
   req: Resources;
   /** `spec.nodeSelector` without the zone key, as entries (no object walk per host). */
   selector: ReadonlyArray<readonly [string, string]>;
@@ -22,8 +22,8 @@ export interface FilterContext {
 
 export type Filter = (ctx: FilterContext, host: HostView) => string | null;
 
-export function filterContext(instance: KObject, req: Resources, excluded?: ReadonlyMap<string, string>): FilterContext {
-  const spec = (instance.spec ?? {}) as { nodeSelector?: Record<string, string>; hostName?: string };
+export function filterContext(instance: Instance, req: Resources, excluded?: ReadonlyMap<string, string>): FilterContext {
+  const spec = instance.spec;
   const selector = Object.entries(spec.nodeSelector ?? {}).filter(([k]) => k !== ZONE_LABEL);
   return {
     instance,

@@ -2,7 +2,7 @@
 // cache): a claim is counted against its host from the moment the scheduler picks it until
 // the host's status shows the server-side allocation (its uid in `status.allocations`), so
 // concurrent workers never pick a host with room that is already promised. Pure: no I/O.
-import type { KObject } from '../../api/types.js';
+import type { Host } from '../../api/kinds/index.js';
 import { hostView } from './host-view.js';
 import type { HostView } from './host-view.js';
 import { subtract } from '../../api/resources.js';
@@ -56,7 +56,7 @@ export class HostCache {
    * Adds or replaces a Host. Returns true when the change may let an unschedulable instance fit
    * now (a new host, more free room, readiness regained, cordon lifted, labels changed).
    */
-  upsert(obj: KObject): boolean {
+  upsert(obj: Host): boolean {
     const next = hostView(obj, this.opts.ratios);
     const prev = this.views.get(next.name);
     const ids = this.byHost.get(next.name);

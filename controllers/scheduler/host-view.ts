@@ -1,7 +1,7 @@
 // A Host reduced to what the filters and weighers read, parsed once per Host change.
-import type { Condition, KObject } from '../../api/types.js';
+import type { Host } from '../../api/kinds/index.js';
 import { computeAllocatable, parseResources, subtract, ZERO } from '../../api/resources.js';
-import type { AllocationRatios, ResourceQuantities, Resources } from '../../api/resources.js';
+import type { AllocationRatios, Resources } from '../../api/resources.js';
 
 export interface HostView {
   name: string;
@@ -19,25 +19,13 @@ export interface HostView {
   free: Resources;
 }
 
-interface HostObject {
-  spec?: { unschedulable?: boolean; fenced?: boolean };
-  status?: {
-    capacity?: ResourceQuantities;
-    allocatable?: ResourceQuantities;
-    allocated?: ResourceQuantities;
-    allocations?: Array<{ uid?: string }>;
-    conditions?: Condition[];
-  };
-}
-
 /**
  * Builds the view of a Host object from `status.allocatable` (written by the host controller).
  * With `ratios` given, a host without it falls back to `capacity × ratios`; by default it offers
  * nothing, as the API server's binding refuses such a host. A Host whose quantities do not
  * parse is kept but offers nothing (allocatable 0).
  */
-export function hostView(obj: KObject, ratios?: Partial<AllocationRatios>): HostView {
-  const h = obj as KObject & HostObject;
+export function hostView(h: Host, ratios?: Partial<AllocationRatios>): HostView {
   const status = h.status ?? {};
   let allocatable: Resources;
   let allocated: Resources;

@@ -1,6 +1,6 @@
 // One scheduling decision: filter every host, weigh the survivors, pick one; or explain why
 // none fits, in kube-scheduler's form counted per reason.
-import type { KObject } from '../../api/types.js';
+import type { Instance } from '../../api/kinds/index.js';
 import { DEFAULT_FILTERS, filterContext, firstFailure, isUnconstrained, passesDefaultUnconstrained } from './filters.js';
 import type { Filter } from './filters.js';
 import type { HostView } from './host-view.js';
@@ -19,7 +19,7 @@ export interface ScheduleOptions extends PickOptions {
 
 const DEFAULT_WEIGHERS = weighersFor('spread');
 
-export function schedule(instance: KObject, req: Resources, hosts: Iterable<HostView>, opts: ScheduleOptions = {}): ScheduleResult {
+export function schedule(instance: Instance, req: Resources, hosts: Iterable<HostView>, opts: ScheduleOptions = {}): ScheduleResult {
   const ctx = filterContext(instance, req, opts.excluded);
   const filters = opts.filters ?? DEFAULT_FILTERS;
   const passed: HostView[] = [];

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { applyUnboundStatus, validatedCondition } from './instance-status.js';
-import type { References, UnboundInstance } from './instance-status.js';
+import { applyUnboundStatus, validatedCondition } from './unbound-status.js';
+import type { References, UnboundInstance } from './unbound-status.js';
 
 const refs = (flavors: string[], images: string[]): References => ({
   flavorExists: (n) => flavors.includes(n),
@@ -12,7 +12,7 @@ describe('validatedCondition', () => {
   it('is True when flavor and image exist, or resources replace the flavor', () => {
     const c = validatedCondition('p', { flavor: 'm1', image: 'tiny' }, refs(['m1'], ['p/tiny']), 2);
     assert.deepEqual(c, { type: 'Validated', status: 'True', reason: 'Valid', message: 'flavor and image exist', observedGeneration: 2 });
-    assert.equal(validatedCondition('p', { resources: {}, image: 'tiny' }, refs([], ['p/tiny'])).status, 'True');
+    assert.equal(validatedCondition('p', { resources: { vcpus: 1, memory: '1Gi', disk: '1Gi' }, image: 'tiny' }, refs([], ['p/tiny'])).status, 'True');
   });
   it('names what is missing, flavor first', () => {
     const c = validatedCondition('p', { flavor: 'm1', image: 'tiny' }, refs([], []));

@@ -4,18 +4,13 @@
 // Once bound, the node agent owns phase and observedGeneration; the scheduler owns Scheduled.
 import type { Condition } from '../../api/conditions.js';
 import { hasCondition, setCondition } from '../../api/conditions.js';
+import type { Instance, InstanceSpec } from '../../api/kinds/index.js';
 
-export interface InstanceSpecRefs {
-  flavor?: string;
-  image?: string;
-  resources?: unknown;
-}
+/** The references validation checks. */
+export type InstanceSpecRefs = Partial<Pick<InstanceSpec, 'flavor' | 'image' | 'resources'>>;
 
-export interface UnboundInstance {
-  metadata: { generation?: number; deletionTimestamp?: string };
-  spec?: InstanceSpecRefs;
-  status?: { phase?: string; hostName?: string; observedGeneration?: number; conditions?: Condition[]; [f: string]: unknown };
-}
+/** What the unbound status is computed from. */
+export type UnboundInstance = Pick<Instance, 'metadata' | 'status'>;
 
 /** Lookups the validation needs, answered from caches. */
 export interface References {
