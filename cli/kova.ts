@@ -186,17 +186,16 @@ function agentHostName(): string {
   return hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63) || 'localhost';
 }
 
-async function libvirtDriver(dataDir: string, kubeconfig: string) {
+async function libvirtDriver(dataDir: string) {
   const { LibvirtDriver } = await import('../node-agent/libvirt/libvirt-driver.js');
   const { ImageCache } = await import('../node-agent/image-cache.js');
-  const { libvirtNicResolver } = await import('../node-agent/libvirt-nics.js');
   const stateDir = join(dataDir, 'libvirt');
   // Images are cached per host under the driver's state dir; on the control-plane host they
   // are hardlinked from the image store DATA_DIR/images that the image controller fills.
   const imageCache = new ImageCache({ cacheDir: join(stateDir, 'image-cache'), storeDir: join(dataDir, 'images') });
-  // NICs are taps the host's network agent creates for each Port (kova agent --network).
-  const resolveNic = libvirtNicResolver(KovaClient.fromFile(kubeconfig, { userAgent: 'kova-agent', fieldManager: 'kova-agent' }));
-  return new LibvirtDriver({ stateDir, imageCache, resolveNic });
+  // NICs are taps the host's network agent creates for each Port (kova agent --network); the
+  // agent's resolver puts them in the DomainSpec.
+  return new LibvirtDriver({ stateDir, imageCache });
 }
 
 function kubeconfigFrom(flag: string | undefined): string {
@@ -253,7 +252,7 @@ async function agent(argv: string[]): Promise<void> {
   if (values.driver === 'libvirt') await ensureHostDeps({ etcd: false, libvirt: true }, say);
   const ac = new AbortController();
   setMaxListeners(10_000, ac.signal);
-  const driver = values.driver === 'sim' ? new SimDriver() : await libvirtDriver(values['data-dir'] ?? defaultDataDir(), kubeconfigFrom(values.kubeconfig));
+  const driver = values.driver === 'sim' ? new SimDriver() : await libvirtDriver(values['data-dir'] ?? defaultDataDir());
   // Host networking runs with --network, or implied by --netns / --tunnel-ip (sim hosts in namespaces).
   const withNetwork = values.network || values.netns !== undefined || values['tunnel-ip'] !== undefined;
   const network = withNetwork ? {
@@ -301,7 +300,7 @@ async function components(argv: string[]): Promise<void> {
     } else {
       // A real host also runs its networking; simulated hosts share this machine, so they don't.
       const network = { portDevice: 'tap' as const, stateDir: join(dataDir, 'network', agentHostName()) };
-      node = await runAgent({ kubeconfig, hostName: agentHostName(), driver: await libvirtDriver(dataDir, kubeconfig), network, signal: ac.signal, log });
+      node = await runAgent({ kubeconfig, hostName: agentHostName(), driver: await libvirtDriver(dataDir), network, signal: ac.signal, log });
     }
   }
   say('components ready');

@@ -1,23 +1,24 @@
 // The node agent: registers its Host, heartbeats its Lease, watches the instances bound to it
-// and runs each through the InstanceReconciler, like a kubelet for VMs. On start it adopts
+// and runs each through the InstanceAgentReconciler, like a kubelet for VMs. On start it adopts
 // the domains it finds (matching them to instances by key and uid) instead of spawning anew.
-import type { KObject } from '../api/types.js';
+import type { Host, Image, Instance, KeyPair } from '../api/kinds/index.js';
+import { HOSTS, IMAGES, INSTANCES, KEYPAIRS } from '../api/kinds/index.js';
 import { Controller, errorMessage } from '../client/controller.js';
 import { ExponentialBackoffLimiter, MaxOfLimiter, TokenBucketLimiter } from '../client/rate-limited-queue.js';
 import { realClock } from '../client/workqueue.js';
 import type { Clock } from '../client/workqueue.js';
-import { HOSTS, IMAGES, INSTANCES, NAMESPACES } from '../client/client.js';
+import { NAMESPACES } from '../client/client.js';
 import type { KovaClient } from '../client/client.js';
 import { EventRecorder } from '../client/events.js';
 import { Informer } from '../client/informer.js';
 import type { ComputeDriver, DomainInfo } from './driver.js';
 import { FlavorCache } from './flavor-cache.js';
 import { imageCacheOf } from './image-cache.js';
-import type { ImageCache, ImageObjectView } from './image-cache.js';
+import type { ImageCache } from './image-cache.js';
 import { LeaseHeartbeat, registerHost } from './host-registration.js';
 import type { HostStatusFacts } from './host-registration.js';
-import { InstanceReconciler } from './instance-reconciler.js';
-import { NetworkAgent } from './network-agent.js';
+import { InstanceAgentReconciler } from './instance/reconciler.js';
+import { NetworkAgent, resolveNic } from './network-agent.js';
 import type { NetworkAgentOptions } from './network-agent.js';
 import type { InstanceView } from './shared-instances.js';
 
@@ -51,7 +52,9 @@ export interface NodeAgentOptions {
   /** The work queue's clock (tests). */
   clock?: Clock;
   /** Shared by all agents of a process (sim); one of its own otherwise. */
-  images?: Informer<KObject & ImageObjectView>;
+  images?: Informer<Image>;
+  /** Shared by all agents of a process (sim); one of its own otherwise. */
+  keyPairs?: Informer<KeyPair>;
   startingAfterMs?: number;
   /** Boot instances from this per-host image cache (default: the driver's, if it has one). */
   imageCache?: ImageCache;
@@ -62,15 +65,18 @@ export interface NodeAgentOptions {
 
 export class NodeAgent {
   readonly hostName: string;
-  readonly reconciler: InstanceReconciler;
+  readonly reconciler: InstanceAgentReconciler;
   readonly controller: Controller;
   /** The host network reconciler, when `network` was given. */
   readonly network?: NetworkAgent;
   private readonly informer: InstanceView;
   /** All Images: instances wait for theirs to be Ready, whatever the driver. */
-  private readonly images: Informer<KObject & ImageObjectView>;
-  /** The agent started (and stops) the Image informer; a shared one belongs to its owner. */
+  private readonly images: Informer<Image>;
+  /** KeyPairs, for the resolver (a cache, not a GET per spawn). */
+  private readonly keyPairs: Informer<KeyPair>;
+  /** The agent started (and stops) the Image and KeyPair informers; shared ones belong to their owner. */
   private readonly ownImages: boolean;
+  private readonly ownKeyPairs: boolean;
   private readonly heartbeat: LeaseHeartbeat;
   private readonly recorder: EventRecorder;
   private readonly log: (msg: string) => void;
@@ -84,30 +90,44 @@ export class NodeAgent {
     this.log = o.log ?? ((m) => console.error(m));
     this.recorder = o.recorder ?? new EventRecorder(o.client, 'kova-agent', { log: this.log });
     this.heartbeat = new LeaseHeartbeat(o.client, o.hostName, o.leaseDurationS ?? 40);
-    this.informer = o.instances ?? new Informer(o.client, INSTANCES, { fieldSelector: `status.hostName=${o.hostName}`, log: this.log });
+    this.informer = o.instances ?? new Informer<Instance>(o.client, INSTANCES, { fieldSelector: `status.hostName=${o.hostName}`, log: this.log });
     const cache = o.imageCache ?? imageCacheOf(o.driver);
     this.ownImages = !o.images;
-    const images = o.images ?? new Informer<KObject & ImageObjectView>(o.client, IMAGES, { log: this.log });
+    const images = o.images ?? new Informer<Image>(o.client, IMAGES, { log: this.log });
     this.images = images;
+    this.ownKeyPairs = !o.keyPairs;
+    const keyPairs = o.keyPairs ?? new Informer<KeyPair>(o.client, KEYPAIRS, { log: this.log });
+    this.keyPairs = keyPairs;
     if (o.network) this.network = new NetworkAgent({ ...o.network, client: o.client, hostName: o.hostName, log: this.log });
     const network = this.network;
-    this.reconciler = new InstanceReconciler({
+    const flavors = o.flavors ?? new FlavorCache(o.client);
+    this.reconciler = new InstanceAgentReconciler({
       client: o.client,
       hostName: o.hostName,
       driver: o.driver,
       getCached: (ns, name) => this.informer.get(ns, name),
-      clusterID: () => this.clusterID,
       recorder: this.recorder,
-      flavors: o.flavors ?? new FlavorCache(o.client),
       log: this.log,
       stopTimeoutMs: o.stopTimeoutMs,
       startingAfterMs: o.startingAfterMs,
-      images: {
-        cache,
-        // The instance's own namespace first, else a Public image of that name.
-        lookup: (ns, name) => images.get(ns, name) ?? images.list().find((i) => i.metadata.name === name && i.spec?.visibility === 'Public'),
+      resolve: {
+        flavor: (name) => flavors.get(name),
+        images: {
+          cache,
+          // The instance's own namespace first, else a Public image of that name.
+          lookup: (ns, name) => images.get(ns, name) ?? images.list().find((i) => i.metadata.name === name && i.spec?.visibility === 'Public'),
+        },
+        keyPair: (ns, name) => keyPairs.get(ns, name),
+        network: network && {
+          portConfigured: (ns, port) => network.portConfigured(ns, port),
+          portDevice: (ns, name) => {
+            const port = network.port(ns, name);
+            return port && resolveNic(port, network.network(ns, port.spec.network))?.device;
+          },
+          network: (ns, name) => network.network(ns, name),
+        },
+        clusterID: () => this.clusterID,
       },
-      portConfigured: network ? (ns, port) => network.portConfigured(ns, port) : undefined,
     });
     const clock = o.clock ?? realClock;
     const limiter = new MaxOfLimiter(new ExponentialBackoffLimiter(o.retryBaseMs ?? 5, o.retryMaxMs ?? 300_000), new TokenBucketLimiter(10, 100, clock));
@@ -130,7 +150,7 @@ export class NodeAgent {
     await this.heartbeat.renew();
     await this.network?.start(signal);
 
-    const enqueue = (obj: KObject) => this.controller.enqueue({ namespace: obj.metadata.namespace, name: obj.metadata.name! });
+    const enqueue = (obj: { metadata: { namespace?: string; name?: string } }) => this.controller.enqueue({ namespace: obj.metadata.namespace, name: obj.metadata.name! });
     this.informer.on('add', (obj) => {
       this.reconciler.observed(obj);
       enqueue(obj);
@@ -145,19 +165,27 @@ export class NodeAgent {
     });
     this.informer.start();
     await this.informer.waitForSync(signal);
-    // An Image becoming Ready (or changing) wakes the instances here that boot from it.
-    const wakeImage = (img: KObject) => {
-      for (const i of this.informer.list()) if ((i.spec as { image?: string } | undefined)?.image === img.metadata.name) enqueue(i);
+    // An Image becoming Ready (or changing) wakes the instances here that boot from it; a
+    // KeyPair appearing wakes those that wait for it.
+    const wakeImage = (img: Image) => {
+      for (const i of this.informer.list()) if (i.spec.image === img.metadata.name) enqueue(i);
     };
-    for (const ev of ['add', 'update', 'delete'] as const) this.images.on(ev, wakeImage);
+    const wakeKeyPair = (kp: KeyPair) => {
+      for (const i of this.informer.list()) if (i.spec.keyPair === kp.metadata.name && i.metadata.namespace === kp.metadata.namespace) enqueue(i);
+    };
+    for (const ev of ['add', 'update', 'delete'] as const) {
+      this.images.on(ev, wakeImage);
+      this.keyPairs.on(ev, wakeKeyPair);
+    }
     if (this.ownImages) this.images.start();
+    if (this.ownKeyPairs) this.keyPairs.start();
     await this.images.waitForSync(signal);
+    await this.keyPairs.waitForSync(signal);
     // A Port configured here (or not any more) wakes the instances here that use it.
     this.network?.onPortChange((ns, port) => {
       for (const i of this.informer.list()) {
         if (i.metadata.namespace !== ns) continue;
-        const addrs = ((i.status as { addresses?: Array<{ port?: string }> } | undefined)?.addresses ?? []);
-        if (addrs.some((a) => a.port === port)) enqueue(i);
+        if ((i.status?.addresses ?? []).some((a) => a.port === port)) enqueue(i);
       }
     });
 
@@ -176,8 +204,12 @@ export class NodeAgent {
         clearInterval(beat);
         unsubscribe();
         this.informer.stop();
-        for (const ev of ['add', 'update', 'delete'] as const) this.images.off(ev, wakeImage);
+        for (const ev of ['add', 'update', 'delete'] as const) {
+          this.images.off(ev, wakeImage);
+          this.keyPairs.off(ev, wakeKeyPair);
+        }
         if (this.ownImages) this.images.stop();
+        if (this.ownKeyPairs) this.keyPairs.stop();
         await workers;
         resolve();
       };
@@ -202,8 +234,8 @@ export class NodeAgent {
    * orphan and is destroyed; domains kova did not create are only reported.
    */
   private async adopt(domains: DomainInfo[]): Promise<void> {
-    let host: KObject | undefined;
-    const hostObj = async () => (host ??= await this.o.client.get(HOSTS, undefined, this.hostName));
+    let host: Host | undefined;
+    const hostObj = async () => (host ??= await this.o.client.get<Host>(HOSTS, undefined, this.hostName));
     for (const d of domains) {
       if (d.managedByKova && d.clusterID && this.clusterID && d.clusterID !== this.clusterID) {
         // Another kova cluster shares this hypervisor: its domains are not ours to judge.

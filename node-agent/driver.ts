@@ -3,6 +3,8 @@
 // in-process SimDriver. The agent is the only caller; hypervisor ids never reach the API except
 // as status.domainUUID.
 import { createHash } from 'node:crypto';
+import type { InstancePowerState } from '../api/kinds/index.js';
+import { isDNS1123Label } from '../api/validation.js';
 
 /** What the hypervisor says about a domain; also written to Instance status.powerState. */
 export const PowerState = {
@@ -14,8 +16,8 @@ export const PowerState = {
   Crashed: 'Crashed',
   /** Being built, or a state the driver cannot map. */
   NoState: 'NoState',
-} as const;
-export type PowerState = (typeof PowerState)[keyof typeof PowerState];
+} as const satisfies { [S in InstancePowerState]: S };
+export type PowerState = InstancePowerState;
 
 export interface HostInfo {
   vcpus: number;
@@ -45,11 +47,28 @@ export interface DomainInfo {
   memoryBytes: number;
 }
 
+/**
+ * One NIC, fully resolved by the agent from the instance's Port and Network: the driver needs
+ * nothing else (it never reads the API). How it reaches the network on this host is a tap the
+ * host network agent made (`tap`), or a bridge the hypervisor attaches a new tap to (`bridge`);
+ * drivers that attach NICs to the host need exactly one, the sim needs neither.
+ */
 export interface NicSpec {
   network: string;
   port?: string;
   mac: string;
   ip?: string;
+  tap?: string;
+  bridge?: string;
+  /** The guest's MTU when the network needs a smaller one (VXLAN). */
+  mtu?: number;
+  /**
+   * Static guest configuration (`ip/prefix`, gateway), for networks without DHCP; with DHCP
+   * the guest takes its Port address from the host's dnsmasq and this is absent.
+   */
+  address?: string;
+  gateway?: string;
+  dns?: string[];
 }
 
 /** Everything a driver needs to build a domain; the agent fills it from the Instance. */
@@ -70,9 +89,9 @@ export interface DomainSpec {
   /** Image reference (`namespace/name`, or a path/URL once images are local). */
   image: string;
   userData?: string;
+  /** The KeyPair's public key(s), given to the guest (cloud-init ssh_authorized_keys). */
+  sshAuthorizedKeys?: string[];
   networks: NicSpec[];
-  /** Opaque per-driver data (disk paths, bridge names, ...) filled by later layers. */
-  extra?: Record<string, unknown>;
 }
 
 /** Why a domain changed state, as reported through onEvent. */
@@ -93,7 +112,16 @@ export interface DriverCapabilities {
   reboot: boolean;
   /** Graceful (ACPI) shutdown honours powerOff's timeout before forcing off. */
   gracefulShutdown: boolean;
+  /**
+   * NICs attach to host devices (NicSpec.tap or .bridge) that kova networking provides: on a
+   * host without it, an instance with networks waits instead of spawning.
+   */
+  hostNics: boolean;
 }
+
+// Errors: every driver method throws only these (or lets a programming error through).
+// DomainNotFound and DriverError are worth retrying later; InvalidSpec is not (the same spec
+// fails the same way): the agent reports it as terminal. Tell them apart with instanceof.
 
 /** The domain does not exist (any more). destroy() never throws it. */
 export class DomainNotFound extends Error {
@@ -103,7 +131,7 @@ export class DomainNotFound extends Error {
   }
 }
 
-/** Any other driver failure; the message is meant for the user (it lands in conditions). */
+/** Any other driver failure; the message is meant for the user (it lands in conditions). Retryable. */
 export class DriverError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -112,8 +140,25 @@ export class DriverError extends Error {
 }
 
 /**
+ * The DomainSpec can never be built as given (user-data the seed builder refuses, a value the
+ * domain XML cannot carry): retrying the same spec is pointless, a new spec may work.
+ */
+export class InvalidSpec extends DriverError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'InvalidSpec';
+  }
+}
+
+/**
  * A hypervisor on one host. All methods may be called concurrently for different domains;
- * the agent never runs two operations on the same domain at once.
+ * the agent never runs two operations on the same domain at once. A driver only acts: the
+ * agent hands it fully resolved specs and it never calls the API.
+ *
+ * The sim driver implements the same contract with an injectable clock for its delays and
+ * fault injection for every operation (SimDriver.setFault: spawn, destroy, powerOn, powerOff,
+ * reboot, pause, unpause, and any operation added later, e.g. attach or migrate, through the
+ * same SimDriver.operation hook), so the agent's failure paths run in fast tests and scale runs.
  */
 export interface ComputeDriver {
   /** `libvirt` or `sim`: what Host.status.driver shows. */
@@ -136,7 +181,7 @@ export interface ComputeDriver {
    * Defines and boots a domain. Postcondition: the domain exists and is Running, or the call
    * throws (DriverError) and nothing of it is left behind (no domain, disks, tap devices).
    * Throws DriverError when a domain with that name already exists: the caller decides whether
-   * to adopt or destroy it.
+   * to adopt or destroy it; InvalidSpec when the spec itself cannot work.
    */
   spawn(spec: DomainSpec): Promise<DomainInfo>;
 
@@ -183,9 +228,8 @@ export const MAX_DOMAIN_NAME = 80;
  * [a-z0-9.-], which is safe in libvirt XML, file names and command arguments.
  */
 export function domainName(namespace: string, name: string, uid: string): string {
-  const label = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-  if (!label.test(namespace) || namespace.length > 63) throw new DriverError(`invalid namespace ${JSON.stringify(namespace)} for a domain name`);
-  if (!label.test(name) || name.length > 63) throw new DriverError(`invalid instance name ${JSON.stringify(name)} for a domain name`);
+  if (isDNS1123Label(namespace).length) throw new InvalidSpec(`invalid namespace ${JSON.stringify(namespace)} for a domain name`);
+  if (isDNS1123Label(name).length) throw new InvalidSpec(`invalid instance name ${JSON.stringify(name)} for a domain name`);
   const full = `kova-${namespace}.${name}`;
   if (full.length <= MAX_DOMAIN_NAME) return full;
   const hash = createHash('sha256').update(uid).digest('hex').slice(0, 12);

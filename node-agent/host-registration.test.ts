@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { KObject } from '../api/types.js';
+import type { Host } from '../api/kinds/index.js';
 import { applyHostStatus, microTime } from './host-registration.js';
 
 const facts = { info: { vcpus: 8, memoryBytes: 32 * 2 ** 30, diskBytes: 500 * 2 ** 30, hypervisor: 'QEMU 7.2 (tcg)', architecture: 'x86_64' }, driver: 'libvirt' as const };
@@ -10,7 +10,7 @@ test('microTime has six fractional digits', () => {
 });
 
 test('applyHostStatus fills capacity, default allocatable and Ready, then reports no change', () => {
-  const host: KObject = { apiVersion: 'kova.dev/v1alpha1', kind: 'Host', metadata: { name: 'h', generation: 3 } };
+  const host: Host = { apiVersion: 'kova.dev/v1alpha1', kind: 'Host', metadata: { name: 'h', generation: 3 } };
   assert.equal(applyHostStatus(host, facts, new Date('2026-01-01T00:00:00Z')), true);
   const st = host.status as Record<string, any>;
   assert.deepEqual(st.capacity, { vcpus: 8, memory: '32Gi', disk: '500Gi' });
@@ -23,7 +23,7 @@ test('applyHostStatus fills capacity, default allocatable and Ready, then report
 });
 
 test('applyHostStatus keeps the host controller’s allocatable and other conditions, and re-asserts Ready', () => {
-  const host: KObject = {
+  const host: Host = {
     apiVersion: 'kova.dev/v1alpha1',
     kind: 'Host',
     metadata: { name: 'h' },

@@ -1,9 +1,11 @@
 // The agent's side of the Host: registration (create or relabel, status from the driver) and
 // the heartbeat Lease kova-system/<host>, as a kubelet registers its Node and renews its Lease.
-import type { Condition, KObject } from '../api/types.js';
+import type { Host } from '../api/kinds/index.js';
+import { HOSTS } from '../api/kinds/index.js';
+import type { Condition } from '../api/types.js';
 import { computeAllocatable, formatResources } from '../api/resources.js';
-import { HOSTS, isAlreadyExists, isNotFound, LEASES, NAMESPACES } from '../client/client.js';
-import type { KovaClient } from '../client/client.js';
+import { isAlreadyExists, isNotFound, LEASES, NAMESPACES } from '../client/client.js';
+import type { ApiClient } from '../client/client.js';
 import type { ComputeDriver, HostInfo } from './driver.js';
 
 export const AGENT_VERSION = 'kova-agent/0.1.0';
@@ -21,9 +23,9 @@ export interface HostStatusFacts {
  * changed. allocatable is the host controller's; the agent fills it (capacity × default ratios)
  * only while it is missing, so a fresh host is schedulable before that controller runs.
  */
-export function applyHostStatus(host: KObject, facts: HostStatusFacts, now = new Date()): boolean {
+export function applyHostStatus(host: Host, facts: HostStatusFacts, now = new Date()): boolean {
   const before = JSON.stringify(host.status ?? {});
-  const status = (host.status ??= {}) as Record<string, unknown>;
+  const status = (host.status ??= {});
   const capacity = formatResources({ vcpus: facts.info.vcpus, memoryBytes: facts.info.memoryBytes, diskBytes: facts.info.diskBytes });
   status.capacity = capacity;
   status.allocatable ??= formatResources(computeAllocatable({ vcpus: facts.info.vcpus, memoryBytes: facts.info.memoryBytes, diskBytes: facts.info.diskBytes }));
@@ -32,7 +34,7 @@ export function applyHostStatus(host: KObject, facts: HostStatusFacts, now = new
   status.architecture = facts.info.architecture;
   status.agentVersion = facts.agentVersion ?? AGENT_VERSION;
   if (host.metadata.generation !== undefined) status.observedGeneration = host.metadata.generation;
-  const conds = (status.conditions as Condition[] | undefined) ?? [];
+  const conds = status.conditions ?? [];
   const i = conds.findIndex((c) => c.type === 'Ready');
   const prev = i >= 0 ? conds[i] : undefined;
   if (!prev || prev.status !== READY.status || prev.reason !== READY.reason || prev.message !== READY.message) {
@@ -43,23 +45,23 @@ export function applyHostStatus(host: KObject, facts: HostStatusFacts, now = new
 }
 
 /** Creates the Host if missing, sets the given labels (others are left alone) and its status. */
-export async function registerHost(client: KovaClient, hostName: string, labels: Record<string, string>, facts: HostStatusFacts): Promise<KObject> {
-  let host = await client.get(HOSTS, undefined, hostName);
+export async function registerHost(client: ApiClient, hostName: string, labels: Record<string, string>, facts: HostStatusFacts): Promise<Host> {
+  let host = await client.get<Host>(HOSTS, undefined, hostName);
   if (!host) {
     try {
-      host = await client.create(HOSTS, { metadata: { name: hostName, labels }, spec: {} });
+      host = await client.create<Host>(HOSTS, { metadata: { name: hostName, labels }, spec: {} });
     } catch (e) {
       if (!isAlreadyExists(e)) throw e;
-      host = (await client.get(HOSTS, undefined, hostName))!;
+      host = (await client.get<Host>(HOSTS, undefined, hostName))!;
     }
   }
   const current = host.metadata.labels ?? {};
   if (Object.entries(labels).some(([k, v]) => current[k] !== v)) {
-    host = await client.mergePatch(HOSTS, undefined, hostName, { metadata: { labels } });
+    host = await client.mergePatch<Host>(HOSTS, undefined, hostName, { metadata: { labels } });
   }
   // Usually nothing changed since the last heartbeat: compare on a copy before writing.
   if (!applyHostStatus(structuredClone(host), facts)) return host;
-  return (await client.updateStatus(HOSTS, undefined, hostName, (h) => applyHostStatus(h, facts))) ?? host;
+  return (await client.updateStatus<Host>(HOSTS, undefined, hostName, (h) => applyHostStatus(h, facts))) ?? host;
 }
 
 /** A MicroTime: RFC 3339 with exactly six fractional digits, as coordination/v1 wants. */
@@ -71,7 +73,7 @@ export function microTime(d: Date = new Date()): string {
 export class LeaseHeartbeat {
   private exists = false;
   constructor(
-    private readonly client: KovaClient,
+    private readonly client: ApiClient,
     readonly hostName: string,
     readonly leaseDurationS: number,
   ) {}
@@ -103,7 +105,7 @@ export class LeaseHeartbeat {
   }
 }
 
-async function ensureNamespace(client: KovaClient, name: string): Promise<void> {
+async function ensureNamespace(client: ApiClient, name: string): Promise<void> {
   if (await client.get(NAMESPACES, undefined, name)) return;
   try {
     await client.create(NAMESPACES, { metadata: { name } });

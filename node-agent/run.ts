@@ -1,10 +1,10 @@
 // Entry points for the CLI: one agent (`kova agent --host NAME --driver sim|libvirt`) and a
 // fleet of simulated agents in one process (`kova up --driver sim --sim-hosts N`).
 import { getMaxListeners, setMaxListeners } from 'node:events';
-import type { KObject } from '../api/types.js';
-import { IMAGES, KovaClient } from '../client/client.js';
+import type { Image, KeyPair } from '../api/kinds/index.js';
+import { IMAGES, KEYPAIRS } from '../api/kinds/index.js';
+import { KovaClient } from '../client/client.js';
 import { Informer } from '../client/informer.js';
-import type { ImageObjectView } from './image-cache.js';
 import { EventRecorder } from '../client/events.js';
 import { NodeAgent } from './agent.js';
 import type { NodeAgentOptions } from './agent.js';
@@ -23,7 +23,7 @@ export interface SimAgents {
 
 /**
  * Starts `count` agents named `<prefix>0` … `<prefix>N-1`, each with its own SimDriver, sharing
- * one API client, flavor cache, event recorder, instance watch and Image watch. Resolves once all are
+ * one API client, flavor cache, event recorder, instance watch, Image watch and KeyPair watch. Resolves once all are
  * registered and synced.
  */
 export async function startSimAgents(opts: {
@@ -49,18 +49,21 @@ export async function startSimAgents(opts: {
   setMaxListeners(Math.max(getMaxListeners(opts.signal), 10 + opts.count * 4), opts.signal);
   const shared = new SharedInstanceInformer(client, log);
   shared.start();
-  const images = new Informer<KObject & ImageObjectView>(client, IMAGES, { log });
+  const images = new Informer<Image>(client, IMAGES, { log });
   images.start();
+  const keyPairs = new Informer<KeyPair>(client, KEYPAIRS, { log });
+  keyPairs.start();
   opts.signal.addEventListener('abort', () => {
     shared.stop();
     images.stop();
+    keyPairs.stop();
   }, { once: true });
   const drivers: SimDriver[] = [];
   const agents: NodeAgent[] = [];
   for (let i = 0; i < opts.count; i++) {
     const driver = new SimDriver({ ...opts.driverOptions, preset: opts.preset });
     drivers.push(driver);
-    agents.push(new NodeAgent({ client, hostName: `${prefix}${i}`, driver, labels: opts.labels?.(i), flavors, recorder, instances: shared.view(`${prefix}${i}`), images, workers: opts.workers ?? 4, heartbeatS: opts.heartbeatS, leaseDurationS: opts.leaseDurationS, log }));
+    agents.push(new NodeAgent({ client, hostName: `${prefix}${i}`, driver, labels: opts.labels?.(i), flavors, recorder, instances: shared.view(`${prefix}${i}`), images, keyPairs, workers: opts.workers ?? 4, heartbeatS: opts.heartbeatS, leaseDurationS: opts.leaseDurationS, log }));
   }
   // Register in small batches so a hundred hosts do not hit the API server at once.
   for (let i = 0; i < agents.length; i += 10) await Promise.all(agents.slice(i, i + 10).map((a) => a.start(opts.signal)));

@@ -2,33 +2,33 @@
 // A real agent watches `fieldSelector=status.hostName=<host>` itself; a hundred in-process sim
 // agents doing that would cost the API server a hundred watches that each see (and decode)
 // every instance change, so `startSimAgents` gives them views of this one informer instead.
-import type { KObject } from '../api/types.js';
-import { INSTANCES } from '../client/client.js';
+import type { Instance } from '../api/kinds/index.js';
+import { INSTANCES } from '../api/kinds/index.js';
 import type { KovaClient } from '../client/client.js';
 import { Informer } from '../client/informer.js';
 import type { InformerEvent, InformerHandler } from '../client/informer.js';
 
 /** What an agent needs from its instance cache; an Informer is one. */
 export interface InstanceView {
-  get(namespace: string | undefined, name: string): KObject | undefined;
-  list(): readonly KObject[];
-  on(event: InformerEvent, handler: InformerHandler<KObject>): void;
+  get(namespace: string | undefined, name: string): Instance | undefined;
+  list(): readonly Instance[];
+  on(event: InformerEvent, handler: InformerHandler<Instance>): void;
   start(): void;
   stop(): void;
   waitForSync(signal?: AbortSignal): Promise<void>;
 }
 
-const hostOf = (o: KObject) => (o.status as { hostName?: string } | undefined)?.hostName || undefined;
-const keyOf = (o: KObject) => `${o.metadata.namespace}/${o.metadata.name}`;
+const hostOf = (o: Instance) => o.status?.hostName || undefined;
+const keyOf = (o: Instance) => `${o.metadata.namespace}/${o.metadata.name}`;
 
 export class SharedInstanceInformer {
-  readonly informer: Informer;
-  private readonly byHost = new Map<string, Map<string, KObject>>();
+  readonly informer: Informer<Instance>;
+  private readonly byHost = new Map<string, Map<string, Instance>>();
   private readonly hostOfKey = new Map<string, string>();
   private readonly views = new Map<string, Set<HostView>>();
 
   constructor(client: KovaClient, log?: (msg: string) => void) {
-    this.informer = new Informer(client, INSTANCES, { log });
+    this.informer = new Informer<Instance>(client, INSTANCES, { log });
     this.informer.on('add', (o) => this.dispatch(o, false));
     this.informer.on('update', (o) => this.dispatch(o, false));
     this.informer.on('delete', (o) => this.dispatch(o, true));
@@ -48,12 +48,12 @@ export class SharedInstanceInformer {
   }
 
   /** @internal */
-  listFor(host: string): KObject[] {
+  listFor(host: string): Instance[] {
     return [...(this.byHost.get(host)?.values() ?? [])];
   }
 
   /** @internal */
-  getFor(host: string, namespace: string | undefined, name: string): KObject | undefined {
+  getFor(host: string, namespace: string | undefined, name: string): Instance | undefined {
     return this.byHost.get(host)?.get(`${namespace}/${name}`);
   }
 
@@ -66,7 +66,7 @@ export class SharedInstanceInformer {
   }
 
   // An instance that moves between hosts (evacuation) is a delete for one and an add for the other.
-  private dispatch(o: KObject, deleted: boolean): void {
+  private dispatch(o: Instance, deleted: boolean): void {
     const key = keyOf(o);
     const now = deleted ? undefined : hostOf(o);
     const was = this.hostOfKey.get(key);
@@ -85,28 +85,28 @@ export class SharedInstanceInformer {
     }
   }
 
-  private emit(host: string, event: InformerEvent, o: KObject): void {
+  private emit(host: string, event: InformerEvent, o: Instance): void {
     for (const v of this.views.get(host) ?? []) v.fire(event, o);
   }
 }
 
 class HostView implements InstanceView {
-  private readonly handlers: Record<InformerEvent, InformerHandler<KObject>[]> = { add: [], update: [], delete: [] };
+  private readonly handlers: Record<InformerEvent, InformerHandler<Instance>[]> = { add: [], update: [], delete: [] };
 
   constructor(
     private readonly shared: SharedInstanceInformer,
     readonly host: string,
   ) {}
 
-  get(namespace: string | undefined, name: string): KObject | undefined {
+  get(namespace: string | undefined, name: string): Instance | undefined {
     return this.shared.getFor(this.host, namespace, name);
   }
 
-  list(): readonly KObject[] {
+  list(): readonly Instance[] {
     return this.shared.listFor(this.host);
   }
 
-  on(event: InformerEvent, handler: InformerHandler<KObject>): void {
+  on(event: InformerEvent, handler: InformerHandler<Instance>): void {
     this.handlers[event].push(handler);
   }
 
@@ -124,7 +124,7 @@ class HostView implements InstanceView {
   }
 
   /** @internal */
-  fire(event: InformerEvent, o: KObject): void {
+  fire(event: InformerEvent, o: Instance): void {
     for (const h of this.handlers[event]) h(o);
   }
 }

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { DomainNotFound, DriverError, PowerState } from './driver.js';
 import type { DomainEvent, DomainSpec } from './driver.js';
 import { SimDriver } from './sim-driver.js';
+import { ManualClock } from '../testing/manual-clock.js';
 
 const GiB = 2 ** 30;
 
@@ -64,7 +65,63 @@ test('setFault fails every call of an operation until cleared; calls are counted
   d.setFault('powerOff', 'stuck');
   await assert.rejects(d.powerOff('kova-demo.ok', 10), (e: unknown) => e instanceof DriverError && /stuck/.test((e as Error).message));
   assert.equal((await d.getInfo('kova-demo.ok')).state, PowerState.Running);
-  assert.deepEqual(d.calls, { spawn: 4, powerOn: 0, powerOff: 1, reboot: 0 });
+  assert.deepEqual(d.calls, { spawn: 4, destroy: 0, powerOn: 0, powerOff: 1, reboot: 0, pause: 0, unpause: 0 });
+});
+
+test('every operation takes a fault: destroy, pause, unpause, power and reboot fail and change nothing', async () => {
+  const d = fast();
+  await d.spawn(spec('web'));
+  const id = 'kova-demo.web';
+  const ops: Array<[string, () => Promise<unknown>]> = [
+    ['destroy', () => d.destroy(id)],
+    ['pause', () => d.pause(id)],
+    ['unpause', () => d.unpause(id)],
+    ['powerOn', () => d.powerOn(id)],
+    ['powerOff', () => d.powerOff(id, 10)],
+    ['reboot', () => d.reboot(id)],
+  ];
+  for (const [op, call] of ops) {
+    d.setFault(op, `${op} refused`);
+    await assert.rejects(call(), (e: unknown) => e instanceof DriverError && (e as Error).message === `${op} refused`, op);
+    d.setFault(op, undefined);
+    assert.equal((await d.getInfo(id)).state, PowerState.Running, `${op} fault changed nothing`);
+    assert.equal(d.calls[op], 1, `${op} counted`);
+  }
+  await d.pause(id);
+  assert.equal((await d.getInfo(id)).state, PowerState.Paused, 'cleared faults: operations work again');
+});
+
+test('operations added later get faults through the same hook', async () => {
+  class WithAttach extends SimDriver {
+    async attach(): Promise<void> {
+      this.operation('attach');
+    }
+  }
+  const d = new WithAttach();
+  await d.attach();
+  d.setFault('attach', 'no more PCI slots');
+  await assert.rejects(d.attach(), /no more PCI slots/);
+  assert.equal(d.calls.attach, 2);
+});
+
+test('delays run on the injected clock: nothing happens until it advances', async () => {
+  const clock = new ManualClock();
+  const d = new SimDriver({ spawnMs: 50, stopMs: 20, clock });
+  let done = false;
+  const spawned = d.spawn(spec('web')).then((info) => ((done = true), info));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(done, false, 'still booting');
+  assert.equal((await d.getInfo('kova-demo.web')).state, PowerState.NoState);
+  clock.advance(49);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(done, false, 'not before spawnMs');
+  clock.advance(1);
+  assert.equal((await spawned).state, PowerState.Running);
+  const off = d.powerOff('kova-demo.web', 60_000);
+  await new Promise((r) => setImmediate(r));
+  clock.advance(20);
+  await off;
+  assert.equal((await d.getInfo('kova-demo.web')).state, PowerState.Shutdown);
 });
 
 test('spawn refuses invalid specs and claims beyond capacity × overcommit', async () => {

@@ -1,14 +1,24 @@
 // An in-process fake hypervisor with real state, like Nova's fake driver: a map of domains,
 // real capacity accounting, the same errors and events as a real driver, configurable delays
-// and injectable faults. Cheap enough that one process runs a hundred of them: timers only,
-// no polling.
+// on an injectable clock, and faults injectable into every operation. Cheap enough that one
+// process runs a hundred of them: timers only, no polling.
 import { randomUUID } from 'node:crypto';
 import { parseQuantity } from '../api/quantity.js';
+import type { Clock } from '../client/workqueue.js';
 import { DomainNotFound, DriverError, PowerState } from './driver.js';
 import type { ComputeDriver, DomainEvent, DomainEventReason, DomainInfo, DomainSpec, DriverCapabilities, HostInfo } from './driver.js';
 
-/** Operations a fault can be injected into. */
-export type SimOperation = 'spawn' | 'powerOn' | 'powerOff' | 'reboot';
+/** The driver operations; every one goes through SimDriver.operation, so faults can be injected into it. */
+export const SIM_OPERATIONS = ['spawn', 'destroy', 'powerOn', 'powerOff', 'reboot', 'pause', 'unpause'] as const;
+/** Operations a fault can be injected into: the known ones, and any added later (attach, migrate, ...). */
+export type SimOperation = (typeof SIM_OPERATIONS)[number] | (string & {});
+
+/** Real timers that keep the process alive while a domain boots (unlike the work queue's). */
+const simClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
 
 export interface SimPreset {
   vcpus: number;
@@ -41,6 +51,8 @@ export interface SimDriverOptions {
   /** Shown as Host.status.hypervisor. */
   hypervisor?: string;
   architecture?: string;
+  /** Times the delays above (tests pass a manual clock). */
+  clock?: Clock;
 }
 
 interface SimDomain {
@@ -53,7 +65,7 @@ interface SimDomain {
 
 export class SimDriver implements ComputeDriver {
   readonly name = 'sim' as const;
-  readonly capabilities: DriverCapabilities = { pause: true, reboot: true, gracefulShutdown: true };
+  readonly capabilities: DriverCapabilities = { pause: true, reboot: true, gracefulShutdown: true, hostNics: false };
 
   private readonly domains = new Map<string, SimDomain>();
   private readonly listeners = new Set<(e: DomainEvent) => void>();
@@ -65,11 +77,12 @@ export class SimDriver implements ComputeDriver {
   private readonly overcommit: { cpu: number; ram: number; disk: number };
   private readonly hypervisor: string;
   private readonly architecture: string;
+  private readonly clock: Clock;
   private spawnFailures: string[] = [];
   /** Operations that fail every time until cleared (setFault). */
   private readonly faults = new Map<SimOperation, string>();
   /** Calls per operation, failed ones included, for tests that count attempts. */
-  readonly calls: Record<SimOperation, number> = { spawn: 0, powerOn: 0, powerOff: 0, reboot: 0 };
+  readonly calls: Record<SimOperation, number> = { spawn: 0, destroy: 0, powerOn: 0, powerOff: 0, reboot: 0, pause: 0, unpause: 0 };
 
   constructor(opts: SimDriverOptions = {}) {
     const preset = typeof opts.preset === 'string' || opts.preset === undefined ? SIM_PRESETS[opts.preset ?? 'default'] : opts.preset;
@@ -82,6 +95,7 @@ export class SimDriver implements ComputeDriver {
     this.overcommit = { cpu: 16, ram: 1.5, disk: 1, ...opts.overcommit };
     this.hypervisor = opts.hypervisor ?? 'sim';
     this.architecture = opts.architecture ?? 'x86_64';
+    this.clock = opts.clock ?? simClock;
   }
 
   async init(): Promise<void> {}
@@ -103,7 +117,8 @@ export class SimDriver implements ComputeDriver {
   }
 
   async spawn(spec: DomainSpec): Promise<DomainInfo> {
-    this.calls.spawn++;
+    // A spawn fault fails after the delay (like a real spawn), leaving nothing behind.
+    this.count('spawn');
     validateSpec(spec);
     if (this.domains.has(spec.name)) throw new DriverError(`a domain named ${spec.name} already exists on this host`);
     this.checkRoom(spec);
@@ -123,6 +138,7 @@ export class SimDriver implements ComputeDriver {
   }
 
   async destroy(id: string): Promise<void> {
+    this.operation('destroy');
     const dom = this.domains.get(id);
     if (!dom) return;
     this.domains.delete(id);
@@ -131,8 +147,7 @@ export class SimDriver implements ComputeDriver {
   }
 
   async powerOff(id: string, timeoutMs: number): Promise<void> {
-    this.calls.powerOff++;
-    this.fault('powerOff');
+    this.operation('powerOff');
     const dom = this.get(id);
     if (isOff(dom.state)) return;
     const epoch = ++dom.epoch;
@@ -144,11 +159,10 @@ export class SimDriver implements ComputeDriver {
   }
 
   async powerOn(id: string): Promise<void> {
-    this.calls.powerOn++;
-    this.fault('powerOn');
+    this.operation('powerOn');
     const dom = this.get(id);
     if (dom.state === PowerState.Running) return;
-    if (dom.state === PowerState.Paused) return this.unpause(id);
+    if (dom.state === PowerState.Paused) return this.resume(id, dom);
     const epoch = ++dom.epoch;
     await this.delay(this.spawnMs);
     if (!this.current(id, dom, epoch)) throw new DriverError(`domain ${id} changed state while it was being started`);
@@ -157,8 +171,7 @@ export class SimDriver implements ComputeDriver {
   }
 
   async reboot(id: string): Promise<void> {
-    this.calls.reboot++;
-    this.fault('reboot');
+    this.operation('reboot');
     const dom = this.get(id);
     const epoch = ++dom.epoch;
     await this.delay(this.rebootMs);
@@ -168,6 +181,7 @@ export class SimDriver implements ComputeDriver {
   }
 
   async pause(id: string): Promise<void> {
+    this.operation('pause');
     const dom = this.get(id);
     if (dom.state === PowerState.Paused) return;
     if (dom.state !== PowerState.Running) throw new DriverError(`cannot pause domain ${id}: it is ${dom.state}, not Running`);
@@ -177,7 +191,11 @@ export class SimDriver implements ComputeDriver {
   }
 
   async unpause(id: string): Promise<void> {
-    const dom = this.get(id);
+    this.operation('unpause');
+    return this.resume(id, this.get(id));
+  }
+
+  private resume(id: string, dom: SimDomain): void {
     if (dom.state === PowerState.Running) return;
     if (dom.state !== PowerState.Paused) throw new DriverError(`cannot unpause domain ${id}: it is ${dom.state}, not Paused`);
     dom.state = PowerState.Running;
@@ -198,17 +216,27 @@ export class SimDriver implements ComputeDriver {
   }
 
   /**
-   * Makes every call of `op` fail with `message` until cleared with `undefined` (a host that
-   * is full, an image the hypervisor refuses). A failed spawn leaves nothing behind.
+   * Makes every call of `op` fail with DriverError(`message`) until cleared with `undefined`
+   * (a host that is full, an image the hypervisor refuses, a destroy that hangs up). A failed
+   * spawn leaves nothing behind; any other failed operation changes nothing.
    */
   setFault(op: SimOperation, message: string | undefined): void {
     if (message === undefined) this.faults.delete(op);
     else this.faults.set(op, message);
   }
 
-  private fault(op: SimOperation): void {
+  /**
+   * The hook every operation starts with (and operations added later, e.g. attach or migrate,
+   * must too): counts the call and throws the fault set for it, if any.
+   */
+  protected operation(op: SimOperation): void {
+    this.count(op);
     const message = this.faults.get(op);
     if (message !== undefined) throw new DriverError(message);
+  }
+
+  private count(op: SimOperation): void {
+    this.calls[op] = (this.calls[op] ?? 0) + 1;
   }
 
   /** The guest crashes: the domain ends Crashed, as a libvirt domain shut off with reason crashed. */
@@ -303,7 +331,7 @@ export class SimDriver implements ComputeDriver {
 
   private delay(ms: number): Promise<void> {
     const d = ms * (1 + this.jitter * Math.random());
-    return d <= 0 ? Promise.resolve() : new Promise((r) => setTimeout(r, d));
+    return d <= 0 ? Promise.resolve() : new Promise((r) => this.clock.setTimeout(r, d));
   }
 }
 

@@ -40,8 +40,9 @@ describe('slow: libvirt driver', () => {
     diskBytes: 1024 ** 3,
     image: guest.imagePath,
     userData: `#cloud-config\nruncmd:\n  - echo "KOVA-DRV-${id} $(hostname)"\n`,
-    networks: [{ network: 'private', mac: '52:54:00:00:20:01', ip: `${subnet}.10` }],
-    extra: { sshAuthorizedKeys: [KEY] },
+    // Resolved as the agent's resolver does on a host whose network agent made the tap.
+    networks: [{ network: 'private', mac: '52:54:00:00:20:01', ip: `${subnet}.10`, tap, address: `${subnet}.10/24`, gateway: `${subnet}.1` }],
+    sshAuthorizedKeys: [KEY],
   });
   const consoleLog = () => join(stateDir, 'domains', domain, 'console.log');
   const consoleText = () => readFile(consoleLog(), 'utf8').catch(() => '');
@@ -58,7 +59,6 @@ describe('slow: libvirt driver', () => {
     driver = new LibvirtDriver({
       stateDir,
       kvm: process.env.KOVA_TEST_KVM === '1',
-      resolveNic: async (nic) => ({ tap, address: `${nic.ip}/24`, gateway: `${subnet}.1` }),
     });
     await driver.init();
     unsubscribe = driver.onEvent((e) => events.push(e));
@@ -158,9 +158,8 @@ describe('slow: libvirt driver', () => {
     await assert.rejects(driver.getInfo(domain), DomainNotFound);
     assert.equal(existsSync(join(stateDir, 'domains', domain)), false);
     // A failure after define (start fails: no such bridge) must undefine the domain too.
-    const noBridge = new LibvirtDriver({ stateDir, kvm: false, resolveNic: async () => ({ bridge: `kvnobr${id}` }) });
-    await noBridge.init();
-    await assert.rejects(noBridge.spawn(spec()), DriverError);
+    const noBridge = { ...spec(), networks: [{ network: 'private', mac: '52:54:00:00:20:01', bridge: `kvnobr${id}` }] };
+    await assert.rejects(driver.spawn(noBridge), DriverError);
     await assert.rejects(driver.getInfo(domain), DomainNotFound);
     assert.equal(existsSync(join(stateDir, 'domains', domain)), false);
   });

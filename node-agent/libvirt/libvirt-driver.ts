@@ -9,10 +9,11 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { DomainNotFound, DriverError, PowerState } from '../driver.js';
-import type { ComputeDriver, DomainEvent, DomainEventReason, DomainInfo, DomainSpec, DriverCapabilities, HostInfo, NicSpec } from '../driver.js';
+import type { ComputeDriver, DomainEvent, DomainEventReason, DomainInfo, DomainSpec, DriverCapabilities, HostInfo } from '../driver.js';
 import type { ImageCache } from '../image-cache.js';
-import { KOVA_METADATA_NS, toDomainXml, type DirectBootSpec, type DiskFormat, type NicXmlSpec } from './domain-xml.js';
-import { buildNoCloudSeed, networkConfigForNics, type SeedNic } from './nocloud.js';
+import { libvirtDomainOf } from './domain-spec.js';
+import { KOVA_METADATA_NS, toDomainXml, type DirectBootSpec, type DiskFormat } from './domain-xml.js';
+import { buildNoCloudSeed } from './nocloud.js';
 import { parseDomState, parseEventLine, parseKeyValues, parseOwnerMetadata, Virsh, VirshError } from './virsh.js';
 
 const run = promisify(execFile);
@@ -24,33 +25,6 @@ export interface ResolvedImage {
   directBoot?: DirectBootSpec;
   /** Guest-visible size when known (saves a `qemu-img info`). */
   virtualSize?: number;
-}
-
-/** The instance has NICs but this host has no way to attach them (no network layer yet). */
-export class NetworkUnavailable extends DriverError {
-  constructor(message: string) {
-    super(message);
-    this.name = 'NetworkUnavailable';
-  }
-}
-
-/** How a NIC reaches its network on this host (exactly one of bridge, tap), and its L3 settings for the guest. */
-export interface ResolvedNic {
-  /** libvirt creates the tap and adds it to this host bridge. */
-  bridge?: string;
-  /** The network layer created this tap and wires it; libvirt only opens it (managed='no'). */
-  tap?: string;
-  /** Static address in CIDR form; the guest uses DHCP when omitted. */
-  address?: string;
-  gateway?: string;
-  dns?: string[];
-  mtu?: number;
-}
-
-/** What the agent may put in DomainSpec.extra for this driver. */
-export interface LibvirtSpecExtra {
-  /** The KeyPair's public key(s), merged into the user-data. */
-  sshAuthorizedKeys?: string[];
 }
 
 export interface LibvirtDriverOptions {
@@ -69,8 +43,6 @@ export interface LibvirtDriverOptions {
    * file, and the agent fills DomainSpec.image from it.
    */
   imageCache?: ImageCache;
-  /** Default: DriverError for any NIC (the network layer must supply this). */
-  resolveNic?: (nic: NicSpec, spec: DomainSpec) => Promise<ResolvedNic>;
   /** Domain memory floor: libvirt guests need some RAM to boot at all. */
   minMemoryBytes?: number;
 }
@@ -88,7 +60,7 @@ const EVENT_REASONS: Record<string, DomainEventReason | undefined> = {
 
 export class LibvirtDriver implements ComputeDriver {
   readonly name = 'libvirt' as const;
-  readonly capabilities: DriverCapabilities = { pause: true, reboot: true, gracefulShutdown: true };
+  readonly capabilities: DriverCapabilities = { pause: true, reboot: true, gracefulShutdown: true, hostNics: true };
 
   readonly imageCache?: ImageCache;
   private readonly virsh: Virsh;
@@ -188,48 +160,15 @@ export class LibvirtDriver implements ComputeDriver {
     const dir = join(this.domainsDir, spec.name);
     let defined = false;
     try {
+      const image = await (this.o.resolveImage ?? this.defaultImage)(spec.image);
+      // Pure and validated: a spec that cannot work fails here, before anything is made.
+      const plan = libvirtDomainOf(spec, { uuid: randomUUID(), kvm: this.kvm ?? false, dir, directBoot: image.directBoot, minMemoryBytes: this.o.minMemoryBytes ?? 64 * 1024 * 1024 });
       await rm(dir, { recursive: true, force: true }); // leftovers of a spawn that crashed midway
       await mkdir(dir, { mode: 0o711 });
-      const image = await (this.o.resolveImage ?? this.defaultImage)(spec.image);
-      const rootDisk = join(dir, 'root.qcow2');
       const size = Math.max(spec.diskBytes, image.virtualSize ?? (await virtualSize(image.path)));
-      await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', image.format, '-b', image.path, rootDisk, String(size)]);
-
-      const nics: NicXmlSpec[] = [];
-      const seedNics: SeedNic[] = [];
-      for (const n of spec.networks) {
-        if (!this.o.resolveNic) throw new NetworkUnavailable(`no way to attach network ${n.network} on this host: networking is not available to the libvirt driver yet`);
-        const r = await this.o.resolveNic(n, spec);
-        const mac = n.mac.toLowerCase();
-        if (r.tap !== undefined && r.bridge === undefined) nics.push({ mac, targetDev: r.tap, source: { type: 'tap' }, mtu: r.mtu });
-        else if (r.bridge !== undefined && r.tap === undefined) nics.push({ mac, source: { type: 'bridge', bridge: r.bridge }, mtu: r.mtu });
-        else throw new DriverError(`network ${n.network}: a NIC needs exactly one of a bridge or a tap`);
-        seedNics.push({ mac: n.mac.toLowerCase(), address: r.address, gateway: r.gateway, dns: r.dns, mtu: r.mtu });
-      }
-      const seedIso = join(dir, 'seed.iso');
-      const extra = (spec.extra ?? {}) as LibvirtSpecExtra;
-      await buildNoCloudSeed(seedIso, {
-        instanceId: spec.instanceUID,
-        hostname: spec.instanceKey.split('/').pop()!,
-        userData: spec.userData,
-        sshAuthorizedKeys: extra.sshAuthorizedKeys,
-        networkConfig: seedNics.length ? networkConfigForNics(seedNics) : undefined,
-      });
-      const minMem = this.o.minMemoryBytes ?? 64 * 1024 * 1024;
-      const xml = toDomainXml({
-        name: spec.name,
-        uuid: randomUUID(),
-        vcpus: spec.vcpus,
-        // QEMU sizes RAM in whole MiB (libvirt rounds up likewise); ask for what the guest gets.
-        memoryBytes: Math.max(minMem, Math.ceil(spec.memoryBytes / MiB) * MiB),
-        kvm: this.kvm ?? false,
-        rootDisk: { path: rootDisk, format: 'qcow2' },
-        seedIsoPath: seedIso,
-        nics,
-        consoleLogPath: join(dir, 'console.log'),
-        directBoot: image.directBoot,
-        owner: { instanceKey: spec.instanceKey, instanceUID: spec.instanceUID, clusterID: spec.clusterID },
-      });
+      await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', image.format, '-b', image.path, plan.domain.rootDisk.path, String(size)]);
+      await buildNoCloudSeed(plan.domain.seedIsoPath!, plan.seed);
+      const xml = toDomainXml(plan.domain);
       const xmlPath = join(dir, 'domain.xml');
       await writeFile(xmlPath, xml);
       await this.virsh.run('define', xmlPath);

@@ -1,8 +1,10 @@
-// What the agent should do next to an instance's domain: a pure function of the Instance's
-// runStrategy, its power annotations, what status says happened before, and the domain's
-// current state. The agent applies one action, re-reads the domain and asks again, so every
-// decision is level-triggered and survives agent restarts.
-import { PowerState } from './driver.js';
+// What the agent does next to an instance: a pure function of the Instance (deletion,
+// finalizer, runStrategy, power annotations, what status says happened before), the domain
+// observed on the host and the work queue's back-off. The agent applies one action, re-reads
+// the domain and asks again, so every decision is level-triggered and survives agent restarts.
+import type { Instance, RunStrategy } from '../../api/kinds/index.js';
+import { INSTANCE_FINALIZER } from '../../api/types.js';
+import { PowerState } from '../driver.js';
 
 export const ANNOTATION_RESTARTED_AT = 'kova.dev/restartedAt';
 export const ANNOTATION_PAUSED = 'kova.dev/paused';
@@ -12,8 +14,12 @@ export const ANNOTATION_POWER = 'kova.dev/power';
 export const REASON_STOPPED = 'Stopped';
 export const REASON_GUEST_SHUTDOWN = 'GuestShutdown';
 export const REASON_CRASHED = 'Crashed';
+/** Ready=False reason of a spawn that failed and is retried with back-off. */
+export const REASON_SPAWN_FAILED = 'SpawnFailed';
+/** Ready=False reason of a spec that cannot work (unknown flavor, ...): not retried until it changes. */
+export const REASON_INVALID_SPEC = 'InvalidSpec';
 
-export type RunStrategy = 'Always' | 'Halted' | 'Manual' | 'RerunOnFailure';
+export type { RunStrategy };
 
 /** The facts about an Instance the policy needs. */
 export interface PolicyInput {
@@ -91,4 +97,73 @@ export function nextAction(p: PolicyInput, state: PowerState | undefined): Power
   if (pauseRequested(p) && state === PowerState.Running) return { kind: 'pause' };
   if (!pauseRequested(p) && state === PowerState.Paused) return { kind: 'unpause' };
   return { kind: 'none' };
+}
+
+/** The facts of an Instance the decision needs, read once per reconcile and updated as actions run. */
+export interface InstanceFacts extends PolicyInput {
+  uid: string;
+  deleting: boolean;
+  hasFinalizer: boolean;
+  generation?: number;
+  observedGeneration?: number;
+  /** Failed spawns since the guest last started (status.spawnAttempts). */
+  spawnAttempts?: number;
+}
+
+export function factsOf(inst: Instance): InstanceFacts {
+  const status = inst.status ?? {};
+  return {
+    uid: inst.metadata.uid ?? '',
+    deleting: !!inst.metadata.deletionTimestamp,
+    hasFinalizer: (inst.metadata.finalizers ?? []).includes(INSTANCE_FINALIZER),
+    generation: inst.metadata.generation,
+    observedGeneration: status.observedGeneration,
+    spawnAttempts: status.spawnAttempts,
+    runStrategy: inst.spec?.runStrategy ?? 'Always',
+    annotations: inst.metadata.annotations ?? {},
+    startedAt: status.startedAt,
+    observedRestartedAt: status.observedRestartedAt,
+    readyReason: status.conditions?.find((c) => c.type === 'Ready')?.reason,
+  };
+}
+
+/** The domain as the driver reports it (undefined: no domain of this name on the host). */
+export interface ObservedDomain {
+  state: PowerState;
+  instanceUID?: string;
+}
+
+/** The work queue's back-off of the key (ReconcileContext). */
+export interface Backoff {
+  retryAt?: number;
+  now: number;
+}
+
+export type Decision =
+  /** Being deleted: destroy the domain, then drop the finalizer. */
+  | { kind: 'finalize' }
+  /** Binding adds the finalizer; without it a delete could complete before the domain is gone. */
+  | { kind: 'addFinalizer' }
+  /** The domain belongs to an earlier instance of the same name (a fenced host came back). */
+  | { kind: 'destroyStale' }
+  /** A spawn is wanted but the last one failed and its back-off has not ended: wait for it. */
+  | { kind: 'backoff' }
+  /** A spawn is wanted but the spec was found invalid for this generation: nothing to do until it changes. */
+  | { kind: 'invalid' }
+  | PowerAction;
+
+/**
+ * The next step for an instance bound to this host. `backoff` is only honoured for a spawn
+ * of the spec that failed (a new generation is worth an immediate try).
+ */
+export function decide(f: InstanceFacts, dom: ObservedDomain | undefined, backoff?: Backoff): Decision {
+  if (f.deleting) return { kind: 'finalize' };
+  if (!f.hasFinalizer) return { kind: 'addFinalizer' };
+  if (dom && dom.instanceUID !== f.uid) return { kind: 'destroyStale' };
+  const action = nextAction(f, dom?.state);
+  if (action.kind !== 'spawn') return action;
+  const sameSpec = f.observedGeneration === f.generation;
+  if (sameSpec && f.readyReason === REASON_INVALID_SPEC) return { kind: 'invalid' };
+  if (sameSpec && f.spawnAttempts && backoff?.retryAt !== undefined && backoff.now < backoff.retryAt) return { kind: 'backoff' };
+  return action;
 }

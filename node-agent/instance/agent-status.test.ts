@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { PowerState } from './driver.js';
-import { nextStatus, sameStatus } from './instance-status.js';
+import { PowerState } from '../driver.js';
+import { nextStatus, sameStatus } from './agent-status.js';
 
 const t0 = new Date('2026-01-01T00:00:00Z');
 const t1 = new Date('2026-01-01T00:01:00Z');

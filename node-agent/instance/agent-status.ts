@@ -1,28 +1,16 @@
-// The Instance status the agent writes, computed purely from the previous status and what the
-// agent observed and did in one reconcile. Unchanged inputs give a deep-equal status, which is
-// how the agent skips writes that would change nothing.
+// The Instance status the node agent writes, computed purely from the previous status and
+// what the agent observed and did in one reconcile. Unchanged inputs give a deep-equal status,
+// which is how the agent skips writes that would change nothing.
 import { isDeepStrictEqual } from 'node:util';
-import type { Condition } from '../api/types.js';
-import { nowRFC3339 } from '../api/types.js';
-import { PowerState } from './driver.js';
-import { REASON_CRASHED, REASON_GUEST_SHUTDOWN, REASON_STOPPED } from './power-policy.js';
+import type { InstancePhase, InstanceStatus } from '../../api/kinds/index.js';
+import type { Condition } from '../../api/types.js';
+import { nowRFC3339 } from '../../api/types.js';
+import { setCondition } from '../../api/conditions.js';
+import { PowerState } from '../driver.js';
+import { REASON_CRASHED, REASON_GUEST_SHUTDOWN, REASON_INVALID_SPEC, REASON_SPAWN_FAILED, REASON_STOPPED } from './decide.js';
 
-export type Phase = 'Pending' | 'Scheduling' | 'Provisioning' | 'Starting' | 'Running' | 'Stopping' | 'Stopped' | 'Failed' | 'Terminating';
-
-export interface InstanceStatus {
-  phase?: Phase;
-  hostName?: string;
-  domainUUID?: string;
-  powerState?: PowerState;
-  startedAt?: string;
-  restartCount?: number;
-  /** Failed attempts to start the guest since it last started (absent once it has). */
-  spawnAttempts?: number;
-  observedRestartedAt?: string;
-  observedGeneration?: number;
-  conditions?: Condition[];
-  [k: string]: unknown;
-}
+export type { InstanceStatus };
+export type CondSpec = Omit<Condition, 'lastTransitionTime'>;
 
 export interface Observation {
   generation?: number;
@@ -40,12 +28,12 @@ export interface Observation {
    * number in it): the attempts are counted in status.spawnAttempts.
    */
   failure?: string;
+  /** The failure is terminal (the spec cannot work): Ready reason InvalidSpec, not retried. */
+  terminal?: boolean;
   /** A phase for in-between writes (Starting before a spawn, Terminating on delete). */
   phase?: 'Starting' | 'Terminating';
   now?: Date;
 }
-
-type CondSpec = Omit<Condition, 'lastTransitionTime'>;
 
 /** The status after `o`, starting from `prev` (fields the agent does not own are kept). */
 export function nextStatus(prev: InstanceStatus | undefined, o: Observation): InstanceStatus {
@@ -67,14 +55,14 @@ export function nextStatus(prev: InstanceStatus | undefined, o: Observation): In
   if (o.observedRestartedAt !== undefined) s.observedRestartedAt = o.observedRestartedAt;
   if (o.generation !== undefined) s.observedGeneration = o.generation;
 
-  let phase: Phase;
+  let phase: InstancePhase;
   let ready: CondSpec;
   if (o.phase === 'Terminating') {
     phase = 'Terminating';
     ready = { type: 'Ready', status: 'False', reason: 'Terminating', message: 'the instance is being deleted' };
   } else if (o.failure !== undefined) {
     phase = 'Failed';
-    ready = { type: 'Ready', status: 'False', reason: 'SpawnFailed', message: o.failure };
+    ready = { type: 'Ready', status: 'False', reason: o.terminal ? REASON_INVALID_SPEC : REASON_SPAWN_FAILED, message: o.failure };
   } else if (o.phase === 'Starting' || state === PowerState.NoState) {
     phase = 'Starting';
     ready = { type: 'Ready', status: 'False', reason: 'Starting', message: 'the guest is being started' };
@@ -101,6 +89,27 @@ export function nextStatus(prev: InstanceStatus | undefined, o: Observation): In
   return stripUndefined(s);
 }
 
+/**
+ * The status of an instance that cannot be spawned yet (image, key pair or network not ready):
+ * phase Provisioning, Ready=False with the first waiting condition's reason, and `conds`.
+ */
+export function waitingStatus(prev: InstanceStatus | undefined, conds: readonly CondSpec[], why: string, generation: number | undefined): InstanceStatus {
+  const s: InstanceStatus = { ...(prev ?? {}) };
+  s.phase = 'Provisioning';
+  if (generation !== undefined) s.observedGeneration = generation;
+  delete s.powerState;
+  const reason = conds.find((c) => c.status === 'False')?.reason ?? 'Waiting';
+  let list = setCondition(prev?.conditions, { type: 'Ready', status: 'False', reason, message: why, observedGeneration: generation });
+  for (const c of conds) list = setCondition(list, c);
+  s.conditions = list;
+  return s;
+}
+
+/** True when every condition in `conds` is already in `list` as given (same status, reason, message). */
+export function hasConditions(list: readonly Condition[] | undefined, conds: readonly CondSpec[]): boolean {
+  return conds.every((c) => list?.some((b) => b.type === c.type && b.status === c.status && b.reason === c.reason && (b.message ?? '') === (c.message ?? '')));
+}
+
 function offCondition(state: PowerState | undefined, stoppedWhy: string | undefined, prevReady: Condition | undefined): CondSpec {
   if (stoppedWhy !== undefined) return { type: 'Ready', status: 'False', reason: REASON_STOPPED, message: `stopped by kova: ${stoppedWhy}` };
   if (state === PowerState.Crashed) return { type: 'Ready', status: 'False', reason: REASON_CRASHED, message: 'the guest crashed' };
@@ -110,16 +119,9 @@ function offCondition(state: PowerState | undefined, stoppedWhy: string | undefi
   return { type: 'Ready', status: 'False', reason: REASON_STOPPED, message: 'the guest is not running' };
 }
 
-/** Like meta.SetStatusCondition: lastTransitionTime moves only when the status changes. */
+/** setCondition without undefined fields, so equal conditions compare deep-equal. */
 function setCond(list: readonly Condition[] | undefined, next: CondSpec, now: Date): Condition[] {
-  const out = [...(list ?? [])];
-  const i = out.findIndex((c) => c.type === next.type);
-  const prev = i >= 0 ? out[i] : undefined;
-  const lastTransitionTime = prev && prev.status === next.status && prev.lastTransitionTime ? prev.lastTransitionTime : nowRFC3339(now);
-  const c = stripUndefined({ ...next, lastTransitionTime }) as Condition;
-  if (i >= 0) out[i] = c;
-  else out.push(c);
-  return out;
+  return setCondition(list, stripUndefined({ ...next }), now);
 }
 
 function stripUndefined<T extends object>(o: T): T {

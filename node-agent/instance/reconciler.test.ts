@@ -1,0 +1,154 @@
+// The agent's reconciler on the in-memory FakeClient and the sim driver with a manual clock:
+// fast (no etcd, no sleeps), and every driver fault and back-off path is reachable.
+import assert from 'node:assert/strict';
+import { beforeEach, test } from 'node:test';
+import type { Flavor, Image, Instance } from '../../api/kinds/index.js';
+import { FLAVORS, IMAGES, INSTANCES } from '../../api/kinds/index.js';
+import { INSTANCE_FINALIZER } from '../../api/types.js';
+import { TerminalError } from '../../client/controller.js';
+import type { ReconcileContext, Result } from '../../client/controller.js';
+import { EventRecorder } from '../../client/events.js';
+import { FakeClient } from '../../client/fake.js';
+import { ManualClock } from '../../testing/manual-clock.js';
+import { SimDriver } from '../sim-driver.js';
+import { InstanceAgentReconciler } from './reconciler.js';
+
+const NS = 'default';
+let fake: FakeClient;
+let clock: ManualClock;
+let driver: SimDriver;
+let r: InstanceAgentReconciler;
+let cached: Instance | undefined;
+const signal = new AbortController().signal;
+const req = { namespace: NS, name: 'web' };
+
+beforeEach(async () => {
+  fake = new FakeClient();
+  clock = new ManualClock();
+  driver = new SimDriver({ spawnMs: 50, stopMs: 20, clock });
+  await fake.create(FLAVORS, { metadata: { name: 'm1' }, spec: { vcpus: 1, memory: '512Mi', disk: '1Gi' } });
+  const img = await fake.create(IMAGES, { metadata: { namespace: NS, name: 'tiny' }, spec: { source: { file: { path: '/x' } } } });
+  await fake.replaceStatus(IMAGES, { ...img, status: { phase: 'Ready', sha256: 'a'.repeat(64), format: 'qcow2' } });
+  const inst = await fake.create<Instance>(INSTANCES, { metadata: { namespace: NS, name: 'web', finalizers: [INSTANCE_FINALIZER] }, spec: { flavor: 'm1', image: 'tiny' } });
+  await fake.replaceStatus(INSTANCES, { ...inst, status: { phase: 'Provisioning', hostName: 'h1' } });
+  image = await fake.get<Image>(IMAGES, NS, 'tiny');
+  r = new InstanceAgentReconciler({
+    client: fake,
+    hostName: 'h1',
+    driver,
+    getCached: () => cached,
+    recorder: new EventRecorder(fake, 'kova-agent', { log: () => {} }),
+    log: () => {},
+    startingAfterMs: 10,
+    clock,
+    resolve: {
+      flavor: (name) => fake.get<Flavor>(FLAVORS, undefined, name),
+      // The agent's caches (informers) stand in as what the fake holds.
+      images: { lookup: (_ns, name) => (name === image?.metadata.name ? image : undefined) },
+      keyPair: () => undefined,
+    },
+  });
+});
+let image: Image | undefined;
+
+/** One reconcile on the newest stored object, as after an informer event; the manual clock runs the sim. */
+async function reconcile(ctx?: ReconcileContext): Promise<Result | void> {
+  cached = await fake.get<Instance>(INSTANCES, NS, 'web');
+  const p = r.reconcile(req, signal, ctx);
+  // Let the sim's delays elapse on the manual clock while the reconcile runs.
+  let settled = false;
+  void p.then(() => (settled = true), () => (settled = true));
+  for (let i = 0; i < 200 && !settled; i++) {
+    await new Promise((res) => setImmediate(res));
+    clock.advance(10);
+  }
+  return p;
+}
+const status = async () => (await fake.get<Instance>(INSTANCES, NS, 'web'))!.status!;
+const ready = async () => (await status()).conditions?.find((c) => c.type === 'Ready');
+
+const statusWrites = () => fake.calls.filter((c) => c.verb === 'updateStatus' && c.resource === 'instances').length;
+
+test('resolves, spawns and reports Running; Starting first when the spawn is slow', async () => {
+  const w0 = statusWrites();
+  await reconcile();
+  const s = await status();
+  assert.equal(s.phase, 'Running');
+  assert.equal(s.powerState, 'Running');
+  assert.equal((await ready())?.reason, 'Running');
+  assert.equal(driver.calls.spawn, 1);
+  assert.equal(statusWrites() - w0, 2, 'Starting (the spawn took longer than startingAfterMs), then Running');
+  // Nothing changed: the next reconcile writes nothing and spawns nothing.
+  const w1 = statusWrites();
+  await reconcile();
+  assert.equal(statusWrites(), w1);
+  assert.equal(driver.calls.spawn, 1);
+});
+
+test('a failing spawn backs off with the work queue: reported once per attempt, not retried before due', async () => {
+  driver.setFault('spawn', 'host full');
+  assert.deepEqual(await reconcile(), { backoff: 'failed' });
+  let s = await status();
+  assert.equal(s.phase, 'Failed');
+  assert.equal(s.spawnAttempts, 1);
+  assert.equal((await ready())?.reason, 'SpawnFailed');
+  assert.match((await ready())!.message!, /host full/);
+  // Woken before the back-off ends (e.g. by our own status write): no spawn, no write.
+  const w = statusWrites();
+  assert.deepEqual(await reconcile({ failures: 1, retryAt: clock.now() + 1000, now: clock.now() }), { backoff: 'pending' });
+  assert.equal(driver.calls.spawn, 1);
+  assert.equal(statusWrites(), w);
+  // Due: tried again, counted.
+  assert.deepEqual(await reconcile({ failures: 1, retryAt: clock.now(), now: clock.now() }), { backoff: 'failed' });
+  assert.equal((await status()).spawnAttempts, 2);
+  driver.setFault('spawn', undefined);
+  assert.equal(await reconcile({ failures: 2, retryAt: clock.now(), now: clock.now() }), undefined);
+  s = await status();
+  assert.equal(s.phase, 'Running');
+  assert.equal(s.spawnAttempts, undefined, 'cleared once the guest started');
+});
+
+test('an unknown flavor is terminal: reported once (InvalidSpec), not retried until the spec changes', async () => {
+  await fake.delete(FLAVORS, undefined, 'm1');
+  await assert.rejects(reconcile(), (e: unknown) => e instanceof TerminalError && /flavor m1 not found/.test((e as Error).message));
+  assert.equal((await status()).phase, 'Failed');
+  assert.equal((await ready())?.reason, 'InvalidSpec');
+  // The write's own event wakes it: nothing to do, nothing written, nothing thrown.
+  const w = statusWrites();
+  assert.equal(await reconcile(), undefined);
+  assert.equal(statusWrites(), w);
+  assert.equal(driver.calls.spawn, 0);
+  // A new spec (generation) is worth a try.
+  await fake.mergePatch(INSTANCES, NS, 'web', { spec: { flavor: null, resources: { vcpus: 1, memory: '256Mi', disk: '1Gi' } } });
+  await reconcile();
+  assert.equal((await status()).phase, 'Running');
+});
+
+test('an Image that is not Ready: the instance waits (Provisioning, ImageReady=False), no spawn, no back-off', async () => {
+  image = undefined;
+  assert.deepEqual(await reconcile(), { requeueAfterMs: 30_000 });
+  const s = await status();
+  assert.equal(s.phase, 'Provisioning');
+  assert.equal(s.conditions?.find((c) => c.type === 'ImageReady')?.reason, 'ImageNotFound');
+  assert.equal(driver.calls.spawn, 0);
+});
+
+test('power faults surface as reconcile errors (the controller retries them); delete destroys, then drops the finalizer', async () => {
+  await reconcile();
+  await fake.mergePatch(INSTANCES, NS, 'web', { spec: { runStrategy: 'Halted' } });
+  driver.setFault('powerOff', 'qemu does not answer');
+  await assert.rejects(reconcile(), /qemu does not answer/);
+  driver.setFault('powerOff', undefined);
+  await reconcile();
+  assert.equal((await status()).phase, 'Stopped');
+  assert.equal((await ready())?.reason, 'Stopped');
+
+  await fake.delete(INSTANCES, NS, 'web');
+  driver.setFault('destroy', 'device busy');
+  await assert.rejects(reconcile(), /device busy/);
+  assert.ok(await fake.get(INSTANCES, NS, 'web'), 'the finalizer holds the instance while its domain exists');
+  driver.setFault('destroy', undefined);
+  await reconcile();
+  assert.equal(await fake.get(INSTANCES, NS, 'web'), undefined);
+  assert.equal(driver.usage().domains, 0);
+});

@@ -1,0 +1,311 @@
+// Reconciles one Instance bound to this host against its domain: resolve → decide → act.
+// decide.ts picks the next step from the instance, the observed domain and the work queue's
+// back-off; this file acts on it through the driver and writes the status that reports it
+// (status-writer.ts); a spawn first goes through the resolver (resolve.ts), the same for
+// every driver. Level-triggered: it re-reads the instance (informer cache) and the domain
+// (driver) each time, applies at most a few steps and asks decide() again after each.
+// Failures: a failed spawn is reported (status, an aggregated Event) and retried with the work
+// queue's back-off (one back-off: the controller's); a spec that cannot work (unknown Flavor,
+// InvalidSpec from the driver) is reported once and thrown as a TerminalError: not retried
+// until the instance changes.
+import type { Instance } from '../../api/kinds/index.js';
+import { setCondition } from '../../api/conditions.js';
+import { INSTANCE_FINALIZER } from '../../api/types.js';
+import { errorMessage, TerminalError } from '../../client/controller.js';
+import type { ReconcileContext, Reconciler, Request, Result } from '../../client/controller.js';
+import { INSTANCES } from '../../client/client.js';
+import type { ApiClient } from '../../client/client.js';
+import type { EventRecorder } from '../../client/events.js';
+import { realClock } from '../../client/workqueue.js';
+import type { Clock } from '../../client/workqueue.js';
+import { domainName, DomainNotFound, instanceKey, InvalidSpec } from '../driver.js';
+import type { ComputeDriver, DomainInfo } from '../driver.js';
+import { hasConditions, nextStatus, waitingStatus } from './agent-status.js';
+import type { CondSpec, Observation } from './agent-status.js';
+import { ANNOTATION_POWER, ANNOTATION_RESTARTED_AT, decide, factsOf } from './decide.js';
+import type { InstanceFacts } from './decide.js';
+import { resolveInstance } from './resolve.js';
+import type { ResolverDeps } from './resolve.js';
+import { AgentStatusWriter } from './status-writer.js';
+
+export interface InstanceAgentReconcilerOptions {
+  client: ApiClient;
+  hostName: string;
+  driver: ComputeDriver;
+  /** The informer cache of instances bound to this host. */
+  getCached: (namespace: string, name: string) => Instance | undefined;
+  recorder: EventRecorder;
+  /** What the resolver reads (caches only); hostName and hostNics come from above and the driver. */
+  resolve: Omit<ResolverDeps, 'hostName' | 'hostNics'>;
+  log: (msg: string) => void;
+  /** Grace for a clean shutdown before the guest is forced off (default 60 s). */
+  stopTimeoutMs?: number;
+  /** Report phase Starting when a spawn has not finished after this long (default 1 s). */
+  startingAfterMs?: number;
+  /** How often an instance waiting for its image or network is looked at again without events (default 30 s). */
+  waitRequeueMs?: number;
+  /** For the Starting timer (tests); the work queue has its own. */
+  clock?: Clock;
+}
+
+const MAX_ACTIONS = 6;
+
+export class InstanceAgentReconciler implements Reconciler {
+  readonly name: string;
+  /** Domain id of each instance key the agent has spawned or adopted. */
+  readonly domains = new Map<string, string>();
+  /** Status writes (from the writer), spawns, destroys and invalid specs reported. */
+  readonly stats: AgentStatusWriter['stats'] & { spawns: number; destroys: number; invalid: number };
+  private readonly status: AgentStatusWriter;
+  private readonly deps: ResolverDeps;
+  private readonly clock: Clock;
+
+  constructor(private readonly o: InstanceAgentReconcilerOptions) {
+    this.name = `agent-${o.hostName}`;
+    this.status = new AgentStatusWriter(o.client, o.hostName, o.getCached);
+    // The writer counts its writes; stats shows them with the rest (one object).
+    this.stats = Object.assign(this.status.stats, { spawns: 0, destroys: 0, invalid: 0 });
+    this.deps = { ...o.resolve, hostName: o.hostName, hostNics: o.driver.capabilities.hostNics };
+    this.clock = o.clock ?? realClock;
+  }
+
+  /** Forget what our writes returned once the informer has delivered something at least as new. */
+  observed(obj: Instance, deleted = false): void {
+    this.status.observed(obj, deleted);
+  }
+
+  async reconcile(req: Request, signal: AbortSignal, ctx?: ReconcileContext): Promise<Result | void> {
+    const ns = req.namespace!;
+    const key = instanceKey(ns, req.name);
+    let inst = this.status.current(ns, req.name);
+    if (!inst || inst.status?.hostName !== this.o.hostName) return this.cleanUpGone(key);
+    const id = domainName(ns, req.name, inst.metadata.uid!);
+    let dom = await this.info(id);
+    if (dom) this.domains.set(key, id);
+    const f = factsOf(inst);
+    const obs: Observation = { generation: inst.metadata.generation };
+    const restartWanted = f.annotations[ANNOTATION_RESTARTED_AT];
+    let result: Result | void = undefined;
+    /** Conditions learnt while preparing a spawn (ImageReady=True, ...), written with the status. */
+    const extraConds: CondSpec[] = [];
+
+    for (let step = 0; step < MAX_ACTIONS && !signal.aborted; step++) {
+      const d = decide(f, dom, step === 0 && ctx ? { retryAt: ctx.retryAt, now: ctx.now } : undefined);
+      switch (d.kind) {
+        case 'finalize':
+          return this.finalize(inst, key, id, dom);
+        case 'addFinalizer': {
+          const withFin = await this.o.client.addFinalizer<Instance>(INSTANCES, ns, req.name, INSTANCE_FINALIZER);
+          if (!withFin) return;
+          inst = this.status.remember(withFin);
+          f.hasFinalizer = true;
+          continue;
+        }
+        case 'destroyStale':
+          this.o.log(`${this.name}: destroying stale domain ${id} of an earlier ${key} (uid ${dom?.instanceUID})`);
+          await this.o.driver.destroy(id);
+          dom = undefined;
+          continue;
+        case 'backoff':
+          // Whatever woke us (our own status write, an unrelated update) must not retry early.
+          return { backoff: 'pending' };
+        case 'invalid':
+          return; // reported already (status, Event); nothing to do until the spec changes
+        case 'none':
+          // Nothing to reboot (the guest is kept off or absent): acknowledge the request.
+          if (restartWanted && restartWanted !== f.observedRestartedAt) obs.observedRestartedAt = restartWanted;
+          break;
+        case 'wait':
+          result = { requeueAfterMs: 500 };
+          break;
+        case 'spawn': {
+          const r = await this.spawn(inst, key, id, f, obs);
+          if ('done' in r) return r.done;
+          inst = r.inst;
+          dom = r.dom;
+          extraConds.push(...r.conds);
+          break;
+        }
+        default:
+          await this.power(inst, id, d, f, obs, dom);
+          dom = await this.info(id);
+      }
+      if (d.kind === 'none' || d.kind === 'wait') break;
+      if (obs.started && restartWanted) {
+        // A fresh boot satisfies a pending restart request.
+        f.observedRestartedAt = restartWanted;
+        obs.observedRestartedAt = restartWanted;
+      }
+      f.startedAt ??= obs.started ? 'now' : undefined;
+    }
+
+    // Say why a guest is off when kova keeps it off (not when the guest turned itself off).
+    if (obs.stoppedWhy === undefined && (f.runStrategy === 'Halted' || (f.runStrategy === 'Manual' && f.annotations[ANNOTATION_POWER] === 'Off'))) {
+      if (!dom || dom.state === 'Shutdown') obs.stoppedWhy = f.runStrategy === 'Halted' ? 'runStrategy is Halted' : `${ANNOTATION_POWER} is Off`;
+    }
+    obs.domain = dom ? { uuid: dom.uuid, state: dom.state } : undefined;
+    await this.writeStatus(inst, obs, extraConds);
+    return result;
+  }
+
+  /** Resolve, then spawn. `done` ends the reconcile (waiting, failed, invalid). */
+  private async spawn(inst: Instance, key: string, id: string, f: InstanceFacts, obs: Observation): Promise<{ done: Result | void } | { inst: Instance; dom: DomainInfo; conds: CondSpec[] }> {
+    const r = await resolveInstance(inst, this.deps);
+    if ('invalid' in r) return { done: await this.invalid(inst, key, obs, r.invalid) };
+    if ('wait' in r) return { done: await this.waitFor(inst, key, r.wait, r.why) };
+    // Starting is reported only when the spawn takes a while: a fast spawn goes from
+    // Provisioning straight to Running, saving one write per instance.
+    let starting: Promise<Instance> | undefined;
+    const timer = this.clock.setTimeout(() => (starting = this.writeStatus(inst, { ...obs, phase: 'Starting' }).catch((e) => {
+      this.o.log(`${this.name}: ${key}: could not report Starting: ${errorMessage(e)}`);
+      return inst;
+    })), this.o.startingAfterMs ?? 1000);
+    let dom: DomainInfo | undefined;
+    let failure: unknown;
+    try {
+      this.stats.spawns++;
+      dom = await this.o.driver.spawn(r.spec);
+    } catch (e) {
+      failure = e;
+    } finally {
+      this.clock.clearTimeout(timer);
+    }
+    const current = starting ? await starting : inst;
+    if (failure instanceof InvalidSpec) return { done: await this.invalid(current, key, obs, failure.message) };
+    if (failure !== undefined || !dom) return { done: await this.spawnFailed(current, key, obs, failure) };
+    this.domains.set(key, id);
+    obs.started = true;
+    f.readyReason = 'Running';
+    void this.o.recorder.normal(current, 'Started', `started domain on host ${this.o.hostName}`);
+    return { inst: current, dom, conds: r.conds };
+  }
+
+  private async power(inst: Instance, id: string, d: ReturnType<typeof decide>, f: InstanceFacts, obs: Observation, dom: DomainInfo | undefined): Promise<void> {
+    const { driver, recorder } = this.o;
+    switch (d.kind) {
+      case 'powerOn':
+        await driver.powerOn(id);
+        obs.started = true;
+        if (d.restart) {
+          obs.restarted = true;
+          const what = dom?.state === 'Crashed' ? 'the guest crashed' : 'the guest shut down';
+          void recorder.warning(inst, 'Restarted', `${what}; restarted it (runStrategy ${f.runStrategy})`);
+        } else {
+          void recorder.normal(inst, 'Started', `started domain on host ${this.o.hostName}`);
+        }
+        f.readyReason = 'Running';
+        return;
+      case 'powerOff':
+        void recorder.normal(inst, 'Stopping', `shutting the guest down: ${d.why}`);
+        await driver.powerOff(id, this.o.stopTimeoutMs ?? 60_000);
+        obs.stoppedWhy = d.why;
+        f.readyReason = 'Stopped';
+        void recorder.normal(inst, 'Stopped', `guest stopped: ${d.why}`);
+        return;
+      case 'reboot':
+        await driver.reboot(id);
+        obs.started = true;
+        void recorder.normal(inst, 'Rebooted', `rebooted the guest (${ANNOTATION_RESTARTED_AT} ${f.annotations[ANNOTATION_RESTARTED_AT]})`);
+        return;
+      case 'pause':
+        await driver.pause(id);
+        void recorder.normal(inst, 'Paused', 'paused the guest');
+        return;
+      case 'unpause':
+        await driver.unpause(id);
+        void recorder.normal(inst, 'Unpaused', 'resumed the guest');
+        return;
+    }
+  }
+
+  /**
+   * The instance cannot be spawned yet (image, key pair or network not ready): say so in its
+   * conditions (phase stays Provisioning, Ready=False) and look again later; Image, KeyPair
+   * and Port changes wake it earlier. Not a failure: no back-off, no Failed phase.
+   */
+  private async waitFor(inst: Instance, key: string, conds: CondSpec[], why: string): Promise<Result> {
+    const fresh = !hasConditions(inst.status?.conditions, conds);
+    const out = await this.status.write(inst, (prev) => waitingStatus(prev, conds, why, inst.metadata.generation));
+    if (fresh) {
+      this.o.log(`${this.name}: ${key}: waiting: ${why}`);
+      void this.o.recorder.normal(out, 'Waiting', why);
+    }
+    return { requeueAfterMs: this.o.waitRequeueMs ?? 30_000 };
+  }
+
+  /**
+   * Reports a failed spawn and hands the retry to the controller's back-off. The message is
+   * the same for identical attempts (the count is status.spawnAttempts), so the Warning Event
+   * is one Event whose count grows, and a retry changes nothing but the count.
+   */
+  private async spawnFailed(inst: Instance, key: string, obs: Observation, e: unknown): Promise<Result> {
+    const msg = `could not start the guest on host ${this.o.hostName}: ${errorMessage(e)}`;
+    const out = await this.writeStatus(inst, { ...obs, failure: msg, domain: undefined });
+    const n = out.status?.spawnAttempts ?? 1;
+    this.o.log(`${this.name}: ${key}: ${msg} (attempt ${n}; retrying with back-off)`);
+    void this.o.recorder.warning(out, 'Failed', msg);
+    return { backoff: 'failed' };
+  }
+
+  /**
+   * The spec cannot work as it is (unknown Flavor, a spec the driver refuses): Failed with
+   * Ready reason InvalidSpec, one Warning, and a TerminalError so the controller does not
+   * retry; decide() leaves it alone until the spec (its generation) changes.
+   */
+  private async invalid(inst: Instance, key: string, obs: Observation, why: string): Promise<never> {
+    const msg = `cannot start the guest: ${why}`;
+    this.stats.invalid++;
+    const out = await this.writeStatus(inst, { ...obs, failure: msg, terminal: true, domain: undefined });
+    void this.o.recorder.warning(out, 'InvalidSpec', msg);
+    throw new TerminalError(`${key}: ${msg}`);
+  }
+
+  private async finalize(inst: Instance, key: string, id: string, dom: DomainInfo | undefined): Promise<void> {
+    const ns = inst.metadata.namespace!;
+    const name = inst.metadata.name!;
+    const ours = (inst.metadata.finalizers ?? []).includes(INSTANCE_FINALIZER);
+    if (ours) {
+      const current = await this.writeStatus(inst, { generation: inst.metadata.generation, phase: 'Terminating' });
+      if (dom) void this.o.recorder.normal(current, 'Killing', `destroying the domain on host ${this.o.hostName}`);
+    }
+    await this.o.driver.destroy(id);
+    const known = this.domains.get(key);
+    if (known && known !== id) await this.o.driver.destroy(known);
+    this.domains.delete(key);
+    this.stats.destroys++;
+    if (ours) await this.o.client.removeFinalizer(INSTANCES, ns, name, INSTANCE_FINALIZER);
+    this.status.forget(key);
+  }
+
+  /** The instance is gone or bound elsewhere: its domain here must go too. */
+  private async cleanUpGone(key: string): Promise<void> {
+    this.status.forget(key);
+    const id = this.domains.get(key);
+    if (!id) return;
+    const dom = await this.info(id);
+    if (dom && dom.instanceKey === key) {
+      this.o.log(`${this.name}: ${key} is no longer bound to this host; destroying domain ${id}`);
+      await this.o.driver.destroy(id);
+      this.stats.destroys++;
+    }
+    this.domains.delete(key);
+  }
+
+  private async info(id: string): Promise<DomainInfo | undefined> {
+    try {
+      return await this.o.driver.getInfo(id);
+    } catch (e) {
+      if (e instanceof DomainNotFound) return undefined;
+      throw e;
+    }
+  }
+
+  /** Writes the status `obs` leads to (plus `extraConds`), unless it equals the current one. */
+  private writeStatus(inst: Instance, obs: Observation, extraConds: CondSpec[] = []): Promise<Instance> {
+    return this.status.write(inst, (prev) => {
+      const next = nextStatus(prev, obs);
+      for (const c of extraConds) next.conditions = setCondition(next.conditions, c, obs.now);
+      return next;
+    });
+  }
+}
