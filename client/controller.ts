@@ -2,7 +2,7 @@
 // The reconciler gets only {namespace, name} and reads the world itself (level-triggered), so
 // duplicate or missed events are harmless; a thrown error retries with back-off.
 import type { KObject } from '../api/types.js';
-import type { KovaClient } from './client.js';
+import type { ApiClient } from './client.js';
 import type { Informer, InformerEvent } from './informer.js';
 import { RateLimitedQueue } from './rate-limited-queue.js';
 import type { RateLimiter } from './rate-limited-queue.js';
@@ -179,7 +179,7 @@ export class Controller {
 
 /** What every start*Controller function takes. */
 export interface ControllerStartOptions {
-  client: KovaClient;
+  client: ApiClient;
   /** Stops the controller when aborted. */
   signal: AbortSignal;
   /** Informers shared with the other controllers of the process (default: its own). */

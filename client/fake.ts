@@ -17,13 +17,11 @@
 // compact() expires old resourceVersions; closeWatches() ends every watch as a server restart
 // would; settle() waits until every watch event has been delivered.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { setCondition } from '../api/conditions.js';
+import { planBinding } from '../api/binding.js';
 import { FLAVORS, HOSTS, INSTANCES } from '../api/kinds/index.js';
-import { formatQuantity } from '../api/quantity.js';
-import { formatResources, instanceRequest, parseLenient, subtract, sumQuantities } from '../api/resources.js';
-import type { ResourceQuantities } from '../api/resources.js';
-import type { Condition, KObject } from '../api/types.js';
-import { INSTANCE_FINALIZER, nowRFC3339, qualifiedKind, qualifiedResource } from '../api/types.js';
+import type { Flavor, Host, Instance } from '../api/kinds/index.js';
+import type { KObject } from '../api/types.js';
+import { nowRFC3339, qualifiedKind, qualifiedResource } from '../api/types.js';
 import { ApiError, apiVersionOf, editFinalizers, NAMESPACES, readModifyWrite, retryConflicts } from './client.js';
 import type {
   ApiClient, BindResources, DeleteOptions, JsonPatchOp, Kind, ListOptions, ListResult, NewObject, WatchEventType, WatchHandle, WatchOptions, WriteOptions,
@@ -435,57 +433,25 @@ export class FakeClient implements ApiClient {
   }
 
   /**
-   * apiserver/binding.ts's contract: the request is the Flavor's (or spec.resources), not
-   * `resources`; an instance already bound to `host` is returned as is; bound elsewhere, being
-   * deleted, a fenced host or no room is a 409 (no room: the message starts with "insufficient").
-   * On success the Instance gets status.hostName, phase Provisioning (from Pending/Scheduling),
-   * the Scheduled condition and the instance-protection finalizer, and the Host an allocation,
-   * both in one write (one resourceVersion, as one etcd transaction).
+   * The binding subresource, deciding as the API server does (api/binding.ts planBinding: the
+   * request is the Flavor's or spec.resources, not `resources`; refusals are 409s with typed
+   * causes); the Instance and the Host are written in one step (one resourceVersion, as one
+   * etcd transaction).
    */
   async bind<T extends KObject = KObject>(namespace: string, name: string, host: string, _resources: BindResources): Promise<T> {
     this.begin('bind', INSTANCES, namespace, name);
-    const instance = this.current(INSTANCES, namespace, name);
-    const h = this.store(HOSTS).get(this.key(undefined, host));
+    const instance = this.current(INSTANCES, namespace, name) as Instance;
+    const h = this.store(HOSTS).get(this.key(undefined, host)) as Host | undefined;
     if (!h) throw notFound(HOSTS, host);
-    const why = (msg: string) => conflict(INSTANCES, name, msg);
-    const bound = (instance.status as { hostName?: string } | undefined)?.hostName;
-    if (bound === host) return clone(instance) as T;
-    if (bound) throw why(`instance is already bound to host ${bound}`);
-    if (instance.metadata.deletionTimestamp) throw why('instance is being deleted');
-    if ((h.spec as { fenced?: boolean } | undefined)?.fenced) throw why(`host ${host} is fenced`);
-    const r = instanceRequest(instance, (f) => this.store(FLAVORS).get(this.key(undefined, f)));
-    if ('flavorNotFound' in r) throw why(`flavor "${r.flavorNotFound}" not found`);
-    if ('invalid' in r) throw why(`cannot size the instance: ${r.invalid}`);
-    const req = r.req;
-    const hostStatus = (h.status ?? {}) as Record<string, unknown> & { allocatable?: ResourceQuantities; allocations?: Array<ResourceQuantities & { uid: string }> };
-    const uid = instance.metadata.uid!;
-    const allocs = (hostStatus.allocations ?? []).filter((a) => a.uid !== uid);
-    if (!hostStatus.allocatable) throw statusError(409, 'Conflict', 'insufficient resources: the host reports no allocatable resources yet');
-    const free = subtract(parseLenient(hostStatus.allocatable), sumQuantities(allocs));
-    const short: string[] = [];
-    if (req.vcpus > free.vcpus) short.push(`vcpus (requested ${req.vcpus}, free ${free.vcpus})`);
-    if (req.memoryBytes > free.memoryBytes) short.push(`memory (requested ${formatQuantity(req.memoryBytes)}, free ${formatQuantity(Math.max(0, free.memoryBytes))})`);
-    if (req.diskBytes > free.diskBytes) short.push(`disk (requested ${formatQuantity(req.diskBytes)}, free ${formatQuantity(Math.max(0, free.diskBytes))})`);
-    if (short.length) throw statusError(409, 'Conflict', `insufficient ${short.join(', ')} on host ${host}`, { name, group: 'kova.dev', kind: 'instances' });
-
-    const nextAllocs = [...allocs, { uid, instance: `${namespace}/${name}`, ...formatResources(req) }];
-    const nextHost: KObject = { ...clone(h), status: { ...clone(hostStatus), allocations: nextAllocs, allocated: formatResources(sumQuantities(nextAllocs)) } };
-    const st = clone((instance.status ?? {}) as Record<string, unknown> & { conditions?: Condition[]; phase?: string });
-    const fins = instance.metadata.finalizers ?? [];
-    const nextInstance: KObject = {
-      ...clone(instance),
-      status: {
-        ...st,
-        hostName: host,
-        phase: !st.phase || st.phase === 'Pending' || st.phase === 'Scheduling' ? 'Provisioning' : st.phase,
-        conditions: setCondition(st.conditions, { type: 'Scheduled', status: 'True', reason: 'Scheduled', message: `bound to host ${host}` }),
-      },
-    };
-    nextInstance.metadata.finalizers = fins.includes(INSTANCE_FINALIZER) ? [...fins] : [...fins, INSTANCE_FINALIZER];
+    const flavorName = instance.status?.hostName ? undefined : instance.spec?.flavor;
+    const flavor = flavorName ? (this.store(FLAVORS).get(this.key(undefined, flavorName)) as Flavor | undefined) : undefined;
+    const plan = planBinding(clone(instance), clone(h), flavor && clone(flavor));
+    if ('alreadyBound' in plan) return clone(instance) as unknown as T;
+    if ('refused' in plan) throw statusError(409, 'Conflict', plan.refused.message, { name, group: 'kova.dev', kind: 'instances', causes: plan.refused.causes });
     const rv = ++this.rv;
-    this.commit(INSTANCES, nextInstance, instance, rv);
-    this.commit(HOSTS, nextHost, h, rv);
-    return clone(nextInstance) as T;
+    this.commit(INSTANCES, plan.instance, instance, rv);
+    this.commit(HOSTS, plan.host, h, rv);
+    return clone(plan.instance) as unknown as T;
   }
 
   /** Events are delivered asynchronously (a macrotask after the write), in resourceVersion order. */

@@ -6,7 +6,7 @@ import { HOSTS, INSTANCES } from '../../api/kinds/index.js';
 import type { Host, HostAllocation, Instance } from '../../api/kinds/index.js';
 import type { KObject } from '../../api/types.js';
 import { LEASES } from '../../client/client.js';
-import type { KovaClient } from '../../client/client.js';
+import type { ApiClient } from '../../client/client.js';
 import type { Reconciler, Request, Result } from '../../client/controller.js';
 import { splitInstanceKey, staleReason } from './allocations.js';
 import type { Condition } from '../../api/conditions.js';
@@ -33,7 +33,7 @@ export interface EventSink {
 }
 
 export interface HostReconcilerDeps {
-  client: KovaClient;
+  client: ApiClient;
   hosts: ObjectCache<Host>;
   leases: ObjectCache<KObject & HeartbeatLease>;
   /** Instances bound to a host, from the cache (`status.hostName`). */

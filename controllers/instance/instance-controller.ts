@@ -7,7 +7,7 @@
 //   an earlier binding, e.g. before an evacuation) is removed so the deletion completes.
 import { FLAVORS, IMAGES, INSTANCES } from '../../api/kinds/index.js';
 import type { Flavor, Image, Instance } from '../../api/kinds/index.js';
-import type { KovaClient } from '../../client/client.js';
+import type { ApiClient } from '../../client/client.js';
 import { controllerFor, withDefaults } from '../../client/controller.js';
 import type { ControllerHandle, ControllerStartOptions, Reconciler, Request, Result } from '../../client/controller.js';
 import { EventRecorder } from '../../client/events.js';
@@ -17,7 +17,7 @@ import { applyUnboundStatus, validatedCondition } from './unbound-status.js';
 import type { References } from './unbound-status.js';
 
 export interface InstanceReconcilerDeps {
-  client: KovaClient;
+  client: ApiClient;
   instances: { get(namespace: string | undefined, name: string): Instance | undefined };
   refs: References;
   events?: EventSink;

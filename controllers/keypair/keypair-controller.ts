@@ -2,7 +2,7 @@
 // spec.publicKey, and a Ready condition that says whether the key parses.
 import { KEYPAIRS } from '../../api/kinds/index.js';
 import type { KeyPair } from '../../api/kinds/index.js';
-import type { KovaClient } from '../../client/client.js';
+import type { ApiClient } from '../../client/client.js';
 import { controllerFor, errorMessage, withDefaults } from '../../client/controller.js';
 import type { ControllerHandle, ControllerStartOptions, Reconciler, Request } from '../../client/controller.js';
 import { EventRecorder } from '../../client/events.js';
@@ -28,7 +28,7 @@ export function planKeyPairStatus(publicKey: string | undefined, generation?: nu
 export class KeyPairReconciler implements Reconciler {
   readonly name = 'keypair';
   constructor(
-    private readonly client: KovaClient,
+    private readonly client: ApiClient,
     private readonly keypairs: { get(namespace: string | undefined, name: string): KeyPair | undefined },
     private readonly recorder: Pick<EventRecorder, 'warning'>,
   ) {}

@@ -15,6 +15,7 @@ import type { AllocationRatios, Resources } from '../../api/resources.js';
 import type { Condition } from '../../api/types.js';
 import { nowRFC3339 } from '../../api/types.js';
 import { ApiError, KovaClient } from '../../client/client.js';
+import type { ApiClient } from '../../client/client.js';
 import { controllerFor, errorMessage, keyOfObject, withDefaults } from '../../client/controller.js';
 import type { Controller, ControllerStartOptions, Reconciler, Request } from '../../client/controller.js';
 import { EventRecorder } from '../../client/events.js';
@@ -42,7 +43,7 @@ export interface SchedulerStats {
 }
 
 export interface SchedulerReconcilerDeps {
-  client: Pick<KovaClient, 'bind' | 'updateStatus'>;
+  client: Pick<ApiClient, 'bind' | 'updateStatus'>;
   instances: { get(namespace: string | undefined, name: string): Instance | undefined };
   flavors: { get(namespace: string | undefined, name: string): Flavor | undefined };
   /** Queues a reconcile of "namespace/name" (the controller's enqueueKey). */
@@ -228,7 +229,7 @@ export class SchedulerReconciler implements Reconciler {
 
 export interface SchedulerOptions extends Omit<ControllerStartOptions, 'client'> {
   /** A client, or a kubeconfig path to make one from (closed on stop). */
-  client?: KovaClient;
+  client?: ApiClient;
   kubeconfig?: string;
   /** spread (default: most free memory first) or pack; or explicit weighers. */
   weigher?: WeigherPolicy | readonly Weigher[];
