@@ -16,7 +16,7 @@ export const REASON_GUEST_SHUTDOWN = 'GuestShutdown';
 export const REASON_CRASHED = 'Crashed';
 /** Ready=False reason of a spawn that failed and is retried with back-off. */
 export const REASON_SPAWN_FAILED = 'SpawnFailed';
-/** Ready=False reason of a spec that cannot work (unknown flavor, ...): not retried until it changes. */
+/** Ready=False reason of a spec that cannot work (no flavor nor resources, a spec the driver refuses): not retried until it changes. */
 export const REASON_INVALID_SPEC = 'InvalidSpec';
 
 export type { RunStrategy };

@@ -108,9 +108,28 @@ test('a failing spawn backs off with the work queue: reported once per attempt, 
   assert.equal(s.spawnAttempts, undefined, 'cleared once the guest started');
 });
 
-test('an unknown flavor is terminal: reported once (InvalidSpec), not retried until the spec changes', async () => {
+test('an unknown flavor: the instance waits (FlavorReady=False) and runs once the Flavor exists', async () => {
+  const m1 = await fake.get<Flavor>(FLAVORS, undefined, 'm1');
   await fake.delete(FLAVORS, undefined, 'm1');
-  await assert.rejects(reconcile(), (e: unknown) => e instanceof TerminalError && /flavor m1 not found/.test((e as Error).message));
+  assert.deepEqual(await reconcile(), { requeueAfterMs: 30_000 });
+  let s = await status();
+  assert.equal(s.phase, 'Provisioning');
+  assert.equal(s.conditions?.find((c) => c.type === 'FlavorReady')?.reason, 'FlavorNotFound');
+  assert.equal(driver.calls.spawn, 0);
+  // Waiting again writes nothing new.
+  const w = statusWrites();
+  assert.deepEqual(await reconcile(), { requeueAfterMs: 30_000 });
+  assert.equal(statusWrites(), w);
+  await fake.create<Flavor>(FLAVORS, { metadata: { name: 'm1' }, spec: m1!.spec });
+  await reconcile();
+  s = await status();
+  assert.equal(s.phase, 'Running');
+});
+
+test('an unsizable spec is terminal: reported once (InvalidSpec), not retried until the spec changes', async () => {
+  // Neither a flavor nor resources (the API refuses this; a stale or hand-made object may not).
+  await fake.mergePatch(INSTANCES, NS, 'web', { spec: { flavor: null } });
+  await assert.rejects(reconcile(), (e: unknown) => e instanceof TerminalError && /cannot size the instance/.test((e as Error).message));
   assert.equal((await status()).phase, 'Failed');
   assert.equal((await ready())?.reason, 'InvalidSpec');
   // The write's own event wakes it: nothing to do, nothing written, nothing thrown.
@@ -119,7 +138,7 @@ test('an unknown flavor is terminal: reported once (InvalidSpec), not retried un
   assert.equal(statusWrites(), w);
   assert.equal(driver.calls.spawn, 0);
   // A new spec (generation) is worth a try.
-  await fake.mergePatch(INSTANCES, NS, 'web', { spec: { flavor: null, resources: { vcpus: 1, memory: '256Mi', disk: '1Gi' } } });
+  await fake.mergePatch(INSTANCES, NS, 'web', { spec: { resources: { vcpus: 1, memory: '256Mi', disk: '1Gi' } } });
   await reconcile();
   assert.equal((await status()).phase, 'Running');
 });

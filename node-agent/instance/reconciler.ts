@@ -5,7 +5,7 @@
 // every driver. Level-triggered: it re-reads the instance (informer cache) and the domain
 // (driver) each time, applies at most a few steps and asks decide() again after each.
 // Failures: a failed spawn is reported (status, an aggregated Event) and retried with the work
-// queue's back-off (one back-off: the controller's); a spec that cannot work (unknown Flavor,
+// queue's back-off (one back-off: the controller's); a spec that cannot work (unsizable,
 // InvalidSpec from the driver) is reported once and thrown as a TerminalError: not retried
 // until the instance changes.
 import type { Instance } from '../../api/kinds/index.js';
@@ -248,7 +248,7 @@ export class InstanceAgentReconciler implements Reconciler {
   }
 
   /**
-   * The spec cannot work as it is (unknown Flavor, a spec the driver refuses): Failed with
+   * The spec cannot work as it is (unsizable, or a spec the driver refuses): Failed with
    * Ready reason InvalidSpec, one Warning, and a TerminalError so the controller does not
    * retry; decide() leaves it alone until the spec (its generation) changes.
    */

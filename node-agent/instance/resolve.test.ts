@@ -58,8 +58,10 @@ test('a sim instance resolves to a full DomainSpec: sizes, image name, keys, NIC
   assert.deepEqual(r.conds.map((c) => [c.type, c.status]), [['ImageReady', 'True']]);
 });
 
-test('an unknown flavor or an unsizable spec is invalid (terminal), not a wait', async () => {
-  assert.deepEqual(await resolveInstance(instance({ flavor: 'nope' }), deps()), { invalid: 'flavor nope not found' });
+test('an unknown flavor is a wait (it may be created later); an unsizable spec is invalid (terminal)', async () => {
+  assert.deepEqual(await resolveInstance(instance({ flavor: 'nope' }), deps()), {
+    why: 'flavor nope not found', wait: [{ type: 'FlavorReady', status: 'False', reason: 'FlavorNotFound', message: 'flavor nope not found' }],
+  });
   const r = await resolveInstance(instance({ flavor: undefined }), deps());
   assert.ok('invalid' in r && /neither spec.flavor nor spec.resources/.test(r.invalid));
 });

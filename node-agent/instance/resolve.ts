@@ -46,7 +46,7 @@ export type Resolution =
   | { spec: DomainSpec; conds: CondSpec[] }
   /** Not yet: the conditions it waits for, and why in one sentence. */
   | { wait: CondSpec[]; why: string }
-  /** Never, as specified (unknown Flavor, unsizable spec): terminal until the spec changes. */
+  /** Never, as specified (unsizable spec): terminal until the spec changes. */
   | { invalid: string };
 
 /** API errors are not caught: the controller retries them with back-off. */
@@ -59,7 +59,9 @@ export async function resolveInstance(inst: Instance, d: ResolverDeps): Promise<
 
   const flavor = spec.flavor ? await d.flavor(spec.flavor) : undefined;
   const req = instanceRequest(inst, () => flavor);
-  if ('flavorNotFound' in req) return { invalid: `flavor ${req.flavorNotFound} not found` };
+  // A Flavor may be created after the Instance that names it (apply order, GitOps): wait and
+  // look again, as a Pod waits for its ConfigMap, rather than fail for good.
+  if ('flavorNotFound' in req) return waiting('FlavorReady', 'FlavorNotFound', `flavor ${req.flavorNotFound} not found`);
   if ('invalid' in req) return { invalid: `cannot size the instance: ${req.invalid}` };
 
   const imageName = spec.image ?? '';
