@@ -204,6 +204,9 @@ export function withDefaults<O extends ControllerStartOptions>(opts: O): O & { l
 /** The requests an informer event maps to: none, one, or several. */
 export type EventMapper<T> = (obj: T, event: InformerEvent) => Request | readonly Request[] | undefined | void;
 
+/** What start() does with an informer, whatever its object type. */
+type SyncedCache = Pick<Informer<KObject>, 'start' | 'stop' | 'waitForSync'>;
+
 const ALL_EVENTS: readonly InformerEvent[] = ['add', 'update', 'delete'];
 const self = (o: KObject): Request => ({ namespace: o.metadata.namespace, name: o.metadata.name ?? '' });
 
@@ -220,7 +223,7 @@ const self = (o: KObject): Request => ({ namespace: o.metadata.namespace, name: 
  */
 export class ControllerBuilder {
   readonly controller: Controller;
-  private readonly informers = new Set<Informer<KObject>>();
+  private readonly informers = new Set<SyncedCache>();
 
   constructor(reconciler: Reconciler, opts: ControllerOptions = {}) {
     this.controller = new Controller(reconciler, opts);
@@ -228,7 +231,7 @@ export class ControllerBuilder {
 
   /** Enqueues what `map` returns for each of `events` (default: the object itself, on every event). */
   watches<T extends KObject>(informer: Informer<T>, map: EventMapper<T> = self, events: readonly InformerEvent[] = ALL_EVENTS): this {
-    this.informers.add(informer as unknown as Informer<KObject>);
+    this.informers.add(informer);
     for (const ev of events) {
       informer.on(ev, (o) => {
         const out = map(o, ev);
@@ -241,7 +244,7 @@ export class ControllerBuilder {
   }
 
   /** Informers the reconciler reads without reacting to their events: started and synced with the rest. */
-  reads(...informers: Array<Informer<KObject>>): this {
+  reads(...informers: SyncedCache[]): this {
     for (const inf of informers) this.informers.add(inf);
     return this;
   }

@@ -2,7 +2,7 @@
 // let the store decide through claims. A stale cache only costs extra attempts, never duplicates.
 import type { KObject } from '../../api/types.js';
 import { defaultGateway, isUsable, macForPort, parseCIDR, usableAddresses } from '../../api/net/ipam.js';
-import type { KovaClient } from '../../client/client.js';
+import type { ApiClient } from '../../client/client.js';
 import { claim } from './claims.js';
 import type { AddressClaim } from '../../api/kinds/index.js';
 
@@ -27,7 +27,7 @@ export type AllocateResult =
   | { ok: true; value: string }
   | { ok: false; reason: 'AddressInUse' | 'AddressesExhausted' | 'InvalidAddress'; message: string };
 
-export async function allocateIP(client: KovaClient, r: AllocateIPRequest): Promise<AllocateResult> {
+export async function allocateIP(client: ApiClient, r: AllocateIPRequest): Promise<AllocateResult> {
   const net = r.network;
   const cidr = parseCIDR(net.cidr);
   const gateway = net.gateway ?? defaultGateway(net.cidr);
@@ -65,7 +65,7 @@ export function cachedIPClaims(claims: readonly AddressClaim[], networkUID: stri
 }
 
 /** A MAC for a port: `requested`, or deterministic from its uid, retried with other values on a collision. */
-export async function allocateMAC(client: KovaClient, network: { namespace: string; name: string; uid: string }, owner: KObject, requested?: string): Promise<AllocateResult> {
+export async function allocateMAC(client: ApiClient, network: { namespace: string; name: string; uid: string }, owner: KObject, requested?: string): Promise<AllocateResult> {
   if (requested !== undefined) {
     const mac = requested.toLowerCase();
     if ((await claim(client, { type: 'MAC', value: mac, network, owner })) === 'claimed') return { ok: true, value: mac };

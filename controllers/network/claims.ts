@@ -3,7 +3,7 @@
 // transaction, so two writers can never both hold a value, whatever their caches say.
 import type { KObject } from '../../api/types.js';
 import { isAlreadyExists, isNotFound } from '../../client/client.js';
-import type { KovaClient } from '../../client/client.js';
+import type { ApiClient } from '../../client/client.js';
 import { ADDRESS_CLAIMS } from '../../api/kinds/index.js';
 import type { AddressClaim } from '../../api/kinds/index.js';
 import { ownerRef, SYSTEM_NAMESPACE } from '../../api/net/rules.js';
@@ -41,7 +41,7 @@ function holder(o: KObject): string {
  * Claims `value` for `owner`. Returns `claimed` when the claim is (or already was) the owner's,
  * `taken` when another object holds it.
  */
-export async function claim(client: KovaClient, r: ClaimRequest): Promise<ClaimResult> {
+export async function claim(client: ApiClient, r: ClaimRequest): Promise<ClaimResult> {
   const vni = r.type === 'VNI';
   const namespace = vni ? SYSTEM_NAMESPACE : r.network.namespace;
   const name = claimName(r.type, r.network.uid, r.value);
@@ -71,7 +71,7 @@ export async function claim(client: KovaClient, r: ClaimRequest): Promise<ClaimR
 }
 
 /** Deletes a claim if it is still held by `ownerUID` (VNI claims: by network uid). */
-export async function release(client: KovaClient, type: ClaimType, network: { namespace: string; uid: string }, value: string): Promise<void> {
+export async function release(client: ApiClient, type: ClaimType, network: { namespace: string; uid: string }, value: string): Promise<void> {
   const namespace = type === 'VNI' ? SYSTEM_NAMESPACE : network.namespace;
   const name = claimName(type, network.uid, value);
   const cur = await client.get<AddressClaim>(ADDRESS_CLAIMS, namespace, name);

@@ -1,103 +1,92 @@
-// Starts the networking controllers (ports/IPAM, networks, default security groups, floating
-// IPs, security group and router status) on shared informers, and wires which change wakes what.
+// Starts the networking reconcilers (one per kind, each in its own file) on shared informers,
+// and says which change wakes what.
 import type { KObject } from '../../api/types.js';
-import type { KovaClient } from '../../client/client.js';
-import { Controller } from '../../client/controller.js';
-import { Informer } from '../../client/informer.js';
-import { SharedInformers } from '../../client/shared-informers.js';
-import {
-  FloatingIPReconciler, NamespaceDefaultsReconciler, NetworkReconciler, RouterReconciler, SecurityGroupReconciler,
-} from './network-controller.js';
-import { attachedInstance, InstancePortsReconciler, PortReconciler } from './port-controller.js';
 import { ADDRESS_CLAIMS, FLOATING_IPS, INSTANCES, NETWORKS, PORTS, ROUTERS, SECURITY_GROUPS } from '../../api/kinds/index.js';
 import type { AddressClaim, FloatingIP, Instance, Network, Port, Router, SecurityGroup } from '../../api/kinds/index.js';
+import { controllerFor, withDefaults } from '../../client/controller.js';
+import type { Controller, ControllerStartOptions, Request } from '../../client/controller.js';
+import type { NetworkCaches } from './caches.js';
+import { NamespaceDefaultsReconciler } from './default-security-group.js';
+import { FloatingIPReconciler } from './floating-ip.js';
+import { InstancePortsReconciler } from './instance-ports.js';
+import { NetworkReconciler } from './network.js';
+import { attachedInstance, PortReconciler } from './port.js';
+import { RouterReconciler } from './router.js';
+import { SecurityGroupReconciler } from './security-group.js';
 
-export interface NetworkControllersOptions {
-  /** Informers shared with the other controllers of the process (default: its own). */
-  informers?: SharedInformers;
-  client: KovaClient;
-  signal: AbortSignal;
-  workers?: number;
-  log?: (msg: string) => void;
-}
+export type NetworkControllersOptions = ControllerStartOptions;
 
 export interface NetworkControllersHandle {
   controllers: Record<'ports' | 'instancePorts' | 'networks' | 'defaults' | 'securityGroups' | 'floatingIPs' | 'routers', Controller>;
   done: Promise<void>;
 }
 
-const req = (o: KObject) => ({ namespace: o.metadata.namespace, name: o.metadata.name! });
+const req = (o: KObject): Request => ({ namespace: o.metadata.namespace, name: o.metadata.name! });
 
 /** Starts informers and workers; resolves once the caches have synced. */
 export async function startNetworkControllers(opts: NetworkControllersOptions): Promise<NetworkControllersHandle> {
-  const { client, signal } = opts;
-  const log = opts.log ?? ((m: string) => console.error(m));
-  const shared = opts.informers ?? new SharedInformers(client, log);
-  const instances = shared.for<Instance>(INSTANCES);
-  const ports = shared.for<Port>(PORTS);
-  const networks = shared.for<Network>(NETWORKS);
-  const claims = shared.for<AddressClaim>(ADDRESS_CLAIMS);
-  const securityGroups = shared.for<SecurityGroup>(SECURITY_GROUPS);
-  const floatingIPs = shared.for<FloatingIP>(FLOATING_IPS);
-  const routers = shared.for<Router>(ROUTERS);
-  const caches = { instances, ports, networks, claims, securityGroups, floatingIPs, routers };
+  const { client, signal, log, informers } = withDefaults(opts);
+  const instances = informers.for<Instance>(INSTANCES);
+  const ports = informers.for<Port>(PORTS);
+  const networks = informers.for<Network>(NETWORKS);
+  const claims = informers.for<AddressClaim>(ADDRESS_CLAIMS);
+  const securityGroups = informers.for<SecurityGroup>(SECURITY_GROUPS);
+  const floatingIPs = informers.for<FloatingIP>(FLOATING_IPS);
+  const routers = informers.for<Router>(ROUTERS);
+  const caches: NetworkCaches = { instances, ports, networks, claims, securityGroups, floatingIPs, routers };
   const workers = opts.workers ?? 4;
-  const c = {
-    ports: new Controller(new PortReconciler(client, caches, log), { workers, log }),
-    instancePorts: new Controller(new InstancePortsReconciler(client, caches, log), { workers, log }),
-    networks: new Controller(new NetworkReconciler(client, caches, log), { workers: 2, log }),
-    defaults: new Controller(new NamespaceDefaultsReconciler(client, caches, log), { workers: 1, log }),
-    securityGroups: new Controller(new SecurityGroupReconciler(client, caches), { workers: 1, log }),
-    floatingIPs: new Controller(new FloatingIPReconciler(client, caches, log), { workers: 2, log }),
-    routers: new Controller(new RouterReconciler(client, caches), { workers: 1, log }),
-  };
-  const on = <T extends KObject>(inf: Informer<T>, fn: (o: T) => void) => {
-    for (const ev of ['add', 'update', 'delete'] as const) inf.on(ev, fn);
-  };
-  const wakeFips = (ns: string) => floatingIPs.list(ns).forEach((f) => c.floatingIPs.enqueue(req(f)));
+  const inNamespace = <T extends KObject>(list: (ns?: string) => readonly T[]) => (o: KObject) => list(o.metadata.namespace).map(req);
 
-  on(instances, (i) => {
-    c.instancePorts.enqueue(req(i));
-    c.defaults.enqueue({ name: i.metadata.namespace! });
-    const ns = i.metadata.namespace!;
-    // Binding/unbinding changes the ports' status.hostName.
-    for (const [idx, n] of (i.spec.networks ?? []).entries()) c.ports.enqueue({ namespace: ns, name: n.port ?? `${i.metadata.name}-${idx}` });
-  });
-  on(ports, (p) => {
-    c.ports.enqueue(req(p));
-    const inst = attachedInstance(p, instances);
-    if (inst) c.instancePorts.enqueue(req(inst));
-    for (const g of p.spec.securityGroups ?? []) c.securityGroups.enqueue({ namespace: p.metadata.namespace, name: g });
-    wakeFips(p.metadata.namespace!);
-  });
-  on(networks, (n) => {
-    c.networks.enqueue(req(n));
-    for (const p of ports.list(n.metadata.namespace)) if (p.spec.network === n.metadata.name) c.ports.enqueue(req(p));
-    wakeFips(n.metadata.namespace!);
-    routers.list(n.metadata.namespace).forEach((r) => c.routers.enqueue(req(r)));
-  });
-  on(claims, (cl) => {
-    const [ns, name] = cl.spec.network.split('/');
-    if (cl.spec.type === 'IP' && ns && name) c.networks.enqueue({ namespace: ns, name });
-  });
-  // A released address wakes the ports waiting for one on that network.
-  claims.on('delete', (cl) => {
-    if (cl.spec.type !== 'IP') return;
-    for (const p of ports.list(cl.metadata.namespace)) {
-      if (p.status?.phase === 'Pending' && p.spec.network === cl.spec.network.split('/')[1]) c.ports.enqueue(req(p));
-    }
-  });
-  on(securityGroups, (g) => {
-    c.securityGroups.enqueue(req(g));
-    if (g.metadata.name === 'default') c.defaults.enqueue({ name: g.metadata.namespace! });
-  });
-  on(floatingIPs, (f) => c.floatingIPs.enqueue(req(f)));
-  on(routers, (r) => c.routers.enqueue(req(r)));
-
-  const informers: Array<Pick<Informer<KObject>, 'start' | 'stop' | 'waitForSync'>> = Object.values(caches);
-  for (const inf of informers) inf.start();
-  signal.addEventListener('abort', () => informers.forEach((i) => i.stop()), { once: true });
-  await Promise.all(informers.map((i) => i.waitForSync(signal)));
-  const done = Promise.all(Object.values(c).map((ctl) => ctl.start(signal))).then(() => undefined);
-  return { controllers: c, done };
+  const handles = await Promise.all([
+    controllerFor(new PortReconciler(client, caches, log), { workers, log })
+      .watches(ports)
+      // Binding/unbinding changes the ports' status.hostName.
+      .watches(instances, (i) => (i.spec.networks ?? []).map((n, idx) => ({ namespace: i.metadata.namespace, name: n.port ?? `${i.metadata.name}-${idx}` })))
+      .watches(networks, (n) => ports.list(n.metadata.namespace).filter((p) => p.spec.network === n.metadata.name).map(req))
+      // A released address wakes the ports waiting for one on that network.
+      .watches(claims, (cl) => cl.spec.type !== 'IP' ? [] : ports.list(cl.metadata.namespace)
+        .filter((p) => p.status?.phase === 'Pending' && p.spec.network === cl.spec.network.split('/')[1]).map(req), ['delete'])
+      .start(signal),
+    controllerFor(new InstancePortsReconciler(client, caches, log), { workers, log })
+      .watches(instances)
+      .watches(ports, (p) => {
+        const inst = attachedInstance(p, instances);
+        return inst && req(inst);
+      })
+      .start(signal),
+    controllerFor(new NetworkReconciler(client, caches, log), { workers: 2, log })
+      .watches(networks)
+      .watches(claims, (cl) => {
+        const [namespace, name] = cl.spec.network.split('/');
+        return cl.spec.type === 'IP' && namespace && name ? { namespace, name } : undefined;
+      })
+      .reads(securityGroups)
+      .start(signal),
+    controllerFor(new NamespaceDefaultsReconciler(client, caches, log), { workers: 1, log })
+      .watches(instances, (i) => ({ name: i.metadata.namespace! }))
+      .watches(securityGroups, (g) => (g.metadata.name === 'default' ? { name: g.metadata.namespace! } : undefined))
+      .start(signal),
+    controllerFor(new SecurityGroupReconciler(client, caches), { workers: 1, log })
+      .watches(securityGroups)
+      .watches(ports, (p) => (p.spec.securityGroups ?? []).map((g) => ({ namespace: p.metadata.namespace, name: g })))
+      .start(signal),
+    controllerFor(new FloatingIPReconciler(client, caches, log), { workers: 2, log })
+      .watches(floatingIPs)
+      .watches(ports, inNamespace((ns) => floatingIPs.list(ns)))
+      .watches(networks, inNamespace((ns) => floatingIPs.list(ns)))
+      .reads(claims, instances)
+      .start(signal),
+    controllerFor(new RouterReconciler(client, caches), { workers: 1, log })
+      .watches(routers)
+      .watches(networks, inNamespace((ns) => routers.list(ns)))
+      .start(signal),
+  ]);
+  const [portsH, instancePorts, networksH, defaults, securityGroupsH, floatingIPsH, routersH] = handles;
+  return {
+    controllers: {
+      ports: portsH.controller, instancePorts: instancePorts.controller, networks: networksH.controller, defaults: defaults.controller,
+      securityGroups: securityGroupsH.controller, floatingIPs: floatingIPsH.controller, routers: routersH.controller,
+    },
+    done: Promise.all(handles.map((h) => h.done)).then(() => undefined),
+  };
 }

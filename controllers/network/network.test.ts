@@ -10,10 +10,10 @@ import { planHost } from '../../node-agent/network/plan.js';
 import { KovaClient } from '../../client/client.js';
 import { allocateIP, allocateMAC, vniCandidates } from './allocate.js';
 import { claim, claimName } from './claims.js';
-import { FloatingIPReconciler, networkStatus } from './network-controller.js';
-import type { NetworkCaches } from './network-controller.js';
-import { PortReconciler } from './port-controller.js';
-import type { Cache } from './port-controller.js';
+import type { Cache, NetworkCaches } from './caches.js';
+import { FloatingIPReconciler } from './floating-ip.js';
+import { networkStatus } from './network.js';
+import { PortReconciler } from './port.js';
 import { ADDRESS_CLAIMS, FLOATING_IPS, NETWORKS, PORTS } from '../../api/kinds/index.js';
 import type { AddressClaim, FloatingIP, Network, Port, SecurityGroup } from '../../api/kinds/index.js';
 
