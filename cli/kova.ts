@@ -6,6 +6,7 @@ import { availableParallelism, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setMaxListeners } from 'node:events';
 import { parseArgs } from 'node:util';
+import { isDNS1123LabelOK } from '../api/name-validation.js';
 import { startControllerManager } from '../controllers/manager.js';
 import type { ControllerManager } from '../controllers/manager.js';
 import { KovaClient } from '../client/client.js';
@@ -247,7 +248,7 @@ async function agent(argv: string[]): Promise<void> {
   const leaseDurationS = Number(values['lease-duration']);
   if (!Number.isInteger(leaseDurationS) || leaseDurationS < 2) throw new Error(`--lease-duration must be a whole number of seconds >= 2, got ${values['lease-duration']}`);
   const host = values.host ?? agentHostName();
-  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(host) || host.length > 63) throw new Error(`--host must be a DNS label (lowercase letters, digits, '-'), got ${JSON.stringify(host)}`);
+  if (!isDNS1123LabelOK(host)) throw new Error(`--host must be a DNS label (lowercase letters, digits, '-'), got ${JSON.stringify(host)}`);
   if (values.driver !== 'libvirt' && values.driver !== 'sim') throw new Error(`--driver must be libvirt or sim, got ${values.driver}`);
   if (values.driver === 'libvirt') await ensureHostDeps({ etcd: false, libvirt: true }, say);
   const ac = new AbortController();
