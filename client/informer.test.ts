@@ -179,9 +179,16 @@ describe('Informer', () => {
     a.stop();
     await c.create(INSTANCES, inst('shared-after'));
     await eventually(() => second.includes('add shared-after'), 10_000, 'events after one user stopped');
+    // Control: an informer of the same collection, still running, must see the next object;
+    // by then the stopped one has not.
+    const control = new Informer(c, INSTANCES, { namespace: NS });
+    control.start();
+    await control.waitForSync();
     b.stop();
     await c.create(INSTANCES, inst('shared-gone'));
-    await new Promise((r) => setTimeout(r, 500));
+    await eventually(() => control.get(NS, 'shared-gone'), 10_000, 'the control informer sees shared-gone');
+    control.stop();
     assert.ok(!second.includes('add shared-gone'), 'stopped after the last user');
+    assert.equal(b.get(NS, 'shared-gone'), undefined);
   });
 });

@@ -13,6 +13,8 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import type { Instance } from '../api/kinds/index.js';
+import { INSTANCES, KovaClient } from '../client/client.js';
 import { domainName } from '../node-agent/driver.js';
 import { buildTestGuest, type TestGuest } from '../guest/build.js';
 import { eventually, KOVA_BIN, KUBECTL, startKova, type Kova } from './harness.js';
@@ -46,6 +48,26 @@ async function getJson(kova: Kova, args: string[]): Promise<any> {
 
 function cond(obj: any, type: string): any {
   return obj.status?.conditions?.find((c: any) => c.type === type);
+}
+
+/**
+ * Makes a spec change the instance's agent must acknowledge (status.observedGeneration) without
+ * acting on it (nodeSelector: a bound instance is never rescheduled), and waits for the
+ * acknowledgement. `writes` holds the resourceVersions of the instance's writes after `fromRv`,
+ * `control` the change's own.
+ */
+async function controlChange(kova: Kova, ns: string, name: string, fromRv: string): Promise<{ writes: number[]; control: number; stop: () => void }> {
+  const api = KovaClient.fromFile(kova.kubeconfig);
+  const writes: number[] = [];
+  const w = await api.watch(INSTANCES, ns, { resourceVersion: fromRv }, (_type, o) => {
+    if (o.metadata.name === name) writes.push(Number(o.metadata.resourceVersion));
+  }, () => undefined);
+  const patched = await api.mergePatch(INSTANCES, ns, name, { spec: { nodeSelector: { 'kova.dev/e2e-control': String(Date.now()) } } });
+  await eventually(async () => (await api.get<Instance>(INSTANCES, ns, name))?.status?.observedGeneration === patched.metadata.generation, 30_000, `the agent acknowledges the control change of ${name}`);
+  const control = Number(patched.metadata.resourceVersion);
+  // The watch delivers in order: once it has the change, it has every write before it.
+  await eventually(() => writes.some((rv) => rv >= control), 10_000, `the watch sees the control change of ${name}`);
+  return { writes, control, stop: () => { w.abort(); api.close(); } };
 }
 
 function manifests(o: { ns: string; imageNs: string; guest: TestGuest; id: string; publicKey: string; flavor: string }): string {
@@ -291,11 +313,14 @@ ${instance('vm-bad', ns, flavor, 'badsum')}`,
     assert.equal(waiting.status.phase, 'Provisioning');
     assert.equal(cond(waiting, 'Ready').status, 'False');
     const badDom = domainName(ns, 'vm-bad', waiting.metadata.uid);
-    await new Promise((r) => setTimeout(r, 2000));
+    // Control: a spec change the agent must acknowledge (observedGeneration), then nothing more.
+    // It reconciles an instance one event at a time, so by then it has acted on the waiting
+    // state; the watch shows whether it wrote anything in between.
+    const { writes, control, stop } = await controlChange(kova, ns, 'vm-bad', waiting.metadata.resourceVersion);
+    stop();
     assert.equal(await domainExists(badDom), false);
     assert.equal(existsSync(join(kova.dataDir, 'libvirt', 'domains', badDom)), false, 'no overlay or seed');
-    const again = await getJson(kova, ['get', 'instance', 'vm-bad', '-n', ns]);
-    assert.equal(again.metadata.resourceVersion, waiting.metadata.resourceVersion, 'no status churn while waiting');
+    assert.deepEqual(writes.filter((rv) => rv < control), [], 'no status churn while waiting');
     const failed = await kova.k(['get', 'events', '-n', ns, '--field-selector', 'involvedObject.name=vm-bad', '-o', 'custom-columns=R:.reason,C:.count', '--no-headers']);
     assert.doesNotMatch(failed, /Failed/, 'waiting is no spawn failure');
     const c = await kovaCli(kova, ['console', 'vm-bad', '-n', ns, '--log']);
@@ -423,7 +448,8 @@ ${instance('vm1', ns, flavor, 'guest')}`,
     await new Promise((r) => agent!.once('exit', r));
     await startAgent();
     assert.match(agentOut, /adopted 1 domain\(s\)/);
-    await new Promise((r) => setTimeout(r, 3000)); // let the restarted agent reconcile
+    // Control: the restarted agent acknowledges a spec change, so it has reconciled vm1 by then.
+    (await controlChange(kova, ns, 'vm1', before.metadata.resourceVersion)).stop();
     assert.equal(await virsh('domid', dom), domId, 'the same QEMU process: not rebooted');
     const log = await consoleLog(kova, 'vm1', ns);
     assert.equal([...log.matchAll(BOOTED)].length, 1, 'booted once');

@@ -235,8 +235,9 @@ describe('watch', () => {
     const xd = await store.delete(p + 'x');
     const old = (await store.get(p + 'old'))!;
     const o2 = await store.update(p + 'old', { ...old, spec: { touched: true } }, old.metadata.resourceVersion!);
-    await waitFor(() => c.events.length >= 4, '4 events');
-    await new Promise((r) => setTimeout(r, 100)); // nothing else may arrive
+    // Control: a last write; once its event is in, nothing else the writes above caused may be.
+    const end = await store.create(p + 'zz-end', inst('zz-end'));
+    await waitFor(() => c.events.some((e) => e.object.metadata.name === 'zz-end'), 'the control event');
     await w.close();
 
     assert.deepEqual(c.summary(), [
@@ -244,6 +245,7 @@ describe('watch', () => {
       `MODIFIED x ${x2.metadata.resourceVersion}`,
       `DELETED x ${xd.metadata.resourceVersion}`,
       `MODIFIED old ${o2.metadata.resourceVersion}`,
+      `ADDED zz-end ${end.metadata.resourceVersion}`,
     ]);
     const [added, modified, deleted, touched] = c.events;
     assert.deepEqual(added.object, x1);
@@ -265,8 +267,13 @@ describe('watch', () => {
     assert.deepEqual(c.summary(), [`ADDED after ${a.metadata.resourceVersion}`]);
     await w.close();
     await w.close(); // idempotent
+    // Control: a watch still open on the same prefix must see 'late'; by then the closed one has not.
+    const control = collector();
+    const w2 = await store.watch(p, a.metadata.resourceVersion, control.onEvent, control.onError);
     await store.create(p + 'late', inst('late'));
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => control.events.length === 1, 'the control watch sees late');
+    await w2.close();
+    assert.deepEqual(control.summary().map((x) => x.split(' ').slice(0, 2).join(' ')), ['ADDED late']);
     assert.equal(c.events.length, 1);
   });
 

@@ -17,7 +17,7 @@ import type { Condition } from '../../api/conditions.js';
 import { findCondition } from '../../api/conditions.js';
 import { startHostController } from './host-controller.js';
 import { HostReconciler } from './host-reconciler.js';
-import type { HostObject, InstanceObject } from './host-reconciler.js';
+import type { Host as HostObject, Instance as InstanceObject } from '../../api/kinds/index.js';
 
 const NS = 'hc';
 const GRACE_MS = 3000;
@@ -133,8 +133,11 @@ describe('host controller', () => {
     await renewLease('beat-1', 60);
     await setHostReady('beat-1');
     await eventually(async () => cond(await getInstance('beat-a'), 'HostReachable')?.status === 'True', 5_000, 'HostReachable=True again');
-    // A fresh lease keeps the host Ready.
-    await new Promise((r) => setTimeout(r, 500));
+    // A fresh lease keeps the host Ready. Control: a capacity change the controller must answer
+    // (allocatable) makes it reconcile beat-1 after the renewal; keys are reconciled one at a
+    // time, so by then any wrong Unknown would have been written.
+    await client.patchStatus(HOSTS, undefined, 'beat-1', { status: { capacity: { vcpus: 3, memory: '4Gi', disk: '20Gi' } } });
+    await eventually(async () => (await getHost('beat-1')).status?.allocatable?.vcpus === 24, 10_000, 'allocatable after the control change');
     assert.equal(cond(await getHost('beat-1'), 'Ready')?.status, 'True');
   });
 
@@ -158,10 +161,14 @@ describe('host controller', () => {
     assert.deepEqual(h.status?.allocated, { vcpus: 2, memory: '1Gi', disk: '2Gi' });
 
     await client.delete(INSTANCES, NS, 'gc-a');
-    // Bound: the finalizer stays until the agent has destroyed the domain.
-    await new Promise((r) => setTimeout(r, 300));
+    // Bound: the finalizer stays until the agent has destroyed the domain. Control: an unbound
+    // instance deleted after it, which the instance controller must release, is gone first.
+    await createInstance('gc-control', { finalizers: ['kova.dev/instance-protection'] });
+    await client.delete(INSTANCES, NS, 'gc-control');
+    await eventually(async () => !(await getInstance('gc-control')), 5_000, 'control instance released');
     assert.ok((await getInstance('gc-a'))?.metadata.deletionTimestamp, 'a bound instance waits for its agent');
-    await dropFinalizer('gc-a');
+    // And nobody removed the finalizer meanwhile: ours is the write that deletes it.
+    assert.ok(await dropFinalizer('gc-a'), 'the finalizer was still there for the agent to remove');
     h = await eventually(async () => {
       const x = await getHost('gc-1');
       return x.status?.allocations?.length === 1 && x;
@@ -236,14 +243,21 @@ describe('host controller', () => {
     // The agent had recorded a domain before the host died.
     await client.patchStatus(INSTANCES, NS, 'ev-live', { status: { domainUUID: '7d3e4a5c-0000-4000-8000-000000000001', phase: 'Running', powerState: 'Running' } });
     await eventually(async () => cond(await getHost('dead-1'), 'Ready')?.status === 'Unknown', 10_000, 'dead-1 not ready');
+    // Every change to the two instances from here on, to check below that none came before the fencing.
+    const changes: Array<{ type: string; name: string; rv: number; hostName?: string }> = [];
+    const watch = await client.watch(INSTANCES, NS, { resourceVersion: (await client.list(INSTANCES, NS)).resourceVersion }, (type, o) => {
+      if (['ev-live', 'ev-gone'].includes(o.metadata.name!)) changes.push({ type, name: o.metadata.name!, rv: Number(o.metadata.resourceVersion), hostName: (o as InstanceObject).status?.hostName });
+    }, () => undefined);
     await client.delete(INSTANCES, NS, 'ev-gone');
-    // Not fenced yet: the deletion waits (nobody knows the domain is gone).
-    await new Promise((r) => setTimeout(r, 500));
+    // Not fenced yet: the deletion waits (nobody knows the domain is gone). Control: a capacity
+    // change makes the host controller reconcile dead-1 (after the deletion, one key at a time).
+    await client.patchStatus(HOSTS, undefined, 'dead-1', { status: { capacity: { vcpus: 3, memory: '4Gi', disk: '20Gi' } } });
+    await eventually(async () => (await getHost('dead-1')).status?.allocatable?.vcpus === 24, 10_000, 'allocatable after the control change');
     assert.ok(await getInstance('ev-gone'), 'deletion on an unfenced dead host waits');
     assert.equal((await getInstance('ev-live'))?.status?.hostName, 'dead-1');
 
     await client.mergePatch(HOSTS, undefined, 'alive-1', { spec: { fenced: true } });
-    await client.mergePatch(HOSTS, undefined, 'dead-1', { spec: { fenced: true } });
+    const fencedAt = Number((await client.mergePatch(HOSTS, undefined, 'dead-1', { spec: { fenced: true } })).metadata.resourceVersion);
 
     const live = await eventually(async () => {
       const i = await getInstance('ev-live');
@@ -261,6 +275,11 @@ describe('host controller', () => {
     }, 5_000, 'dead-1 allocations released');
     assert.deepEqual(dead.status?.allocated, { vcpus: 0, memory: '0', disk: '0' });
     await eventually(async () => (await eventsFor('ev-live', 'Evacuated')).length === 1, 5_000, 'Evacuated event');
+    await eventually(() => changes.some((c) => c.type === 'DELETED' && c.name === 'ev-gone'), 5_000, 'the watch saw ev-gone go');
+    watch.abort();
+    const unbound = changes.find((c) => c.name === 'ev-live' && !c.hostName)!;
+    const gone = changes.find((c) => c.name === 'ev-gone' && c.type === 'DELETED')!;
+    assert.ok(unbound.rv > fencedAt && gone.rv > fencedAt, `evacuation only after the fencing: ${JSON.stringify(changes)}, fenced at ${fencedAt}`);
 
     // The fenced but ready host keeps its instance.
     const other = await getInstance('ev-other');
@@ -305,16 +324,28 @@ describe('host controller', () => {
     await client.create(NAMESPACES, { metadata: { name: 'hc-other' } });
     await client.create(IMAGES, { metadata: { name: 'pub', namespace: 'hc-other' }, spec: { source: { file: { path: '/x.qcow2' } }, visibility: 'Public' } });
     await client.create(IMAGES, { metadata: { name: 'priv', namespace: 'hc-other' }, spec: { source: { file: { path: '/x.qcow2' } }, visibility: 'Private' } });
+    // Every write to val-pub, in order, to show below that none gave it a Validated condition.
+    const pubWrites: InstanceObject[] = [];
+    const watch = await client.watch(INSTANCES, NS, { resourceVersion: (await client.list(INSTANCES, NS)).resourceVersion }, (_type, o) => {
+      if (o.metadata.name === 'val-pub') pubWrites.push(o as InstanceObject);
+    }, () => undefined);
     await createInstance('val-pub', {}, { resources: { vcpus: 1, memory: '256Mi', disk: '1Gi' }, image: 'pub' });
     await createInstance('val-priv', {}, { resources: { vcpus: 1, memory: '256Mi', disk: '1Gi' }, image: 'priv' });
-    // Valid instances carry no Validated condition; give the controller time to (wrongly) write one.
-    await new Promise((r) => setTimeout(r, 1000));
-    assert.equal(cond(await getInstance('val-pub'), 'Validated'), undefined, 'public image usable');
     const priv = await eventually(async () => {
       const c = cond(await getInstance('val-priv'), 'Validated');
       return c?.status === 'False' && c;
     }, 5_000, 'private image of another namespace not usable');
     assert.equal(priv.reason, 'ImageNotFound');
+    // Valid instances carry no Validated condition. Control: a spec change that makes val-pub
+    // invalid, which the controller must report. A key is reconciled one at a time and the watch
+    // delivers writes in order, so once that report is seen, any condition an earlier reconcile
+    // wrote has been seen before it.
+    const controlRv = Number((await client.mergePatch(INSTANCES, NS, 'val-pub', { spec: { image: 'priv' } })).metadata.resourceVersion);
+    await eventually(() => pubWrites.some((o) => cond(o, 'Validated')?.reason === 'ImageNotFound'), 5_000, 'val-pub reported invalid after the control change');
+    watch.abort();
+    const early = pubWrites.filter((o) => Number(o.metadata.resourceVersion) < controlRv);
+    assert.ok(early.length >= 1, 'the watch saw val-pub created');
+    assert.deepEqual(early.map((o) => cond(o, 'Validated')), early.map(() => undefined), 'public image usable');
 
     // A spec change moves observedGeneration while unbound.
     await client.mergePatch(INSTANCES, NS, 'val-1', { spec: { runStrategy: 'Halted' } });
