@@ -30,8 +30,8 @@ export interface Observation {
   failure?: string;
   /** The failure is terminal (the spec cannot work): Ready reason InvalidSpec, not retried. */
   terminal?: boolean;
-  /** A phase for in-between writes (Starting before a spawn, Terminating on delete). */
-  phase?: 'Starting' | 'Terminating';
+  /** A phase for in-between writes (Starting before a spawn, Stopping during a slow shutdown, Terminating on delete). */
+  phase?: 'Starting' | 'Stopping' | 'Terminating';
   now?: Date;
 }
 
@@ -63,6 +63,9 @@ export function nextStatus(prev: InstanceStatus | undefined, o: Observation): In
   } else if (o.failure !== undefined) {
     phase = 'Failed';
     ready = { type: 'Ready', status: 'False', reason: o.terminal ? REASON_INVALID_SPEC : REASON_SPAWN_FAILED, message: o.failure };
+  } else if (o.phase === 'Stopping') {
+    phase = 'Stopping';
+    ready = { type: 'Ready', status: 'False', reason: 'Stopping', message: 'the guest is being shut down' };
   } else if (o.phase === 'Starting' || state === PowerState.NoState) {
     phase = 'Starting';
     ready = { type: 'Ready', status: 'False', reason: 'Starting', message: 'the guest is being started' };

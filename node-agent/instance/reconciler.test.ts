@@ -85,6 +85,22 @@ test('resolves, spawns and reports Running; Starting first when the spawn is slo
   assert.equal(driver.calls.spawn, 1);
 });
 
+test('a slow shutdown reports phase Stopping, then Stopped', async () => {
+  await reconcile();
+  assert.equal((await status()).phase, 'Running');
+  const phases: Array<string | undefined> = [];
+  const replace = fake.replaceStatus.bind(fake);
+  fake.replaceStatus = ((kind, obj) => {
+    phases.push((obj.status as { phase?: string } | undefined)?.phase);
+    return replace(kind, obj);
+  }) as typeof fake.replaceStatus;
+  await fake.mergePatch(INSTANCES, NS, 'web', { spec: { runStrategy: 'Halted' } });
+  await reconcile();
+  assert.deepEqual(phases, ['Stopping', 'Stopped'], 'the stop took longer (stopMs 20) than startingAfterMs (10)');
+  assert.equal((await ready())?.reason, 'Stopped');
+  assert.equal(driver.calls.powerOff, 1);
+});
+
 test('a failing spawn backs off with the work queue: reported once per attempt, not retried before due', async () => {
   driver.setFault('spawn', 'host full');
   assert.deepEqual(await reconcile(), { backoff: 'failed' });

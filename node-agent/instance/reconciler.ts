@@ -127,7 +127,7 @@ export class InstanceAgentReconciler implements Reconciler {
           break;
         }
         default:
-          await this.power(inst, id, d, f, obs, dom);
+          inst = await this.power(inst, id, d, f, obs, dom);
           dom = await this.info(id);
       }
       if (d.kind === 'none' || d.kind === 'wait') break;
@@ -180,7 +180,8 @@ export class InstanceAgentReconciler implements Reconciler {
     return { inst: current, dom, conds: r.conds };
   }
 
-  private async power(inst: Instance, id: string, d: ReturnType<typeof decide>, f: InstanceFacts, obs: Observation, dom: DomainInfo | undefined): Promise<void> {
+  /** Runs one power action; returns the newest Instance (a slow stop writes phase Stopping). */
+  private async power(inst: Instance, id: string, d: ReturnType<typeof decide>, f: InstanceFacts, obs: Observation, dom: DomainInfo | undefined): Promise<Instance> {
     const { driver, recorder } = this.o;
     switch (d.kind) {
       case 'powerOn':
@@ -194,27 +195,42 @@ export class InstanceAgentReconciler implements Reconciler {
           void recorder.normal(inst, 'Started', `started domain on host ${this.o.hostName}`);
         }
         f.readyReason = 'Running';
-        return;
-      case 'powerOff':
+        return inst;
+      case 'powerOff': {
         void recorder.normal(inst, 'Stopping', `shutting the guest down: ${d.why}`);
-        await driver.powerOff(id, this.o.stopTimeoutMs ?? 60_000);
+        // Like Starting, phase Stopping is written only when the shutdown takes a while (a
+        // guest that ignores ACPI is forced off after stopTimeoutMs).
+        let stopping: Promise<Instance> | undefined;
+        const domain = dom ? { uuid: dom.uuid, state: dom.state } : undefined;
+        const timer = this.clock.setTimeout(() => (stopping = this.writeStatus(inst, { ...obs, domain, phase: 'Stopping' }).catch((e) => {
+          this.o.log(`${this.name}: could not report Stopping for ${inst.metadata.namespace}/${inst.metadata.name}: ${errorMessage(e)}`);
+          return inst;
+        })), this.o.startingAfterMs ?? 1000);
+        try {
+          await driver.powerOff(id, this.o.stopTimeoutMs ?? 60_000);
+        } finally {
+          this.clock.clearTimeout(timer);
+        }
         obs.stoppedWhy = d.why;
         f.readyReason = 'Stopped';
         void recorder.normal(inst, 'Stopped', `guest stopped: ${d.why}`);
-        return;
+        return stopping ? await stopping : inst;
+      }
       case 'reboot':
         await driver.reboot(id);
         obs.started = true;
         void recorder.normal(inst, 'Rebooted', `rebooted the guest (${ANNOTATION_RESTARTED_AT} ${f.annotations[ANNOTATION_RESTARTED_AT]})`);
-        return;
+        return inst;
       case 'pause':
         await driver.pause(id);
         void recorder.normal(inst, 'Paused', 'paused the guest');
-        return;
+        return inst;
       case 'unpause':
         await driver.unpause(id);
         void recorder.normal(inst, 'Unpaused', 'resumed the guest');
-        return;
+        return inst;
+      default:
+        return inst;
     }
   }
 
