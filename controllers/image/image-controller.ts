@@ -5,11 +5,10 @@
 // format) is final for that generation; a source that is unavailable is retried with back-off.
 import { access } from 'node:fs/promises';
 import type { KObject } from '../../api/types.js';
-import type { KovaClient } from '../../client/client.js';
-import { Controller, errorMessage } from '../../client/controller.js';
-import type { Reconciler, Request, Result } from '../../client/controller.js';
+import type { ApiClient } from '../../client/client.js';
+import { controllerFor, errorMessage, withDefaults } from '../../client/controller.js';
+import type { ControllerHandle, ControllerStartOptions, Reconciler, Request, Result } from '../../client/controller.js';
 import { EventRecorder } from '../../client/events.js';
-import { SharedInformers } from '../../client/shared-informers.js';
 import { setCondition } from '../../api/conditions.js';
 import type { Condition } from '../../api/conditions.js';
 import { IMAGES } from '../../api/kinds/index.js';
@@ -17,7 +16,7 @@ import type { Image, ImageSource, ImageStatus } from '../../api/kinds/index.js';
 import { ImportError, importImage, storePath } from '../../image-store/import.js';
 
 export interface ImageReconcilerOptions {
-  client: KovaClient;
+  client: ApiClient;
   images: { get(namespace: string | undefined, name: string): Image | undefined };
   /** The image store, DATA_DIR/images. */
   storeDir: string;
@@ -137,50 +136,34 @@ async function exists(path: string): Promise<boolean> {
   return access(path).then(() => true, () => false);
 }
 
-export interface ImageControllerOptions {
-  /** Informers shared with the other controllers of the process (default: its own). */
-  informers?: SharedInformers;
-  client: KovaClient;
-  signal: AbortSignal;
+export interface ImageControllerOptions extends ControllerStartOptions {
   /** Image store directory (DATA_DIR/images). */
   storeDir: string;
   /** Parallel imports (default 2). */
   workers?: number;
-  log?: (msg: string) => void;
-}
-
-export interface ImageControllerHandle {
-  controller: Controller;
-  done: Promise<void>;
 }
 
 /** Starts the Image informer and workers; resolves once synced. */
-export async function startImageController(opts: ImageControllerOptions): Promise<ImageControllerHandle> {
-  const { client, signal } = opts;
-  const log = opts.log ?? ((m: string) => console.error(m));
-  const shared = opts.informers ?? new SharedInformers(client, log);
-  const images = shared.for<Image>(IMAGES);
+export async function startImageController(opts: ImageControllerOptions): Promise<ControllerHandle> {
+  const { client, signal, log, informers } = withDefaults(opts);
+  const images = informers.for<Image>(IMAGES);
   const recorder = new EventRecorder(client, 'kova-image-controller', { log });
-  const controller = new Controller(new ImageReconciler({ client, images, storeDir: opts.storeDir, recorder, log }), { workers: opts.workers ?? 2, log });
-  const enqueue = (i: KObject) => controller.enqueue({ namespace: i.metadata.namespace, name: i.metadata.name! });
-  images.on('add', (i) => {
-    enqueue(i);
-    // Imports may queue behind others (few workers): say Pending until one starts. Conflict-safe:
-    // it never overwrites a phase a worker has written meanwhile.
-    if (!i.status?.phase) {
-      void client.updateStatus<Image>(IMAGES, i.metadata.namespace, i.metadata.name!, (fresh) => {
-        if (fresh.status?.phase) return false;
-        fresh.status = { ...(fresh.status ?? {}), phase: 'Pending' };
-      }).catch((e) => log(`image ${i.metadata.namespace}/${i.metadata.name}: could not report Pending: ${errorMessage(e)}`));
-    }
-  });
-  // Only spec changes matter: our own status writes (progress) must not restart an import.
-  images.on('update', (i) => {
-    const st = i.status;
-    if (st?.observedGeneration !== i.metadata.generation) enqueue(i);
-  });
-  images.start();
-  signal.addEventListener('abort', () => images.stop(), { once: true });
-  await images.waitForSync(signal);
-  return { controller, done: controller.start(signal) };
+  const reconciler = new ImageReconciler({ client, images, storeDir: opts.storeDir, recorder, log });
+  /** Imports may queue behind others (few workers): say Pending until one starts. Conflict-safe: it never overwrites a phase a worker has written meanwhile. */
+  const reportPending = (i: Image) => {
+    if (i.status?.phase) return;
+    void client.updateStatus<Image>(IMAGES, i.metadata.namespace, i.metadata.name!, (fresh) => {
+      if (fresh.status?.phase) return false;
+      fresh.status = { ...(fresh.status ?? {}), phase: 'Pending' };
+    }).catch((e) => log(`image ${i.metadata.namespace}/${i.metadata.name}: could not report Pending: ${errorMessage(e)}`));
+  };
+  const self = (i: Image): Request => ({ namespace: i.metadata.namespace, name: i.metadata.name! });
+  return controllerFor(reconciler, { workers: opts.workers ?? 2, log })
+    .watches(images, (i) => {
+      reportPending(i);
+      return self(i);
+    }, ['add'])
+    // Only spec changes matter: our own status writes (progress) must not restart an import.
+    .watches(images, (i) => (i.status?.observedGeneration !== i.metadata.generation ? self(i) : undefined), ['update'])
+    .start(signal);
 }
