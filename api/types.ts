@@ -1,5 +1,6 @@
 // Core object shapes shared by the store, the API server and the clients.
 // They mirror apimachinery's metav1 types closely enough that JSON round-trips with kubectl.
+import { randomUUID } from 'node:crypto';
 
 export interface OwnerReference {
   apiVersion: string;
@@ -135,3 +136,16 @@ export function nowRFC3339(d?: Date): string {
 
 /** Kept on a bound Instance until its host's agent has destroyed the domain (or the host is fenced). */
 export const INSTANCE_FINALIZER = 'kova.dev/instance-protection';
+
+/**
+ * The metadata a server sets on create: a new uid, the creation time and generation 1; what the
+ * client sent for resourceVersion, deletionTimestamp and deletionGracePeriodSeconds is dropped.
+ */
+export function stampCreated(m: ObjectMeta): void {
+  m.uid = randomUUID();
+  m.creationTimestamp = nowRFC3339();
+  m.generation = 1;
+  delete m.resourceVersion;
+  delete m.deletionTimestamp;
+  delete m.deletionGracePeriodSeconds;
+}

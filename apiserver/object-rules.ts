@@ -1,8 +1,8 @@
 // Pure rules kube-apiserver applies to every write (generic registry + CRD strategy):
 // what a create fills in, what an update may not change, when generation moves.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { KObject, ResourceInfo } from '../api/types.js';
-import { groupVersion, nowRFC3339 } from '../api/types.js';
+import { groupVersion, nowRFC3339, stampCreated } from '../api/types.js';
 import { ApiError, badRequest, invalid } from './status.js';
 
 export const clone = <T>(v: T): T => structuredClone(v);
@@ -63,12 +63,7 @@ export function prepareForCreate(info: ResourceInfo, obj: KObject, namespace: st
   } else {
     delete m.namespace;
   }
-  m.uid = randomUUID();
-  m.creationTimestamp = nowRFC3339();
-  m.generation = 1;
-  delete m.resourceVersion;
-  delete m.deletionTimestamp;
-  delete m.deletionGracePeriodSeconds;
+  stampCreated(m);
   if (info.statusSubresource && info.custom) delete obj.status;
   // Like kube-apiserver's pod strategy: a new Instance is Pending until something says otherwise.
   if (info.group === 'kova.dev' && info.kind === 'Instance') obj.status = { phase: 'Pending' };

@@ -5,6 +5,7 @@ import type { Registry } from '../api/registry.js';
 import type { ResourceInfo } from '../api/types.js';
 import { decodeK8sProtobuf, isK8sProtobufContentType, ProtobufDecodeError, ProtobufUnsupportedError } from './protobuf.js';
 import { badRequest, ApiError } from './status.js';
+import type { ListOptions } from './resource-store.js';
 
 /** kube-apiserver's default request body limit. */
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;
@@ -265,13 +266,7 @@ export function checkObjectBody(body: unknown): void {
 }
 
 /** Query parameters of a list or watch, checked like kube-apiserver's ListOptions. */
-export interface ListParams {
-  labelSelector?: string;
-  fieldSelector?: string;
-  limit?: number;
-  continue?: string;
-  resourceVersion?: string;
-  resourceVersionMatch?: string;
+export interface ListParams extends ListOptions {
   timeoutSeconds?: number;
 }
 

@@ -45,13 +45,18 @@ test('a live kova up holding the lock makes acquire refuse, naming the pid', asy
   await assert.rejects(InstanceLock.acquire(dir), (e: Error) => e instanceof AlreadyRunningError && e.message.includes(`(pid ${up.pid})`) && /stop it first/.test(e.message));
 });
 
-test('a dead kova up: its recorded children are stopped, impostors are left alone', async () => {
-  const dir = await tempDir();
+/** A `kova up` that was SIGKILLed (its lock record), and a components child it left running. */
+async function deadUpWithComponents(dir: string) {
   const deadUp = await fake(['up']);
   const deadRef = ref(deadUp);
   deadUp.kill('SIGKILL');
   await exited(deadUp);
-  const components = await fake(['components', '--data-dir', dir]);
+  return { deadRef, components: await fake(['components', '--data-dir', dir]) };
+}
+
+test('a dead kova up: its recorded children are stopped, impostors are left alone', async () => {
+  const dir = await tempDir();
+  const { deadRef, components } = await deadUpWithComponents(dir);
   // Recorded as etcd, but its command line is not etcd's: a reused pid must not be killed.
   const impostor = await fake(['something-else']);
   await writeLock(dir, deadRef, { components: ref(components), etcd: ref(impostor) });
@@ -74,11 +79,7 @@ test('a dead kova up: its recorded children are stopped, impostors are left alon
 
 test('a recorded child with the right command line but another start time is not that child', async () => {
   const dir = await tempDir();
-  const deadUp = await fake(['up']);
-  const deadRef = ref(deadUp);
-  deadUp.kill('SIGKILL');
-  await exited(deadUp);
-  const components = await fake(['components', '--data-dir', dir]);
+  const { deadRef, components } = await deadUpWithComponents(dir);
   await writeLock(dir, deadRef, { components: { pid: components.pid!, start: ref(components).start - 1 } });
   (await InstanceLock.acquire(dir, () => undefined, 2000)).release();
   assert.equal(components.exitCode, null);

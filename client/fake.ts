@@ -21,7 +21,7 @@ import { planBinding } from '../api/binding.js';
 import { FLAVORS, HOSTS, INSTANCES } from '../api/kinds/index.js';
 import type { Flavor, Host, Instance } from '../api/kinds/index.js';
 import type { KObject } from '../api/types.js';
-import { nowRFC3339, qualifiedKind, qualifiedResource } from '../api/types.js';
+import { nowRFC3339, qualifiedKind, qualifiedResource, stampCreated } from '../api/types.js';
 import { ApiError, apiVersionOf, editFinalizers, NAMESPACES, readModifyWrite, retryConflicts } from './client.js';
 import type {
   ApiClient, BindResources, DeleteOptions, JsonPatchOp, Kind, ListOptions, ListResult, NewObject, WatchEventType, WatchHandle, WatchOptions, WriteOptions,
@@ -337,12 +337,7 @@ export class FakeClient implements ApiClient {
       if (ns.metadata.deletionTimestamp) throw statusError(403, 'Forbidden', `unable to create new content in namespace ${m.namespace} because it is being terminated`);
     } else delete m.namespace;
     if (this.store(kind).has(this.key(m.namespace, m.name))) throw alreadyExists(kind, m.name);
-    m.uid = randomUUID();
-    m.creationTimestamp = nowRFC3339();
-    m.generation = 1;
-    delete m.resourceVersion;
-    delete m.deletionTimestamp;
-    delete m.deletionGracePeriodSeconds;
+    stampCreated(m);
     if (hasStatusSubresource(kind) && kind.group) delete o.status;
     if (kind.group === INSTANCES.group && kind.kind === INSTANCES.kind) o.status = { phase: 'Pending' };
     if (kind.kind === 'Namespace' && !kind.group) o.status = { phase: 'Active' };
