@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { computeAllocatable, DEFAULT_RATIOS, formatResources, instanceRequest, parseResources } from './resources.js';
-import type { KObject } from './types.js';
+import type { Flavor, Instance, InstanceSpec } from './kinds/index.js';
 
-const instanceObject = (name: string, spec: Record<string, unknown> = {}): KObject =>
+const instanceObject = (name: string, spec: Partial<InstanceSpec> = {}): Instance =>
   ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Instance', metadata: { name, namespace: 'ns', uid: `uid-${name}` }, spec: { image: 'tiny', ...spec } });
-const flavorObject = (name: string, vcpus: number, memory: string, disk: string): KObject =>
+const flavorObject = (name: string, vcpus: number, memory: string, disk: string): Flavor =>
   ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name }, spec: { vcpus, memory, disk } });
 
 const GiB = 1024 ** 3;

@@ -1,6 +1,6 @@
 // Resource arithmetic shared by the API server (binding accounting) and the scheduler, so both
 // count the same way: quantities are parsed once into plain numbers (vCPUs and bytes).
-import type { KObject } from './types.js';
+import type { Flavor, Instance } from './kinds/index.js';
 import { formatQuantity, quantityValue } from './quantity.js';
 
 export interface Resources {
@@ -86,13 +86,13 @@ export type InstanceRequest =
  * What an instance asks for: its Flavor's size (`spec.flavor`, looked up with `getFlavor`) or
  * `spec.resources`. A missing Flavor is reported apart so the caller can wait for it.
  */
-export function instanceRequest(instance: KObject, getFlavor: (name: string) => KObject | undefined): InstanceRequest {
-  const spec = (instance.spec ?? {}) as { flavor?: string; resources?: ResourceQuantities };
+export function instanceRequest(instance: Pick<Instance, 'spec'>, getFlavor: (name: string) => Pick<Flavor, 'spec'> | undefined): InstanceRequest {
+  const spec = instance.spec ?? {};
   try {
     if (spec.flavor) {
       const flavor = getFlavor(spec.flavor);
       if (!flavor) return { flavorNotFound: spec.flavor };
-      return { req: parseResources(flavor.spec as ResourceQuantities) };
+      return { req: parseResources(flavor.spec) };
     }
     if (spec.resources) return { req: parseResources(spec.resources) };
     return { invalid: 'neither spec.flavor nor spec.resources is set' };

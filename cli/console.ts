@@ -5,7 +5,8 @@
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { INSTANCES } from '../client/client.js';
+import { INSTANCES } from '../api/kinds/index.js';
+import type { Instance } from '../api/kinds/index.js';
 import { KovaClient } from '../client/client.js';
 import { domainName } from '../node-agent/driver.js';
 import { Virsh, VirshError } from '../node-agent/libvirt/virsh.js';
@@ -21,9 +22,9 @@ export interface ConsoleTarget {
 
 /** The Instance's domain name (the agent's naming), and where it is bound. */
 export async function consoleTarget(client: KovaClient, namespace: string, name: string): Promise<ConsoleTarget> {
-  const inst = await client.get(INSTANCES, namespace, name);
+  const inst = await client.get<Instance>(INSTANCES, namespace, name);
   if (!inst) throw new Error(`instance ${namespace}/${name} not found`);
-  const hostName = (inst.status as { hostName?: string } | undefined)?.hostName;
+  const hostName = inst.status?.hostName;
   return { namespace, name, hostName, domain: domainName(namespace, name, inst.metadata.uid!) };
 }
 

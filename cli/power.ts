@@ -2,16 +2,17 @@
 // changes the node agent acts on (runStrategy, or the annotations of docs/control-plane.md),
 // the way `virtctl start` flips a KubeVirt VM's runStrategy and `kubectl rollout restart` stamps
 // an annotation.
-import { INSTANCES } from '../client/client.js';
-import type { KovaClient } from '../client/client.js';
+import { INSTANCES } from '../api/kinds/index.js';
+import type { Instance } from '../api/kinds/index.js';
+import type { ApiClient } from '../client/client.js';
 
 export const POWER_VERBS = ['start', 'stop', 'restart', 'pause', 'unpause'] as const;
 
 /** Applies the action and returns a one-line summary of what changed. */
-export async function powerAction(client: KovaClient, verb: string, namespace: string, name: string): Promise<string> {
-  const inst = await client.get(INSTANCES, namespace, name);
+export async function powerAction(client: ApiClient, verb: string, namespace: string, name: string): Promise<string> {
+  const inst = await client.get<Instance>(INSTANCES, namespace, name);
   if (!inst) throw new Error(`instance ${namespace}/${name} not found`);
-  const strategy = ((inst.spec as { runStrategy?: string } | undefined)?.runStrategy) ?? 'Always';
+  const strategy = inst.spec?.runStrategy ?? 'Always';
   const annotate = (a: Record<string, string | null>) => client.mergePatch(INSTANCES, namespace, name, { metadata: { annotations: a } });
   const setStrategy = (s: string) => client.mergePatch(INSTANCES, namespace, name, { spec: { runStrategy: s } });
   const ref = `instance ${namespace}/${name}`;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startKova } from '../e2e/harness.js';
 import type { Kova } from '../e2e/harness.js';
-import { ApiError, FLAVORS, HOSTS, INSTANCES, KovaClient, NAMESPACES } from './client.js';
+import { StatusError, FLAVORS, HOSTS, INSTANCES, KovaClient, NAMESPACES } from './client.js';
 import type { KObject } from './client.js';
 
 const NS = 'rt-client';
@@ -57,20 +57,20 @@ describe('KovaClient', () => {
     assert.equal(await c.delete(INSTANCES, NS, 'c'), false, 'already gone');
     await assert.rejects(
       c.delete(INSTANCES, NS, 'b', { preconditions: { uid: 'not-the-uid' } }),
-      (e: unknown) => e instanceof ApiError && e.code === 409,
+      (e: unknown) => e instanceof StatusError && e.code === 409,
     );
     assert.ok(await c.get(INSTANCES, NS, 'b'), 'failed precondition keeps the object');
   });
 
-  it('throws ApiError with code, reason and message from the Status body', async () => {
+  it('throws StatusError with code, reason and message from the Status body', async () => {
     await assert.rejects(c.create(INSTANCES, inst('a')), (e: unknown) => {
-      assert.ok(e instanceof ApiError);
+      assert.ok(e instanceof StatusError);
       assert.equal(e.code, 409);
       assert.equal(e.reason, 'AlreadyExists');
       assert.match(e.message, /"a" already exists/);
       return true;
     });
-    await assert.rejects(c.mergePatch(INSTANCES, NS, 'ghost', { metadata: { labels: { a: 'b' } } }), (e: unknown) => e instanceof ApiError && e.code === 404 && e.reason === 'NotFound');
+    await assert.rejects(c.mergePatch(INSTANCES, NS, 'ghost', { metadata: { labels: { a: 'b' } } }), (e: unknown) => e instanceof StatusError && e.code === 404 && e.reason === 'NotFound');
   });
 
   it('patchStatus writes only status; updateStatus retries on conflict with fresh reads', async () => {
@@ -164,7 +164,7 @@ describe('KovaClient', () => {
       bound = await c.bind(NS, 'bound', 'rt-host-2', { vcpus: 1, memory: '512Mi', disk: '2Gi' });
     } catch (e) {
       // The instance exists, so a 404 means the server does not serve the subresource yet.
-      if (e instanceof ApiError && e.code === 404 && (await c.get(INSTANCES, NS, 'bound'))) {
+      if (e instanceof StatusError && e.code === 404 && (await c.get(INSTANCES, NS, 'bound'))) {
         t.skip(`binding subresource not served yet (404: ${e.message})`);
         return;
       }

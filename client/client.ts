@@ -33,7 +33,7 @@ export function apiVersionOf(kind: Pick<Kind, 'group' | 'version'>): string {
 }
 
 /** A failed API call; `code`, `reason`, `message` come from the server's metav1.Status. */
-export class ApiError extends Error {
+export class StatusError extends Error {
   constructor(
     readonly code: number,
     readonly reason: string,
@@ -41,14 +41,14 @@ export class ApiError extends Error {
     readonly status?: Record<string, unknown>,
   ) {
     super(message);
-    this.name = 'ApiError';
+    this.name = 'StatusError';
   }
 }
 
-export const isNotFound = (e: unknown): boolean => e instanceof ApiError && e.code === 404;
-export const isConflict = (e: unknown): boolean => e instanceof ApiError && e.code === 409;
+export const isNotFound = (e: unknown): boolean => e instanceof StatusError && e.code === 404;
+export const isConflict = (e: unknown): boolean => e instanceof StatusError && e.code === 409;
 /** 409 because the name is taken (as opposed to a resourceVersion conflict). */
-export const isAlreadyExists = (e: unknown): boolean => e instanceof ApiError && e.code === 409 && e.reason === 'AlreadyExists';
+export const isAlreadyExists = (e: unknown): boolean => e instanceof StatusError && e.code === 409 && e.reason === 'AlreadyExists';
 
 /** An object to create: apiVersion and kind may be left out. */
 export interface NewObject {
@@ -392,7 +392,7 @@ export class KovaClient implements ApiClient {
   /**
    * Binds an instance to a host through the API server's binding subresource, which checks
    * and claims the host's capacity in one transaction. Returns the updated Instance.
-   * Throws ApiError 409 (message starts with "insufficient") when the host has no room.
+   * Throws StatusError 409 (message starts with "insufficient") when the host has no room.
    */
   async bind<T extends KObject = KObject>(namespace: string, name: string, host: string, resources: BindResources): Promise<T> {
     return this.request<T>({
@@ -442,7 +442,7 @@ export class KovaClient implements ApiClient {
     return this.authLoaded;
   }
 
-  /** Sends one request; parses JSON; throws ApiError for non-2xx. */
+  /** Sends one request; parses JSON; throws StatusError for non-2xx. */
   async request<T = unknown>(init: RequestInit): Promise<T> {
     await this.loadAuth();
     const first = await this.send(init);
@@ -464,7 +464,7 @@ export class KovaClient implements ApiClient {
     }
     if (res.status >= 200 && res.status < 300) return parsed as T;
     const st = (parsed && typeof parsed === 'object' ? parsed : {}) as { reason?: string; message?: string };
-    throw new ApiError(res.status, st.reason ?? httpReason(res.status), st.message ?? (res.body.slice(0, 500) || `HTTP ${res.status}`), parsed as Record<string, unknown>);
+    throw new StatusError(res.status, st.reason ?? httpReason(res.status), st.message ?? (res.body.slice(0, 500) || `HTTP ${res.status}`), parsed as Record<string, unknown>);
   }
 
   private async send(init: RequestInit): Promise<{ status: number; body: string }> {
@@ -537,7 +537,7 @@ export function editFinalizers<T extends KObject>(c: ApiClient, kind: Kind, name
     } catch (e) {
       if (isNotFound(e)) return undefined;
       // A failed `test` op is 422 Invalid in Kubernetes; treat it as the conflict it is.
-      if (e instanceof ApiError && e.code === 422 && /test/i.test(e.message)) throw new ApiError(409, 'Conflict', e.message, e.status);
+      if (e instanceof StatusError && e.code === 422 && /test/i.test(e.message)) throw new StatusError(409, 'Conflict', e.message, e.status);
       throw e;
     }
   });

@@ -13,7 +13,7 @@ import { ApiServer } from '../apiserver/server.js';
 import { Store } from '../store/store.js';
 import { startTestEtcd, waitFor } from '../testing/etcd.js';
 import type { TestEtcd } from '../testing/etcd.js';
-import { ApiError, FLAVORS, HOSTS, INSTANCES, isAlreadyExists, isConflict, isNotFound, KEYPAIRS, KovaClient, NAMESPACES } from './client.js';
+import { StatusError, FLAVORS, HOSTS, INSTANCES, isAlreadyExists, isConflict, isNotFound, KEYPAIRS, KovaClient, NAMESPACES } from './client.js';
 import type { ApiClient, KObject, WatchEventType } from './client.js';
 import { FakeClient } from './fake.js';
 
@@ -22,7 +22,7 @@ type Case = (c: ApiClient, ns: string) => Promise<void>;
 const rvOf = (o: KObject | undefined) => Number(o?.metadata.resourceVersion);
 const statusOf = (o: KObject | undefined) => (o?.status ?? {}) as Record<string, unknown>;
 const specOf = (o: KObject | undefined) => (o?.spec ?? {}) as Record<string, unknown>;
-const code = (n: number, reason?: string) => (e: unknown) => e instanceof ApiError && e.code === n && (!reason || e.reason === reason);
+const code = (n: number, reason?: string) => (e: unknown) => e instanceof StatusError && e.code === n && (!reason || e.reason === reason);
 
 const inst = (ns: string, name: string, labels?: Record<string, string>, flavor = 'cf.small') => ({ metadata: { name, namespace: ns, labels }, spec: { flavor, image: 'tiny' } });
 
@@ -83,7 +83,7 @@ const CASES: Record<string, Case> = {
     assert.equal(u1.metadata.generation, 2, 'spec change bumps generation');
     await assert.rejects(c.update(INSTANCES, { ...a, spec: { ...specOf(a), image: 'third' } }), (e: unknown) => {
       assert.ok(isConflict(e) && !isAlreadyExists(e));
-      assert.equal((e as ApiError).reason, 'Conflict');
+      assert.equal((e as StatusError).reason, 'Conflict');
       return true;
     });
     const u2 = await c.update(INSTANCES, { ...u1, metadata: { ...u1.metadata, labels: { x: 'y' } }, status: { phase: 'Running' } });

@@ -2,7 +2,7 @@
 // watches ended by the "server", the request log.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ApiError, INSTANCES, isConflict, NAMESPACES } from './client.js';
+import { StatusError, INSTANCES, isConflict, NAMESPACES } from './client.js';
 import type { KObject } from './client.js';
 import { FakeClient } from './fake.js';
 import { Informer } from './informer.js';
@@ -31,20 +31,20 @@ describe('FakeClient', () => {
   it('injects failures for the next calls of one verb (and kind)', async () => {
     const c = new FakeClient();
     c.failNext('create', { times: 2 });
-    await assert.rejects(c.create(INSTANCES, inst('a')), (e: unknown) => e instanceof ApiError && e.code === 500);
-    await assert.rejects(c.create(INSTANCES, inst('a')), (e: unknown) => e instanceof ApiError && e.code === 500);
+    await assert.rejects(c.create(INSTANCES, inst('a')), (e: unknown) => e instanceof StatusError && e.code === 500);
+    await assert.rejects(c.create(INSTANCES, inst('a')), (e: unknown) => e instanceof StatusError && e.code === 500);
     await c.create(INSTANCES, inst('a'));
     c.failNext('get', { kind: NAMESPACES });
     assert.ok(await c.get(INSTANCES, 'default', 'a'), 'another kind is not affected');
     await assert.rejects(c.get(NAMESPACES, undefined, 'default'));
     // updateStatus retries an injected conflict with a fresh read, like a real one.
-    c.failNext('updateStatus', { error: new ApiError(409, 'Conflict', 'injected') });
+    c.failNext('updateStatus', { error: new StatusError(409, 'Conflict', 'injected') });
     const out = await c.updateStatus(INSTANCES, 'default', 'a', (o) => {
       (o.status as Record<string, unknown>).phase = 'Running';
     });
     assert.equal((out?.status as { phase: string }).phase, 'Running');
     assert.equal(c.stats.conflicts, 1);
-    c.failNext('patch', { error: () => new ApiError(409, 'Conflict', 'made fresh') });
+    c.failNext('patch', { error: () => new StatusError(409, 'Conflict', 'made fresh') });
     await assert.rejects(c.mergePatch(INSTANCES, 'default', 'a', {}), (e: unknown) => isConflict(e));
     assert.deepEqual(c.calls.filter((x) => x.verb === 'updateStatus').map((x) => x.name), ['a', 'a']);
   });

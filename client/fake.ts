@@ -2,7 +2,7 @@
 // It keeps the API's contract, checked against the real server by fake.conformance.test.ts:
 // one global resourceVersion counter (a write gets the next one, a no-op write keeps it),
 // uid/creationTimestamp/generation (generation moves on spec changes only), 409 Conflict on a
-// stale resourceVersion, 409 AlreadyExists, 404 as the same ApiError KovaClient throws, the
+// stale resourceVersion, 409 AlreadyExists, 404 as the same StatusError KovaClient throws, the
 // status subresource (status writes change only status, main writes never status), finalizers
 // and deletionTimestamp, merge and JSON patch, label and field selectors, the Instance binding
 // subresource, and watches that replay from a resourceVersion in order (410 once compacted).
@@ -22,7 +22,7 @@ import { FLAVORS, HOSTS, INSTANCES } from '../api/kinds/index.js';
 import type { Flavor, Host, Instance } from '../api/kinds/index.js';
 import type { KObject } from '../api/types.js';
 import { nowRFC3339, qualifiedKind, qualifiedResource, stampCreated } from '../api/types.js';
-import { ApiError, apiVersionOf, editFinalizers, NAMESPACES, readModifyWrite, retryConflicts } from './client.js';
+import { StatusError, apiVersionOf, editFinalizers, NAMESPACES, readModifyWrite, retryConflicts } from './client.js';
 import type {
   ApiClient, BindResources, DeleteOptions, JsonPatchOp, Kind, ListOptions, ListResult, NewObject, WatchEventType, WatchHandle, WatchOptions, WriteOptions,
 } from './client.js';
@@ -75,10 +75,10 @@ interface Watcher {
 const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kova-system'];
 const clone = <T>(v: T): T => structuredClone(v);
 
-function statusError(code: number, reason: string, message: string, details?: Record<string, unknown>): ApiError {
+function statusError(code: number, reason: string, message: string, details?: Record<string, unknown>): StatusError {
   const body: Record<string, unknown> = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
   if (details) body.details = details;
-  return new ApiError(code, reason, message, body);
+  return new StatusError(code, reason, message, body);
 }
 
 const notFound = (k: Pick<Kind, 'group' | 'plural'>, name: string) =>

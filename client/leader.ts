@@ -4,7 +4,7 @@
 // machines does not matter); every write is conditional on resourceVersion; the leader renews
 // every retryPeriod and gives up leadership if it could not renew for renewDeadline.
 import type { KObject } from '../api/types.js';
-import { ApiError, isAlreadyExists, isConflict, KovaClient, LEASES, NAMESPACES } from './client.js';
+import { StatusError, isAlreadyExists, isConflict, KovaClient, LEASES, NAMESPACES } from './client.js';
 import { errorMessage } from './controller.js';
 
 export const LEADER_NAMESPACE = 'kova-system';
@@ -219,7 +219,7 @@ export class LeaderElector {
       try {
         lease = await this.client.request<Lease>({ method: 'GET', path, signal });
       } catch (e) {
-        if (!(e instanceof ApiError && e.code === 404)) throw e;
+        if (!(e instanceof StatusError && e.code === 404)) throw e;
       }
       if (!lease) {
         const created = await this.client.request<Lease>({

@@ -6,7 +6,7 @@
 import type https from 'node:https';
 import { Pool } from 'undici';
 import type { ObjectMeta } from '../api/types.js';
-import { ApiError } from './client.js';
+import { StatusError } from './client.js';
 import type { Kind, KovaClient } from './client.js';
 import { errorMessage } from './controller.js';
 
@@ -88,7 +88,7 @@ export class MetadataClient {
   /**
    * One metadata watch from `resourceVersion` (with bookmarks), until the server ends it or
    * `signal` aborts; resolves with the last resourceVersion seen. A 410 (as an answer or an
-   * ERROR event) rejects with ApiError 410: the caller must list again.
+   * ERROR event) rejects with StatusError 410: the caller must list again.
    */
   async watch(kind: Kind, resourceVersion: string, onEvent: (type: MetadataEventType, obj: PartialObjectMetadata) => void, signal: AbortSignal, timeoutSeconds = 300 + Math.floor(Math.random() * 300)): Promise<string> {
     const { pool, headers } = await this.connect();
@@ -111,7 +111,7 @@ export class MetadataClient {
         const e = JSON.parse(line) as { type: string; object: PartialObjectMetadata & { code?: number; message?: string; reason?: string } };
         if (e.type === 'ERROR') {
           res.body.destroy();
-          throw new ApiError(e.object.code ?? 500, e.object.reason ?? 'InternalError', e.object.message ?? 'watch error', e.object as unknown as Record<string, unknown>);
+          throw new StatusError(e.object.code ?? 500, e.object.reason ?? 'InternalError', e.object.message ?? 'watch error', e.object as unknown as Record<string, unknown>);
         }
         rv = e.object.metadata?.resourceVersion ?? rv;
         if (e.type === 'BOOKMARK') continue;
@@ -123,14 +123,14 @@ export class MetadataClient {
   }
 }
 
-function apiError(code: number, body: string): ApiError {
+function apiError(code: number, body: string): StatusError {
   let st: { reason?: string; message?: string } = {};
   try {
     st = JSON.parse(body);
   } catch {
     // not a Status
   }
-  return new ApiError(code, st.reason ?? String(code), st.message ?? (body.slice(0, 500) || `HTTP ${code}`));
+  return new StatusError(code, st.reason ?? String(code), st.message ?? (body.slice(0, 500) || `HTTP ${code}`));
 }
 
 export interface MetadataHandler {
@@ -189,7 +189,7 @@ export class MetadataWatcher {
         }, signal);
       } catch (e) {
         if (signal.aborted) break;
-        if (e instanceof ApiError && e.code === 410) {
+        if (e instanceof StatusError && e.code === 410) {
           rv = undefined; // too old: list again
           continue;
         }

@@ -11,7 +11,7 @@
 // are read again, and the delete carries the dependent's uid and resourceVersion), so a stale
 // graph never deletes wrongly. Events are left out, as kube's collector ignores them.
 import type { OwnerReference } from '../../api/types.js';
-import { ApiError, isNotFound } from '../../client/client.js';
+import { StatusError, isNotFound } from '../../client/client.js';
 import type { KObject, Kind, KovaClient } from '../../client/client.js';
 import { Controller } from '../../client/controller.js';
 import type { Reconciler, Request, Result } from '../../client/controller.js';
@@ -133,7 +133,7 @@ class GarbageCollectorReconciler implements Reconciler {
 }
 
 function ignoreGoneOrChanged(e: unknown) {
-  if (isNotFound(e) || (e instanceof ApiError && e.code === 409)) return;
+  if (isNotFound(e) || (e instanceof StatusError && e.code === 409)) return;
   throw e;
 }
 

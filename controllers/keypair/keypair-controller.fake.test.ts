@@ -5,7 +5,7 @@ import { createHash, generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { KeyPair } from '../../api/kinds/index.js';
 import { findCondition } from '../../api/conditions.js';
-import { ApiError, EVENTS, KEYPAIRS } from '../../client/client.js';
+import { StatusError, EVENTS, KEYPAIRS } from '../../client/client.js';
 import { FakeClient } from '../../client/fake.js';
 import { startKeyPairController } from './keypair-controller.js';
 
@@ -79,7 +79,7 @@ describe('KeyPair controller on FakeClient', () => {
   });
 
   it('retries a conflicting status write with a fresh read', async () => {
-    c.failNext('updateStatus', { kind: KEYPAIRS, error: new ApiError(409, 'Conflict', 'injected conflict') });
+    c.failNext('updateStatus', { kind: KEYPAIRS, error: new StatusError(409, 'Conflict', 'injected conflict') });
     const conflicts = c.stats.conflicts;
     const key = newKey();
     await c.create(KEYPAIRS, { metadata: { name: 'racy', namespace: NS }, spec: { publicKey: key.publicKey } });

@@ -14,7 +14,7 @@ import { formatResources, instanceRequest } from '../../api/resources.js';
 import type { AllocationRatios, Resources } from '../../api/resources.js';
 import type { Condition } from '../../api/types.js';
 import { nowRFC3339 } from '../../api/types.js';
-import { ApiError, KovaClient } from '../../client/client.js';
+import { StatusError, KovaClient } from '../../client/client.js';
 import type { ApiClient } from '../../client/client.js';
 import { controllerFor, errorMessage, keyOfObject, withDefaults } from '../../client/controller.js';
 import type { Controller, ControllerStartOptions, Reconciler, Request } from '../../client/controller.js';
@@ -148,7 +148,7 @@ export class SchedulerReconciler implements Reconciler {
       await this.d.client.bind(namespace!, name!, host, formatResources(req));
       return 'bound';
     } catch (e) {
-      if (!(e instanceof ApiError)) throw e;
+      if (!(e instanceof StatusError)) throw e;
       // The first cause decides (the server lists short dimensions as vcpus, memory, disk).
       const cause = bindingFailure(e.code, e.status)[0];
       if (!cause) throw e; // not a refusal we know (flavor gone, invalid size, server error): back off
