@@ -277,40 +277,6 @@ describe('watch', () => {
     assert.equal(c.events.length, 1);
   });
 
-  it('skipPut drops PUTs before decoding; deletions always pass', async () => {
-    const p = '/registry/test/watch-skip/';
-    const c = collector();
-    const seen: string[] = [];
-    const w = await store.watch(p, undefined, c.onEvent, c.onError, {
-      skipPut: (key, value) => {
-        seen.push(key.toString().slice(p.length));
-        return !value.includes('"keep"');
-      },
-    });
-    await store.create(p + 'a', inst('a', { x: 'drop' }));
-    const b = await store.create(p + 'b', inst('b', { x: 'keep' }));
-    const a = await store.delete(p + 'a');
-    await waitFor(() => c.events.length === 2, '2 events');
-    assert.deepEqual(c.summary(), [`ADDED b ${b.metadata.resourceVersion}`, `DELETED a ${a.metadata.resourceVersion}`]);
-    assert.deepEqual(seen, ['a', 'b']);
-    await w.close();
-  });
-
-  it('onDeletedKey: deletions by key, without previous values', async () => {
-    const p = '/registry/test/watch-keys/';
-    const c = collector();
-    const deleted: string[] = [];
-    const w = await store.watch(p, undefined, c.onEvent, c.onError, { onDeletedKey: (key, rev) => deleted.push(`${key.toString().slice(p.length)} ${rev}`) });
-    const a = await store.create(p + 'a', inst('a', { v: 1 }));
-    const a2 = await store.update(p + 'a', inst('a', { v: 2 }), a.metadata.resourceVersion!);
-    const gone = await store.delete(p + 'a');
-    await waitFor(() => deleted.length === 1, 'the deletion');
-    assert.deepEqual(c.summary(), [`ADDED a ${a.metadata.resourceVersion}`, `MODIFIED a ${a2.metadata.resourceVersion}`]);
-    assert.equal(c.events[1].prevObject, undefined);
-    assert.deepEqual(deleted, [`a ${gone.metadata.resourceVersion}`]);
-    await w.close();
-  });
-
   it('from a compacted revision reports Expired', async () => {
     const p = '/registry/test/watch-expired/';
     const old = await store.create(p + 'a', inst('a'));

@@ -217,16 +217,13 @@ export class Store {
    * onError with 'Expired' (the watch is then dead; close() stays safe). Watching from a list's
    * `revision` misses nothing: etcd replays history from that point. Events can arrive before
    * the returned promise resolves. If etcd restarts, the watch resumes after the last delivered
-   * event (or fails with 'Expired' if that was compacted meanwhile). `opts.skipPut` drops
-   * uninteresting PUTs before they are decoded; `opts.onDeletedKey` takes deletions by key
-   * (a watch without prev_kv, cheaper for etcd).
+   * event (or fails with 'Expired' if that was compacted meanwhile).
    */
   async watch(
     prefix: string,
     fromRevision: string | undefined,
     onEvent: (e: WatchEvent) => void,
     onError: (err: StoreError) => void,
-    opts: Pick<WatchParams, 'skipPut' | 'onDeletedKey'> = {},
   ): Promise<WatchHandle> {
     const from = fromRevision && fromRevision !== '0' ? parseRevision(fromRevision) : Number(await this.currentRevision());
     let inner: WatchHandle | undefined;
@@ -241,8 +238,6 @@ export class Store {
       prefix,
       from,
       onEvent,
-      skipPut: opts.skipPut,
-      onDeletedKey: opts.onDeletedKey,
       onError: (err) => {
         this.watches.delete(handle);
         onError(err);

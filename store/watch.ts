@@ -26,17 +26,6 @@ export interface WatchParams {
   from: number;
   onEvent: (e: WatchEvent) => void;
   onError: (err: StoreError) => void;
-  /**
-   * Raw pre-filter for PUT events: returning true drops the event before its value is decoded.
-   * For watchers that care about few objects (the garbage collector); deletions always pass.
-   */
-  skipPut?: (key: Buffer, value: Buffer) => boolean;
-  /**
-   * Deletions by key only: the watch is opened without prev_kv, so etcd does not read the
-   * previous value of every change for this watcher, and a DELETE calls this instead of
-   * onEvent. MODIFIED events then carry no prevObject.
-   */
-  onDeletedKey?: (key: Buffer, revision: string) => void;
   /** The compaction point, given a compacted revision, for the "too old resource version" message. */
   compactedRevision: (compacted: number) => Promise<number>;
 }
@@ -78,7 +67,7 @@ export function startWatch(p: WatchParams): Promise<WatchHandle> {
   };
 
   const open = () => {
-    stream = p.kv.watch({ key: prefixStart(p.prefix), range_end: prefixEnd(p.prefix), start_revision: last + 1, prev_kv: !p.onDeletedKey }, {
+    stream = p.kv.watch({ key: prefixStart(p.prefix), range_end: prefixEnd(p.prefix), start_revision: last + 1, prev_kv: true }, {
       response: (res) => {
         if (closed) return;
         if (res.canceled) {
@@ -101,12 +90,6 @@ export function startWatch(p: WatchParams): Promise<WatchHandle> {
         for (const ev of res.events) {
           const rev = Number(ev.kv.mod_revision);
           if (rev <= last) continue;
-          if (ev.type === 'PUT' ? p.skipPut?.(ev.kv.key, ev.kv.value) : p.onDeletedKey) {
-            last = rev;
-            if (ev.type === 'DELETE') p.onDeletedKey!(ev.kv.key, ev.kv.mod_revision);
-            if (closed) return;
-            continue;
-          }
           let event: WatchEvent;
           if (ev.type === 'PUT' && ev.kv.create_revision === ev.kv.mod_revision) {
             event = { type: 'ADDED', object: decode(ev.kv), revision: ev.kv.mod_revision };
