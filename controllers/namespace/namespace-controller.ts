@@ -6,7 +6,8 @@
 // server remove the namespace.
 import type { KObject, Kind, KovaClient } from '../../client/client.js';
 import { NAMESPACES } from '../../client/client.js';
-import { Controller } from '../../client/controller.js';
+import { controllerFor, withDefaults } from '../../client/controller.js';
+import type { ControllerHandle, ControllerStartOptions } from '../../client/controller.js';
 import type { Reconciler, Request, Result } from '../../client/controller.js';
 import { discoverKinds } from '../../client/discovery.js';
 import { MetadataClient } from '../../client/metadata.js';
@@ -79,29 +80,16 @@ export function namespaceApi(client: KovaClient, metadata = new MetadataClient(c
   };
 }
 
-export interface NamespaceControllerOptions {
+export interface NamespaceControllerOptions extends ControllerStartOptions {
   client: KovaClient;
-  signal: AbortSignal;
-  log?: (msg: string) => void;
-  informers?: SharedInformers;
   /** Defaults to namespaceApi(client). */
   api?: NamespaceApi;
 }
 
-/** Starts the Namespace informer and workers; resolves once synced. */
-export async function startNamespaceController(opts: NamespaceControllerOptions): Promise<{ controller: Controller; done: Promise<void> }> {
-  const { client, signal } = opts;
-  const log = opts.log ?? ((m: string) => console.error(m));
-  const shared = opts.informers ?? new SharedInformers(client, log);
-  const namespaces = shared.for(NAMESPACES);
-  const controller = new Controller(new NamespaceReconciler(opts.api ?? namespaceApi(client)), { workers: 2, log });
-  const enqueue = (ns: KObject) => {
-    if (ns.metadata.deletionTimestamp) controller.enqueue({ name: ns.metadata.name! });
-  };
-  namespaces.on('add', enqueue);
-  namespaces.on('update', enqueue);
-  namespaces.start();
-  signal.addEventListener('abort', () => namespaces.stop(), { once: true });
-  await namespaces.waitForSync(signal);
-  return { controller, done: controller.start(signal) };
+/** Starts the Namespace informer and workers; resolves once synced. Only namespaces being deleted are queued. */
+export async function startNamespaceController(opts: NamespaceControllerOptions): Promise<ControllerHandle> {
+  const { client, signal, log, informers } = withDefaults(opts);
+  return controllerFor(new NamespaceReconciler(opts.api ?? namespaceApi(client)), { workers: opts.workers ?? 2, log })
+    .watches(informers.for(NAMESPACES), (ns) => (ns.metadata.deletionTimestamp ? { name: ns.metadata.name! } : undefined), ['add', 'update'])
+    .start(signal);
 }
