@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { delimiter, join } from 'node:path';
+import { dieWithParent } from '../lib/parent-death.js';
 
 export interface EtcdOptions {
   dataDir: string;
@@ -97,18 +98,6 @@ function etcdArgs(dataDir: string, clientPort: number, peerPort: number): string
   ];
 }
 
-/**
- * etcd is a Go program and cannot notice that kova died, so it is started through util-linux
- * `setpriv --pdeathsig KILL`: the kernel kills it when the thread that forked it exits. Node
- * spawns from the main thread, which lives as long as the process, so etcd dies with kova even
- * on SIGKILL (etcd's WAL and bbolt are crash-safe). setpriv execs etcd: same pid. Without
- * setpriv (not Debian) etcd is spawned directly and only the exit hook below covers it.
- */
-async function deathSignalWrapper(): Promise<string | undefined> {
-  for (const dir of ['/usr/bin', '/bin']) if (await isExecutable(join(dir, 'setpriv'))) return join(dir, 'setpriv');
-  return undefined;
-}
-
 /** etcd 3.4 refuses to start when an ETCD_* variable shadows a flag, so don't pass any on. */
 function cleanEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -133,10 +122,9 @@ export async function startEtcd(opts: EtcdOptions): Promise<EtcdProcess> {
 }
 
 async function launch(binary: string, opts: EtcdOptions, clientPort: number, peerPort: number): Promise<EtcdProcess> {
-  const setpriv = await deathSignalWrapper();
-  const [cmd, args] = setpriv
-    ? [setpriv, ['--pdeathsig', 'KILL', '--', binary, ...etcdArgs(opts.dataDir, clientPort, peerPort)]]
-    : [binary, etcdArgs(opts.dataDir, clientPort, peerPort)];
+  // etcd dies with kova even on SIGKILL (its WAL and bbolt are crash-safe); without setpriv
+  // only the exit hook below covers it.
+  const [cmd, args] = dieWithParent(binary, etcdArgs(opts.dataDir, clientPort, peerPort));
   const endpoint = `http://127.0.0.1:${clientPort}`;
   const tail: string[] = [];
   let child!: ChildProcess;

@@ -12,16 +12,18 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** What each top-level product folder may import besides itself. */
 const ALLOWED: Record<string, string[]> = {
-  api: [],
-  store: ['api'],
-  apiserver: ['api', 'store'],
-  client: ['api'],
+  /** Host-process helpers (children that die with kova) that any layer may use. */
+  lib: [],
+  api: ['lib'],
+  store: ['lib', 'api'],
+  apiserver: ['lib', 'api', 'store'],
+  client: ['lib', 'api'],
   /** The content-addressed image store: imports (image controller) and reads (agents' caches). */
-  'image-store': ['api'],
-  controllers: ['api', 'client', 'image-store'],
-  'node-agent': ['api', 'client', 'image-store'],
-  guest: [],
-  cli: ['api', 'store', 'apiserver', 'client', 'controllers', 'node-agent', 'image-store', 'guest'],
+  'image-store': ['lib', 'api'],
+  controllers: ['lib', 'api', 'client', 'image-store'],
+  'node-agent': ['lib', 'api', 'client', 'image-store'],
+  guest: ['lib'],
+  cli: ['lib', 'api', 'store', 'apiserver', 'client', 'controllers', 'node-agent', 'image-store', 'guest'],
 };
 /** Folders of tests, test helpers and benchmarks: they may import any product code. */
 const TEST_ONLY = ['testing', 'e2e', 'bench'];

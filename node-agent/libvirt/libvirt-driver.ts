@@ -15,6 +15,7 @@ import { libvirtDomainOf } from './domain-spec.js';
 import { KOVA_METADATA_NS, toDomainXml, type DirectBootSpec, type DiskFormat } from './domain-xml.js';
 import { buildNoCloudSeed } from './nocloud.js';
 import { parseDomState, parseEventLine, parseKeyValues, parseOwnerMetadata, Virsh, VirshError } from './virsh.js';
+import { dieWithParent } from '../../lib/parent-death.js';
 
 const run = promisify(execFile);
 
@@ -255,7 +256,9 @@ export class LibvirtDriver implements ComputeDriver {
   /** `virsh event --loop`, restarted if it dies while anyone listens. */
   private watchEvents(): void {
     if (this.events || this.closed || this.listeners.size === 0) return;
-    const child = spawnProcess('virsh', ['-c', this.virsh.uri, 'event', '--all', '--loop'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    // It would outlive a SIGKILLed agent (it only waits on libvirt): it dies with us instead.
+    const [cmd, args] = dieWithParent('virsh', ['-c', this.virsh.uri, 'event', '--all', '--loop']);
+    const child = spawnProcess(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'] });
     this.events = child;
     createInterface({ input: child.stdout! }).on('line', (line) => void this.onEventLine(line));
     child.on('exit', () => {
