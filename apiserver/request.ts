@@ -53,7 +53,8 @@ export function readBodyBytes(req: IncomingMessage, timeoutMs = BODY_TIMEOUT_MS)
       resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
     });
     req.on('error', fail);
-    req.on('close', () => fail(badRequest('the connection closed before the request body was complete')));
+    // 'close' also follows every complete request: build the error only when it means something.
+    req.on('close', () => done || fail(badRequest('the connection closed before the request body was complete')));
   });
 }
 

@@ -450,9 +450,11 @@ function requestUrl(target: string | undefined): URL {
   // URL parsing resolves `.` and `..` segments (also as %2e), which would turn
   // `events/..` into the namespace itself: like kube-apiserver, such a name is refused.
   const rawPath = t.split(/[?#]/, 1)[0]!;
-  for (const seg of rawPath.split('/')) {
-    const dots = seg.replace(/%2e/gi, '.');
-    if (dots === '.' || dots === '..') throw badRequest(`invalid path segment ${JSON.stringify(seg)}: may not be '${dots}'`);
+  if (rawPath.includes('.') || /%2e/i.test(rawPath)) {
+    for (const seg of rawPath.split('/')) {
+      const dots = seg.replace(/%2e/gi, '.');
+      if (dots === '.' || dots === '..') throw badRequest(`invalid path segment ${JSON.stringify(seg)}: may not be '${dots}'`);
+    }
   }
   try {
     if (t.startsWith('/')) return new URL(`http://kova${t}`);
