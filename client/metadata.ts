@@ -18,6 +18,7 @@ export interface PartialObjectMetadata {
 
 export const METADATA_ACCEPT = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1';
 export const METADATA_LIST_ACCEPT = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1';
+const RESOURCE_VERSION = /"resourceVersion":"(\d+)"/;
 
 export type MetadataEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
@@ -27,7 +28,7 @@ const TLS_OPTIONS = ['ca', 'cert', 'key', 'pfx', 'passphrase', 'servername'] as 
 export class MetadataClient {
   private pool?: Pool;
   private headers?: Promise<Record<string, string>>;
-  readonly stats = { lists: 0, watches: 0, events: 0 };
+  readonly stats = { lists: 0, watches: 0, events: 0, skipped: 0 };
 
   constructor(readonly client: KovaClient) {}
 
@@ -90,7 +91,7 @@ export class MetadataClient {
    * `signal` aborts; resolves with the last resourceVersion seen. A 410 (as an answer or an
    * ERROR event) rejects with StatusError 410: the caller must list again.
    */
-  async watch(kind: Kind, resourceVersion: string, onEvent: (type: MetadataEventType, obj: PartialObjectMetadata) => void, signal: AbortSignal, timeoutSeconds = 300 + Math.floor(Math.random() * 300)): Promise<string> {
+  async watch(kind: Kind, resourceVersion: string, onEvent: (type: MetadataEventType, obj: PartialObjectMetadata) => void, signal: AbortSignal, timeoutSeconds = 300 + Math.floor(Math.random() * 300), skipModified?: (line: string) => boolean): Promise<string> {
     const { pool, headers } = await this.connect();
     this.stats.watches++;
     const res = await pool.request({
@@ -108,6 +109,12 @@ export class MetadataClient {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         if (!line.trim()) continue;
+        if (skipModified && line.startsWith('{"type":"MODIFIED",') && skipModified(line)) {
+          // Not decoded: only its resourceVersion (the first in the line: the object's) is kept.
+          rv = RESOURCE_VERSION.exec(line)?.[1] ?? rv;
+          this.stats.skipped++;
+          continue;
+        }
         const e = JSON.parse(line) as { type: string; object: PartialObjectMetadata & { code?: number; message?: string; reason?: string } };
         if (e.type === 'ERROR') {
           res.body.destroy();
@@ -137,6 +144,11 @@ export interface MetadataHandler {
   /** The whole current state of the kind, after the first list and after every relist. */
   replace(items: PartialObjectMetadata[]): void;
   event(type: MetadataEventType, obj: PartialObjectMetadata): void;
+  /**
+   * A MODIFIED event (as its JSON line) that cannot concern the handler, told before it is
+   * decoded: most writes of a busy kind (status updates) are then never parsed.
+   */
+  skipModified?(line: string): boolean;
 }
 
 /**
@@ -186,7 +198,7 @@ export class MetadataWatcher {
         rv = await this.mc.watch(this.kind, rv, (type, obj) => {
           backoff = 200;
           this.handler.event(type, obj);
-        }, signal);
+        }, signal, undefined, this.handler.skipModified?.bind(this.handler));
       } catch (e) {
         if (signal.aborted) break;
         if (e instanceof StatusError && e.code === 410) {

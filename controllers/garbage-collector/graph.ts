@@ -19,6 +19,8 @@ export interface GcNode {
 export const ORPHAN = 'orphan';
 export const FOREGROUND = 'foregroundDeletion';
 
+const MAY_MATTER = /"ownerReferences"|"orphan"|"foregroundDeletion"/;
+const UID = /"uid":"([^"]+)"/;
 const kindKey = (k: Pick<Kind, 'group' | 'plural'>) => `${k.group}/${k.plural}`;
 const matters = (n: Pick<GcNode, 'owners' | 'finalizers'>) => n.owners.length > 0 || n.finalizers.includes(ORPHAN) || n.finalizers.includes(FOREGROUND);
 const ownersKey = (refs: OwnerReference[]) => refs.map((r) => `${r.uid}:${r.blockOwnerDeletion ? 1 : 0}`).join(',');
@@ -34,6 +36,17 @@ export class GcGraph {
   /** Whether an object with this uid is currently there, as far as the watches have told. */
   has(uid: string): boolean {
     return this.known.has(uid);
+  }
+
+  /**
+   * Whether a MODIFIED event, as its JSON line, can be skipped undecoded: the object is known
+   * and does not matter, and the line names no owner references and no orphan or
+   * foregroundDeletion finalizer, so it still does not. Then the only uid in it is the object's.
+   */
+  unchangedPlain(line: string): boolean {
+    if (MAY_MATTER.test(line)) return false;
+    const uid = UID.exec(line)?.[1];
+    return uid !== undefined && this.known.has(uid) && !this.nodes.has(uid);
   }
 
   get size(): number {
