@@ -124,39 +124,39 @@ describe('EventCorrelator (client-go aggregator and spam filter)', () => {
     const ec = new EventCorrelator({ now: () => clock.now() });
     const a = ec.correlate('uid-1', 'Warning', 'Failed', 'm');
     const b = ec.correlate('uid-1', 'Warning', 'Failed', 'm');
-    assert.ok(!a.skip && !b.skip);
+    assert.ok(!a.drop && !b.drop);
     assert.equal(a.key, b.key);
     assert.equal(a.combined, false);
     const keys = new Set<string>([a.key]);
     for (let i = 2; i <= 9; i++) {
       const r = ec.correlate('uid-1', 'Warning', 'Failed', `m${i}`);
-      assert.ok(!r.skip && !r.combined, `message ${i} is its own event`);
+      assert.ok(!r.drop && !r.combined, `message ${i} is its own event`);
       keys.add(r.key);
     }
     assert.equal(keys.size, 9);
     const tenth = ec.correlate('uid-1', 'Warning', 'Failed', 'm10');
     const eleventh = ec.correlate('uid-1', 'Warning', 'Failed', 'm11');
     const again = ec.correlate('uid-1', 'Warning', 'Failed', 'm');
-    assert.ok(!tenth.skip && !eleventh.skip && !again.skip);
+    assert.ok(!tenth.drop && !eleventh.drop && !again.drop);
     assert.equal(tenth.combined, true);
     assert.equal(tenth.message, `${COMBINED_PREFIX}m10`);
     assert.equal(eleventh.key, tenth.key);
     assert.equal(again.key, tenth.key, 'once combined, repeats go to the combined Event too');
     // Another reason, type or object is another series.
     const other = ec.correlate('uid-1', 'Warning', 'BackOff', 'm12');
-    assert.ok(!other.skip && !other.combined);
+    assert.ok(!other.drop && !other.combined);
     const otherObj = ec.correlate('uid-2', 'Warning', 'Failed', 'm13');
-    assert.ok(!otherObj.skip && !otherObj.combined);
+    assert.ok(!otherObj.drop && !otherObj.combined);
     // After 10 quiet minutes the count of similar messages starts over.
     clock.advance(10 * 60_000 + 1);
     const later = ec.correlate('uid-1', 'Warning', 'Failed', 'm14');
-    assert.ok(!later.skip && !later.combined);
+    assert.ok(!later.drop && !later.combined);
   });
 
   it('lets 25 events of an object through at once, then one per 5 minutes', () => {
     const clock = new ManualClock();
     const ec = new EventCorrelator({ now: () => clock.now() });
-    const send = (uid = 'uid-1') => !ec.correlate(uid, 'Normal', 'Started', 'same').skip;
+    const send = (uid = 'uid-1') => !ec.correlate(uid, 'Normal', 'Started', 'same').drop;
     let passed = 0;
     for (let i = 0; i < 100; i++) if (send()) passed++;
     assert.equal(passed, 25);

@@ -74,7 +74,7 @@ export interface CorrelatorOptions {
 }
 
 /** What the recorder should write: `key` names the Event series (same key, same Event). */
-export type Correlated = { skip: true } | { skip: false; key: string; message: string; combined: boolean };
+export type Correlated = { drop: true } | { drop: false; key: string; message: string; combined: boolean };
 
 /**
  * client-go's EventAggregator and spam filter, without the writing: pure bookkeeping on a
@@ -113,7 +113,7 @@ export class EventCorrelator {
     this.spam.set(objectKey, bucket);
     if (bucket.tokens < 1) {
       this.stats.dropped++;
-      return { skip: true };
+      return { drop: true };
     }
     bucket.tokens -= 1;
 
@@ -123,11 +123,11 @@ export class EventCorrelator {
     rec.messages.add(message);
     rec.at = now;
     this.similar.set(similarKey, rec);
-    if (rec.messages.size < this.maxSimilar) return { skip: false, key: `${similarKey}\0${message}`, message, combined: false };
+    if (rec.messages.size < this.maxSimilar) return { drop: false, key: `${similarKey}\0${message}`, message, combined: false };
     // Too many variants: bound the set too, it only needs to stay at the threshold.
     if (rec.messages.size > this.maxSimilar) rec.messages.delete(rec.messages.values().next().value!);
     this.stats.combined++;
-    return { skip: false, key: similarKey, message: COMBINED_PREFIX + message, combined: true };
+    return { drop: false, key: similarKey, message: COMBINED_PREFIX + message, combined: true };
   }
 }
 
@@ -159,7 +159,7 @@ export class EventRecorder {
   event(obj: KObject, type: EventType, reason: string, message: string): Promise<void> {
     const uid = obj.metadata.uid ?? `${obj.kind}/${obj.metadata.namespace ?? ''}/${obj.metadata.name}`;
     const c = this.correlator.correlate(uid, type, reason, message);
-    if (c.skip) {
+    if (c.drop) {
       this.stats.dropped++;
       return Promise.resolve();
     }
