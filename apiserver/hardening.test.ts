@@ -287,6 +287,25 @@ describe('wrong-typed and hostile bodies', () => {
     assert.equal(server.stats.internalErrors, 0, logs.join('\n'));
   });
 
+  test('a strategic merge patch that leaves finalizers wrong-typed on an object being deleted is a 400, not a 500', async () => {
+    // Found by the fuzz test: the deletion rule read metadata.finalizers before any type check.
+    const cm = await request('POST', '/api/v1/namespaces/default/configmaps', JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'held', finalizers: ['example.com/hold'] } }));
+    assert.equal(cm.code, 201, cm.body);
+    assert.equal((await request('DELETE', '/api/v1/namespaces/default/configmaps/held')).code, 202, 'held by its finalizer');
+    for (const [type, body] of [
+      ['application/strategic-merge-patch+json', { metadata: { finalizers: false } }],
+      ['application/merge-patch+json', { metadata: { finalizers: 7 } }],
+    ] as const) {
+      const r = await request('PATCH', '/api/v1/namespaces/default/configmaps/held', JSON.stringify(body), { 'Content-Type': type });
+      assert.equal(r.code, 400, `${type}: ${r.code} ${r.body}`);
+      assert.match(String(r.json().message), /metadata\.finalizers/);
+    }
+    // Let it go.
+    const done = await request('PATCH', '/api/v1/namespaces/default/configmaps/held', JSON.stringify({ metadata: { finalizers: null } }), { 'Content-Type': 'application/merge-patch+json' });
+    assert.equal(done.code, 200, done.body);
+    assert.equal(server.stats.internalErrors, 0);
+  });
+
   test('DeleteOptions of the wrong type are 400', async () => {
     for (const body of ['null', '[]', '{"dryRun": 5}', '{"propagationPolicy": 1}', '{"preconditions": "x"}']) {
       const r = await request('DELETE', '/api/v1/namespaces/default/configmaps/nope', body);

@@ -18,7 +18,7 @@ import { LabelSelector, FieldSelector, parseFieldSelector, parseLabelSelector, S
 import { ApiError, alreadyExists, badRequest, conflict, forbidden, gone, internal, invalid, notFound, unavailable, unsupportedMediaType } from './status.js';
 import { NamespaceCache } from './namespace-cache.js';
 import { listKeysFor } from './list-keys.js';
-import { parseResourceVersion } from './request.js';
+import { checkObjectBody, parseResourceVersion } from './request.js';
 
 export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
 
@@ -306,6 +306,9 @@ export class ResourceStore {
     for (let attempt = 0; ; attempt++) {
       const current = await this.get(info, ns, name);
       const patched = this.applyPatch(info, current, type, patch);
+      // A patch can leave metadata wrong-typed (`"finalizers": false`): a 400 naming the field,
+      // as for a body, before any object rule reads it.
+      checkObjectBody(patched);
       const wanted = patched.metadata?.resourceVersion;
       if (wanted && wanted !== current.metadata.resourceVersion) throw conflict(info, name);
       try {
