@@ -91,7 +91,7 @@ export class MetadataClient {
    * `signal` aborts; resolves with the last resourceVersion seen. A 410 (as an answer or an
    * ERROR event) rejects with StatusError 410: the caller must list again.
    */
-  async watch(kind: Kind, resourceVersion: string, onEvent: (type: MetadataEventType, obj: PartialObjectMetadata) => void, signal: AbortSignal, timeoutSeconds = 300 + Math.floor(Math.random() * 300), skipModified?: (line: string) => boolean): Promise<string> {
+  async watch(kind: Kind, resourceVersion: string, onEvent: (type: MetadataEventType, obj: PartialObjectMetadata) => void, signal: AbortSignal, timeoutSeconds = 300 + Math.floor(Math.random() * 300), skipLine?: (type: 'ADDED' | 'MODIFIED', line: string) => boolean): Promise<string> {
     const { pool, headers } = await this.connect();
     this.stats.watches++;
     const res = await pool.request({
@@ -109,7 +109,8 @@ export class MetadataClient {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         if (!line.trim()) continue;
-        if (skipModified && line.startsWith('{"type":"MODIFIED",') && skipModified(line)) {
+        const raw = !skipLine ? undefined : line.startsWith('{"type":"MODIFIED",') ? 'MODIFIED' : line.startsWith('{"type":"ADDED",') ? 'ADDED' : undefined;
+        if (raw && skipLine!(raw, line)) {
           // Not decoded: only its resourceVersion (the first in the line: the object's) is kept.
           rv = RESOURCE_VERSION.exec(line)?.[1] ?? rv;
           this.stats.skipped++;
@@ -145,10 +146,11 @@ export interface MetadataHandler {
   replace(items: PartialObjectMetadata[]): void;
   event(type: MetadataEventType, obj: PartialObjectMetadata): void;
   /**
-   * A MODIFIED event (as its JSON line) that cannot concern the handler, told before it is
-   * decoded: most writes of a busy kind (status updates) are then never parsed.
+   * Offered an ADDED or MODIFIED event as its JSON line before it is decoded: true when the
+   * handler took what it needs from the text (or needs nothing), so the line is not parsed.
+   * Most events of a busy kind (creates, status updates) then never are.
    */
-  skipModified?(line: string): boolean;
+  skipLine?(type: 'ADDED' | 'MODIFIED', line: string): boolean;
 }
 
 /**
@@ -198,7 +200,7 @@ export class MetadataWatcher {
         rv = await this.mc.watch(this.kind, rv, (type, obj) => {
           backoff = 200;
           this.handler.event(type, obj);
-        }, signal, undefined, this.handler.skipModified?.bind(this.handler));
+        }, signal, undefined, this.handler.skipLine?.bind(this.handler));
       } catch (e) {
         if (signal.aborted) break;
         if (e instanceof StatusError && e.code === 410) {

@@ -168,7 +168,7 @@ export async function startGarbageCollector(opts: GarbageCollectorOptions): Prom
   const watchers = kinds.map((kind) => new MetadataWatcher(metadata, kind, {
     replace: (items) => enqueue(graph.replace(kind, items)),
     event: (type, obj) => enqueue(type === 'DELETED' ? graph.remove(obj.metadata.uid!) : graph.upsert(kind, obj)),
-    skipModified: (line) => graph.unchangedPlain(line),
+    skipLine: (type, line) => (type === 'ADDED' ? graph.addedPlain(kind, line) : graph.unchangedPlain(line)),
   }, signal, log));
   const synced = Promise.all(watchers.map((w) => w.waitForSync()));
   const done = Promise.all(watchers.map((w) => w.done));

@@ -5,8 +5,8 @@ import { test } from 'node:test';
 import { INSTANCES } from '../../api/kinds/index.js';
 import { GcGraph } from './graph.js';
 
-const line = (metadata: Record<string, unknown>) =>
-  JSON.stringify({ type: 'MODIFIED', object: { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata } });
+const line = (metadata: Record<string, unknown>, type = 'MODIFIED') =>
+  JSON.stringify({ type, object: { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata } });
 const meta = (uid: string, extra: Record<string, unknown> = {}) =>
   ({ name: `n-${uid}`, namespace: 'ns', uid, resourceVersion: '7', finalizers: ['kova.dev/instance-protection'], ...extra });
 
@@ -22,4 +22,18 @@ test('unchangedPlain: only a known object without owners or deletion finalizers,
   assert.equal(g.unchangedPlain(line(meta('plain', { finalizers: ['foregroundDeletion'] }))), false, 'gains a foreground finalizer');
   // Lost its owners: the line has none, but the graph holds it as a node that matters.
   assert.equal(g.unchangedPlain(line(meta('dependent'))), false, 'a node that matters is always decoded');
+});
+
+test('addedPlain: a new object that cannot matter is recorded from its uid alone; one that may matter is decoded', () => {
+  const g = new GcGraph();
+  assert.equal(g.addedPlain(INSTANCES, line(meta('a'), 'ADDED')), true);
+  assert.equal(g.has('a'), true, 'known: an owner reference to it finds it');
+  assert.equal(g.nodes.has('a'), false);
+  const owner = { apiVersion: 'kova.dev/v1alpha1', kind: 'Instance', name: 'n-a', uid: 'a' };
+  assert.equal(g.addedPlain(INSTANCES, line(meta('b', { ownerReferences: [owner] }), 'ADDED')), false, 'has an owner: decode it');
+  assert.equal(g.has('b'), false);
+  assert.equal(g.addedPlain(INSTANCES, line(meta('c', { finalizers: ['orphan'] }), 'ADDED')), false);
+  // Decoding b (what the watcher does when addedPlain says false) makes it a node that matters.
+  g.upsert(INSTANCES, { metadata: meta('b', { ownerReferences: [owner] }) } as never);
+  assert.equal(g.nodes.has('b'), true);
 });

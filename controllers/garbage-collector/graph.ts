@@ -49,6 +49,19 @@ export class GcGraph {
     return uid !== undefined && this.known.has(uid) && !this.nodes.has(uid);
   }
 
+  /**
+   * An ADDED event, as its JSON line, of an object that cannot matter (no owner references, no
+   * orphan or foregroundDeletion finalizer named in it): recorded as present from its uid
+   * alone, without decoding. False when the line must be decoded.
+   */
+  addedPlain(kind: Kind, line: string): boolean {
+    if (MAY_MATTER.test(line)) return false;
+    const uid = UID.exec(line)?.[1];
+    if (uid === undefined || this.nodes.has(uid)) return false;
+    this.known.set(uid, kindKey(kind));
+    return true;
+  }
+
   get size(): number {
     return this.known.size;
   }
