@@ -253,7 +253,9 @@ async function agent(argv: string[]): Promise<void> {
   if (values.driver === 'libvirt') await ensureHostDeps({ etcd: false, libvirt: true }, say);
   const ac = new AbortController();
   setMaxListeners(10_000, ac.signal);
-  const driver = values.driver === 'sim' ? new SimDriver() : await libvirtDriver(values['data-dir'] ?? defaultDataDir());
+  // A sim host given a --data-dir keeps its domains there across agent restarts, as a real hypervisor does.
+  const simState = values['data-dir'] === undefined ? undefined : join(values['data-dir'], 'sim', `${host}.json`);
+  const driver = values.driver === 'sim' ? new SimDriver({ stateFile: simState }) : await libvirtDriver(values['data-dir'] ?? defaultDataDir());
   // Host networking runs with --network, or implied by --netns / --tunnel-ip (sim hosts in namespaces).
   const withNetwork = values.network || values.netns !== undefined || values['tunnel-ip'] !== undefined;
   const network = withNetwork ? {

@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DomainNotFound, DriverError, PowerState } from './driver.js';
 import type { DomainEvent, DomainSpec } from './driver.js';
-import { SimDriver } from './sim-driver.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readSimState, SimDriver } from './sim-driver.js';
 import { ManualClock } from '../testing/manual-clock.js';
 
 const GiB = 2 ** 30;
@@ -245,4 +248,27 @@ test('many domains on one driver stay cheap', async () => {
   await Promise.all(Array.from({ length: 500 }, (_, i) => d.spawn(spec(`vm-${i}`, { memoryBytes: 2 ** 20, diskBytes: 0 }))));
   assert.equal(d.usage().domains, 500);
   assert.ok(Date.now() - t0 < 2_000, `500 concurrent spawns took ${Date.now() - t0} ms`);
+});
+
+test('with a state file, domains outlive the driver (an agent restart) and a new driver reads them', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'kova-sim-state-'));
+  try {
+    const file = join(dir, 'sim', 'h1.json');
+    const d1 = new SimDriver({ spawnMs: 1, stopMs: 1, stateFile: file });
+    const a = await d1.spawn(spec('a'));
+    await d1.spawn(spec('b'));
+    await d1.spawn(spec('c'));
+    await d1.powerOff('kova-demo.b', 1000);
+    await d1.destroy('kova-demo.c');
+    // The control: a driver without the file starts empty.
+    assert.equal((await new SimDriver().listDomains()).length, 0);
+    const d2 = new SimDriver({ stateFile: file });
+    const got = (await d2.listDomains()).map((x) => [x.id, x.state, x.uuid, x.instanceKey]);
+    assert.deepEqual(got, [['kova-demo.a', PowerState.Running, a.uuid, 'demo/a'], ['kova-demo.b', PowerState.Shutdown, (await d1.getInfo('kova-demo.b')).uuid, 'demo/b']]);
+    assert.deepEqual(readSimState(file).map((x) => x.name), ['kova-demo.a', 'kova-demo.b']);
+    await d2.destroy('kova-demo.a');
+    assert.deepEqual(readSimState(file).map((x) => x.name), ['kova-demo.b']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

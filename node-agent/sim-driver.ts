@@ -3,6 +3,8 @@
 // on an injectable clock, and faults injectable into every operation. Cheap enough that one
 // process runs a hundred of them: timers only, no polling.
 import { randomUUID } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { parseQuantity } from '../api/quantity.js';
 import type { Clock } from '../client/workqueue.js';
 import { DomainNotFound, DriverError, PowerState } from './driver.js';
@@ -53,6 +55,34 @@ export interface SimDriverOptions {
   architecture?: string;
   /** Times the delays above (tests pass a manual clock). */
   clock?: Clock;
+  /**
+   * A JSON file that keeps the domains across restarts of the process, as a real hypervisor
+   * keeps its domains when the agent dies: read at construction, rewritten atomically after
+   * every change. Without it the domains live in memory only.
+   */
+  stateFile?: string;
+}
+
+/** One domain as the state file keeps it. */
+export interface PersistedDomain {
+  name: string;
+  uuid: string;
+  state: PowerState;
+  spec: DomainSpec;
+}
+
+/** Reads a sim state file (the domains a sim host holds); [] when there is none. */
+export function readSimState(file: string): PersistedDomain[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  const doc = JSON.parse(text) as { domains?: PersistedDomain[] };
+  if (!Array.isArray(doc.domains)) throw new Error(`sim state file ${file} has no domains list`);
+  return doc.domains;
 }
 
 interface SimDomain {
@@ -78,6 +108,7 @@ export class SimDriver implements ComputeDriver {
   private readonly hypervisor: string;
   private readonly architecture: string;
   private readonly clock: Clock;
+  private readonly stateFile?: string;
   private spawnFailures: string[] = [];
   /** Operations that fail every time until cleared (setFault). */
   private readonly faults = new Map<SimOperation, string>();
@@ -96,6 +127,14 @@ export class SimDriver implements ComputeDriver {
     this.hypervisor = opts.hypervisor ?? 'sim';
     this.architecture = opts.architecture ?? 'x86_64';
     this.clock = opts.clock ?? simClock;
+    this.stateFile = opts.stateFile;
+    if (this.stateFile) {
+      for (const d of readSimState(this.stateFile)) {
+        // A spawn cut short by the process dying had started the guest: it runs on.
+        const state = d.state === PowerState.NoState ? PowerState.Running : d.state;
+        this.domains.set(d.name, { spec: d.spec, uuid: d.uuid, state, epoch: 0 });
+      }
+    }
   }
 
   async init(): Promise<void> {}
@@ -124,11 +163,15 @@ export class SimDriver implements ComputeDriver {
     this.checkRoom(spec);
     const dom: SimDomain = { spec: structuredClone(spec), uuid: randomUUID(), state: PowerState.NoState, epoch: 0 };
     this.domains.set(spec.name, dom);
+    this.persist();
     const failure = this.spawnFailures.shift() ?? this.faults.get('spawn');
     await this.delay(this.spawnMs);
     if (failure !== undefined || this.domains.get(spec.name) !== dom) {
       // Clean up fully, as the contract requires, whatever happened meanwhile.
-      if (this.domains.get(spec.name) === dom) this.domains.delete(spec.name);
+      if (this.domains.get(spec.name) === dom) {
+        this.domains.delete(spec.name);
+        this.persist();
+      }
       throw new DriverError(failure ?? `domain ${spec.name} was destroyed while it was being spawned`);
     }
     dom.state = PowerState.Running;
@@ -266,6 +309,7 @@ export class SimDriver implements ComputeDriver {
     const spec: DomainSpec = { instanceKey: opts.instanceKey ?? '', instanceUID: opts.instanceUID ?? '', clusterID: opts.clusterID, name, vcpus: 1, memoryBytes: 256 * 2 ** 20, diskBytes: 0, image: '', networks: [] };
     const dom: SimDomain = { spec, uuid: randomUUID(), state: opts.state ?? PowerState.Running, epoch: 0 };
     this.domains.set(name, dom);
+    this.persist();
     return this.info(name, dom);
   }
 
@@ -317,7 +361,20 @@ export class SimDriver implements ComputeDriver {
     };
   }
 
+  /** Writes the state file (if any): every change of a domain's existence or state comes here. */
+  private persist(): void {
+    if (!this.stateFile) return;
+    const domains: PersistedDomain[] = [...this.domains.entries()].map(([name, d]) => ({ name, uuid: d.uuid, state: d.state, spec: d.spec }));
+    // Written whole to a temporary file and renamed: a process killed mid-write leaves the old file.
+    const tmp = `${this.stateFile}.tmp`;
+    mkdirSync(dirname(this.stateFile), { recursive: true });
+    writeFileSync(tmp, JSON.stringify({ domains }));
+    renameSync(tmp, this.stateFile);
+  }
+
   private emit(id: string, d: SimDomain, reason: DomainEventReason, state: PowerState = d.state): void {
+    // Every state change and destroy emits: the hypervisor's record is written before anyone hears of it.
+    this.persist();
     const managed = d.spec.instanceKey !== '';
     const e: DomainEvent = { id, uuid: d.uuid, state, reason, instanceKey: managed ? d.spec.instanceKey : undefined, instanceUID: managed ? d.spec.instanceUID : undefined };
     for (const cb of this.listeners) {
