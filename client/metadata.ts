@@ -9,6 +9,7 @@ import type { ObjectMeta } from '../api/types.js';
 import { StatusError } from './client.js';
 import type { Kind, KovaClient } from './client.js';
 import { errorMessage } from './controller.js';
+import { LineSplitter, isBlank, startsWith, stringAfter } from './ndjson-lines.js';
 
 export interface PartialObjectMetadata {
   apiVersion: string;
@@ -18,7 +19,9 @@ export interface PartialObjectMetadata {
 
 export const METADATA_ACCEPT = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1';
 export const METADATA_LIST_ACCEPT = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1';
-const RESOURCE_VERSION = /"resourceVersion":"(\d+)"/;
+const RESOURCE_VERSION = Buffer.from('"resourceVersion":"');
+const MODIFIED_LINE = Buffer.from('{"type":"MODIFIED",');
+const ADDED_LINE = Buffer.from('{"type":"ADDED",');
 
 export type MetadataEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
@@ -91,7 +94,7 @@ export class MetadataClient {
    * `signal` aborts; resolves with the last resourceVersion seen. A 410 (as an answer or an
    * ERROR event) rejects with StatusError 410: the caller must list again.
    */
-  async watch(kind: Kind, resourceVersion: string, onEvent: (type: MetadataEventType, obj: PartialObjectMetadata) => void, signal: AbortSignal, timeoutSeconds = 300 + Math.floor(Math.random() * 300), skipLine?: (type: 'ADDED' | 'MODIFIED', line: string) => boolean): Promise<string> {
+  async watch(kind: Kind, resourceVersion: string, onEvent: (type: MetadataEventType, obj: PartialObjectMetadata) => void, signal: AbortSignal, timeoutSeconds = 300 + Math.floor(Math.random() * 300), skipLine?: (type: 'ADDED' | 'MODIFIED', line: Buffer) => boolean): Promise<string> {
     const { pool, headers } = await this.connect();
     this.stats.watches++;
     const res = await pool.request({
@@ -101,22 +104,18 @@ export class MetadataClient {
     });
     if (res.statusCode !== 200) throw apiError(res.statusCode, await res.body.text());
     let rv = resourceVersion;
-    let buf = '';
+    const lines = new LineSplitter();
     for await (const chunk of res.body) {
-      buf += (chunk as Buffer).toString('utf8');
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (!line.trim()) continue;
-        const raw = !skipLine ? undefined : line.startsWith('{"type":"MODIFIED",') ? 'MODIFIED' : line.startsWith('{"type":"ADDED",') ? 'ADDED' : undefined;
+      for (const line of lines.push(chunk as Buffer)) {
+        if (isBlank(line)) continue;
+        const raw = !skipLine ? undefined : startsWith(line, MODIFIED_LINE) ? 'MODIFIED' : startsWith(line, ADDED_LINE) ? 'ADDED' : undefined;
         if (raw && skipLine!(raw, line)) {
-          // Not decoded: only its resourceVersion (the first in the line: the object's) is kept.
-          rv = RESOURCE_VERSION.exec(line)?.[1] ?? rv;
+          // Never decoded: only its resourceVersion (the first in the line: the object's) is read.
+          rv = stringAfter(line, RESOURCE_VERSION) ?? rv;
           this.stats.skipped++;
           continue;
         }
-        const e = JSON.parse(line) as { type: string; object: PartialObjectMetadata & { code?: number; message?: string; reason?: string } };
+        const e = JSON.parse(line.toString('utf8')) as { type: string; object: PartialObjectMetadata & { code?: number; message?: string; reason?: string } };
         if (e.type === 'ERROR') {
           res.body.destroy();
           throw new StatusError(e.object.code ?? 500, e.object.reason ?? 'InternalError', e.object.message ?? 'watch error', e.object as unknown as Record<string, unknown>);
@@ -146,11 +145,12 @@ export interface MetadataHandler {
   replace(items: PartialObjectMetadata[]): void;
   event(type: MetadataEventType, obj: PartialObjectMetadata): void;
   /**
-   * Offered an ADDED or MODIFIED event as its JSON line before it is decoded: true when the
-   * handler took what it needs from the text (or needs nothing), so the line is not parsed.
-   * Most events of a busy kind (creates, status updates) then never are.
+   * Offered an ADDED or MODIFIED event as its JSON line, in bytes, before it is decoded: true
+   * when the handler took what it needs from the bytes (or needs nothing), so the line is
+   * neither decoded nor parsed. Most events of a busy kind (creates, status updates) then
+   * never become JS strings.
    */
-  skipLine?(type: 'ADDED' | 'MODIFIED', line: string): boolean;
+  skipLine?(type: 'ADDED' | 'MODIFIED', line: Buffer): boolean;
 }
 
 /**

@@ -6,7 +6,7 @@ import { INSTANCES } from '../../api/kinds/index.js';
 import { GcGraph } from './graph.js';
 
 const line = (metadata: Record<string, unknown>, type = 'MODIFIED') =>
-  JSON.stringify({ type, object: { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata } });
+  Buffer.from(JSON.stringify({ type, object: { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata } }));
 const meta = (uid: string, extra: Record<string, unknown> = {}) =>
   ({ name: `n-${uid}`, namespace: 'ns', uid, resourceVersion: '7', finalizers: ['kova.dev/instance-protection'], ...extra });
 

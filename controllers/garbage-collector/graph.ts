@@ -5,6 +5,7 @@
 import type { OwnerReference } from '../../api/types.js';
 import type { Kind } from '../../client/client.js';
 import type { PartialObjectMetadata } from '../../client/metadata.js';
+import { stringAfter } from '../../client/ndjson-lines.js';
 
 export interface GcNode {
   kind: Kind;
@@ -19,8 +20,9 @@ export interface GcNode {
 export const ORPHAN = 'orphan';
 export const FOREGROUND = 'foregroundDeletion';
 
-const MAY_MATTER = /"ownerReferences"|"orphan"|"foregroundDeletion"/;
-const UID = /"uid":"([^"]+)"/;
+const MAY_MATTER = ['"ownerReferences"', '"orphan"', '"foregroundDeletion"'].map((s) => Buffer.from(s));
+const UID = Buffer.from('"uid":"');
+const mayMatter = (line: Buffer) => MAY_MATTER.some((m) => line.includes(m));
 const kindKey = (k: Pick<Kind, 'group' | 'plural'>) => `${k.group}/${k.plural}`;
 const matters = (n: Pick<GcNode, 'owners' | 'finalizers'>) => n.owners.length > 0 || n.finalizers.includes(ORPHAN) || n.finalizers.includes(FOREGROUND);
 const ownersKey = (refs: OwnerReference[]) => refs.map((r) => `${r.uid}:${r.blockOwnerDeletion ? 1 : 0}`).join(',');
@@ -39,24 +41,24 @@ export class GcGraph {
   }
 
   /**
-   * Whether a MODIFIED event, as its JSON line, can be skipped undecoded: the object is known
+   * Whether a MODIFIED event, as its JSON line in bytes, can be skipped undecoded: the object is known
    * and does not matter, and the line names no owner references and no orphan or
    * foregroundDeletion finalizer, so it still does not. Then the only uid in it is the object's.
    */
-  unchangedPlain(line: string): boolean {
-    if (MAY_MATTER.test(line)) return false;
-    const uid = UID.exec(line)?.[1];
+  unchangedPlain(line: Buffer): boolean {
+    if (mayMatter(line)) return false;
+    const uid = stringAfter(line, UID);
     return uid !== undefined && this.known.has(uid) && !this.nodes.has(uid);
   }
 
   /**
-   * An ADDED event, as its JSON line, of an object that cannot matter (no owner references, no
+   * An ADDED event, as its JSON line in bytes, of an object that cannot matter (no owner references, no
    * orphan or foregroundDeletion finalizer named in it): recorded as present from its uid
    * alone, without decoding. False when the line must be decoded.
    */
-  addedPlain(kind: Kind, line: string): boolean {
-    if (MAY_MATTER.test(line)) return false;
-    const uid = UID.exec(line)?.[1];
+  addedPlain(kind: Kind, line: Buffer): boolean {
+    if (mayMatter(line)) return false;
+    const uid = stringAfter(line, UID);
     if (uid === undefined || this.nodes.has(uid)) return false;
     this.known.set(uid, kindKey(kind));
     return true;
