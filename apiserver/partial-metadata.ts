@@ -66,16 +66,20 @@ export function asPartialObjectMetadataList(items: readonly KObject[], listMeta:
   return { kind: 'PartialObjectMetadataList', apiVersion: target.apiVersion, metadata: listMeta, items: items.map((o) => partial(o, target.apiVersion)) };
 }
 
-// Watch events: every metadata watcher of a resource sees the same stored object, so its
-// partial form is made once per object and version (and then serialized once, see watch.ts).
-const cache = new WeakMap<KObject, Map<string, PartialObjectMetadata>>();
+// Watch events: every metadata watcher of a resource gets the same stored object in one
+// synchronous fan-out (see watch.ts), so the partial form of the current event's object is made
+// once and kept only until the next event (not for the life of the object in the hub's history).
+let cachedSource: KObject | undefined;
+const cachedPartials = new Map<string, PartialObjectMetadata>();
 
 /** The partial form of a watched object, shared by all watchers that asked for the same version. */
 export function watchPartial(obj: KObject, target: MetadataTarget): PartialObjectMetadata {
-  let byVersion = cache.get(obj);
-  if (!byVersion) cache.set(obj, (byVersion = new Map()));
-  let p = byVersion.get(target.apiVersion);
-  if (!p) byVersion.set(target.apiVersion, (p = partial(obj, target.apiVersion)));
+  if (obj !== cachedSource) {
+    cachedSource = obj;
+    cachedPartials.clear();
+  }
+  let p = cachedPartials.get(target.apiVersion);
+  if (!p) cachedPartials.set(target.apiVersion, (p = partial(obj, target.apiVersion)));
   return p;
 }
 

@@ -46,12 +46,22 @@ export const SLOW_WATCH_GRACE_MS = 5_000;
 
 type EventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
 
-const lines = new WeakMap<KObject, Partial<Record<EventType, string>>>();
+// The watch hub hands each event to every watcher of a resource in one synchronous fan-out, so
+// the serialized lines of the current event are all a cache needs: each form (the object, its
+// metadata) is serialized once per event. Keyed by the event's object and dropped at the next
+// event: a cache living as long as the object kept a serialized copy of every event in the
+// hub's history (10,000 per resource), tens of MB under load.
+let cachedSource: KObject | undefined;
+const cachedLines = new Map<unknown, Partial<Record<EventType, string>>>();
 
-function eventLine(type: EventType, obj: KObject): string {
-  let byType = lines.get(obj);
-  if (!byType) lines.set(obj, (byType = {}));
-  return (byType[type] ??= JSON.stringify({ type, object: obj }) + '\n');
+function eventLine(type: EventType, source: KObject, out: unknown): string {
+  if (source !== cachedSource) {
+    cachedSource = source;
+    cachedLines.clear();
+  }
+  let byType = cachedLines.get(out);
+  if (!byType) cachedLines.set(out, (byType = {}));
+  return (byType[type] ??= JSON.stringify({ type, object: out }) + '\n');
 }
 
 /**
@@ -142,7 +152,7 @@ export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: Serv
     if (closed) return;
     const out = req.render(obj, rendered++ === 0);
     // Plain objects are shared by every watcher of the resource: serialize each event once.
-    if (out === obj || req.sharedRender) write(eventLine(type, out as KObject));
+    if (out === obj || req.sharedRender) write(eventLine(type, obj, out));
     else send(type, out);
   };
   const sendError = (err: ApiError) => {
