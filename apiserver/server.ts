@@ -15,6 +15,8 @@ import { BODY_TIMEOUT_MS, boolParam, checkObjectBody, listParams, parseJson, par
 import type { ListParams, ResourceRoute } from './request.js';
 import { PATCH_CONTENT_TYPES, ResourceStore } from './resource-store.js';
 import type { DeleteOptions, WriteOptions } from './resource-store.js';
+import { InflightLimiter } from './inflight.js';
+import type { InflightLimits } from './inflight.js';
 import { ApiError, badRequest, internal, methodNotAllowed, notFoundPath, unauthorized, unsupportedMediaType } from './status.js';
 import { toTable } from './table.js';
 import { Binder } from './binding.js';
@@ -36,6 +38,11 @@ export interface ApiServerOptions {
   watchBufferBytes?: number;
   /** How long a request body may take to arrive before a 408 (tests shorten it). */
   bodyTimeoutMs?: number;
+  /**
+   * Requests this process serves at once before answering 429 (kube-apiserver's
+   * --max-requests-inflight 400 and --max-mutating-requests-inflight 200; 0: no limit).
+   */
+  inflight?: InflightLimits;
 }
 
 type IncludeObject = 'None' | 'Metadata' | 'Object';
@@ -104,8 +111,11 @@ export class ApiServer {
   private readonly activeWatches = new Set<() => void>();
   /** Requests served, by verb: cheap introspection for tests and `kova` debugging. */
   readonly stats = { list: 0, watch: 0, watchExpired: 0, watchSlowClosed: 0, internalErrors: 0 };
+  /** Slots of requests in flight (and refusals), counted per process as kube-apiserver does per instance. */
+  readonly inflight: InflightLimiter;
 
   constructor(private readonly opts: ApiServerOptions) {
+    this.inflight = new InflightLimiter(opts.inflight);
     this.tokenBuf = opts.token ? Buffer.from(opts.token) : undefined;
     this.log = opts.log ?? (() => undefined);
   }
@@ -182,7 +192,10 @@ export class ApiServer {
       if (path === '/readyz') return await this.readyz(res);
       if (path === '/version') return send(res, 200, SERVER_VERSION);
       if (!this.authorized(req)) throw unauthorized();
-      await this.route(req, res, path, url.searchParams);
+      const q = url.searchParams;
+      // Watches are long-running: exempt, as kube-apiserver's long-running request check.
+      if (!(req.method === 'GET' && boolParam(q, 'watch')) && !this.inflight.admit(req, res)) return;
+      await this.route(req, res, path, q);
     } catch (e) {
       this.fail(req, res, e);
     }

@@ -10,6 +10,7 @@ import { Registry } from '../api/registry.js';
 import { Validator } from '../api/validation.js';
 import { ResourceStore } from '../apiserver/resource-store.js';
 import { ApiServer } from '../apiserver/server.js';
+import type { InflightLimits } from '../apiserver/inflight.js';
 import { Store } from '../store/store.js';
 import { KOVA_MAIN } from './paths.js';
 
@@ -21,6 +22,8 @@ export interface ApiWorkerConfig {
   tls?: { cert: string; key: string };
   token?: string;
   bookmarkIntervalMs?: number;
+  /** Requests in flight per worker before 429 (each worker counts its own, as each kube-apiserver does). */
+  inflight?: InflightLimits;
   verbose?: boolean;
 }
 
@@ -115,7 +118,7 @@ export async function runApiWorker(): Promise<void> {
     const registry = await Registry.load(config.crdDir);
     const resources = new ResourceStore(store, registry, new Validator(registry));
     await resources.namespaces.start();
-    const server = new ApiServer({ registry, resources, token: config.token, log, bookmarkIntervalMs: config.bookmarkIntervalMs });
+    const server = new ApiServer({ registry, resources, token: config.token, log, bookmarkIntervalMs: config.bookmarkIntervalMs, inflight: config.inflight });
     const addr = await server.listen(config.host, config.port, config.tls);
     const shutdown = async () => {
       await server.close().catch(() => undefined);

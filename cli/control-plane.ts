@@ -11,6 +11,7 @@ import { ensurePki, writeKubeconfig } from '../apiserver/pki.js';
 import { ResourceStore } from '../apiserver/resource-store.js';
 import { startApiWorkers } from './api-workers.js';
 import { ApiServer } from '../apiserver/server.js';
+import type { InflightLimits } from '../apiserver/inflight.js';
 import { ApiError } from '../apiserver/status.js';
 import { startEtcd } from '../store/etcd-process.js';
 import type { EtcdProcess } from '../store/etcd-process.js';
@@ -29,6 +30,8 @@ export interface ControlPlaneOptions {
   apiWorkers?: number;
   /** Bookmark period of idle watches; tests shorten it. */
   bookmarkIntervalMs?: number;
+  /** Requests in flight per API server process before 429 (default 400 read-only, 200 mutating). */
+  inflight?: InflightLimits;
   log?: (msg: string) => void;
   /** Progress lines for long steps (what `kova up` prints). */
   step?: (msg: string) => void;
@@ -115,12 +118,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       step(`starting ${opts.apiWorkers} API server workers`);
       const workers = await startApiWorkers(opts.apiWorkers!, {
         etcdEndpoints: endpoints, crdDir: opts.crdDir ?? defaultCrdDir(), host, port, tls, token: pki?.token,
-        bookmarkIntervalMs: opts.bookmarkIntervalMs, verbose: !!opts.log,
+        bookmarkIntervalMs: opts.bookmarkIntervalMs, inflight: opts.inflight, verbose: !!opts.log,
       }, log);
       stops.push(() => workers.stop());
       addr = { port: workers.port };
     } else {
-      const server = new ApiServer({ registry, resources, token: pki?.token, log, bookmarkIntervalMs: opts.bookmarkIntervalMs });
+      const server = new ApiServer({ registry, resources, token: pki?.token, log, bookmarkIntervalMs: opts.bookmarkIntervalMs, inflight: opts.inflight });
       apiserver = server;
       addr = await server.listen(host, port, tls);
       stops.push(() => server.close());
