@@ -36,18 +36,81 @@ async function openssl(args: string[]): Promise<void> {
   }
 }
 
+const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
+/** The kova CA in `dir` (ca.crt, ca.key), created on first use. */
+async function ensureCa(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const p = (f: string) => join(dir, f);
+  if (!existsSync(p('ca.crt')) || !existsSync(p('ca.key'))) {
+    await openssl(['req', '-x509', ...EC, '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '3650',
+      '-subj', '/CN=kova-ca', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  }
+  await chmod(p('ca.key'), 0o600);
+}
+
+/** Issues `name`.crt/.key in `out`, signed by the CA in `caDir`, with the given extensions. */
+async function issue(caDir: string, out: string, name: string, cn: string, ext: string): Promise<void> {
+  const p = (f: string) => join(out, f);
+  await writeFile(p(`${name}.ext`), ext);
+  // `out` is mode 700, so the key is never readable by others, even before this chmod.
+  await openssl(['req', ...EC, '-keyout', p(`${name}.key`), '-out', p(`${name}.csr`), '-subj', `/CN=${cn}`]);
+  await chmod(p(`${name}.key`), 0o600);
+  await openssl(['x509', '-req', '-in', p(`${name}.csr`), '-CA', join(caDir, 'ca.crt'), '-CAkey', join(caDir, 'ca.key'), '-CAcreateserial',
+    '-out', p(`${name}.crt`), '-days', '825', '-extfile', p(`${name}.ext`)]);
+}
+
+/** Certificate files of kova's local etcd (the shape startEtcd takes). */
+export interface EtcdPki {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+  peerCertFile: string;
+  peerKeyFile: string;
+  clientCertFile: string;
+  clientKeyFile: string;
+}
+
+/**
+ * Creates (once) or reuses the local etcd's certificates in `dir`/etcd, signed by the kova CA in
+ * `dir`: a serving certificate for the client URLs, a peer certificate (members authenticate
+ * each other both ways), and kova's client certificate (CN kova-apiserver). Every member shares
+ * them: all listen on loopback. Keys are mode 600 in a 700 directory.
+ */
+export async function ensureEtcdPki(dir: string): Promise<EtcdPki> {
+  await ensureCa(dir);
+  const out = join(dir, 'etcd');
+  await mkdir(out, { recursive: true, mode: 0o700 });
+  await chmod(out, 0o700);
+  const p = (f: string) => join(out, f);
+  const loopback = 'subjectAltName=IP:127.0.0.1,DNS:localhost\n';
+  const common = 'keyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE\n';
+  // etcd's own gRPC gateway dials the client URL with the serving certificate: it needs clientAuth too.
+  const want: Array<[string, string, string]> = [
+    ['server', 'kova-etcd', `${loopback}extendedKeyUsage=serverAuth,clientAuth\n${common}`],
+    ['peer', 'kova-etcd-peer', `${loopback}extendedKeyUsage=serverAuth,clientAuth\n${common}`],
+    ['client', 'kova-apiserver', `extendedKeyUsage=clientAuth\n${common}`],
+  ];
+  for (const [name, cn, ext] of want) {
+    if (!existsSync(p(`${name}.crt`)) || !existsSync(p(`${name}.key`))) await issue(dir, out, name, cn, ext);
+    await chmod(p(`${name}.key`), 0o600);
+  }
+  return {
+    caFile: join(dir, 'ca.crt'),
+    certFile: p('server.crt'), keyFile: p('server.key'),
+    peerCertFile: p('peer.crt'), peerKeyFile: p('peer.key'),
+    clientCertFile: p('client.crt'), clientKeyFile: p('client.key'),
+  };
+}
+
 /** Creates (once) or loads the CA, serving certificate and token under `dir`. */
 export async function ensurePki(dir: string, hosts: string[]): Promise<Pki> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await ensureCa(dir);
   const p = (f: string) => join(dir, f);
   const sans = [...new Set(['127.0.0.1', 'localhost', '::1', ...hosts])].map(sanEntry).sort();
   const sansFile = p('server.sans');
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  const ec = EC;
 
-  if (!existsSync(p('ca.crt')) || !existsSync(p('ca.key'))) {
-    await openssl(['req', '-x509', ...ec, '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '3650',
-      '-subj', '/CN=kova-ca', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
-  }
   const haveSans = existsSync(sansFile) ? (await readFile(sansFile, 'utf8')).trim() : '';
   if (!existsSync(p('server.crt')) || haveSans !== sans.join(',')) {
     const ext = `subjectAltName=${sans.join(',')}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE\n`;
