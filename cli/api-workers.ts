@@ -11,11 +11,14 @@ import { Validator } from '../api/validation.js';
 import { ResourceStore } from '../apiserver/resource-store.js';
 import { ApiServer } from '../apiserver/server.js';
 import type { InflightLimits } from '../apiserver/inflight.js';
+import { loadEtcdTls } from '../store/etcd-options.js';
+import type { EtcdTlsFiles } from '../store/etcd-options.js';
 import { Store } from '../store/store.js';
 import { KOVA_MAIN } from './paths.js';
 
 export interface ApiWorkerConfig {
-  etcdEndpoints: string[];
+  /** How to reach etcd: TLS as file paths, which each worker reads (no key bytes in env). */
+  etcd: { endpoints: string[]; tlsFiles?: EtcdTlsFiles; keepaliveTimeMs?: number; keepaliveTimeoutMs?: number };
   crdDir: string;
   host: string;
   port: number;
@@ -113,8 +116,9 @@ export async function runApiWorker(): Promise<void> {
   installProcessGuards(`kova api-worker ${process.pid}`);
   const log = config.verbose ? (m: string) => process.stderr.write(`api-worker ${process.pid}: ${m}\n`) : () => undefined;
   try {
-    const store = Store.connect(config.etcdEndpoints);
-    await store.currentRevision();
+    const { endpoints, tlsFiles, keepaliveTimeMs, keepaliveTimeoutMs } = config.etcd;
+    const store = Store.connect({ endpoints, tls: tlsFiles && (await loadEtcdTls(tlsFiles)), keepaliveTimeMs, keepaliveTimeoutMs });
+    await store.verify();
     const registry = await Registry.load(config.crdDir);
     const resources = new ResourceStore(store, registry, new Validator(registry));
     await resources.namespaces.start();

@@ -2,19 +2,21 @@
 // credentials and the API server. Garbage collection and namespace deletion are controllers
 // (`kova controllers`). `kova up`, `kova apiserver`, the e2e tests and the benchmarks all
 // start kova through here.
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { defaultCrdDir, Registry } from '../api/registry.js';
 import { nowRFC3339 } from '../api/types.js';
 import { Validator } from '../api/validation.js';
-import { ensurePki, writeKubeconfig } from '../apiserver/pki.js';
+import { ensureEtcdPki, ensurePki, writeKubeconfig } from '../apiserver/pki.js';
 import { ResourceStore } from '../apiserver/resource-store.js';
 import { startApiWorkers } from './api-workers.js';
 import { ApiServer } from '../apiserver/server.js';
 import type { InflightLimits } from '../apiserver/inflight.js';
 import { ApiError } from '../apiserver/status.js';
-import { startEtcd } from '../store/etcd-process.js';
-import type { EtcdProcess } from '../store/etcd-process.js';
+import { startEtcd, startEtcdCluster } from '../store/etcd-process.js';
+import { loadEtcdTls } from '../store/etcd-options.js';
+import type { EtcdConnectionOptions, EtcdTlsFiles } from '../store/etcd-options.js';
 import { Store } from '../store/store.js';
 
 export interface ControlPlaneOptions {
@@ -23,6 +25,13 @@ export interface ControlPlaneOptions {
   listen: string;
   /** External etcd endpoints; when empty a local etcd is started in dataDir/etcd. */
   etcdEndpoints?: string[];
+  /** CA, client certificate and key of the external etcd (--etcd-cafile/-certfile/-keyfile). */
+  etcdTlsFiles?: EtcdTlsFiles;
+  /** Members of the local etcd: 1 (default, dataDir/etcd) or 3, 5 (dataDir/etcd/member-i). */
+  etcdMembers?: number;
+  /** HTTP/2 PING interval and timeout toward etcd (--etcd-keepalive-time/-timeout). */
+  etcdKeepaliveTimeMs?: number;
+  etcdKeepaliveTimeoutMs?: number;
   /** Plain HTTP without auth, for local debugging only. */
   insecure?: boolean;
   crdDir?: string;
@@ -45,6 +54,12 @@ export interface ControlPlane {
   token?: string;
   caCert?: string;
   etcdEndpoints: string[];
+  /** How this control plane reaches etcd (endpoints, client TLS, keepalive): for tests and tools. */
+  etcd: EtcdConnectionOptions;
+  /** The TLS files behind `etcd.tls` (the local etcd's client identity, or the flags'). */
+  etcdTlsFiles?: EtcdTlsFiles;
+  /** Pids of the local etcd members, in member order (empty with an external etcd). */
+  etcdPids(): number[];
   /** The in-process API server (undefined with apiWorkers > 1). */
   apiserver?: ApiServer;
   /** Object store of this process. */
@@ -75,6 +90,32 @@ async function ensureNamespaces(rs: ResourceStore): Promise<void> {
   }
 }
 
+/**
+ * Starts kova's own etcd: one member in DIR/etcd (as older kova versions did, so their data
+ * dirs keep working) or N in DIR/etcd/member-i; TLS with client-certificate auth either way,
+ * certificates from the kova CA in DIR/pki. Refuses to switch an existing data dir between one
+ * and several members: that would start an empty etcd next to the data.
+ */
+async function startLocalEtcd(opts: ControlPlaneOptions, log: (m: string) => void) {
+  const dir = join(opts.dataDir, 'etcd');
+  const members = opts.etcdMembers ?? 1;
+  const pki = await ensureEtcdPki(join(opts.dataDir, 'pki'));
+  const tlsFiles: EtcdTlsFiles = { cafile: pki.caFile, certfile: pki.clientCertFile, keyfile: pki.clientKeyFile };
+  const common = { log: (l: string) => log(`etcd: ${l}`), restartOnCrash: true, tls: pki };
+  if (members === 1) {
+    if (existsSync(join(dir, 'cluster.json'))) {
+      throw new Error(`${dir} holds a multi-member local etcd: start with the --etcd-members it was created with (see ${join(dir, 'cluster.json')})`);
+    }
+    const etcd = await startEtcd({ ...common, dataDir: dir, onSpawn: opts.onEtcdSpawn });
+    return { endpoints: etcd.endpoints, tlsFiles, pids: () => [etcd.pid], stop: () => etcd.stop() };
+  }
+  if (existsSync(join(dir, 'member'))) {
+    throw new Error(`${dir} holds a single-member local etcd: start without --etcd-members (or with 1); a cluster would start empty beside its data`);
+  }
+  const cluster = await startEtcdCluster({ ...common, dataDir: dir, members });
+  return { endpoints: cluster.endpoints, tlsFiles, pids: () => cluster.members.map((m) => m.pid), stop: () => cluster.stop() };
+}
+
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const log = opts.log ?? (() => undefined);
   const step = opts.step ?? (() => undefined);
@@ -85,17 +126,28 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   };
   try {
     let endpoints = opts.etcdEndpoints ?? [];
-    let etcd: EtcdProcess | undefined;
+    let tlsFiles = opts.etcdTlsFiles;
+    let etcdPids = (): number[] => [];
     if (!endpoints.length) {
-      step('starting etcd');
-      etcd = await startEtcd({ dataDir: join(opts.dataDir, 'etcd'), log: (l) => log(`etcd: ${l}`), restartOnCrash: true, onSpawn: opts.onEtcdSpawn });
-      stops.push(() => etcd!.stop());
+      step(opts.etcdMembers && opts.etcdMembers > 1 ? `starting etcd (${opts.etcdMembers} members, TLS)` : 'starting etcd (TLS)');
+      const etcd = await startLocalEtcd(opts, log);
+      stops.push(() => etcd.stop());
       endpoints = etcd.endpoints;
+      tlsFiles = etcd.tlsFiles;
+      etcdPids = etcd.pids;
     }
+    const connection: EtcdConnectionOptions = {
+      endpoints,
+      tls: tlsFiles && (await loadEtcdTls(tlsFiles)),
+      keepaliveTimeMs: opts.etcdKeepaliveTimeMs,
+      keepaliveTimeoutMs: opts.etcdKeepaliveTimeoutMs,
+    };
     step(`connecting to etcd at ${endpoints.join(',')}`);
-    const store = Store.connect(endpoints);
+    const store = Store.connect(connection);
     stops.push(() => store.close());
-    await store.currentRevision();
+    // A wrong CA, a refused certificate, endpoints of two clusters or none answering: an error
+    // naming the endpoint now, not a hang later.
+    await store.verify();
     store.startCompactor();
 
     step('loading CRDs');
@@ -117,7 +169,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     if ((opts.apiWorkers ?? 1) > 1) {
       step(`starting ${opts.apiWorkers} API server workers`);
       const workers = await startApiWorkers(opts.apiWorkers!, {
-        etcdEndpoints: endpoints, crdDir: opts.crdDir ?? defaultCrdDir(), host, port, tls, token: pki?.token,
+        // File paths, not key bytes: each worker reads them (keys stay out of env and argv).
+        etcd: { endpoints, tlsFiles, keepaliveTimeMs: opts.etcdKeepaliveTimeMs, keepaliveTimeoutMs: opts.etcdKeepaliveTimeoutMs },
+        crdDir: opts.crdDir ?? defaultCrdDir(), host, port, tls, token: pki?.token,
         bookmarkIntervalMs: opts.bookmarkIntervalMs, inflight: opts.inflight, verbose: !!opts.log,
       }, log);
       stops.push(() => workers.stop());
@@ -133,7 +187,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     const kubeconfig = join(opts.dataDir, 'kubeconfig');
     await writeKubeconfig(kubeconfig, url, pki);
     log(`api server listening on ${url} (${nowRFC3339()})`);
-    return { url, kubeconfig, token: pki?.token, caCert: pki?.caCert, etcdEndpoints: endpoints, apiserver, resources, stop };
+    return { url, kubeconfig, token: pki?.token, caCert: pki?.caCert, etcdEndpoints: endpoints, etcd: connection, etcdTlsFiles: tlsFiles, etcdPids, apiserver, resources, stop };
   } catch (e) {
     await stop();
     throw e;

@@ -20,6 +20,7 @@ import { POWER_VERBS, powerAction } from './power.js';
 import { superviseComponents } from './supervise.js';
 import { InstanceLock } from './instance-lock.js';
 import { installProcessGuards, runApiWorker } from './api-workers.js';
+import { loadEtcdTls } from '../store/etcd-options.js';
 import { DEFAULT_FLAVORS, seedFlavors, seedTestImage } from './seed.js';
 import type { Supervised } from './supervise.js';
 
@@ -49,7 +50,16 @@ Flags:
   --data-dir DIR           state directory (default /var/lib/kova as root, ./.kova otherwise)
   --listen HOST:PORT       API server address (default 127.0.0.1:6443; port 0 picks a free port)
   --etcd-endpoints URLS    comma-separated etcd client URLs of an external cluster;
-                           without it a local single-member etcd runs in DIR/etcd
+                           without it a local etcd runs in DIR/etcd (TLS, client
+                           certificates from the kova CA in DIR/pki/etcd)
+  --etcd-cafile F          CA bundle that signed the external etcd's serving certificates
+  --etcd-certfile F        client certificate presented to the external etcd
+  --etcd-keyfile F         its private key (with --etcd-certfile)
+  --etcd-keepalive-time S  HTTP/2 PING interval toward etcd in seconds (default 30)
+  --etcd-keepalive-timeout S
+                           a PING unanswered this long marks the member dead (default 10)
+  --etcd-members N         members of the local etcd: 1 (default), 3 or 5, on loopback;
+                           see docs/ha.md for a real highly available layout
   --driver libvirt|sim     hypervisor driver for the node agent (default libvirt)
   --sim-hosts N            number of simulated hosts with --driver sim (default 3)
   --no-controllers         kova up without scheduler/controllers (run them elsewhere)
@@ -67,6 +77,12 @@ const FLAGS = {
   'data-dir': { type: 'string' },
   listen: { type: 'string', default: '127.0.0.1:6443' },
   'etcd-endpoints': { type: 'string' },
+  'etcd-cafile': { type: 'string' },
+  'etcd-certfile': { type: 'string' },
+  'etcd-keyfile': { type: 'string' },
+  'etcd-keepalive-time': { type: 'string', default: '30' },
+  'etcd-keepalive-timeout': { type: 'string', default: '10' },
+  'etcd-members': { type: 'string', default: '1' },
   driver: { type: 'string', default: 'libvirt' },
   'sim-hosts': { type: 'string', default: '3' },
   'no-controllers': { type: 'boolean', default: false },
@@ -87,6 +103,37 @@ function defaultApiWorkers(cores: number): number {
   return Math.max(1, Math.min(8, cores - 2));
 }
 
+/** A positive number of seconds from a flag, in milliseconds. */
+function seconds(flag: string, value: string | undefined): number {
+  const s = Number(value);
+  if (!value || !Number.isFinite(s) || s <= 0 || s > 86_400) throw new Error(`--${flag} must be a number of seconds above 0, got ${JSON.stringify(value)}`);
+  return Math.round(s * 1000);
+}
+
+/** The etcd flags of `kova up` / `kova apiserver`, checked before anything starts. */
+function etcdFlags(values: { [k: string]: string | boolean | undefined }) {
+  const str = (k: string) => values[k] as string | undefined;
+  const endpoints = str('etcd-endpoints') ? str('etcd-endpoints')!.split(',').map((s) => s.trim()).filter(Boolean) : [];
+  for (const e of endpoints) {
+    if (!/^https?:\/\/[^/]+\/?$/.test(e)) throw new Error(`--etcd-endpoints: ${JSON.stringify(e)} is not an http:// or https:// URL of a host and port`);
+  }
+  const tlsFiles = { cafile: str('etcd-cafile'), certfile: str('etcd-certfile'), keyfile: str('etcd-keyfile') };
+  const withTls = Object.entries(tlsFiles).filter(([, v]) => v !== undefined).map(([k]) => `--etcd-${k}`);
+  if (withTls.length && !endpoints.length) {
+    throw new Error(`${withTls.join(', ')} need --etcd-endpoints: the local etcd uses its own certificates (DIR/pki/etcd)`);
+  }
+  const members = Number(str('etcd-members'));
+  if (![1, 3, 5].includes(members)) throw new Error(`--etcd-members must be 1, 3 or 5, got ${JSON.stringify(str('etcd-members'))}`);
+  if (members > 1 && endpoints.length) throw new Error('--etcd-members is for the local etcd; it cannot go with --etcd-endpoints');
+  return {
+    endpoints,
+    tlsFiles: withTls.length ? tlsFiles : undefined,
+    members,
+    keepaliveTimeMs: seconds('etcd-keepalive-time', str('etcd-keepalive-time')),
+    keepaliveTimeoutMs: seconds('etcd-keepalive-timeout', str('etcd-keepalive-timeout')),
+  };
+}
+
 function say(msg: string) {
   process.stdout.write(`kova: ${msg}\n`);
 }
@@ -98,7 +145,10 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
     return;
   }
   if (values.driver !== 'libvirt' && values.driver !== 'sim') throw new Error(`--driver must be libvirt or sim, got ${values.driver}`);
-  const etcdEndpoints = values['etcd-endpoints'] ? values['etcd-endpoints'].split(',').map((s) => s.trim()).filter(Boolean) : [];
+  const etcd = etcdFlags(values);
+  // Missing or mismatched TLS files fail now, naming the file, before anything starts.
+  if (etcd.tlsFiles) await loadEtcdTls(etcd.tlsFiles);
+  const etcdEndpoints = etcd.endpoints;
   // Absolute: the lock file and the children's command lines name it (see instance-lock.ts).
   const dataDir = resolve(values['data-dir'] ?? defaultDataDir());
   say(`data directory ${dataDir}`);
@@ -139,6 +189,10 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
       apiWorkers,
       listen: values.listen,
       etcdEndpoints,
+      etcdTlsFiles: etcd.tlsFiles,
+      etcdMembers: etcd.members,
+      etcdKeepaliveTimeMs: etcd.keepaliveTimeMs,
+      etcdKeepaliveTimeoutMs: etcd.keepaliveTimeoutMs,
       insecure: values.insecure,
       step: say,
       log: verbose ? log : undefined,

@@ -1,6 +1,8 @@
 // How kova reaches etcd: endpoints, TLS identity and keepalive, the same for every process that
 // talks to it (`kova up`, `kova apiserver`, benches, tests). Flag names follow kube-apiserver.
+import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
 
 export interface EtcdTls {
   /** PEM CA bundle that signed the members' serving certificates (--etcd-cafile). */
@@ -43,9 +45,27 @@ export async function loadEtcdTls(files: EtcdTlsFiles): Promise<EtcdTls | undefi
       throw new Error(`${flag} ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
     }
   };
-  return {
+  const tls = {
     ca: await read('--etcd-cafile', files.cafile),
     cert: await read('--etcd-certfile', files.certfile),
     key: await read('--etcd-keyfile', files.keyfile),
   };
+  // Unusable files fail here, naming them, rather than as a handshake error at the first call.
+  if (tls.ca) {
+    try {
+      new X509Certificate(tls.ca);
+    } catch (e) {
+      throw new Error(`--etcd-cafile ${files.cafile}: not a PEM certificate (${(e as Error).message})`);
+    }
+  }
+  if (tls.cert && tls.key) {
+    try {
+      createSecureContext({ cert: tls.cert, key: tls.key });
+    } catch (e) {
+      const why = (e as Error).message;
+      const what = /key values mismatch/.test(why) ? 'are not a certificate and its key' : 'cannot be loaded';
+      throw new Error(`--etcd-certfile ${files.certfile} and --etcd-keyfile ${files.keyfile} ${what} (${why})`);
+    }
+  }
+  return tls;
 }
