@@ -16,7 +16,7 @@ import { Etcd3 } from 'etcd3';
 import { Pool } from 'undici';
 import YAML from 'yaml';
 import { startEtcd } from '../store/etcd-process.js';
-import { EtcdKV } from '../store/etcd-kv.js';
+import { EtcdClient } from '../store/etcd/client.js';
 import { leanEtcdPutRate, pct, rate, rawEtcdPutRate, round } from './common.js';
 
 const { values } = parseArgs({
@@ -70,7 +70,7 @@ async function main() {
   const dir = await mkdtemp(join(tmpdir(), 'kova-bench-api-'));
   const etcd = await startEtcd({ dataDir: join(dir, 'etcd') });
   const raw = new Etcd3({ hosts: etcd.endpoints });
-  const lean = new EtcdKV(etcd.endpoints);
+  const lean = new EtcdClient(etcd.endpoints);
   let c: Client | undefined;
   const kova = spawn(process.execPath, [...(process.env.KOVA_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), KOVA, 'apiserver', '--data-dir', join(dir, 'kova'), '--listen', '127.0.0.1:0', '--etcd-endpoints', etcd.endpoints.join(',')], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {

@@ -1,7 +1,7 @@
 // Shared pieces of the benchmarks: a fixed-concurrency load loop, percentiles, rounding, and
 // the raw etcd put baseline every benchmark reports its figures against.
 import type { Etcd3 } from 'etcd3';
-import type { EtcdKV } from '../store/etcd-kv.js';
+import type { EtcdClient } from '../store/etcd/client.js';
 
 /** Runs `total` tasks with `concurrency` workers; returns ops/s. */
 export async function rate(total: number, concurrency: number, task: (i: number) => Promise<void>): Promise<number> {
@@ -28,10 +28,10 @@ export function rawEtcdPutRate(raw: Etcd3, prefix: string, n: number, concurrenc
 }
 
 /**
- * The same through kova's own lean gRPC client (store/etcd-kv.ts), which the API server uses
+ * The same through kova's own lean gRPC client (store/etcd/client.ts), which the API server uses
  * for reads and writes: the fastest this process can put, reported next to the etcd3 figure.
  */
-export function leanEtcdPutRate(kv: EtcdKV, prefix: string, n: number, concurrency: number, value: string): Promise<number> {
+export function leanEtcdPutRate(kv: EtcdClient, prefix: string, n: number, concurrency: number, value: string): Promise<number> {
   const v = Buffer.from(value);
   return rate(n, concurrency, async (i) => {
     await kv.put({ key: Buffer.from(`${prefix}${i}`), value: v });

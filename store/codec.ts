@@ -1,5 +1,5 @@
 // How objects and continue tokens look in etcd; nothing here talks to etcd.
-import type { IKeyValue } from 'etcd3';
+import type { KeyValue } from './etcd/proto.js';
 import type { KObject } from '../api/types.js';
 import { StoreError } from './errors.js';
 
@@ -13,7 +13,7 @@ export function encode(obj: KObject): Buffer {
 }
 
 /** Parses a stored value and stamps `resourceVersion` (the mod_revision unless told otherwise). */
-export function decode(kv: IKeyValue, resourceVersion: string = kv.mod_revision): KObject {
+export function decode(kv: KeyValue, resourceVersion: string = kv.mod_revision): KObject {
   const obj = JSON.parse(kv.value.toString('utf8')) as KObject;
   obj.metadata = { ...obj.metadata, resourceVersion };
   return obj;

@@ -1,12 +1,12 @@
 // Compaction: etcd keeps every revision until told otherwise, and kova (not etcd's
 // --auto-compaction) decides when, like kube-apiserver does.
-import type { Etcd3 } from 'etcd3';
+import type { EtcdClient } from './etcd/client.js';
 import { isCompacted, toStoreError } from './errors.js';
 
 /** Compacts history before `revision`; an already compacted revision is not an error. */
-export async function compact(client: Etcd3, revision: number): Promise<void> {
+export async function compact(client: EtcdClient, revision: number): Promise<void> {
   try {
-    await client.kv.compact({ revision, physical: false });
+    await client.compact({ revision, physical: false });
   } catch (err) {
     if (!isCompacted(err)) throw toStoreError(err);
   }
@@ -17,16 +17,16 @@ const PROBE_KEY = Buffer.from([0]);
 
 /**
  * The current compaction point: the oldest readable revision in (known compacted, readable].
- * etcd 3.4 reports it only in the watch cancel message, which etcd3 drops, so binary-search it
+ * etcd 3.4 reports it only in some watch cancel messages, so binary-search it
  * (about log2(revision) tiny reads; only used to word an Expired error).
  */
-export async function compactedRevision(client: Etcd3, compacted: number, readable: number): Promise<number> {
+export async function compactedRevision(client: EtcdClient, compacted: number, readable: number): Promise<number> {
   let lo = compacted;
   let hi = readable;
   while (hi - lo > 1) {
     const mid = Math.floor((lo + hi) / 2);
     try {
-      await client.kv.range({ key: PROBE_KEY, count_only: true, revision: mid });
+      await client.range({ key: PROBE_KEY, count_only: true, revision: mid });
       hi = mid;
     } catch (err) {
       if (!isCompacted(err)) throw err;
@@ -49,7 +49,7 @@ export interface CompactorOptions {
 
 /** Every interval, compacts to `current - keepRevisions`. Returns a stop function. */
 export function startCompactor(
-  client: Etcd3,
+  client: EtcdClient,
   currentRevision: () => Promise<number>,
   opts: CompactorOptions = {},
 ): () => void {

@@ -1,7 +1,6 @@
 // Store failures as a small closed set of codes the API server maps onto HTTP statuses.
 import type { KObject } from '../api/types.js';
-import { ClientClosedError, GRPCDeadlineExceededError, GRPCUnavailableError, isRecoverableError } from 'etcd3';
-import { EtcdRpcError } from './etcd-kv.js';
+import { EtcdRpcError } from './etcd/rpc-error.js';
 
 export type StoreErrorCode =
   | 'NotFound' // 404
@@ -33,18 +32,9 @@ export function isFutureRevision(err: unknown): boolean {
   return err instanceof Error && err.message.includes('required revision is a future revision');
 }
 
-/** True for "could not talk to etcd" failures, whatever layer (grpc, etcd3 policies) reported them. */
+/** True for "could not talk to etcd" failures (as opposed to etcd refusing the request). */
 export function isUnavailable(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  if (err instanceof EtcdRpcError) return err.unavailable;
-  return (
-    isRecoverableError(err) ||
-    err instanceof GRPCUnavailableError ||
-    err instanceof GRPCDeadlineExceededError ||
-    err instanceof ClientClosedError ||
-    err.name === 'BrokenCircuitError' ||
-    /ECONNREFUSED|UNAVAILABLE|No connection established/.test(err.message)
-  );
+  return err instanceof EtcdRpcError && err.unavailable;
 }
 
 /** Maps connection failures to StoreError('Unavailable'); anything else is returned unchanged. */

@@ -48,7 +48,7 @@ describe('create/get/update/delete', () => {
 
     const got = await store.get(p + 'a');
     assert.deepEqual(got, created);
-    const raw = JSON.parse((await store.client.get(p + 'a').string())!);
+    const raw = JSON.parse((await store.kv.range({ key: Buffer.from(p + 'a') })).kvs[0]!.value.toString());
     assert.equal(raw.metadata.resourceVersion, undefined);
     assert.equal(raw.metadata.name, 'a');
   });
@@ -331,7 +331,7 @@ describe('watch', () => {
 describe('compactor', () => {
   it('keeps only the last N revisions', async () => {
     const base = Store.connect(env.endpoints);
-    const s = new Store(base.client, base.kv, { compactIntervalMs: 50, compactKeepRevisions: 5 });
+    const s = new Store(base.kv, { compactIntervalMs: 50, compactKeepRevisions: 5 });
     try {
       const p = '/registry/test/compactor/';
       const first = await s.create(p + 'k0', inst('k0'));

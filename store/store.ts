@@ -1,16 +1,19 @@
 // kova's storage layer: Kubernetes object semantics (resourceVersion, preconditions, consistent
 // paginated lists, watches) on etcd. Keys are full etcd keys chosen by the caller, e.g.
 // `/registry/kova.dev/instances/demo/web-1`; resourceVersion is always the etcd revision.
-import { Etcd3, type IOptions } from 'etcd3';
 import type { KObject } from '../api/types.js';
 import { decode, decodeContinue, encode, encodeContinue, parseRevision, prefixEnd, prefixStart } from './codec.js';
 import { compact, compactedRevision, startCompactor } from './compactor.js';
 import { StoreError, isCompacted, isFutureRevision, toStoreError } from './errors.js';
-import { CompareResult, CompareTarget, EtcdKV, type RequestOp, type TxnRequest, type TxnResponse } from './etcd-kv.js';
+import { EtcdClient, type EtcdClusterInfo } from './etcd/client.js';
+import { CompareResult, CompareTarget, type RequestOp, type TxnRequest, type TxnResponse } from './etcd/proto.js';
+import type { EtcdConnectionOptions } from './etcd-options.js';
 import { startWatch, type WatchEvent, type WatchHandle, type WatchParams } from './watch.js';
 
 export { StoreError, type StoreErrorCode } from './errors.js';
 export type { WatchEvent, WatchHandle } from './watch.js';
+export type { EtcdClusterInfo, EtcdMemberStatus } from './etcd/client.js';
+export type { EtcdConnectionOptions } from './etcd-options.js';
 
 export interface StoreOptions {
   /** How often startCompactor() compacts. Default 5 minutes. */
@@ -42,27 +45,34 @@ export interface GuaranteedUpdateOptions {
   maxRetries?: number;
 }
 
-/** Deadline for each unary etcd call, so a hung etcd surfaces as Unavailable, not a hang. */
-const UNARY_DEADLINE_MS = 10_000;
-
 export class Store {
   private readonly watches = new Set<WatchHandle>();
   private stopCompactor?: () => void;
   private readonly compactListeners = new Set<(revision: number) => void>();
 
-  /**
-   * The Store owns both clients: close() closes them. Reads, writes and watches go through
-   * `kv` (the lean gRPC client); compaction and probes through `client` (etcd3).
-   */
+  /** The Store owns its etcd client: close() closes it. */
   constructor(
-    readonly client: Etcd3,
-    readonly kv: EtcdKV,
+    readonly kv: EtcdClient,
     private readonly opts: StoreOptions = {},
   ) {}
 
-  /** A Store with its own etcd clients. Connects lazily: the first call fails with 'Unavailable' if etcd is down. */
-  static connect(endpoints: string[], opts?: StoreOptions): Store {
-    return new Store(new Etcd3(clientOptions(endpoints)), new EtcdKV(endpoints, { deadlineMs: UNARY_DEADLINE_MS }), opts);
+  /**
+   * A Store with its own etcd client (endpoints alone, or with TLS, keepalive and the call
+   * deadline). Connects lazily: the first call fails with 'Unavailable' if etcd is down; call
+   * verify() at process start for a clear error about a wrong CA, a refused certificate or
+   * endpoints of different clusters.
+   */
+  static connect(endpoints: string[] | EtcdConnectionOptions, opts?: StoreOptions): Store {
+    return new Store(new EtcdClient(endpoints), opts);
+  }
+
+  /**
+   * Asks every endpoint for its status (within the call deadline): throws an Error naming the
+   * endpoint and the flag to check for TLS problems and members of different clusters, or when
+   * no endpoint answers (every one with requireAll). See EtcdClient.verify.
+   */
+  verify(opts?: { requireAll?: boolean }): Promise<EtcdClusterInfo> {
+    return this.kv.verify(opts);
   }
 
   /** Creates `key` only if it does not exist (one txn round trip). Returns the stored object. */
@@ -242,7 +252,7 @@ export class Store {
         this.watches.delete(handle);
         onError(err);
       },
-      compactedRevision: async (compacted) => compactedRevision(this.client, compacted, Number(await this.currentRevision())),
+      compactedRevision: async (compacted) => compactedRevision(this.kv, compacted, Number(await this.currentRevision())),
     });
     this.watches.add(handle);
     return handle;
@@ -256,7 +266,7 @@ export class Store {
 
   /** Discards history before `revision`. Already compacted is fine. */
   async compact(revision: string): Promise<void> {
-    await compact(this.client, parseRevision(revision));
+    await compact(this.kv, parseRevision(revision));
     this.compacted(parseRevision(revision));
   }
 
@@ -271,7 +281,7 @@ export class Store {
 
   /** Starts periodic compaction (see StoreOptions); idempotent; stopped by close(). */
   startCompactor(onError?: (err: unknown) => void): void {
-    this.stopCompactor ??= startCompactor(this.client, async () => Number(await this.currentRevision()), {
+    this.stopCompactor ??= startCompactor(this.kv, async () => Number(await this.currentRevision()), {
       intervalMs: this.opts.compactIntervalMs,
       keepRevisions: this.opts.compactKeepRevisions,
       onCompacted: (rev) => this.compacted(rev),
@@ -283,7 +293,6 @@ export class Store {
   async close(): Promise<void> {
     this.stopCompactor?.();
     await Promise.all([...this.watches].map((w) => w.close()));
-    this.client.close();
     this.kv.close();
   }
 
@@ -327,21 +336,4 @@ function withRV(obj: KObject, resourceVersion: string): KObject {
 function conflict(key: string, expected: string, current: KObject): StoreError {
   const msg = `${key}: the object has been modified (resourceVersion ${expected}, now ${current.metadata.resourceVersion})`;
   return new StoreError('Conflict', msg, { current });
-}
-
-/**
- * etcd3's defaults suit a cluster behind a load balancer, not one local etcd: its circuit
- * breaker keeps failing calls for 5 s after etcd is back, and watch reconnects back off to 30 s.
- */
-function clientOptions(endpoints: string[]): IOptions {
-  type Policy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
-  type Backoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
-  const signal = new AbortController().signal;
-  const passThrough = { execute: async (fn: (ctx: { signal: AbortSignal }) => unknown) => fn({ signal }) } as unknown as Policy;
-  const step = (ms: number): Backoff => ({ duration: ms, next: () => step(Math.min(1000, ms * 2)) }) as unknown as Backoff;
-  return {
-    hosts: endpoints,
-    faultHandling: { host: () => passThrough, watchBackoff: { next: () => step(100) } as unknown as Backoff },
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + UNARY_DEADLINE_MS }),
-  };
 }

@@ -1,9 +1,9 @@
-// Turns an etcd watch stream (store/etcd-kv.ts) into Kubernetes-style ADDED/MODIFIED/DELETED
+// Turns an etcd watch stream (store/etcd/client.ts) into Kubernetes-style ADDED/MODIFIED/DELETED
 // events, resuming after the last delivered revision when etcd goes away and comes back.
 import type { KObject } from '../api/types.js';
 import { decode, prefixEnd, prefixStart } from './codec.js';
 import { StoreError } from './errors.js';
-import type { EtcdKV, WatchStream } from './etcd-kv.js';
+import type { EtcdClient, WatchStream } from './etcd/client.js';
 
 export interface WatchEvent {
   type: 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -20,7 +20,7 @@ export interface WatchHandle {
 }
 
 export interface WatchParams {
-  kv: EtcdKV;
+  kv: EtcdClient;
   prefix: string;
   /** Deliver changes with revision > from (from must be a concrete revision). */
   from: number;
@@ -87,9 +87,13 @@ export function startWatch(p: WatchParams): Promise<WatchHandle> {
             settle.resolve(handle);
           }
         }
+        // Replayed history at or before what was delivered is skipped. The floor is fixed per
+        // response: one transaction's events share a revision, and etcd never splits a
+        // revision across responses.
+        const floor = last;
         for (const ev of res.events) {
           const rev = Number(ev.kv.mod_revision);
-          if (rev <= last) continue;
+          if (rev <= floor) continue;
           let event: WatchEvent;
           if (ev.type === 'PUT' && ev.kv.create_revision === ev.kv.mod_revision) {
             event = { type: 'ADDED', object: decode(ev.kv), revision: ev.kv.mod_revision };
@@ -118,7 +122,8 @@ export function startWatch(p: WatchParams): Promise<WatchHandle> {
       end: (err) => {
         if (closed) return;
         if (!connected) return fail(new StoreError('Unavailable', `cannot start watch: ${err.message}`, { cause: err }));
-        // etcd went away: reopen after what was delivered, backing off up to a second.
+        // The member went away or lost its leader (the client then prefers another member):
+        // reopen after what was delivered, backing off up to a second.
         retry = setTimeout(open, retryMs);
         retryMs = Math.min(MAX_RETRY_MS, retryMs * 2);
       },
