@@ -23,6 +23,8 @@ export interface ControlPlaneOptions {
   dataDir: string;
   /** host:port; port 0 picks a free one. */
   listen: string;
+  /** Extra names and IPs for the serving certificate (--tls-san), e.g. a load balancer's. */
+  tlsSans?: string[];
   /** External etcd endpoints; when empty a local etcd is started in dataDir/etcd. */
   etcdEndpoints?: string[];
   /** CA, client certificate and key of the external etcd (--etcd-cafile/-certfile/-keyfile). */
@@ -161,7 +163,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     let pki: Awaited<ReturnType<typeof ensurePki>> | undefined;
     if (!opts.insecure) {
       step('preparing certificates and token');
-      pki = await ensurePki(join(opts.dataDir, 'pki'), [host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host]);
+      pki = await ensurePki(join(opts.dataDir, 'pki'), [host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host, ...(opts.tlsSans ?? [])]);
     }
     let apiserver: ApiServer | undefined;
     let addr: { port: number };

@@ -6,7 +6,8 @@ import { availableParallelism, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setMaxListeners } from 'node:events';
 import { parseArgs } from 'node:util';
-import { isDNS1123LabelOK } from '../api/name-validation.js';
+import { isIP } from 'node:net';
+import { isDNS1123LabelOK, isDNS1123SubdomainOK } from '../api/name-validation.js';
 import { startControllerManager } from '../controllers/manager.js';
 import type { ControllerManager } from '../controllers/manager.js';
 import { KovaClient } from '../client/client.js';
@@ -49,6 +50,8 @@ Usage:
 Flags:
   --data-dir DIR           state directory (default /var/lib/kova as root, ./.kova otherwise)
   --listen HOST:PORT       API server address (default 127.0.0.1:6443; port 0 picks a free port)
+  --tls-san NAMES          extra comma-separated DNS names or IPs in the serving certificate
+                           (a load balancer's name in front of several API servers)
   --etcd-endpoints URLS    comma-separated etcd client URLs of an external cluster;
                            without it a local etcd runs in DIR/etcd (TLS, client
                            certificates from the kova CA in DIR/pki/etcd)
@@ -76,6 +79,7 @@ After "ready", use:  export KUBECONFIG=DIR/kubeconfig; kubectl get kova
 const FLAGS = {
   'data-dir': { type: 'string' },
   listen: { type: 'string', default: '127.0.0.1:6443' },
+  'tls-san': { type: 'string' },
   'etcd-endpoints': { type: 'string' },
   'etcd-cafile': { type: 'string' },
   'etcd-certfile': { type: 'string' },
@@ -146,6 +150,10 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
   }
   if (values.driver !== 'libvirt' && values.driver !== 'sim') throw new Error(`--driver must be libvirt or sim, got ${values.driver}`);
   const etcd = etcdFlags(values);
+  const tlsSans = values['tls-san']?.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const h of tlsSans ?? []) {
+    if (!isIP(h) && !isDNS1123SubdomainOK(h.toLowerCase())) throw new Error(`--tls-san: ${JSON.stringify(h)} is neither an IP address nor a DNS name`);
+  }
   // Missing or mismatched TLS files fail now, naming the file, before anything starts.
   if (etcd.tlsFiles) await loadEtcdTls(etcd.tlsFiles);
   const etcdEndpoints = etcd.endpoints;
@@ -188,6 +196,7 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
       dataDir,
       apiWorkers,
       listen: values.listen,
+      tlsSans,
       etcdEndpoints,
       etcdTlsFiles: etcd.tlsFiles,
       etcdMembers: etcd.members,

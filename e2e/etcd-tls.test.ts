@@ -3,6 +3,7 @@
 // through kube-apiserver's flag names; bad TLS input is a quick, clear error at start.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,7 +38,7 @@ describe('kova up: etcd with client-certificate authentication', () => {
   let kova: Kova;
   before(async () => {
     // Two API workers: they connect to etcd with the same TLS files as the primary.
-    kova = await startKova(['--driver', 'sim', '--no-agents', '--no-controllers', '--api-workers', '2']);
+    kova = await startKova(['--driver', 'sim', '--no-agents', '--no-controllers', '--api-workers', '2', '--tls-san', 'kova-lb.example.test,10.9.9.9']);
   });
   after(async () => kova?.stop());
 
@@ -66,6 +67,13 @@ describe('kova up: etcd with client-certificate authentication', () => {
     const { stdout } = await run('etcdctl', ['--endpoints', endpoint, '--cacert', join(pki, 'ca.crt'), '--cert', join(pki, 'etcd/client.crt'),
       '--key', join(pki, 'etcd/client.key'), 'get', '--prefix', '/registry', '--keys-only'], { env: { ...process.env, ETCDCTL_API: '3' } });
     assert.match(stdout, /secretish/);
+  });
+
+  it('--tls-san puts a load balancer name in the serving certificate', async () => {
+    const san = new X509Certificate(await readFile(join(kova.dataDir, 'pki', 'server.crt'))).subjectAltName ?? '';
+    assert.match(san, /DNS:kova-lb\.example\.test/);
+    assert.match(san, /IP Address:10\.9\.9\.9/);
+    await assert.rejects(runKova(['up', '--data-dir', join(kova.dataDir, 'x'), '--tls-san', 'bad name']), /--tls-san: "bad name" is neither an IP address nor a DNS name/);
   });
 });
 
