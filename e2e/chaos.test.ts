@@ -1,4 +1,4 @@
-// Fault injection at a small size (bench:chaos is the large one): 6 sim hosts, 100 instances
+// Fault injection at a small size (bench:chaos is the large one): 6 sim hosts, 100 instances, etcd with TLS,
 // created and deleted through the API while an etcd member is SIGKILLed and another SIGSTOPped,
 // and the API server, the leading `kova controllers` and a node agent are SIGKILLed (each
 // restarted); every invariant must be 0 and the system must converge. The invariant checks
@@ -83,7 +83,7 @@ describe('chaos: faults while creating and deleting instances', () => {
   it('6 hosts, 100 instances: nothing lost, duplicated, leaked or overbooked; converges', { timeout: 300_000 }, async () => {
     const seed = Number(process.env.KOVA_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
     const r = await runChaos({
-      hosts: 6, instances: 100, waves: 3, seed, stallMs: 5000, rounds: 1, gapMs: [0, 2500], waveMs: 3000, convergeTimeoutMs: 90_000,
+      hosts: 6, instances: 100, waves: 3, seed, etcdTls: true, stallMs: 5000, rounds: 1, gapMs: [0, 2500], waveMs: 3000, convergeTimeoutMs: 90_000,
       log: (m) => process.stderr.write(`chaos: ${m}\n`),
     });
     const msg = `seed ${seed} (replay: KOVA_CHAOS_SEED=${seed}): ${JSON.stringify(r)}`;

@@ -7,7 +7,11 @@
 // one instance, no address is held twice, no host is allocated past its allocatable, and
 // deleting everything leaves nothing behind. Test-only: product code never imports it.
 import { spawn } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import type { WriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -197,7 +201,12 @@ class Proc {
   starts = 0;
 
   /** `args` is asked at every start (a restarted controllers process gets a new identity). */
-  constructor(readonly name: string, private readonly cmd: string, private readonly args: string[] | ((start: number) => string[]), private readonly log: (m: string) => void, private readonly ready?: RegExp) {}
+  private readonly file: WriteStream;
+
+  /** Its output, of every start, goes to LOGDIR/NAME.log (kept with --keep for a post-mortem). */
+  constructor(readonly name: string, private readonly cmd: string, private readonly args: string[] | ((start: number) => string[]), private readonly log: (m: string) => void, logDir: string, private readonly ready?: RegExp) {
+    this.file = createWriteStream(join(logDir, `${name.replace(/\s+/g, '-')}.log`), { flags: 'a' });
+  }
 
   get pid(): number | undefined {
     return this.child?.pid;
@@ -213,10 +222,12 @@ class Proc {
     const [cmd, args] = dieWithParent(this.cmd, typeof this.args === 'function' ? this.args(this.starts) : this.args);
     this.starts++;
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.file.write(`---- ${new Date().toISOString()} start ${this.starts} (pid ${child.pid})\n`);
     this.child = child;
     let seen = '';
     const onData = (d: Buffer) => {
       const s = d.toString();
+      this.file.write(s);
       this.tail = (this.tail + s).slice(-20_000);
       if (this.ready) seen = (seen + s).slice(-20_000);
     };
@@ -270,6 +281,11 @@ class Proc {
     c.kill('SIGCONT'); // a stopped process must not keep the kill waiting
     c.kill('SIGKILL');
     await gone;
+    this.file.write(`---- ${new Date().toISOString()} SIGKILLed\n`);
+  }
+
+  close(): void {
+    this.file.end();
   }
 
   signal(sig: NodeJS.Signals): void {
@@ -323,24 +339,53 @@ export interface ChaosResult extends Invariants {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function etcdHealthy(url: string): Promise<boolean> {
-  try {
-    const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
-    return r.ok && ((await r.json()) as { health?: string }).health === 'true';
-  } catch {
-    return false;
-  }
+/** Client credentials for etcd's own HTTP endpoints (/health, the JSON gateway) over https. */
+type EtcdAuth = { ca: Buffer; cert: Buffer; key: Buffer } | undefined;
+
+/** One request to etcd's HTTP side; the parsed JSON answer, undefined on any failure within a second. */
+function etcdJson(url: string, path: string, auth: EtcdAuth, body?: string): Promise<Record<string, unknown> | undefined> {
+  return new Promise((resolve) => {
+    const u = new URL(path, url);
+    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, { method: body === undefined ? 'GET' : 'POST', timeout: 1000, ...(auth ?? {}) }, (res) => {
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => {
+        try {
+          resolve(res.statusCode === 200 ? JSON.parse(text) as Record<string, unknown> : undefined);
+        } catch {
+          resolve(undefined);
+        }
+      });
+      res.on('error', () => resolve(undefined));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(undefined));
+    req.end(body);
+  });
+}
+
+async function etcdHealthy(url: string, auth: EtcdAuth): Promise<boolean> {
+  return (await etcdJson(url, '/health', auth))?.health === 'true';
+}
+
+/** A member's own id and the leader's id it knows of (etcd's JSON gateway, /v3/maintenance/status). */
+async function etcdStatus(url: string, auth: EtcdAuth): Promise<{ member: string; leader: string } | undefined> {
+  const j = await etcdJson(url, '/v3/maintenance/status', auth, '{}') as { header?: { member_id?: string }; leader?: string } | undefined;
+  return j?.header?.member_id && j.leader ? { member: j.header.member_id, leader: j.leader } : undefined;
 }
 
 /** Runs one scenario end to end; always stops every process it started. */
 export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
-  const log = o.log ?? ((m: string) => process.stderr.write(`chaos: ${m}\n`));
+  const out = o.log ?? ((m: string) => process.stderr.write(`chaos: ${m}\n`));
+  const log = (m: string) => out(`${new Date().toISOString().slice(11, 23)} ${m}`);
   const rand = seededRandom(o.seed);
   const between = (lo: number, hi: number) => lo + (hi - lo) * rand();
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
   const t0 = Date.now();
   const dir = await mkdtemp(join(tmpdir(), 'kova-chaos-'));
   const procs: Proc[] = [];
+  const logDir = join(dir, 'logs');
+  await mkdir(logDir);
   const cleanups: Array<() => Promise<void>> = [];
   let client: KovaClient | undefined;
   log(`seed ${o.seed}; ${o.hosts} hosts, ${o.instances} instances; work dir ${dir}`);
@@ -352,13 +397,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     cleanups.push(() => cluster.cleanup());
     const etcd = cluster.members;
     const endpoints = cluster.endpoints;
+    const etcdAuth: EtcdAuth = cluster.tls && { ca: cluster.tls.ca, cert: cluster.tls.cert, key: cluster.tls.key };
     const etcdFlags = cluster.tls ? ['--etcd-cafile', cluster.tls.caFile, '--etcd-certfile', cluster.tls.certFile, '--etcd-keyfile', cluster.tls.keyFile] : [];
     log(`etcd: ${members} members at ${endpoints.join(',')}`);
 
     // The API server on a fixed port: a restarted one must be where the others look.
     const apiPort = await freePort();
     const apiDir = join(dir, 'api');
-    const api = new Proc('apiserver', process.execPath, [KOVA_BIN, 'apiserver', '--data-dir', apiDir, '--listen', `127.0.0.1:${apiPort}`, '--etcd-endpoints', endpoints.join(','), ...etcdFlags, '--api-workers', '1'], log, /ready: API server at/);
+    const api = new Proc('apiserver', process.execPath, [KOVA_BIN, 'apiserver', '--data-dir', apiDir, '--listen', `127.0.0.1:${apiPort}`, '--etcd-endpoints', endpoints.join(','), ...etcdFlags, '--api-workers', '1'], log, logDir, /ready: API server at/);
     procs.push(api);
     await api.start();
     const kubeconfig = join(apiDir, 'kubeconfig');
@@ -371,12 +417,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     // Each start is a new identity, as kube-controller-manager's is (hostname_uuid): a restarted
     // leader cannot just renew the Lease its predecessor held, so the standby may take it.
     const ctlId = (i: number, start: number) => `ctl-${i}-${start}`;
-    const controllers = [0, 1].map((i) => new Proc(`ctl-${i}`, process.execPath, (start) => [KOVA_BIN, 'controllers', '--kubeconfig', kubeconfig, '--id', ctlId(i, start), '--data-dir', ctlDir], log, /campaigning/));
+    const controllers = [0, 1].map((i) => new Proc(`ctl-${i}`, process.execPath, (start) => [KOVA_BIN, 'controllers', '--kubeconfig', kubeconfig, '--id', ctlId(i, start), '--data-dir', ctlDir], log, logDir, /campaigning/));
     procs.push(...controllers);
     await Promise.all(controllers.map((p) => p.start()));
 
     const agentDir = join(dir, 'agents');
-    const agents = Array.from({ length: o.hosts }, (_, i) => new Proc(`agent chaos-${i}`, process.execPath, [KOVA_BIN, 'agent', '--host', `chaos-${i}`, '--driver', 'sim', '--kubeconfig', kubeconfig, '--data-dir', agentDir, '--lease-duration', '10'], log, /ready: agent for host/));
+    const agents = Array.from({ length: o.hosts }, (_, i) => new Proc(`agent chaos-${i}`, process.execPath, [KOVA_BIN, 'agent', '--host', `chaos-${i}`, '--driver', 'sim', '--kubeconfig', kubeconfig, '--data-dir', agentDir, '--lease-duration', '10'], log, logDir, /ready: agent for host/));
     procs.push(...agents);
     // A few at a time: each is a Node process starting on a shared machine.
     for (let i = 0; i < agents.length; i += 4) await Promise.all(agents.slice(i, i + 4).map((a) => a.start(120_000)));
@@ -409,18 +455,34 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       }
       return undefined;
     };
+    // Half the etcd faults hit the leader (writes stall until a new one is elected), half any member.
+    const pickEtcd = async () => {
+      const leaderWanted = rand() < 0.5;
+      const any = pick(etcd);
+      if (!leaderWanted) return any;
+      const leaderId = (await Promise.all(etcd.map((m) => etcdStatus(m.endpoint, etcdAuth)))).find((x) => x?.leader)?.leader;
+      if (!leaderId) {
+        log('etcd leader unknown (no member answered its status); any member then');
+        return any;
+      }
+      for (const m of etcd) if ((await etcdStatus(m.endpoint, etcdAuth))?.member === leaderId) {
+        log(`etcd leader is ${m.name}`);
+        return m;
+      }
+      return any;
+    };
     const inject = async (kind: FaultKind): Promise<void> => {
       switch (kind) {
         case 'etcd-kill': {
-          const m = pick(etcd);
+          const m = await pickEtcd();
           log(`fault: SIGKILL etcd ${m.name} (pid ${m.pid}); its supervisor restarts it`);
           m.kill('SIGKILL');
           // Healed once the restarted member answers /health again.
-          await until(async () => etcdHealthy(m.endpoint), 60_000, `etcd ${m.name} healthy again`).catch((e) => log(String(e)));
+          await until(async () => etcdHealthy(m.endpoint, etcdAuth), 60_000, `etcd ${m.name} healthy again`).catch((e) => log(String(e)));
           break;
         }
         case 'etcd-stop': {
-          const m = pick(etcd);
+          const m = await pickEtcd();
           log(`fault: SIGSTOP etcd ${m.name} for ${o.stallMs} ms`);
           m.kill('SIGSTOP');
           await sleep(o.stallMs);
@@ -538,11 +600,16 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       }
     };
     const zero = (inv: Invariants) => Object.values(inv).every((v) => v === 0);
-    const settle = async (what: string, done: (s: ChaosSnapshot) => boolean): Promise<{ s: ChaosSnapshot; seconds: number; converged: boolean }> => {
+    const settle = async (what: string, done: (s: ChaosSnapshot) => boolean, progress: (s: ChaosSnapshot) => string): Promise<{ s: ChaosSnapshot; seconds: number; converged: boolean }> => {
       const deadline = Date.now() + o.convergeTimeoutMs;
+      let shown = Date.now();
       for (;;) {
         const s = await snapshot();
         if (done(s)) return { s, seconds: (Date.now() - lastFaultHealedAt) / 1000, converged: true };
+        if (Date.now() - shown > 5000) {
+          shown = Date.now();
+          log(`${what}: ${((Date.now() - lastFaultHealedAt) / 1000).toFixed(0)} s after the last fault: ${progress(s)}`);
+        }
         if (Date.now() > deadline) {
           log(`${what}: not converged ${o.convergeTimeoutMs / 1000} s after the last fault`);
           return { s, seconds: (Date.now() - lastFaultHealedAt) / 1000, converged: false };
@@ -550,14 +617,19 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         await sleep(500);
       }
     };
-    const created = await settle('create phase', (s) => zero(checkInvariants(s)) && s.instances.length === o.instances && s.domains.length === o.instances && s.hosts.filter(ready).length === o.hosts && s.ports.every((p) => p.status?.ip && p.status.mac));
+    const created = await settle('create phase', (s) => zero(checkInvariants(s)) && s.instances.length === o.instances && s.domains.length === o.instances && s.hosts.filter(ready).length === o.hosts && s.ports.every((p) => p.status?.ip && p.status.mac), (s) => {
+      const bad = Object.entries(checkInvariants(s)).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ');
+      const phases = new Map<string, number>();
+      for (const i of s.instances) phases.set(i.status?.phase ?? 'none', (phases.get(i.status?.phase ?? 'none') ?? 0) + 1);
+      return `${s.instances.length} instances (${[...phases].map(([p, n]) => `${p} ${n}`).join(', ')}), ${s.domains.length} domains, hosts Ready ${s.hosts.filter(ready).length}/${o.hosts}, ports without address ${s.ports.filter((p) => !p.status?.ip || !p.status.mac).length}${bad ? `; ${bad}` : ''}`;
+    });
     const inv = checkInvariants(created.s);
     log(`create phase: ${created.converged ? 'converged' : 'NOT converged'} ${created.seconds.toFixed(1)} s after the last fault; ${JSON.stringify(inv)}`);
 
     // ---- delete everything, with the remaining faults
     await phase('delete', names, (name) => persist(`delete ${name}`, async () => void (await c.delete(INSTANCES, NS, name)), () => deleteRetries++), deleteFaults);
     const isEmpty = (s: ChaosSnapshot) => Object.values(leftovers(s)).every((v) => v === 0);
-    const deleted = await settle('delete phase', isEmpty);
+    const deleted = await settle('delete phase', isEmpty, (s) => `left ${JSON.stringify(leftovers(s))}, hosts Ready ${s.hosts.filter(ready).length}/${o.hosts}`);
     const left = leftovers(deleted.s);
     log(`delete phase: ${deleted.converged ? 'converged' : 'NOT converged'} ${deleted.seconds.toFixed(1)} s after the last fault; left ${JSON.stringify(left)}`);
     return {
@@ -579,7 +651,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   } finally {
     client?.close();
     // Agents and controllers first (they would only complain about a vanished API), etcd last.
-    for (const p of [...procs].reverse()) await p.kill();
+    for (const p of [...procs].reverse()) {
+      await p.kill();
+      p.close();
+    }
     for (const f of cleanups) await f().catch((e) => log(`cleanup: ${e}`));
     if (!o.keep) await rm(dir, { recursive: true, force: true });
   }
