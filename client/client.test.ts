@@ -1,11 +1,21 @@
 // KovaClient against a real `kova up`: CRUD, paging, selectors, status writes with conflict
-// retries, finalizers, errors, binding.
+// retries, finalizers, errors, binding; against a real API server at its in-flight limit: 429
+// retries after Retry-After (kubectl's too), and the client-side token bucket.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { startKova } from '../e2e/harness.js';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import tls from 'node:tls';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { startControlPlane } from '../cli/control-plane.js';
+import type { ControlPlane } from '../cli/control-plane.js';
+import { KUBECTL, startKova } from '../e2e/harness.js';
 import type { Kova } from '../e2e/harness.js';
+import { waitFor } from '../testing/etcd.js';
+import { ManualClock } from '../testing/manual-clock.js';
 import { StatusError, FLAVORS, HOSTS, INSTANCES, KovaClient, NAMESPACES } from './client.js';
-import type { KObject } from './client.js';
+import type { Kind, KObject, KovaClientOptions } from './client.js';
 
 const NS = 'rt-client';
 
@@ -181,5 +191,137 @@ describe('KovaClient', () => {
     const ms = performance.now() - t0;
     console.log(`# ${n} GETs in ${ms.toFixed(0)} ms (${((n / ms) * 1000).toFixed(0)}/s)`);
     assert.ok(ms < 30_000);
+  });
+});
+
+// Overload: an in-process API server (so the test can see its slots) with one mutating slot,
+// held by a create whose body stops halfway; the client's rate limit on a manual clock.
+describe('KovaClient under overload', () => {
+  const CONFIGMAPS: Kind = { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true };
+  let dir: string;
+  let cp: ControlPlane;
+  let port: number;
+  const clients: KovaClient[] = [];
+  const held: tls.TLSSocket[] = [];
+  const client = (opts: KovaClientOptions) => {
+    const k = KovaClient.fromFile(cp.kubeconfig, opts);
+    clients.push(k);
+    return k;
+  };
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kova-rt-overload-'));
+    cp = await startControlPlane({ dataDir: dir, listen: '127.0.0.1:0', inflight: { maxRequestsInflight: 100, maxMutatingRequestsInflight: 1 } });
+    port = Number(new URL(cp.url).port);
+  });
+  // A test that failed while holding the slot must not leave it to the next one.
+  afterEach(async () => {
+    for (const s of held.splice(0)) s.destroy();
+    await waitFor(() => cp.apiserver!.inflight.mutating === 0, 'held slots released');
+  });
+  after(async () => {
+    for (const k of clients) k.close();
+    await cp?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Holds the one mutating slot until release() (which completes the create) or abort(). */
+  async function holdMutatingSlot(name: string) {
+    const body = JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name } });
+    const socket = tls.connect({ port, host: '127.0.0.1', ca: cp.caCert, servername: '127.0.0.1' });
+    socket.on('error', () => undefined);
+    held.push(socket);
+    socket.write(`POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${cp.token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.slice(0, 5)}`);
+    await waitFor(() => cp.apiserver!.inflight.mutating === 1, 'the slot taken');
+    return {
+      release: () => void socket.write(body.slice(5)),
+      abort: () => socket.destroy(),
+    };
+  }
+
+  it('retries a 429 after its Retry-After (on its clock) and succeeds', async () => {
+    const clock = new ManualClock();
+    const k = client({ clock, qps: 0 });
+    const slot = await holdMutatingSlot('held-1');
+    const rejected = cp.apiserver!.inflight.rejected.mutating;
+    const created = k.create(CONFIGMAPS, { metadata: { name: 'retried', namespace: 'default' } });
+    await waitFor(() => k.stats.retries === 1 && clock.pending() === 1, 'the 429 and a retry timer');
+    assert.equal(cp.apiserver!.inflight.rejected.mutating, rejected + 1);
+    clock.advance(999);
+    assert.equal(clock.pending(), 1, 'Retry-After: 1 is honoured: no retry before a second');
+    assert.equal(k.stats.requests, 1);
+    slot.release();
+    await waitFor(() => cp.apiserver!.inflight.mutating === 0, 'the slot released');
+    clock.advance(251); // the wait is 1 s plus at most 25% jitter
+    const obj = await created;
+    assert.equal(obj.metadata.name, 'retried');
+    assert.deepEqual([k.stats.requests, k.stats.retries], [2, 1]);
+  });
+
+  it('gives up after maxRetries with the 429 StatusError; reads are not refused meanwhile', async () => {
+    const k = client({ maxRetries: 2, maxRetryAfterMs: 0, qps: 0 });
+    const slot = await holdMutatingSlot('held-2');
+    try {
+      await assert.rejects(k.create(CONFIGMAPS, { metadata: { name: 'never', namespace: 'default' } }), (e: unknown) => {
+        assert.ok(e instanceof StatusError);
+        assert.equal(e.code, 429);
+        assert.equal(e.reason, 'TooManyRequests');
+        assert.deepEqual(e.status?.details, { retryAfterSeconds: 1 });
+        return true;
+      });
+      assert.deepEqual([k.stats.requests, k.stats.retries], [3, 2]);
+      assert.equal(await k.get(CONFIGMAPS, 'default', 'never'), undefined);
+    } finally {
+      slot.abort();
+    }
+    await waitFor(() => cp.apiserver!.inflight.mutating === 0, 'the aborted slot released');
+  });
+
+  it('kubectl honours the 429 Retry-After too', async () => {
+    const slot = await holdMutatingSlot('held-3');
+    const rejected = cp.apiserver!.inflight.rejected.mutating;
+    const env = { ...process.env, KUBECONFIG: cp.kubeconfig };
+    const run = new Promise<{ err: Error | null; out: string }>((resolve) => {
+      execFile(KUBECTL, ['-v=6', '--cache-dir', join(dir, 'kubectl-cache'), 'create', 'configmap', 'by-kubectl', '-n', 'default'], { env, timeout: 60_000 }, (err, stdout, stderr) => resolve({ err, out: stdout + stderr }));
+    });
+    await waitFor(() => cp.apiserver!.inflight.rejected.mutating > rejected, 'kubectl refused once', 30_000);
+    slot.release();
+    const { err, out } = await run;
+    assert.equal(err, null, out);
+    assert.match(out, /configmap\/by-kubectl created/);
+  });
+
+  it('the token bucket lets burst requests go at once, then one per 1/qps; watches do not wait', async () => {
+    const clock = new ManualClock();
+    const k = client({ clock, qps: 10, burst: 2 });
+    const gets = Array.from({ length: 5 }, () => k.get(NAMESPACES, undefined, 'default'));
+    await waitFor(() => k.stats.requests === 2 && clock.pending() === 3, 'the burst sent, three waiting');
+    assert.equal(k.stats.throttled, 3);
+    assert.equal(k.stats.throttledMs, 100 + 200 + 300);
+    clock.advance(99);
+    assert.equal(clock.pending(), 3);
+    clock.advance(1);
+    await waitFor(() => k.stats.requests === 3, 'one more after 100 ms');
+    assert.equal(clock.pending(), 2);
+    clock.advance(200);
+    await Promise.all(gets);
+    assert.equal(k.stats.requests, 5);
+
+    // The bucket is empty for the next ~30 s of its clock, yet a watch opens and delivers.
+    const seen = new Promise<string>((resolve, reject) => {
+      void k.watch(NAMESPACES, undefined, { fieldSelector: 'metadata.name=default' }, (type, obj) => resolve(`${type} ${obj.metadata.name}`), (e) => reject(e ?? new Error('watch closed')))
+        .then((h) => seen.finally(() => h.abort()));
+    });
+    assert.equal(await seen, 'ADDED default');
+    assert.equal(k.stats.requests, 5);
+  });
+
+  it('qps 0 or negative means no limit', async () => {
+    for (const qps of [0, -1]) {
+      const clock = new ManualClock();
+      const k = client({ clock, qps, burst: 1 });
+      await Promise.all(Array.from({ length: 20 }, () => k.get(NAMESPACES, undefined, 'default')));
+      assert.deepEqual([k.stats.requests, k.stats.throttled, clock.pending()], [20, 0, 0]);
+    }
   });
 });

@@ -9,6 +9,8 @@ import { KubeConfig, Watch } from '@kubernetes/client-node';
 import { Pool } from 'undici';
 import { INSTANCES } from '../api/kinds/index.js';
 import type { KObject, ObjectMeta } from '../api/types.js';
+import { TokenBucketLimiter } from './rate-limited-queue.js';
+import type { Clock } from './workqueue.js';
 
 export type { KObject };
 
@@ -94,7 +96,42 @@ export interface KovaClientOptions {
   conflictRetries?: number;
   /** Per-request timeout (default 30 s). */
   timeoutMs?: number;
+  /**
+   * Client-side rate limit, as client-go's QPS/Burst: a token bucket every request but a watch
+   * waits on (retries included). `qps` <= 0 means no limit. Defaults: DEFAULT_QPS/DEFAULT_BURST.
+   */
+  qps?: number;
+  /** Requests that may go at once before `qps` paces them (default: DEFAULT_BURST, at least 1). */
+  burst?: number;
+  /**
+   * Retries of a request answered 429, or 5xx with `Retry-After` (client-go retries both, any
+   * verb: such an answer comes before anything was done). Default 10, as client-go.
+   */
+  maxRetries?: number;
+  /** Longest wait a `Retry-After` gets (default 10 s); the wait gets up to 25% jitter on top. */
+  maxRetryAfterMs?: number;
+  /** Time source of the rate limit and the retry waits (tests use a manual clock). */
+  clock?: Clock;
 }
+
+/**
+ * Default client-side rate limit of a KovaClient. client-go's 5/10 (and kube-controller-manager's
+ * 20/30 per controller) are far below what kova's controllers need: they share one client, and
+ * the scheduler alone binds about 1,850 instances/s on 2 cores (bench:scale --scheduler-only).
+ * These bound a runaway loop without slowing any measured workload (see client/client.test.ts
+ * and the commit message for the figures).
+ */
+export const DEFAULT_QPS = 5000;
+export const DEFAULT_BURST = 10000;
+export const DEFAULT_MAX_RETRIES = 10;
+export const DEFAULT_MAX_RETRY_AFTER_MS = 10_000;
+
+/** Node's timers, kept referenced: a request waiting to be retried keeps a CLI process alive. */
+const refClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
 
 export interface BindResources {
   vcpus: number;
@@ -189,8 +226,15 @@ export class KovaClient implements ApiClient {
   private readonly conflictRetries: number;
   private readonly timeoutMs: number;
   private watcher?: Watch;
-  /** Requests sent, for tests and benchmarks. */
-  readonly stats = { requests: 0, conflicts: 0 };
+  private readonly limiter?: TokenBucketLimiter;
+  private readonly maxRetries: number;
+  private readonly maxRetryAfterMs: number;
+  private readonly clock: Clock;
+  /**
+   * Requests sent, for tests and benchmarks; `retries` after a 429/Retry-After, `throttled`
+   * requests that waited for the rate limit and `throttledMs` how long in all.
+   */
+  readonly stats = { requests: 0, conflicts: 0, retries: 0, throttled: 0, throttledMs: 0 };
 
   constructor(
     readonly kc: KubeConfig,
@@ -205,6 +249,12 @@ export class KovaClient implements ApiClient {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.maxConnections = opts.maxSockets ?? 64;
     this.rejectUnauthorized = !cluster.skipTLSVerify;
+    this.clock = opts.clock ?? refClock;
+    const qps = opts.qps ?? DEFAULT_QPS;
+    if (Number.isNaN(qps) || (opts.burst !== undefined && Number.isNaN(opts.burst))) throw new Error('KovaClient: qps and burst must be numbers');
+    if (qps > 0) this.limiter = new TokenBucketLimiter(qps, Math.max(1, Math.floor(opts.burst ?? DEFAULT_BURST)), this.clock);
+    this.maxRetries = Math.max(0, opts.maxRetries ?? DEFAULT_MAX_RETRIES);
+    this.maxRetryAfterMs = Math.max(0, opts.maxRetryAfterMs ?? DEFAULT_MAX_RETRY_AFTER_MS);
   }
 
   static fromFile(path: string, opts?: KovaClientOptions): KovaClient {
@@ -442,17 +492,68 @@ export class KovaClient implements ApiClient {
     return this.authLoaded;
   }
 
-  /** Sends one request; parses JSON; throws StatusError for non-2xx. */
+  /**
+   * Sends one request (after the rate limit lets it); parses JSON; throws StatusError for
+   * non-2xx. A 429, or a 5xx with Retry-After, is sent again after the wait the server asked for,
+   * up to maxRetries times, as client-go does.
+   */
   async request<T = unknown>(init: RequestInit): Promise<T> {
     await this.loadAuth();
-    const first = await this.send(init);
-    if (first.status === 401) {
-      // Credentials may have rotated (exec/OIDC providers): reload once.
-      this.authLoaded = undefined;
-      await this.loadAuth();
-      return this.finish<T>(await this.send(init));
+    let reloaded = false;
+    for (let retries = 0; ; ) {
+      if (this.limiter) await this.throttle(init.signal);
+      const res = await this.send(init);
+      if (res.status === 401 && !reloaded) {
+        // Credentials may have rotated (exec/OIDC providers): reload once.
+        reloaded = true;
+        this.authLoaded = undefined;
+        await this.loadAuth();
+        continue;
+      }
+      const wait = retries < this.maxRetries ? this.retryWait(res) : undefined;
+      if (wait === undefined) return this.finish<T>(res);
+      retries++;
+      this.stats.retries++;
+      await this.sleep(wait, init.signal);
     }
-    return this.finish<T>(first);
+  }
+
+  /**
+   * How long to wait before sending again, or undefined when the answer is final: client-go's
+   * checkWait (429 or >= 500, with Retry-After in whole seconds), capped, plus up to 25%
+   * jitter so that clients refused together do not come back together.
+   */
+  private retryWait(res: { status: number; retryAfter?: string }): number | undefined {
+    if (res.status !== 429 && res.status < 500) return undefined;
+    const h = res.retryAfter;
+    if (h === undefined || !/^\s*\d+\s*$/.test(h)) return undefined;
+    const ms = Math.min(Number(h) * 1000, this.maxRetryAfterMs);
+    return ms * (1 + 0.25 * Math.random());
+  }
+
+  /** Waits for a token of the rate limit (client-go's tryThrottle). */
+  private throttle(signal?: AbortSignal): Promise<void> {
+    const d = this.limiter!.when();
+    if (d <= 0) return Promise.resolve();
+    this.stats.throttled++;
+    this.stats.throttledMs += d;
+    return this.sleep(d, signal);
+  }
+
+  /** `ms` on the client's clock; rejects with the signal's reason if it aborts first. */
+  private sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const onAbort = () => {
+        this.clock.clearTimeout(timer);
+        reject(signal!.reason);
+      };
+      const timer = this.clock.setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   private finish<T>(res: { status: number; body: string }): T {
@@ -467,7 +568,7 @@ export class KovaClient implements ApiClient {
     throw new StatusError(res.status, st.reason ?? httpReason(res.status), st.message ?? (res.body.slice(0, 500) || `HTTP ${res.status}`), parsed as Record<string, unknown>);
   }
 
-  private async send(init: RequestInit): Promise<{ status: number; body: string }> {
+  private async send(init: RequestInit): Promise<{ status: number; body: string; retryAfter?: string }> {
     let path = init.path;
     if (init.query) {
       const q = new URLSearchParams();
@@ -487,7 +588,9 @@ export class KovaClient implements ApiClient {
     const res = await this.connections().request({ method: init.method as 'GET', path: prefix + path, headers, body: payload, signal: init.signal }).catch((e: Error) => {
       throw new Error(`${init.method} ${path}: ${e.message}`, { cause: e });
     });
-    return { status: res.statusCode, body: await res.body.text() };
+    const body = await res.body.text();
+    const ra = res.headers['retry-after'];
+    return { status: res.statusCode, body, retryAfter: Array.isArray(ra) ? ra[0] : ra };
   }
 }
 
