@@ -5,6 +5,7 @@ import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { KovaClient } from '../client/client.js';
+import type { KovaClientOptions } from '../client/client.js';
 import { LeaderElector } from '../client/leader.js';
 import { startHostController } from './host/host-controller.js';
 import { startImageController } from './image/image-controller.js';
@@ -23,6 +24,8 @@ export const CONTROLLERS_LEASE = 'kova-controllers';
 export interface ControllerManagerOptions {
   client?: KovaClient;
   kubeconfig?: string;
+  /** Client-side rate limit of the client made from `kubeconfig` (KovaClient's defaults otherwise). */
+  clientOptions?: Pick<KovaClientOptions, 'qps' | 'burst'>;
   signal: AbortSignal;
   /** Unique per process; default `<hostname>_<pid>`. */
   identity?: string;
@@ -51,7 +54,7 @@ export interface ControllerManager {
 }
 
 export function startControllerManager(opts: ControllerManagerOptions): ControllerManager {
-  const client = opts.client ?? KovaClient.fromFile(mustKubeconfig(opts.kubeconfig), { userAgent: 'kova-controllers', fieldManager: 'kova-controllers', maxSockets: 128 });
+  const client = opts.client ?? KovaClient.fromFile(mustKubeconfig(opts.kubeconfig), { ...opts.clientOptions, userAgent: 'kova-controllers', fieldManager: 'kova-controllers', maxSockets: 128 });
   const log = opts.log ?? ((m: string) => console.error(m));
   const identity = opts.identity ?? `${hostname()}_${process.pid}`;
   let leading = false;

@@ -4,6 +4,7 @@ import { getMaxListeners, setMaxListeners } from 'node:events';
 import type { Image, KeyPair } from '../api/kinds/index.js';
 import { IMAGES, KEYPAIRS } from '../api/kinds/index.js';
 import { KovaClient } from '../client/client.js';
+import type { KovaClientOptions } from '../client/client.js';
 import { Informer } from '../client/informer.js';
 import { EventRecorder } from '../client/events.js';
 import { NodeAgent } from './agent.js';
@@ -29,6 +30,8 @@ export interface SimAgents {
 export async function startSimAgents(opts: {
   kubeconfig?: string;
   client?: KovaClient;
+  /** Client-side rate limit of the client made from `kubeconfig` (KovaClient's defaults otherwise). */
+  clientOptions?: Pick<KovaClientOptions, 'qps' | 'burst'>;
   count: number;
   prefix?: string;
   preset?: SimDriverOptions['preset'];
@@ -40,7 +43,7 @@ export async function startSimAgents(opts: {
   signal: AbortSignal;
   log?: (msg: string) => void;
 }): Promise<SimAgents> {
-  const client = opts.client ?? clientFor(opts.kubeconfig, Math.max(64, opts.count * 2));
+  const client = opts.client ?? clientFor(opts.kubeconfig, Math.max(64, opts.count * 2), opts.clientOptions);
   const log = opts.log ?? ((m: string) => console.error(m));
   const flavors = new FlavorCache(client);
   const recorder = new EventRecorder(client, 'kova-agent', { log });
@@ -74,15 +77,15 @@ export async function startSimAgents(opts: {
  * Runs one agent (its own informer, flavor cache and recorder) until `signal` aborts; resolves
  * once it is up. Takes every NodeAgent option; `client` defaults to one from `kubeconfig`.
  */
-export async function runAgent(opts: Omit<NodeAgentOptions, 'client'> & { kubeconfig?: string; client?: KovaClient; signal: AbortSignal }): Promise<NodeAgent> {
-  const { kubeconfig, signal, ...rest } = opts;
-  const client = opts.client ?? clientFor(kubeconfig);
+export async function runAgent(opts: Omit<NodeAgentOptions, 'client'> & { kubeconfig?: string; client?: KovaClient; clientOptions?: Pick<KovaClientOptions, 'qps' | 'burst'>; signal: AbortSignal }): Promise<NodeAgent> {
+  const { kubeconfig, signal, clientOptions, ...rest } = opts;
+  const client = opts.client ?? clientFor(kubeconfig, undefined, clientOptions);
   const agent = new NodeAgent({ ...rest, client });
   await agent.start(signal);
   return agent;
 }
 
-function clientFor(kubeconfig: string | undefined, maxSockets?: number): KovaClient {
+function clientFor(kubeconfig: string | undefined, maxSockets?: number, limits?: Pick<KovaClientOptions, 'qps' | 'burst'>): KovaClient {
   if (!kubeconfig) throw new Error('a kubeconfig path or a client is required');
-  return KovaClient.fromFile(kubeconfig, { userAgent: 'kova-agent', fieldManager: 'kova-agent', maxSockets });
+  return KovaClient.fromFile(kubeconfig, { ...limits, userAgent: 'kova-agent', fieldManager: 'kova-agent', maxSockets });
 }
