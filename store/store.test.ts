@@ -298,6 +298,27 @@ describe('watch', () => {
     await w2.close();
   });
 
+  it('delivers every event of a multi-key transaction (they share one revision)', async () => {
+    const p = '/registry/test/watch-txn/';
+    const a = await store.create(p + 'a', inst('a'));
+    const b = await store.create(p + 'b', inst('b'));
+    const c = collector();
+    const w = await store.watch(p, b.metadata.resourceVersion, c.onEvent, c.onError);
+    const [a2, b2] = await store.updateMany([
+      { key: p + 'a', obj: { ...a, spec: { v: 2 } }, expectedRevision: a.metadata.resourceVersion! },
+      { key: p + 'b', obj: { ...b, spec: { v: 2 } }, expectedRevision: b.metadata.resourceVersion! },
+    ]);
+    const end = await store.create(p + 'zz-end', inst('zz-end'));
+    await waitFor(() => c.events.some((e) => e.object.metadata.name === 'zz-end'), 'the control event');
+    await w.close();
+    assert.equal(a2!.metadata.resourceVersion, b2!.metadata.resourceVersion);
+    assert.deepEqual(c.summary(), [
+      `MODIFIED a ${a2!.metadata.resourceVersion}`,
+      `MODIFIED b ${b2!.metadata.resourceVersion}`,
+      `ADDED zz-end ${end.metadata.resourceVersion}`,
+    ]);
+  });
+
   it('delivers many events promptly and in order', async () => {
     const p = '/registry/test/watch-many/';
     const c = collector();
