@@ -173,7 +173,7 @@ describe('max requests in flight', () => {
     const l = new InflightLimiter({ maxRequestsInflight: 0, maxMutatingRequestsInflight: 0 });
     assert.equal(l.maxReadOnly, 0);
     const d = new InflightLimiter();
-    assert.deepEqual([d.maxReadOnly, d.maxMutating], [400, 200]);
+    assert.deepEqual([d.maxReadOnly, d.maxMutating], [400, 600]);
     assert.throws(() => new InflightLimiter({ maxRequestsInflight: -1 }), /maxRequestsInflight must be a non-negative integer/);
     assert.throws(() => new InflightLimiter({ maxMutatingRequestsInflight: 1.5 }), /maxMutatingRequestsInflight/);
     const { server, port } = await serve(0, 0);

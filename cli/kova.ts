@@ -68,6 +68,17 @@ Flags:
   --no-controllers         kova up without scheduler/controllers (run them elsewhere)
   --no-agents              kova up without node agents
   --no-seed                don't create the default flavors and test image
+  --max-requests-inflight N
+                           reads (get, list) one API server process serves at once; more
+                           get 429 with Retry-After (default 400; 0: no limit)
+  --max-mutating-requests-inflight N
+                           writes one API server process serves at once (default 600; 0: no
+                           limit; above kube's 200 because kova's own components pool ~460
+                           connections)
+  --kube-api-qps N, --kube-api-burst N
+                           client-side rate limit of the controllers' and agents' API
+                           clients (default 5000 and 10000; 0: none); also on kova
+                           controllers and kova agent
   --api-workers N          API server processes sharing the port (default: cores - 2, at
                            least 1 and at most 8: etcd and the controllers need a core each)
   --insecure               plain HTTP without authentication (local debugging only)
@@ -93,6 +104,10 @@ const FLAGS = {
   'no-agents': { type: 'boolean', default: false },
   'no-seed': { type: 'boolean', default: false },
   'api-workers': { type: 'string' },
+  'max-requests-inflight': { type: 'string' },
+  'max-mutating-requests-inflight': { type: 'string' },
+  'kube-api-qps': { type: 'string' },
+  'kube-api-burst': { type: 'string' },
   insecure: { type: 'boolean', default: false },
   verbose: { type: 'boolean', short: 'v', default: false },
   help: { type: 'boolean', short: 'h', default: false },
@@ -138,6 +153,28 @@ function etcdFlags(values: { [k: string]: string | boolean | undefined }) {
   };
 }
 
+/** A whole number from 0 to `max` from a flag, or undefined when the flag is absent. */
+function count(flag: string, value: string | undefined, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > max) throw new Error(`--${flag} must be a whole number from 0 to ${max}, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+const CLIENT_RATE_FLAGS = { 'kube-api-qps': { type: 'string' }, 'kube-api-burst': { type: 'string' } } as const;
+
+/** --kube-api-qps/--kube-api-burst as KovaClient options (client-go's QPS and Burst). */
+function clientRate(values: { 'kube-api-qps'?: string; 'kube-api-burst'?: string }): { qps?: number; burst?: number } {
+  return { qps: count('kube-api-qps', values['kube-api-qps'], 1_000_000), burst: count('kube-api-burst', values['kube-api-burst'], 1_000_000) };
+}
+
+/** The same flags again, for a child process. */
+function clientRateArgs(values: { 'kube-api-qps'?: string; 'kube-api-burst'?: string }): string[] {
+  const out: string[] = [];
+  for (const k of ['kube-api-qps', 'kube-api-burst'] as const) if (values[k] !== undefined) out.push(`--${k}`, values[k]!);
+  return out;
+}
+
 function say(msg: string) {
   process.stdout.write(`kova: ${msg}\n`);
 }
@@ -150,6 +187,11 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
   }
   if (values.driver !== 'libvirt' && values.driver !== 'sim') throw new Error(`--driver must be libvirt or sim, got ${values.driver}`);
   const etcd = etcdFlags(values);
+  const inflight = {
+    maxRequestsInflight: count('max-requests-inflight', values['max-requests-inflight'], 1_000_000),
+    maxMutatingRequestsInflight: count('max-mutating-requests-inflight', values['max-mutating-requests-inflight'], 1_000_000),
+  };
+  clientRate(values);
   const tlsSans = values['tls-san']?.split(',').map((s) => s.trim()).filter(Boolean);
   for (const h of tlsSans ?? []) {
     if (!isIP(h) && !isDNS1123SubdomainOK(h.toLowerCase())) throw new Error(`--tls-san: ${JSON.stringify(h)} is neither an IP address nor a DNS name`);
@@ -202,6 +244,7 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
       etcdMembers: etcd.members,
       etcdKeepaliveTimeMs: etcd.keepaliveTimeMs,
       etcdKeepaliveTimeoutMs: etcd.keepaliveTimeoutMs,
+      inflight,
       insecure: values.insecure,
       step: say,
       log: verbose ? log : undefined,
@@ -216,7 +259,8 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
       if (!controllersOn) args.push('--no-controllers');
       if (!agents) args.push('--no-agents');
       if (verbose) args.push('--verbose');
-      if (controllersOn) say('starting controllers (scheduler, host, instance; leader-elected)');
+      args.push(...clientRateArgs(values));
+      if (controllersOn) say('starting controllers (scheduler, instance, host, network, image, garbage collector, namespace; leader-elected)');
       if (agents) say(values.driver === 'sim' ? `starting ${simHosts} simulated hypervisor host(s) sim-0 … sim-${simHosts - 1}` : `starting the node agent for host ${agentHostName()} (libvirt)`);
       child = await superviseComponents(args, say, (pid) => lock.record('components', pid));
     }
@@ -292,11 +336,11 @@ function untilSignal(ac: AbortController, done: () => Promise<unknown>) {
 }
 
 async function controllers(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, id: { type: 'string' }, 'data-dir': { type: 'string' }, verbose: { type: 'boolean', short: 'v', default: false } } });
+  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, id: { type: 'string' }, 'data-dir': { type: 'string' }, verbose: { type: 'boolean', short: 'v', default: false }, ...CLIENT_RATE_FLAGS } });
   const ac = new AbortController();
   setMaxListeners(10_000, ac.signal);
   const cm = startControllerManager({
-    kubeconfig: kubeconfigFrom(values.kubeconfig), signal: ac.signal, identity: values.id,
+    kubeconfig: kubeconfigFrom(values.kubeconfig), signal: ac.signal, identity: values.id, clientOptions: clientRate(values),
     // The image controller imports into DIR/images (the image store agents read from).
     dataDir: values['data-dir'] ?? defaultDataDir(),
     log: (m) => process.stderr.write(`${m}\n`),
@@ -307,7 +351,7 @@ async function controllers(argv: string[]): Promise<void> {
 }
 
 async function agent(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, host: { type: 'string' }, driver: { type: 'string', default: 'libvirt' }, 'data-dir': { type: 'string' }, 'lease-duration': { type: 'string', default: '40' }, network: { type: 'boolean', default: false }, netns: { type: 'string' }, 'tunnel-ip': { type: 'string' } } });
+  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, host: { type: 'string' }, driver: { type: 'string', default: 'libvirt' }, 'data-dir': { type: 'string' }, 'lease-duration': { type: 'string', default: '40' }, network: { type: 'boolean', default: false }, netns: { type: 'string' }, 'tunnel-ip': { type: 'string' }, ...CLIENT_RATE_FLAGS } });
   const leaseDurationS = Number(values['lease-duration']);
   if (!Number.isInteger(leaseDurationS) || leaseDurationS < 2) throw new Error(`--lease-duration must be a whole number of seconds >= 2, got ${values['lease-duration']}`);
   const host = values.host ?? agentHostName();
@@ -325,7 +369,7 @@ async function agent(argv: string[]): Promise<void> {
     netns: values.netns, tunnelIP: values['tunnel-ip'], portDevice: values.driver === 'sim' ? 'veth' as const : 'tap' as const,
     stateDir: join(values['data-dir'] ?? defaultDataDir(), 'network', host),
   } : undefined;
-  const a = await runAgent({ kubeconfig: kubeconfigFrom(values.kubeconfig), hostName: host, driver, leaseDurationS, heartbeatS: Math.max(1, Math.floor(leaseDurationS / 4)), network, signal: ac.signal, log: (m) => process.stderr.write(`${m}\n`) });
+  const a = await runAgent({ kubeconfig: kubeconfigFrom(values.kubeconfig), clientOptions: clientRate(values), hostName: host, driver, leaseDurationS, heartbeatS: Math.max(1, Math.floor(leaseDurationS / 4)), network, signal: ac.signal, log: (m) => process.stderr.write(`${m}\n`) });
   untilSignal(ac, () => a.done());
   say(`ready: agent for host ${host} (${values.driver})`);
 }
@@ -348,8 +392,10 @@ async function components(argv: string[]): Promise<void> {
       kubeconfig: { type: 'string' }, 'data-dir': { type: 'string' }, driver: { type: 'string', default: 'libvirt' },
       'sim-hosts': { type: 'string', default: '3' }, 'no-controllers': { type: 'boolean', default: false },
       'no-agents': { type: 'boolean', default: false }, verbose: { type: 'boolean', short: 'v', default: false },
+      ...CLIENT_RATE_FLAGS,
     },
   });
+  const clientOptions = clientRate(values);
   const kubeconfig = kubeconfigFrom(values.kubeconfig);
   const dataDir = values['data-dir'] ?? defaultDataDir();
   const log = values.verbose ? (m: string) => process.stderr.write(`${m}\n`) : () => undefined;
@@ -359,14 +405,14 @@ async function components(argv: string[]): Promise<void> {
   let sims: SimAgents | undefined;
   let node: { done(): Promise<void> } | undefined;
   untilSignal(ac, () => Promise.all([cm?.done, sims?.done(), node?.done()]));
-  if (!values['no-controllers']) cm = startControllerManager({ kubeconfig, signal: ac.signal, log, dataDir });
+  if (!values['no-controllers']) cm = startControllerManager({ kubeconfig, clientOptions, signal: ac.signal, log, dataDir });
   if (!values['no-agents']) {
     if (values.driver === 'sim') {
-      sims = await startSimAgents({ kubeconfig, count: Number(values['sim-hosts']), signal: ac.signal, log });
+      sims = await startSimAgents({ kubeconfig, clientOptions, count: Number(values['sim-hosts']), signal: ac.signal, log });
     } else {
       // A real host also runs its networking; simulated hosts share this machine, so they don't.
       const network = { portDevice: 'tap' as const, stateDir: join(dataDir, 'network', agentHostName()) };
-      node = await runAgent({ kubeconfig, hostName: agentHostName(), driver: await libvirtDriver(dataDir), network, signal: ac.signal, log });
+      node = await runAgent({ kubeconfig, clientOptions, hostName: agentHostName(), driver: await libvirtDriver(dataDir), network, signal: ac.signal, log });
     }
   }
   say('components ready');
