@@ -684,7 +684,8 @@ function writes(t: TxnRequest): boolean {
 function positive(v: number | undefined, dflt: number, name: string): number {
   if (v === undefined) return dflt;
   if (!Number.isFinite(v) || v <= 0) throw new Error(`etcd ${name} must be a positive number of milliseconds, got ${v}`);
-  return v;
+  // Node timers take at most 2^31-1 ms (larger ones fire after 1 ms).
+  return Math.min(v, 2 ** 31 - 1);
 }
 
 function unavailable(endpoint: string, cause: Error): EtcdRpcError {
