@@ -43,7 +43,7 @@ const result = await runChaos({
   waves: int('waves', 1),
   seed,
   stallMs: int('stall-ms', 0),
-  rounds: int('rounds', 1),
+  rounds: int('rounds', 0),
   gapMs: [int('gap-min-ms', 0), int('gap-max-ms', 0)],
   convergeTimeoutMs: int('converge-timeout-s', 1) * 1000,
   waveMs: int('wave-ms', 0),
@@ -53,3 +53,6 @@ const result = await runChaos({
 });
 const { left, ...flat } = result;
 process.stdout.write(`${JSON.stringify({ ...flat, left })}\n`);
+// A broken invariant fails the run (the figures above say which).
+const broken = ['instances_lost', 'instances_duplicated', 'domains_without_instance', 'instances_with_two_domains', 'ips_allocated_twice', 'macs_allocated_twice', 'hosts_over_allocated', 'objects_left'] as const;
+if (broken.some((k) => result[k] !== 0)) process.exitCode = 1;

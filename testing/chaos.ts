@@ -308,7 +308,7 @@ export interface ChaosOptions {
   waveMs?: number;
   /** How long a SIGSTOPped etcd member stays stopped. */
   stallMs: number;
-  /** Faults of each kind (default 1). */
+  /** Faults of each kind (default 1); 0 is a baseline without faults (converge_s then counts from the last request). */
   rounds?: number;
   /** When a fault lands after the start of its wave, [min, max] ms. */
   gapMs: [number, number];
@@ -326,6 +326,9 @@ export interface ChaosResult extends Invariants {
   left: Leftovers;
   converge_s: number;
   converge_create_s: number;
+  /** From the user's last acknowledged create (delete) to convergence: the backlog, faults or not. */
+  settle_create_s: number;
+  settle_delete_s: number;
   converged: boolean;
   faults: Record<FaultKind, number>;
   seed: number;
@@ -439,7 +442,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
 
     // ---- faults
     const faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
-    let lastFaultHealedAt = Date.now();
+    // With no fault at all (a baseline run), convergence counts from the last request.
+    let lastFaultHealedAt = 0;
     const leader = async (): Promise<Proc | undefined> => {
       const deadline = Date.now() + 30_000;
       while (Date.now() < deadline) {
@@ -535,6 +539,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     const names = Array.from({ length: o.instances }, (_, i) => `c-${i}`);
     const acknowledged = new Set<string>();
     let createRetries = 0;
+    /** When the user's last create or delete was answered: convergence cannot come before it. */
+    let lastRequestAt = Date.now();
     let deleteRetries = 0;
     const concurrency = o.concurrency ?? 16;
     const persist = async (what: string, fn: () => Promise<void>, onRetry: () => void) => {
@@ -563,6 +569,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         if (!isAlreadyExists(e)) throw e;
       }
       acknowledged.add(name);
+      lastRequestAt = Date.now();
     }, () => createRetries++);
 
     /**
@@ -600,19 +607,20 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       }
     };
     const zero = (inv: Invariants) => Object.values(inv).every((v) => v === 0);
-    const settle = async (what: string, done: (s: ChaosSnapshot) => boolean, progress: (s: ChaosSnapshot) => string): Promise<{ s: ChaosSnapshot; seconds: number; converged: boolean }> => {
+    const settle = async (what: string, done: (s: ChaosSnapshot) => boolean, progress: (s: ChaosSnapshot) => string): Promise<{ s: ChaosSnapshot; seconds: number; afterRequests: number; converged: boolean }> => {
       const deadline = Date.now() + o.convergeTimeoutMs;
       let shown = Date.now();
       for (;;) {
         const s = await snapshot();
-        if (done(s)) return { s, seconds: (Date.now() - lastFaultHealedAt) / 1000, converged: true };
+        const since = lastFaultHealedAt || lastRequestAt;
+        if (done(s)) return { s, seconds: (Date.now() - since) / 1000, afterRequests: (Date.now() - lastRequestAt) / 1000, converged: true };
         if (Date.now() - shown > 5000) {
           shown = Date.now();
-          log(`${what}: ${((Date.now() - lastFaultHealedAt) / 1000).toFixed(0)} s after the last fault: ${progress(s)}`);
+          log(`${what}: ${((Date.now() - since) / 1000).toFixed(0)} s after the last ${lastFaultHealedAt ? 'fault' : 'request'}: ${progress(s)}`);
         }
         if (Date.now() > deadline) {
           log(`${what}: not converged ${o.convergeTimeoutMs / 1000} s after the last fault`);
-          return { s, seconds: (Date.now() - lastFaultHealedAt) / 1000, converged: false };
+          return { s, seconds: (Date.now() - since) / 1000, afterRequests: (Date.now() - lastRequestAt) / 1000, converged: false };
         }
         await sleep(500);
       }
@@ -624,20 +632,25 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       return `${s.instances.length} instances (${[...phases].map(([p, n]) => `${p} ${n}`).join(', ')}), ${s.domains.length} domains, hosts Ready ${s.hosts.filter(ready).length}/${o.hosts}, ports without address ${s.ports.filter((p) => !p.status?.ip || !p.status.mac).length}${bad ? `; ${bad}` : ''}`;
     });
     const inv = checkInvariants(created.s);
-    log(`create phase: ${created.converged ? 'converged' : 'NOT converged'} ${created.seconds.toFixed(1)} s after the last fault; ${JSON.stringify(inv)}`);
+    log(`create phase: ${created.converged ? 'converged' : 'NOT converged'} ${created.seconds.toFixed(1)} s after the last fault (${created.afterRequests.toFixed(1)} s after the last create); ${JSON.stringify(inv)}`);
 
     // ---- delete everything, with the remaining faults
-    await phase('delete', names, (name) => persist(`delete ${name}`, async () => void (await c.delete(INSTANCES, NS, name)), () => deleteRetries++), deleteFaults);
+    await phase('delete', names, (name) => persist(`delete ${name}`, async () => {
+      await c.delete(INSTANCES, NS, name);
+      lastRequestAt = Date.now();
+    }, () => deleteRetries++), deleteFaults);
     const isEmpty = (s: ChaosSnapshot) => Object.values(leftovers(s)).every((v) => v === 0);
     const deleted = await settle('delete phase', isEmpty, (s) => `left ${JSON.stringify(leftovers(s))}, hosts Ready ${s.hosts.filter(ready).length}/${o.hosts}`);
     const left = leftovers(deleted.s);
-    log(`delete phase: ${deleted.converged ? 'converged' : 'NOT converged'} ${deleted.seconds.toFixed(1)} s after the last fault; left ${JSON.stringify(left)}`);
+    log(`delete phase: ${deleted.converged ? 'converged' : 'NOT converged'} ${deleted.seconds.toFixed(1)} s after the last fault (${deleted.afterRequests.toFixed(1)} s after the last delete); left ${JSON.stringify(left)}`);
     return {
       ...inv,
       objects_left: Object.values(left).reduce((a, b) => a + b, 0),
       left,
       converge_s: round1(deleted.seconds),
       converge_create_s: round1(created.seconds),
+      settle_create_s: round1(created.afterRequests),
+      settle_delete_s: round1(deleted.afterRequests),
       converged: created.converged && deleted.converged,
       faults,
       seed: o.seed,
