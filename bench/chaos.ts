@@ -8,7 +8,8 @@
 //
 //   node dist/bench/chaos.js [--hosts 20] [--instances 1000] [--waves 4] [--seed N]
 //     [--stall-ms 20000] [--rounds 2] [--gap-min-ms 500] [--gap-max-ms 4000] [--wave-ms 8000]
-//     [--converge-timeout-s 180] [--etcd-tls] [--keep]
+//     [--converge-timeout-s 180] [--etcd-plain] [--keep]
+//   --rounds 0: a baseline without faults.
 import { parseArgs } from 'node:util';
 import { runChaos } from '../testing/chaos.js';
 
@@ -25,8 +26,8 @@ const { values } = parseArgs({
     'converge-timeout-s': { type: 'string', default: '180' },
     /** Each wave's creates (or deletes) are spread over this long, so faults land among them. */
     'wave-ms': { type: 'string', default: '8000' },
-    /** etcd over https with client certificates (needs kova apiserver --etcd-cafile ...). */
-    'etcd-tls': { type: 'boolean', default: false },
+    /** etcd on plain HTTP instead of https with client certificates (the default, as in production). */
+    'etcd-plain': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
   },
 });
@@ -47,7 +48,7 @@ const result = await runChaos({
   gapMs: [int('gap-min-ms', 0), int('gap-max-ms', 0)],
   convergeTimeoutMs: int('converge-timeout-s', 1) * 1000,
   waveMs: int('wave-ms', 0),
-  etcdTls: values['etcd-tls'],
+  etcdTls: !values['etcd-plain'],
   keep: values.keep,
   log: (m) => process.stderr.write(`bench:chaos: ${m}\n`),
 });
