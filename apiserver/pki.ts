@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
 import { isDNS1123SubdomainOK } from '../api/name-validation.js';
+import type { EtcdServerTls } from '../store/etcd-process.js';
 
 const run = promisify(execFile);
 
@@ -60,16 +61,8 @@ async function issue(caDir: string, out: string, name: string, cn: string, ext: 
     '-out', p(`${name}.crt`), '-days', '825', '-extfile', p(`${name}.ext`)]);
 }
 
-/** Certificate files of kova's local etcd (the shape startEtcd takes). */
-export interface EtcdPki {
-  caFile: string;
-  certFile: string;
-  keyFile: string;
-  peerCertFile: string;
-  peerKeyFile: string;
-  clientCertFile: string;
-  clientKeyFile: string;
-}
+/** Certificate files of kova's local etcd: the shape startEtcd takes. */
+export type EtcdPki = EtcdServerTls;
 
 /**
  * Creates (once) or reuses the local etcd's certificates in `dir`/etcd, signed by the kova CA in

@@ -284,21 +284,8 @@ export class EtcdClient {
 
   /** The unary call's connection is usable (or failed before anything was sent). */
   issue(c: UnaryCall<any>): void {
-    const conn = c.conn!;
-    let stream: http2.ClientHttp2Stream;
-    try {
-      stream = conn.session.request(c.headers, REQUEST_OPTIONS);
-    } catch (e) {
-      return this.attemptFailed(c, unavailable(conn.endpoint, e as Error), true);
-    }
-    c.sent = true;
-    c.stream = stream;
-    (stream as CallStream)[CALL] = c;
-    stream.on('response', onUnaryHeaders);
-    stream.on('trailers', onUnaryHeaders);
-    stream.on('data', onUnaryData);
-    stream.on('error', onUnaryError);
-    stream.on('close', onUnaryClose);
+    const stream = openStream(c, c.headers, UNARY_HANDLERS);
+    if (stream instanceof Error) return this.attemptFailed(c, unavailable(c.conn!.endpoint, stream), true);
     stream.end(c.body);
   }
 
@@ -370,21 +357,8 @@ export class EtcdClient {
   }
 
   issueWatch(w: WatchCall): void {
-    const conn = w.conn!;
-    let stream: http2.ClientHttp2Stream;
-    try {
-      stream = conn.session.request(WATCH, REQUEST_OPTIONS);
-    } catch (e) {
-      return this.watchFailed(w, unavailable(conn.endpoint, e as Error));
-    }
-    w.sent = true;
-    w.stream = stream;
-    (stream as CallStream)[CALL] = w;
-    stream.on('response', onWatchHeaders);
-    stream.on('trailers', onWatchHeaders);
-    stream.on('data', onWatchData);
-    stream.on('error', onWatchError);
-    stream.on('close', onWatchClose);
+    const stream = openStream(w, WATCH, WATCH_HANDLERS);
+    if (stream instanceof Error) return this.watchFailed(w, unavailable(w.conn!.endpoint, stream));
     stream.write(w.body);
   }
 
@@ -445,6 +419,32 @@ export class EtcdClient {
 
 const CALL = Symbol('etcd call');
 type CallStream = http2.ClientHttp2Stream & { [CALL]: UnaryCall<any> | WatchCall };
+
+interface StreamHandlers {
+  headers(this: CallStream, h: http2.IncomingHttpHeaders): void;
+  data(this: CallStream, chunk: Buffer): void;
+  error(this: CallStream, e: Error): void;
+  close(this: CallStream): void;
+}
+
+/** Opens the call's stream on its connection (or returns why it could not) and wires its events. */
+function openStream(call: UnaryCall<any> | WatchCall, hdrs: http2.OutgoingHttpHeaders, h: StreamHandlers): http2.ClientHttp2Stream | Error {
+  let stream: http2.ClientHttp2Stream;
+  try {
+    stream = call.conn!.session.request(hdrs, REQUEST_OPTIONS);
+  } catch (e) {
+    return e as Error;
+  }
+  call.sent = true;
+  call.stream = stream;
+  (stream as CallStream)[CALL] = call;
+  stream.on('response', h.headers);
+  stream.on('trailers', h.headers);
+  stream.on('data', h.data);
+  stream.on('error', h.error);
+  stream.on('close', h.close);
+  return stream;
+}
 
 /** One unary call across its attempts. Handlers are shared functions (no closures per call). */
 class UnaryCall<T> implements Waiter {
@@ -728,3 +728,6 @@ function hex(dec: string): string {
     return dec;
   }
 }
+
+const UNARY_HANDLERS: StreamHandlers = { headers: onUnaryHeaders, data: onUnaryData, error: onUnaryError, close: onUnaryClose };
+const WATCH_HANDLERS: StreamHandlers = { headers: onWatchHeaders, data: onWatchData, error: onWatchError, close: onWatchClose };
