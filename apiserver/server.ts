@@ -40,7 +40,7 @@ export interface ApiServerOptions {
   bodyTimeoutMs?: number;
   /**
    * Requests this process serves at once before answering 429 (kube-apiserver's
-   * --max-requests-inflight 400 and --max-mutating-requests-inflight 200; 0: no limit).
+   * --max-requests-inflight and --max-mutating-requests-inflight; defaults in inflight.ts).
    */
   inflight?: InflightLimits;
 }

@@ -191,6 +191,7 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
     maxRequestsInflight: count('max-requests-inflight', values['max-requests-inflight'], 1_000_000),
     maxMutatingRequestsInflight: count('max-mutating-requests-inflight', values['max-mutating-requests-inflight'], 1_000_000),
   };
+  // Checked here so a bad value fails before anything starts; the components child parses them again.
   clientRate(values);
   const tlsSans = values['tls-san']?.split(',').map((s) => s.trim()).filter(Boolean);
   for (const h of tlsSans ?? []) {
