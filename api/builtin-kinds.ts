@@ -2,36 +2,11 @@
 // events.k8s.io/v1), Lease, Secret and ConfigMap. Their schemas follow the upstream types
 // closely enough for validation, pruning, OpenAPI and `kubectl explain`; where modelling every
 // field is not worth it the schema keeps unknown fields (x-kubernetes-preserve-unknown-fields).
-import type { JSONSchema, PrinterColumn, ResourceInfo } from './types.js';
+import type { JSONSchema, ResourceInfo } from './types.js';
+import { AGE, bool, info, int32, microTime, obj, root, str, stringMap, time } from './schema-helpers.js';
+import { RBAC_KINDS } from './builtin-kinds-rbac.js';
+import { QUOTA_KINDS } from './builtin-kinds-quota.js';
 
-type Props = Record<string, JSONSchema>;
-
-const str = (description: string, extra: JSONSchema = {}): JSONSchema => ({ description, type: 'string', ...extra });
-const int32 = (description: string, extra: JSONSchema = {}): JSONSchema => ({ description, type: 'integer', format: 'int32', ...extra });
-const bool = (description: string): JSONSchema => ({ description, type: 'boolean' });
-const time = (description: string): JSONSchema => ({ description, type: 'string', format: 'date-time' });
-/** metav1.MicroTime: RFC 3339 with microseconds. */
-const microTime = (description: string): JSONSchema => ({ description, type: 'string', format: 'date-time' });
-const obj = (description: string, properties: Props, required?: string[]): JSONSchema =>
-  required?.length ? { description, type: 'object', properties, required } : { description, type: 'object', properties };
-const stringMap = (description: string, format?: string): JSONSchema => ({
-  description,
-  type: 'object',
-  additionalProperties: format ? { type: 'string', format } : { type: 'string' },
-});
-
-const API_VERSION = str(
-  'APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values.',
-);
-const KIND = str(
-  'Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. In CamelCase.',
-);
-/** Metadata is described by ObjectMeta in OpenAPI and checked by validateMetadata, as in a CRD. */
-const METADATA: JSONSchema = { description: "Standard object's metadata.", type: 'object' };
-
-function root(description: string, properties: Props, required?: string[]): JSONSchema {
-  return obj(description, { apiVersion: API_VERSION, kind: KIND, metadata: METADATA, ...properties }, required);
-}
 
 /** metav1.OwnerReference. */
 export const OWNER_REFERENCE_SCHEMA: JSONSchema = obj(
@@ -98,26 +73,6 @@ export const OBJECT_META_SCHEMA: JSONSchema = obj(
     },
   },
 );
-
-const AGE: PrinterColumn = {
-  name: 'Age',
-  type: 'date',
-  jsonPath: '.metadata.creationTimestamp',
-  description: 'CreationTimestamp is a timestamp representing the server time when this object was created.',
-};
-
-function info(r: Omit<ResourceInfo, 'listKind' | 'singular' | 'categories' | 'custom' | 'selectableFields' | 'shortNames'> &
-  Partial<Pick<ResourceInfo, 'shortNames' | 'selectableFields' | 'selectableFieldPaths'>>): ResourceInfo {
-  return {
-    listKind: `${r.kind}List`,
-    singular: r.kind.toLowerCase(),
-    categories: [],
-    custom: false,
-    shortNames: [],
-    selectableFields: [],
-    ...r,
-  };
-}
 
 const objectReference = (description: string): JSONSchema =>
   obj(description, {
@@ -372,5 +327,5 @@ export const CONFIG_MAP: ResourceInfo = info({
 
 /** Every built-in kind, core group first. Fresh copies, so callers may not alias each other. */
 export function builtinKinds(): ResourceInfo[] {
-  return [NAMESPACE, EVENT, SECRET, CONFIG_MAP, EVENTS_V1_EVENT, LEASE].map((r) => structuredClone(r));
+  return [NAMESPACE, EVENT, SECRET, CONFIG_MAP, ...QUOTA_KINDS, EVENTS_V1_EVENT, LEASE, ...RBAC_KINDS].map((r) => structuredClone(r));
 }

@@ -44,6 +44,12 @@ export function isK8sProtobufContentType(contentType: string | undefined): boole
   return contentType.split(';')[0]!.trim().toLowerCase() === K8S_PROTOBUF_CONTENT_TYPE;
 }
 
+import { ManagedFieldsEntry, MICRO, ObjectMeta, TIME } from './protobuf-meta.js';
+import type { FieldType, Schema } from './protobuf-meta.js';
+import { RBAC_PROTOBUF_KINDS } from './protobuf-rbac.js';
+import { QUOTA_PROTOBUF_KINDS } from './protobuf-quota.js';
+import { REVIEW_PROTOBUF_KINDS } from './protobuf-reviews.js';
+
 // ---------------------------------------------------------------------------------------------
 // Wire format
 
@@ -151,60 +157,6 @@ function readFields(buf: Buffer): WireField[] {
 // ---------------------------------------------------------------------------------------------
 // Schemas
 
-type Scalar = 'string' | 'bytes' | 'bool' | 'int32' | 'int64';
-type Special = 'time' | 'microtime' | 'map<string,string>' | 'map<string,bytes>' | 'json';
-type FieldType = Scalar | Special | Schema;
-
-interface FieldSpec {
-  name: string;
-  type: FieldType;
-  repeated?: boolean;
-  /** Go pointer field (or a struct without omitempty): keep zero values that are on the wire. */
-  keepZero?: boolean;
-}
-
-type Schema = { readonly [field: number]: FieldSpec };
-
-const TIME: FieldType = 'time';
-const MICRO: FieldType = 'microtime';
-
-const OwnerReference: Schema = {
-  5: { name: 'apiVersion', type: 'string', keepZero: true },
-  1: { name: 'kind', type: 'string', keepZero: true },
-  3: { name: 'name', type: 'string', keepZero: true },
-  4: { name: 'uid', type: 'string', keepZero: true },
-  6: { name: 'controller', type: 'bool', keepZero: true },
-  7: { name: 'blockOwnerDeletion', type: 'bool', keepZero: true },
-};
-
-const ManagedFieldsEntry: Schema = {
-  1: { name: 'manager', type: 'string' },
-  2: { name: 'operation', type: 'string' },
-  3: { name: 'apiVersion', type: 'string' },
-  4: { name: 'time', type: TIME },
-  6: { name: 'fieldsType', type: 'string' },
-  7: { name: 'fieldsV1', type: { 1: { name: 'raw', type: 'json' } } }, // FieldsV1 {1 raw bytes}, flattened below
-  8: { name: 'subresource', type: 'string' },
-};
-
-const ObjectMeta: Schema = {
-  1: { name: 'name', type: 'string' },
-  2: { name: 'generateName', type: 'string' },
-  3: { name: 'namespace', type: 'string' },
-  4: { name: 'selfLink', type: 'string' },
-  5: { name: 'uid', type: 'string' },
-  6: { name: 'resourceVersion', type: 'string' },
-  7: { name: 'generation', type: 'int64' },
-  8: { name: 'creationTimestamp', type: TIME },
-  9: { name: 'deletionTimestamp', type: TIME },
-  10: { name: 'deletionGracePeriodSeconds', type: 'int64', keepZero: true },
-  11: { name: 'labels', type: 'map<string,string>' },
-  12: { name: 'annotations', type: 'map<string,string>' },
-  13: { name: 'ownerReferences', type: OwnerReference, repeated: true },
-  14: { name: 'finalizers', type: 'string', repeated: true },
-  17: { name: 'managedFields', type: ManagedFieldsEntry, repeated: true },
-};
-
 const NamespaceCondition: Schema = {
   1: { name: 'type', type: 'string', keepZero: true },
   2: { name: 'status', type: 'string', keepZero: true },
@@ -289,6 +241,9 @@ const KINDS: ReadonlyMap<string, Schema> = new Map([
   ['v1/Secret', Secret],
   ['v1/Event', Event],
   ['coordination.k8s.io/v1/Lease', Lease],
+  ...RBAC_PROTOBUF_KINDS,
+  ...QUOTA_PROTOBUF_KINDS,
+  ...REVIEW_PROTOBUF_KINDS,
 ]);
 
 const SUPPORTED = [...KINDS.keys()].map((k) => {

@@ -1,6 +1,5 @@
 // The HTTP(S) front of the API server: authentication, health, discovery, OpenAPI and the
 // REST verbs on every registered resource. Object rules live in ResourceStore.
-import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -23,12 +22,33 @@ import { Binder } from './binding.js';
 import { serveWatch } from './watch.js';
 import { asPartialObjectMetadata, asPartialObjectMetadataList, metadataTarget, watchPartial } from './partial-metadata.js';
 import type { MetadataTarget } from './partial-metadata.js';
+import { ADMIN_USER, ALLOW_ALL } from './auth/types.js';
+import type { Authenticator, Authorizer, RequestAttributes, UserInfo } from './auth/types.js';
+import { adminTokenAuthenticator } from './auth/admin-token.js';
+import { nonResourceAttributes, resourceAttributes } from './auth/attributes.js';
+import { forbiddenError } from './auth/forbidden.js';
+import type { Admission, AuditSink, ReviewHandler } from './auth/hooks.js';
 
 export interface ApiServerOptions {
   registry: Registry;
   resources: ResourceStore;
-  /** Bearer token required on every request except health and version; undefined disables auth. */
+  /** The admin's bearer token (user kova-admin in system:masters); see `authenticators`. */
   token?: string;
+  /**
+   * Who is asking, tried in order after the admin token; the first to name a user wins. With no
+   * token and no authenticators every request is the admin (tests, `--insecure`).
+   */
+  authenticators?: Authenticator[];
+  /** Turns the authenticated user into the impersonated one (Impersonate-* headers), checking the right to. */
+  impersonate?: (req: IncomingMessage, user: UserInfo, authorizer: Authorizer) => UserInfo;
+  /** Decides on every request after authentication; default allows everything. */
+  authorizer?: Authorizer;
+  /** Checks writes with their user before they are stored, in order (NodeRestriction and the like). */
+  admission?: Admission[];
+  /** Receives every mutating or denied request once it is answered. */
+  audit?: AuditSink;
+  /** Answers the authorization.k8s.io and authentication.k8s.io review POSTs. */
+  reviews?: ReviewHandler;
   /** Address advertised in /api serverAddressByClientCIDRs. */
   advertiseAddress?: string;
   log?: (msg: string) => void;
@@ -46,6 +66,14 @@ export interface ApiServerOptions {
 }
 
 type IncludeObject = 'None' | 'Metadata' | 'Object';
+
+/** What the server learns about a request as it goes, for authorization and the audit log. */
+interface RequestContext {
+  received: Date;
+  user?: UserInfo;
+  attributes?: RequestAttributes;
+  denied?: boolean;
+}
 
 function wantsTable(accept: string | undefined): boolean {
   return !!accept && /as=Table/.test(accept) && /g=meta\.k8s\.io/.test(accept);
@@ -106,7 +134,8 @@ function warningHeaders(warnings: string[]): Record<string, string> {
 
 export class ApiServer {
   private server?: http.Server | https.Server;
-  private readonly tokenBuf?: Buffer;
+  private readonly authenticators: Authenticator[];
+  private readonly authorizer: Authorizer;
   private readonly log: (msg: string) => void;
   private readonly activeWatches = new Set<() => void>();
   /** Requests served, by verb: cheap introspection for tests and `kova` debugging. */
@@ -116,7 +145,8 @@ export class ApiServer {
 
   constructor(private readonly opts: ApiServerOptions) {
     this.inflight = new InflightLimiter(opts.inflight);
-    this.tokenBuf = opts.token ? Buffer.from(opts.token) : undefined;
+    this.authenticators = [...(opts.token ? [adminTokenAuthenticator(opts.token)] : []), ...(opts.authenticators ?? [])];
+    this.authorizer = opts.authorizer ?? ALLOW_ALL;
     this.log = opts.log ?? (() => undefined);
   }
 
@@ -175,30 +205,60 @@ export class ApiServer {
     });
   }
 
-  private authorized(req: IncomingMessage): boolean {
-    if (!this.tokenBuf) return true;
-    const h = req.headers.authorization ?? '';
-    const m = /^Bearer\s+(.+)$/i.exec(h);
-    if (!m) return false;
-    const got = Buffer.from(m[1].trim());
-    return got.length === this.tokenBuf.length && timingSafeEqual(got, this.tokenBuf);
+  /** The request's user, or a 401; impersonation applied. */
+  private async identify(req: IncomingMessage): Promise<UserInfo> {
+    if (!this.authenticators.length) return ADMIN_USER;
+    let user: UserInfo | undefined;
+    for (const a of this.authenticators) {
+      user = await a.authenticate(req);
+      if (user) break;
+    }
+    if (!user) throw unauthorized();
+    return this.opts.impersonate ? this.opts.impersonate(req, user, this.authorizer) : user;
+  }
+
+  /** A 403 unless the authorizer allows these attributes. */
+  private authorize(a: RequestAttributes): void {
+    const d = this.authorizer.authorize(a);
+    if (!d.allowed) throw forbiddenError(a, d.reason);
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const ctx: RequestContext = { received: new Date() };
+    if (this.opts.audit) res.once('close', () => this.audited(req, res, ctx));
     try {
       const url = requestUrl(req.url);
       const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
       if (path === '/healthz' || path === '/livez') return sendText(res, 200, 'ok');
       if (path === '/readyz') return await this.readyz(res);
       if (path === '/version') return send(res, 200, SERVER_VERSION);
-      if (!this.authorized(req)) throw unauthorized();
+      ctx.user = await this.identify(req);
       const q = url.searchParams;
       // Watches are long-running: exempt, as kube-apiserver's long-running request check.
       if (!(req.method === 'GET' && boolParam(q, 'watch')) && !this.inflight.admit(req, res)) return;
-      await this.route(req, res, path, q);
+      await this.route(req, res, path, q, ctx);
     } catch (e) {
+      if (e instanceof ApiError && e.code === 403) ctx.denied = true;
       this.fail(req, res, e);
     }
+  }
+
+  /** Hands an answered request to the audit sink: every write and every denial. */
+  private audited(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): void {
+    const method = req.method ?? 'GET';
+    if (!ctx.denied && !ctx.user) return; // health, version and 401s of no one
+    if (!ctx.denied && (method === 'GET' || method === 'HEAD' || method === 'OPTIONS')) return;
+    this.opts.audit!.record({
+      requestURI: (req.url ?? '').slice(0, 4096),
+      method,
+      user: ctx.user,
+      attributes: ctx.attributes,
+      code: res.statusCode,
+      sourceIPs: req.socket.remoteAddress ? [req.socket.remoteAddress] : [],
+      userAgent: req.headers['user-agent'],
+      received: ctx.received,
+      completed: new Date(),
+    });
   }
 
   /** Answers a failed request with a Status: 4xx as thrown, anything else a logged 500. */
@@ -239,10 +299,25 @@ export class ApiServer {
     }
   }
 
-  private async route(req: IncomingMessage, res: ServerResponse, path: string, q: URLSearchParams) {
+  private async route(req: IncomingMessage, res: ServerResponse, path: string, q: URLSearchParams, ctx: RequestContext) {
     const method = req.method ?? 'GET';
     const accept = req.headers.accept;
     const registry = this.registry;
+    const user = ctx.user!;
+    const segs = path.split('/').filter(Boolean);
+    const route = routeResource(registry, segs);
+    if (route && route !== 'groupVersion') {
+      ctx.attributes = resourceAttributes(user, method, path, route, method === 'GET' && boolParam(q, 'watch'));
+      this.authorize(ctx.attributes);
+      return this.serveResource(req, res, route, q, ctx.attributes);
+    }
+    ctx.attributes = nonResourceAttributes(user, method, path);
+    const reviews = this.opts.reviews;
+    if (reviews && method === 'POST' && reviews.handles(path)) {
+      // Reviews are resources of their own group (create selfsubjectaccessreviews, ...), authorized there.
+      return reviews.serve(req, res, path, user, this.authorizer);
+    }
+    this.authorize(ctx.attributes);
     if (method === 'GET') {
       if (path === '/api') {
         if (wantsAggregated(accept)) return send(res, 200, aggregatedDiscovery(registry, true), { 'Content-Type': AGGREGATED_CONTENT_TYPE });
@@ -260,7 +335,6 @@ export class ApiServer {
         return send(res, 200, doc, { 'Cache-Control': q.get('hash') ? 'public, immutable' : 'no-cache, private' });
       }
     }
-    const segs = path.split('/').filter(Boolean);
     if (segs[0] === 'apis' && segs.length === 2 && method === 'GET') {
       const group = apiGroupList(registry).groups.find((g) => g.name === segs[1]);
       if (!group) throw notFoundPath();
@@ -275,15 +349,13 @@ export class ApiServer {
       checkObjectBody(review);
       return send(res, 201, { ...review, apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', status: { allowed: true, reason: 'kova admin token' } });
     }
-    const route = routeResource(registry, segs);
     if (route === 'groupVersion') {
       const gv = segs[0] === 'api' ? 'v1' : `${segs[1]}/${segs[2]}`;
       const list = apiResourceList(registry, gv);
       if (!list || method !== 'GET') throw notFoundPath();
       return send(res, 200, list);
     }
-    if (!route) throw notFoundPath();
-    return this.serveResource(req, res, route, q);
+    throw notFoundPath();
   }
 
   private render(info: ResourceInfo, accept: string | undefined, q: URLSearchParams) {
@@ -293,7 +365,12 @@ export class ApiServer {
     return io;
   }
 
-  private async serveResource(req: IncomingMessage, res: ServerResponse, route: ResourceRoute, q: URLSearchParams) {
+  /** Runs the admission checks on a write, before anything is stored. */
+  private async admit(attributes: RequestAttributes, object: KObject | undefined): Promise<void> {
+    for (const a of this.opts.admission ?? []) await a.admit(attributes, object);
+  }
+
+  private async serveResource(req: IncomingMessage, res: ServerResponse, route: ResourceRoute, q: URLSearchParams, attributes: RequestAttributes) {
     const { info, namespace, name, subresource } = route;
     const method = req.method ?? 'GET';
     const rs = this.resources;
@@ -301,6 +378,7 @@ export class ApiServer {
       if (method !== 'POST') throw methodNotAllowed(method);
       const body = parseObjectBody(req.headers['content-type'], await this.body(req));
       checkObjectBody(body);
+      await this.admit(attributes, body as KObject);
       const { object, created } = await this.binder().bind(namespace!, name, body, writeQuery(q));
       return send(res, created ? 201 : 200, object);
     }
@@ -324,6 +402,7 @@ export class ApiServer {
           const warnings: string[] = [];
           const body = parseObjectBody(req.headers['content-type'], await this.body(req)) as KObject;
           checkObjectBody(body);
+          await this.admit(attributes, body);
           const created = await rs.create(info, namespace, body, { ...writeQuery(q), userAgent: req.headers['user-agent'], warnings, ownsBody: true });
           return send(res, 201, written(created), warningHeaders(warnings));
         }
@@ -331,6 +410,7 @@ export class ApiServer {
           if (!supportsDeleteCollection(info)) throw methodNotAllowed(method);
           const opts = await this.deleteOptions(req, q);
           if (meta) asPartialObjectMetadataList([], {}, meta); // a 406 before anything is deleted
+          await this.admit(attributes, undefined);
           const items = await rs.deleteCollection(info, namespace, listParams(q, false), opts);
           if (meta) return send(res, 200, asPartialObjectMetadataList(items, {}, meta));
           return send(res, 200, { apiVersion: groupVersion(info), kind: info.listKind, metadata: {}, items });
@@ -347,6 +427,7 @@ export class ApiServer {
         const warnings: string[] = [];
         const body = parseObjectBody(req.headers['content-type'], await this.body(req)) as KObject;
         checkObjectBody(body);
+        await this.admit(attributes, body);
         const wopts: WriteOptions = { ...writeQuery(q), userAgent: req.headers['user-agent'], warnings, subresource: sub };
         if (meta) asPartialObjectMetadata(body, meta); // a 406 before anything is written
         if (subresource === 'finalize') return send(res, 200, written(await this.finalizeNamespace(info, name, body, wopts)));
@@ -367,12 +448,14 @@ export class ApiServer {
         const w = writeQuery(q);
         const existed = type === 'apply' ? await rs.get(info, namespace, name).then(() => true, () => false) : true;
         if (meta) asPartialObjectMetadata({ metadata: {} } as KObject, meta); // a 406 before anything is written
+        await this.admit(attributes, undefined);
         const out = await rs.patch(info, namespace, name, type, patch, { ...w, userAgent: req.headers['user-agent'], warnings, subresource: sub });
         return send(res, existed ? 200 : 201, written(out), warningHeaders(warnings));
       }
       case 'DELETE': {
         const opts = await this.deleteOptions(req, q);
         if (meta) asPartialObjectMetadata({ metadata: {} } as KObject, meta); // a 406 before anything is deleted
+        await this.admit(attributes, undefined);
         const { object, deleted } = await rs.delete(info, namespace, name, opts);
         return send(res, deleted ? 200 : 202, written(object));
       }

@@ -10,6 +10,7 @@ import { Registry } from '../api/registry.js';
 import { Validator } from '../api/validation.js';
 import { ResourceStore } from '../apiserver/resource-store.js';
 import { ApiServer } from '../apiserver/server.js';
+import { startSecurity } from '../apiserver/auth/setup.js';
 import type { InflightLimits } from '../apiserver/inflight.js';
 import { loadEtcdTls } from '../store/etcd-options.js';
 import type { EtcdTlsFiles } from '../store/etcd-options.js';
@@ -24,6 +25,10 @@ export interface ApiWorkerConfig {
   port: number;
   tls?: { cert: string; key: string };
   token?: string;
+  /** The kova CA (PEM), for client certificates. */
+  caCert?: string;
+  /** The data directory (audit log). */
+  dataDir?: string;
   bookmarkIntervalMs?: number;
   /** Requests in flight per worker before 429 (each worker counts its own, as each kube-apiserver does). */
   inflight?: InflightLimits;
@@ -122,10 +127,12 @@ export async function runApiWorker(): Promise<void> {
     const registry = await Registry.load(config.crdDir);
     const resources = new ResourceStore(store, registry, new Validator(registry));
     await resources.namespaces.start();
-    const server = new ApiServer({ registry, resources, token: config.token, log, bookmarkIntervalMs: config.bookmarkIntervalMs, inflight: config.inflight });
+    const security = await startSecurity(resources, { token: config.token, caCert: config.caCert, dataDir: config.dataDir });
+    const server = new ApiServer({ registry, resources, ...security.options, log, bookmarkIntervalMs: config.bookmarkIntervalMs, inflight: config.inflight });
     const addr = await server.listen(config.host, config.port, config.tls);
     const shutdown = async () => {
       await server.close().catch(() => undefined);
+      await security.stop().catch(() => undefined);
       await resources.namespaces.stop().catch(() => undefined);
       await store.close().catch(() => undefined);
       process.exit(0);

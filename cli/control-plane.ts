@@ -12,6 +12,7 @@ import { ensureEtcdPki, ensurePki, writeKubeconfig } from '../apiserver/pki.js';
 import { ResourceStore } from '../apiserver/resource-store.js';
 import { startApiWorkers } from './api-workers.js';
 import { ApiServer } from '../apiserver/server.js';
+import { startSecurity } from '../apiserver/auth/setup.js';
 import type { InflightLimits } from '../apiserver/inflight.js';
 import { ApiError } from '../apiserver/status.js';
 import { startEtcd, startEtcdCluster } from '../store/etcd-process.js';
@@ -173,13 +174,15 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       const workers = await startApiWorkers(opts.apiWorkers!, {
         // File paths, not key bytes: each worker reads them (keys stay out of env and argv).
         etcd: { endpoints, tlsFiles, keepaliveTimeMs: opts.etcdKeepaliveTimeMs, keepaliveTimeoutMs: opts.etcdKeepaliveTimeoutMs },
-        crdDir: opts.crdDir ?? defaultCrdDir(), host, port, tls, token: pki?.token,
+        crdDir: opts.crdDir ?? defaultCrdDir(), host, port, tls, token: pki?.token, caCert: pki?.caCert, dataDir: opts.dataDir,
         bookmarkIntervalMs: opts.bookmarkIntervalMs, inflight: opts.inflight, verbose: !!opts.log,
       }, log);
       stops.push(() => workers.stop());
       addr = { port: workers.port };
     } else {
-      const server = new ApiServer({ registry, resources, token: pki?.token, log, bookmarkIntervalMs: opts.bookmarkIntervalMs, inflight: opts.inflight });
+      const security = await startSecurity(resources, { token: pki?.token, caCert: pki?.caCert, dataDir: opts.dataDir });
+      stops.push(() => security.stop());
+      const server = new ApiServer({ registry, resources, ...security.options, log, bookmarkIntervalMs: opts.bookmarkIntervalMs, inflight: opts.inflight });
       apiserver = server;
       addr = await server.listen(host, port, tls);
       stops.push(() => server.close());

@@ -1,0 +1,39 @@
+// The API server's extension points around a request: admission before a write is stored, the
+// audit sink after an answer, and the review endpoints (SelfSubjectAccessReview and friends).
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { KObject } from '../../api/types.js';
+import type { Authorizer, RequestAttributes, UserInfo } from './types.js';
+
+/**
+ * A validating admission check, run after authorization and before the write. `object` is the
+ * parsed body of a create or update (a patch or delete passes undefined). Throws an ApiError to refuse.
+ */
+export interface Admission {
+  admit(a: RequestAttributes, object: KObject | undefined): void | Promise<void>;
+}
+
+/** One answered request, as the audit sink receives it (it renders audit.k8s.io/v1 Events). */
+export interface AuditEntry {
+  requestURI: string;
+  method: string;
+  /** The user after impersonation; undefined when authentication failed. */
+  user?: UserInfo;
+  /** undefined when the request failed before it was routed. */
+  attributes?: RequestAttributes;
+  code: number;
+  sourceIPs: string[];
+  userAgent?: string;
+  received: Date;
+  completed: Date;
+}
+
+export interface AuditSink {
+  /** Must not throw or block: the request is already answered. */
+  record(entry: AuditEntry): void;
+}
+
+/** Serves POSTs to the review resources of authorization.k8s.io and authentication.k8s.io. */
+export interface ReviewHandler {
+  handles(path: string): boolean;
+  serve(req: IncomingMessage, res: ServerResponse, path: string, user: UserInfo, authorizer: Authorizer): Promise<void>;
+}
