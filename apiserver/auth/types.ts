@@ -60,3 +60,35 @@ export interface Authorizer {
 
 /** Lets everything through: a server without authorization configured (tests, `--insecure`). */
 export const ALLOW_ALL: Authorizer = { authorize: () => ({ allowed: true, reason: 'authorization is off' }) };
+
+/** rbac.authorization.k8s.io/v1 PolicyRule. */
+export interface PolicyRule {
+  verbs: string[];
+  apiGroups?: string[];
+  resources?: string[];
+  resourceNames?: string[];
+  nonResourceURLs?: string[];
+}
+
+/** The rules that apply to a user in a namespace ('' = cluster-wide only): SelfSubjectRulesReview and escalation checks. */
+export interface RuleResolver {
+  rulesFor(user: UserInfo, namespace: string): { rules: PolicyRule[]; incomplete: boolean; errors: string[] };
+}
+
+/**
+ * The ClusterRoles `kova user create --project P --role R` binds, and `kova up` bootstraps: the
+ * OpenStack roles expressed as RBAC. `cloud-admin` is bound cluster-wide, the others in a project.
+ */
+export const KOVA_ROLES = {
+  'cloud-admin': 'kova:cloud-admin',
+  manager: 'kova:project-manager',
+  member: 'kova:member',
+  reader: 'kova:reader',
+} as const;
+export type KovaRole = keyof typeof KOVA_ROLES;
+
+/** Identities of kova's own components (client certificates from the kova CA). */
+export const CONTROLLER_MANAGER_USER = 'system:kova:controller-manager';
+export const NODES_GROUP = 'system:nodes';
+/** An agent's user name: `system:node:<host>`, in group system:nodes (as kubelets). */
+export const nodeUserName = (host: string) => `system:node:${host}`;
