@@ -71,6 +71,8 @@ type IncludeObject = 'None' | 'Metadata' | 'Object';
 interface RequestContext {
   received: Date;
   user?: UserInfo;
+  /** Who authenticated, when impersonation may have changed `user` (the audit log names both). */
+  authenticatedUser?: UserInfo;
   attributes?: RequestAttributes;
   denied?: boolean;
 }
@@ -206,7 +208,7 @@ export class ApiServer {
   }
 
   /** The request's user, or a 401; impersonation applied. */
-  private async identify(req: IncomingMessage): Promise<UserInfo> {
+  private async identify(req: IncomingMessage, ctx?: RequestContext): Promise<UserInfo> {
     if (!this.authenticators.length) return ADMIN_USER;
     let user: UserInfo | undefined;
     for (const a of this.authenticators) {
@@ -214,6 +216,7 @@ export class ApiServer {
       if (user) break;
     }
     if (!user) throw unauthorized();
+    if (ctx) ctx.authenticatedUser = user;
     return this.opts.impersonate ? this.opts.impersonate(req, user, this.authorizer) : user;
   }
 
@@ -232,7 +235,7 @@ export class ApiServer {
       if (path === '/healthz' || path === '/livez') return sendText(res, 200, 'ok');
       if (path === '/readyz') return await this.readyz(res);
       if (path === '/version') return send(res, 200, SERVER_VERSION);
-      ctx.user = await this.identify(req);
+      ctx.user = await this.identify(req, ctx);
       const q = url.searchParams;
       // Watches are long-running: exempt, as kube-apiserver's long-running request check.
       if (!(req.method === 'GET' && boolParam(q, 'watch')) && !this.inflight.admit(req, res)) return;
@@ -252,6 +255,7 @@ export class ApiServer {
       requestURI: (req.url ?? '').slice(0, 4096),
       method,
       user: ctx.user,
+      authenticatedUser: ctx.authenticatedUser !== ctx.user ? ctx.authenticatedUser : undefined,
       attributes: ctx.attributes,
       code: res.statusCode,
       sourceIPs: req.socket.remoteAddress ? [req.socket.remoteAddress] : [],

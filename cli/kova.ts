@@ -45,6 +45,9 @@ Usage:
   kova console NAME [-n NAMESPACE] [--log] [--kubeconfig F]
                            attach to an Instance's serial console (virsh console; on the
                            host that runs it), or print its console log with --log
+  kova audit [--since 1h|30m|RFC3339] [--user U] [--verb V] [--namespace N] [-o table|json]
+             [--data-dir DIR]
+                           print the audit log (every write and every denied request)
   kova --help              show this help
 
 Flags:
@@ -434,6 +437,11 @@ async function main(argv: string[]): Promise<void> {
     case 'console': {
       const { consoleCommand } = await import('./console.js');
       process.exitCode = await consoleCommand(rest, kubeconfigFrom);
+      return;
+    }
+    case 'audit': {
+      const { auditCommand } = await import('./audit.js');
+      process.exitCode = await auditCommand(rest, defaultDataDir);
       return;
     }
     case 'components':

@@ -8,8 +8,49 @@ import { StoreError } from './errors.js';
  * stored because etcd's mod_revision is the one source of truth for it.
  */
 export function encode(obj: KObject): Buffer {
+  // Serialized key by key (the same text as JSON.stringify({ ...obj, metadata })), noting where
+  // metadata's members start, so the API's answer to the write can splice its resourceVersion
+  // in there instead of serializing the object a second time.
+  let json = '{';
+  let metaAt = -1;
+  const put = (k: string, v: unknown) => {
+    const s = JSON.stringify(v);
+    if (s === undefined) return;
+    if (json.length > 1) json += ',';
+    json += `${JSON.stringify(k)}:`;
+    if (k === 'metadata' && s.length > 2 && s[0] === '{') metaAt = json.length + 1;
+    json += s;
+  };
   const { resourceVersion: _rv, ...metadata } = obj.metadata ?? {};
-  return Buffer.from(JSON.stringify({ ...obj, metadata }));
+  for (const k of Object.keys(obj)) put(k, k === 'metadata' ? metadata : obj[k]);
+  if (!('metadata' in obj)) put('metadata', metadata);
+  json += '}';
+  if (metaAt > 0) encodedJson.set(obj, { json, metaAt });
+  return Buffer.from(json);
+}
+
+/** The JSON text of objects just encoded, and where their metadata's members start. */
+const encodedJson = new WeakMap<KObject, { json: string; metaAt: number }>();
+/** Objects returned by a write, with the stored text they came from and their resourceVersion. */
+const writtenJson = new WeakMap<KObject, { json: string; metaAt: number; rv: string }>();
+
+/** `obj` as written at `resourceVersion`: a new object (the caller's is left alone). */
+export function withRV(obj: KObject, resourceVersion: string): KObject {
+  const out = { ...obj, metadata: { ...obj.metadata, resourceVersion } };
+  const e = encodedJson.get(obj);
+  if (e) writtenJson.set(out, { ...e, rv: resourceVersion });
+  return out;
+}
+
+/**
+ * The API JSON of an object a write returned (its stored text with `metadata.resourceVersion`
+ * added), or undefined for any other object. Valid as long as the object is not modified.
+ */
+export function writtenObjectJson(obj: object): string | undefined {
+  const w = writtenJson.get(obj as KObject);
+  if (!w) return undefined;
+  const { json, metaAt, rv } = w;
+  return `${json.slice(0, metaAt)}"resourceVersion":${JSON.stringify(rv)},${json.slice(metaAt)}`;
 }
 
 /** Parses a stored value and stamps `resourceVersion` (the mod_revision unless told otherwise). */

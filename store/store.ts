@@ -2,7 +2,7 @@
 // paginated lists, watches) on etcd. Keys are full etcd keys chosen by the caller, e.g.
 // `/registry/kova.dev/instances/demo/web-1`; resourceVersion is always the etcd revision.
 import type { KObject } from '../api/types.js';
-import { decode, decodeContinue, encode, encodeContinue, parseRevision, prefixEnd, prefixStart } from './codec.js';
+import { decode, decodeContinue, encode, encodeContinue, parseRevision, prefixEnd, prefixStart, withRV } from './codec.js';
 import { compact, compactedRevision, startCompactor } from './compactor.js';
 import { StoreError, isCompacted, isFutureRevision, toStoreError } from './errors.js';
 import { EtcdClient, type EtcdClusterInfo } from './etcd/client.js';
@@ -329,9 +329,6 @@ export class Store {
   }
 }
 
-function withRV(obj: KObject, resourceVersion: string): KObject {
-  return { ...obj, metadata: { ...obj.metadata, resourceVersion } };
-}
 
 function conflict(key: string, expected: string, current: KObject): StoreError {
   const msg = `${key}: the object has been modified (resourceVersion ${expected}, now ${current.metadata.resourceVersion})`;

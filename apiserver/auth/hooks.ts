@@ -18,6 +18,11 @@ export interface AuditEntry {
   method: string;
   /** The user after impersonation; undefined when authentication failed. */
   user?: UserInfo;
+  /**
+   * Who authenticated, when the request impersonated someone (the audit Event's `user`, with
+   * `user` above as its impersonatedUser); also set when impersonation itself was refused.
+   */
+  authenticatedUser?: UserInfo;
   /** undefined when the request failed before it was routed. */
   attributes?: RequestAttributes;
   code: number;

@@ -1,8 +1,11 @@
 // Composes the API server's security: who is asking (authenticators, impersonation), what they
 // may do (authorizer, reviews), admission checks on writes, and the audit log. Every API server
 // process (kova up's in-process server and each API worker) builds it the same way.
+import { join } from 'node:path';
+import { AuditLog } from '../audit/log.js';
 import type { ResourceStore } from '../resource-store.js';
 import type { ApiServerOptions } from '../server.js';
+import { NodeRestriction } from './node-restriction.js';
 
 export interface SecurityConfig {
   /** The admin's bearer token (kova up's kubeconfig); undefined: authentication is off. */
@@ -25,6 +28,14 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
   void resources;
   const stops: Array<() => Promise<void> | void> = [];
   const options: SecurityOptions = { token: config.token };
+  // NodeRestriction: a node agent writes only its own host's objects (RBAC alone cannot say so).
+  options.admission = [...(options.admission ?? []), new NodeRestriction(resources)];
+  if (config.dataDir) {
+    // Every API server process of a data dir appends to the same DIR/audit/audit.log (see audit/log.ts).
+    const audit = await AuditLog.open({ dir: join(config.dataDir, 'audit') });
+    stops.push(() => audit.close());
+    options.audit = audit;
+  }
   return {
     options,
     stop: async () => {

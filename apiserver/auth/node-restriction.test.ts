@@ -1,0 +1,159 @@
+// NodeRestriction against objects stored in a real etcd: what node agent "host-a" may write
+// (its Host, its Lease, instances and ports bound to it, its own Network condition, Events) and
+// what it may not (host-b's objects, anything else), as a table.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { defaultCrdDir, Registry } from '../../api/registry.js';
+import type { KObject } from '../../api/types.js';
+import { Validator } from '../../api/validation.js';
+import { Store } from '../../store/store.js';
+import { startTestEtcd } from '../../testing/etcd.js';
+import type { TestEtcd } from '../../testing/etcd.js';
+import { ResourceStore } from '../resource-store.js';
+import { ApiError } from '../status.js';
+import { NodeRestriction, nodeHostOf } from './node-restriction.js';
+import type { RequestAttributes, UserInfo } from './types.js';
+import { NODES_GROUP, SYSTEM_AUTHENTICATED, nodeUserName } from './types.js';
+
+let etcd: TestEtcd;
+let store: Store;
+let rs: ResourceStore;
+let nr: NodeRestriction;
+const nodeA: UserInfo = { name: nodeUserName('host-a'), groups: [NODES_GROUP, SYSTEM_AUTHENTICATED] };
+const stored = new Map<string, KObject>();
+
+const GV: Record<string, [string, string]> = {
+  hosts: ['kova.dev', 'v1alpha1'], instances: ['kova.dev', 'v1alpha1'], ports: ['kova.dev', 'v1alpha1'], networks: ['kova.dev', 'v1alpha1'],
+  flavors: ['kova.dev', 'v1alpha1'], leases: ['coordination.k8s.io', 'v1'], events: ['', 'v1'], namespaces: ['', 'v1'],
+};
+
+async function put(resource: string, ns: string | undefined, body: Record<string, unknown>, status?: Record<string, unknown>) {
+  const [g, v] = GV[resource]!;
+  const info = rs.registry.lookup(g, v, resource)!;
+  let obj = await rs.create(info, ns, { apiVersion: g ? `${g}/${v}` : v, kind: info.kind, ...body } as KObject);
+  if (status) obj = await rs.update(info, ns, obj.metadata.name!, { ...obj, status } as KObject, { subresource: 'status' });
+  stored.set(`${resource}/${ns ?? ''}/${obj.metadata.name}`, obj);
+  return obj;
+}
+
+before(async () => {
+  etcd = await startTestEtcd();
+  store = Store.connect(etcd.endpoints);
+  const registry = await Registry.load(defaultCrdDir());
+  rs = new ResourceStore(store, registry, new Validator(registry));
+  await rs.namespaces.start();
+  for (const name of ['kova-system', 'demo']) await put('namespaces', undefined, { metadata: { name } });
+  const { waitFor } = await import('../../testing/etcd.js');
+  await waitFor(async () => (await rs.namespaces.state('demo')) === 'active', 'namespace cache');
+  for (const h of ['host-a', 'host-b']) await put('hosts', undefined, { metadata: { name: h }, spec: {} });
+  await put('instances', 'demo', { metadata: { name: 'on-a' }, spec: { flavor: 'm1.tiny', image: 'tiny' } }, { hostName: 'host-a', phase: 'Provisioning' });
+  await put('instances', 'demo', { metadata: { name: 'on-b' }, spec: { flavor: 'm1.tiny', image: 'tiny' } }, { hostName: 'host-b', phase: 'Provisioning' });
+  await put('instances', 'demo', { metadata: { name: 'unbound' }, spec: { flavor: 'm1.tiny', image: 'tiny' } });
+  await put('networks', 'demo', { metadata: { name: 'net' }, spec: { type: 'flat', cidr: '10.9.0.0/24' } }, {
+    conditions: [
+      { type: 'host.kova.dev/host-a', status: 'False', reason: 'Pending', message: '', lastTransitionTime: '2026-01-01T00:00:00Z' },
+      { type: 'host.kova.dev/host-b', status: 'True', reason: 'Configured', message: '', lastTransitionTime: '2026-01-01T00:00:00Z' },
+    ],
+  });
+  await put('ports', 'demo', { metadata: { name: 'port-a' }, spec: { network: 'net' } }, { hostName: 'host-a', instance: 'on-a' });
+  await put('ports', 'demo', { metadata: { name: 'port-b' }, spec: { network: 'net' } }, { hostName: 'host-b', instance: 'on-b' });
+  nr = new NodeRestriction(rs);
+});
+
+after(async () => {
+  await rs?.namespaces.stop();
+  await store?.close();
+  await etcd?.cleanup();
+});
+
+function attrs(verb: string, resource: string, ns: string, name: string, subresource = '', user = nodeA): RequestAttributes {
+  const [apiGroup, apiVersion] = GV[resource]!;
+  return { user, verb, resourceRequest: true, path: '/', apiGroup, apiVersion, resource, subresource, namespace: ns, name };
+}
+
+/** The object the agent would PUT: the stored one, changed by `edit`. */
+function changed(resource: string, ns: string, name: string, edit: (o: Record<string, any>) => void): KObject {
+  const o = structuredClone(stored.get(`${resource}/${ns}/${name}`)!) as Record<string, any>;
+  edit(o);
+  return o as KObject;
+}
+
+async function outcome(a: RequestAttributes, obj?: KObject): Promise<string> {
+  try {
+    await nr.admit(a, obj);
+    return 'allow';
+  } catch (e) {
+    assert.ok(e instanceof ApiError, String(e));
+    assert.equal(e.code, 403);
+    return `403 ${e.message}`;
+  }
+}
+
+describe('NodeRestriction', () => {
+  it('knows a node by its user name and the system:nodes group, as kube does', () => {
+    assert.equal(nodeHostOf(nodeA), 'host-a');
+    assert.equal(nodeHostOf({ name: 'system:node:host-a', groups: [SYSTEM_AUTHENTICATED] }), undefined);
+    assert.equal(nodeHostOf({ name: 'alice', groups: [NODES_GROUP] }), undefined);
+  });
+
+  const lease = (host: string) => ({ metadata: { name: host, namespace: 'kova-system' }, spec: {} }) as unknown as KObject;
+  const cases: Array<[string, () => [RequestAttributes, KObject?], RegExp | 'allow']> = [
+    ['create its own Host', () => [attrs('create', 'hosts', '', ''), { metadata: { name: 'host-a' } } as unknown as KObject], 'allow'],
+    ['update its own Host status', () => [attrs('update', 'hosts', '', 'host-a', 'status'), changed('hosts', '', 'host-a', (o) => (o.status = { capacity: {} }))], 'allow'],
+    ['patch its own Host (tunnelIP)', () => [attrs('patch', 'hosts', '', 'host-a')], 'allow'],
+    ['delete its own Host', () => [attrs('delete', 'hosts', '', 'host-a')], 'allow'],
+    ['create host-b', () => [attrs('create', 'hosts', '', ''), { metadata: { name: 'host-b' } } as unknown as KObject], /^hosts\.kova\.dev "host-b" is forbidden: node "host-a" is not allowed to modify host "host-b"$/],
+    ['update host-b status', () => [attrs('update', 'hosts', '', 'host-b', 'status'), changed('hosts', '', 'host-b', () => undefined)], /node "host-a" is not allowed to modify host "host-b"/],
+    ['patch host-b', () => [attrs('patch', 'hosts', '', 'host-b')], /node "host-a" is not allowed to modify host "host-b"/],
+    ['delete all hosts', () => [attrs('deletecollection', 'hosts', '', '')], /not allowed to deletecollection hosts/],
+    ['create its own Lease', () => [attrs('create', 'leases', 'kova-system', ''), lease('host-a')], 'allow'],
+    ['patch its own Lease', () => [attrs('patch', 'leases', 'kova-system', 'host-a')], 'allow'],
+    ['patch host-b\'s Lease', () => [attrs('patch', 'leases', 'kova-system', 'host-b')], /^leases\.coordination\.k8s\.io "host-b" is forbidden: node "host-a" is not allowed to modify lease "kova-system\/host-b"/],
+    ['create host-b\'s Lease', () => [attrs('create', 'leases', 'kova-system', ''), lease('host-b')], /not allowed to modify lease "kova-system\/host-b"/],
+    ['patch the controllers\' Lease', () => [attrs('patch', 'leases', 'kova-system', 'kova-controllers')], /not allowed to modify lease/],
+    ['a Lease named host-a elsewhere', () => [attrs('patch', 'leases', 'demo', 'host-a')], /not allowed to modify lease "demo\/host-a"/],
+    ['update status of an instance bound to it', () => [attrs('update', 'instances', 'demo', 'on-a', 'status'), changed('instances', 'demo', 'on-a', (o) => (o.status.phase = 'Running'))], 'allow'],
+    ['patch status of an instance bound to it', () => [attrs('patch', 'instances', 'demo', 'on-a', 'status')], 'allow'],
+    ['patch (finalizer) an instance bound to it', () => [attrs('patch', 'instances', 'demo', 'on-a')], 'allow'],
+    ['update status of an instance bound to host-b', () => [attrs('update', 'instances', 'demo', 'on-b', 'status'), changed('instances', 'demo', 'on-b', (o) => (o.status.phase = 'Failed'))],
+      /^instances\.kova\.dev "on-b" is forbidden: node "host-a" can only modify instances bound to it \(status\.hostName "host-a"\); instance "demo\/on-b" is bound to "host-b"$/],
+    ['patch status of an instance bound to host-b', () => [attrs('patch', 'instances', 'demo', 'on-b', 'status')], /instance "demo\/on-b" is bound to "host-b"/],
+    ['patch status of an unbound instance', () => [attrs('patch', 'instances', 'demo', 'unbound', 'status')], /instance "demo\/unbound" is not bound/],
+    ['patch status of a missing instance', () => [attrs('patch', 'instances', 'demo', 'nope', 'status')], /instance "demo\/nope" is not bound/],
+    ['move its instance to host-b', () => [attrs('update', 'instances', 'demo', 'on-a', 'status'), changed('instances', 'demo', 'on-a', (o) => (o.status.hostName = 'host-b'))], /may not change status\.hostName of instance "demo\/on-a"/],
+    ['change the spec of its instance', () => [attrs('update', 'instances', 'demo', 'on-a'), changed('instances', 'demo', 'on-a', (o) => (o.spec.image = 'other'))], /may not change the spec of instance "demo\/on-a"/],
+    ['add a finalizer by update', () => [attrs('update', 'instances', 'demo', 'on-a'), changed('instances', 'demo', 'on-a', (o) => (o.metadata.finalizers = ['kova.dev/instance-protection']))], 'allow'],
+    ['create an instance', () => [attrs('create', 'instances', 'demo', ''), { metadata: { name: 'x' }, spec: {} } as unknown as KObject], /node "host-a" is not allowed to create instances/],
+    ['delete its instance', () => [attrs('delete', 'instances', 'demo', 'on-a')], /not allowed to delete instances "demo\/on-a"/],
+    ['bind an instance', () => [attrs('create', 'instances', 'demo', 'unbound', 'binding'), { metadata: { name: 'unbound' } } as unknown as KObject], /not allowed to create instances\/binding/],
+    ['update status of a port bound to it', () => [attrs('update', 'ports', 'demo', 'port-a', 'status'), changed('ports', 'demo', 'port-a', (o) => (o.status.device = 'tap0'))], 'allow'],
+    ['update status of a port bound to host-b', () => [attrs('update', 'ports', 'demo', 'port-b', 'status'), changed('ports', 'demo', 'port-b', (o) => (o.status.device = 'tap0'))], /port "demo\/port-b" is bound to "host-b"/],
+    ['patch a port\'s spec', () => [attrs('patch', 'ports', 'demo', 'port-a')], /not allowed to patch ports "demo\/port-a"/],
+    ['set its own condition on a Network', () => [attrs('update', 'networks', 'demo', 'net', 'status'), changed('networks', 'demo', 'net', (o) => (o.status.conditions[0].status = 'True'))], 'allow'],
+    ['set host-b\'s condition on a Network', () => [attrs('update', 'networks', 'demo', 'net', 'status'), changed('networks', 'demo', 'net', (o) => (o.status.conditions[1].status = 'False'))],
+      /may only change its own condition host\.kova\.dev\/host-a in the status of network "demo\/net"/],
+    ['patch a Network\'s status', () => [attrs('patch', 'networks', 'demo', 'net', 'status')], /not allowed to patch networks\/status/],
+    ['create an Event', () => [attrs('create', 'events', 'demo', ''), { metadata: { name: 'e' } } as unknown as KObject], 'allow'],
+    ['patch an Event', () => [attrs('patch', 'events', 'demo', 'e')], 'allow'],
+    ['create a Flavor', () => [attrs('create', 'flavors', '', ''), { metadata: { name: 'big' } } as unknown as KObject], /^flavors\.kova\.dev "big" is forbidden: node "host-a" is not allowed to create flavors "big"$/],
+    ['create a Namespace', () => [attrs('create', 'namespaces', '', ''), { metadata: { name: 'x' } } as unknown as KObject], /^namespaces "x" is forbidden: node "host-a"/],
+  ];
+  for (const [what, make, want] of cases) {
+    it(`${want === 'allow' ? 'may' : 'may not'} ${what}`, async () => {
+      const [a, obj] = make();
+      const got = await outcome(a, obj);
+      if (want === 'allow') assert.equal(got, 'allow');
+      else {
+        assert.notEqual(got, 'allow', 'allowed');
+        assert.match(got.slice(4), want);
+      }
+    });
+  }
+
+  it('leaves everyone else to RBAC', async () => {
+    const alice = { name: 'alice', groups: [SYSTEM_AUTHENTICATED] };
+    assert.equal(await outcome(attrs('patch', 'hosts', '', 'host-b', '', alice)), 'allow');
+    const ctrl = { name: 'system:kova:controller-manager', groups: [SYSTEM_AUTHENTICATED] };
+    assert.equal(await outcome(attrs('update', 'instances', 'demo', 'on-b', 'status', ctrl), changed('instances', 'demo', 'on-b', () => undefined)), 'allow');
+  });
+});

@@ -1,0 +1,136 @@
+// NodeRestriction: what a node agent (user system:node:<host> in group system:nodes) may write,
+// as kube-apiserver's NodeRestriction admission plugin limits kubelets. RBAC gives every node
+// the same verbs on hosts, leases, instances and so on; this narrows each write to the objects
+// of the node's own host:
+//   - its Host (hosts/<host>, hosts/<host>/status): create, update, patch, delete;
+//   - its Lease kova-system/<host> (coordination.k8s.io): create, update, patch, delete;
+//   - Instances bound to it (status.hostName, set by the binding subresource): status updates
+//     and patches that keep the binding, and the instance-protection finalizer the agent adds
+//     and removes (a main-resource patch; an update must leave spec alone);
+//   - Ports bound to it (status.hostName): status updates and patches;
+//   - Networks: status updates that change only the host's own condition host.kova.dev/<host>;
+//   - Events (core and events.k8s.io): as Kubernetes, any.
+// Everything else a node writes is a 403 naming the node and the object. Reads stay RBAC's.
+// Patch bodies are not seen by admission (the server passes none), so a patch is judged on the
+// object it applies to.
+import { isDeepStrictEqual } from 'node:util';
+import type { KObject } from '../../api/types.js';
+import { HOST_CONDITION_PREFIX } from '../../api/net/rules.js';
+import type { ResourceStore } from '../resource-store.js';
+import { ApiError } from '../status.js';
+import type { Admission } from './hooks.js';
+import { NODES_GROUP } from './types.js';
+import type { RequestAttributes, UserInfo } from './types.js';
+
+const NODE_PREFIX = 'system:node:';
+/** Where node agents keep their heartbeat Leases (node-agent/host-registration.ts). */
+export const NODE_LEASE_NAMESPACE = 'kova-system';
+const KOVA = 'kova.dev';
+
+/** The host a node user acts for, or undefined for anyone else (kube's nodeidentifier: name prefix and group). */
+export function nodeHostOf(user: UserInfo): string | undefined {
+  if (!user.name.startsWith(NODE_PREFIX) || !user.groups.includes(NODES_GROUP)) return undefined;
+  const host = user.name.slice(NODE_PREFIX.length);
+  return host || undefined;
+}
+
+interface Status {
+  hostName?: unknown;
+  conditions?: Array<{ type?: unknown }>;
+  [k: string]: unknown;
+}
+
+function statusOf(o: KObject | undefined): Status {
+  const s = (o as { status?: unknown } | undefined)?.status;
+  return s && typeof s === 'object' ? (s as Status) : {};
+}
+
+export class NodeRestriction implements Admission {
+  constructor(private readonly resources: ResourceStore) {}
+
+  async admit(a: RequestAttributes, object: KObject | undefined): Promise<void> {
+    const host = nodeHostOf(a.user);
+    if (host === undefined || !a.resourceRequest) return;
+    const deny = (why: string): never => {
+      throw forbidden(a, object, `node ${JSON.stringify(host)} ${why}`);
+    };
+    const name = a.name || (a.verb === 'create' ? (object?.metadata?.name ?? '') : '');
+    const verb = a.verb;
+    const res = a.subresource ? `${a.resource}/${a.subresource}` : a.resource;
+
+    if (a.resource === 'events' && (a.apiGroup === '' || a.apiGroup === 'events.k8s.io')) return;
+
+    if (a.apiGroup === KOVA && a.resource === 'hosts') {
+      if (verb === 'deletecollection' || (a.subresource && a.subresource !== 'status')) deny(`is not allowed to ${verb} ${res}`);
+      if (name !== host) deny(`is not allowed to modify host ${JSON.stringify(name)}`);
+      return;
+    }
+
+    if (a.apiGroup === 'coordination.k8s.io' && a.resource === 'leases') {
+      if (verb === 'deletecollection') deny('is not allowed to delete a collection of leases');
+      if (a.namespace !== NODE_LEASE_NAMESPACE || name !== host) {
+        deny(`is not allowed to modify lease ${JSON.stringify(`${a.namespace}/${name}`)}: only its own lease ${NODE_LEASE_NAMESPACE}/${host}`);
+      }
+      return;
+    }
+
+    if (a.apiGroup === KOVA && (a.resource === 'instances' || a.resource === 'ports')) {
+      const kind = a.resource === 'instances' ? 'instance' : 'port';
+      const ref = `${a.namespace}/${name}`;
+      const writes = verb === 'update' || verb === 'patch';
+      const mainOk = a.resource === 'instances' && a.subresource === '' && writes;
+      if (!(writes && (a.subresource === 'status' || mainOk))) deny(`is not allowed to ${verb} ${res}${name ? ` ${JSON.stringify(ref)}` : ''}`);
+      const current = await this.current(a);
+      const bound = statusOf(current).hostName;
+      if (bound !== host) {
+        deny(`can only modify ${kind}s bound to it (status.hostName ${JSON.stringify(host)}); ${kind} ${JSON.stringify(ref)} is ${bound ? `bound to ${JSON.stringify(bound)}` : 'not bound'}`);
+      }
+      if (verb === 'update' && object) {
+        // The binding is the scheduler's; a node may not move an object to another host.
+        if (a.subresource === 'status' && statusOf(object).hostName !== host) {
+          deny(`may not change status.hostName of ${kind} ${JSON.stringify(ref)}`);
+        }
+        if (a.subresource === '' && !isDeepStrictEqual((object as { spec?: unknown }).spec, (current as { spec?: unknown }).spec)) {
+          deny(`may not change the spec of ${kind} ${JSON.stringify(ref)}`);
+        }
+      }
+      return;
+    }
+
+    if (a.apiGroup === KOVA && a.resource === 'networks' && a.subresource === 'status' && verb === 'update' && object) {
+      // Each host reports its own condition on a shared Network; the rest is someone else's.
+      const own = `${HOST_CONDITION_PREFIX}${host}`;
+      const strip = (o: KObject | undefined) => {
+        const s = { ...statusOf(o) };
+        if (Array.isArray(s.conditions)) s.conditions = s.conditions.filter((c) => c?.type !== own);
+        return s;
+      };
+      const current = await this.current(a);
+      if (!isDeepStrictEqual(strip(object), strip(current))) {
+        deny(`may only change its own condition ${own} in the status of network ${JSON.stringify(`${a.namespace}/${name}`)}`);
+      }
+      return;
+    }
+
+    deny(`is not allowed to ${verb} ${res}${name ? ` ${JSON.stringify(a.namespace ? `${a.namespace}/${name}` : name)}` : ''}`);
+  }
+
+  /** The stored object the write applies to; a missing one is no node's to write. */
+  private async current(a: RequestAttributes): Promise<KObject | undefined> {
+    const info = this.resources.registry.lookup(a.apiGroup, a.apiVersion, a.resource);
+    if (!info || !a.name) return undefined;
+    try {
+      return await this.resources.get(info, a.namespace || undefined, a.name);
+    } catch (e) {
+      if (e instanceof ApiError && e.code === 404) return undefined;
+      throw e;
+    }
+  }
+}
+
+/** admission.NewForbidden: `<resource>.<group> "<name>" is forbidden: <why>`. */
+function forbidden(a: RequestAttributes, object: KObject | undefined, why: string): ApiError {
+  const name = a.name || object?.metadata?.name || '';
+  const gr = a.apiGroup ? `${a.resource}.${a.apiGroup}` : a.resource;
+  return new ApiError(403, 'Forbidden', `${name ? `${gr} ${JSON.stringify(name)}` : gr} is forbidden: ${why}`, { name: name || undefined, group: a.apiGroup, kind: a.resource });
+}
