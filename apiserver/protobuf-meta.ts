@@ -2,7 +2,8 @@
 // protobuf.ts and the per-area kind tables (protobuf-rbac.ts, protobuf-quota.ts, protobuf-reviews.ts).
 
 export type Scalar = 'string' | 'bytes' | 'bool' | 'int32' | 'int64';
-export type Special = 'time' | 'microtime' | 'map<string,string>' | 'map<string,bytes>' | 'json';
+/** `map<string,Quantity>`: a ResourceList (resource.Quantity is the message {1 string}), a JSON map of strings. */
+export type Special = 'time' | 'microtime' | 'map<string,string>' | 'map<string,bytes>' | 'map<string,Quantity>' | 'json';
 export type FieldType = Scalar | Special | Schema;
 
 export interface FieldSpec {

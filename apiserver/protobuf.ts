@@ -299,6 +299,18 @@ function mapEntries(b: Buffer, bytesValue: boolean): [string, string] {
   return [key, value];
 }
 
+/** A map<string,Quantity> entry: the value is the Quantity message, whose field 1 is its string. */
+function quantityEntry(b: Buffer): [string, string] {
+  let key = '';
+  let value = '';
+  for (const f of readFields(b)) {
+    if (f.wire !== WIRE_LEN) continue;
+    if (f.field === 1) key = str(f.bytes!);
+    else if (f.field === 2) for (const q of readFields(f.bytes!)) if (q.wire === WIRE_LEN && q.field === 1) value = str(q.bytes!);
+  }
+  return [key, value];
+}
+
 function isZero(v: unknown): boolean {
   return v === '' || v === 0 || v === false || v === undefined;
 }
@@ -321,6 +333,7 @@ function decodeValue(f: WireField, type: FieldType): unknown {
     }
     case 'map<string,string>':
     case 'map<string,bytes>':
+    case 'map<string,Quantity>':
       throw new Error('unreachable: maps are handled by decodeMessage');
     default: return decodeMessage(f.bytes!, type);
   }
@@ -333,8 +346,8 @@ function decodeMessage(buf: Buffer, schema: Schema): Record<string, unknown> {
     if (!spec) continue; // unknown field (already consumed by readFields)
     if (f.wire !== expectedWire(spec.type)) continue; // wire type mismatch: treat as unknown, like protobuf does
 
-    if (spec.type === 'map<string,string>' || spec.type === 'map<string,bytes>') {
-      const [k, v] = mapEntries(f.bytes!, spec.type === 'map<string,bytes>');
+    if (spec.type === 'map<string,string>' || spec.type === 'map<string,bytes>' || spec.type === 'map<string,Quantity>') {
+      const [k, v] = spec.type === 'map<string,Quantity>' ? quantityEntry(f.bytes!) : mapEntries(f.bytes!, spec.type === 'map<string,bytes>');
       const m = (out[spec.name] ??= {}) as Record<string, string>;
       m[k] = v;
       continue;

@@ -19,6 +19,8 @@ import { ApiError, alreadyExists, badRequest, conflict, forbidden, gone, interna
 import { NamespaceCache } from './namespace-cache.js';
 import { listKeysFor } from './list-keys.js';
 import { checkObjectBody, parseResourceVersion } from './request.js';
+import type { QuotaCharger } from './quota/charger.js';
+import { isResourceQuotaKind, resourceQuotaCauses } from '../api/quota-usage.js';
 
 export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
 
@@ -90,6 +92,8 @@ export class ResourceStore {
   readonly namespaces: NamespaceCache;
   /** Shared etcd watches behind every HTTP watch. */
   readonly watches: WatchHub;
+  /** ResourceQuota enforcement (started by apiserver/auth/setup.ts); undefined: quotas are not enforced. */
+  quota?: QuotaCharger;
 
   constructor(
     readonly store: Store,
@@ -194,6 +198,7 @@ export class ResourceStore {
     normalizeBuiltin(info, obj);
     this.validator.applyDefaults(info, obj);
     const causes: FieldCause[] = [...this.validator.validateMetadata(info, obj), ...this.validator.validate(info, obj, { subresource })];
+    if (subresource !== 'status' && isResourceQuotaKind(info)) causes.push(...resourceQuotaCauses(obj));
     if (causes.length) throw invalid(info, obj.metadata.name ?? obj.metadata.generateName ?? '', causes);
   }
 
@@ -230,11 +235,20 @@ export class ResourceStore {
       old: undefined, updated: obj, manager: this.manager(opts), operation: 'Update',
       apiVersion: groupVersion(info), now: nowRFC3339(), subresource: opts.subresource, listKeys: this.listKeys(info),
     });
-    if (opts.dryRun) return obj;
+    return this.storeNew(info, obj, !!opts.dryRun);
+  }
+
+  /** Stores a new object, charging quotas with it in one transaction where any track it. */
+  private async storeNew(info: ResourceInfo, obj: KObject, dryRun: boolean): Promise<KObject> {
+    const key = this.key(info, obj.metadata.namespace, obj.metadata.name!);
+    // The no-quota path: one cached lookup, then the plain create.
+    const charged = this.quota?.applies(info, obj.metadata.namespace) ? this.quota : undefined;
+    if (dryRun && !charged) return obj;
     try {
-      return await this.store.create(this.key(info, obj.metadata.namespace, obj.metadata.name), obj);
+      if (charged) return await charged.create(info, key, obj, dryRun);
+      return await this.store.create(key, obj);
     } catch (e) {
-      return storeToApiError(e, info, obj.metadata.name);
+      return storeToApiError(e, info, obj.metadata.name!);
     }
   }
 
@@ -263,8 +277,11 @@ export class ResourceStore {
     const finalize = !!out.metadata.deletionTimestamp && !out.metadata.finalizers?.length && !specFinalizers.length;
     // A no-op write keeps the resourceVersion, like kube-apiserver (no event, no etcd write).
     const unchanged = jsonEqual(withoutVolatile(current), withoutVolatile(out));
-    if (opts.dryRun) return out;
+    // An update that changes what the object uses (an Instance's flavor, a Volume's size) is charged.
+    const charged = !finalize && !unchanged && this.quota?.updateApplies(info, current, out) ? this.quota : undefined;
+    if (opts.dryRun && !charged) return out;
     try {
+      if (charged) return await charged.update(info, key, current, out, !!opts.dryRun);
       if (finalize) return await this.store.delete(key, rv);
       if (unchanged) return current;
       return await this.store.update(key, out, rv);
@@ -381,12 +398,11 @@ export class ResourceStore {
         await this.checkNamespace(info, created.metadata.namespace);
         this.checkUnknownFields(info, created, opts);
         this.validateOrThrow(info, created);
-        if (opts.dryRun) return created;
         try {
-          return await this.store.create(this.key(info, created.metadata.namespace, name), created);
+          return await this.storeNew(info, created, !!opts.dryRun);
         } catch (e) {
-          if (e instanceof StoreError && e.code === 'AlreadyExists' && attempt < MAX_PATCH_RETRIES) continue;
-          return storeToApiError(e, info, name);
+          if (e instanceof ApiError && e.code === 409 && e.reason === 'AlreadyExists' && attempt < MAX_PATCH_RETRIES) continue;
+          throw e;
         }
       }
       try {

@@ -3,6 +3,7 @@
 // a Name column, then the printer columns (or a default Age column), cells from JSONPath.
 import type { KObject, PrinterColumn, ResourceInfo } from '../api/types.js';
 import { evalJsonPath, parseJsonPath } from './table-jsonpath.js';
+import { QUOTA_COMPUTED_COLUMNS } from '../api/builtin-kinds-quota.js';
 import type { JsonPathStep } from './table-jsonpath.js';
 
 export { evalJsonPath, parseJsonPath, JsonPathError } from './table-jsonpath.js';
@@ -115,6 +116,9 @@ function rowObject(obj: KObject, include: IncludeObject): unknown {
 
 /** One cell, converted like the tableconvertor's `cellForJSONValue` (string columns are printed). */
 export function cellFor(column: Pick<PrinterColumn, 'type' | 'jsonPath'>, obj: unknown, now: Date = new Date()): unknown {
+  // ResourceQuota's "used/hard" columns are computed, not read at a path.
+  const computed = QUOTA_COMPUTED_COLUMNS[column.jsonPath];
+  if (computed) return computed(obj as KObject);
   const steps = compiled(column.jsonPath);
   if (!steps) return null;
   const results = evalJsonPath(obj, steps);

@@ -14,6 +14,8 @@ import { startNetworkControllers } from './network/network-controllers.js';
 import { startKeyPairController } from './keypair/keypair-controller.js';
 import { startGarbageCollector } from './garbage-collector/garbage-collector.js';
 import { startNamespaceController } from './namespace/namespace-controller.js';
+import { startDefaultQuotaController } from './namespace/default-quota.js';
+import { startQuotaController } from './quota/quota-controller.js';
 import { startScheduler } from './scheduler/scheduler.js';
 import { SharedInformers } from '../client/shared-informers.js';
 import type { AllocationRatios } from '../api/resources.js';
@@ -75,6 +77,8 @@ export function startControllerManager(opts: ControllerManagerOptions): Controll
         startKeyPairController(common),
         startGarbageCollector(common),
         startNamespaceController(common),
+        startDefaultQuotaController(common),
+        startQuotaController(common),
         ...(opts.dataDir ? [startImageController({ ...common, storeDir: join(opts.dataDir, 'images') })] : []),
       ]);
       await Promise.all(parts.map((p) => p.done));

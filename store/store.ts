@@ -196,6 +196,30 @@ export class Store {
   }
 
   /**
+   * Writes several objects in one etcd transaction: a write without `expectedRevision` creates
+   * its key (which must not exist), one with it replaces the key at that mod revision. All are
+   * written or none; when a guard fails, the same round trip returns the current object of every
+   * key (undefined where absent), so the caller can retry without reading again. Quotas are
+   * charged this way, together with the object that uses them.
+   */
+  async writeAll(writes: Array<{ key: string; obj: KObject; expectedRevision?: string }>): Promise<{ stored: KObject[] } | { current: Array<KObject | undefined> }> {
+    const res = await this.txn({
+      compare: writes.map((w) => w.expectedRevision === undefined
+        ? { key: Buffer.from(w.key), target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 }
+        : { key: Buffer.from(w.key), target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: parseRevision(w.expectedRevision) }),
+      success: writes.map((w) => ({ request_put: { key: Buffer.from(w.key), value: encode(w.obj) } })),
+      failure: writes.map((w) => ({ request_range: { key: Buffer.from(w.key) } })),
+    });
+    if (res.succeeded) return { stored: writes.map((w) => withRV(w.obj, res.header.revision)) };
+    return {
+      current: writes.map((_, i) => {
+        const kv = res.responses[i]?.response_range?.kvs[0];
+        return kv && decode(kv);
+      }),
+    };
+  }
+
+  /**
    * Deletes `key` (if its mod_revision is `expectedRevision`, when given) and returns the object
    * as it was, with resourceVersion set to the deletion revision.
    */

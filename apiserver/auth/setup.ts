@@ -6,6 +6,7 @@ import { AuditLog } from '../audit/log.js';
 import type { ResourceStore } from '../resource-store.js';
 import type { ApiServerOptions } from '../server.js';
 import { NodeRestriction } from './node-restriction.js';
+import { QuotaCharger } from '../quota/charger.js';
 
 export interface SecurityConfig {
   /** The admin's bearer token (kova up's kubeconfig); undefined: authentication is off. */
@@ -30,6 +31,11 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
   const options: SecurityOptions = { token: config.token };
   // NodeRestriction: a node agent writes only its own host's objects (RBAC alone cannot say so).
   options.admission = [...(options.admission ?? []), new NodeRestriction(resources)];
+  // ResourceQuota: charged atomically with creates, from a watch-fed cache of the quotas.
+  const quota = new QuotaCharger(resources.store, resources.registry);
+  await quota.start();
+  resources.quota = quota;
+  stops.push(() => quota.stop());
   if (config.dataDir) {
     // Every API server process of a data dir appends to the same DIR/audit/audit.log (see audit/log.ts).
     const audit = await AuditLog.open({ dir: join(config.dataDir, 'audit') });
