@@ -156,7 +156,14 @@ test('API doc printer columns are present (priority 0) in order', async () => {
 
 test('Registry.load: built-ins plus CRDs, lookups by resource and kind', async () => {
   const reg = await Registry.load(defaultCrdDir());
-  assert.deepEqual(reg.groupVersions(), ['v1', 'coordination.k8s.io/v1', 'events.k8s.io/v1', 'kova.dev/v1alpha1']);
+  assert.deepEqual(reg.groupVersions(), ['v1', 'coordination.k8s.io/v1', 'events.k8s.io/v1', 'kova.dev/v1alpha1', 'rbac.authorization.k8s.io/v1']);
+  assert.deepEqual(reg.byGroupVersion('rbac.authorization.k8s.io/v1').map((r) => `${r.kind}:${r.namespaced}`).sort(), [
+    'ClusterRole:false', 'ClusterRoleBinding:false', 'Role:true', 'RoleBinding:true',
+  ]);
+  assert.deepEqual(reg.byKind('rbac.authorization.k8s.io', 'RoleBinding')!.printerColumns.map((c) => `${c.name}:${c.priority ?? 0}`), [
+    'Role:0', 'Age:0', 'Users:1', 'Groups:1', 'ServiceAccounts:1',
+  ]);
+  assert.deepEqual(reg.byKind('rbac.authorization.k8s.io', 'ClusterRole')!.printerColumns.map((c) => c.name), ['Created At']);
   assert.deepEqual(reg.byGroupVersion('v1').map((r) => r.plural).sort(), ['configmaps', 'events', 'namespaces', 'secrets']);
   assert.equal(reg.byGroupVersion('kova.dev/v1alpha1').length, 12);
   assert.equal(reg.crds().length, 12);

@@ -3,6 +3,8 @@
 import type { Registry } from '../api/registry.js';
 import type { ResourceInfo } from '../api/types.js';
 import { groupVersion } from '../api/types.js';
+import { REVIEW_RESOURCES } from './auth/reviews.js';
+import type { ReviewResource } from './auth/reviews.js';
 
 export const SERVER_VERSION = {
   major: '1',
@@ -30,8 +32,10 @@ function verbsOf(r: ResourceInfo): string[] {
   return supportsDeleteCollection(r) ? RW_VERBS : RW_VERBS.filter((v) => v !== 'deletecollection');
 }
 
-/** Groups served besides the registry's: only SelfSubjectAccessReview lives there. */
-const AUTHZ = { group: 'authorization.k8s.io', version: 'v1' };
+/** Groups served besides the registry's: the create-only reviews of authorization.k8s.io and authentication.k8s.io. */
+function reviewsOf(gv: string): ReviewResource[] {
+  return REVIEW_RESOURCES.filter((r) => `${r.group}/${r.version}` === gv);
+}
 
 function groupsOf(registry: Registry): Map<string, string[]> {
   const groups = new Map<string, string[]>();
@@ -41,7 +45,11 @@ function groupsOf(registry: Registry): Map<string, string[]> {
     if (!vs.includes(r.version)) vs.push(r.version);
     groups.set(r.group, vs);
   }
-  groups.set(AUTHZ.group, [AUTHZ.version]);
+  for (const r of REVIEW_RESOURCES) {
+    const vs = groups.get(r.group) ?? [];
+    if (!vs.includes(r.version)) vs.push(r.version);
+    groups.set(r.group, vs);
+  }
   return groups;
 }
 
@@ -80,10 +88,11 @@ function hasBinding(r: ResourceInfo): boolean {
 
 /** APIResourceList for one group-version, or undefined when it is not served. */
 export function apiResourceList(registry: Registry, gv: string) {
-  if (gv === `${AUTHZ.group}/${AUTHZ.version}`) {
+  const reviews = reviewsOf(gv);
+  if (reviews.length) {
     return {
       kind: 'APIResourceList', apiVersion: 'v1', groupVersion: gv,
-      resources: [{ name: 'selfsubjectaccessreviews', singularName: 'selfsubjectaccessreview', namespaced: false, kind: 'SelfSubjectAccessReview', verbs: ['create'] }],
+      resources: reviews.map((r) => ({ name: r.resource, singularName: r.singular, namespaced: false, kind: r.kind, verbs: ['create'] })),
     };
   }
   const rs = registry.byGroupVersion(gv);
@@ -129,9 +138,10 @@ export function aggregatedDiscovery(registry: Registry, legacy: boolean) {
         versions: versions.map((v) => ({
           version: v,
           freshness: 'Current',
-          resources: name === AUTHZ.group
-            ? [{ resource: 'selfsubjectaccessreviews', responseKind: { group: AUTHZ.group, version: 'v1', kind: 'SelfSubjectAccessReview' }, scope: 'Cluster', singularResource: 'selfsubjectaccessreview', verbs: ['create'] }]
-            : registry.byGroupVersion(`${name}/${v}`).map(aggregatedResource),
+          resources: [
+            ...reviewsOf(`${name}/${v}`).map((r) => ({ resource: r.resource, responseKind: { group: r.group, version: r.version, kind: r.kind }, scope: 'Cluster', singularResource: r.singular, verbs: ['create'] })),
+            ...registry.byGroupVersion(`${name}/${v}`).map(aggregatedResource),
+          ],
         })),
       });
     }
