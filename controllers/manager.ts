@@ -17,6 +17,7 @@ import { startNamespaceController } from './namespace/namespace-controller.js';
 import { startDefaultQuotaController } from './namespace/default-quota.js';
 import { startQuotaController } from './quota/quota-controller.js';
 import { startScheduler } from './scheduler/scheduler.js';
+import { startClusterRoleAggregationController } from './rbac/clusterrole-aggregation.js';
 import { SharedInformers } from '../client/shared-informers.js';
 import type { AllocationRatios } from '../api/resources.js';
 import type { WeigherPolicy } from './scheduler/weighers.js';
@@ -77,6 +78,7 @@ export function startControllerManager(opts: ControllerManagerOptions): Controll
         startKeyPairController(common),
         startGarbageCollector(common),
         startNamespaceController(common),
+        startClusterRoleAggregationController(common),
         startDefaultQuotaController(common),
         startQuotaController(common),
         ...(opts.dataDir ? [startImageController({ ...common, storeDir: join(opts.dataDir, 'images') })] : []),

@@ -5,6 +5,13 @@ import { join } from 'node:path';
 import { AuditLog } from '../audit/log.js';
 import type { ResourceStore } from '../resource-store.js';
 import type { ApiServerOptions } from '../server.js';
+import { rbacCauses } from '../../api/builtin-kinds-rbac.js';
+import type { KObject } from '../../api/types.js';
+import { invalid } from '../status.js';
+import type { Admission } from './hooks.js';
+import { reconcileBootstrapPolicy } from './bootstrap-policy.js';
+import { Reviews } from './reviews.js';
+import type { RuleResolver } from './types.js';
 import { NodeRestriction } from './node-restriction.js';
 import { QuotaCharger } from '../quota/charger.js';
 
@@ -42,10 +49,33 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
     stops.push(() => audit.close());
     options.audit = audit;
   }
+  // RBAC objects: the checks their schema cannot express (roleRef immutable, rule shapes).
+  options.admission = [...(options.admission ?? []), rbacValidation(resources)];
+  if (config.token) {
+    // The default roles and bindings; every API server does it, conflicts between them are harmless.
+    await reconcileBootstrapPolicy(resources, (m) => process.stderr.write(`kova: ${m}\n`));
+  }
+  // Kept last: the reviews answer with whatever authorizer (and rule resolver) is configured above.
+  const authz = options.authorizer as (RuleResolver & object) | undefined;
+  options.reviews = new Reviews({ rules: authz && typeof authz.rulesFor === 'function' ? authz : undefined });
   return {
     options,
     stop: async () => {
       for (const s of stops.reverse()) await s();
+    },
+  };
+}
+
+function rbacValidation(resources: ResourceStore): Admission {
+  return {
+    async admit(a, object) {
+      if (a.apiGroup !== 'rbac.authorization.k8s.io' || !object || a.subresource || (a.verb !== 'create' && a.verb !== 'update')) return;
+      const info = resources.registry.lookup(a.apiGroup, a.apiVersion, a.resource);
+      if (!info) return;
+      let old: KObject | undefined;
+      if (a.verb === 'update') old = await resources.get(info, a.namespace || undefined, a.name).catch(() => undefined);
+      const causes = rbacCauses(info, object, old);
+      if (causes.length) throw invalid(info, object.metadata?.name ?? a.name, causes);
     },
   };
 }
