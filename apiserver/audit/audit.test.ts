@@ -96,6 +96,19 @@ describe('AuditLog', () => {
     assert.equal(log.stats.written, 50);
   });
 
+  it('names the object a create made, from its body, as kube-apiserver completes objectRef', async () => {
+    const dir = join(await tempDir(), 'audit');
+    const log = await AuditLog.open({ dir });
+    const a = attrs();
+    await log.objectNames.admit(a, { apiVersion: 'kova.dev/v1alpha1', kind: 'Instance', metadata: { name: 'web-9' } });
+    log.record(entry({ attributes: a }));
+    log.record(entry({ attributes: attrs() })); // another request: no name
+    await log.close();
+    const [first, second] = (await readFile(join(dir, 'audit.log'), 'utf8')).trimEnd().split('\n').map((l) => JSON.parse(l) as AuditEvent);
+    assert.equal(first!.objectRef?.name, 'web-9');
+    assert.equal(second!.objectRef?.name, undefined);
+  });
+
   it('tightens the mode of an existing log file', async () => {
     const dir = join(await tempDir(), 'audit');
     const first = await AuditLog.open({ dir });

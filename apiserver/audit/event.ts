@@ -56,7 +56,11 @@ function auditUser(u: UserInfo): AuditUser {
 /** What an unauthenticated request is in Kubernetes (only a denied one reaches the log). */
 const ANONYMOUS: UserInfo = { name: 'system:anonymous', groups: ['system:unauthenticated'] };
 
-export function auditEvent(e: AuditEntry, auditID: string = randomUUID()): AuditEvent {
+/**
+ * `createdName`: the name in a create's body, which the request's attributes lack (kube-apiserver
+ * completes objectRef from the request object the same way).
+ */
+export function auditEvent(e: AuditEntry, auditID: string = randomUUID(), createdName?: string): AuditEvent {
   const effective = e.user;
   const authenticated = e.authenticatedUser ?? effective ?? ANONYMOUS;
   const a = e.attributes;
@@ -78,7 +82,7 @@ export function auditEvent(e: AuditEntry, auditID: string = randomUUID()): Audit
   if (a?.resourceRequest) {
     const ref: AuditObjectRef = { resource: a.resource };
     if (a.namespace) ref.namespace = a.namespace;
-    if (a.name) ref.name = a.name;
+    if (a.name || createdName) ref.name = a.name || createdName;
     if (a.apiGroup) ref.apiGroup = a.apiGroup;
     if (a.apiVersion) ref.apiVersion = a.apiVersion;
     if (a.subresource) ref.subresource = a.subresource;

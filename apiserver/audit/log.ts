@@ -15,7 +15,8 @@
 import { mkdir, chmod, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AuditEntry, AuditSink } from '../auth/hooks.js';
+import type { Admission, AuditEntry, AuditSink } from '../auth/hooks.js';
+import type { RequestAttributes } from '../auth/types.js';
 import { auditEvent } from './event.js';
 
 export const AUDIT_FILE = 'audit.log';
@@ -58,6 +59,19 @@ export class AuditLog implements AuditSink {
   private droppedSinceLog = 0;
   private lastDropLog = 0;
 
+  /** Names of created objects, by the request's attributes (the same object reaches record()). */
+  private readonly created = new WeakMap<RequestAttributes, string>();
+  /**
+   * Run first among the admission checks: notes the name in a create's body, so the Event's
+   * objectRef names the object created (or refused). Never refuses anything.
+   */
+  readonly objectNames: Admission = {
+    admit: (a, object) => {
+      const name = object?.metadata?.name;
+      if (!a.name && typeof name === 'string' && name) this.created.set(a, name);
+    },
+  };
+
   private constructor(readonly opts: AuditLogOptions) {
     this.path = join(opts.dir, AUDIT_FILE);
     this.maxFileBytes = opts.maxFileBytes ?? 100 * MiB;
@@ -79,7 +93,8 @@ export class AuditLog implements AuditSink {
     if (this.closed) return;
     let line: string;
     try {
-      line = JSON.stringify(auditEvent(entry)) + '\n';
+      const created = entry.attributes && this.created.get(entry.attributes);
+      line = JSON.stringify(auditEvent(entry, undefined, created)) + '\n';
     } catch (e) {
       this.dropped(1, `cannot render an audit event: ${(e as Error).message}`);
       return;

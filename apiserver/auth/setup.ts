@@ -48,6 +48,7 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
     const audit = await AuditLog.open({ dir: join(config.dataDir, 'audit') });
     stops.push(() => audit.close());
     options.audit = audit;
+    options.admission = [audit.objectNames, ...options.admission];
   }
   // RBAC objects: the checks their schema cannot express (roleRef immutable, rule shapes).
   options.admission = [...(options.admission ?? []), rbacValidation(resources)];
