@@ -146,6 +146,17 @@ export const CLUSTER_ROLE_BINDING: ResourceInfo = info({
   ),
 });
 
+/**
+ * RBAC names are path segments, not DNS names (kube's ValidatePathSegmentName): `system:basic-user`
+ * is valid, `a/b`, `a%b`, `.` and `..` are not. `prefix`: a generateName, checked for characters only.
+ */
+export function pathSegmentNameErrors(name: string, prefix = false): string[] {
+  const out: string[] = [];
+  if (!prefix && (name === '.' || name === '..')) out.push(`may not be '${name}'`);
+  for (const c of ['/', '%']) if (name.includes(c)) out.push(`may not contain '${c}'`);
+  return out;
+}
+
 export const RBAC_KINDS: ResourceInfo[] = [CLUSTER_ROLE_BINDING, CLUSTER_ROLE, ROLE_BINDING, ROLE];
 
 /**

@@ -8,6 +8,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { OBJECT_META_SCHEMA } from './builtin-kinds.js';
+import { pathSegmentNameErrors, RBAC_GROUP } from './builtin-kinds-rbac.js';
 import { hasHostBits, intToIPv4, ipv4ToInt, isIPv4 as isStrictIPv4, macProblem, parseIPv4CIDR, type IPv4Net } from './net/ipv4.js';
 import { DNS1123_LABEL_PATTERN, isDNS1123Label, isDNS1123Subdomain, isQualifiedName, isValidLabelValue } from './name-validation.js';
 import { NONNEGATIVE_QUANTITY_PATTERN, QUANTITY_PATTERN, QUANTITY_REGEXP, formatQuantity, parseQuantity } from './quantity.js';
@@ -446,7 +447,7 @@ export function validateObjectMeta(info: ResourceInfo, obj: KObject): FieldCause
     if (m !== undefined && m !== null) return [causes.typeInvalid('metadata', m, 'must be an object')];
     return [causes.required('metadata.name', 'name or generateName is required')];
   }
-  const check = nameFormat(info) === 'label' ? isDNS1123Label : isDNS1123Subdomain;
+  const check = info.group === RBAC_GROUP ? (n: string) => pathSegmentNameErrors(n) : nameFormat(info) === 'label' ? isDNS1123Label : isDNS1123Subdomain;
   for (const f of ['name', 'generateName', 'namespace'] as const) {
     if (m[f] !== undefined && m[f] !== null && typeof m[f] !== 'string') out.push(causes.typeInvalid(`metadata.${f}`, m[f], 'must be a string'));
   }
