@@ -23,6 +23,7 @@ import { InstanceLock } from './instance-lock.js';
 import { installProcessGuards, runApiWorker } from './api-workers.js';
 import { loadEtcdTls } from '../store/etcd-options.js';
 import { DEFAULT_FLAVORS, seedFlavors, seedTestImage } from './seed.js';
+import { seedQuotaDefaults } from '../controllers/namespace/default-quota.js';
 import type { Supervised } from './supervise.js';
 
 const HELP = `kova — a Kubernetes-style control plane for virtual machines
@@ -285,6 +286,7 @@ async function seed(kubeconfig: string, dataDir: string, testImage: boolean): Pr
   try {
     const made = await seedFlavors(client);
     if (made) say(`created ${made} default flavors (${DEFAULT_FLAVORS.map((f) => f.name).join(', ')})`);
+    if (await seedQuotaDefaults(client)) say('created the default project quotas (ConfigMap kova-system/quota-defaults)');
     if (testImage) {
       await seedTestImage(client, dataDir, say).catch((e: Error) => say(`warning: could not prepare the test image (${e.message}); create an Image from your own qcow2 file instead`));
     }

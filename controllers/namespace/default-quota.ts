@@ -59,3 +59,24 @@ export async function startDefaultQuotaController(opts: ControllerStartOptions):
     )
     .start(signal);
 }
+
+/** What `kova up` seeds: Nova's, Cinder's and Neutron's classic defaults. */
+export const SEEDED_QUOTA_DEFAULTS: Readonly<Record<string, string>> = {
+  'count/instances.kova.dev': '10',
+  'requests.vcpus': '20',
+  'requests.memory': '50Gi',
+  'count/volumes.kova.dev': '10',
+  'requests.storage': '1000Gi',
+  'count/floatingips.kova.dev': '10',
+};
+
+/** Creates kova-system/quota-defaults unless it exists (an admin's edits are kept). True when created. */
+export async function seedQuotaDefaults(client: ApiClient): Promise<boolean> {
+  try {
+    await client.create(CONFIG_MAPS, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: QUOTA_DEFAULTS_CONFIGMAP, namespace: QUOTA_DEFAULTS_NAMESPACE }, data: { ...SEEDED_QUOTA_DEFAULTS } });
+    return true;
+  } catch (e) {
+    if (isAlreadyExists(e)) return false;
+    throw e;
+  }
+}
