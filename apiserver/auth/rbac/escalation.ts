@@ -105,7 +105,8 @@ export class EscalationAdmission implements Admission {
         await this.checkBinding(a, plural, name, ref);
       }
       if (old && oldRef && (!ref || ref.apiGroup !== oldRef.apiGroup || ref.kind !== oldRef.kind || ref.name !== oldRef.name)) {
-        const shown = ref ? `{APIGroup:${JSON.stringify(ref.apiGroup)}, Kind:${JSON.stringify(ref.kind)}, Name:${JSON.stringify(ref.name)}}` : '{}';
+        // As Go's %#v of the internal type prints it, the form kube users see.
+        const shown = ref ? `rbac.RoleRef{APIGroup:${JSON.stringify(ref.apiGroup)}, Kind:${JSON.stringify(ref.kind)}, Name:${JSON.stringify(ref.name)}}` : 'rbac.RoleRef{}';
         throw invalid(res(plural), name, [{ reason: 'FieldValueInvalid', field: 'roleRef', message: `Invalid value: ${shown}: cannot change roleRef` }]);
       }
       return;
