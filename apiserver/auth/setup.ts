@@ -12,6 +12,9 @@ import type { Admission } from './hooks.js';
 import { reconcileBootstrapPolicy } from './bootstrap-policy.js';
 import { Reviews } from './reviews.js';
 import type { RuleResolver } from './types.js';
+import { RbacAuthorizer } from './rbac/authorizer.js';
+import { RbacCache } from './rbac/cache.js';
+import { EscalationAdmission } from './rbac/escalation.js';
 import { NodeRestriction } from './node-restriction.js';
 import { QuotaCharger } from '../quota/charger.js';
 
@@ -28,6 +31,8 @@ export type SecurityOptions = Pick<ApiServerOptions, 'token' | 'authenticators' 
 
 export interface Security {
   options: SecurityOptions;
+  /** The RBAC rule resolver when authorization is on (SelfSubjectRulesReview, escalation checks). */
+  ruleResolver?: RuleResolver;
   /** Stops the caches and flushes the audit log. */
   stop(): Promise<void>;
 }
@@ -56,11 +61,24 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
     // The default roles and bindings; every API server does it, conflicts between them are harmless.
     await reconcileBootstrapPolicy(resources, (m) => process.stderr.write(`kova: ${m}\n`));
   }
+  let ruleResolver: RuleResolver | undefined;
+  if (config.token) {
+    // RBAC: decisions from a watch-fed cache of roles and bindings (ready before we serve: it lists
+    // after the bootstrap policy is in); writes to RBAC objects may not escalate privileges.
+    const rbac = new RbacCache(resources.store, { log: (m) => process.stderr.write(`kova: ${m}\n`) });
+    await rbac.start();
+    stops.push(() => rbac.stop());
+    const authorizer = new RbacAuthorizer(rbac);
+    options.authorizer = authorizer;
+    options.admission = [...(options.admission ?? []), new EscalationAdmission(authorizer, resources)];
+    ruleResolver = authorizer;
+  }
   // Kept last: the reviews answer with whatever authorizer (and rule resolver) is configured above.
   const authz = options.authorizer as (RuleResolver & object) | undefined;
   options.reviews = new Reviews({ rules: authz && typeof authz.rulesFor === 'function' ? authz : undefined });
   return {
     options,
+    ruleResolver,
     stop: async () => {
       for (const s of stops.reverse()) await s();
     },
