@@ -164,7 +164,7 @@ test('Registry.load: built-ins plus CRDs, lookups by resource and kind', async (
     'Role:0', 'Age:0', 'Users:1', 'Groups:1', 'ServiceAccounts:1',
   ]);
   assert.deepEqual(reg.byKind('rbac.authorization.k8s.io', 'ClusterRole')!.printerColumns.map((c) => c.name), ['Created At']);
-  assert.deepEqual(reg.byGroupVersion('v1').map((r) => r.plural).sort(), ['configmaps', 'events', 'namespaces', 'secrets']);
+  assert.deepEqual(reg.byGroupVersion('v1').map((r) => r.plural).sort(), ['configmaps', 'events', 'namespaces', 'resourcequotas', 'secrets']);
   assert.equal(reg.byGroupVersion('kova.dev/v1alpha1').length, 12);
   assert.equal(reg.crds().length, 12);
 
