@@ -208,7 +208,7 @@ test('Registry.load: built-ins plus CRDs, lookups by resource and kind', async (
   assert.equal(lease.statusSubresource, false);
   assert.equal(reg.byKind('', 'Secret')!.printerColumns[0].name, 'Type');
   assert.ok(reg.byKind('', 'ConfigMap'));
-  for (const r of reg.all()) if (!r.custom) assert.equal(r.statusSubresource, r.kind === 'Namespace', r.kind);
+  for (const r of reg.all()) if (!r.custom) assert.equal(r.statusSubresource, r.kind === 'Namespace' || r.kind === 'ResourceQuota', r.kind);
 });
 
 test('Registry refuses broken or duplicate CRDs', async () => {

@@ -241,6 +241,8 @@ export class ResourceStore {
   /** Stores a new object, charging quotas with it in one transaction where any track it. */
   private async storeNew(info: ResourceInfo, obj: KObject, dryRun: boolean): Promise<KObject> {
     const key = this.key(info, obj.metadata.namespace, obj.metadata.name!);
+    // As kube's ResourceQuota strategy: a new quota's usage is counted, never taken from the client.
+    if (isResourceQuotaKind(info)) delete obj.status;
     // The no-quota path: one cached lookup, then the plain create.
     const charged = this.quota?.applies(info, obj.metadata.namespace) ? this.quota : undefined;
     if (dryRun && !charged) return obj;
