@@ -120,8 +120,10 @@ export class RbacAuthorizer implements Authorizer, RuleResolver {
       else if (!errors.includes(r.error)) errors.push(r.error);
       return true;
     });
+    // As upstream's RBAC RulesFor: roles that cannot be resolved are errors (SSRR's
+    // evaluationError), not incompleteness; only a cache that has not listed yet is incomplete.
     if (!this.cache.ready) errors.push(NOT_READY_REASON.replace(/^RBAC: /, ''));
-    return { rules, incomplete: errors.length > 0, errors };
+    return { rules, incomplete: !this.cache.ready, errors };
   }
 
   /** The rules of a role reference as a binding in `bindingNamespace` ('' for cluster-wide) would grant. */

@@ -16,10 +16,11 @@ import { Validator } from '../../../api/validation.js';
 import { Store } from '../../../store/store.js';
 import { startTestEtcd, waitFor, type TestEtcd } from '../../../testing/etcd.js';
 import { ensurePki } from '../../pki.js';
+import type { ApiError } from '../../status.js';
 import { ResourceStore } from '../../resource-store.js';
 import { ApiServer } from '../../server.js';
 import { bearerToken } from '../admin-token.js';
-import type { Authenticator, UserInfo } from '../types.js';
+import type { Authenticator, RequestAttributes, UserInfo } from '../types.js';
 import { RbacAuthorizer } from './authorizer.js';
 import { RbacCache } from './cache.js';
 import { EscalationAdmission } from './escalation.js';
@@ -43,6 +44,7 @@ let store: Store;
 let resources: ResourceStore;
 let registry: Registry;
 let cache: RbacCache;
+let authz: RbacAuthorizer;
 let server: ApiServer;
 let url: string;
 let dir: string;
@@ -102,7 +104,7 @@ before(async () => {
   for (const ns of ['default', 'demo', 'other']) await resources.create(registry.lookup('', 'v1', 'namespaces')!, undefined, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
   cache = new RbacCache(store);
   await cache.start();
-  const authz = new RbacAuthorizer(cache);
+  authz = new RbacAuthorizer(cache);
   server = new ApiServer({ registry, resources, token: ADMIN, authenticators: [tokens], authorizer: authz, admission: [new EscalationAdmission(authz, resources)] });
   // TLS, as kova serves: kubectl sends bearer tokens over https only.
   const pki = await ensurePki(join(dir, 'pki'), []);
@@ -216,5 +218,34 @@ describe('RBAC through the API server, with kubectl', () => {
     ok(await kubectl(as('carol'), ['patch', 'role', 'inst-reader', '-n', 'demo', ...p]));
     denied(await kubectl(as('alice'), ['patch', 'rolebinding', 'bob-reader', '-n', 'demo', ...p]), /patching rolebindings needs the bind verb/);
     ok(await kubectl(ADMIN, ['patch', 'rolebinding', 'bob-reader', '-n', 'demo', ...p]));
+  });
+});
+
+describe('admitPatched: the checks on a patch result, for a server hook after patch application', () => {
+  const patch = (user: string, resource: string, ns: string, name: string): RequestAttributes => ({
+    user: user === 'admin' ? { name: 'kova-admin', groups: ['system:masters', 'system:authenticated'] } : USERS[user], verb: 'patch', resourceRequest: true, path: '', apiGroup: G, apiVersion: 'v1', resource, subresource: '', namespace: ns, name,
+  });
+  const get = async (resource: string, ns: string, name: string) => resources.get(registry.lookup(G, 'v1', resource)!, ns || undefined, name);
+
+  it('with the hook on, admit() defers patches to it, and it judges the final object', async () => {
+    const esc = new EscalationAdmission(authz, resources, { patchedObjectsChecked: true });
+    await esc.admit(patch('alice', 'roles', 'demo', 'inst-reader'), undefined);
+    const old = await get('roles', 'demo', 'inst-reader');
+    const wider = { ...old, rules: [...(old.rules as unknown[]), { verbs: ['delete'], apiGroups: ['kova.dev'], resources: ['hosts'] }] };
+    await assert.rejects(esc.admitPatched(patch('alice', 'roles', 'demo', 'inst-reader'), wider, old), (e: ApiError) => e.code === 403 && /not currently held:\n\{APIGroups:\["kova\.dev"\], Resources:\["hosts"\], Verbs:\["delete"\]\}/.test(e.message));
+    await esc.admitPatched(patch('alice', 'roles', 'demo', 'inst-reader'), { ...old, metadata: { ...old.metadata, labels: { a: 'b' } } }, old);
+
+    // A role beyond alice's rights may still get a finalizer from her (the GC's kind of change).
+    const big = await get('roles', 'demo', 'big');
+    await esc.admitPatched(patch('alice', 'roles', 'demo', 'big'), { ...big, metadata: { ...big.metadata, finalizers: ['x/y'] } }, big);
+    await assert.rejects(esc.admitPatched(patch('alice', 'roles', 'demo', 'big'), { ...big, metadata: { ...big.metadata, labels: { x: 'y' } } }, big), (e: ApiError) => e.code === 403);
+
+    // Bindings: the roleRef of the result is what is checked, and it may not change.
+    const b = await get('rolebindings', 'demo', 'bob-reader');
+    await esc.admitPatched(patch('alice', 'rolebindings', 'demo', 'bob-reader'), { ...b, subjects: [{ kind: 'User', apiGroup: G, name: 'zed' }] }, b);
+    await assert.rejects(esc.admitPatched(patch('admin', 'rolebindings', 'demo', 'bob-reader'), { ...b, roleRef: { apiGroup: G, kind: 'ClusterRole', name: 'kova-edit' } }, b),
+      (e: ApiError) => e.code === 422 && e.details?.causes?.[0]?.field === 'roleRef');
+    // Server-side apply creating a binding: no old object, checked as a create.
+    await assert.rejects(esc.admitPatched(patch('alice', 'rolebindings', 'demo', 'new'), roleBinding('demo', 'new', 'ClusterRole', 'host-admin', 'bob'), undefined), (e: ApiError) => e.code === 403);
   });
 });
