@@ -10,7 +10,7 @@
 // annotation kova.dev/default-quota=none never gets one. Changing the ConfigMap affects
 // namespaces that have not got their quota yet, not existing quotas.
 import type { ApiClient, KObject } from '../../client/client.js';
-import { isAlreadyExists, NAMESPACES } from '../../client/client.js';
+import { isAlreadyExists, NAMESPACES, StatusError } from '../../client/client.js';
 import { controllerFor, withDefaults } from '../../client/controller.js';
 import type { ControllerHandle, ControllerStartOptions, Reconciler, Request } from '../../client/controller.js';
 import { CONFIG_MAPS, RESOURCE_QUOTAS } from '../quota/quota-controller.js';
@@ -23,7 +23,11 @@ export const SYSTEM_NAMESPACES_WITHOUT_QUOTA: readonly string[] = ['kube-system'
 
 export class DefaultQuotaReconciler implements Reconciler {
   readonly name = 'default-quota';
-  constructor(private readonly client: ApiClient) {}
+  private warned = false;
+  constructor(
+    private readonly client: ApiClient,
+    private readonly log: (msg: string) => void = () => undefined,
+  ) {}
 
   async reconcile(req: Request, signal: AbortSignal): Promise<void> {
     if (SYSTEM_NAMESPACES_WITHOUT_QUOTA.includes(req.name)) return;
@@ -41,7 +45,15 @@ export class DefaultQuotaReconciler implements Reconciler {
     } catch (e) {
       if (!isAlreadyExists(e)) throw e; // a crash after the create and before the annotation
     }
-    await this.client.mergePatch(NAMESPACES, undefined, req.name, { metadata: { annotations: { [DEFAULT_QUOTA_ANNOTATION]: 'applied' } } });
+    try {
+      await this.client.mergePatch(NAMESPACES, undefined, req.name, { metadata: { annotations: { [DEFAULT_QUOTA_ANNOTATION]: 'applied' } } });
+    } catch (e) {
+      // Without the right to patch namespaces the quota is still there; only "once" is lost
+      // (a deleted default quota comes back). Said once, not retried forever.
+      if (!(e instanceof StatusError && e.code === 403)) throw e;
+      if (!this.warned) this.log(`default-quota: cannot annotate namespaces (${e.message}); grant patch on namespaces to the controllers`);
+      this.warned = true;
+    }
   }
 }
 
@@ -50,7 +62,7 @@ export async function startDefaultQuotaController(opts: ControllerStartOptions):
   const { client, signal, log, informers } = withDefaults(opts);
   const namespaces = informers.for(NAMESPACES);
   const pending = (n: KObject) => (n.metadata.annotations?.[DEFAULT_QUOTA_ANNOTATION] || n.metadata.deletionTimestamp ? undefined : { name: n.metadata.name! });
-  return controllerFor(new DefaultQuotaReconciler(client), { workers: opts.workers ?? 2, log })
+  return controllerFor(new DefaultQuotaReconciler(client, log), { workers: opts.workers ?? 2, log })
     .watches(namespaces, pending, ['add', 'update'])
     .watches(
       informers.for(CONFIG_MAPS, { namespace: QUOTA_DEFAULTS_NAMESPACE, fieldSelector: `metadata.name=${QUOTA_DEFAULTS_CONFIGMAP}` }),
