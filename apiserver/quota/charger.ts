@@ -58,8 +58,9 @@ export class QuotaCharger {
       // Without the watch every charge reads the namespace's quotas live, until it is back.
       this.watch = undefined;
       this.byNamespace.clear();
-      if (!this.stopped) this.retry = setTimeout(() => void this.start().catch(() => this.rewatchLater()), REWATCH_MS);
+      this.rewatchLater();
     });
+    if (this.stopped) await this.stop(); // stopped while (re)starting
   }
 
   private rewatchLater(): void {
