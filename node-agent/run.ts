@@ -33,6 +33,11 @@ export async function startSimAgents(opts: {
   /** Client-side rate limit of the client made from `kubeconfig` (KovaClient's defaults otherwise). */
   clientOptions?: Pick<KovaClientOptions, 'qps' | 'burst'>;
   count: number;
+  /**
+   * Each agent's own kubeconfig (its node identity, system:node:<host>); the shared watches,
+   * flavor cache and event recorder use `kubeconfig`. Without it every agent uses `kubeconfig`.
+   */
+  kubeconfigFor?: (hostName: string) => string;
   prefix?: string;
   preset?: SimDriverOptions['preset'];
   driverOptions?: Omit<SimDriverOptions, 'preset'>;
@@ -66,7 +71,10 @@ export async function startSimAgents(opts: {
   for (let i = 0; i < opts.count; i++) {
     const driver = new SimDriver({ ...opts.driverOptions, preset: opts.preset });
     drivers.push(driver);
-    agents.push(new NodeAgent({ client, hostName: `${prefix}${i}`, driver, labels: opts.labels?.(i), flavors, recorder, instances: shared.view(`${prefix}${i}`), images, keyPairs, workers: opts.workers ?? 4, heartbeatS: opts.heartbeatS, leaseDurationS: opts.leaseDurationS, log }));
+    const hostName = `${prefix}${i}`;
+    // A few connections each: an agent writes its host's objects, the shared client does the watching.
+    const own = opts.kubeconfigFor ? clientFor(opts.kubeconfigFor(hostName), 4, opts.clientOptions) : client;
+    agents.push(new NodeAgent({ client: own, hostName, driver, labels: opts.labels?.(i), flavors, recorder, instances: shared.view(`${prefix}${i}`), images, keyPairs, workers: opts.workers ?? 4, heartbeatS: opts.heartbeatS, leaseDurationS: opts.leaseDurationS, log }));
   }
   // Register in small batches so a hundred hosts do not hit the API server at once.
   for (let i = 0; i < agents.length; i += 10) await Promise.all(agents.slice(i, i + 10).map((a) => a.start(opts.signal)));
