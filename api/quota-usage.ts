@@ -61,7 +61,9 @@ export function flavorOf(r: Kind, o: KObject): string | undefined {
 const amount = (q: unknown): number => {
   if (typeof q !== 'string' && typeof q !== 'number') return 0;
   try {
-    return parseQuantity(q);
+    const v = parseQuantity(q);
+    // `1e400` matches the quantity pattern but is no finite number: as large as can be.
+    return Number.isFinite(v) ? v : v > 0 ? Number.MAX_VALUE : 0;
   } catch {
     return 0;
   }
