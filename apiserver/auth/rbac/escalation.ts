@@ -54,12 +54,15 @@ export function escalationMessage(authz: RbacAuthorizer, user: UserInfo, namespa
 /** Whether only what the garbage collector changes (ownerReferences, finalizers) differs, besides server-set metadata. */
 export function onlyGcFieldsChanged(next: KObject, old: KObject): boolean {
   const strip = (o: KObject) => {
-    const { ownerReferences, finalizers, resourceVersion, managedFields, selfLink, uid, creationTimestamp, generation, ...meta } = (o.metadata ?? {}) as Record<string, unknown>;
-    void ownerReferences, finalizers, resourceVersion, managedFields, selfLink, uid, creationTimestamp, generation;
+    const meta: Record<string, unknown> = { ...o.metadata };
+    for (const k of IGNORED_META) delete meta[k];
     return { ...o, metadata: meta };
   };
   return jsonEqual(strip(next), strip(old));
 }
+
+/** What the GC changes (IsOnlyMutatingGCFields), plus what the server sets whatever a client sends. */
+const IGNORED_META = ['ownerReferences', 'finalizers', 'selfLink', 'resourceVersion', 'managedFields', 'uid', 'creationTimestamp', 'generation'];
 
 export interface EscalationOptions {
   /**
