@@ -78,15 +78,17 @@ const roleRefSchema = (kinds: string[]): JSONSchema =>
 const subjects: JSONSchema = { description: 'Subjects holds references to the objects the role applies to.', type: 'array', items: SUBJECT_SCHEMA, 'x-kubernetes-list-type': 'atomic' };
 
 // kube-apiserver's table printer: roles show their creation time as a timestamp, bindings the
-// role, and in wide output the subjects. A JSONPath column holds one value, so ROLE is the
-// role's name and each subject column its first subject of that kind.
+// role as Kind/name and, in wide output, the subjects of each kind joined by ", ". No JSONPath
+// can join values, so those columns are computed (RBAC_COMPUTED_COLUMNS, by pseudo-JSONPath).
 const CREATED_AT: PrinterColumn = { name: 'Created At', type: 'string', jsonPath: '.metadata.creationTimestamp', description: 'The time the role was created (RFC 3339).' };
+export const RBAC_ROLE_COLUMN = 'kova:rbac-role';
+const subjectColumn = (kind: string) => `kova:rbac-subjects-${kind}`;
 const bindingColumns: PrinterColumn[] = [
-  { name: 'Role', type: 'string', jsonPath: '.roleRef.name', description: 'The role the binding grants (roleRef.kind/roleRef.name).' },
+  { name: 'Role', type: 'string', jsonPath: RBAC_ROLE_COLUMN, description: 'The role the binding grants (roleRef.kind/roleRef.name).' },
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp', description: 'CreationTimestamp is a timestamp representing the server time when this object was created.' },
-  { name: 'Users', type: 'string', jsonPath: '.subjects[?(@.kind=="User")].name', description: 'Users the binding applies to.', priority: 1 },
-  { name: 'Groups', type: 'string', jsonPath: '.subjects[?(@.kind=="Group")].name', description: 'Groups the binding applies to.', priority: 1 },
-  { name: 'ServiceAccounts', type: 'string', jsonPath: '.subjects[?(@.kind=="ServiceAccount")].name', description: 'Service accounts the binding applies to.', priority: 1 },
+  { name: 'Users', type: 'string', jsonPath: subjectColumn('User'), description: 'Users the binding applies to.', priority: 1 },
+  { name: 'Groups', type: 'string', jsonPath: subjectColumn('Group'), description: 'Groups the binding applies to.', priority: 1 },
+  { name: 'ServiceAccounts', type: 'string', jsonPath: subjectColumn('ServiceAccount'), description: 'Service accounts (namespace/name) the binding applies to.', priority: 1 },
 ];
 
 export const ROLE: ResourceInfo = info({
@@ -159,16 +161,12 @@ export function pathSegmentNameErrors(name: string, prefix = false): string[] {
 
 export const RBAC_KINDS: ResourceInfo[] = [CLUSTER_ROLE_BINDING, CLUSTER_ROLE, ROLE_BINDING, ROLE];
 
-/**
- * The binding columns as kube-apiserver's printer computes them (ROLE is `Kind/name`, subject
- * columns join every subject of their kind with ", "), keyed by the columns' JSONPath: for a
- * table renderer that supports computed cells; the JSONPaths alone give the first value.
- */
+/** The computed binding columns (see bindingColumns), keyed by their pseudo-JSONPath. */
 export const RBAC_COMPUTED_COLUMNS: Record<string, (o: KObject) => string | null> = {
-  '.roleRef.name': (o) => (isObj(o.roleRef) ? `${String(o.roleRef.kind ?? '')}/${String(o.roleRef.name ?? '')}` : null),
-  '.subjects[?(@.kind=="User")].name': (o) => subjectNames(o, 'User'),
-  '.subjects[?(@.kind=="Group")].name': (o) => subjectNames(o, 'Group'),
-  '.subjects[?(@.kind=="ServiceAccount")].name': (o) => subjectNames(o, 'ServiceAccount'),
+  [RBAC_ROLE_COLUMN]: (o) => (isObj(o.roleRef) ? `${String(o.roleRef.kind ?? '')}/${String(o.roleRef.name ?? '')}` : null),
+  [subjectColumn('User')]: (o) => subjectNames(o, 'User'),
+  [subjectColumn('Group')]: (o) => subjectNames(o, 'Group'),
+  [subjectColumn('ServiceAccount')]: (o) => subjectNames(o, 'ServiceAccount'),
 };
 
 function subjectNames(o: KObject, kind: string): string {

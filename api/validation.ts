@@ -8,7 +8,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { OBJECT_META_SCHEMA } from './builtin-kinds.js';
-import { pathSegmentNameErrors, RBAC_GROUP } from './builtin-kinds-rbac.js';
+import { pathSegmentNameErrors, RBAC_GROUP, RBAC_KINDS, rbacCauses } from './builtin-kinds-rbac.js';
 import { hasHostBits, intToIPv4, ipv4ToInt, isIPv4 as isStrictIPv4, macProblem, parseIPv4CIDR, type IPv4Net } from './net/ipv4.js';
 import { DNS1123_LABEL_PATTERN, isDNS1123Label, isDNS1123Subdomain, isQualifiedName, isValidLabelValue } from './name-validation.js';
 import { NONNEGATIVE_QUANTITY_PATTERN, QUANTITY_PATTERN, QUANTITY_REGEXP, formatQuantity, parseQuantity } from './quantity.js';
@@ -631,6 +631,8 @@ const SEMANTIC_RULES: Record<string, SemanticRule> = {
   'kova.dev/Network': networkRules,
   'kova.dev/Port': portRules,
   'kova.dev/SecurityGroup': securityGroupRules,
+  // RBAC rule shapes and subjects (builtin-kinds-rbac.ts); roleRef's immutability is an update rule (object-rules.ts).
+  ...Object.fromEntries(RBAC_KINDS.map((k) => [`${k.group}/${k.kind}`, (o: KObject) => rbacCauses(k, o)])),
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -59,6 +60,31 @@ async function issue(caDir: string, out: string, name: string, cn: string, ext: 
   await chmod(p(`${name}.key`), 0o600);
   await openssl(['x509', '-req', '-in', p(`${name}.csr`), '-CA', join(caDir, 'ca.crt'), '-CAkey', join(caDir, 'ca.key'), '-CAcreateserial',
     '-out', p(`${name}.crt`), '-days', '825', '-extfile', p(`${name}.ext`)]);
+}
+
+/**
+ * A client certificate from the kova CA in `caDir` (CN = user, one O per group: kube-apiserver's
+ * x509 identity), for one year. Nothing is kept on disk: the PEMs are returned.
+ */
+export async function issueClientCert(caDir: string, user: string, groups: string[] = []): Promise<{ cert: string; key: string }> {
+  // Characters with a meaning in openssl's -subj syntax are refused rather than escaped.
+  for (const v of [user, ...groups]) {
+    if (!v || /[/\\+=,\x00-\x1f]/.test(v)) throw new Error(`invalid certificate subject value ${JSON.stringify(v)}`);
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'kova-cert-'));
+  try {
+    const subj = [...groups.map((g) => `/O=${g}`), `/CN=${user}`].join('');
+    const p = (f: string) => join(dir, f);
+    await writeFile(p('client.ext'), 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE\n');
+    await openssl(['req', ...EC, '-keyout', p('client.key'), '-out', p('client.csr'), '-subj', subj]);
+    // A serial file of its own: a fresh random serial, and nothing written next to the CA.
+    await openssl(['x509', '-req', '-in', p('client.csr'), '-CA', join(caDir, 'ca.crt'), '-CAkey', join(caDir, 'ca.key'), '-CAcreateserial', '-CAserial', p('ca.srl'),
+      '-out', p('client.crt'), '-days', '365', '-extfile', p('client.ext')]);
+    const [cert, key] = await Promise.all([readFile(p('client.crt'), 'utf8'), readFile(p('client.key'), 'utf8')]);
+    return { cert, key };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** Certificate files of kova's local etcd: the shape startEtcd takes. */

@@ -183,7 +183,22 @@ export function routeResource(registry: Registry, segs: string[]): ResourceRoute
   if (rest.length > 3) return undefined;
   const info = registry.lookup(group, version, rest[0]);
   if (!info) return undefined;
-  return { info, namespace, name: rest[1], subresource: rest[2] };
+  return { info, namespace, name: rest[1] === undefined ? undefined : decodeName(rest[1]), subresource: rest[2] };
+}
+
+/**
+ * A name segment as the client meant it: clients may percent-encode (KovaClient sends
+ * `kova%3Areader` for the ClusterRole kova:reader), as kube-apiserver decodes paths. A segment
+ * that does not decode, or decodes to something with a `/`, is kept as sent (it names nothing).
+ */
+function decodeName(seg: string): string {
+  if (!seg.includes('%')) return seg;
+  try {
+    const d = decodeURIComponent(seg);
+    return d.includes('/') ? seg : d;
+  } catch {
+    return seg;
+  }
 }
 
 /** Query options common to writes, validated like kube-apiserver's. */

@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Registry } from '../api/registry.js';
+import { writtenObjectJson } from '../store/codec.js';
 import type { KObject, ResourceInfo } from '../api/types.js';
 import { groupVersion } from '../api/types.js';
 import { aggregatedDiscovery, AGGREGATED_CONTENT_TYPE, supportsDeleteCollection, apiGroupList, apiResourceList, apiVersions, SERVER_VERSION, wantsAggregated } from './discovery.js';
@@ -50,6 +51,8 @@ export interface ApiServerOptions {
   audit?: AuditSink;
   /** Answers the authorization.k8s.io and authentication.k8s.io review POSTs. */
   reviews?: ReviewHandler;
+  /** CA (PEM) whose client certificates TLS asks for (not requires); the authenticators read them. */
+  clientCA?: string;
   /** Address advertised in /api serverAddressByClientCIDRs. */
   advertiseAddress?: string;
   log?: (msg: string) => void;
@@ -181,7 +184,10 @@ export class ApiServer {
         res.destroy();
       });
     };
-    const server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, handler) : http.createServer(handler);
+    // A client certificate is requested but optional (token users have none); one the CA did not
+    // sign leaves socket.authorized false and is no identity, instead of failing the handshake.
+    const clientCerts = this.opts.clientCA ? { ca: this.opts.clientCA, requestCert: true, rejectUnauthorized: false } : {};
+    const server = tls ? https.createServer({ cert: tls.cert, key: tls.key, ...clientCerts }, handler) : http.createServer(handler);
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => clientError(err, socket));
     server.keepAliveTimeout = 65_000;
     server.headersTimeout = 70_000;

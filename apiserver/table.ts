@@ -4,6 +4,7 @@
 import type { KObject, PrinterColumn, ResourceInfo } from '../api/types.js';
 import { evalJsonPath, parseJsonPath } from './table-jsonpath.js';
 import { QUOTA_COMPUTED_COLUMNS } from '../api/builtin-kinds-quota.js';
+import { RBAC_COMPUTED_COLUMNS } from '../api/builtin-kinds-rbac.js';
 import type { JsonPathStep } from './table-jsonpath.js';
 
 export { evalJsonPath, parseJsonPath, JsonPathError } from './table-jsonpath.js';
@@ -117,7 +118,7 @@ function rowObject(obj: KObject, include: IncludeObject): unknown {
 /** One cell, converted like the tableconvertor's `cellForJSONValue` (string columns are printed). */
 export function cellFor(column: Pick<PrinterColumn, 'type' | 'jsonPath'>, obj: unknown, now: Date = new Date()): unknown {
   // ResourceQuota's "used/hard" columns are computed, not read at a path.
-  const computed = QUOTA_COMPUTED_COLUMNS[column.jsonPath];
+  const computed = QUOTA_COMPUTED_COLUMNS[column.jsonPath] ?? RBAC_COMPUTED_COLUMNS[column.jsonPath];
   if (computed) return computed(obj as KObject);
   const steps = compiled(column.jsonPath);
   if (!steps) return null;

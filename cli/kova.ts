@@ -49,6 +49,8 @@ Usage:
   kova audit [--since 1h|30m|RFC3339] [--user U] [--verb V] [--namespace N] [-o table|json]
              [--data-dir DIR]
                            print the audit log (every write and every denied request)
+  kova user create|token|revoke|delete|list ...
+                           users and their bearer tokens (kova user --help)
   kova --help              show this help
 
 Flags:
@@ -444,6 +446,11 @@ async function main(argv: string[]): Promise<void> {
     case 'audit': {
       const { auditCommand } = await import('./audit.js');
       process.exitCode = await auditCommand(rest, defaultDataDir);
+      return;
+    }
+    case 'user': {
+      const { userCommand } = await import('./user.js');
+      process.exitCode = await userCommand(rest, kubeconfigFrom);
       return;
     }
     case 'components':

@@ -116,6 +116,8 @@ describe('bootstrap policy', () => {
     [CONTROLLER_MANAGER_USER, 'update', '', 'namespaces', 'finalize', true],
     [CONTROLLER_MANAGER_USER, 'escalate', 'rbac.authorization.k8s.io', 'clusterroles', '', true],
     [CONTROLLER_MANAGER_USER, 'create', '', 'secrets', '', false],
+    [CONTROLLER_MANAGER_USER, 'patch', '', 'namespaces', '', true],
+    [CONTROLLER_MANAGER_USER, 'create', '', 'namespaces', '', false],
     ['system:kova:node', 'update', 'kova.dev', 'hosts', 'status', true],
     ['system:kova:node', 'patch', 'kova.dev', 'instances', 'status', true],
     ['system:kova:node', 'create', 'kova.dev', 'instances', '', false],

@@ -112,6 +112,8 @@ export function bootstrapClusterRoles(): KObject[] {
       rule(READ.concat(['delete', 'deletecollection']), ['*'], ['*']),
       rule(WRITE, [KOVA], ['*']),
       rule(['update'], [''], ['namespaces/finalize', 'namespaces/status']),
+      // The default-quota controller marks the projects it has given their quota.
+      rule(['patch'], [''], ['namespaces']),
       // The clusterrole-aggregation controller writes rules it need not hold itself.
       rule(['escalate', 'patch', 'update'], [RBAC_GROUP], ['clusterroles']),
       rule(['create', 'patch', 'update'], [''], ['events', 'resourcequotas', 'resourcequotas/status']),

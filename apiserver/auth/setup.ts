@@ -5,18 +5,14 @@ import { join } from 'node:path';
 import { AuditLog } from '../audit/log.js';
 import type { ResourceStore } from '../resource-store.js';
 import type { ApiServerOptions } from '../server.js';
-import { rbacCauses } from '../../api/builtin-kinds-rbac.js';
-import type { KObject } from '../../api/types.js';
-import { invalid } from '../status.js';
-import type { Admission } from './hooks.js';
+import { NodeRestriction } from './node-restriction.js';
+import { QuotaCharger } from '../quota/charger.js';
 import { reconcileBootstrapPolicy } from './bootstrap-policy.js';
 import { Reviews } from './reviews.js';
 import type { RuleResolver } from './types.js';
 import { RbacAuthorizer } from './rbac/authorizer.js';
 import { RbacCache } from './rbac/cache.js';
 import { EscalationAdmission } from './rbac/escalation.js';
-import { NodeRestriction } from './node-restriction.js';
-import { QuotaCharger } from '../quota/charger.js';
 
 export interface SecurityConfig {
   /** The admin's bearer token (kova up's kubeconfig); undefined: authentication is off. */
@@ -55,8 +51,6 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
     options.audit = audit;
     options.admission = [audit.objectNames, ...options.admission];
   }
-  // RBAC objects: the checks their schema cannot express (roleRef immutable, rule shapes).
-  options.admission = [...(options.admission ?? []), rbacValidation(resources)];
   if (config.token) {
     // The default roles and bindings; every API server does it, conflicts between them are harmless.
     await reconcileBootstrapPolicy(resources, (m) => process.stderr.write(`kova: ${m}\n`));
@@ -81,20 +75,6 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
     ruleResolver,
     stop: async () => {
       for (const s of stops.reverse()) await s();
-    },
-  };
-}
-
-function rbacValidation(resources: ResourceStore): Admission {
-  return {
-    async admit(a, object) {
-      if (a.apiGroup !== 'rbac.authorization.k8s.io' || !object || a.subresource || (a.verb !== 'create' && a.verb !== 'update')) return;
-      const info = resources.registry.lookup(a.apiGroup, a.apiVersion, a.resource);
-      if (!info) return;
-      let old: KObject | undefined;
-      if (a.verb === 'update') old = await resources.get(info, a.namespace || undefined, a.name).catch(() => undefined);
-      const causes = rbacCauses(info, object, old);
-      if (causes.length) throw invalid(info, object.metadata?.name ?? a.name, causes);
     },
   };
 }
