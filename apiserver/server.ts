@@ -86,7 +86,7 @@ function wantsTable(accept: string | undefined): boolean {
 }
 
 function send(res: ServerResponse, code: number, body: unknown, headers: Record<string, string> = {}) {
-  const text = JSON.stringify(body);
+  const text = (typeof body === 'object' && body !== null && writtenObjectJson(body)) || JSON.stringify(body);
   res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...headers });
   res.end(text);
 }
