@@ -34,6 +34,12 @@ export interface WriteOptions {
   subresource?: 'status';
   /** The caller hands `body` over (freshly parsed from a request): no defensive copy needed. */
   ownsBody?: boolean;
+  /**
+   * Admission of a patch's or apply's result (`old` the object it was applied to, undefined
+   * when apply creates), run before it is stored: the request body alone does not say what a
+   * patch makes. Throws an ApiError to refuse.
+   */
+  admitResult?: (obj: KObject, old: KObject | undefined) => void | Promise<void>;
 }
 
 export interface DeleteOptions {
@@ -330,6 +336,7 @@ export class ResourceStore {
       checkObjectBody(patched);
       const wanted = patched.metadata?.resourceVersion;
       if (wanted && wanted !== current.metadata.resourceVersion) throw conflict(info, name);
+      await opts.admitResult?.(patched, current);
       try {
         return await this.commitUpdate(info, current, patched, opts);
       } catch (e) {
@@ -400,6 +407,7 @@ export class ResourceStore {
         await this.checkNamespace(info, created.metadata.namespace);
         this.checkUnknownFields(info, created, opts);
         this.validateOrThrow(info, created);
+        await opts.admitResult?.(created, undefined);
         try {
           return await this.storeNew(info, created, !!opts.dryRun);
         } catch (e) {
@@ -412,6 +420,7 @@ export class ResourceStore {
         out.metadata.managedFields = result.managedFields;
         this.checkUnknownFields(info, out, opts);
         this.validateOrThrow(info, out, opts.subresource);
+        await opts.admitResult?.(out, live);
         return await this.persist(info, live, out, opts);
       } catch (e) {
         if (isConflict(e) && attempt < MAX_PATCH_RETRIES) continue;

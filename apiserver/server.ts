@@ -374,6 +374,11 @@ export class ApiServer {
     for (const a of this.opts.admission ?? []) await a.admit(attributes, object);
   }
 
+  /** Runs the admission checks on a patch's result, before it is stored. */
+  private async admitPatched(attributes: RequestAttributes, object: KObject, old: KObject | undefined): Promise<void> {
+    for (const a of this.opts.admission ?? []) await a.admitPatched?.(attributes, object, old);
+  }
+
   private async serveResource(req: IncomingMessage, res: ServerResponse, route: ResourceRoute, q: URLSearchParams, attributes: RequestAttributes) {
     const { info, namespace, name, subresource } = route;
     const method = req.method ?? 'GET';
@@ -453,7 +458,8 @@ export class ApiServer {
         const existed = type === 'apply' ? await rs.get(info, namespace, name).then(() => true, () => false) : true;
         if (meta) asPartialObjectMetadata({ metadata: {} } as KObject, meta); // a 406 before anything is written
         await this.admit(attributes, undefined);
-        const out = await rs.patch(info, namespace, name, type, patch, { ...w, userAgent: req.headers['user-agent'], warnings, subresource: sub });
+        const admitResult = (obj: KObject, old: KObject | undefined) => this.admitPatched(attributes, obj, old);
+        const out = await rs.patch(info, namespace, name, type, patch, { ...w, userAgent: req.headers['user-agent'], warnings, subresource: sub, admitResult });
         return send(res, existed ? 200 : 201, written(out), warningHeaders(warnings));
       }
       case 'DELETE': {

@@ -10,6 +10,11 @@ import type { Authorizer, RequestAttributes, UserInfo } from './types.js';
  */
 export interface Admission {
   admit(a: RequestAttributes, object: KObject | undefined): void | Promise<void>;
+  /**
+   * The same check on what a patch (or server-side apply) produces, `old` being the object it
+   * was applied to (undefined when apply creates). Run before the result is stored.
+   */
+  admitPatched?(a: RequestAttributes, object: KObject, old: KObject | undefined): void | Promise<void>;
 }
 
 /** One answered request, as the audit sink receives it (it renders audit.k8s.io/v1 Events). */

@@ -64,7 +64,7 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
     stops.push(() => rbac.stop());
     const authorizer = new RbacAuthorizer(rbac);
     options.authorizer = authorizer;
-    options.admission = [...(options.admission ?? []), new EscalationAdmission(authorizer, resources)];
+    options.admission = [...(options.admission ?? []), new EscalationAdmission(authorizer, resources, { patchedObjectsChecked: true })];
     ruleResolver = authorizer;
   }
   // Kept last: the reviews answer with whatever authorizer (and rule resolver) is configured above.
