@@ -175,23 +175,9 @@ async function remove(client: KovaClient, argv: string[]): Promise<void> {
       if (isNotFound(e)) continue; // RBAC kinds not served
       throw e;
     }
-    for (const b of items) await deleteNamed(client, kind, b.metadata.namespace, b.metadata.name!);
+    for (const b of items) await client.delete(kind, b.metadata.namespace, b.metadata.name!);
   }
   process.stderr.write(`kova: user ${name} deleted\n`);
-}
-
-/**
- * DELETE of an object whose name holds ':' (kova:member:alice). KovaClient.delete sends it
- * percent-encoded, which kova's API server does not decode yet (kube-apiserver does), so the
- * colons go as they are, as kubectl sends them.
- */
-async function deleteNamed(client: KovaClient, kind: Kind, namespace: string | undefined, name: string): Promise<void> {
-  const path = client.objectPath(kind, namespace, name).replace(/%3A/gi, ':');
-  try {
-    await client.request({ method: 'DELETE', path, body: { apiVersion: 'v1', kind: 'DeleteOptions' } });
-  } catch (e) {
-    if (!isNotFound(e)) throw e;
-  }
 }
 
 async function list(client: KovaClient): Promise<void> {

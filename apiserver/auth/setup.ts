@@ -5,7 +5,10 @@ import { join } from 'node:path';
 import { AuditLog } from '../audit/log.js';
 import type { ResourceStore } from '../resource-store.js';
 import type { ApiServerOptions } from '../server.js';
+import { clientCertAuthenticator } from './client-cert.js';
+import { impersonate } from './impersonation.js';
 import { NodeRestriction } from './node-restriction.js';
+import { TokenAuthenticator } from './tokens.js';
 import { QuotaCharger } from '../quota/charger.js';
 import { reconcileBootstrapPolicy } from './bootstrap-policy.js';
 import { Reviews } from './reviews.js';
@@ -23,7 +26,7 @@ export interface SecurityConfig {
   dataDir?: string;
 }
 
-export type SecurityOptions = Pick<ApiServerOptions, 'token' | 'authenticators' | 'impersonate' | 'authorizer' | 'admission' | 'audit' | 'reviews'>;
+export type SecurityOptions = Pick<ApiServerOptions, 'token' | 'authenticators' | 'impersonate' | 'authorizer' | 'admission' | 'audit' | 'reviews' | 'clientCA'>;
 
 export interface Security {
   options: SecurityOptions;
@@ -37,6 +40,15 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
   void resources;
   const stops: Array<() => Promise<void> | void> = [];
   const options: SecurityOptions = { token: config.token };
+  if (config.token) {
+    // Users: client certificates from the kova CA, then kova user tokens (the admin token stays first).
+    const tokens = new TokenAuthenticator(resources.store);
+    await tokens.start();
+    stops.push(() => tokens.stop());
+    options.authenticators = [...(options.authenticators ?? []), ...(config.caCert ? [clientCertAuthenticator()] : []), tokens];
+    if (config.caCert) options.clientCA = config.caCert;
+    options.impersonate = impersonate;
+  }
   // NodeRestriction: a node agent writes only its own host's objects (RBAC alone cannot say so).
   options.admission = [...(options.admission ?? []), new NodeRestriction(resources)];
   // ResourceQuota: charged atomically with creates, from a watch-fed cache of the quotas.
