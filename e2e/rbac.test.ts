@@ -3,10 +3,13 @@
 // kubectl create clusterrole/role/rolebinding (protobuf bodies), kubectl auth can-i (yes/no,
 // --list, -n, --as), kubectl auth whoami, SubjectAccessReview for admins only, RBAC validation
 // errors naming the field, and a ClusterRole labelled aggregate-to-view reaching view.
-// Other users are reached through impersonation by the admin (kubectl --as).
+// Other users are reached through impersonation by the admin (kubectl --as), and one through a
+// kubeconfig of its own from `kova user create`.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { eventually, startKova } from './harness.js';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { eventually, KOVA_BIN, KUBECTL, startKova } from './harness.js';
 import type { Kova } from './harness.js';
 
 let kova: Kova;
@@ -108,6 +111,28 @@ describe('RBAC with kubectl', () => {
     assert.equal(who.status.userInfo.username, 'bob');
     assert.ok(who.status.userInfo.groups.includes('team-x'));
     assert.ok(who.status.userInfo.groups.includes('system:authenticated'));
+  });
+
+  test('a user from kova user create: their own kubeconfig, their role in their project only', async () => {
+    const run = (file: string, args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(file, args, { timeout: 60_000 }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) }));
+    });
+    const file = join(kova.dataDir, 'erin.kubeconfig');
+    const made = await run(process.execPath, [KOVA_BIN, 'user', 'create', 'erin', '--project', 'demo', '--role', 'member', '--kubeconfig', kova.kubeconfig, '-o', file]);
+    assert.equal(made.code, 0, made.stderr);
+    const erin = (args: string[]) => run(KUBECTL, ['--kubeconfig', file, '--cache-dir', join(kova.dataDir, 'erin-cache'), ...args]);
+    const who = JSON.parse((await erin(['auth', 'whoami', '-o', 'json'])).stdout);
+    assert.equal(who.status.userInfo.username, 'erin');
+    assert.equal((await erin(['auth', 'can-i', 'create', 'instances.kova.dev', '-n', 'demo'])).stdout.trim(), 'yes');
+    assert.equal((await erin(['auth', 'can-i', 'create', 'instances.kova.dev', '-n', 'other'])).stdout.trim(), 'no');
+    assert.equal((await erin(['auth', 'can-i', 'create', 'roles', '-n', 'demo'])).stdout.trim(), 'no');
+    // Real requests agree with can-i.
+    assert.equal((await erin(['get', 'instances', '-n', 'demo'])).code, 0);
+    const denied = await erin(['get', 'instances', '-n', 'other']);
+    assert.notEqual(denied.code, 0);
+    assert.match(denied.stderr, /instances\.kova\.dev is forbidden: User "erin" cannot list resource "instances" in API group "kova\.dev" in the namespace "other"/);
+    const role = await erin(['create', 'role', 'r', '-n', 'demo', '--verb=get', '--resource=instances.kova.dev']);
+    assert.match(role.stderr, /User "erin" cannot create resource "roles" in API group "rbac\.authorization\.k8s\.io" in the namespace "demo"/);
   });
 
   test('SubjectAccessReview: answered for admins, refused to others', async () => {
