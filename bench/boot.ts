@@ -122,7 +122,7 @@ async function main(): Promise<void> {
     const ns = 'bench';
     const setup = `apiVersion: v1
 kind: Namespace
-metadata: {name: ${ns}}
+metadata: {name: ${ns}, annotations: {kova.dev/default-quota: none}}
 ---
 apiVersion: kova.dev/v1alpha1
 kind: Flavor

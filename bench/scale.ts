@@ -26,6 +26,7 @@ import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import type { KObject } from '../api/types.js';
 import { FLAVORS, IMAGES, INSTANCES, KovaClient, LEASES, NAMESPACES } from '../client/client.js';
+import { NO_DEFAULT_QUOTA } from '../controllers/namespace/default-quota.js';
 import { writeSimImageFile } from '../node-agent/sim-image.js';
 import { Informer } from '../client/informer.js';
 import { registerHost } from '../testing/host-fixtures.js';
@@ -93,7 +94,7 @@ async function schedulerOnly(): Promise<Record<string, number>> {
   const client = KovaClient.fromFile(values.kubeconfig ?? kova!.kubeconfig, { maxSockets: 128 });
   const stop = new AbortController();
   try {
-    await client.create(NAMESPACES, { metadata: { name: 'bench' } });
+    await client.create(NAMESPACES, { metadata: { name: 'bench', annotations: { ...NO_DEFAULT_QUOTA } } });
     // Enough room for every instance with spread or pack: 64 vCPUs, 48Gi per host.
     await client.create(FLAVORS, { metadata: { name: 'm1.small' }, spec: { vcpus: 1, memory: '512Mi', disk: '2Gi' } });
     log(`registering ${HOSTS_N} hosts`);
@@ -209,7 +210,7 @@ async function fullRun(): Promise<Record<string, number>> {
   const kova = await startKova(['--etcd-endpoints', etcd.endpoints.join(','), '--no-seed', '--driver', 'sim', '--sim-hosts', String(HOSTS_N)], 300_000);
   const client = KovaClient.fromFile(kova.kubeconfig, { maxSockets: 128, fieldManager: 'bench' });
   try {
-    await client.create(NAMESPACES, { metadata: { name: 'bench' } });
+    await client.create(NAMESPACES, { metadata: { name: 'bench', annotations: { ...NO_DEFAULT_QUOTA } } });
     // 256Mi: 100 default sim hosts (48Gi allocatable each) hold 10,000 with room to spare.
     await client.create(FLAVORS, { metadata: { name: 'm1.small' }, spec: { vcpus: 1, memory: '256Mi', disk: '2Gi' } });
     log('waiting for the controllers to lead');

@@ -119,7 +119,8 @@ spec: {flavor: m1.tiny, image: tiny, hostName: ${HOSTS[host].name}, networks: ${
     await Promise.all([startAgent('h1'), startAgent('h2')]);
     await k.k(['create', 'namespace', 'proj-a']);
     await k.k(['create', 'namespace', 'proj-b']);
-    await k.k(['create', 'namespace', 'race']);
+    // 20 instances race for addresses: more than a project's default quota allows.
+    await k.k(['apply', '-f', '-'], { input: 'apiVersion: v1\nkind: Namespace\nmetadata: {name: race, annotations: {kova.dev/default-quota: none}}\n' });
     // Sim instances wait for a Ready Image like libvirt ones: a small raw file to import.
     const image = await writeSimImageFile(k.dataDir);
     await k.k(['apply', '-f', '-'], {

@@ -45,7 +45,8 @@ describe('sim cloud with kubectl', () => {
     // Two API worker processes (not the 2-core default of one): the whole suite then also runs
     // through node:cluster workers, each with its own etcd client and watch hub.
     k = await startKova(['--driver', 'sim', '--sim-hosts', '3', '--api-workers', '2']);
-    await k.k(['create', 'namespace', 'demo']);
+    // Sized beyond a project's default quota (10 instances): the operator opts this one out.
+    await k.k(['apply', '-f', '-'], { input: 'apiVersion: v1\nkind: Namespace\nmetadata: {name: demo, annotations: {kova.dev/default-quota: none}}\n' });
     await k.k(['apply', '-f', '-'], { input: base((await writeSimImageFile(k.dataDir)).path) });
     await eventually(async () => (await jp(['get', 'hosts'], '{.items[*].status.allocatable.memory}')).split(' ').filter(Boolean).length === 3, 20_000, 'three hosts with allocatable');
   });

@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import type { AddressClaim, Host, HostResources, Image, Instance, Port } from '../api/kinds/index.js';
 import { parseQuantity } from '../api/quantity.js';
 import { ADDRESS_CLAIMS, FLAVORS, HOSTS, IMAGES, INSTANCES, isAlreadyExists, KovaClient, LEASES, NAMESPACES, NETWORKS, PORTS } from '../client/client.js';
+import { NO_DEFAULT_QUOTA } from '../controllers/namespace/default-quota.js';
 import { dieWithParent } from '../lib/parent-death.js';
 import { readSimState } from '../node-agent/sim-driver.js';
 import { writeSimImageFile } from '../node-agent/sim-image.js';
@@ -432,7 +433,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     log(`${o.hosts} agents up`);
 
     // What a user sets up: namespace, flavor, image, network.
-    await c.create(NAMESPACES, { metadata: { name: NS } });
+    await c.create(NAMESPACES, { metadata: { name: NS, annotations: { ...NO_DEFAULT_QUOTA } } });
     await c.create(FLAVORS, { metadata: { name: FLAVOR.name }, spec: { vcpus: FLAVOR.vcpus, memory: FLAVOR.memory, disk: FLAVOR.disk } });
     const image = await writeSimImageFile(dir);
     await c.create(IMAGES, { metadata: { name: 'tiny', namespace: NS }, spec: { source: { file: { path: image.path } }, format: 'raw' } });

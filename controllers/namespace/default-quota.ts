@@ -19,6 +19,8 @@ export const QUOTA_DEFAULTS_NAMESPACE = 'kova-system';
 export const QUOTA_DEFAULTS_CONFIGMAP = 'quota-defaults';
 export const DEFAULT_QUOTA_NAME = 'default';
 export const DEFAULT_QUOTA_ANNOTATION = 'kova.dev/default-quota';
+/** Annotations of a namespace that never gets the default quota (sized beyond it on purpose: scale runs). */
+export const NO_DEFAULT_QUOTA: Readonly<Record<string, string>> = { [DEFAULT_QUOTA_ANNOTATION]: 'none' };
 export const SYSTEM_NAMESPACES_WITHOUT_QUOTA: readonly string[] = ['kube-system', 'kube-public', 'kube-node-lease', 'kova-system'];
 
 export class DefaultQuotaReconciler implements Reconciler {
