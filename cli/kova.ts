@@ -19,6 +19,7 @@ import type { ControlPlane } from './control-plane.js';
 import { ensureHostDeps } from './host-deps.js';
 import { POWER_VERBS, powerAction } from './power.js';
 import { superviseComponents } from './supervise.js';
+import { ensureComponentKubeconfigs, nodeKubeconfig } from './component-identities.js';
 import { InstanceLock } from './instance-lock.js';
 import { installProcessGuards, runApiWorker } from './api-workers.js';
 import { loadEtcdTls } from '../store/etcd-options.js';
@@ -263,6 +264,12 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
       // Controllers and agents run in a supervised child process: a second core for them, and
       // the API server keeps serving if they crash (they are restarted).
       const args = ['--kubeconfig', cp.kubeconfig, '--data-dir', dataDir, '--driver', values.driver, '--sim-hosts', String(simHosts)];
+      if (!values.insecure) {
+        // The components act as themselves, not as the admin (see component-identities.ts).
+        const hosts = !agents ? [] : values.driver === 'sim' ? Array.from({ length: simHosts }, (_, i) => `sim-${i}`) : [agentHostName()];
+        const ids = await ensureComponentKubeconfigs(dataDir, join(dataDir, 'pki'), cp.url, hosts);
+        args.push('--controllers-kubeconfig', ids.controllers, '--node-kubeconfig-dir', ids.nodeDir);
+      }
       if (!controllersOn) args.push('--no-controllers');
       if (!agents) args.push('--no-agents');
       if (verbose) args.push('--verbose');
@@ -400,6 +407,7 @@ async function components(argv: string[]): Promise<void> {
       kubeconfig: { type: 'string' }, 'data-dir': { type: 'string' }, driver: { type: 'string', default: 'libvirt' },
       'sim-hosts': { type: 'string', default: '3' }, 'no-controllers': { type: 'boolean', default: false },
       'no-agents': { type: 'boolean', default: false }, verbose: { type: 'boolean', short: 'v', default: false },
+      'controllers-kubeconfig': { type: 'string' }, 'node-kubeconfig-dir': { type: 'string' },
       ...CLIENT_RATE_FLAGS,
     },
   });
@@ -413,14 +421,18 @@ async function components(argv: string[]): Promise<void> {
   let sims: SimAgents | undefined;
   let node: { done(): Promise<void> } | undefined;
   untilSignal(ac, () => Promise.all([cm?.done, sims?.done(), node?.done()]));
-  if (!values['no-controllers']) cm = startControllerManager({ kubeconfig, clientOptions, signal: ac.signal, log, dataDir });
+  // Each component's own identity when kova up made them; the admin kubeconfig otherwise.
+  const nodeDir = values['node-kubeconfig-dir'];
+  const nodeConfig = (host: string) => (nodeDir ? nodeKubeconfig(nodeDir, host) : kubeconfig);
+  if (!values['no-controllers']) cm = startControllerManager({ kubeconfig: values['controllers-kubeconfig'] ?? kubeconfig, clientOptions, signal: ac.signal, log, dataDir });
   if (!values['no-agents']) {
     if (values.driver === 'sim') {
-      sims = await startSimAgents({ kubeconfig, clientOptions, count: Number(values['sim-hosts']), signal: ac.signal, log });
+      // The shared watches read as the first host; each agent writes as itself.
+      sims = await startSimAgents({ kubeconfig: nodeConfig('sim-0'), kubeconfigFor: nodeDir ? nodeConfig : undefined, clientOptions, count: Number(values['sim-hosts']), signal: ac.signal, log });
     } else {
       // A real host also runs its networking; simulated hosts share this machine, so they don't.
       const network = { portDevice: 'tap' as const, stateDir: join(dataDir, 'network', agentHostName()) };
-      node = await runAgent({ kubeconfig, clientOptions, hostName: agentHostName(), driver: await libvirtDriver(dataDir), network, signal: ac.signal, log });
+      node = await runAgent({ kubeconfig: nodeConfig(agentHostName()), clientOptions, hostName: agentHostName(), driver: await libvirtDriver(dataDir), network, signal: ac.signal, log });
     }
   }
   say('components ready');
