@@ -18,7 +18,8 @@ function resourceOf(e: AuditEvent): string {
 function objectOf(e: AuditEvent): string {
   const r = e.objectRef;
   if (!r) return '';
-  if (r.namespace && r.name) return `${r.namespace}/${r.name}`;
+  // A namespace's own requests are scoped to it (kube's objectRef): show it once.
+  if (r.namespace && r.name) return r.resource === 'namespaces' && !r.apiGroup ? r.name : `${r.namespace}/${r.name}`;
   return r.name ?? (r.namespace ? `${r.namespace}/` : '');
 }
 
