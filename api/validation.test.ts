@@ -70,6 +70,19 @@ test('exactly one image source', () => {
   assert.equal((obj.spec as any).visibility, 'Private');
 });
 
+test('image members: only with visibility Shared, project names, a set', () => {
+  const image = (spec: Record<string, unknown>): KObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Image', metadata: { name: 'tiny', namespace: 'demo' }, spec: { source: { file: { path: '/i.qcow2' } }, ...spec } });
+  assert.deepEqual(admit(kova('Image'), image({ visibility: 'Shared', members: ['b', 'c'] })), []);
+  assert.deepEqual(admit(kova('Image'), image({ visibility: 'Shared' })), []); // shared with nobody yet
+  for (const [spec, vis] of [[{ visibility: 'Public', members: ['b'] }, 'Public'], [{ visibility: 'Private', members: [] }, 'Private'], [{ members: ['b'] }, 'Private']] as const) {
+    assert.deepEqual(admit(kova('Image'), image(spec)), [{ reason: 'FieldValueForbidden', field: 'spec.members', message: `Forbidden: may only be set when spec.visibility is Shared, not ${vis}` }], JSON.stringify(spec));
+  }
+  assert.deepEqual(fields(admit(kova('Image'), image({ visibility: 'Shared', members: ['b', 'b'] }))), ['spec.members[1]']);
+  assert.deepEqual(fields(admit(kova('Image'), image({ visibility: 'Shared', members: ['Not_A_Project'] }))), ['spec.members[0]']);
+  assert.deepEqual(fields(admit(kova('Image'), image({ visibility: 'Shared', members: Array.from({ length: 257 }, (_, i) => `p${i}`) }))), ['spec.members']);
+  assert.deepEqual(fields(admit(kova('Image'), image({ visibility: 'Community' }))), ['spec.visibility']);
+});
+
 test('required fields, types, patterns, formats and lengths', () => {
   const cs = admit(kova('Instance'), instance({
     resources: { vcpus: 'two', memory: true, disk: '-1Gi' },

@@ -627,7 +627,17 @@ function securityGroupRules(obj: KObject): FieldCause[] {
   return out;
 }
 
+/** Image: members grant use of a Shared image; on any other visibility they would silently mean nothing. */
+function imageRules(obj: KObject): FieldCause[] {
+  const spec = obj.spec;
+  if (!isObj(spec) || spec.members === undefined) return [];
+  const v = spec.visibility ?? 'Private';
+  if (v === 'Shared') return [];
+  return [causes.forbidden('spec.members', `may only be set when spec.visibility is Shared, not ${String(v)}`)];
+}
+
 const SEMANTIC_RULES: Record<string, SemanticRule> = {
+  'kova.dev/Image': imageRules,
   'kova.dev/Network': networkRules,
   'kova.dev/Port': portRules,
   'kova.dev/SecurityGroup': securityGroupRules,

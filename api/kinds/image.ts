@@ -5,7 +5,8 @@ import { resourceRef, type API_VERSION, type StatusBase } from './meta.js';
 export const IMAGES = resourceRef('Image', 'images', true);
 
 export type ImageFormat = 'qcow2' | 'raw';
-export type ImageVisibility = 'Private' | 'Public';
+/** Who may boot from the image: its project, every project, or its project and spec.members. */
+export type ImageVisibility = 'Private' | 'Public' | 'Shared';
 export type ImagePhase = 'Pending' | 'Importing' | 'Ready' | 'Failed';
 
 /** Exactly one of http and file is set. */
@@ -23,6 +24,11 @@ export interface ImageSpec {
   sha256?: string;
   /** Defaults to Private (usable only from the Image's namespace). */
   visibility?: ImageVisibility;
+  /**
+   * Projects (namespaces) a Shared image is shared with (Glance's image members, without the
+   * accept step: this list is the grant). Only with visibility Shared.
+   */
+  members?: string[];
 }
 
 export interface ImageStatus extends StatusBase {
