@@ -2,6 +2,7 @@
 // and runs each through the InstanceAgentReconciler, like a kubelet for VMs. On start it adopts
 // the domains it finds (matching them to instances by key and uid) instead of spawning anew.
 import type { Host, Image, Instance, KeyPair } from '../api/kinds/index.js';
+import { resolveImage } from '../api/image-visibility.js';
 import { HOSTS, IMAGES, INSTANCES, KEYPAIRS } from '../api/kinds/index.js';
 import { Controller, errorMessage } from '../client/controller.js';
 import { ExponentialBackoffLimiter, MaxOfLimiter, TokenBucketLimiter } from '../client/rate-limited-queue.js';
@@ -114,8 +115,8 @@ export class NodeAgent {
         flavor: (name) => flavors.get(name),
         images: {
           cache,
-          // The instance's own namespace first, else a Public image of that name.
-          lookup: (ns, name) => images.get(ns, name) ?? images.list().find((i) => i.metadata.name === name && i.spec?.visibility === 'Public'),
+          // The same visibility rules as the instance controller's (own, Public, Shared with ns).
+          lookup: (ns, name) => resolveImage(ns, name, images),
         },
         keyPair: (ns, name) => keyPairs.get(ns, name),
         network: network && {

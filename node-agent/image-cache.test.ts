@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { ImageCache, imageReadiness } from './image-cache.js';
 import type { Image } from '../api/kinds/index.js';
+import { resolveImage } from '../api/image-visibility.js';
 
 const run = promisify(execFile);
 
@@ -73,10 +74,12 @@ describe('ImageCache', () => {
   });
 
   it('imageReadiness says why an instance waits', () => {
-    assert.deepEqual(imageReadiness('ns', 'img', undefined), { waitReason: 'ImageNotFound', message: 'image img not found in namespace ns and no Public image has that name' });
+    const missing = resolveImage('ns', 'img', { get: () => undefined, list: () => [] });
+    assert.deepEqual(imageReadiness(missing), { waitReason: 'ImageNotFound', message: 'image "img" not found in namespace ns, and no Public image or image Shared with ns has that name' });
+    assert.deepEqual(imageReadiness({ reason: 'ImageAmbiguous', message: 'm' }), { waitReason: 'ImageAmbiguous', message: 'm' });
     const importing: Image = { apiVersion: 'kova.dev/v1alpha1', kind: 'Image', metadata: { namespace: 'ns', name: 'img' }, spec: { source: { http: { url } } }, status: { phase: 'Failed', conditions: [{ type: 'Ready', status: 'False', message: 'checksum mismatch' }] } };
-    assert.deepEqual(imageReadiness('ns', 'img', importing), { waitReason: 'ImageNotReady', message: 'image ns/img is Failed, not Ready: checksum mismatch' });
+    assert.deepEqual(imageReadiness({ image: importing, access: 'Own' }), { waitReason: 'ImageNotReady', message: 'image ns/img is Failed, not Ready: checksum mismatch' });
     const ready: Image = { apiVersion: 'kova.dev/v1alpha1', kind: 'Image', metadata: { namespace: 'pub', name: 'img' }, spec: { source: { http: { url } } }, status: { phase: 'Ready', sha256: digest, format: 'qcow2', virtualSize: 5 } };
-    assert.deepEqual(imageReadiness('ns', 'img', ready), { ref: { name: 'pub/img', sha256: digest, format: 'qcow2', source: { http: { url } }, virtualSize: 5 } });
+    assert.deepEqual(imageReadiness({ image: ready, access: 'Public' }), { ref: { name: 'pub/img', sha256: digest, format: 'qcow2', source: { http: { url } }, virtualSize: 5 } });
   });
 });

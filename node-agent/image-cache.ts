@@ -5,6 +5,7 @@
 // digest the image controller recorded.
 import { copyFile, constants, link, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import type { ImageResolution } from '../api/image-visibility.js';
 import type { Image, ImageFormat, ImageSource } from '../api/kinds/index.js';
 import { importImage, storePath } from '../image-store/import.js';
 
@@ -129,11 +130,12 @@ export function imageCacheOf(driver: object): ImageCache | undefined {
 export type ImageObjectView = Image;
 
 /**
- * Whether an instance in `namespace` can boot from image `name` now: the ImageRef to cache,
- * or why it must wait (the message of its ImageReady=False condition).
+ * Whether an instance can boot now from the image its name resolved to (api/image-visibility.ts):
+ * the ImageRef to cache, or why it must wait (the message of its ImageReady=False condition).
  */
-export function imageReadiness(namespace: string, name: string, img: ImageObjectView | undefined): { ref: ImageRef } | { waitReason: string; message: string } {
-  if (!img) return { waitReason: 'ImageNotFound', message: `image ${name} not found in namespace ${namespace} and no Public image has that name` };
+export function imageReadiness(resolved: ImageResolution<ImageObjectView>): { ref: ImageRef } | { waitReason: string; message: string } {
+  if ('reason' in resolved) return { waitReason: resolved.reason, message: resolved.message };
+  const img = resolved.image;
   const key = `${img.metadata.namespace}/${img.metadata.name}`;
   const st = img.status ?? {};
   if (st.phase !== 'Ready' || !st.sha256 || (st.format !== 'qcow2' && st.format !== 'raw') || !img.spec?.source) {

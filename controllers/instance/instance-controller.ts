@@ -1,10 +1,12 @@
 // The instance controller: the small part of an Instance's life nobody else owns.
-// - An unbound instance whose Flavor or Image is missing gets the Validated=False condition (and
+// - An unbound instance whose Flavor or Image is missing (or whose Image is not visible from its
+//   project: api/image-visibility.ts) gets the Validated=False condition (and
 //   True once fixed); valid ones are left alone, as the API server already made them Pending.
 //   The scheduler writes Scheduled; the binding and then the node agent own phase once the
 //   instance is on a host.
 // - An unbound instance being deleted has no domain anywhere: its protection finalizer (left by
 //   an earlier binding, e.g. before an evacuation) is removed so the deletion completes.
+import { resolveImage } from '../../api/image-visibility.js';
 import { FLAVORS, IMAGES, INSTANCES } from '../../api/kinds/index.js';
 import type { Flavor, Image, Instance } from '../../api/kinds/index.js';
 import type { ApiClient } from '../../client/client.js';
@@ -81,7 +83,7 @@ export async function startInstanceController(opts: InstanceControllerOptions): 
 
   const refs: References = {
     flavorExists: (name) => !!flavors.get(undefined, name),
-    imageUsable: (ns, name) => !!images.get(ns, name) || images.list().some((i) => i.metadata.name === name && i.spec?.visibility === 'Public'),
+    image: (ns, name) => resolveImage(ns, name, images),
   };
   const reconciler = new InstanceReconciler({ client, instances, refs, events: opts.events ?? new EventRecorder(client, 'kova-instance-controller', { log }), log });
   // A Flavor or Image appearing or vanishing changes the Validated condition of the unbound

@@ -1,12 +1,21 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { resolveImage } from '../../api/image-visibility.js';
 import { applyUnboundStatus, validatedCondition } from './unbound-status.js';
 import type { References, UnboundInstance } from './unbound-status.js';
 
-const refs = (flavors: string[], images: string[]): References => ({
-  flavorExists: (n) => flavors.includes(n),
-  imageUsable: (ns, n) => images.includes(`${ns}/${n}`),
-});
+/** Images as "ns/name" (Private) or "ns/name:Public". */
+const refs = (flavors: string[], images: string[]): References => {
+  const objs = images.map((s) => {
+    const [key, vis] = s.split(':');
+    const [namespace, name] = key!.split('/');
+    return { metadata: { namespace, name }, spec: { visibility: (vis ?? 'Private') as 'Private' | 'Public' } };
+  });
+  return {
+    flavorExists: (n) => flavors.includes(n),
+    image: (ns, n) => resolveImage(ns, n, { get: (a, b) => objs.find((o) => o.metadata.namespace === a && o.metadata.name === b), list: () => objs }),
+  };
+};
 
 describe('validatedCondition', () => {
   it('is True when flavor and image exist, or resources replace the flavor', () => {
@@ -18,8 +27,15 @@ describe('validatedCondition', () => {
     const c = validatedCondition('p', { flavor: 'm1', image: 'tiny' }, refs([], []));
     assert.equal(c.status, 'False');
     assert.equal(c.reason, 'FlavorNotFound');
-    assert.equal(c.message, 'flavor "m1" not found; image "tiny" not found in namespace p and no Public image has that name');
+    assert.equal(c.message, 'flavor "m1" not found; image "tiny" not found in namespace p, and no Public image or image Shared with p has that name');
     assert.equal(validatedCondition('p', { flavor: 'm1', image: 'tiny' }, refs(['m1'], [])).reason, 'ImageNotFound');
+  });
+  it('follows image visibility: another project\'s Private image is not found, a Public one is usable, two Public ones are ambiguous', () => {
+    assert.equal(validatedCondition('p', { flavor: 'm1', image: 'tiny' }, refs(['m1'], ['q/tiny'])).reason, 'ImageNotFound');
+    assert.equal(validatedCondition('p', { flavor: 'm1', image: 'tiny' }, refs(['m1'], ['q/tiny:Public'])).status, 'True');
+    const c = validatedCondition('p', { flavor: 'm1', image: 'tiny' }, refs(['m1'], ['q/tiny:Public', 'r/tiny:Public']));
+    assert.deepEqual([c.status, c.reason], ['False', 'ImageAmbiguous']);
+    assert.match(c.message!, /^image "tiny" is ambiguous: Public images of that name exist in namespaces q, r;/);
   });
 });
 

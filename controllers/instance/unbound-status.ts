@@ -4,6 +4,7 @@
 // Once bound, the node agent owns phase and observedGeneration; the scheduler owns Scheduled.
 import type { Condition } from '../../api/conditions.js';
 import { hasCondition, setCondition } from '../../api/conditions.js';
+import type { ImageResolution } from '../../api/image-visibility.js';
 import type { Instance, InstanceSpec } from '../../api/kinds/index.js';
 
 /** The references validation checks. */
@@ -15,8 +16,8 @@ export type UnboundInstance = Pick<Instance, 'metadata' | 'status'>;
 /** Lookups the validation needs, answered from caches. */
 export interface References {
   flavorExists(name: string): boolean;
-  /** An Image of that name in the namespace, or a Public one in any namespace. */
-  imageUsable(namespace: string, name: string): boolean;
+  /** The Image an instance in `namespace` boots from when it names `name` (api/image-visibility.ts), or why none. */
+  image(namespace: string, name: string): ImageResolution;
 }
 
 export type ValidatedCondition = Omit<Condition, 'lastTransitionTime'>;
@@ -28,9 +29,10 @@ export function validatedCondition(namespace: string, spec: InstanceSpecRefs | u
     problems.push(`flavor "${spec.flavor}" not found`);
     reason = 'FlavorNotFound';
   }
-  if (spec?.image && !refs.imageUsable(namespace, spec.image)) {
-    problems.push(`image "${spec.image}" not found in namespace ${namespace} and no Public image has that name`);
-    if (reason === 'Valid') reason = 'ImageNotFound';
+  const img = spec?.image ? refs.image(namespace, spec.image) : undefined;
+  if (img && 'reason' in img) {
+    problems.push(img.message);
+    if (reason === 'Valid') reason = img.reason;
   }
   if (!problems.length) return { type: 'Validated', status: 'True', reason, message: 'flavor and image exist', observedGeneration: generation };
   return { type: 'Validated', status: 'False', reason, message: problems.join('; '), observedGeneration: generation };

@@ -12,6 +12,7 @@ import { FakeClient } from '../../client/fake.js';
 import { ManualClock } from '../../testing/manual-clock.js';
 import { SimDriver } from '../sim-driver.js';
 import { InstanceAgentReconciler } from './reconciler.js';
+import { resolveImage } from '../../api/image-visibility.js';
 
 const NS = 'default';
 let fake: FakeClient;
@@ -44,7 +45,7 @@ beforeEach(async () => {
     resolve: {
       flavor: (name) => fake.get<Flavor>(FLAVORS, undefined, name),
       // The agent's caches (informers) stand in as what the fake holds.
-      images: { lookup: (_ns, name) => (name === image?.metadata.name ? image : undefined) },
+      images: { lookup: (ns, name) => resolveImage(ns, name, { get: (a, b) => (image && a === image.metadata.namespace && b === image.metadata.name ? image : undefined), list: () => (image ? [image] : []) }) },
       keyPair: () => undefined,
     },
   });

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import type { Flavor, Image, Instance, KeyPair, Network } from '../../api/kinds/index.js';
 import { resolveInstance } from './resolve.js';
 import type { HostNetworkView, ResolverDeps } from './resolve.js';
+import { resolveImage } from '../../api/image-visibility.js';
 
 const MiB = 2 ** 20;
 const flavor: Flavor = { apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: 'm1' }, spec: { vcpus: 2, memory: '512Mi', disk: '1Gi' } };
@@ -27,7 +28,7 @@ function deps(over: Partial<ResolverDeps> = {}): ResolverDeps {
   return {
     hostName: 'h1',
     flavor: async (name) => (name === 'm1' ? flavor : undefined),
-    images: { lookup: (_ns, name) => (name === 'tiny' ? image : undefined) },
+    images: { lookup: (ns, name) => resolveImage(ns, name, { get: (a, b) => (a === image.metadata.namespace && b === image.metadata.name ? image : undefined), list: () => [image] }) },
     keyPair: (_ns, name) => (name === 'me' ? keyPair : undefined),
     hostNics: false,
     clusterID: () => 'cluster-1',
@@ -70,7 +71,7 @@ test('waits: Image missing or not Ready, ports not attached, KeyPair missing', a
   const missing = await resolveInstance(instance({ image: 'other' }), deps());
   assert.ok('wait' in missing);
   assert.deepEqual(missing.wait.map((c) => [c.type, c.reason]), [['ImageReady', 'ImageNotFound']]);
-  const importing = await resolveInstance(instance(), deps({ images: { lookup: () => ({ ...image, status: { phase: 'Importing' } }) } }));
+  const importing = await resolveInstance(instance(), deps({ images: { lookup: () => ({ image: { ...image, status: { phase: 'Importing' } }, access: 'Own' }) } }));
   assert.ok('wait' in importing && importing.wait[0]!.reason === 'ImageNotReady');
   const noPorts = await resolveInstance(instance({ networks: [{ network: 'private' }, { network: 'b' }] }, oneNic), deps());
   assert.ok('wait' in noPorts);
@@ -113,4 +114,39 @@ test('with kova networking: waits for the Port to be configured here, then gives
 
 test('API errors are thrown for the controller to retry, not turned into waits', async () => {
   await assert.rejects(resolveInstance(instance(), deps({ flavor: async () => Promise.reject(new Error('connection refused')) })), /connection refused/);
+});
+
+test('project visibility: images by api/image-visibility.ts, key pairs only from the instance\'s own namespace', async () => {
+  const img = (ns: string, name: string, spec: Partial<Image['spec']> = {}): Image => ({ ...image, metadata: { namespace: ns, name }, spec: { ...image.spec, ...spec } });
+  const all = [img('a', 'priv'), img('a', 'pub', { visibility: 'Public' }), img('a', 'sh', { visibility: 'Shared', members: ['demo'] }), img('a', 'other', { visibility: 'Shared', members: ['b'] })];
+  const catalog = { get: (ns: string, name: string) => all.find((i) => i.metadata.namespace === ns && i.metadata.name === name), list: () => all };
+  const kps = [{ ...keyPair, metadata: { namespace: 'a', name: 'theirs' } }, keyPair];
+  const asked: string[] = [];
+  const d = deps({
+    images: { lookup: (ns, name) => resolveImage(ns, name, catalog) },
+    keyPair: (ns, name) => {
+      asked.push(`${ns}/${name}`);
+      return kps.find((k) => k.metadata.namespace === ns && k.metadata.name === name);
+    },
+  });
+  for (const name of ['priv', 'other']) {
+    const r = await resolveInstance(instance({ image: name }), d);
+    assert.ok('wait' in r);
+    assert.deepEqual(r.wait.map((c) => [c.type, c.reason]), [['ImageReady', 'ImageNotFound']]);
+    assert.equal(r.why, `image "${name}" not found in namespace demo, and no Public image or image Shared with demo has that name`);
+  }
+  for (const name of ['pub', 'sh']) {
+    const r = await resolveInstance(instance({ image: name }), d);
+    assert.ok('spec' in r, name);
+    assert.equal(r.spec.image, `a/${name}`);
+  }
+  // A key pair of another project is never used, even under the same name as asked.
+  const cross = await resolveInstance(instance({ image: 'pub', keyPair: 'theirs' }), d);
+  assert.ok('wait' in cross);
+  assert.deepEqual(cross.wait.map((c) => [c.type, c.reason]), [['ImageReady', 'Ready'], ['KeyPairReady', 'KeyPairNotFound']]);
+  assert.equal(cross.why, 'key pair theirs not found in namespace demo');
+  assert.deepEqual(asked, ['demo/theirs']);
+  const own = await resolveInstance(instance({ image: 'pub', keyPair: 'me' }), d);
+  assert.ok('spec' in own);
+  assert.deepEqual(own.spec.sshAuthorizedKeys, ['ssh-ed25519 AAAA me@host']);
 });

@@ -4,6 +4,7 @@
 // agents run the same waits, so scale runs exercise the path real hosts take. Reads come from
 // caches (informers, the flavor cache); the driver gets everything it needs and never reads
 // the API itself.
+import type { ImageResolution } from '../../api/image-visibility.js';
 import type { Flavor, Instance, KeyPair, Network, NetworkStatus } from '../../api/kinds/index.js';
 import { instanceRequest } from '../../api/resources.js';
 import { errorMessage } from '../../client/controller.js';
@@ -28,11 +29,13 @@ export interface ResolverDeps {
   hostName: string;
   flavor(name: string): Promise<Flavor | undefined>;
   /**
-   * Images by the instance's namespace (else a Public one of that name). Drivers that boot real
-   * images also have the host's image `cache` and boot from the cached copy; without one (sim)
-   * DomainSpec.image is the Image's name.
+   * The Image an instance in `namespace` boots from when it names `name`, by the visibility rules
+   * of api/image-visibility.ts (resolveImage over the agent's Image cache). Drivers that boot
+   * real images also have the host's image `cache` and boot from the cached copy; without one
+   * (sim) DomainSpec.image is the Image's name.
    */
-  images: { cache?: ImageCache; lookup: (namespace: string, name: string) => ImageObjectView | undefined };
+  images: { cache?: ImageCache; lookup: (namespace: string, name: string) => ImageResolution<ImageObjectView> };
+  /** Only the instance's own namespace: key pairs are project-private (Nova's are per user). */
   keyPair(namespace: string, name: string): KeyPair | undefined;
   /** Present on hosts that run kova networking. */
   network?: HostNetworkView;
@@ -65,7 +68,7 @@ export async function resolveInstance(inst: Instance, d: ResolverDeps): Promise<
   if ('invalid' in req) return { invalid: `cannot size the instance: ${req.invalid}` };
 
   const imageName = spec.image ?? '';
-  const ready = imageReadiness(ns, imageName, d.images.lookup(ns, imageName));
+  const ready = imageReadiness(d.images.lookup(ns, imageName));
   if ('waitReason' in ready) return waiting('ImageReady', ready.waitReason, ready.message);
 
   const nics = await resolveNics(inst, d);
