@@ -125,6 +125,8 @@ export function bootstrapClusterRoles(): KObject[] {
       rule(['create', 'update', 'patch'], [KOVA], ['hosts', 'hosts/status']),
       // Finalizers on the main object, the rest through status; NodeRestriction narrows both to the agent's host.
       rule(['update', 'patch'], [KOVA], ['instances', 'instances/status']),
+      // Host networking reports each Port's configuration and the host's condition on a Network.
+      rule(['update', 'patch'], [KOVA], ['ports/status', 'networks/status']),
       rule(['create', 'patch', 'update'], [''], ['events']),
       rule(['create', 'patch', 'update'], ['events.k8s.io'], ['events']),
     ]),

@@ -132,7 +132,7 @@ describe('NodeRestriction', () => {
     ['set its own condition on a Network', () => [attrs('update', 'networks', 'demo', 'net', 'status'), changed('networks', 'demo', 'net', (o) => (o.status.conditions[0].status = 'True'))], 'allow'],
     ['set host-b\'s condition on a Network', () => [attrs('update', 'networks', 'demo', 'net', 'status'), changed('networks', 'demo', 'net', (o) => (o.status.conditions[1].status = 'False'))],
       /may only change its own condition host\.kova\.dev\/host-a in the status of network "demo\/net"/],
-    ['patch a Network\'s status', () => [attrs('patch', 'networks', 'demo', 'net', 'status')], /not allowed to patch networks\/status/],
+    ['patch a Network\'s status (its result is checked by admitPatched)', () => [attrs('patch', 'networks', 'demo', 'net', 'status')], 'allow'],
     ['create an Event', () => [attrs('create', 'events', 'demo', ''), { metadata: { name: 'e' } } as unknown as KObject], 'allow'],
     ['patch an Event', () => [attrs('patch', 'events', 'demo', 'e')], 'allow'],
     ['create a Flavor', () => [attrs('create', 'flavors', '', ''), { metadata: { name: 'big' } } as unknown as KObject], /^flavors\.kova\.dev "big" is forbidden: node "host-a" is not allowed to create flavors "big"$/],
@@ -147,6 +147,32 @@ describe('NodeRestriction', () => {
         assert.notEqual(got, 'allow', 'allowed');
         assert.match(got.slice(4), want);
       }
+    });
+  }
+
+  // What a patch makes is checked once the server has applied it (admitPatched), like an update.
+  const patched: Array<[string, () => [RequestAttributes, KObject, KObject], RegExp | 'allow']> = [
+    ['patch its instance to host-b', () => [attrs('patch', 'instances', 'demo', 'on-a', 'status'), changed('instances', 'demo', 'on-a', (o) => (o.status.hostName = 'host-b')), stored.get('instances/demo/on-a')!],
+      /may not change status\.hostName of instance "demo\/on-a"/],
+    ['patch the spec of its instance', () => [attrs('patch', 'instances', 'demo', 'on-a'), changed('instances', 'demo', 'on-a', (o) => (o.spec.image = 'other')), stored.get('instances/demo/on-a')!],
+      /may not change the spec of instance "demo\/on-a"/],
+    ['patch a finalizer onto its instance', () => [attrs('patch', 'instances', 'demo', 'on-a'), changed('instances', 'demo', 'on-a', (o) => (o.metadata.finalizers = ['kova.dev/instance-protection'])), stored.get('instances/demo/on-a')!], 'allow'],
+    ['patch its own condition on a Network', () => [attrs('patch', 'networks', 'demo', 'net', 'status'), changed('networks', 'demo', 'net', (o) => (o.status.conditions[0].status = 'True')), stored.get('networks/demo/net')!], 'allow'],
+    ['patch host-b\'s condition on a Network', () => [attrs('patch', 'networks', 'demo', 'net', 'status'), changed('networks', 'demo', 'net', (o) => (o.status.conditions[1].status = 'False')), stored.get('networks/demo/net')!],
+      /may only change its own condition host\.kova\.dev\/host-a/],
+  ];
+  for (const [what, make, want] of patched) {
+    it(`${want === 'allow' ? 'may' : 'may not'} ${what}`, () => {
+      const [a, obj, old] = make();
+      let got = 'allow';
+      try {
+        nr.admitPatched(a, obj, old);
+      } catch (e) {
+        assert.ok(e instanceof ApiError && e.code === 403, String(e));
+        got = e.message;
+      }
+      if (want === 'allow') assert.equal(got, 'allow');
+      else assert.match(got, want);
     });
   }
 

@@ -85,34 +85,26 @@ export class NodeRestriction implements Admission {
       if (bound !== host) {
         deny(`can only modify ${kind}s bound to it (status.hostName ${JSON.stringify(host)}); ${kind} ${JSON.stringify(ref)} is ${bound ? `bound to ${JSON.stringify(bound)}` : 'not bound'}`);
       }
-      if (verb === 'update' && object) {
-        // The binding is the scheduler's; a node may not move an object to another host.
-        if (a.subresource === 'status' && statusOf(object).hostName !== host) {
-          deny(`may not change status.hostName of ${kind} ${JSON.stringify(ref)}`);
-        }
-        if (a.subresource === '' && !isDeepStrictEqual((object as { spec?: unknown }).spec, (current as { spec?: unknown }).spec)) {
-          deny(`may not change the spec of ${kind} ${JSON.stringify(ref)}`);
-        }
-      }
+      // A patch's result is checked by admitPatched, once it is known.
+      if (verb === 'update' && object) checkResult(a, host, object, current, deny);
       return;
     }
 
-    if (a.apiGroup === KOVA && a.resource === 'networks' && a.subresource === 'status' && verb === 'update' && object) {
-      // Each host reports its own condition on a shared Network; the rest is someone else's.
-      const own = `${HOST_CONDITION_PREFIX}${host}`;
-      const strip = (o: KObject | undefined) => {
-        const s = { ...statusOf(o) };
-        if (Array.isArray(s.conditions)) s.conditions = s.conditions.filter((c) => c?.type !== own);
-        return s;
-      };
-      const current = await this.current(a);
-      if (!isDeepStrictEqual(strip(object), strip(current))) {
-        deny(`may only change its own condition ${own} in the status of network ${JSON.stringify(`${a.namespace}/${name}`)}`);
-      }
+    if (a.apiGroup === KOVA && a.resource === 'networks' && a.subresource === 'status' && (verb === 'update' || verb === 'patch')) {
+      if (verb === 'update' && object) checkResult(a, host, object, await this.current(a), deny);
       return;
     }
 
     deny(`is not allowed to ${verb} ${res}${name ? ` ${JSON.stringify(a.namespace ? `${a.namespace}/${name}` : name)}` : ''}`);
+  }
+
+  /** What a node's patch makes, against the object it was applied to: the same rules as a full update. */
+  admitPatched(a: RequestAttributes, object: KObject, old: KObject | undefined): void {
+    const host = nodeHostOf(a.user);
+    if (host === undefined || !a.resourceRequest) return;
+    checkResult(a, host, object, old, (why) => {
+      throw forbidden(a, object, `node ${JSON.stringify(host)} ${why}`);
+    });
   }
 
   /** The stored object the write applies to; a missing one is no node's to write. */
@@ -125,6 +117,33 @@ export class NodeRestriction implements Admission {
       if (e instanceof ApiError && e.code === 404) return undefined;
       throw e;
     }
+  }
+}
+
+/**
+ * The rules on what a node's write of an object bound to it may change: the binding is the
+ * scheduler's (status.hostName stays), the spec the user's, and on a shared Network only the
+ * node's own condition is its to write.
+ */
+function checkResult(a: RequestAttributes, host: string, object: KObject, current: KObject | undefined, deny: (why: string) => never): void {
+  if (a.apiGroup !== KOVA) return;
+  const ref = `${a.namespace}/${a.name || object.metadata?.name || ''}`;
+  if (a.resource === 'instances' || a.resource === 'ports') {
+    const kind = a.resource === 'instances' ? 'instance' : 'port';
+    if (a.subresource === 'status' && statusOf(object).hostName !== host) deny(`may not change status.hostName of ${kind} ${JSON.stringify(ref)}`);
+    if (a.subresource === '' && !isDeepStrictEqual((object as { spec?: unknown }).spec, (current as { spec?: unknown } | undefined)?.spec)) {
+      deny(`may not change the spec of ${kind} ${JSON.stringify(ref)}`);
+    }
+    return;
+  }
+  if (a.resource === 'networks' && a.subresource === 'status') {
+    const own = `${HOST_CONDITION_PREFIX}${host}`;
+    const strip = (o: KObject | undefined) => {
+      const s = { ...statusOf(o) };
+      if (Array.isArray(s.conditions)) s.conditions = s.conditions.filter((c) => c?.type !== own);
+      return s;
+    };
+    if (!isDeepStrictEqual(strip(object), strip(current))) deny(`may only change its own condition ${own} in the status of network ${JSON.stringify(ref)}`);
   }
 }
 
