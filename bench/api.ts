@@ -5,13 +5,15 @@
 // requests with undici, the lightest Node HTTP client (about half the CPU of node:https).
 // `ratio_c*` divide by raw puts through etcd3 (the etcd client the project specifies);
 // `ratio_vs_lean_c*` by raw puts through kova's lean gRPC client, the stricter baseline.
-import { spawn } from 'node:child_process';
+// `ratio_rbac_c32` divides a project member's creates (access through a RoleBinding) by the
+// admin's, in the same run: what authentication and authorization of a non-admin cost.
+import { execFile, spawn } from 'node:child_process';
 import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { Pool } from 'undici';
 import YAML from 'yaml';
@@ -30,6 +32,7 @@ const CREATES = Number(values.creates);
 const LIST_SIZE = Number(values['list-size']);
 const WATCH_SAMPLES = Number(values['watch-samples']);
 const KOVA = fileURLToPath(new URL('../cli/kova.js', import.meta.url));
+const execFileP = promisify(execFile);
 
 const log = (m: string) => process.stderr.write(`bench:api: ${m}\n`);
 
@@ -122,6 +125,41 @@ async function main() {
       figures[`ratio_c${conc}`] = round(kovaRate / etcdRate, 3);
       figures[`lean_etcd_puts_per_s_c${conc}`] = round(leanRate);
       figures[`ratio_vs_lean_c${conc}`] = round(kovaRate / leanRate, 3);
+    }
+
+    // Authorization must be cheap: a member of project bench (a RoleBinding to kova:member, made
+    // by `kova user create` as a user would) against the admin (system:masters), same run, same
+    // concurrency; the admin is measured before and after the member and averaged.
+    {
+      const n = CREATES;
+      const userKubeconfig = join(dir, 'bencher.kubeconfig');
+      await execFileP(process.execPath, [KOVA, 'user', 'create', 'bencher', '--project', 'bench', '--role', 'member', '--kubeconfig', join(dir, 'kova', 'kubeconfig'), '-o', userKubeconfig]);
+      const ukc = YAML.parse(await readFile(userKubeconfig, 'utf8'));
+      const member = client(ukc.clusters[0].cluster.server, ukc.users[0].user.token, api.ca);
+      try {
+        const createAs = async (who: Client) => {
+          const r = await who.request('POST', '/apis/kova.dev/v1alpha1/namespaces/bench/instances', instance(`i-${made++}`));
+          if (r.status !== 201) throw new Error(`create failed ${r.status}: ${r.body}`);
+        };
+        // The binding reaches every API server's RBAC cache through a watch: wait for it.
+        for (let i = 0; ; i++) {
+          const r = await member.request('POST', '/apis/kova.dev/v1alpha1/namespaces/bench/instances', instance(`i-${made++}`));
+          if (r.status === 201) break;
+          if (i > 100) throw new Error(`the member cannot create: ${r.status} ${r.body}`);
+          await new Promise((res) => setTimeout(res, 50));
+        }
+        log(`RBAC: admin and project member creates, concurrency 32, n=${n}`);
+        await rate(2000, 32, () => createAs(member));
+        const adminBefore = await rate(n, 32, () => createAs(api));
+        const memberRate = await rate(n, 32, () => createAs(member));
+        const adminAfter = await rate(n, 32, () => createAs(api));
+        const adminRate = (adminBefore + adminAfter) / 2;
+        figures.admin_creates_per_s_c32 = round(adminRate);
+        figures.member_creates_per_s_c32 = round(memberRate);
+        figures.ratio_rbac_c32 = round(memberRate / adminRate, 3);
+      } finally {
+        await member.close();
+      }
     }
 
     log(`creating ${LIST_SIZE} instances in namespace list`);
