@@ -6,6 +6,7 @@
 // - removing a project from members stops new instances there from using the image, while the
 //   ones already running keep running (as with Glance); adding one lets its waiting ones start;
 // - two Public images of one name are refused as ambiguous; members without Shared is a 422;
+// - making an image Public needs the verb publicize (Glance's publicize_image: cloud admins);
 // - a key pair of another project is never used, even when the name matches.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -120,6 +121,32 @@ describe('image and key pair visibility across projects (kubectl, three members,
     assert.match(await as.alice!(['explain', 'image.spec.members']), /no accept step/);
     // Members of other projects cannot read alice's images through the API either.
     assert.match((await tryAs.bob!(['get', 'image', 'shared', '-n', 'img-a'])).stderr, /User "bob" cannot get resource "images" in API group "kova\.dev" in the namespace "img-a"/);
+  });
+
+  it('making an image Public needs the publicize verb (cloud admins; Glance\'s publicize_image)', async () => {
+    const why = /images\.kova\.dev "mine" is forbidden: User "alice" cannot publicize resource "images" in API group "kova\.dev" in the namespace "img-a": making an image Public offers it to every project/;
+    const create = await tryAs.alice!(['apply', '-f', '-'], image('img-a', 'mine', imagePath, '  visibility: Public'));
+    assert.notEqual(create.code, 0);
+    assert.match(create.stderr, why);
+    await as.alice!(['apply', '-f', '-'], image('img-a', 'mine', imagePath));
+    for (const how of [['patch', 'image', 'mine', '-n', 'img-a', '--type=merge', '-p', '{"spec":{"visibility":"Public"}}'], ['apply', '--server-side', '--force-conflicts', '-f', '-'], ['replace', '-f', '-']]) {
+      const r = await tryAs.alice!(how, how[0] !== 'patch' ? image('img-a', 'mine', imagePath, '  visibility: Public') : undefined);
+      assert.notEqual(r.code, 0, how.join(' '));
+      assert.match(r.stderr, why, how.join(' '));
+    }
+    assert.equal((await as.alice!(['get', 'image', 'mine', '-n', 'img-a', '-o', 'jsonpath={.spec.visibility}'])).trim(), 'Private');
+    assert.equal((await tryAs.alice!(['auth', 'can-i', 'publicize', 'images.kova.dev', '-n', 'img-a'])).stdout.trim(), 'no');
+    assert.equal((await k.k(['auth', 'can-i', 'publicize', 'images.kova.dev', '-n', 'img-a'])).trim(), 'yes');
+    // Editing an image the admin made Public is an ordinary write; sharing needs nothing more.
+    await as.alice!(['label', 'image', 'pub', '-n', 'img-a', 'team=a']);
+    await as.alice!(['patch', 'image', 'mine', '-n', 'img-a', '--type=merge', '-p', '{"spec":{"visibility":"Shared","members":["img-c"]}}']);
+    // A project can be granted the verb with an ordinary Role.
+    await k.k(['create', 'role', 'publisher', '-n', 'img-a', '--verb=publicize', '--resource=images.kova.dev']);
+    await k.k(['create', 'rolebinding', 'alice-publisher', '-n', 'img-a', '--role=publisher', '--user=alice']);
+    await eventually(async () => (await tryAs.alice!(['auth', 'can-i', 'publicize', 'images.kova.dev', '-n', 'img-a'])).stdout.trim() === 'yes', 10_000, 'publicize granted');
+    await as.alice!(['patch', 'image', 'mine', '-n', 'img-a', '--type=merge', '-p', '{"spec":{"visibility":"Public","members":null}}']);
+    await k.k(['delete', 'rolebinding', 'alice-publisher', '-n', 'img-a']);
+    await k.k(['delete', 'image', 'mine', '-n', 'img-a']);
   });
 
   it('Private only in its project, Public everywhere, Shared exactly in the member projects', async () => {

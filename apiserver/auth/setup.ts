@@ -16,6 +16,7 @@ import type { RuleResolver } from './types.js';
 import { RbacAuthorizer } from './rbac/authorizer.js';
 import { RbacCache } from './rbac/cache.js';
 import { EscalationAdmission } from './rbac/escalation.js';
+import { ImagePublicizeAdmission } from './image-publicize.js';
 
 export interface SecurityConfig {
   /** The admin's bearer token (kova up's kubeconfig); undefined: authentication is off. */
@@ -77,6 +78,8 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
     const authorizer = new RbacAuthorizer(rbac);
     options.authorizer = authorizer;
     options.admission = [...(options.admission ?? []), new EscalationAdmission(authorizer, resources, { patchedObjectsChecked: true })];
+    // Publishing an Image to every project needs the verb `publicize` (Glance's publicize_image).
+    options.admission.push(new ImagePublicizeAdmission(authorizer, resources));
     ruleResolver = authorizer;
   }
   // Kept last: the reviews answer with whatever authorizer (and rule resolver) is configured above.
