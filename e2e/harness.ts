@@ -61,6 +61,26 @@ export async function startKova(extraArgs: string[] = [], timeoutMs = 60_000, op
     });
   });
   const kubeconfig = join(dataDir, 'kubeconfig');
+  const { kubectl, k, spawnKubectl } = kubectlFor(kubeconfig, cacheDir);
+
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(t);
+    }
+    if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
+  };
+
+  return { dataDir, kubeconfig, url, proc, output: () => out, kubectl, k, spawnKubectl, stop };
+}
+
+type KubectlFns = Pick<Kova, 'kubectl' | 'k' | 'spawnKubectl'>;
+
+/** kubectl bound to one kubeconfig and cache dir: the admin's, or a user's. */
+export function kubectlFor(kubeconfig: string, cacheDir: string): KubectlFns {
   const baseArgs = ['--kubeconfig', kubeconfig, '--cache-dir', cacheDir];
 
   const kubectl: Kova['kubectl'] = (args, opts = {}) =>
@@ -95,19 +115,23 @@ export async function startKova(extraArgs: string[] = [], timeoutMs = 60_000, op
       },
     };
   };
+  return { kubectl, k, spawnKubectl };
+}
 
-  const stop = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      const exited = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(t);
-    }
-    if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
-  };
+export interface KovaUser extends KubectlFns {
+  name: string;
+  /** The kubeconfig `kova user create` wrote (mode 600): the user's token, their project as namespace. */
+  kubeconfig: string;
+}
 
-  return { dataDir, kubeconfig, url, proc, output: () => out, kubectl, k, spawnKubectl, stop };
+/**
+ * `kova user create NAME ...args -o FILE` with the admin's kubeconfig (e.g. ['--project', 'demo',
+ * '--role', 'member']), and kubectl as that user, as a cloud's user would run it.
+ */
+export async function createUser(kova: Pick<Kova, 'dataDir' | 'kubeconfig'>, name: string, args: string[] = []): Promise<KovaUser> {
+  const kubeconfig = join(kova.dataDir, `${name}.kubeconfig`);
+  await runKova(['user', 'create', name, ...args, '-o', kubeconfig, '--kubeconfig', kova.kubeconfig]);
+  return { name, kubeconfig, ...kubectlFor(kubeconfig, join(kova.dataDir, `kubectl-cache-${name}`)) };
 }
 
 /** Polls `fn` until it returns a truthy value or the time runs out. */
