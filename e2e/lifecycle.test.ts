@@ -1,6 +1,8 @@
 // Process lifecycle of `kova up`: its children (etcd, API workers, the components process) die
 // with it even when it is SIGKILLed, a restart on the same data dir runs exactly one components
-// process, and a second kova up on a data dir in use refuses to start.
+// process, and a second kova up on a data dir in use refuses to start. A project member made
+// before the crash (kova user create) works after the restart with the same kubeconfig: what a
+// cloud's user sees of it (the admin does the operator's part: the project, the host checks).
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -8,7 +10,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { procInfo } from '../cli/instance-lock.js';
-import { eventually, runKova, startKova } from './harness.js';
+import { createUser, eventually, runKova, startKova } from './harness.js';
 import type { Kova } from './harness.js';
 
 const ARGS = ['--driver', 'sim', '--sim-hosts', '1', '--no-seed', '--api-workers', '2'];
@@ -68,6 +70,10 @@ test('a SIGKILLed kova up takes its children with it, and a restart runs one com
   const kinds = kids.map((p) => (isComponents(p, dataDir) ? 'components' : p.cmdline.includes('api-worker') ? 'api-worker' : /(^|\/)etcd$/.test(p.cmdline[0] ?? '') ? 'etcd' : p.cmdline.join(' ')));
   assert.deepEqual(kinds.sort(), ['api-worker', 'api-worker', 'components', 'etcd'], 'kova up runs etcd, 2 API workers and the components process');
 
+  await first.k(['create', 'namespace', 'proj']);
+  const lee = await createUser(first, 'lee', ['--project', 'proj', '--role', 'member']);
+  await lee.k(['create', 'configmap', 'before', '--from-literal=a=1']);
+
   first.proc.kill('SIGKILL');
   await eventually(() => kids.every((k) => procInfo(k.pid)?.start !== k.start), 10_000, `the children of the killed kova up to exit (${kids.map((k) => k.pid).join(', ')})`);
 
@@ -77,6 +83,15 @@ test('a SIGKILLed kova up takes its children with it, and a restart runs one com
   assert.equal(components.length, 1, `one components process for ${dataDir}: ${components.map((c) => c.pid).join(', ')}`);
   assert.equal(components[0]!.ppid, second.proc.pid, 'it is the restarted kova up\'s child');
   await eventually(async () => (await second.k(['get', 'hosts', '-o', 'name'])).includes('host.kova.dev/sim-0'), 30_000, 'host sim-0 to register');
+
+  // lee's token lives in etcd, so it survives; only the address moved (these runs listen on port 0).
+  const asLee = (args: string[], input?: string) => lee.k(['--server', second.url, ...args], input === undefined ? undefined : { input });
+  assert.equal(JSON.parse(await asLee(['auth', 'whoami', '-o', 'json'])).status.userInfo.username, 'lee');
+  assert.equal(await asLee(['get', 'configmap', 'before', '-o', 'jsonpath={.data.a}']), '1');
+  await asLee(['apply', '-f', '-'], 'apiVersion: kova.dev/v1alpha1\nkind: Instance\nmetadata: {name: after, namespace: proj}\nspec: {flavor: m1.tiny, image: none, runStrategy: Halted}\n');
+  assert.match(await asLee(['get', 'instances', '-o', 'name']), /^instance\.kova\.dev\/after$/m);
+  const hosts = await lee.kubectl(['--server', second.url, 'get', 'hosts']);
+  assert.match(hosts.stderr, /User "lee" cannot list resource "hosts" in API group "kova.dev" at the cluster scope/);
 
   // A clean stop takes its children down and removes the lock.
   const secondKids = await childrenOf(second.proc.pid!);
