@@ -5,7 +5,8 @@
 //    objects through get, list (namespaced and -A), watch (kubectl -w and raw watches, namespaced
 //    and cluster-wide), field and label selectors or discovery, for Instances, Networks, Ports
 //    (made by kova per NIC), KeyPairs, Secrets, ConfigMaps and Events, while each user sees and
-//    manages their own.
+//    manages their own; and a member cannot import an Image from a file of the control-plane host
+//    (spec.source.file: the cloud's keys are files there), only over http, unless granted.
 // 2. A matrix of users × roles × verbs × resources in which the expected grid (Kubernetes'
 //    admin/edit/view, as kova's project roles), SelfSubjectAccessReview (what `kubectl auth
 //    can-i` asks), `kubectl auth can-i --list` and a real request all agree. The full grid goes
@@ -13,8 +14,10 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import https from 'node:https';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import YAML from 'yaml';
+import { writeSimImageFile } from '../node-agent/sim-image.js';
 import { createUser, eventually, startKova } from './harness.js';
 import type { Kova, KovaUser, KubectlResult } from './harness.js';
 
@@ -327,6 +330,31 @@ describe('two projects cannot see each other', () => {
     // Nothing of the other's was touched.
     assert.equal(await kova.k(['get', 'configmap', 'b-config', '-n', 'proj-b', '-o', 'jsonpath={.data.owner}']), 'again');
     assert.equal((await kova.kubectl(['get', 'configmap', 'intruder', '-n', 'proj-b'])).code, 1);
+  });
+
+  it('image file sources (a file of the control-plane host) are the cloud admin\'s; members import over http', async () => {
+    const image = (name: string, source: string) => `apiVersion: kova.dev/v1alpha1\nkind: Image\nmetadata: {name: ${name}, namespace: proj-a}\nspec: {source: ${source}, format: raw}\n`;
+    const loot = `{file: {path: ${join(kova.dataDir, 'pki', 'ca.key')}}}`;
+    const refused = new RegExp(`images\\.kova\\.dev "(loot|a-base|a-web)" is forbidden: User "alice" cannot create resource "images/filesource" in API group "kova\\.dev" in the namespace "proj-a": importing an image from a file on the control-plane host \\(spec\\.source\\.file\\) is for cloud admins`);
+    denied(await alice.kubectl(['apply', '-f', '-'], { input: image('loot', loot) }), refused, 'a member\'s file-sourced image');
+    denied(await alice.kubectl(['apply', '--server-side', '-f', '-'], { input: image('loot', loot) }), refused, 'the same by server-side apply');
+    assert.equal((await kova.kubectl(['get', 'image', 'loot', '-n', 'proj-a'])).code, 1, 'nothing was stored');
+    assert.equal((await alice.kubectl(['auth', 'can-i', 'create', 'images.kova.dev', '--subresource=filesource'])).stdout.trim(), 'no');
+    // Over http: fine (the import itself fails here; no server listens there).
+    await alice.k(['apply', '-f', '-'], { input: image('a-web', '{http: {url: "http://127.0.0.1:9/a.raw"}}') });
+    denied(await alice.kubectl(['patch', 'image', 'a-web', '--type=merge', '-p', `{"spec":{"source":{"http":null,"file":{"path":"/etc/shadow"}}}}`]), refused, 'patching an http source into a file');
+    // The admin's file image in alice's project: she may relabel it, not point it elsewhere.
+    await kova.k(['apply', '-f', '-'], { input: image('a-base', `{file: {path: ${(await writeSimImageFile(kova.dataDir, 'tenancy.raw')).path}}}`) });
+    await alice.k(['label', 'image', 'a-base', 'tier=gold']);
+    const base = JSON.parse(await alice.k(['get', 'image', 'a-base', '-o', 'json']));
+    base.spec.source.file.path = join(kova.dataDir, 'pki', 'ca.key');
+    denied(await alice.kubectl(['replace', '-f', '-'], { input: JSON.stringify(base) }), refused, 'replacing the file path');
+    denied(await alice.kubectl(['patch', 'image', 'a-base', '--type=merge', '-p', JSON.stringify({ spec: { source: { file: { path: '/etc/shadow' } } } })]), refused, 'patching the file path');
+    // An admin may delegate it, as any RBAC right: a Role granting images/filesource in proj-a.
+    await kova.k(['create', 'role', 'image-importer', '-n', 'proj-a', '--verb=create', '--resource=images.kova.dev/filesource']);
+    await kova.k(['create', 'rolebinding', 'alice-imports', '-n', 'proj-a', '--role=image-importer', '--user=alice']);
+    await eventually(async () => (await alice.kubectl(['auth', 'can-i', 'create', 'images.kova.dev', '--subresource=filesource'])).stdout.trim() === 'yes', 10_000, 'the delegated right');
+    await alice.k(['apply', '-f', '-'], { input: image('a-own', `{file: {path: ${join(kova.dataDir, 'tenancy.raw')}}}`) });
   });
 });
 

@@ -16,6 +16,7 @@ import type { RuleResolver } from './types.js';
 import { RbacAuthorizer } from './rbac/authorizer.js';
 import { RbacCache } from './rbac/cache.js';
 import { EscalationAdmission } from './rbac/escalation.js';
+import { ImageFileSourceAdmission } from './image-source.js';
 import { ImagePublicizeAdmission } from './image-publicize.js';
 
 export interface SecurityConfig {
@@ -78,6 +79,8 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
     const authorizer = new RbacAuthorizer(rbac);
     options.authorizer = authorizer;
     options.admission = [...(options.admission ?? []), new EscalationAdmission(authorizer, resources, { patchedObjectsChecked: true })];
+    // Image file sources read the control-plane host's files: a cloud admin's (images/filesource).
+    options.admission.push(new ImageFileSourceAdmission(authorizer, resources));
     // Publishing an Image to every project needs the verb `publicize` (Glance's publicize_image).
     options.admission.push(new ImagePublicizeAdmission(authorizer, resources));
     ruleResolver = authorizer;
