@@ -84,6 +84,10 @@ describe('image and key pair visibility across projects (kubectl, three members,
       const file = join(k.dataDir, `${user}.kubeconfig`);
       const made = await run(process.execPath, [KOVA_BIN, 'user', 'create', user, '--project', ns, '--role', 'member', '--kubeconfig', k.kubeconfig, '-o', file]);
       assert.equal(made.code, 0, made.stderr);
+      // Importing from a file on the control-plane host is the cloud admin's (images/filesource);
+      // this test's projects import the local sim image, so the admin delegates that right.
+      await k.k(['create', 'role', 'image-importer', '-n', ns, '--verb=create', '--resource=images.kova.dev/filesource']);
+      await k.k(['create', 'rolebinding', 'image-importer', '-n', ns, '--role=image-importer', `--user=${user}`]);
       const base = ['--kubeconfig', file, '--cache-dir', join(k.dataDir, `${user}-cache`)];
       tryAs[user] = (args, input) => run(KUBECTL, [...base, ...args], input);
       as[user] = async (args, input) => {

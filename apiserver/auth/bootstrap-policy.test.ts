@@ -1,42 +1,40 @@
 // The default RBAC policy against real etcd: created once by concurrent API servers, complete
 // after a restart without undoing what users added, aggregated before any controller runs, and
 // granting what each role is meant to (checked with RBAC's own rule matching).
+import { startTestResourceStore } from '../../testing/resource-store.js';
+import type { TestResourceStore } from '../../testing/resource-store.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { defaultCrdDir, Registry } from '../../api/registry.js';
 import { Validator } from '../../api/validation.js';
 import type { KObject, ResourceInfo } from '../../api/types.js';
 import { Store } from '../../store/store.js';
-import { startTestEtcd } from '../../testing/etcd.js';
 import type { TestEtcd } from '../../testing/etcd.js';
 import { ResourceStore } from '../resource-store.js';
-import { sameRules } from '../../controllers/rbac/aggregation-rules.js';
+import { sameRules } from '../../api/rbac-aggregation.js';
 import { rulesAllow } from './rbac/rules.js';
 import { AUTOUPDATE_ANNOTATION, bootstrapClusterRoleBindings, bootstrapClusterRoles, reconcileBootstrapPolicy } from './bootstrap-policy.js';
 import type { PolicyRule, RequestAttributes } from './types.js';
 import { CONTROLLER_MANAGER_USER, KOVA_ROLES } from './types.js';
 
-let etcd: TestEtcd;
+let env: TestResourceStore;
 let store: Store;
 let rs: ResourceStore;
 let roleInfo: ResourceInfo;
 let bindingInfo: ResourceInfo;
 
 before(async () => {
-  etcd = await startTestEtcd();
-  store = Store.connect(etcd.endpoints);
-  const registry = await Registry.load(defaultCrdDir());
-  rs = new ResourceStore(store, registry, new Validator(registry));
-  await rs.namespaces.start();
+  env = await startTestResourceStore();
+  store = env.store;
+  const registry = env.registry;
+  rs = env.resources;
   await rs.create(registry.lookup('', 'v1', 'namespaces')!, undefined, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kova-system' } });
   roleInfo = registry.byKind('rbac.authorization.k8s.io', 'ClusterRole')!;
   bindingInfo = registry.byKind('rbac.authorization.k8s.io', 'ClusterRoleBinding')!;
 });
 
 after(async () => {
-  await rs?.namespaces.stop();
-  await store?.close();
-  await etcd?.cleanup();
+  await env?.stop();
 });
 
 const role = (name: string) => rs.get(roleInfo, undefined, name);

@@ -6,8 +6,8 @@
 // workers may do this at once: AlreadyExists and Conflict just mean "look again".
 import type { KObject, ResourceInfo } from '../../api/types.js';
 import { RBAC_GROUP } from '../../api/builtin-kinds-rbac.js';
-import { aggregatedRules, aggregationSelectors, sameRules, unionRules } from '../../controllers/rbac/aggregation-rules.js';
-import type { LabelSelectorSpec } from '../../controllers/rbac/aggregation-rules.js';
+import { aggregatedRules, aggregationSelectors, sameRules, unionRules } from '../../api/rbac-aggregation.js';
+import type { LabelSelectorSpec } from '../../api/rbac-aggregation.js';
 import type { ResourceStore } from '../resource-store.js';
 import { ApiError } from '../status.js';
 import { CONTROLLER_MANAGER_USER, KOVA_ROLES, NODES_GROUP, SYSTEM_AUTHENTICATED, SYSTEM_MASTERS } from './types.js';

@@ -9,9 +9,9 @@
 // unchanged (a member relabelling a project image) needs nothing more.
 import type { KObject } from '../../api/types.js';
 import type { ResourceStore } from '../resource-store.js';
-import { ApiError } from '../status.js';
 import { forbiddenError } from './forbidden.js';
 import type { Admission } from './hooks.js';
+import { storedObject } from './stored-object.js';
 import type { Authorizer, RequestAttributes } from './types.js';
 
 export const FILE_SOURCE_SUBRESOURCE = 'filesource';
@@ -34,7 +34,7 @@ export class ImageFileSourceAdmission implements Admission {
     if (!isImageWrite(a) || !object) return;
     const file = filePath(object);
     if (file === undefined) return;
-    if (a.verb === 'update' && filePath(await this.current(a)) === file) return;
+    if (a.verb === 'update' && filePath(await storedObject(this.resources, a)) === file) return;
     this.check(a, object);
   }
 
@@ -48,16 +48,5 @@ export class ImageFileSourceAdmission implements Admission {
   private check(a: RequestAttributes, object: KObject): void {
     const at: RequestAttributes = { ...a, verb: 'create', subresource: FILE_SOURCE_SUBRESOURCE, name: a.name || object.metadata?.name || '' };
     if (!this.authorizer.authorize(at).allowed) throw forbiddenError(at, WHY);
-  }
-
-  private async current(a: RequestAttributes): Promise<KObject | undefined> {
-    const info = this.resources.registry.lookup(a.apiGroup, a.apiVersion, a.resource);
-    if (!info || !a.name) return undefined;
-    try {
-      return await this.resources.get(info, a.namespace || undefined, a.name);
-    } catch (e) {
-      if (e instanceof ApiError && e.code === 404) return undefined;
-      throw e;
-    }
   }
 }

@@ -1,13 +1,14 @@
 // NodeRestriction against objects stored in a real etcd: what node agent "host-a" may write
 // (its Host, its Lease, instances and ports bound to it, its own Network condition, Events) and
 // what it may not (host-b's objects, anything else), as a table.
+import { startTestResourceStore } from '../../testing/resource-store.js';
+import type { TestResourceStore } from '../../testing/resource-store.js';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { defaultCrdDir, Registry } from '../../api/registry.js';
 import type { KObject } from '../../api/types.js';
 import { Validator } from '../../api/validation.js';
 import { Store } from '../../store/store.js';
-import { startTestEtcd } from '../../testing/etcd.js';
 import type { TestEtcd } from '../../testing/etcd.js';
 import { ResourceStore } from '../resource-store.js';
 import { ApiError } from '../status.js';
@@ -15,7 +16,7 @@ import { NodeRestriction, nodeHostOf } from './node-restriction.js';
 import type { RequestAttributes, UserInfo } from './types.js';
 import { NODES_GROUP, SYSTEM_AUTHENTICATED, nodeUserName } from './types.js';
 
-let etcd: TestEtcd;
+let env: TestResourceStore;
 let store: Store;
 let rs: ResourceStore;
 let nr: NodeRestriction;
@@ -37,11 +38,10 @@ async function put(resource: string, ns: string | undefined, body: Record<string
 }
 
 before(async () => {
-  etcd = await startTestEtcd();
-  store = Store.connect(etcd.endpoints);
-  const registry = await Registry.load(defaultCrdDir());
-  rs = new ResourceStore(store, registry, new Validator(registry));
-  await rs.namespaces.start();
+  env = await startTestResourceStore();
+  store = env.store;
+  const registry = env.registry;
+  rs = env.resources;
   for (const name of ['kova-system', 'demo']) await put('namespaces', undefined, { metadata: { name } });
   const { waitFor } = await import('../../testing/etcd.js');
   await waitFor(async () => (await rs.namespaces.state('demo')) === 'active', 'namespace cache');
@@ -61,9 +61,7 @@ before(async () => {
 });
 
 after(async () => {
-  await rs?.namespaces.stop();
-  await store?.close();
-  await etcd?.cleanup();
+  await env?.stop();
 });
 
 function attrs(verb: string, resource: string, ns: string, name: string, subresource = '', user = nodeA): RequestAttributes {

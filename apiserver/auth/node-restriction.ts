@@ -19,6 +19,7 @@ import { HOST_CONDITION_PREFIX } from '../../api/net/rules.js';
 import type { ResourceStore } from '../resource-store.js';
 import { ApiError } from '../status.js';
 import type { Admission } from './hooks.js';
+import { storedObject } from './stored-object.js';
 import { NODES_GROUP } from './types.js';
 import type { RequestAttributes, UserInfo } from './types.js';
 
@@ -80,7 +81,7 @@ export class NodeRestriction implements Admission {
       const writes = verb === 'update' || verb === 'patch';
       const mainOk = a.resource === 'instances' && a.subresource === '' && writes;
       if (!(writes && (a.subresource === 'status' || mainOk))) deny(`is not allowed to ${verb} ${res}${name ? ` ${JSON.stringify(ref)}` : ''}`);
-      const current = await this.current(a);
+      const current = await storedObject(this.resources, a);
       const bound = statusOf(current).hostName;
       if (bound !== host) {
         deny(`can only modify ${kind}s bound to it (status.hostName ${JSON.stringify(host)}); ${kind} ${JSON.stringify(ref)} is ${bound ? `bound to ${JSON.stringify(bound)}` : 'not bound'}`);
@@ -91,7 +92,7 @@ export class NodeRestriction implements Admission {
     }
 
     if (a.apiGroup === KOVA && a.resource === 'networks' && a.subresource === 'status' && (verb === 'update' || verb === 'patch')) {
-      if (verb === 'update' && object) checkResult(a, host, object, await this.current(a), deny);
+      if (verb === 'update' && object) checkResult(a, host, object, await storedObject(this.resources, a), deny);
       return;
     }
 
@@ -107,17 +108,7 @@ export class NodeRestriction implements Admission {
     });
   }
 
-  /** The stored object the write applies to; a missing one is no node's to write. */
-  private async current(a: RequestAttributes): Promise<KObject | undefined> {
-    const info = this.resources.registry.lookup(a.apiGroup, a.apiVersion, a.resource);
-    if (!info || !a.name) return undefined;
-    try {
-      return await this.resources.get(info, a.namespace || undefined, a.name);
-    } catch (e) {
-      if (e instanceof ApiError && e.code === 404) return undefined;
-      throw e;
-    }
-  }
+
 }
 
 /**

@@ -1,13 +1,14 @@
 // The review endpoints on a real API server (real etcd), with a small rule-table authorizer: each
 // review is authorized as a create of its resource, answers for the right user, reads JSON and
 // the protobuf kubectl sends, and refuses malformed specs with 422s naming the field.
+import { startTestResourceStore } from '../../testing/resource-store.js';
+import type { TestResourceStore } from '../../testing/resource-store.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { defaultCrdDir, Registry } from '../../api/registry.js';
 import { Validator } from '../../api/validation.js';
 import { Store } from '../../store/store.js';
-import { startTestEtcd } from '../../testing/etcd.js';
 import type { TestEtcd } from '../../testing/etcd.js';
 import { ResourceStore } from '../resource-store.js';
 import { ApiServer } from '../server.js';
@@ -55,24 +56,23 @@ const headerAuth: Authenticator = {
   },
 };
 
-let etcd: TestEtcd;
+let env: TestResourceStore;
 let store: Store;
 let server: ApiServer;
 let port: number;
 
 before(async () => {
-  etcd = await startTestEtcd();
-  store = Store.connect(etcd.endpoints);
-  const registry = await Registry.load(defaultCrdDir());
-  const resources = new ResourceStore(store, registry, new Validator(registry));
+  env = await startTestResourceStore();
+  store = env.store;
+  const registry = env.registry;
+  const resources = env.resources;
   server = new ApiServer({ registry, resources, token: 'admin-token-for-tests', authenticators: [headerAuth], authorizer: tableAuthorizer, reviews: new Reviews({ rules: tableAuthorizer }) });
   port = (await server.listen('127.0.0.1', 0)).port;
 });
 
 after(async () => {
   await server?.close();
-  await store?.close();
-  await etcd?.cleanup();
+  await env?.stop();
 });
 
 function post(path: string, user: string, body: Buffer | string, contentType = 'application/json', groups = ''): Promise<{ code: number; json: Record<string, any> }> {

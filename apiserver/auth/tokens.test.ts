@@ -1,5 +1,7 @@
 // kova user tokens: the format and name rules, and the authenticator's watch-fed cache on a real
 // etcd (a new token works at once, edits and deletions take effect through the watch).
+import { startTestResourceStore } from '../../testing/resource-store.js';
+import type { TestResourceStore } from '../../testing/resource-store.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
@@ -7,7 +9,7 @@ import { defaultCrdDir, Registry } from '../../api/registry.js';
 import type { KObject, ResourceInfo } from '../../api/types.js';
 import { Validator } from '../../api/validation.js';
 import { Store } from '../../store/store.js';
-import { startTestEtcd, waitFor } from '../../testing/etcd.js';
+import { waitFor } from '../../testing/etcd.js';
 import type { TestEtcd } from '../../testing/etcd.js';
 import { ResourceStore } from '../resource-store.js';
 import {
@@ -15,7 +17,7 @@ import {
   userSecretName, USERS_NAMESPACE,
 } from './tokens.js';
 
-let etcd: TestEtcd;
+let env: TestResourceStore;
 let store: Store;
 let rs: ResourceStore;
 let secrets: ResourceInfo;
@@ -24,11 +26,10 @@ let auth: TokenAuthenticator;
 const bearer = (t: string) => ({ headers: { authorization: `Bearer ${t}` } }) as unknown as IncomingMessage;
 
 before(async () => {
-  etcd = await startTestEtcd();
-  store = Store.connect(etcd.endpoints);
-  const registry = await Registry.load(defaultCrdDir());
-  rs = new ResourceStore(store, registry, new Validator(registry));
-  await rs.namespaces.start();
+  env = await startTestResourceStore();
+  store = env.store;
+  const registry = env.registry;
+  rs = env.resources;
   await rs.create(registry.lookup('', 'v1', 'namespaces')!, undefined, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: USERS_NAMESPACE } });
   secrets = registry.lookup('', 'v1', 'secrets')!;
   auth = new TokenAuthenticator(store);
@@ -37,9 +38,7 @@ before(async () => {
 
 after(async () => {
   await auth?.stop();
-  await rs?.namespaces.stop();
-  await store?.close();
-  await etcd?.cleanup();
+  await env?.stop();
 });
 
 /** Creates user `name` (groups) and one token through the API's store; returns the token. */

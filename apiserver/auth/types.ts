@@ -2,6 +2,7 @@
 // (k8s.io/apiserver/pkg/authentication/user.Info, authorizer.Attributes): authenticators turn a
 // request into a user, authorizers decide on the request's attributes, admission sees the user.
 import type { IncomingMessage } from 'node:http';
+import type { PolicyRule } from '../../api/rbac-aggregation.js';
 
 /** The authenticated user of one request. */
 export interface UserInfo {
@@ -61,14 +62,7 @@ export interface Authorizer {
 /** Lets everything through: a server without authorization configured (tests, `--insecure`). */
 export const ALLOW_ALL: Authorizer = { authorize: () => ({ allowed: true, reason: 'authorization is off' }) };
 
-/** rbac.authorization.k8s.io/v1 PolicyRule. */
-export interface PolicyRule {
-  verbs: string[];
-  apiGroups?: string[];
-  resources?: string[];
-  resourceNames?: string[];
-  nonResourceURLs?: string[];
-}
+export type { PolicyRule } from '../../api/rbac-aggregation.js';
 
 /** The rules that apply to a user in a namespace ('' = cluster-wide only): SelfSubjectRulesReview and escalation checks. */
 export interface RuleResolver {

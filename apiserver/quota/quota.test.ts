@@ -1,13 +1,15 @@
 // ResourceQuota enforcement against a real etcd and the real API server (HTTP), and the quota
 // controller on a real client: the concurrent-create race, flavor-based vCPU/memory accounting,
 // dryRun, charged updates, releases after deletions and drift repair.
+import { startTestResourceStore } from '../../testing/resource-store.js';
+import type { TestResourceStore } from '../../testing/resource-store.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KubeConfig } from '@kubernetes/client-node';
 import { defaultCrdDir, Registry } from '../../api/registry.js';
 import { Validator } from '../../api/validation.js';
 import { Store } from '../../store/store.js';
-import { startTestEtcd, waitFor } from '../../testing/etcd.js';
+import { waitFor } from '../../testing/etcd.js';
 import type { TestEtcd } from '../../testing/etcd.js';
 import { ResourceStore } from '../resource-store.js';
 import { ApiServer } from '../server.js';
@@ -16,7 +18,7 @@ import { KovaClient } from '../../client/client.js';
 import { startQuotaController } from '../../controllers/quota/quota-controller.js';
 import { startDefaultQuotaController } from '../../controllers/namespace/default-quota.js';
 
-let etcd: TestEtcd;
+let env: TestResourceStore;
 let store: Store;
 let resources: ResourceStore;
 let charger: QuotaCharger;
@@ -54,11 +56,10 @@ const instance = (name: string, spec: Record<string, unknown> = { flavor: 'q.med
 const used = async (ns: string, name: string) => (await req('GET', `${nsPath(ns)}/resourcequotas/${name}`)).body.status?.used as Record<string, string> | undefined;
 
 before(async () => {
-  etcd = await startTestEtcd();
-  store = Store.connect(etcd.endpoints);
-  const registry = await Registry.load(defaultCrdDir());
-  resources = new ResourceStore(store, registry, new Validator(registry));
-  await resources.namespaces.start();
+  env = await startTestResourceStore();
+  store = env.store;
+  const registry = env.registry;
+  resources = env.resources;
   charger = new QuotaCharger(store, registry);
   await charger.start();
   resources.quota = charger;
@@ -82,9 +83,7 @@ after(async () => {
   client?.close();
   await server?.close();
   await charger?.stop();
-  await resources?.namespaces.stop();
-  await store?.close();
-  await etcd?.cleanup();
+  await env?.stop();
 });
 
 describe('quota admission (real etcd, real API server)', () => {

@@ -1,6 +1,8 @@
 // The clusterrole-aggregation controller against a real API server and etcd: roles labelled for
 // an aggregating role flow into it within moments, relabelling or deleting takes them out again,
 // the order is stable, duplicates collapse, and chains (admin ← edit ← view) settle.
+import { startTestResourceStore } from '../../testing/resource-store.js';
+import type { TestResourceStore } from '../../testing/resource-store.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -12,12 +14,12 @@ import { ResourceStore } from '../../apiserver/resource-store.js';
 import { ApiServer } from '../../apiserver/server.js';
 import type { PolicyRule } from '../../apiserver/auth/types.js';
 import { Store } from '../../store/store.js';
-import { startTestEtcd, waitFor } from '../../testing/etcd.js';
+import { waitFor } from '../../testing/etcd.js';
 import type { TestEtcd } from '../../testing/etcd.js';
-import { aggregatedRules, selectorMatches } from './aggregation-rules.js';
+import { aggregatedRules, selectorMatches } from '../../api/rbac-aggregation.js';
 import { CLUSTER_ROLES, startClusterRoleAggregationController } from './clusterrole-aggregation.js';
 
-let etcd: TestEtcd;
+let env: TestResourceStore;
 let store: Store;
 let server: ApiServer;
 let client: KovaClient;
@@ -25,11 +27,10 @@ const abort = new AbortController();
 let done: Promise<void>;
 
 before(async () => {
-  etcd = await startTestEtcd();
-  store = Store.connect(etcd.endpoints);
-  const registry = await Registry.load(defaultCrdDir());
-  const resources = new ResourceStore(store, registry, new Validator(registry));
-  await resources.namespaces.start();
+  env = await startTestResourceStore();
+  store = env.store;
+  const registry = env.registry;
+  const resources = env.resources;
   server = new ApiServer({ registry, resources, log: () => undefined });
   const { port } = await server.listen('127.0.0.1', 0);
   const kc = new KubeConfig();
@@ -49,9 +50,7 @@ after(async () => {
   await done;
   client?.close();
   await server?.close();
-  await server?.resources.namespaces.stop();
-  await store?.close();
-  await etcd?.cleanup();
+  await env?.stop();
 });
 
 const role = (name: string, rules: PolicyRule[], labels: Record<string, string> = {}, selectors?: unknown[]) => ({

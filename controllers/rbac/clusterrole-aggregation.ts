@@ -7,8 +7,8 @@ import { controllerFor, withDefaults } from '../../client/controller.js';
 import type { ControllerHandle, ControllerStartOptions, Reconciler, Request } from '../../client/controller.js';
 import type { ApiClient } from '../../client/client.js';
 import type { Informer } from '../../client/informer.js';
-import type { PolicyRule } from '../../apiserver/auth/types.js';
-import { aggregatedRules, aggregationSelectors, sameRules } from './aggregation-rules.js';
+import type { PolicyRule } from '../../api/rbac-aggregation.js';
+import { aggregatedRules, aggregationSelectors, sameRules } from '../../api/rbac-aggregation.js';
 
 export const CLUSTER_ROLES: Kind = { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'clusterroles', kind: 'ClusterRole', namespaced: false };
 

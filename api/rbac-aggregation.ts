@@ -1,8 +1,16 @@
 // What a ClusterRole with an aggregationRule should hold: the rules of every other ClusterRole
 // its selectors match, deduplicated, in a stable order (roles by name, rules as they appear).
 // Pure, so the API server's bootstrap and the clusterrole-aggregation controller agree.
-import type { KObject } from '../../api/types.js';
-import type { PolicyRule } from '../../apiserver/auth/types.js';
+import type { KObject } from './types.js';
+
+/** rbac.authorization.k8s.io/v1 PolicyRule. */
+export interface PolicyRule {
+  verbs: string[];
+  apiGroups?: string[];
+  resources?: string[];
+  resourceNames?: string[];
+  nonResourceURLs?: string[];
+}
 
 /** metav1.LabelSelector. */
 export interface LabelSelectorSpec {

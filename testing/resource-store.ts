@@ -1,0 +1,36 @@
+// A real etcd with a Store and a ResourceStore over kova's CRDs on it, its namespace cache
+// running: the setup of tests that drive the API server's storage layer (or an ApiServer) directly.
+import { defaultCrdDir, Registry } from '../api/registry.js';
+import { Validator } from '../api/validation.js';
+import { ResourceStore } from '../apiserver/resource-store.js';
+import { Store } from '../store/store.js';
+import { startTestEtcd } from './etcd.js';
+import type { TestEtcd } from './etcd.js';
+
+export interface TestResourceStore {
+  etcd: TestEtcd;
+  store: Store;
+  registry: Registry;
+  resources: ResourceStore;
+  /** Stops the namespace cache, closes the store and removes etcd. */
+  stop(): Promise<void>;
+}
+
+/** Starts it all and creates `namespaces`. */
+export async function startTestResourceStore(namespaces: string[] = []): Promise<TestResourceStore> {
+  const etcd = await startTestEtcd();
+  const store = Store.connect(etcd.endpoints);
+  const registry = await Registry.load(defaultCrdDir());
+  const resources = new ResourceStore(store, registry, new Validator(registry));
+  await resources.namespaces.start();
+  const nsInfo = registry.lookup('', 'v1', 'namespaces')!;
+  for (const name of namespaces) await resources.create(nsInfo, undefined, { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  return {
+    etcd, store, registry, resources,
+    stop: async () => {
+      await resources.namespaces.stop();
+      await store.close();
+      await etcd.cleanup();
+    },
+  };
+}
