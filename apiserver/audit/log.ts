@@ -10,8 +10,11 @@
 // the oldest backups beyond `maxBackups`, whoever rotated. No fsync: the page cache is enough
 // for an audit trail of a process that may crash, and an fsync per request would halve writes.
 //
-// record() never blocks or throws: lines wait in a bounded buffer while a write is under way;
-// a full buffer drops lines and counts them (logged at most every 10 s).
+// record() never blocks or throws: lines wait in a bounded buffer and are written together
+// every BATCH_MS (or once BATCH_BYTES wait), so the log costs the API a few writes a second,
+// not one per request; a full buffer drops lines and counts them (logged at most every 10 s).
+// The file's size is tracked from this process's writes and re-read with the periodic check,
+// so a write is one write(), with no stat.
 import { mkdir, chmod, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -38,6 +41,9 @@ export interface AuditLogOptions {
 const MiB = 1024 * 1024;
 /** How often a writer checks that audit.log is still the file it has open. */
 const REOPEN_CHECK_MS = 1000;
+/** How long a recorded line may wait for its batch, and how many bytes make a batch sooner. */
+const BATCH_MS = 50;
+const BATCH_BYTES = 256 * 1024;
 const DROP_LOG_MS = 10_000;
 
 export class AuditLog implements AuditSink {
@@ -52,6 +58,9 @@ export class AuditLog implements AuditSink {
   private queuedBytes = 0;
   private fh?: FileHandle;
   private ino = 0;
+  /** audit.log's size as last seen plus what this process wrote since. */
+  private size = 0;
+  private batchTimer?: NodeJS.Timeout;
   private lastCheck = 0;
   private lastRotation = 0;
   private draining?: Promise<void>;
@@ -105,11 +114,22 @@ export class AuditLog implements AuditSink {
     }
     this.queue.push(line);
     this.queuedBytes += line.length;
+    if (this.queuedBytes >= BATCH_BYTES) this.startDrain();
+    else if (!this.batchTimer && !this.draining) {
+      this.batchTimer = setTimeout(() => this.startDrain(), BATCH_MS);
+      this.batchTimer.unref();
+    }
+  }
+
+  private startDrain(): void {
+    clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
     this.draining ??= this.drain().finally(() => (this.draining = undefined));
   }
 
   /** Resolves once every line recorded so far is written (or dropped). */
   async flush(): Promise<void> {
+    if (this.queue.length) this.startDrain();
     while (this.draining) await this.draining;
   }
 
@@ -157,7 +177,9 @@ export class AuditLog implements AuditSink {
     const fh = await open(this.path, 'a', 0o600);
     await fh.chmod(0o600);
     this.fh = fh;
-    this.ino = (await fh.stat()).ino;
+    const st = await fh.stat();
+    this.ino = st.ino;
+    this.size = st.size;
     this.lastCheck = Date.now();
   }
 
@@ -165,14 +187,15 @@ export class AuditLog implements AuditSink {
     if (!this.fh) await this.reopen();
     const fh = this.fh!;
     await fh.write(buf);
-    const size = (await fh.stat()).size;
-    if (size >= this.maxFileBytes) return this.rotate();
+    this.size += buf.length;
     const now = Date.now();
     if (now - this.lastCheck >= REOPEN_CHECK_MS) {
       this.lastCheck = now;
       const cur = await stat(this.path).catch(() => undefined);
-      if (!cur || cur.ino !== this.ino) await this.reopen(); // rotated by another process
+      if (!cur || cur.ino !== this.ino) return this.reopen(); // rotated by another process
+      this.size = cur.size; // other processes append too
     }
+    if (this.size >= this.maxFileBytes) return this.rotate();
   }
 
   private async rotate(): Promise<void> {
