@@ -35,9 +35,8 @@ export interface WriteOptions {
   /** The caller hands `body` over (freshly parsed from a request): no defensive copy needed. */
   ownsBody?: boolean;
   /**
-   * Admission of a patch's or apply's result (`old` the object it was applied to, undefined
-   * when apply creates), run before it is stored: the request body alone does not say what a
-   * patch makes. Throws an ApiError to refuse.
+   * Admission of an update's, patch's or apply's result (`old` the stored object it replaces,
+   * undefined when apply creates), run before it is stored. Throws an ApiError to refuse.
    */
   admitResult?: (obj: KObject, old: KObject | undefined) => void | Promise<void>;
 }
@@ -266,6 +265,7 @@ export class ResourceStore {
    */
   private async commitUpdate(info: ResourceInfo, current: KObject, next: KObject, opts: WriteOptions): Promise<KObject> {
     const name = current.metadata.name ?? '';
+    await opts.admitResult?.(next, current);
     const out = prepareForUpdate(info, current, next, opts.subresource);
     this.checkUnknownFields(info, out, opts);
     this.validateOrThrow(info, out, opts.subresource);
@@ -336,7 +336,6 @@ export class ResourceStore {
       checkObjectBody(patched);
       const wanted = patched.metadata?.resourceVersion;
       if (wanted && wanted !== current.metadata.resourceVersion) throw conflict(info, name);
-      await opts.admitResult?.(patched, current);
       try {
         return await this.commitUpdate(info, current, patched, opts);
       } catch (e) {

@@ -374,9 +374,9 @@ export class ApiServer {
     for (const a of this.opts.admission ?? []) await a.admit(attributes, object);
   }
 
-  /** Runs the admission checks on a patch's result, before it is stored. */
-  private async admitPatched(attributes: RequestAttributes, object: KObject, old: KObject | undefined): Promise<void> {
-    for (const a of this.opts.admission ?? []) await a.admitPatched?.(attributes, object, old);
+  /** Runs the admission checks on an update's, patch's or apply's result, before it is stored. */
+  private async admitResult(attributes: RequestAttributes, object: KObject, old: KObject | undefined): Promise<void> {
+    for (const a of this.opts.admission ?? []) await a.admitResult?.(attributes, object, old);
   }
 
   private async serveResource(req: IncomingMessage, res: ServerResponse, route: ResourceRoute, q: URLSearchParams, attributes: RequestAttributes) {
@@ -437,7 +437,8 @@ export class ApiServer {
         const body = parseObjectBody(req.headers['content-type'], await this.body(req)) as KObject;
         checkObjectBody(body);
         await this.admit(attributes, body);
-        const wopts: WriteOptions = { ...writeQuery(q), userAgent: req.headers['user-agent'], warnings, subresource: sub };
+        const admitResult = (obj: KObject, old: KObject | undefined) => this.admitResult(attributes, obj, old);
+        const wopts: WriteOptions = { ...writeQuery(q), userAgent: req.headers['user-agent'], warnings, subresource: sub, admitResult };
         if (meta) asPartialObjectMetadata(body, meta); // a 406 before anything is written
         if (subresource === 'finalize') return send(res, 200, written(await this.finalizeNamespace(info, name, body, wopts)));
         return send(res, 200, written(await rs.update(info, namespace, name, body, wopts)), warningHeaders(warnings));
@@ -458,7 +459,7 @@ export class ApiServer {
         const existed = type === 'apply' ? await rs.get(info, namespace, name).then(() => true, () => false) : true;
         if (meta) asPartialObjectMetadata({ metadata: {} } as KObject, meta); // a 406 before anything is written
         await this.admit(attributes, undefined);
-        const admitResult = (obj: KObject, old: KObject | undefined) => this.admitPatched(attributes, obj, old);
+        const admitResult = (obj: KObject, old: KObject | undefined) => this.admitResult(attributes, obj, old);
         const out = await rs.patch(info, namespace, name, type, patch, { ...w, userAgent: req.headers['user-agent'], warnings, subresource: sub, admitResult });
         return send(res, existed ? 200 : 201, written(out), warningHeaders(warnings));
       }

@@ -11,10 +11,12 @@ import type { Authorizer, RequestAttributes, UserInfo } from './types.js';
 export interface Admission {
   admit(a: RequestAttributes, object: KObject | undefined): void | Promise<void>;
   /**
-   * The same check on what a patch (or server-side apply) produces, `old` being the object it
-   * was applied to (undefined when apply creates). Run before the result is stored.
+   * The check on what an update, patch or server-side apply produces, `old` being the stored
+   * object it replaces (undefined when apply creates), run just before the result is stored:
+   * the request body alone does not say what a patch makes, and `old` is read anyway, so a
+   * check against the stored object needs no read of its own.
    */
-  admitPatched?(a: RequestAttributes, object: KObject, old: KObject | undefined): void | Promise<void>;
+  admitResult?(a: RequestAttributes, object: KObject, old: KObject | undefined): void | Promise<void>;
 }
 
 /** One answered request, as the audit sink receives it (it renders audit.k8s.io/v1 Events). */

@@ -30,7 +30,7 @@ export class ImagePublicizeAdmission implements Admission {
   }
 
   /** A patch or server-side apply: judged by its result against the object it was applied to. */
-  admitPatched(a: RequestAttributes, object: KObject, old: KObject | undefined): void {
+  admitResult(a: RequestAttributes, object: KObject, old: KObject | undefined): void {
     if (isImageWrite(a)) this.check(a, object, old);
   }
 

@@ -30,7 +30,7 @@ export class ImageFileSourceAdmission implements Admission {
   constructor(private readonly authorizer: Authorizer, private readonly resources: ResourceStore) {}
 
   async admit(a: RequestAttributes, object: KObject | undefined): Promise<void> {
-    // A patch has no body here: admitPatched judges its result.
+    // A patch has no body here: admitResult judges its result.
     if (!isImageWrite(a) || !object) return;
     const file = filePath(object);
     if (file === undefined) return;
@@ -38,7 +38,7 @@ export class ImageFileSourceAdmission implements Admission {
     this.check(a, object);
   }
 
-  admitPatched(a: RequestAttributes, object: KObject, old: KObject | undefined): void {
+  admitResult(a: RequestAttributes, object: KObject, old: KObject | undefined): void {
     if (!isImageWrite(a)) return;
     const file = filePath(object);
     if (file === undefined || (old && filePath(old) === file)) return;

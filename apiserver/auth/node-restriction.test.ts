@@ -57,7 +57,7 @@ before(async () => {
   });
   await put('ports', 'demo', { metadata: { name: 'port-a' }, spec: { network: 'net' } }, { hostName: 'host-a', instance: 'on-a' });
   await put('ports', 'demo', { metadata: { name: 'port-b' }, spec: { network: 'net' } }, { hostName: 'host-b', instance: 'on-b' });
-  nr = new NodeRestriction(rs);
+  nr = new NodeRestriction();
 });
 
 after(async () => {
@@ -76,9 +76,19 @@ function changed(resource: string, ns: string, name: string, edit: (o: Record<st
   return o as KObject;
 }
 
+/**
+ * What the server makes of a node's request: admit() on the request, then, for an update or
+ * patch, admitResult() on the result against the stored object (a missing one is the store's
+ * 404 before that). A patch's result is the stored object itself here unless `obj` is given.
+ */
 async function outcome(a: RequestAttributes, obj?: KObject): Promise<string> {
   try {
     await nr.admit(a, obj);
+    if ((a.verb === 'update' || a.verb === 'patch') && ['instances', 'ports', 'networks'].includes(a.resource)) {
+      const old = stored.get(`${a.resource}/${a.namespace}/${a.name}`);
+      if (!old) return '404 not found';
+      nr.admitResult(a, obj ?? old, old);
+    }
     return 'allow';
   } catch (e) {
     assert.ok(e instanceof ApiError, String(e));
@@ -117,7 +127,7 @@ describe('NodeRestriction', () => {
       /^instances\.kova\.dev "on-b" is forbidden: node "host-a" can only modify instances bound to it \(status\.hostName "host-a"\); instance "demo\/on-b" is bound to "host-b"$/],
     ['patch status of an instance bound to host-b', () => [attrs('patch', 'instances', 'demo', 'on-b', 'status')], /instance "demo\/on-b" is bound to "host-b"/],
     ['patch status of an unbound instance', () => [attrs('patch', 'instances', 'demo', 'unbound', 'status')], /instance "demo\/unbound" is not bound/],
-    ['patch status of a missing instance', () => [attrs('patch', 'instances', 'demo', 'nope', 'status')], /instance "demo\/nope" is not bound/],
+    ['patch status of a missing instance', () => [attrs('patch', 'instances', 'demo', 'nope', 'status')], /^not found$/],
     ['move its instance to host-b', () => [attrs('update', 'instances', 'demo', 'on-a', 'status'), changed('instances', 'demo', 'on-a', (o) => (o.status.hostName = 'host-b'))], /may not change status\.hostName of instance "demo\/on-a"/],
     ['change the spec of its instance', () => [attrs('update', 'instances', 'demo', 'on-a'), changed('instances', 'demo', 'on-a', (o) => (o.spec.image = 'other'))], /may not change the spec of instance "demo\/on-a"/],
     ['add a finalizer by update', () => [attrs('update', 'instances', 'demo', 'on-a'), changed('instances', 'demo', 'on-a', (o) => (o.metadata.finalizers = ['kova.dev/instance-protection']))], 'allow'],
@@ -130,7 +140,7 @@ describe('NodeRestriction', () => {
     ['set its own condition on a Network', () => [attrs('update', 'networks', 'demo', 'net', 'status'), changed('networks', 'demo', 'net', (o) => (o.status.conditions[0].status = 'True'))], 'allow'],
     ['set host-b\'s condition on a Network', () => [attrs('update', 'networks', 'demo', 'net', 'status'), changed('networks', 'demo', 'net', (o) => (o.status.conditions[1].status = 'False'))],
       /may only change its own condition host\.kova\.dev\/host-a in the status of network "demo\/net"/],
-    ['patch a Network\'s status (its result is checked by admitPatched)', () => [attrs('patch', 'networks', 'demo', 'net', 'status')], 'allow'],
+    ['patch a Network\'s status (its result is checked by admitResult)', () => [attrs('patch', 'networks', 'demo', 'net', 'status')], 'allow'],
     ['create an Event', () => [attrs('create', 'events', 'demo', ''), { metadata: { name: 'e' } } as unknown as KObject], 'allow'],
     ['patch an Event', () => [attrs('patch', 'events', 'demo', 'e')], 'allow'],
     ['create a Flavor', () => [attrs('create', 'flavors', '', ''), { metadata: { name: 'big' } } as unknown as KObject], /^flavors\.kova\.dev "big" is forbidden: node "host-a" is not allowed to create flavors "big"$/],
@@ -148,7 +158,7 @@ describe('NodeRestriction', () => {
     });
   }
 
-  // What a patch makes is checked once the server has applied it (admitPatched), like an update.
+  // What a patch makes is checked once the server has applied it (admitResult), like an update.
   const patched: Array<[string, () => [RequestAttributes, KObject, KObject], RegExp | 'allow']> = [
     ['patch its instance to host-b', () => [attrs('patch', 'instances', 'demo', 'on-a', 'status'), changed('instances', 'demo', 'on-a', (o) => (o.status.hostName = 'host-b')), stored.get('instances/demo/on-a')!],
       /may not change status\.hostName of instance "demo\/on-a"/],
@@ -164,7 +174,7 @@ describe('NodeRestriction', () => {
       const [a, obj, old] = make();
       let got = 'allow';
       try {
-        nr.admitPatched(a, obj, old);
+        nr.admitResult(a, obj, old);
       } catch (e) {
         assert.ok(e instanceof ApiError && e.code === 403, String(e));
         got = e.message;

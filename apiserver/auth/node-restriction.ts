@@ -16,10 +16,8 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { KObject } from '../../api/types.js';
 import { HOST_CONDITION_PREFIX } from '../../api/net/rules.js';
-import type { ResourceStore } from '../resource-store.js';
 import { ApiError } from '../status.js';
 import type { Admission } from './hooks.js';
-import { storedObject } from './stored-object.js';
 import { NODES_GROUP } from './types.js';
 import type { RequestAttributes, UserInfo } from './types.js';
 
@@ -47,8 +45,6 @@ function statusOf(o: KObject | undefined): Status {
 }
 
 export class NodeRestriction implements Admission {
-  constructor(private readonly resources: ResourceStore) {}
-
   async admit(a: RequestAttributes, object: KObject | undefined): Promise<void> {
     const host = nodeHostOf(a.user);
     if (host === undefined || !a.resourceRequest) return;
@@ -76,39 +72,39 @@ export class NodeRestriction implements Admission {
     }
 
     if (a.apiGroup === KOVA && (a.resource === 'instances' || a.resource === 'ports')) {
-      const kind = a.resource === 'instances' ? 'instance' : 'port';
-      const ref = `${a.namespace}/${name}`;
       const writes = verb === 'update' || verb === 'patch';
       const mainOk = a.resource === 'instances' && a.subresource === '' && writes;
-      if (!(writes && (a.subresource === 'status' || mainOk))) deny(`is not allowed to ${verb} ${res}${name ? ` ${JSON.stringify(ref)}` : ''}`);
-      const current = await storedObject(this.resources, a);
-      const bound = statusOf(current).hostName;
-      if (bound !== host) {
-        deny(`can only modify ${kind}s bound to it (status.hostName ${JSON.stringify(host)}); ${kind} ${JSON.stringify(ref)} is ${bound ? `bound to ${JSON.stringify(bound)}` : 'not bound'}`);
-      }
-      // A patch's result is checked by admitPatched, once it is known.
-      if (verb === 'update' && object) checkResult(a, host, object, current, deny);
+      if (!(writes && (a.subresource === 'status' || mainOk))) deny(`is not allowed to ${verb} ${res}${name ? ` ${JSON.stringify(`${a.namespace}/${name}`)}` : ''}`);
+      // Whose it is, and what the write changes, is judged against the stored object the
+      // write replaces (admitResult), which the update reads anyway.
       return;
     }
 
-    if (a.apiGroup === KOVA && a.resource === 'networks' && a.subresource === 'status' && (verb === 'update' || verb === 'patch')) {
-      if (verb === 'update' && object) checkResult(a, host, object, await storedObject(this.resources, a), deny);
-      return;
-    }
+    if (a.apiGroup === KOVA && a.resource === 'networks' && a.subresource === 'status' && (verb === 'update' || verb === 'patch')) return;
 
     deny(`is not allowed to ${verb} ${res}${name ? ` ${JSON.stringify(a.namespace ? `${a.namespace}/${name}` : name)}` : ''}`);
   }
 
-  /** What a node's patch makes, against the object it was applied to: the same rules as a full update. */
-  admitPatched(a: RequestAttributes, object: KObject, old: KObject | undefined): void {
+  /**
+   * What a node's update or patch makes, against the stored object it replaces: the object must
+   * be bound to the node's host, and the write may change only what is the node's to change.
+   */
+  admitResult(a: RequestAttributes, object: KObject, old: KObject | undefined): void {
     const host = nodeHostOf(a.user);
     if (host === undefined || !a.resourceRequest) return;
-    checkResult(a, host, object, old, (why) => {
+    const deny = (why: string): never => {
       throw forbidden(a, object, `node ${JSON.stringify(host)} ${why}`);
-    });
+    };
+    if (a.apiGroup === KOVA && (a.resource === 'instances' || a.resource === 'ports')) {
+      const kind = a.resource === 'instances' ? 'instance' : 'port';
+      const bound = statusOf(old).hostName;
+      if (bound !== host) {
+        const ref = `${a.namespace}/${a.name}`;
+        deny(`can only modify ${kind}s bound to it (status.hostName ${JSON.stringify(host)}); ${kind} ${JSON.stringify(ref)} is ${bound ? `bound to ${JSON.stringify(bound)}` : 'not bound'}`);
+      }
+    }
+    checkResult(a, host, object, old, deny);
   }
-
-
 }
 
 /**

@@ -52,7 +52,7 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
     options.impersonate = impersonate;
   }
   // NodeRestriction: a node agent writes only its own host's objects (RBAC alone cannot say so).
-  options.admission = [...(options.admission ?? []), new NodeRestriction(resources)];
+  options.admission = [...(options.admission ?? []), new NodeRestriction()];
   // ResourceQuota: charged atomically with creates, from a watch-fed cache of the quotas.
   const quota = new QuotaCharger(resources.store, resources.registry);
   await quota.start();

@@ -221,7 +221,7 @@ describe('RBAC through the API server, with kubectl', () => {
   });
 });
 
-describe('admitPatched: the checks on a patch result, for a server hook after patch application', () => {
+describe('admitResult: the checks on a patch result, for a server hook after patch application', () => {
   const patch = (user: string, resource: string, ns: string, name: string): RequestAttributes => ({
     user: user === 'admin' ? { name: 'kova-admin', groups: ['system:masters', 'system:authenticated'] } : USERS[user], verb: 'patch', resourceRequest: true, path: '', apiGroup: G, apiVersion: 'v1', resource, subresource: '', namespace: ns, name,
   });
@@ -232,20 +232,20 @@ describe('admitPatched: the checks on a patch result, for a server hook after pa
     await esc.admit(patch('alice', 'roles', 'demo', 'inst-reader'), undefined);
     const old = await get('roles', 'demo', 'inst-reader');
     const wider = { ...old, rules: [...(old.rules as unknown[]), { verbs: ['delete'], apiGroups: ['kova.dev'], resources: ['hosts'] }] };
-    await assert.rejects(esc.admitPatched(patch('alice', 'roles', 'demo', 'inst-reader'), wider, old), (e: ApiError) => e.code === 403 && /not currently held:\n\{APIGroups:\["kova\.dev"\], Resources:\["hosts"\], Verbs:\["delete"\]\}/.test(e.message));
-    await esc.admitPatched(patch('alice', 'roles', 'demo', 'inst-reader'), { ...old, metadata: { ...old.metadata, labels: { a: 'b' } } }, old);
+    await assert.rejects(esc.admitResult(patch('alice', 'roles', 'demo', 'inst-reader'), wider, old), (e: ApiError) => e.code === 403 && /not currently held:\n\{APIGroups:\["kova\.dev"\], Resources:\["hosts"\], Verbs:\["delete"\]\}/.test(e.message));
+    await esc.admitResult(patch('alice', 'roles', 'demo', 'inst-reader'), { ...old, metadata: { ...old.metadata, labels: { a: 'b' } } }, old);
 
     // A role beyond alice's rights may still get a finalizer from her (the GC's kind of change).
     const big = await get('roles', 'demo', 'big');
-    await esc.admitPatched(patch('alice', 'roles', 'demo', 'big'), { ...big, metadata: { ...big.metadata, finalizers: ['x/y'] } }, big);
-    await assert.rejects(esc.admitPatched(patch('alice', 'roles', 'demo', 'big'), { ...big, metadata: { ...big.metadata, labels: { x: 'y' } } }, big), (e: ApiError) => e.code === 403);
+    await esc.admitResult(patch('alice', 'roles', 'demo', 'big'), { ...big, metadata: { ...big.metadata, finalizers: ['x/y'] } }, big);
+    await assert.rejects(esc.admitResult(patch('alice', 'roles', 'demo', 'big'), { ...big, metadata: { ...big.metadata, labels: { x: 'y' } } }, big), (e: ApiError) => e.code === 403);
 
     // Bindings: the roleRef of the result is what is checked, and it may not change.
     const b = await get('rolebindings', 'demo', 'bob-reader');
-    await esc.admitPatched(patch('alice', 'rolebindings', 'demo', 'bob-reader'), { ...b, subjects: [{ kind: 'User', apiGroup: G, name: 'zed' }] }, b);
-    await assert.rejects(esc.admitPatched(patch('admin', 'rolebindings', 'demo', 'bob-reader'), { ...b, roleRef: { apiGroup: G, kind: 'ClusterRole', name: 'kova-edit' } }, b),
+    await esc.admitResult(patch('alice', 'rolebindings', 'demo', 'bob-reader'), { ...b, subjects: [{ kind: 'User', apiGroup: G, name: 'zed' }] }, b);
+    await assert.rejects(esc.admitResult(patch('admin', 'rolebindings', 'demo', 'bob-reader'), { ...b, roleRef: { apiGroup: G, kind: 'ClusterRole', name: 'kova-edit' } }, b),
       (e: ApiError) => e.code === 422 && e.details?.causes?.[0]?.field === 'roleRef');
     // Server-side apply creating a binding: no old object, checked as a create.
-    await assert.rejects(esc.admitPatched(patch('alice', 'rolebindings', 'demo', 'new'), roleBinding('demo', 'new', 'ClusterRole', 'host-admin', 'bob'), undefined), (e: ApiError) => e.code === 403);
+    await assert.rejects(esc.admitResult(patch('alice', 'rolebindings', 'demo', 'new'), roleBinding('demo', 'new', 'ClusterRole', 'host-admin', 'bob'), undefined), (e: ApiError) => e.code === 403);
   });
 });

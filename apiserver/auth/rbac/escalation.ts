@@ -66,7 +66,7 @@ const IGNORED_META = ['ownerReferences', 'finalizers', 'selfLink', 'resourceVers
 
 export interface EscalationOptions {
   /**
-   * Set when the server calls admitPatched() with the patched object before storing it: plain
+   * Set when the server calls admitResult() with the patched object before storing it: plain
    * admit() then lets patches through to that check. Without it a patch of an RBAC object
    * (whose result admission cannot see) needs `escalate` (roles) or an unrestricted `bind`
    * (bindings), so no patch can escalate.
@@ -94,7 +94,7 @@ export class EscalationAdmission implements Admission {
   }
 
   /** The same checks on a patch's result (`old` the object it was applied to), for a server hook after patch application. */
-  async admitPatched(a: RequestAttributes, object: KObject, old: KObject | undefined): Promise<void> {
+  async admitResult(a: RequestAttributes, object: KObject, old: KObject | undefined): Promise<void> {
     const plural = rbacResource(a);
     if (plural) await this.check(a, plural, object, old);
   }
