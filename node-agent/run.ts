@@ -72,8 +72,9 @@ export async function startSimAgents(opts: {
     const driver = new SimDriver({ ...opts.driverOptions, preset: opts.preset });
     drivers.push(driver);
     const hostName = `${prefix}${i}`;
-    // A few connections each: an agent writes its host's objects, the shared client does the watching.
-    const own = opts.kubeconfigFor ? clientFor(opts.kubeconfigFor(hostName), 4, opts.clientOptions) : client;
+    // Two connections each: an agent only writes its host's objects (the shared client watches),
+    // and a hundred sim agents with four each held 30 MB more of TLS connections on both sides.
+    const own = opts.kubeconfigFor ? clientFor(opts.kubeconfigFor(hostName), 2, opts.clientOptions) : client;
     agents.push(new NodeAgent({ client: own, hostName, driver, labels: opts.labels?.(i), flavors, recorder, instances: shared.view(`${prefix}${i}`), images, keyPairs, workers: opts.workers ?? 4, heartbeatS: opts.heartbeatS, leaseDurationS: opts.leaseDurationS, log }));
   }
   // Register in small batches so a hundred hosts do not hit the API server at once.
