@@ -132,3 +132,38 @@ test('a second authenticator started later lists what exists', async () => {
     await late.stop();
   }
 });
+
+test('made-up tokens cost a bounded number of etcd reads at once, and an etcd failure is a 401, not a 500', async () => {
+  let inFlight = 0;
+  let most = 0;
+  let fail = false;
+  // The store as the authenticator sees it, counting concurrent reads (and failing on demand).
+  const counting = new Proxy(store, {
+    get(target, prop, receiver) {
+      if (prop !== 'get') return Reflect.get(target, prop, receiver);
+      return async (key: string) => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        try {
+          await new Promise((r) => setTimeout(r, 20));
+          if (fail) throw new Error('etcd is down');
+          return await target.get(key);
+        } finally {
+          inFlight--;
+        }
+      };
+    },
+  });
+  const a = new TokenAuthenticator(counting);
+  await a.start();
+  try {
+    const made = Array.from({ length: 100 }, () => generateToken().token);
+    const got = await Promise.all(made.map((t) => a.authenticate(bearer(t))));
+    assert.ok(got.every((u) => u === undefined));
+    assert.ok(most > 1 && most <= 16, `at most 16 reads at once, saw ${most}`);
+    fail = true;
+    assert.equal(await a.authenticate(bearer(generateToken().token)), undefined);
+  } finally {
+    await a.stop();
+  }
+});

@@ -124,6 +124,9 @@ function asToken(o: KObject): [string, CachedToken] | undefined {
   return [id, { user, hash: Buffer.from(hex, 'hex') }];
 }
 
+/** Reads of uncached tokens at once per API server process. */
+const MAX_LIVE_READS = 16;
+
 export interface TokenAuthenticatorOptions {
   /** First and largest pause before re-listing after the watch failed (compaction, ...). */
   minBackoffMs?: number;
@@ -149,6 +152,8 @@ export class TokenAuthenticator implements Authenticator {
   private watch?: { close(): Promise<void> };
   private retry?: NodeJS.Timeout;
   private backoffMs: number;
+  /** etcd reads for tokens the cache does not hold, running now (at most MAX_LIVE_READS). */
+  private liveReads = 0;
 
   constructor(private readonly store: Store, private readonly opts: TokenAuthenticatorOptions = {}) {
     this.backoffMs = opts.minBackoffMs ?? 200;
@@ -225,11 +230,21 @@ export class TokenAuthenticator implements Authenticator {
     let token = this.synced ? this.tokens.get(parsed.id) : undefined;
     let user = token && this.users.get(token.user);
     if (!token || !user) {
-      // Not (yet) in the cache: ask etcd, the source of truth.
-      const t = await this.store.get(storageKey(SECRETS, USERS_NAMESPACE, tokenSecretName(parsed.id)));
-      token = t && asToken(t)?.[1];
-      const u = token && await this.store.get(storageKey(SECRETS, USERS_NAMESPACE, userSecretName(token.user)));
-      user = u ? asUser(u) : undefined;
+      // Not (yet) in the cache: ask etcd, the source of truth. Made-up tokens cost a read each,
+      // so only a few such reads run at once; beyond that, or when etcd fails, the token is
+      // unknown (401) rather than a queue or a 500.
+      if (this.liveReads >= MAX_LIVE_READS) return undefined;
+      this.liveReads++;
+      try {
+        const t = await this.store.get(storageKey(SECRETS, USERS_NAMESPACE, tokenSecretName(parsed.id)));
+        token = t && asToken(t)?.[1];
+        const u = token && await this.store.get(storageKey(SECRETS, USERS_NAMESPACE, userSecretName(token.user)));
+        user = u ? asUser(u) : undefined;
+      } catch {
+        return undefined;
+      } finally {
+        this.liveReads--;
+      }
       if (!token || !user || user.name !== token.user) return undefined;
     }
     const got = createHash('sha256').update(parsed.secret).digest();
