@@ -130,6 +130,8 @@ test('a bound instance goes Running; delete waits for the domain to be destroyed
   await eventually(async () => (await eventReasons('web-1')).includes('Started'), 5_000, 'Started event');
 
   const watch = kova.spawnKubectl(['get', 'instance', 'web-1', '-n', NS, '-w', '-o', 'custom-columns=PHASE:.status.phase', '--no-headers']);
+  // The watch must be running before the delete, or a slow kubectl start misses Terminating.
+  await eventually(() => watch.output().includes('Running'), 5_000, 'watch started');
   await kova.k(['delete', 'instance', 'web-1', '-n', NS, '--timeout=20s']);
   assert.equal(await client.get(INSTANCES, NS, 'web-1'), undefined);
   assert.deepEqual(await driver.listDomains(), [], 'domain destroyed before the instance went away');
