@@ -39,7 +39,6 @@ export interface Security {
 }
 
 export async function startSecurity(resources: ResourceStore, config: SecurityConfig): Promise<Security> {
-  void resources;
   const stops: Array<() => Promise<void> | void> = [];
   const options: SecurityOptions = { token: config.token };
   if (config.token) {
