@@ -1,10 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -14,6 +11,8 @@ import {
   decodeK8sProtobuf,
   isK8sProtobufContentType,
 } from './protobuf.js';
+import { KUBECTL, startKubectlCapture } from '../testing/kubectl-capture.js';
+import type { KubectlCapture } from '../testing/kubectl-capture.js';
 
 const run = promisify(execFile);
 
@@ -271,73 +270,23 @@ describe('decodeK8sProtobuf: hand-built messages', () => {
 // ---------------------------------------------------------------------------------------------
 // Real bodies from the real kubectl, captured by a throwaway HTTP server.
 
-const KUBECTL = '/usr/bin/kubectl';
-
-interface Captured {
-  method: string;
-  url: string;
-  contentType: string | undefined;
-  body: Buffer;
-}
-
 describe('decodeK8sProtobuf: bodies sent by kubectl', { skip: !existsSync(KUBECTL) && `${KUBECTL} not installed` }, () => {
-  let server: http.Server;
-  let port = 0;
+  let capture: KubectlCapture;
   let dir = '';
-  const posts: Captured[] = [];
+  const kubectl = (args: string[]) => capture.kubectl(args);
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'kova-pb-'));
-    server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const body = Buffer.concat(chunks);
-        const json = (status: number, obj: unknown) => {
-          res.writeHead(status, { 'content-type': 'application/json' });
-          res.end(JSON.stringify(obj));
-        };
-        const path = (req.url ?? '').split('?')[0];
-        if (req.method === 'GET') {
-          if (path === '/version') return json(200, { major: '1', minor: '32', gitVersion: 'v1.32.0' });
-          if (path === '/api') return json(200, { kind: 'APIVersions', versions: ['v1'] });
-          if (path === '/apis') return json(200, { kind: 'APIGroupList', apiVersion: 'v1', groups: [] });
-          if (path === '/api/v1') {
-            const r = (name: string, kind: string) => ({ name, singularName: '', namespaced: kind !== 'Namespace', kind, verbs: ['create', 'get', 'list'] });
-            return json(200, { kind: 'APIResourceList', groupVersion: 'v1', resources: [r('namespaces', 'Namespace'), r('secrets', 'Secret'), r('configmaps', 'ConfigMap')] });
-          }
-          return json(404, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404 });
-        }
-        posts.push({ method: req.method ?? '', url: req.url ?? '', contentType: req.headers['content-type'], body });
-        try {
-          const obj = isK8sProtobufContentType(req.headers['content-type']) ? decodeK8sProtobuf(body).object : JSON.parse(body.toString('utf8'));
-          json(201, obj);
-        } catch (e) {
-          json(415, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'UnsupportedMediaType', message: String(e), code: 415 });
-        }
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    port = (server.address() as AddressInfo).port;
+    capture = await startKubectlCapture([
+      { name: 'namespaces', kind: 'Namespace', namespaced: false },
+      { name: 'secrets', kind: 'Secret', namespaced: true },
+      { name: 'configmaps', kind: 'ConfigMap', namespaced: true },
+    ]);
+    dir = capture.dir;
   });
 
   after(async () => {
-    await new Promise<void>((resolve) => server?.close(() => resolve()));
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await capture?.stop();
   });
-
-  /** Runs kubectl against the capture server; returns its stdout and the one POST it made. */
-  async function kubectl(args: string[]): Promise<{ stdout: string; post: Captured }> {
-    const before = posts.length;
-    const { stdout } = await run(KUBECTL, [
-      '--server', `http://127.0.0.1:${port}`, '--insecure-skip-tls-verify', '--cache-dir', join(dir, 'cache'), ...args,
-    ], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: dir, KUBECONFIG: join(dir, 'no-kubeconfig') }, timeout: 30_000 });
-    assert.equal(posts.length, before + 1, `kubectl ${args.join(' ')} should POST exactly once`);
-    const post = posts[posts.length - 1]!;
-    assert.ok(isK8sProtobufContentType(post.contentType), `kubectl sent ${post.contentType}, expected protobuf`);
-    assert.deepEqual([...post.body.subarray(0, 4)], [0x6b, 0x38, 0x73, 0x00]);
-    return { stdout, post };
-  }
 
   it('kubectl create namespace demo', async () => {
     const { stdout, post } = await kubectl(['create', 'namespace', 'demo']);

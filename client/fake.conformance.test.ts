@@ -1,11 +1,11 @@
 // One table of API behaviours run against FakeClient and against KovaClient on a real API
 // server (real etcd, the CRDs, no controllers), so the fake cannot drift from the real thing.
+import { plainHttpClient } from '../testing/resource-store.js';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
 import { defaultCrdDir, Registry } from '../api/registry.js';
 import { Validator } from '../api/validation.js';
 import { ResourceStore } from '../apiserver/resource-store.js';
@@ -271,14 +271,7 @@ async function realBackend(): Promise<Backend> {
   await resources.namespaces.start();
   const server = new ApiServer({ registry, resources, log: () => undefined });
   const { port } = await server.listen('127.0.0.1', 0);
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
-    users: [{ name: 'u' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
-  const client = new KovaClient(kc, { userAgent: 'conformance' });
+  const client = plainHttpClient(`http://127.0.0.1:${port}`, 'conformance');
   return {
     client,
     stop: async () => {

@@ -1,6 +1,8 @@
 // A real etcd with a Store and a ResourceStore over kova's CRDs on it, its namespace cache
 // running: the setup of tests that drive the API server's storage layer (or an ApiServer) directly.
+import { KubeConfig } from '@kubernetes/client-node';
 import { defaultCrdDir, Registry } from '../api/registry.js';
+import { KovaClient } from '../client/client.js';
 import { Validator } from '../api/validation.js';
 import { ResourceStore } from '../apiserver/resource-store.js';
 import { Store } from '../store/store.js';
@@ -33,4 +35,16 @@ export async function startTestResourceStore(namespaces: string[] = []): Promise
       await etcd.cleanup();
     },
   };
+}
+
+/** A client of an API server listening on plain HTTP at `url`, without credentials (auth off). */
+export function plainHttpClient(url: string, userAgent: string): KovaClient {
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'c', server: url, skipTLSVerify: true }],
+    users: [{ name: 'u' }],
+    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+    currentContext: 'x',
+  });
+  return new KovaClient(kc, { userAgent });
 }

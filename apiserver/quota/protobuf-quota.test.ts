@@ -2,75 +2,32 @@
 // captured by a throwaway HTTP server, decodes to the JSON kubectl would have sent; and the
 // pure quota pieces (usage, names, validation, the table cells).
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
-import { decodeK8sProtobuf, isK8sProtobufContentType } from '../protobuf.js';
+import { decodeK8sProtobuf } from '../protobuf.js';
+import { KUBECTL, startKubectlCapture } from '../../testing/kubectl-capture.js';
+import type { KubectlCapture } from '../../testing/kubectl-capture.js';
 import { countName, formatUsage, isTrackedName, objectUsage, resourceQuotaCauses } from '../../api/quota-usage.js';
 import { RESOURCE_QUOTA } from '../../api/builtin-kinds-quota.js';
 import { toTable } from '../table.js';
 import type { KObject } from '../../api/types.js';
 
-const run = promisify(execFile);
-const KUBECTL = '/usr/bin/kubectl';
-
 describe('kubectl create quota (protobuf body)', { skip: !existsSync(KUBECTL) && `${KUBECTL} not installed` }, () => {
-  let server: http.Server;
-  let dir = '';
-  let port = 0;
-  const posts: Array<{ contentType?: string; body: Buffer }> = [];
+  let capture: KubectlCapture;
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'kova-pbq-'));
-    server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const json = (status: number, obj: unknown) => {
-          res.writeHead(status, { 'content-type': 'application/json' });
-          res.end(JSON.stringify(obj));
-        };
-        const path = (req.url ?? '').split('?')[0];
-        if (req.method === 'GET') {
-          if (path === '/api') return json(200, { kind: 'APIVersions', versions: ['v1'] });
-          if (path === '/apis') return json(200, { kind: 'APIGroupList', apiVersion: 'v1', groups: [] });
-          if (path === '/api/v1') {
-            return json(200, { kind: 'APIResourceList', groupVersion: 'v1', resources: [{ name: 'resourcequotas', singularName: '', namespaced: true, kind: 'ResourceQuota', verbs: ['create', 'get'], shortNames: ['quota'] }] });
-          }
-          return json(404, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404 });
-        }
-        const body = Buffer.concat(chunks);
-        posts.push({ contentType: req.headers['content-type'], body });
-        try {
-          json(201, decodeK8sProtobuf(body).object);
-        } catch (e) {
-          json(415, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'UnsupportedMediaType', message: String(e), code: 415 });
-        }
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    port = (server.address() as AddressInfo).port;
+    capture = await startKubectlCapture([{ name: 'resourcequotas', kind: 'ResourceQuota', namespaced: true, shortNames: ['quota'] }]);
   });
 
   after(async () => {
-    await new Promise<void>((resolve) => server?.close(() => resolve()));
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await capture?.stop();
   });
 
   it('decodes spec.hard quantities and scopes', async () => {
-    await run(KUBECTL, [
-      '--server', `http://127.0.0.1:${port}`, '--cache-dir', join(dir, 'cache'), '-n', 'p',
-      'create', 'quota', 'q', '--hard=count/instances.kova.dev=10,requests.vcpus=20,requests.memory=50Gi', '--scopes=BestEffort',
-    ], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: dir, KUBECONFIG: join(dir, 'none') }, timeout: 30_000 });
-    assert.equal(posts.length, 1);
-    assert.ok(isK8sProtobufContentType(posts[0]!.contentType), `kubectl sent ${posts[0]!.contentType}`);
-    const { object } = decodeK8sProtobuf(posts[0]!.body);
+    const { post } = await capture.kubectl([
+      '-n', 'p', 'create', 'quota', 'q', '--hard=count/instances.kova.dev=10,requests.vcpus=20,requests.memory=50Gi', '--scopes=BestEffort',
+    ]);
+    const { object } = decodeK8sProtobuf(post.body);
     assert.deepEqual(object, {
       apiVersion: 'v1', kind: 'ResourceQuota',
       metadata: { name: 'q', namespace: 'p' },

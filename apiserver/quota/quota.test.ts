@@ -1,11 +1,10 @@
 // ResourceQuota enforcement against a real etcd and the real API server (HTTP), and the quota
 // controller on a real client: the concurrent-create race, flavor-based vCPU/memory accounting,
 // dryRun, charged updates, releases after deletions and drift repair.
-import { startTestResourceStore } from '../../testing/resource-store.js';
+import { plainHttpClient, startTestResourceStore } from '../../testing/resource-store.js';
 import type { TestResourceStore } from '../../testing/resource-store.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KubeConfig } from '@kubernetes/client-node';
 import { defaultCrdDir, Registry } from '../../api/registry.js';
 import { Validator } from '../../api/validation.js';
 import { Store } from '../../store/store.js';
@@ -66,14 +65,7 @@ before(async () => {
   server = new ApiServer({ registry, resources, log: () => undefined });
   const { port } = await server.listen('127.0.0.1', 0);
   base = `http://127.0.0.1:${port}`;
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server: base, skipTLSVerify: true }],
-    users: [{ name: 'u' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
-  client = new KovaClient(kc, { userAgent: 'quota-test' });
+  client = plainHttpClient(base, 'quota-test');
   for (const [name, vcpus, memory] of [['q.medium', 2, '2Gi'], ['q.large', 4, '8Gi']] as const) {
     assert.equal((await req('POST', '/apis/kova.dev/v1alpha1/flavors', { apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name }, spec: { vcpus, memory, disk: '1Gi' } })).code, 201);
   }

@@ -1,11 +1,10 @@
 // The clusterrole-aggregation controller against a real API server and etcd: roles labelled for
 // an aggregating role flow into it within moments, relabelling or deleting takes them out again,
 // the order is stable, duplicates collapse, and chains (admin ← edit ← view) settle.
-import { startTestResourceStore } from '../../testing/resource-store.js';
+import { plainHttpClient, startTestResourceStore } from '../../testing/resource-store.js';
 import type { TestResourceStore } from '../../testing/resource-store.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KubeConfig } from '@kubernetes/client-node';
 import { defaultCrdDir, Registry } from '../../api/registry.js';
 import { Validator } from '../../api/validation.js';
 import { KovaClient } from '../../client/client.js';
@@ -33,14 +32,7 @@ before(async () => {
   const resources = env.resources;
   server = new ApiServer({ registry, resources, log: () => undefined });
   const { port } = await server.listen('127.0.0.1', 0);
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
-    users: [{ name: 'u' }],
-    contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-    currentContext: 'x',
-  });
-  client = new KovaClient(kc, { userAgent: 'aggregation-test' });
+  client = plainHttpClient(`http://127.0.0.1:${port}`, 'aggregation-test');
   const handle = await startClusterRoleAggregationController({ client, signal: abort.signal, log: () => undefined });
   done = handle.done;
 });
