@@ -31,36 +31,30 @@ const ExtraEntry: Schema = {
   2: { name: 'value', type: { 1: { name: 'items', type: 'string', repeated: true } } },
 };
 
-const SelfSubjectAccessReview: Schema = {
-  1: { name: 'metadata', type: ObjectMeta },
-  2: {
-    name: 'spec',
-    type: {
-      1: { name: 'resourceAttributes', type: ResourceAttributes },
-      2: { name: 'nonResourceAttributes', type: NonResourceAttributes },
-    },
-    keepZero: true,
-  },
-  3: { name: 'status', type: SubjectAccessReviewStatus },
+/** SelfSubjectAccessReviewSpec; SubjectAccessReviewSpec has the same two fields first. */
+const SelfAccessSpec: Schema = {
+  1: { name: 'resourceAttributes', type: ResourceAttributes },
+  2: { name: 'nonResourceAttributes', type: NonResourceAttributes },
 };
 
-const SubjectAccessReview: Schema = {
-  1: { name: 'metadata', type: ObjectMeta },
-  2: {
-    name: 'spec',
-    type: {
-      1: { name: 'resourceAttributes', type: ResourceAttributes },
-      2: { name: 'nonResourceAttributes', type: NonResourceAttributes },
-      3: { name: 'user', type: 'string' },
-      4: { name: 'groups', type: 'string', repeated: true },
-      // Decoded as a list of entries; reviews.ts turns it into the JSON map.
-      5: { name: 'extraEntries', type: ExtraEntry, repeated: true },
-      6: { name: 'uid', type: 'string' },
-    },
-    keepZero: true,
-  },
-  3: { name: 'status', type: SubjectAccessReviewStatus },
+const AccessSpec: Schema = {
+  ...SelfAccessSpec,
+  3: { name: 'user', type: 'string' },
+  4: { name: 'groups', type: 'string', repeated: true },
+  // Decoded as a list of entries; reviews.ts turns it into the JSON map.
+  5: { name: 'extraEntries', type: ExtraEntry, repeated: true },
+  6: { name: 'uid', type: 'string' },
 };
+
+/** A review object: metadata, its spec, the status the server fills. */
+const accessReview = (spec: Schema): Schema => ({
+  1: { name: 'metadata', type: ObjectMeta },
+  2: { name: 'spec', type: spec, keepZero: true },
+  3: { name: 'status', type: SubjectAccessReviewStatus },
+});
+
+const SelfSubjectAccessReview = accessReview(SelfAccessSpec);
+const SubjectAccessReview = accessReview(AccessSpec);
 
 const SelfSubjectRulesReview: Schema = {
   1: { name: 'metadata', type: ObjectMeta },
