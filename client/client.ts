@@ -24,7 +24,7 @@ export interface Kind {
 }
 
 // The kova kinds' references come from the typed model (api/kinds), so there is one of each.
-export { ADDRESS_CLAIMS, FLAVORS, FLOATING_IPS, HOSTS, IMAGES, INSTANCES, KEYPAIRS, NETWORKS, PORTS, ROUTERS, SECURITY_GROUPS, VOLUMES } from '../api/kinds/index.js';
+export { ADDRESS_CLAIMS, FLAVORS, FLOATING_IPS, HOSTS, IMAGES, INSTANCES, KEYPAIRS, NETWORKS, PORTS, ROUTERS, SECURITY_GROUPS, VOLUMES, VOLUME_SNAPSHOTS, VOLUME_TYPES } from '../api/kinds/index.js';
 export const LEASES: Kind = { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true };
 export const EVENTS: Kind = { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true };
 export const NAMESPACES: Kind = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };

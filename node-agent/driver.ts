@@ -71,6 +71,74 @@ export interface NicSpec {
   dns?: string[];
 }
 
+/**
+ * Where a volume's or a snapshot's file lives: the host's own storage directory (`local`), or
+ * a directory mounted at the same path on every host (`shared`, an NFS export in production).
+ */
+export type StorageBackend = { type: 'local' } | { type: 'shared'; path: string };
+
+/**
+ * A Volume's disk as the agent resolved it. The driver derives the file from `uid` (an RFC 4122
+ * uid, checked before it touches a path) and `backend`; callers never pass paths.
+ */
+export interface VolumeDisk {
+  /** metadata.uid of the Volume. */
+  uid: string;
+  /** `namespace/name`, for messages. */
+  key: string;
+  backend: StorageBackend;
+}
+
+/** A VolumeSnapshot's file, named like a VolumeDisk. */
+export interface SnapshotDisk {
+  uid: string;
+  key: string;
+  backend: StorageBackend;
+}
+
+export interface DiskFileInfo {
+  /** The file (the sim driver's own id). */
+  path: string;
+  /** Guest-visible size. */
+  virtualBytes: number;
+  /** Bytes used on the host. */
+  allocatedBytes: number;
+}
+
+/** What a new volume holds. */
+export type VolumeContent =
+  | { type: 'blank' }
+  /** A local copy of an Image (the host's image cache), converted into the volume. */
+  | { type: 'image'; path: string; format: 'qcow2' | 'raw' }
+  /** A ready snapshot, restored into the volume. */
+  | { type: 'snapshot'; snapshot: SnapshotDisk }
+  /**
+   * A clone of another volume: its contents now. `domain` names a running domain on this host
+   * that uses it, so the copy is taken crash-consistently without stopping the guest.
+   */
+  | { type: 'volume'; volume: VolumeDisk; domain?: string };
+
+/** A volume as a domain uses it. */
+export interface VolumeAttachSpec {
+  disk: VolumeDisk;
+  /** What the guest sees (/sys/block/vdX/serial, /dev/disk/by-id/virtio-SERIAL): volumeSerial(uid). */
+  serial: string;
+  readOnly?: boolean;
+  /** Several domains may use it at once (VolumeType multiAttach): no exclusive lock. */
+  shareable?: boolean;
+  /** 1: the boot disk (DomainSpec without an image). */
+  bootOrder?: number;
+}
+
+/** A volume attached to a domain, as the hypervisor reports it. */
+export interface AttachedVolume {
+  serial: string;
+  /** Target device in the domain, e.g. vdb. */
+  device: string;
+  /** The guest was asked to release it and has not yet. */
+  detaching?: boolean;
+}
+
 /** Everything a driver needs to build a domain; the agent fills it from the Instance. */
 export interface DomainSpec {
   /** `namespace/name` of the Instance, stored in the domain's metadata. */
@@ -86,16 +154,24 @@ export interface DomainSpec {
   vcpus: number;
   memoryBytes: number;
   diskBytes: number;
-  /** Image reference (`namespace/name`, or a path/URL once images are local). */
-  image: string;
+  /**
+   * Image reference (`namespace/name`, or a path/URL once images are local). Absent when the
+   * domain boots from the volume with bootOrder 1 (Nova's boot from volume).
+   */
+  image?: string;
   userData?: string;
   /** The KeyPair's public key(s), given to the guest (cloud-init ssh_authorized_keys). */
   sshAuthorizedKeys?: string[];
   networks: NicSpec[];
+  /** Volumes attached when the domain is defined, in order, after the root disk (vdb, vdc, ...). */
+  volumes?: VolumeAttachSpec[];
 }
 
-/** Why a domain changed state, as reported through onEvent. */
-export type DomainEventReason = 'Started' | 'Stopped' | 'GuestShutdown' | 'Crashed' | 'Paused' | 'Resumed' | 'Rebooted' | 'Destroyed';
+/**
+ * Why a domain changed state, as reported through onEvent. VolumeDetached: the guest released
+ * a volume whose detach was pending; VolumeDetachFailed: it refused (the agent asks again).
+ */
+export type DomainEventReason = 'Started' | 'Stopped' | 'GuestShutdown' | 'Crashed' | 'Paused' | 'Resumed' | 'Rebooted' | 'Destroyed' | 'VolumeDetached' | 'VolumeDetachFailed';
 
 export interface DomainEvent {
   id: string;
@@ -105,6 +181,8 @@ export interface DomainEvent {
   /** State after the change (NoState for Destroyed). */
   state: PowerState;
   reason: DomainEventReason;
+  /** The volume's serial, for VolumeDetached and VolumeDetachFailed. */
+  serial?: string;
 }
 
 export interface DriverCapabilities {
@@ -205,6 +283,64 @@ export interface ComputeDriver {
 
   /** Resumes a paused guest. Ends Running; no-op when running; DriverError when off. */
   unpause(id: string): Promise<void>;
+
+  // Volumes (Cinder's driver calls). Files are named by uid; every call is idempotent, and a
+  // crash midway never leaves a half-made file that looks complete: files are written under a
+  // temporary name and renamed into place.
+
+  /**
+   * Creates the volume's file holding `content`, of sizeBytes (InvalidSpec when the content is
+   * larger). Idempotent: an existing volume is returned as it is, never overwritten.
+   * DriverError when the source (image file, snapshot, volume) is missing.
+   */
+  createVolume(disk: VolumeDisk, sizeBytes: number, content: VolumeContent): Promise<DiskFileInfo>;
+
+  /** The volume's file, or undefined when it does not exist. */
+  volumeInfo(disk: VolumeDisk): Promise<DiskFileInfo | undefined>;
+
+  /** Removes the volume's file; succeeds when it is gone already. DriverError while a domain on this host uses it. */
+  deleteVolume(disk: VolumeDisk): Promise<void>;
+
+  /**
+   * Grows the volume to sizeBytes: online through `domain` (a running domain on this host that
+   * uses it: the guest sees the new size at once), offline otherwise. Never shrinks: a no-op
+   * when it is that large already.
+   */
+  resizeVolume(disk: VolumeDisk, sizeBytes: number, domain?: string): Promise<DiskFileInfo>;
+
+  /**
+   * Copies the volume into the snapshot's file. With `domain` (a running domain on this host
+   * using it) the copy is crash-consistent and taken without pausing the guest (an external
+   * disk-only snapshot, a copy of the frozen base, then a block commit back). Idempotent: a
+   * complete snapshot is returned as it is. A crash midway leaves the volume usable (the agent
+   * calls again, which finishes or redoes the commit) and no complete-looking snapshot file.
+   */
+  snapshotVolume(disk: VolumeDisk, snap: SnapshotDisk, domain?: string): Promise<DiskFileInfo>;
+
+  /** The snapshot's file, or undefined when it does not exist. */
+  snapshotInfo(snap: SnapshotDisk): Promise<DiskFileInfo | undefined>;
+
+  /** Removes the snapshot's file; succeeds when it is gone already. */
+  deleteSnapshot(snap: SnapshotDisk): Promise<void>;
+
+  /**
+   * Attaches the volume to the domain: live and persistent when it runs (hot plug), persistent
+   * only when it is off. Idempotent: a volume attached already (same serial) returns its
+   * device. Throws DomainNotFound.
+   */
+  attachVolume(id: string, v: VolumeAttachSpec): Promise<AttachedVolume>;
+
+  /**
+   * Asks the domain to release the volume with this serial. `detached` once it is gone from the
+   * domain (live and persistent); `pending` while the guest has not released it: the driver
+   * reports VolumeDetached (or VolumeDetachFailed) through onEvent, and the caller calls again
+   * until `detached` (a request sent while the guest boots can be ignored by it). Idempotent:
+   * `detached` when it is not attached. Throws DomainNotFound.
+   */
+  detachVolume(id: string, serial: string): Promise<'detached' | 'pending'>;
+
+  /** The volumes attached to the domain (the live ones when it runs). Throws DomainNotFound. */
+  listVolumes(id: string): Promise<AttachedVolume[]>;
 
   /**
    * Subscribes to domain state changes, including those the agent did not cause (guest

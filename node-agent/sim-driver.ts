@@ -246,6 +246,18 @@ export class SimDriver implements ComputeDriver {
     this.emit(id, dom, 'Resumed');
   }
 
+  // TEMPORARY (#16 in progress): replaced by the real implementation.
+  createVolume(): Promise<never> { return notYet(); }
+  volumeInfo(): Promise<never> { return notYet(); }
+  deleteVolume(): Promise<never> { return notYet(); }
+  resizeVolume(): Promise<never> { return notYet(); }
+  snapshotVolume(): Promise<never> { return notYet(); }
+  snapshotInfo(): Promise<never> { return notYet(); }
+  deleteSnapshot(): Promise<never> { return notYet(); }
+  attachVolume(): Promise<never> { return notYet(); }
+  detachVolume(): Promise<never> { return notYet(); }
+  listVolumes(): Promise<never> { return notYet(); }
+
   onEvent(cb: (e: DomainEvent) => void): () => void {
     this.listeners.add(cb);
     return () => this.listeners.delete(cb);
@@ -402,4 +414,8 @@ function validateSpec(spec: DomainSpec): void {
   if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1) throw new DriverError(`domain ${spec.name}: vcpus must be a positive integer, got ${spec.vcpus}`);
   if (!(spec.memoryBytes > 0)) throw new DriverError(`domain ${spec.name}: memory must be positive, got ${spec.memoryBytes}`);
   if (!(spec.diskBytes >= 0)) throw new DriverError(`domain ${spec.name}: disk size must not be negative, got ${spec.diskBytes}`);
+}
+
+async function notYet(): Promise<never> {
+  throw new DriverError('volumes are not implemented by this driver yet');
 }

@@ -9,11 +9,15 @@ export type ImageFormat = 'qcow2' | 'raw';
 export type ImageVisibility = 'Private' | 'Public' | 'Shared';
 export type ImagePhase = 'Pending' | 'Importing' | 'Ready' | 'Failed';
 
-/** Exactly one of http and file is set. */
+/** Exactly one is set. */
 export interface ImageSource {
   http?: { url: string };
   /** A file on the control plane host. */
   file?: { path: string };
+  /** A Volume of the Image's project, copied crash-consistently. */
+  volume?: string;
+  /** A VolumeSnapshot of the Image's project. */
+  snapshot?: string;
 }
 
 export interface ImageSpec {

@@ -14,6 +14,8 @@ import { PORTS, type Port } from './port.js';
 import { ROUTERS, type Router } from './router.js';
 import { SECURITY_GROUPS, type SecurityGroup } from './securitygroup.js';
 import { VOLUMES, type Volume } from './volume.js';
+import { VOLUME_SNAPSHOTS, type VolumeSnapshot } from './volumesnapshot.js';
+import { VOLUME_TYPES, type VolumeType } from './volumetype.js';
 
 export * from './addressclaim.js';
 export * from './flavor.js';
@@ -28,13 +30,15 @@ export * from './port.js';
 export * from './router.js';
 export * from './securitygroup.js';
 export * from './volume.js';
+export * from './volumesnapshot.js';
+export * from './volumetype.js';
 
-export type KovaObject = AddressClaim | Flavor | FloatingIP | Host | Image | Instance | KeyPair | Network | Port | Router | SecurityGroup | Volume;
+export type KovaObject = AddressClaim | Flavor | FloatingIP | Host | Image | Instance | KeyPair | Network | Port | Router | SecurityGroup | Volume | VolumeSnapshot | VolumeType;
 export type KovaKind = KovaObject['kind'];
 
 /** Every kova resource, one per CRD. */
 export const RESOURCES = Object.freeze([
-  ADDRESS_CLAIMS, FLAVORS, FLOATING_IPS, HOSTS, IMAGES, INSTANCES, KEYPAIRS, NETWORKS, PORTS, ROUTERS, SECURITY_GROUPS, VOLUMES,
+  ADDRESS_CLAIMS, FLAVORS, FLOATING_IPS, HOSTS, IMAGES, INSTANCES, KEYPAIRS, NETWORKS, PORTS, ROUTERS, SECURITY_GROUPS, VOLUMES, VOLUME_SNAPSHOTS, VOLUME_TYPES,
 ] as const);
 
 /** Narrows an object read as a KObject (informer caches, list items) by apiVersion and kind. */

@@ -21,13 +21,28 @@ export interface InstanceNetwork {
 
 export interface InstanceVolume {
   volume: string;
+  /** 1: boot from this volume (required when spec.image is absent). */
+  bootOrder?: number;
+  readOnly?: boolean;
+  /** Delete the Volume with the instance (kept by default). */
+  deleteWithInstance?: boolean;
+}
+
+/** One volume of the domain as its host reports it (status.volumes). */
+export interface InstanceVolumeStatus {
+  volume: string;
+  device?: string;
+  serial?: string;
+  state?: 'Attaching' | 'Attached' | 'Detaching';
+  message?: string;
 }
 
 /** Exactly one of flavor and resources is set. */
 export interface InstanceSpec {
   flavor?: string;
   resources?: FlavorSpec;
-  image: string;
+  /** Absent when the instance boots from a volume (spec.volumes[].bootOrder 1). */
+  image?: string;
   /** Defaults to Always. */
   runStrategy?: RunStrategy;
   /** The first is the primary interface. */
@@ -63,6 +78,7 @@ export interface InstanceStatus extends StatusBase {
   /** The last kova.dev/restartedAt annotation the agent acted on. */
   observedRestartedAt?: string;
   addresses?: InstanceAddress[];
+  volumes?: InstanceVolumeStatus[];
   startedAt?: string;
 }
 
