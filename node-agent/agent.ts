@@ -1,7 +1,7 @@
 // The node agent: registers its Host, heartbeats its Lease, watches the instances bound to it
 // and runs each through the InstanceAgentReconciler, like a kubelet for VMs. On start it adopts
 // the domains it finds (matching them to instances by key and uid) instead of spawning anew.
-import type { Host, Image, Instance, KeyPair } from '../api/kinds/index.js';
+import type { Host, Image, Instance, KeyPair, Volume, VolumeSnapshot } from '../api/kinds/index.js';
 import { resolveImage } from '../api/image-visibility.js';
 import { HOSTS, IMAGES, INSTANCES, KEYPAIRS } from '../api/kinds/index.js';
 import { Controller, errorMessage } from '../client/controller.js';
@@ -22,6 +22,10 @@ import { InstanceAgentReconciler } from './instance/reconciler.js';
 import { NetworkAgent, resolveNic } from './network-agent.js';
 import type { NetworkAgentOptions } from './network-agent.js';
 import type { InstanceView } from './shared-instances.js';
+import { StorageInformers } from './volume/storage-informers.js';
+import { volumeOwner } from './volume/storage.js';
+import { VolumeReconciler } from './volume/volume-reconciler.js';
+import { SnapshotReconciler } from './volume/snapshot-reconciler.js';
 
 export interface NodeAgentOptions {
   client: KovaClient;
@@ -62,12 +66,21 @@ export interface NodeAgentOptions {
   log?: (msg: string) => void;
   /** Host networking (bridges, VXLAN, DHCP, security groups, NAT) for this host; off when absent. */
   network?: Omit<NetworkAgentOptions, 'client' | 'hostName' | 'log'>;
+  /** Shared by all agents of a process (sim, started by its owner); one of its own otherwise. */
+  storage?: StorageInformers;
 }
 
 export class NodeAgent {
   readonly hostName: string;
   readonly reconciler: InstanceAgentReconciler;
   readonly controller: Controller;
+  /** Volumes and snapshots this host owns (provisioning, extension, deletion, snapshots). */
+  readonly volumes: VolumeReconciler;
+  readonly snapshots: SnapshotReconciler;
+  private readonly volumeController: Controller;
+  private readonly snapshotController: Controller;
+  private readonly storage: StorageInformers;
+  private readonly ownStorage: boolean;
   /** The host network reconciler, when `network` was given. */
   readonly network?: NetworkAgent;
   private readonly informer: InstanceView;
@@ -102,6 +115,10 @@ export class NodeAgent {
     if (o.network) this.network = new NetworkAgent({ ...o.network, client: o.client, hostName: o.hostName, log: this.log });
     const network = this.network;
     const flavors = o.flavors ?? new FlavorCache(o.client);
+    this.ownStorage = !o.storage;
+    this.storage = o.storage ?? new StorageInformers(o.client, { log: this.log });
+    const storage = this.storage;
+    const imageLookup = (ns: string, name: string) => resolveImage(ns, name, images);
     this.reconciler = new InstanceAgentReconciler({
       client: o.client,
       hostName: o.hostName,
@@ -116,8 +133,9 @@ export class NodeAgent {
         images: {
           cache,
           // The same visibility rules as the instance controller's (own, Public, Shared with ns).
-          lookup: (ns, name) => resolveImage(ns, name, images),
+          lookup: imageLookup,
         },
+        storage,
         keyPair: (ns, name) => keyPairs.get(ns, name),
         network: network && {
           portConfigured: (ns, port) => network.portConfigured(ns, port),
@@ -133,6 +151,12 @@ export class NodeAgent {
     const clock = o.clock ?? realClock;
     const limiter = new MaxOfLimiter(new ExponentialBackoffLimiter(o.retryBaseMs ?? 5, o.retryMaxMs ?? 300_000), new TokenBucketLimiter(10, 100, clock));
     this.controller = new Controller(this.reconciler, { workers: o.workers ?? 8, log: this.log, clock, limiter });
+    const common = { client: o.client, hostName: o.hostName, driver: o.driver, storage, recorder: this.recorder, log: this.log };
+    this.volumes = new VolumeReconciler({ ...common, images: { cache, lookup: imageLookup } });
+    this.snapshots = new SnapshotReconciler(common);
+    const storageLimiter = () => new MaxOfLimiter(new ExponentialBackoffLimiter(o.retryBaseMs ?? 5, o.retryMaxMs ?? 300_000), new TokenBucketLimiter(10, 100, clock));
+    this.volumeController = new Controller(this.volumes, { workers: 2, log: this.log, clock, limiter: storageLimiter() });
+    this.snapshotController = new Controller(this.snapshots, { workers: 2, log: this.log, clock, limiter: storageLimiter() });
   }
 
   /**
@@ -182,6 +206,9 @@ export class NodeAgent {
     if (this.ownKeyPairs) this.keyPairs.start();
     await this.images.waitForSync(signal);
     await this.keyPairs.waitForSync(signal);
+    const unwireStorage = this.wireStorage(enqueue);
+    if (this.ownStorage) this.storage.start();
+    await this.storage.waitForSync(signal);
     // A Port configured here (or not any more) wakes the instances here that use it.
     this.network?.onPortChange((ns, port) => {
       for (const i of this.informer.list()) {
@@ -198,6 +225,9 @@ export class NodeAgent {
     });
     for (const obj of this.informer.list()) enqueue(obj);
     const workers = this.controller.start(signal);
+    const storageWorkers = [this.volumeController.start(signal), this.snapshotController.start(signal)];
+    for (const v of this.storage.volumes.list()) if (volumeOwner(v) === this.hostName) this.volumeController.enqueue({ namespace: v.metadata.namespace, name: v.metadata.name! });
+    for (const sn of this.storage.snapshots.list()) this.snapshotController.enqueue({ namespace: sn.metadata.namespace, name: sn.metadata.name! });
 
     const beat = setInterval(() => void this.beat(facts), (this.o.heartbeatS ?? 10) * 1000);
     this.stopped = new Promise<void>((resolve) => {
@@ -211,12 +241,52 @@ export class NodeAgent {
         }
         if (this.ownImages) this.images.stop();
         if (this.ownKeyPairs) this.keyPairs.stop();
+        unwireStorage();
+        if (this.ownStorage) this.storage.stop();
         await workers;
+        await Promise.all(storageWorkers);
         resolve();
       };
       if (signal.aborted) void stop();
       else signal.addEventListener('abort', () => void stop(), { once: true });
     });
+  }
+
+  /**
+   * Wake-ups between the storage kinds and the work queues: a Volume change wakes its owner's
+   * volume reconcile, the instances here that use it and the snapshots waiting for it; an
+   * instance that names a volume (or stops naming it) wakes the volume; a snapshot wakes its
+   * reconcile. Returns the unwiring.
+   */
+  private wireStorage(enqueueInstance: (obj: { metadata: { namespace?: string; name?: string } }) => void): () => void {
+    const me = this.hostName;
+    const onVolume = (v: Volume) => {
+      const ns = v.metadata.namespace!;
+      const name = v.metadata.name!;
+      if (volumeOwner(v) === me) {
+        this.volumeController.enqueue({ namespace: ns, name });
+        for (const sn of this.storage.snapshots.list(ns)) if (sn.spec.source.volume === name && !sn.status?.readyToUse) this.snapshotController.enqueue({ namespace: ns, name: sn.metadata.name! });
+      }
+      for (const i of this.informer.list()) {
+        if (i.metadata.namespace === ns && (i.spec.volumes?.some((e) => e.volume === name) || i.status?.volumes?.some((e) => e.volume === name))) enqueueInstance(i);
+      }
+    };
+    const onSnapshot = (sn: VolumeSnapshot) => this.snapshotController.enqueue({ namespace: sn.metadata.namespace, name: sn.metadata.name! });
+    const unUse = this.storage.onVolumeUse((ns, name) => {
+      const v = this.storage.volume(ns, name);
+      if (v && volumeOwner(v) === me) this.volumeController.enqueue({ namespace: ns, name });
+    });
+    for (const ev of ['add', 'update', 'delete'] as const) {
+      this.storage.volumes.on(ev, onVolume);
+      this.storage.snapshots.on(ev, onSnapshot);
+    }
+    return () => {
+      unUse();
+      for (const ev of ['add', 'update', 'delete'] as const) {
+        this.storage.volumes.off(ev, onVolume);
+        this.storage.snapshots.off(ev, onSnapshot);
+      }
+    };
   }
 
   /** Instances in the agent's cache (bound to this host). */

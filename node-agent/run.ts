@@ -12,6 +12,7 @@ import type { NodeAgentOptions } from './agent.js';
 import { FlavorCache } from './flavor-cache.js';
 import { SharedInstanceInformer } from './shared-instances.js';
 import { SimDriver } from './sim-driver.js';
+import { StorageInformers } from './volume/storage-informers.js';
 import type { SimDriverOptions } from './sim-driver.js';
 
 export interface SimAgents {
@@ -61,10 +62,14 @@ export async function startSimAgents(opts: {
   images.start();
   const keyPairs = new Informer<KeyPair>(client, KEYPAIRS, { log });
   keyPairs.start();
+  // Volumes, their types and snapshots, and who uses them: the shared instance watch again.
+  const storage = new StorageInformers(client, { instances: shared.informer, log });
+  storage.start();
   opts.signal.addEventListener('abort', () => {
     shared.stop();
     images.stop();
     keyPairs.stop();
+    storage.stop();
   }, { once: true });
   const drivers: SimDriver[] = [];
   const agents: NodeAgent[] = [];
@@ -75,7 +80,7 @@ export async function startSimAgents(opts: {
     // Two connections each: an agent only writes its host's objects (the shared client watches),
     // and a hundred sim agents with four each held 30 MB more of TLS connections on both sides.
     const own = opts.kubeconfigFor ? clientFor(opts.kubeconfigFor(hostName), 2, opts.clientOptions) : client;
-    agents.push(new NodeAgent({ client: own, hostName, driver, labels: opts.labels?.(i), flavors, recorder, instances: shared.view(`${prefix}${i}`), images, keyPairs, workers: opts.workers ?? 4, heartbeatS: opts.heartbeatS, leaseDurationS: opts.leaseDurationS, log }));
+    agents.push(new NodeAgent({ client: own, hostName, driver, labels: opts.labels?.(i), flavors, recorder, instances: shared.view(`${prefix}${i}`), images, keyPairs, storage, workers: opts.workers ?? 4, heartbeatS: opts.heartbeatS, leaseDurationS: opts.leaseDurationS, log }));
   }
   // Register in small batches so a hundred hosts do not hit the API server at once.
   for (let i = 0; i < agents.length; i += 10) await Promise.all(agents.slice(i, i + 10).map((a) => a.start(opts.signal)));

@@ -2,7 +2,7 @@
 // what the agent observed and did in one reconcile. Unchanged inputs give a deep-equal status,
 // which is how the agent skips writes that would change nothing.
 import { isDeepStrictEqual } from 'node:util';
-import type { InstancePhase, InstanceStatus } from '../../api/kinds/index.js';
+import type { InstancePhase, InstanceStatus, InstanceVolumeStatus } from '../../api/kinds/index.js';
 import type { Condition } from '../../api/types.js';
 import { nowRFC3339 } from '../../api/types.js';
 import { setCondition } from '../../api/conditions.js';
@@ -32,6 +32,9 @@ export interface Observation {
   terminal?: boolean;
   /** A phase for in-between writes (Starting before a spawn, Stopping during a slow shutdown, Terminating on delete). */
   phase?: 'Starting' | 'Stopping' | 'Terminating';
+  /** The domain's volumes (syncVolumes), when the agent looked; `volumesPending` says why some are not done. */
+  volumes?: InstanceVolumeStatus[];
+  volumesPending?: string;
   now?: Date;
 }
 
@@ -87,6 +90,16 @@ export function nextStatus(prev: InstanceStatus | undefined, o: Observation): In
       ? { type: 'Paused', status: 'True', reason: 'PausedByUser', message: 'paused through the kova.dev/paused annotation', observedGeneration: o.generation }
       : { type: 'Paused', status: 'False', reason: 'NotPaused', message: '', observedGeneration: o.generation };
     conds = setCond(conds, spec, now);
+  }
+  if (o.volumes !== undefined) {
+    if (o.volumes.length) s.volumes = o.volumes;
+    else delete s.volumes;
+    const pending = o.volumesPending;
+    if (o.volumes.length || conds.some((c) => c.type === 'VolumesReady')) {
+      conds = setCond(conds, pending
+        ? { type: 'VolumesReady', status: 'False', reason: 'VolumeNotReady', message: pending, observedGeneration: o.generation }
+        : { type: 'VolumesReady', status: 'True', reason: 'Ready', message: `${o.volumes.length} volume(s) attached`, observedGeneration: o.generation }, now);
+    }
   }
   s.conditions = conds;
   return stripUndefined(s);

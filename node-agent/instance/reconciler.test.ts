@@ -47,6 +47,7 @@ beforeEach(async () => {
       // The agent's caches (informers) stand in as what the fake holds.
       images: { lookup: (ns, name) => resolveImage(ns, name, { get: (a, b) => (image && a === image.metadata.namespace && b === image.metadata.name ? image : undefined), list: () => (image ? [image] : []) }) },
       keyPair: () => undefined,
+      storage: { volume: () => undefined, volumeType: () => undefined },
     },
   });
 });

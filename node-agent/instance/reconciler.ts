@@ -27,6 +27,7 @@ import type { InstanceFacts } from './decide.js';
 import { resolveInstance } from './resolve.js';
 import type { ResolverDeps } from './resolve.js';
 import { AgentStatusWriter } from './status-writer.js';
+import { hasVolumeWork, syncVolumes } from './volumes.js';
 
 export interface InstanceAgentReconcilerOptions {
   client: ApiClient;
@@ -144,8 +145,28 @@ export class InstanceAgentReconciler implements Reconciler {
       if (!dom || dom.state === 'Shutdown') obs.stoppedWhy = f.runStrategy === 'Halted' ? 'runStrategy is Halted' : `${ANNOTATION_POWER} is Off`;
     }
     obs.domain = dom ? { uuid: dom.uuid, state: dom.state } : undefined;
+    if (dom && dom.state !== 'NoState' && !signal.aborted && hasVolumeWork(inst)) {
+      const r = await this.volumes(inst, id, obs);
+      if (r && !result) result = r;
+    }
     await this.writeStatus(inst, obs, extraConds);
     return result;
+  }
+
+  /**
+   * Brings the domain's volumes to spec.volumes and records them in `obs`. While something is
+   * pending it looks again soon: a detach is asked again until the guest lets go (the driver's
+   * VolumeDetached event usually comes first), a volume that is not ready wakes us when it changes.
+   */
+  private async volumes(inst: Instance, id: string, obs: Observation): Promise<Result | undefined> {
+    const r = await syncVolumes(inst, id, this.o.driver, this.deps.storage, this.o.hostName);
+    obs.volumes = r.volumes;
+    const waiting = r.volumes.filter((v) => v.state !== 'Attached').map((v) => `${v.volume}: ${v.message ?? v.state}`);
+    if (waiting.length) obs.volumesPending = waiting.join('; ');
+    for (const v of r.attached) void this.o.recorder.normal(inst, 'VolumeAttached', `attached volume ${v}`);
+    for (const v of r.detached) void this.o.recorder.normal(inst, 'VolumeDetached', `detached volume ${v}`);
+    if (!r.pending) return undefined;
+    return { requeueAfterMs: r.volumes.some((v) => v.state === 'Detaching') ? 5_000 : this.o.waitRequeueMs ?? 30_000 };
   }
 
   /** Resolve, then spawn. `done` ends the reconcile (waiting, failed, invalid). */

@@ -32,6 +32,7 @@ function deps(over: Partial<ResolverDeps> = {}): ResolverDeps {
     keyPair: (_ns, name) => (name === 'me' ? keyPair : undefined),
     hostNics: false,
     clusterID: () => 'cluster-1',
+    storage: { volume: () => undefined, volumeType: () => undefined },
     ...over,
   };
 }

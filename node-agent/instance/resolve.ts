@@ -15,6 +15,8 @@ import type { ImageCache, ImageObjectView } from '../image-cache.js';
 import { defaultGateway } from '../../api/net/ipam.js';
 import { VXLAN_GUEST_MTU } from '../network/plan.js';
 import type { CondSpec } from './agent-status.js';
+import { resolveAttachment } from '../volume/storage.js';
+import type { StorageView } from '../volume/storage.js';
 
 /** What the host's kova networking knows (the network agent's caches). */
 export interface HostNetworkView {
@@ -39,6 +41,8 @@ export interface ResolverDeps {
   keyPair(namespace: string, name: string): KeyPair | undefined;
   /** Present on hosts that run kova networking. */
   network?: HostNetworkView;
+  /** Volumes and their types (informer caches). */
+  storage: Pick<StorageView, 'volume' | 'volumeType'>;
   /** The driver attaches NICs to host devices (DriverCapabilities.hostNics). */
   hostNics: boolean;
   clusterID?: () => string | undefined;
@@ -67,15 +71,26 @@ export async function resolveInstance(inst: Instance, d: ResolverDeps): Promise<
   if ('flavorNotFound' in req) return waiting('FlavorReady', 'FlavorNotFound', `flavor ${req.flavorNotFound} not found`);
   if ('invalid' in req) return { invalid: `cannot size the instance: ${req.invalid}` };
 
-  const imageName = spec.image ?? '';
-  const ready = imageReadiness(d.images.lookup(ns, imageName));
-  if ('waitReason' in ready) return waiting('ImageReady', ready.waitReason, ready.message);
+  // Boot from volume (spec.image absent): admission guarantees a volume with bootOrder 1.
+  const ready = spec.image === undefined ? undefined : imageReadiness(d.images.lookup(ns, spec.image));
+  if (ready && 'waitReason' in ready) return waiting('ImageReady', ready.waitReason, ready.message);
+
+  // Like Nova's block device mappings, every volume is attached before the first boot.
+  const volumes = [];
+  for (const entry of spec.volumes ?? []) {
+    const r = resolveAttachment(d.storage, ns, entry, d.hostName, name);
+    if ('wait' in r) return waiting('VolumesReady', 'VolumeNotReady', r.wait);
+    volumes.push(r.attach);
+  }
+  if (volumes.length && prev.some((c) => c.type === 'VolumesReady')) conds.push({ type: 'VolumesReady', status: 'True', reason: 'Ready', message: '' });
 
   const nics = await resolveNics(inst, d);
   if ('wait' in nics) return nics;
 
-  let image: string;
-  if (d.images.cache) {
+  let image: string | undefined;
+  if (!ready) {
+    // Nothing to cache: the boot disk is a volume.
+  } else if (d.images.cache) {
     let cached;
     try {
       cached = await d.images.cache.ensure(ready.ref);
@@ -97,7 +112,7 @@ export async function resolveInstance(inst: Instance, d: ResolverDeps): Promise<
     const key = d.keyPair(ns, spec.keyPair)?.spec?.publicKey;
     if (!key) {
       const msg = `key pair ${spec.keyPair} not found in namespace ${ns}`;
-      return { why: msg, wait: [conds[0]!, { type: 'KeyPairReady', status: 'False', reason: 'KeyPairNotFound', message: msg }] };
+      return { why: msg, wait: [...conds, { type: 'KeyPairReady', status: 'False', reason: 'KeyPairNotFound', message: msg }] };
     }
     sshAuthorizedKeys = [key.trim()];
     if (prev.some((c) => c.type === 'KeyPairReady')) conds.push({ type: 'KeyPairReady', status: 'True', reason: 'Found', message: '' });
@@ -111,10 +126,11 @@ export async function resolveInstance(inst: Instance, d: ResolverDeps): Promise<
     vcpus: req.req.vcpus,
     memoryBytes: req.req.memoryBytes,
     diskBytes: req.req.diskBytes,
-    image,
     userData: spec.userData,
     networks: nics.nics,
   };
+  if (image !== undefined) domSpec.image = image;
+  if (volumes.length) domSpec.volumes = volumes;
   if (sshAuthorizedKeys) domSpec.sshAuthorizedKeys = sshAuthorizedKeys;
   return { spec: domSpec, conds };
 }
