@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { before, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { Registry } from './registry.js';
 import type { FieldCause, KObject, ResourceInfo } from './types.js';
-import { Validator, fieldPath, isDNS1123Label, isQualifiedName, nameFormat } from './validation.js';
+import { Validator, fieldPath, isDNS1123Label, isQualifiedName, keepDefaultedFields, nameFormat, validateUpdate } from './validation.js';
 
 let reg: Registry;
 let v: Validator;
@@ -91,8 +91,9 @@ test('required fields, types, patterns, formats and lengths', () => {
     keyPair: 'kp',
   }));
   const byField = Object.fromEntries(cs.map((c) => [c.field, c]));
-  // spec.image is optional in the schema (boot from volume); admission requires one boot source.
+  // spec.image is optional in the schema (boot from volume); the Instance rule requires a boot source.
   assert.deepEqual(Object.keys(byField).sort(), [
+    'spec.image',
     'spec.networks[0].ip',
     'spec.networks[0].network',
     'spec.networks[1].network',
@@ -457,4 +458,105 @@ test('KeyPair public keys are one line without carriage returns or control chara
   for (const bad of [`${key} user@host\r`, `${key} user@host\r\n`, `${key}\r\n`, `${key} us\rer`, `${key} user\t@host`, `${key} x\n${key}`, `${key} a\u0000b`]) {
     assert.deepEqual(fields(admit(info, kp(bad))), ['spec.publicKey'], JSON.stringify(bad));
   }
+});
+
+test('Instance boot source: an image, or exactly one volume with bootOrder 1, never both', () => {
+  const info = kova('Instance');
+  const vm = (spec: Record<string, unknown>) => admit(info, instance({ flavor: 'm1.small', ...spec }));
+  assert.deepEqual(vm({ image: 'tiny' }), []);
+  assert.deepEqual(vm({ image: 'tiny', volumes: [{ volume: 'data' }, { volume: 'logs', bootOrder: 2 }] }), []);
+  assert.deepEqual(vm({ volumes: [{ volume: 'data' }, { volume: 'root', bootOrder: 1 }] }), []);
+  assert.deepEqual(vm({}), [{ reason: 'FieldValueRequired', field: 'spec.image', message: 'Required value: an instance boots from an image, or from a volume with bootOrder 1' }]);
+  assert.deepEqual(vm({ volumes: [{ volume: 'data', bootOrder: 2 }] }), [
+    { reason: 'FieldValueRequired', field: 'spec.image', message: 'Required value: an instance boots from an image, or from a volume with bootOrder 1' },
+  ]);
+  assert.deepEqual(vm({ image: 'tiny', volumes: [{ volume: 'data' }, { volume: 'root', bootOrder: 1 }] }), [{
+    reason: 'FieldValueForbidden', field: 'spec.volumes[1].bootOrder',
+    message: 'Forbidden: the instance boots from spec.image (its root disk is boot device 1); bootOrder 1 is for an instance without an image, use 2 or more',
+  }]);
+  assert.deepEqual(vm({ volumes: [{ volume: 'a', bootOrder: 1 }, { volume: 'b', bootOrder: 1 }] }), [
+    { reason: 'FieldValueInvalid', field: 'spec.volumes[1].bootOrder', message: 'Invalid value: 1: must be unique: spec.volumes[0] has bootOrder 1 too' },
+  ]);
+  assert.deepEqual(vm({ volumes: [{ volume: 'a', bootOrder: 1 }, { volume: 'b', bootOrder: 3 }, { volume: 'c', bootOrder: 3 }] }), [
+    { reason: 'FieldValueInvalid', field: 'spec.volumes[2].bootOrder', message: 'Invalid value: 3: must be unique: spec.volumes[1] has bootOrder 3 too' },
+  ]);
+  assert.deepEqual(vm({ image: 'tiny', volumes: [{ volume: 'data' }, { volume: 'logs' }, { volume: 'data', readOnly: true }] }), [
+    { reason: 'FieldValueDuplicate', field: 'spec.volumes[2].volume', message: 'Duplicate value: "data"' },
+  ]);
+  // The status subresource does not judge the spec (it is the stored one).
+  assert.deepEqual(admit(info, instance({ flavor: 'm1.small' }, { status: { phase: 'Running' } }), 'status'), []);
+});
+
+test('VolumeType: sharedPath exactly for the shared backend', () => {
+  const info = kova('VolumeType');
+  const vt = (spec: Record<string, unknown>): KObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'VolumeType', metadata: { name: 'vt' }, spec });
+  const local = vt({ backend: 'local' });
+  assert.deepEqual(admit(info, local), []);
+  assert.deepEqual(local.spec, { backend: 'local', allowVolumeExpansion: true, multiAttach: false }, 'schema defaults');
+  assert.deepEqual(admit(info, vt({ backend: 'shared', sharedPath: '/srv/nfs/kova' })), []);
+  assert.deepEqual(admit(info, vt({ backend: 'shared' })), [{ reason: 'FieldValueRequired', field: 'spec.sharedPath', message: 'Required value: required when spec.backend is shared' }]);
+  assert.deepEqual(admit(info, vt({ backend: 'local', sharedPath: '/srv' })), [{ reason: 'FieldValueForbidden', field: 'spec.sharedPath', message: 'Forbidden: may only be set when spec.backend is shared' }]);
+});
+
+describe('update rules of the volume kinds (validateUpdate)', () => {
+  const volume = (spec: Record<string, unknown>): KObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Volume', metadata: { name: 'data', namespace: 'demo' }, spec });
+  const upd = (kind: string, old: KObject, next: KObject) => validateUpdate(kova(kind), old, next);
+
+  test('a Volume grows but never shrinks, in any quantity spelling', () => {
+    const old = volume({ size: '2Gi', volumeType: 'local' });
+    assert.deepEqual(upd('Volume', old, volume({ size: '3Gi', volumeType: 'local' })), []);
+    assert.deepEqual(upd('Volume', old, volume({ size: 2147483648, volumeType: 'local' })), [], 'the same size as an integer');
+    assert.deepEqual(upd('Volume', old, volume({ size: '2048Mi', volumeType: 'local' })), []);
+    assert.deepEqual(upd('Volume', old, volume({ size: '1Gi', volumeType: 'local' })), [
+      { reason: 'FieldValueForbidden', field: 'spec.size', message: 'Forbidden: a volume cannot shrink (from 2Gi to 1Gi)' },
+    ]);
+    assert.deepEqual(fields(upd('Volume', old, volume({ size: 2147483647, volumeType: 'local' }))), ['spec.size'], 'one byte less');
+    assert.deepEqual(upd('Volume', old, volume({ size: 'lots', volumeType: 'local' })), [], 'a malformed size is the schema\'s to report');
+  });
+
+  test('a Volume\'s volumeType and source are fixed at creation', () => {
+    const old = volume({ size: '1Gi', volumeType: 'local', source: { image: 'tiny' } });
+    assert.deepEqual(upd('Volume', old, volume({ size: '1Gi', volumeType: 'local', source: { image: 'tiny' } })), []);
+    assert.deepEqual(upd('Volume', old, volume({ size: '1Gi', volumeType: 'fast', source: { image: 'tiny' } })), [
+      { reason: 'FieldValueInvalid', field: 'spec.volumeType', message: 'Invalid value: "fast": field is immutable' },
+    ]);
+    assert.deepEqual(upd('Volume', old, volume({ size: '1Gi', volumeType: 'local', source: { snapshot: 's1' } })), [
+      { reason: 'FieldValueInvalid', field: 'spec.source', message: 'Invalid value: "object": field is immutable' },
+    ]);
+    assert.deepEqual(fields(upd('Volume', old, volume({ size: '1Gi', volumeType: 'local' }))), ['spec.source'], 'removing the source');
+    const untyped = volume({ size: '1Gi' });
+    assert.deepEqual(fields(upd('Volume', untyped, volume({ size: '1Gi', volumeType: 'fast' }))), ['spec.volumeType'], 'unset to set after creation');
+    assert.deepEqual(fields(upd('Volume', volume({ size: '1Gi' }), volume({ size: '1Gi', source: { image: 'tiny' } }))), ['spec.source']);
+  });
+
+  test('an update that leaves out the defaulted volumeType keeps it (kubectl replace of the original manifest)', () => {
+    const old = volume({ size: '1Gi', volumeType: 'local' });
+    const next = volume({ size: '2Gi' });
+    keepDefaultedFields(kova('Volume'), old, next);
+    assert.deepEqual(next.spec, { size: '2Gi', volumeType: 'local' });
+    assert.deepEqual(upd('Volume', old, next), []);
+    const other = { ...next, kind: 'Instance', spec: { image: 'x' } } as KObject;
+    keepDefaultedFields(kova('Instance'), old, other);
+    assert.deepEqual(other.spec, { image: 'x' }, 'other kinds untouched');
+  });
+
+  test('a VolumeSnapshot\'s spec is immutable', () => {
+    const snap = (volume: string): KObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'VolumeSnapshot', metadata: { name: 's', namespace: 'demo' }, spec: { source: { volume } } });
+    assert.deepEqual(upd('VolumeSnapshot', snap('a'), snap('a')), []);
+    assert.deepEqual(upd('VolumeSnapshot', snap('a'), snap('b')), [{ reason: 'FieldValueInvalid', field: 'spec.source.volume', message: 'Invalid value: "b": field is immutable' }]);
+  });
+
+  test('a VolumeType\'s backend and sharedPath are immutable; expansion and multiAttach are not', () => {
+    const vt = (spec: Record<string, unknown>): KObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'VolumeType', metadata: { name: 'vt' }, spec });
+    const old = vt({ backend: 'shared', sharedPath: '/srv/a', allowVolumeExpansion: true, multiAttach: false });
+    assert.deepEqual(upd('VolumeType', old, vt({ backend: 'shared', sharedPath: '/srv/a', allowVolumeExpansion: false, multiAttach: true })), []);
+    assert.deepEqual(upd('VolumeType', old, vt({ backend: 'shared', sharedPath: '/srv/b' })), [
+      { reason: 'FieldValueInvalid', field: 'spec.sharedPath', message: 'Invalid value: "/srv/b": field is immutable' },
+    ]);
+    assert.deepEqual(fields(upd('VolumeType', old, vt({ backend: 'local' }))), ['spec.backend', 'spec.sharedPath']);
+  });
+
+  test('other kinds have no update rules here', () => {
+    assert.deepEqual(validateUpdate(kova('Instance'), instance({ image: 'a' }), instance({ image: 'b' })), []);
+  });
 });

@@ -636,14 +636,149 @@ function imageRules(obj: KObject): FieldCause[] {
   return [causes.forbidden('spec.members', `may only be set when spec.visibility is Shared, not ${String(v)}`)];
 }
 
+/**
+ * Instance: something to boot. With spec.image the root disk is boot device 1, so a volume
+ * cannot claim bootOrder 1 too; without one, exactly one volume must. libvirt refuses two
+ * devices with the same boot order, and attaching one Volume twice means nothing: both unique.
+ */
+function instanceRules(obj: KObject): FieldCause[] {
+  const out: FieldCause[] = [];
+  const spec = obj.spec;
+  if (!isObj(spec)) return out;
+  const volumes = Array.isArray(spec.volumes) ? spec.volumes : [];
+  const hasImage = spec.image !== undefined && spec.image !== null;
+  const names = new Map<unknown, number>();
+  const orders = new Map<unknown, number>();
+  let bootVolumes = 0;
+  volumes.forEach((v, i) => {
+    if (!isObj(v)) return;
+    const at = `spec.volumes[${i}]`;
+    if (typeof v.volume === 'string') {
+      if (names.has(v.volume)) out.push(causes.duplicate(`${at}.volume`, v.volume));
+      else names.set(v.volume, i);
+    }
+    if (typeof v.bootOrder !== 'number') return;
+    const first = orders.get(v.bootOrder);
+    if (first !== undefined) out.push(causes.invalid(`${at}.bootOrder`, v.bootOrder, `must be unique: spec.volumes[${first}] has bootOrder ${v.bootOrder} too`));
+    else orders.set(v.bootOrder, i);
+    if (v.bootOrder !== 1) return;
+    bootVolumes++;
+    if (hasImage) out.push(causes.forbidden(`${at}.bootOrder`, 'the instance boots from spec.image (its root disk is boot device 1); bootOrder 1 is for an instance without an image, use 2 or more'));
+  });
+  if (!hasImage && bootVolumes === 0) out.push(causes.required('spec.image', 'an instance boots from an image, or from a volume with bootOrder 1'));
+  return out;
+}
+
+/** VolumeType: a shared backend needs the directory every host mounts; a local one has none. */
+function volumeTypeRules(obj: KObject): FieldCause[] {
+  const spec = obj.spec;
+  if (!isObj(spec)) return [];
+  if (spec.backend === 'shared' && spec.sharedPath === undefined) return [causes.required('spec.sharedPath', 'required when spec.backend is shared')];
+  if (spec.backend === 'local' && spec.sharedPath !== undefined) return [causes.forbidden('spec.sharedPath', 'may only be set when spec.backend is shared')];
+  return [];
+}
+
 const SEMANTIC_RULES: Record<string, SemanticRule> = {
   'kova.dev/Image': imageRules,
+  'kova.dev/Instance': instanceRules,
+  'kova.dev/VolumeType': volumeTypeRules,
   'kova.dev/Network': networkRules,
   'kova.dev/Port': portRules,
   'kova.dev/SecurityGroup': securityGroupRules,
   // RBAC rule shapes and subjects (builtin-kinds-rbac.ts); roleRef's immutability is an update rule (object-rules.ts).
   ...Object.fromEntries(RBAC_KINDS.map((k) => [`${k.group}/${k.kind}`, (o: KObject) => rbacCauses(k, o)])),
 };
+
+// ---------------------------------------------------------------------------------------------
+// Kind-specific rules of an update: what may not change once the object exists (kube's
+// ValidateUpdate of a strategy). `old` is the stored object, `next` what would replace it.
+
+type UpdateRule = (old: KObject, next: KObject) => FieldCause[];
+
+const specOf = (o: KObject): Rec => (isObj(o.spec) ? o.spec : {});
+
+const sameValue = (a: unknown, b: unknown): boolean => JSON.stringify(sortKeys(a)) === JSON.stringify(sortKeys(b));
+
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (!isObj(v)) return v;
+  return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys(v[k])]));
+}
+
+const immutable = (field: string, value: unknown): FieldCause => causes.invalid(field, value ?? null, 'field is immutable');
+
+function bytesOf(q: unknown): number | undefined {
+  if (typeof q !== 'string' && typeof q !== 'number') return undefined;
+  try {
+    return parseQuantity(q);
+  } catch {
+    return undefined; // the schema reports it
+  }
+}
+
+/**
+ * Volume: a disk never shrinks (the guest's filesystem would be cut), and what it is made of and
+ * where it lives are fixed at creation: spec.volumeType (set by the user or defaulted when the
+ * volume is created) and spec.source.
+ */
+function volumeUpdateRules(old: KObject, next: KObject): FieldCause[] {
+  const out: FieldCause[] = [];
+  const o = specOf(old);
+  const n = specOf(next);
+  const from = bytesOf(o.size);
+  const to = bytesOf(n.size);
+  if (from !== undefined && to !== undefined && to < from) {
+    out.push(causes.forbidden('spec.size', `a volume cannot shrink (from ${formatQuantity(from)} to ${formatQuantity(to)})`));
+  }
+  if (!sameValue(o.volumeType, n.volumeType)) out.push(immutable('spec.volumeType', n.volumeType));
+  if (!sameValue(o.source, n.source)) out.push(immutable('spec.source', n.source));
+  return out;
+}
+
+/** VolumeSnapshot: a point-in-time copy of one volume; another volume is another snapshot. */
+function volumeSnapshotUpdateRules(old: KObject, next: KObject): FieldCause[] {
+  const o = specOf(old);
+  const n = specOf(next);
+  if (sameValue(o, n)) return [];
+  const vol = (s: Rec) => (isObj(s.source) ? s.source.volume : undefined);
+  if (vol(o) !== vol(n)) return [immutable('spec.source.volume', vol(n))];
+  return [immutable('spec', n)];
+}
+
+/** VolumeType: its volumes' files are where the backend put them. */
+function volumeTypeUpdateRules(old: KObject, next: KObject): FieldCause[] {
+  const out: FieldCause[] = [];
+  const o = specOf(old);
+  const n = specOf(next);
+  if (o.backend !== n.backend) out.push(immutable('spec.backend', n.backend));
+  if (o.sharedPath !== n.sharedPath) out.push(immutable('spec.sharedPath', n.sharedPath));
+  return out;
+}
+
+const UPDATE_RULES: Record<string, UpdateRule> = {
+  'kova.dev/Volume': volumeUpdateRules,
+  'kova.dev/VolumeSnapshot': volumeSnapshotUpdateRules,
+  'kova.dev/VolumeType': volumeTypeUpdateRules,
+};
+
+/**
+ * What an update would change that its kind does not let change, as field causes. Run on the
+ * merged result of every update verb (PUT, patches, server-side apply), main resource or status.
+ */
+export function validateUpdate(info: Pick<ResourceInfo, 'group' | 'kind'>, old: KObject, next: KObject): FieldCause[] {
+  return UPDATE_RULES[`${info.group}/${info.kind}`]?.(old, next) ?? [];
+}
+
+/**
+ * Fields defaulted at creation that an update may leave out, carried over from `old` as kube
+ * strategies' PrepareForUpdate does: a Volume's spec.volumeType (the default VolumeType filled in
+ * at admission), so `kubectl replace` of the original manifest does not read as a change.
+ */
+export function keepDefaultedFields(info: Pick<ResourceInfo, 'group' | 'kind'>, old: KObject, next: KObject): void {
+  if (info.group !== 'kova.dev' || info.kind !== 'Volume') return;
+  const o = specOf(old);
+  if (o.volumeType !== undefined && isObj(next.spec) && (next.spec.volumeType === undefined || next.spec.volumeType === null)) next.spec.volumeType = o.volumeType;
+}
 
 // ---------------------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ import type { KObject, ResourceInfo } from '../api/types.js';
 import { groupVersion, nowRFC3339, stampCreated } from '../api/types.js';
 import { ApiError, badRequest, invalid } from './status.js';
 import { RBAC_GROUP, rbacCauses } from '../api/builtin-kinds-rbac.js';
+import { keepDefaultedFields, validateUpdate } from '../api/validation.js';
 
 export const clone = <T>(v: T): T => structuredClone(v);
 
@@ -102,12 +103,16 @@ export function prepareForUpdate(info: ResourceInfo, old: KObject, next: KObject
   if (m.deletionTimestamp === undefined) delete m.deletionTimestamp;
   if (m.deletionGracePeriodSeconds === undefined) delete m.deletionGracePeriodSeconds;
   m.generation = o.generation ?? 1;
+  keepDefaultedFields(info, old, out);
   if (subresource !== 'status' && !jsonEqual(specPart(old), specPart(out))) m.generation += 1;
   // A binding's roleRef never changes (delete and recreate it), whatever the verb.
   if (info.group === RBAC_GROUP && old.roleRef !== undefined && !jsonEqual(old.roleRef, out.roleRef)) {
     const moved = rbacCauses(info, out, old).filter((c) => c.field === 'roleRef');
     if (moved.length) throw invalid(info, o.name ?? '', moved);
   }
+  // Kind-specific update rules (a Volume never shrinks, immutable fields): api/validation.ts.
+  const fixed = validateUpdate(info, old, out);
+  if (fixed.length) throw invalid(info, o.name ?? '', fixed);
   if (o.deletionTimestamp) {
     const added = (m.finalizers ?? []).filter((f) => !(o.finalizers ?? []).includes(f));
     if (added.length) {
