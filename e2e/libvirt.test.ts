@@ -18,6 +18,7 @@ import { INSTANCES, KovaClient } from '../client/client.js';
 import { domainName } from '../node-agent/driver.js';
 import { buildTestGuest, type TestGuest } from '../guest/build.js';
 import { eventually, KOVA_BIN, KUBECTL, startKova, type Kova } from './harness.js';
+import { consoleLog, kovaCli } from './console.js';
 
 const run = promisify(execFile);
 const GUEST_DIR = process.env.KOVA_TEST_GUEST_DIR ?? '/var/tmp/kova-test-guest';
@@ -26,21 +27,6 @@ const BOOTED = /KOVA-GUEST-BOOTED hostname=(\S+) instance-id=\S+ ip=\S+ userdata
 
 const virsh = async (...args: string[]) => (await run('virsh', ['-q', '-c', 'qemu:///system', ...args])).stdout.trim();
 const domainExists = (dom: string) => virsh('domuuid', dom).then(() => true, () => false);
-
-/** `kova <args>` against this cloud; resolves with its exit code and output. */
-function kovaCli(kova: Kova, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [KOVA_BIN, ...args], { env: { ...process.env, KUBECONFIG: kova.kubeconfig, ...env }, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-async function consoleLog(kova: Kova, name: string, ns: string): Promise<string> {
-  const r = await kovaCli(kova, ['console', name, '-n', ns, '--log']);
-  if (r.code !== 0) throw new Error(`kova console --log failed: ${r.stderr}`);
-  return r.stdout;
-}
 
 async function getJson(kova: Kova, args: string[]): Promise<any> {
   return JSON.parse(await kova.k([...args, '-o', 'json']));

@@ -14,6 +14,8 @@ export interface VolumeTypeSpec {
   allowVolumeExpansion?: boolean;
   /** Defaults to false. */
   multiAttach?: boolean;
+  /** Defaults to WaitForFirstConsumer (local volumes are created where their first instance runs). */
+  volumeBindingMode?: 'Immediate' | 'WaitForFirstConsumer';
 }
 
 export type VolumeTypeStatus = StatusBase;
