@@ -18,6 +18,7 @@ import { RbacCache } from './rbac/cache.js';
 import { EscalationAdmission } from './rbac/escalation.js';
 import { ImageFileSourceAdmission } from './image-source.js';
 import { ImagePublicizeAdmission } from './image-publicize.js';
+import { VolumeAdmission } from './volume-admission.js';
 
 export interface SecurityConfig {
   /** The admin's bearer token (kova up's kubeconfig); undefined: authentication is off. */
@@ -52,6 +53,8 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
   }
   // NodeRestriction: a node agent writes only its own host's objects (RBAC alone cannot say so).
   options.admission = [...(options.admission ?? []), new NodeRestriction()];
+  // Volumes: the default VolumeType, and the expansion and single-attach checks that read other objects.
+  options.admission.push(new VolumeAdmission(resources));
   // ResourceQuota: charged atomically with creates, from a watch-fed cache of the quotas.
   const quota = new QuotaCharger(resources.store, resources.registry);
   await quota.start();
