@@ -4,6 +4,7 @@
 import type { Instance } from '../../api/kinds/index.js';
 import type { HostView } from './host-view.js';
 import type { Resources } from '../../api/resources.js';
+import type { VolumeTopology } from './volume-topology.js';
 
 export const ZONE_LABEL = 'kova.dev/zone';
 
@@ -18,11 +19,15 @@ export interface FilterContext {
   pin?: string;
   /** Hosts ruled out for this attempt (the server refused a binding), with the reason to count. */
   excluded?: ReadonlyMap<string, string>;
+  /** Hosts that store the instance's local volumes (it runs only where all of them are). */
+  volumeHosts?: ReadonlySet<string>;
+  /** Disk for the local volumes created with the instance on its host, beyond req.diskBytes. */
+  volumeBytes: number;
 }
 
 export type Filter = (ctx: FilterContext, host: HostView) => string | null;
 
-export function filterContext(instance: Instance, req: Resources, excluded?: ReadonlyMap<string, string>): FilterContext {
+export function filterContext(instance: Instance, req: Resources, excluded?: ReadonlyMap<string, string>, volumes?: VolumeTopology): FilterContext {
   const spec = instance.spec;
   const selector = Object.entries(spec.nodeSelector ?? {}).filter(([k]) => k !== ZONE_LABEL);
   return {
@@ -32,6 +37,8 @@ export function filterContext(instance: Instance, req: Resources, excluded?: Rea
     zone: spec.nodeSelector?.[ZONE_LABEL],
     pin: spec.hostName || undefined,
     excluded: excluded && excluded.size > 0 ? excluded : undefined,
+    volumeHosts: volumes && volumes.hosts.size > 0 ? volumes.hosts : undefined,
+    volumeBytes: volumes?.unplacedBytes ?? 0,
   };
 }
 
@@ -48,20 +55,28 @@ export const NodeSelector: Filter = (ctx, h) => {
   return null;
 };
 
+/** kube-scheduler's VolumeBinding: "node(s) had volume node affinity conflict". */
+export const VolumeNodeAffinity: Filter = (ctx, h) => {
+  if (ctx.volumeHosts === undefined) return null;
+  for (const host of ctx.volumeHosts) if (host !== h.name) return 'volume node affinity conflict';
+  return null;
+};
+
 export const Excluded: Filter = (ctx, h) => ctx.excluded?.get(h.name) ?? null;
 
 export const Vcpu: Filter = (ctx, h) => (ctx.req.vcpus <= h.free.vcpus ? null : 'insufficient vcpus');
 
 export const Memory: Filter = (ctx, h) => (ctx.req.memoryBytes <= h.free.memoryBytes ? null : 'insufficient memory');
 
-export const Disk: Filter = (ctx, h) => (ctx.req.diskBytes <= h.free.diskBytes ? null : 'insufficient disk');
+/** The root disk and the local volumes created with the instance (free disk already counts the host's other local volumes). */
+export const Disk: Filter = (ctx, h) => (ctx.req.diskBytes + ctx.volumeBytes <= h.free.diskBytes ? null : 'insufficient disk');
 
 /**
  * The fixed order: a host is counted under the first filter it fails. Host state first (a
  * host that is down says more than its free memory), then the instance's placement
  * constraints, then fit.
  */
-export const DEFAULT_FILTERS: readonly Filter[] = [HostReady, NotCordoned, HostNamePin, Zone, NodeSelector, Excluded, Vcpu, Memory, Disk];
+export const DEFAULT_FILTERS: readonly Filter[] = [HostReady, NotCordoned, HostNamePin, Zone, NodeSelector, VolumeNodeAffinity, Excluded, Vcpu, Memory, Disk];
 
 /**
  * DEFAULT_FILTERS in one expression, for the common case of an instance without placement
@@ -75,7 +90,7 @@ export function passesDefaultUnconstrained(ctx: FilterContext, h: HostView): boo
 }
 
 export function isUnconstrained(ctx: FilterContext): boolean {
-  return ctx.pin === undefined && ctx.zone === undefined && ctx.selector.length === 0 && ctx.excluded === undefined;
+  return ctx.pin === undefined && ctx.zone === undefined && ctx.selector.length === 0 && ctx.excluded === undefined && ctx.volumeHosts === undefined && ctx.volumeBytes === 0;
 }
 
 /** The first failing filter's reason, or null when the host passes them all. */

@@ -1,7 +1,9 @@
 // The scheduler's view of all Hosts plus its assumed placements (kube-scheduler's assume
 // cache): a claim is counted against its host from the moment the scheduler picks it until
 // the host's status shows the server-side allocation (its uid in `status.allocations`), so
-// concurrent workers never pick a host with room that is already promised. Pure: no I/O.
+// concurrent workers never pick a host with room that is already promised. Local Volumes are
+// charged to their host's disk the same way: from the Volume informer (status.hostName or the
+// selected-host annotation), and at once when the scheduler selects a host for one. Pure: no I/O.
 import type { Host } from '../../api/kinds/index.js';
 import { hostView } from './host-view.js';
 import type { HostView } from './host-view.js';
@@ -28,6 +30,9 @@ export class HostCache {
   private readonly views = new Map<string, HostView>();
   private readonly assumed = new Map<string, Assumption>();
   private readonly byHost = new Map<string, Set<string>>();
+  /** Local volumes by uid: the host whose disk they use and their size. */
+  private readonly volumes = new Map<string, { host: string; bytes: number }>();
+  private readonly volumeBytesByHost = new Map<string, number>();
   private readonly ttl: number;
   private readonly now: () => number;
 
@@ -83,6 +88,36 @@ export class HostCache {
   remove(name: string): void {
     this.views.delete(name);
     for (const uid of [...(this.byHost.get(name) ?? [])]) this.drop(uid);
+  }
+
+  /**
+   * Charges local volume `uid` to `host`'s disk (replacing its earlier charge), or drops its
+   * charge (undefined: deleted, not local, no host). Returns true when some host gained room.
+   */
+  setVolume(uid: string, charge: { host: string; bytes: number } | undefined): boolean {
+    const prev = this.volumes.get(uid);
+    if (prev && charge && prev.host === charge.host && prev.bytes === charge.bytes) return false;
+    if (prev) {
+      this.volumes.delete(uid);
+      this.addVolumeBytes(prev.host, -prev.bytes);
+    }
+    if (charge) {
+      this.volumes.set(uid, charge);
+      this.addVolumeBytes(charge.host, charge.bytes);
+    }
+    return !!prev && (!charge || prev.host !== charge.host || charge.bytes < prev.bytes);
+  }
+
+  /** Bytes of local volumes charged to `host`. */
+  volumeBytes(host: string): number {
+    return this.volumeBytesByHost.get(host) ?? 0;
+  }
+
+  private addVolumeBytes(host: string, bytes: number): void {
+    const n = (this.volumeBytesByHost.get(host) ?? 0) + bytes;
+    if (n === 0) this.volumeBytesByHost.delete(host);
+    else this.volumeBytesByHost.set(host, n);
+    this.recompute(host);
   }
 
   /** Counts `req` against `host` for instance `uid` (replacing an earlier claim of that uid). */
@@ -143,6 +178,8 @@ export class HostCache {
     if (!v) return;
     let free = subtract(v.allocatable, v.allocated);
     for (const uid of this.byHost.get(host) ?? []) free = subtract(free, this.assumed.get(uid)!.req);
+    const volumeBytes = this.volumeBytesByHost.get(host);
+    if (volumeBytes) free = { ...free, diskBytes: free.diskBytes - volumeBytes };
     v.free = free;
   }
 }

@@ -7,6 +7,7 @@ import type { HostView } from './host-view.js';
 import type { Resources } from '../../api/resources.js';
 import { pickHost, weighersFor } from './weighers.js';
 import type { PickOptions, Weigher } from './weighers.js';
+import type { VolumeTopology } from './volume-topology.js';
 
 export type ScheduleResult = { host: string } | { unschedulable: string };
 
@@ -15,12 +16,14 @@ export interface ScheduleOptions extends PickOptions {
   filters?: readonly Filter[];
   /** Hosts to skip for this attempt, with the reason to count them under. */
   excluded?: ReadonlyMap<string, string>;
+  /** What the instance's volumes demand of its host. */
+  volumes?: VolumeTopology;
 }
 
 const DEFAULT_WEIGHERS = weighersFor('spread');
 
 export function schedule(instance: Instance, req: Resources, hosts: Iterable<HostView>, opts: ScheduleOptions = {}): ScheduleResult {
-  const ctx = filterContext(instance, req, opts.excluded);
+  const ctx = filterContext(instance, req, opts.excluded, opts.volumes);
   const filters = opts.filters ?? DEFAULT_FILTERS;
   const passed: HostView[] = [];
   const failures = new Map<string, number>();

@@ -6,15 +6,18 @@
 // is full, fenced, not ready or gone is excluded and the instance placed again right away; an
 // instance bound or deleted meanwhile is left alone. Instances that fit nowhere stay Pending
 // with Scheduled=False and are retried when Hosts or Flavors change.
+// Volumes (Kubernetes' volume binding, WaitForFirstConsumer): a local volume with a host pins
+// the instance there; one without goes with the instance, which needs room for it, and gets the
+// kova.dev/selected-host annotation before the instance is bound (its agent then creates it).
 import { bindingFailure, BindingCauses } from '../../api/binding.js';
 import type { BindingCauseReason } from '../../api/binding.js';
-import { FLAVORS, HOSTS, INSTANCES } from '../../api/kinds/index.js';
-import type { Flavor, Host, Instance, InstanceStatus } from '../../api/kinds/index.js';
+import { ANNOTATION_SELECTED_HOST, FLAVORS, HOSTS, INSTANCES, VOLUMES, VOLUME_TYPES } from '../../api/kinds/index.js';
+import type { Flavor, Host, Instance, InstanceStatus, Volume, VolumeType } from '../../api/kinds/index.js';
 import { formatResources, instanceRequest } from '../../api/resources.js';
 import type { AllocationRatios, Resources } from '../../api/resources.js';
 import type { Condition } from '../../api/types.js';
 import { nowRFC3339 } from '../../api/types.js';
-import { StatusError, KovaClient } from '../../client/client.js';
+import { StatusError, KovaClient, isConflict, isNotFound } from '../../client/client.js';
 import type { ApiClient } from '../../client/client.js';
 import { controllerFor, errorMessage, keyOfObject, withDefaults } from '../../client/controller.js';
 import type { Controller, ControllerStartOptions, Reconciler, Request } from '../../client/controller.js';
@@ -24,6 +27,9 @@ import { BestEffortLane } from './best-effort.js';
 import { HostCache } from './host-cache.js';
 import { schedule } from './schedule.js';
 import { weighersFor } from './weighers.js';
+import { NO_VOLUMES, volumeCharge, volumeTopology } from './volume-topology.js';
+import type { VolumeTopology } from './volume-topology.js';
+import { volumeHost } from '../volume/placement.js';
 import type { WeigherPolicy, Weigher } from './weighers.js';
 
 export const COMPONENT = 'kova-scheduler';
@@ -40,12 +46,17 @@ export interface SchedulerStats {
   /** Binding calls and their summed latency (ms), for the mean round trip. */
   bindCalls: number;
   bindMs: number;
+  /** Local volumes given a host with their first consumer (the selected-host annotation). */
+  volumesSelected: number;
 }
 
 export interface SchedulerReconcilerDeps {
-  client: Pick<ApiClient, 'bind' | 'updateStatus'>;
+  client: Pick<ApiClient, 'bind' | 'updateStatus' | 'get' | 'mergePatch'>;
   instances: { get(namespace: string | undefined, name: string): Instance | undefined };
   flavors: { get(namespace: string | undefined, name: string): Flavor | undefined };
+  /** Volumes and VolumeTypes (informers); without them spec.volumes is not looked at. */
+  volumes?: { get(namespace: string | undefined, name: string): Volume | undefined; list(namespace?: string): readonly Volume[] };
+  volumeTypes?: { get(namespace: string | undefined, name: string): VolumeType | undefined };
   /** Queues a reconcile of "namespace/name" (the controller's enqueueKey). */
   enqueue(key: string): void;
   /** Where Scheduled and FailedScheduling events go. */
@@ -58,6 +69,12 @@ export interface SchedulerReconcilerDeps {
   /** Binding attempts per reconcile before backing off (default 10). */
   maxBindAttempts?: number;
 }
+
+/** Selecting a host for a volume: done, or someone placed it (or deleted it) meanwhile. */
+type SelectOutcome = 'selected' | { changed: Volume | null };
+
+/** Attempts at one volume's annotation when its resourceVersion moves for other reasons. */
+const SELECT_ATTEMPTS = 5;
 
 /** What a refused binding means for this placement. */
 type BindOutcome = 'bound' | 'gone' | { refused: string };
@@ -83,7 +100,7 @@ const isUnbound = (o: Instance) => !o.status?.hostName && !o.metadata.deletionTi
 export class SchedulerReconciler implements Reconciler {
   readonly name = 'scheduler';
   readonly cache: HostCache;
-  readonly stats: SchedulerStats = { bound: 0, bindConflicts: 0, lostRaces: 0, unschedulable: 0, bindCalls: 0, bindMs: 0 };
+  readonly stats: SchedulerStats = { bound: 0, bindConflicts: 0, lostRaces: 0, unschedulable: 0, bindCalls: 0, bindMs: 0, volumesSelected: 0 };
   /**
    * Event writes beside placements, never ahead of them, and at most ~100/s: a bulk placement
    * records its first events, not one per instance at the placements' expense.
@@ -92,6 +109,8 @@ export class SchedulerReconciler implements Reconciler {
   /** Instances that fit nowhere (or wait for their Flavor), with the generation last tried. */
   private readonly waiting = new Map<string, number | undefined>();
   private readonly maxAttempts: number;
+  /** Each volume's host and deletion state as last seen, to requeue only when they change. */
+  private readonly volumePlacements = new Map<string, string>();
 
   constructor(private readonly d: SchedulerReconcilerDeps) {
     this.cache = new HostCache({ ratios: d.ratios });
@@ -111,14 +130,25 @@ export class SchedulerReconciler implements Reconciler {
 
     const uid = inst.metadata.uid!;
     const excluded = new Map<string, string>();
+    /** Volumes read live during this reconcile (null: deleted), newer than the informer's. */
+    const fresh = new Map<string, Volume | null>();
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
-      const choice = schedule(inst, r.req, this.cache.hosts(), { weighers: this.d.weighers, subsetSize: this.d.subsetSize, excluded });
+      const volumes = this.volumeTopology(inst, fresh);
+      if ('unschedulable' in volumes) return this.unschedulable(key, inst, 'Unschedulable', volumes.unschedulable);
+      const choice = schedule(inst, r.req, this.cache.hosts(), { weighers: this.d.weighers, subsetSize: this.d.subsetSize, excluded, volumes });
       if ('unschedulable' in choice) {
         this.stats.unschedulable++;
         return this.unschedulable(key, inst, 'Unschedulable', choice.unschedulable);
       }
       const host = choice.host;
       this.cache.assume(uid, host, r.req);
+      const changed = await this.selectHost(volumes, host);
+      if (changed) {
+        // Another scheduler or the volume controller placed a volume meanwhile: plan again with it.
+        this.cache.forget(uid);
+        fresh.set(changed.name, changed.volume);
+        continue;
+      }
       const outcome = await this.bind(inst, host, r.req);
       if (outcome === 'bound') {
         this.cache.finishBinding(uid);
@@ -138,6 +168,68 @@ export class SchedulerReconciler implements Reconciler {
       excluded.set(host, outcome.refused);
     }
     throw new Error(`no binding after ${this.maxAttempts} attempts (hosts refused: ${[...excluded].map(([h, why]) => `${h}: ${why}`).join('; ')})`);
+  }
+
+  private volumeTopology(inst: Instance, fresh: ReadonlyMap<string, Volume | null>): VolumeTopology | { unschedulable: string } {
+    const { volumes, volumeTypes } = this.d;
+    if (!volumes || !volumeTypes || !inst.spec.volumes?.length) return NO_VOLUMES;
+    return volumeTopology(inst, {
+      volume: (ns, name) => (fresh.has(name) ? (fresh.get(name) ?? undefined) : volumes.get(ns, name)),
+      volumeType: (name) => volumeTypes.get(undefined, name),
+    });
+  }
+
+  /**
+   * Writes `host` into the selected-host annotation of each local volume still without a host,
+   * charging it to the host's disk at once. Returns the volume someone else placed or deleted
+   * meanwhile (the caller plans again), or undefined when all are selected.
+   */
+  private async selectHost(t: VolumeTopology, host: string): Promise<{ name: string; volume: Volume | null } | undefined> {
+    for (const v of t.unplaced) {
+      const out = await this.selectVolumeHost(v, host);
+      if (out !== 'selected') return { name: v.metadata.name!, volume: out.changed };
+    }
+    return undefined;
+  }
+
+  private async selectVolumeHost(v: Volume, host: string): Promise<SelectOutcome> {
+    const { namespace, name, uid } = v.metadata;
+    const types = this.d.volumeTypes!;
+    this.cache.setVolume(uid!, volumeCharge({ ...v, metadata: { ...v.metadata, annotations: { ...v.metadata.annotations, [ANNOTATION_SELECTED_HOST]: host } } }, { volumeType: (n) => types.get(undefined, n) }));
+    let cur = v;
+    for (let i = 0; i < SELECT_ATTEMPTS; i++) {
+      try {
+        // The resourceVersion makes the patch conditional: no one placed it since we read it.
+        await this.d.client.mergePatch(VOLUMES, namespace, name!, { metadata: { resourceVersion: cur.metadata.resourceVersion, annotations: { [ANNOTATION_SELECTED_HOST]: host } } });
+        this.stats.volumesSelected++;
+        return 'selected';
+      } catch (e) {
+        if (!isConflict(e) && !isNotFound(e)) {
+          this.restoreVolumeCharge(v);
+          throw e;
+        }
+      }
+      const live = await this.d.client.get<Volume>(VOLUMES, namespace, name!);
+      if (!live || live.metadata.uid !== uid || live.metadata.deletionTimestamp) {
+        this.restoreVolumeCharge(v);
+        return { changed: live ?? null };
+      }
+      const placed = volumeHost(live);
+      if (placed === host) return 'selected';
+      if (placed) {
+        this.cache.setVolume(uid!, volumeCharge(live, { volumeType: (n) => types.get(undefined, n) }));
+        return { changed: live };
+      }
+      cur = live; // changed for another reason (status, labels): try again on it
+    }
+    this.restoreVolumeCharge(v);
+    throw new Error(`volume ${namespace}/${name}: could not select host ${host} after ${SELECT_ATTEMPTS} conflicts`);
+  }
+
+  /** Back to what the informer says about the volume. */
+  private restoreVolumeCharge(v: Volume): void {
+    const cached = this.d.volumes?.get(v.metadata.namespace, v.metadata.name!);
+    this.cache.setVolume(v.metadata.uid!, cached && cached.metadata.uid === v.metadata.uid ? volumeCharge(cached, { volumeType: (n) => this.d.volumeTypes?.get(undefined, n) }) : undefined);
   }
 
   /** Binds; 'gone' when there is nothing left to do for this instance, or the host's refusal. */
@@ -221,6 +313,32 @@ export class SchedulerReconciler implements Reconciler {
     else if (this.cache.upsert(h)) this.requeueWaiting();
   }
 
+  /**
+   * A Volume changed: its disk charge follows, and waiting instances are retried when one
+   * appeared, was placed or moved, or freed room (not for status-only changes such as attachments).
+   */
+  onVolume(v: Volume, event: InformerEvent): void {
+    const types = this.d.volumeTypes;
+    const charge = event === 'delete' || !types ? undefined : volumeCharge(v, { volumeType: (n) => types.get(undefined, n) });
+    const key = `${v.metadata.namespace}/${v.metadata.name}`;
+    const placement = `${volumeHost(v) ?? ''}\0${v.metadata.deletionTimestamp ? 'deleting' : ''}`;
+    const prev = this.volumePlacements.get(key);
+    if (event === 'delete') this.volumePlacements.delete(key);
+    else this.volumePlacements.set(key, placement);
+    const freed = this.cache.setVolume(v.metadata.uid ?? key, charge);
+    if (freed || event !== 'update' || prev !== placement) this.requeueWaiting();
+  }
+
+  /** A VolumeType changed: the charges of its volumes may change, and instances waiting for it may go. */
+  onVolumeType(t: VolumeType): void {
+    const types = this.d.volumeTypes;
+    if (!types) return;
+    for (const v of this.d.volumes?.list() ?? []) {
+      if (v.spec.volumeType === t.metadata.name) this.cache.setVolume(v.metadata.uid!, volumeCharge(v, { volumeType: (n) => types.get(undefined, n) }));
+    }
+    this.requeueWaiting();
+  }
+
   /** Claims of bindings whose host never showed them expire; waiting instances may fit then. */
   sweep(): void {
     if (this.cache.sweep()) this.requeueWaiting();
@@ -267,11 +385,15 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Scheduler>
   const instances = informers.for<Instance>(INSTANCES);
   const hosts = informers.for<Host>(HOSTS);
   const flavors = informers.for<Flavor>(FLAVORS);
+  const volumes = informers.for<Volume>(VOLUMES);
+  const volumeTypes = informers.for<VolumeType>(VOLUME_TYPES);
   let controller: Controller | undefined;
   const reconciler = new SchedulerReconciler({
     client,
     instances,
     flavors,
+    volumes,
+    volumeTypes,
     enqueue: (key) => controller!.enqueueKey(key),
     recorder: new EventRecorder(client, COMPONENT, { log }),
     weighers: typeof opts.weigher === 'string' || opts.weigher === undefined ? weighersFor(opts.weigher ?? 'spread') : opts.weigher,
@@ -282,6 +404,9 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Scheduler>
   const builder = controllerFor(reconciler, { workers: opts.workers ?? 128, log })
     .watches(hosts, (h, ev) => reconciler.onHost(h, ev))
     .watches(flavors, () => reconciler.requeueWaiting(), ['add', 'update'])
+    // Types first: a volume's charge depends on its type's backend.
+    .watches(volumeTypes, (t) => reconciler.onVolumeType(t), ['add', 'update'])
+    .watches(volumes, (v, ev) => reconciler.onVolume(v, ev))
     .watches(instances, (i, ev) => reconciler.onInstance(i, ev));
   controller = builder.controller;
   signal.addEventListener('abort', () => reconciler.events.clear(), { once: true });
