@@ -1,17 +1,23 @@
 // An in-process fake hypervisor with real state, like Nova's fake driver: a map of domains,
-// real capacity accounting, the same errors and events as a real driver, configurable delays
-// on an injectable clock, and faults injectable into every operation. Cheap enough that one
-// process runs a hundred of them: timers only, no polling.
+// volume and snapshot files (sim-volumes.ts), real capacity accounting, the same errors and
+// events as a real driver, configurable delays on an injectable clock, and faults injectable
+// into every operation. Cheap enough that one process runs a hundred of them: timers only, no
+// polling.
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseQuantity } from '../api/quantity.js';
 import type { Clock } from '../client/workqueue.js';
-import { DomainNotFound, DriverError, PowerState } from './driver.js';
-import type { ComputeDriver, DomainEvent, DomainEventReason, DomainInfo, DomainSpec, DriverCapabilities, HostInfo } from './driver.js';
+import { DomainNotFound, DriverError, InvalidSpec, PowerState } from './driver.js';
+import type { AttachedVolume, ComputeDriver, DiskFileInfo, DomainEvent, DomainEventReason, DomainInfo, DomainSpec, DriverCapabilities, HostInfo, SnapshotDisk, StorageBackend, VolumeAttachSpec, VolumeContent, VolumeDisk } from './driver.js';
+import { checkBackend, checkSerial, checkSharedPath, checkSize, checkUID, diskDevice, fingerprint, lockConflict, sharedStore, SimStore } from './sim-volumes.js';
+import type { SimFile, SimFileKind, SimHolder } from './sim-volumes.js';
 
 /** The driver operations; every one goes through SimDriver.operation, so faults can be injected into it. */
-export const SIM_OPERATIONS = ['spawn', 'destroy', 'powerOn', 'powerOff', 'reboot', 'pause', 'unpause'] as const;
+export const SIM_OPERATIONS = [
+  'spawn', 'destroy', 'powerOn', 'powerOff', 'reboot', 'pause', 'unpause',
+  'createVolume', 'volumeInfo', 'deleteVolume', 'resizeVolume', 'snapshotVolume', 'snapshotInfo', 'deleteSnapshot', 'attachVolume', 'detachVolume', 'listVolumes',
+] as const;
 /** Operations a fault can be injected into: the known ones, and any added later (attach, migrate, ...). */
 export type SimOperation = (typeof SIM_OPERATIONS)[number] | (string & {});
 
@@ -43,6 +49,15 @@ export interface SimDriverOptions {
   stopMs?: number;
   /** Time a reboot takes (default 20 ms). */
   rebootMs?: number;
+  /** Time creating, copying, snapshotting or growing a volume file takes (default 0). */
+  volumeMs?: number;
+  /** Time a hot plug takes (default 0). */
+  attachMs?: number;
+  /**
+   * Time a running guest takes to release a volume it is asked to detach (default 0: detached
+   * at once). Longer, detachVolume answers `pending` and VolumeDetached follows on onEvent.
+   */
+  detachDelayMs?: number;
   /** Random extra delay as a fraction of each delay, 0..1 (default 0). */
   jitter?: number;
   /**
@@ -61,6 +76,8 @@ export interface SimDriverOptions {
    * every change. Without it the domains live in memory only.
    */
   stateFile?: string;
+  /** Names this host's local files (`sim://<id>/volumes/<uid>.qcow2`); default: the state file's, or a new uuid. */
+  id?: string;
 }
 
 /** One domain as the state file keeps it. */
@@ -69,20 +86,49 @@ export interface PersistedDomain {
   uuid: string;
   state: PowerState;
   spec: DomainSpec;
+  /** Its volumes now (hot plugs included). */
+  volumes?: PersistedAttachment[];
+}
+
+export interface PersistedAttachment {
+  serial: string;
+  device: string;
+  disk: VolumeDisk;
+  readOnly: boolean;
+  shareable: boolean;
+}
+
+/** A local volume or snapshot file as the state file keeps it. */
+export interface PersistedFile {
+  kind: SimFileKind;
+  uid: string;
+  virtualBytes: number;
+  allocatedBytes: number;
+  content: string;
+}
+
+interface SimStateDoc {
+  id?: string;
+  domains: PersistedDomain[];
+  files?: PersistedFile[];
 }
 
 /** Reads a sim state file (the domains a sim host holds); [] when there is none. */
 export function readSimState(file: string): PersistedDomain[] {
+  return readSimDoc(file).domains;
+}
+
+function readSimDoc(file: string): SimStateDoc {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { domains: [] };
     throw e;
   }
-  const doc = JSON.parse(text) as { domains?: PersistedDomain[] };
+  const doc = JSON.parse(text) as Partial<SimStateDoc>;
   if (!Array.isArray(doc.domains)) throw new Error(`sim state file ${file} has no domains list`);
-  return doc.domains;
+  return { id: doc.id, domains: doc.domains, files: doc.files };
 }
 
 interface SimDomain {
@@ -91,7 +137,26 @@ interface SimDomain {
   state: PowerState;
   /** Bumped by every operation; a timer whose epoch is stale does nothing. */
   epoch: number;
+  /** Attached volumes, in attach order. */
+  volumes: SimAttachment[];
 }
+
+/** A volume attached to a domain; it holds its file (SimFile.holders) while attached. */
+interface SimAttachment extends SimHolder {
+  dom: SimDomain;
+  serial: string;
+  device: string;
+  disk: VolumeDisk;
+  /** Absent when the file is gone (a shared volume after a restart of the process). */
+  file?: SimFile;
+  /** The guest was asked to release it. */
+  detaching?: boolean;
+  /** A release (or refusal) is on its way: the token its timer checks. */
+  releaseToken?: number;
+}
+
+/** How the guest answers the next detach request (failNextDetach). */
+export type SimDetachFault = 'ignore' | 'refuse';
 
 export class SimDriver implements ComputeDriver {
   readonly name = 'sim' as const;
@@ -103,6 +168,14 @@ export class SimDriver implements ComputeDriver {
   private readonly spawnMs: number;
   private readonly stopMs: number;
   private readonly rebootMs: number;
+  private readonly volumeMs: number;
+  private readonly attachMs: number;
+  private detachDelayMs: number;
+  /** This host's own files (its local backend). */
+  private readonly localStore: SimStore;
+  readonly id: string;
+  private detachFaults: SimDetachFault[] = [];
+  private releaseTokens = 0;
   private readonly jitter: number;
   private readonly overcommit: { cpu: number; ram: number; disk: number };
   private readonly hypervisor: string;
@@ -113,7 +186,7 @@ export class SimDriver implements ComputeDriver {
   /** Operations that fail every time until cleared (setFault). */
   private readonly faults = new Map<SimOperation, string>();
   /** Calls per operation, failed ones included, for tests that count attempts. */
-  readonly calls: Record<SimOperation, number> = { spawn: 0, destroy: 0, powerOn: 0, powerOff: 0, reboot: 0, pause: 0, unpause: 0 };
+  readonly calls = Object.fromEntries(SIM_OPERATIONS.map((op) => [op, 0])) as Record<SimOperation, number>;
 
   constructor(opts: SimDriverOptions = {}) {
     const preset = typeof opts.preset === 'string' || opts.preset === undefined ? SIM_PRESETS[opts.preset ?? 'default'] : opts.preset;
@@ -122,18 +195,25 @@ export class SimDriver implements ComputeDriver {
     this.spawnMs = opts.spawnMs ?? 50;
     this.stopMs = opts.stopMs ?? 20;
     this.rebootMs = opts.rebootMs ?? 20;
+    this.volumeMs = opts.volumeMs ?? 0;
+    this.attachMs = opts.attachMs ?? 0;
+    this.detachDelayMs = opts.detachDelayMs ?? 0;
     this.jitter = opts.jitter ?? 0;
     this.overcommit = { cpu: 16, ram: 1.5, disk: 1, ...opts.overcommit };
     this.hypervisor = opts.hypervisor ?? 'sim';
     this.architecture = opts.architecture ?? 'x86_64';
     this.clock = opts.clock ?? simClock;
     this.stateFile = opts.stateFile;
-    if (this.stateFile) {
-      for (const d of readSimState(this.stateFile)) {
-        // A spawn cut short by the process dying had started the guest: it runs on.
-        const state = d.state === PowerState.NoState ? PowerState.Running : d.state;
-        this.domains.set(d.name, { spec: d.spec, uuid: d.uuid, state, epoch: 0 });
-      }
+    const doc = this.stateFile ? readSimDoc(this.stateFile) : { domains: [] };
+    this.id = opts.id ?? doc.id ?? randomUUID();
+    this.localStore = new SimStore(`sim://${this.id}`, true);
+    for (const f of doc.files ?? []) this.localStore.set(f.kind, f.uid, { virtualBytes: f.virtualBytes, allocatedBytes: f.allocatedBytes, content: f.content });
+    for (const d of doc.domains) {
+      // A spawn cut short by the process dying had started the guest: it runs on.
+      const state = d.state === PowerState.NoState ? PowerState.Running : d.state;
+      const dom: SimDomain = { spec: d.spec, uuid: d.uuid, state, epoch: 0, volumes: [] };
+      for (const a of d.volumes ?? []) this.hold(dom, { ...a, dom, file: this.storeOf(a.disk.backend).get('volumes', a.disk.uid) });
+      this.domains.set(d.name, dom);
     }
   }
 
@@ -161,8 +241,10 @@ export class SimDriver implements ComputeDriver {
     validateSpec(spec);
     if (this.domains.has(spec.name)) throw new DriverError(`a domain named ${spec.name} already exists on this host`);
     this.checkRoom(spec);
-    const dom: SimDomain = { spec: structuredClone(spec), uuid: randomUUID(), state: PowerState.NoState, epoch: 0 };
+    const dom: SimDomain = { spec: structuredClone(spec), uuid: randomUUID(), state: PowerState.NoState, epoch: 0, volumes: [] };
+    const atts = this.spawnAttachments(dom);
     this.domains.set(spec.name, dom);
+    for (const a of atts) this.hold(dom, a);
     this.persist();
     const failure = this.spawnFailures.shift() ?? this.faults.get('spawn');
     await this.delay(this.spawnMs);
@@ -170,6 +252,7 @@ export class SimDriver implements ComputeDriver {
       // Clean up fully, as the contract requires, whatever happened meanwhile.
       if (this.domains.get(spec.name) === dom) {
         this.domains.delete(spec.name);
+        this.releaseAll(dom);
         this.persist();
       }
       throw new DriverError(failure ?? `domain ${spec.name} was destroyed while it was being spawned`);
@@ -185,6 +268,8 @@ export class SimDriver implements ComputeDriver {
     const dom = this.domains.get(id);
     if (!dom) return;
     this.domains.delete(id);
+    // Its volumes stay: they are the user's; only the domain's hold on them ends.
+    this.releaseAll(dom);
     dom.epoch++;
     this.emit(id, dom, 'Destroyed', PowerState.NoState);
   }
@@ -206,6 +291,7 @@ export class SimDriver implements ComputeDriver {
     const dom = this.get(id);
     if (dom.state === PowerState.Running) return;
     if (dom.state === PowerState.Paused) return this.resume(id, dom);
+    this.checkLocks(dom);
     const epoch = ++dom.epoch;
     await this.delay(this.spawnMs);
     if (!this.current(id, dom, epoch)) throw new DriverError(`domain ${id} changed state while it was being started`);
@@ -216,6 +302,7 @@ export class SimDriver implements ComputeDriver {
   async reboot(id: string): Promise<void> {
     this.operation('reboot');
     const dom = this.get(id);
+    if (isOff(dom.state)) this.checkLocks(dom);
     const epoch = ++dom.epoch;
     await this.delay(this.rebootMs);
     if (!this.current(id, dom, epoch)) throw new DriverError(`domain ${id} changed state while it was rebooting`);
@@ -246,17 +333,155 @@ export class SimDriver implements ComputeDriver {
     this.emit(id, dom, 'Resumed');
   }
 
-  // TEMPORARY (#16 in progress): replaced by the real implementation.
-  createVolume(): Promise<never> { return notYet(); }
-  volumeInfo(): Promise<never> { return notYet(); }
-  deleteVolume(): Promise<never> { return notYet(); }
-  resizeVolume(): Promise<never> { return notYet(); }
-  snapshotVolume(): Promise<never> { return notYet(); }
-  snapshotInfo(): Promise<never> { return notYet(); }
-  deleteSnapshot(): Promise<never> { return notYet(); }
-  attachVolume(): Promise<never> { return notYet(); }
-  detachVolume(): Promise<never> { return notYet(); }
-  listVolumes(): Promise<never> { return notYet(); }
+  // ---- volumes ----
+
+  async createVolume(disk: VolumeDisk, sizeBytes: number, content: VolumeContent): Promise<DiskFileInfo> {
+    this.operation('createVolume');
+    const store = this.storeOf(checkDisk(disk, 'volume'));
+    checkSize(sizeBytes, `volume ${disk.key}`);
+    const have = store.get('volumes', disk.uid);
+    if (have) return store.info('volumes', disk.uid, have);
+    const made = this.contentOf(disk, sizeBytes, content);
+    this.checkFileRoom(store, made.allocatedBytes, `volume ${disk.key}`);
+    await this.delay(this.volumeMs);
+    // Written under a temporary name and renamed into place: a create that finished meanwhile wins.
+    const now = store.get('volumes', disk.uid);
+    if (now) return store.info('volumes', disk.uid, now);
+    store.set('volumes', disk.uid, made);
+    this.persistFiles(store);
+    return store.info('volumes', disk.uid, made);
+  }
+
+  async volumeInfo(disk: VolumeDisk): Promise<DiskFileInfo | undefined> {
+    this.operation('volumeInfo');
+    const store = this.storeOf(checkDisk(disk, 'volume'));
+    const f = store.get('volumes', disk.uid);
+    return f && store.info('volumes', disk.uid, f);
+  }
+
+  async deleteVolume(disk: VolumeDisk): Promise<void> {
+    this.operation('deleteVolume');
+    const store = this.storeOf(checkDisk(disk, 'volume'));
+    const f = store.get('volumes', disk.uid);
+    if (!f) return;
+    const user = [...(f.holders ?? [])].find((h) => this.domains.get(h.dom.spec.name) === h.dom);
+    if (user) throw new DriverError(`cannot delete volume ${disk.key}: domain ${user.dom.spec.name} on this host uses it`);
+    store.delete('volumes', disk.uid);
+    this.persistFiles(store);
+  }
+
+  async resizeVolume(disk: VolumeDisk, sizeBytes: number, domain?: string): Promise<DiskFileInfo> {
+    this.operation('resizeVolume');
+    const store = this.storeOf(checkDisk(disk, 'volume'));
+    checkSize(sizeBytes, `volume ${disk.key}`);
+    const f = this.existing(store, 'volumes', disk);
+    if (domain !== undefined) {
+      const dom = this.get(domain);
+      if (!dom.volumes.some((a) => a.file === f)) throw new DriverError(`cannot grow volume ${disk.key} online: domain ${domain} does not use it`);
+      if (isOff(dom.state)) throw new DriverError(`cannot grow volume ${disk.key} online: domain ${domain} is ${dom.state}`);
+    }
+    if (f.virtualBytes >= sizeBytes) return store.info('volumes', disk.uid, f);
+    await this.delay(this.volumeMs);
+    f.virtualBytes = Math.max(f.virtualBytes, sizeBytes);
+    this.persistFiles(store);
+    return store.info('volumes', disk.uid, f);
+  }
+
+  async snapshotVolume(disk: VolumeDisk, snap: SnapshotDisk, domain?: string): Promise<DiskFileInfo> {
+    this.operation('snapshotVolume');
+    const vstore = this.storeOf(checkDisk(disk, 'volume'));
+    const sstore = this.storeOf(checkDisk(snap, 'snapshot'));
+    const have = sstore.get('snapshots', snap.uid);
+    if (have) return sstore.info('snapshots', snap.uid, have);
+    const f = this.existing(vstore, 'volumes', disk);
+    if (domain !== undefined) {
+      const dom = this.get(domain);
+      if (!dom.volumes.some((a) => a.file === f)) throw new DriverError(`cannot snapshot volume ${disk.key} through domain ${domain}: it does not use it`);
+    }
+    // The copy is of the contents at this instant (crash-consistent); later writes are not in it.
+    const copy: SimFile = { virtualBytes: f.virtualBytes, allocatedBytes: f.allocatedBytes, content: f.content };
+    this.checkFileRoom(sstore, copy.allocatedBytes, `snapshot ${snap.key}`);
+    await this.delay(this.volumeMs);
+    const now = sstore.get('snapshots', snap.uid);
+    if (now) return sstore.info('snapshots', snap.uid, now);
+    sstore.set('snapshots', snap.uid, copy);
+    this.persistFiles(sstore);
+    return sstore.info('snapshots', snap.uid, copy);
+  }
+
+  async snapshotInfo(snap: SnapshotDisk): Promise<DiskFileInfo | undefined> {
+    this.operation('snapshotInfo');
+    const store = this.storeOf(checkDisk(snap, 'snapshot'));
+    const f = store.get('snapshots', snap.uid);
+    return f && store.info('snapshots', snap.uid, f);
+  }
+
+  async deleteSnapshot(snap: SnapshotDisk): Promise<void> {
+    this.operation('deleteSnapshot');
+    const store = this.storeOf(checkDisk(snap, 'snapshot'));
+    if (!store.get('snapshots', snap.uid)) return;
+    store.delete('snapshots', snap.uid);
+    this.persistFiles(store);
+  }
+
+  async attachVolume(id: string, v: VolumeAttachSpec): Promise<AttachedVolume> {
+    this.operation('attachVolume');
+    checkAttach(v);
+    const dom = this.get(id);
+    await this.delay(this.attachMs);
+    if (this.domains.get(id) !== dom) throw new DomainNotFound(id);
+    const have = dom.volumes.find((a) => a.serial === v.serial);
+    if (have) return attachedView(have);
+    const file = this.existing(this.storeOf(v.disk.backend), 'volumes', v.disk);
+    const twin = dom.volumes.find((a) => a.file === file);
+    if (twin) throw new DriverError(`volume ${v.disk.key} is attached to domain ${id} already, with serial ${twin.serial}`);
+    const att: SimAttachment = { dom, serial: v.serial, device: firstFreeDevice(dom), disk: structuredClone(v.disk), file, readOnly: !!v.readOnly, shareable: !!v.shareable };
+    // Hot plug opens the file in the running emulator; an off domain only records it.
+    const conflict = isOff(dom.state) ? undefined : lockConflict(file, att);
+    if (conflict) throw new DriverError(`cannot attach volume ${v.disk.key} to domain ${id}: ${conflict}`);
+    this.hold(dom, att);
+    this.persist();
+    return attachedView(att);
+  }
+
+  async detachVolume(id: string, serial: string): Promise<'detached' | 'pending'> {
+    this.operation('detachVolume');
+    const dom = this.get(id);
+    const att = dom.volumes.find((a) => a.serial === serial);
+    if (!att) return 'detached';
+    // An off domain has no guest to ask: the disk leaves its definition at once.
+    if (isOff(dom.state)) {
+      this.unplug(dom, att);
+      return 'detached';
+    }
+    if (att.releaseToken !== undefined) return 'pending';
+    const fault = this.detachFaults.shift();
+    if (fault === undefined && this.detachDelayMs <= 0) {
+      this.unplug(dom, att);
+      return 'detached';
+    }
+    att.detaching = true;
+    // Ignored: nothing happens until the request is sent again.
+    if (fault === 'ignore') return 'pending';
+    const token = (att.releaseToken = ++this.releaseTokens);
+    this.clock.setTimeout(() => {
+      if (this.domains.get(id) !== dom || att.releaseToken !== token || !dom.volumes.includes(att)) return;
+      if (fault === 'refuse') {
+        att.detaching = false;
+        att.releaseToken = undefined;
+        this.emit(id, dom, 'VolumeDetachFailed', dom.state, serial);
+        return;
+      }
+      this.unplug(dom, att);
+      this.emit(id, dom, 'VolumeDetached', dom.state, serial);
+    }, this.jittered(this.detachDelayMs));
+    return 'pending';
+  }
+
+  async listVolumes(id: string): Promise<AttachedVolume[]> {
+    this.operation('listVolumes');
+    return this.get(id).volumes.map(attachedView);
+  }
 
   onEvent(cb: (e: DomainEvent) => void): () => void {
     this.listeners.add(cb);
@@ -294,6 +519,52 @@ export class SimDriver implements ComputeDriver {
     this.calls[op] = (this.calls[op] ?? 0) + 1;
   }
 
+  /** Changes detachDelayMs from now on (requests already sent keep theirs). */
+  setDetachDelay(ms: number): void {
+    this.detachDelayMs = ms;
+  }
+
+  /**
+   * How the guest answers the next detach request sent to it (one per call, in order):
+   * `ignore`, it never releases the disk until asked again (a guest still booting), or `refuse`,
+   * it keeps the disk and VolumeDetachFailed follows after detachDelayMs.
+   */
+  failNextDetach(fault: SimDetachFault = 'ignore', times = 1): void {
+    for (let i = 0; i < times; i++) this.detachFaults.push(fault);
+  }
+
+  /**
+   * The guest writes `data` over a volume (any volume this host can reach, attached or not):
+   * simRead returns `data` from now on, and `bytes` (default data.length) more are allocated.
+   */
+  simWrite(disk: VolumeDisk, data: string, bytes = data.length): void {
+    const store = this.storeOf(checkDisk(disk, 'volume'));
+    const f = this.existing(store, 'volumes', disk);
+    f.content = fingerprint(data);
+    f.allocatedBytes = Math.min(f.virtualBytes, f.allocatedBytes + bytes);
+    this.persistFiles(store);
+  }
+
+  /** A volume's content fingerprint ('' when blank), or undefined when it does not exist. */
+  simRead(disk: VolumeDisk): string | undefined {
+    return this.storeOf(checkDisk(disk, 'volume')).get('volumes', disk.uid)?.content;
+  }
+
+  /** A snapshot's content fingerprint, or undefined when it does not exist. */
+  simReadSnapshot(snap: SnapshotDisk): string | undefined {
+    return this.storeOf(checkDisk(snap, 'snapshot')).get('snapshots', snap.uid)?.content;
+  }
+
+  /** This host's local files: how many, and the bytes they take (shared ones are not the host's). */
+  volumeUsage(): { volumes: number; snapshots: number; allocatedBytes: number } {
+    const out = { volumes: 0, snapshots: 0, allocatedBytes: 0 };
+    for (const e of this.localStore.entries()) {
+      out[e.kind]++;
+      out.allocatedBytes += e.file.allocatedBytes;
+    }
+    return out;
+  }
+
   /** The guest crashes: the domain ends Crashed, as a libvirt domain shut off with reason crashed. */
   crash(id: string): void {
     const dom = this.get(id);
@@ -319,7 +590,7 @@ export class SimDriver implements ComputeDriver {
   addForeignDomain(name: string, opts: { state?: PowerState; instanceKey?: string; instanceUID?: string; clusterID?: string } = {}): DomainInfo {
     if (this.domains.has(name)) throw new DriverError(`a domain named ${name} already exists on this host`);
     const spec: DomainSpec = { instanceKey: opts.instanceKey ?? '', instanceUID: opts.instanceUID ?? '', clusterID: opts.clusterID, name, vcpus: 1, memoryBytes: 256 * 2 ** 20, diskBytes: 0, image: '', networks: [] };
-    const dom: SimDomain = { spec, uuid: randomUUID(), state: opts.state ?? PowerState.Running, epoch: 0 };
+    const dom: SimDomain = { spec, uuid: randomUUID(), state: opts.state ?? PowerState.Running, epoch: 0, volumes: [] };
     this.domains.set(name, dom);
     this.persist();
     return this.info(name, dom);
@@ -344,7 +615,118 @@ export class SimDriver implements ComputeDriver {
     const o = this.overcommit;
     if (u.vcpus + spec.vcpus > c.vcpus * o.cpu) throw new DriverError(`not enough vCPUs on this host: ${u.vcpus} of ${c.vcpus * o.cpu} in use, ${spec.vcpus} requested`);
     if (u.memoryBytes + spec.memoryBytes > c.memoryBytes * o.ram) throw new DriverError(`not enough memory on this host: ${u.memoryBytes} of ${c.memoryBytes * o.ram} bytes in use, ${spec.memoryBytes} requested`);
-    if (u.diskBytes + spec.diskBytes > c.diskBytes * o.disk) throw new DriverError(`not enough disk on this host: ${u.diskBytes} of ${c.diskBytes * o.disk} bytes in use, ${spec.diskBytes} requested`);
+    const disk = u.diskBytes + this.localStore.allocatedBytes();
+    if (disk + spec.diskBytes > c.diskBytes * o.disk) throw new DriverError(`not enough disk on this host: ${disk} of ${c.diskBytes * o.disk} bytes in use, ${spec.diskBytes} requested`);
+  }
+
+  /** Room on the host's disk for a new local file (root disks and local files share it; shared storage is elsewhere). */
+  private checkFileRoom(store: SimStore, bytes: number, what: string): void {
+    if (store !== this.localStore) return;
+    const used = this.usage().diskBytes + this.localStore.allocatedBytes();
+    const limit = this.capacity.diskBytes * this.overcommit.disk;
+    if (used + bytes > limit) throw new DriverError(`not enough disk on this host for ${what}: ${used} of ${limit} bytes in use, ${bytes} needed`);
+  }
+
+  /** The store a disk's backend names: this host's own, or the process's shared one for the path. */
+  private storeOf(b: StorageBackend): SimStore {
+    return b.type === 'local' ? this.localStore : sharedStore(checkSharedPath(b.path));
+  }
+
+  /** The file, or DriverError (qemu-img cannot open it). */
+  private existing(store: SimStore, kind: SimFileKind, d: VolumeDisk | SnapshotDisk): SimFile {
+    const f = store.get(kind, d.uid);
+    if (!f) throw new DriverError(`${kind === 'volumes' ? 'volume' : 'snapshot'} ${d.key} has no file on this host (${store.path(kind, d.uid)})`);
+    return f;
+  }
+
+  /** A new volume's file holding `content`; checks the source now. */
+  private contentOf(disk: VolumeDisk, sizeBytes: number, content: VolumeContent): SimFile {
+    switch (content?.type) {
+      case 'blank':
+        return { virtualBytes: sizeBytes, allocatedBytes: 0, content: '' };
+      case 'image':
+        if (typeof content.path !== 'string' || content.path === '') throw new InvalidSpec(`volume ${disk.key}: the image content has no path`);
+        if (content.format !== 'qcow2' && content.format !== 'raw') throw new InvalidSpec(`volume ${disk.key}: unknown image format ${JSON.stringify(content.format)}`);
+        // The sim's images are small raw files (sim-image.ts): a MiB of them is written.
+        return { virtualBytes: sizeBytes, allocatedBytes: Math.min(sizeBytes, SIM_IMAGE_BYTES), content: `image:${content.path}` };
+      case 'snapshot':
+      case 'volume': {
+        const [src, kind] = content.type === 'snapshot' ? [content.snapshot, 'snapshots' as const] : [content.volume, 'volumes' as const];
+        const f = this.existing(this.storeOf(checkDisk(src, content.type)), kind, src);
+        if (f.virtualBytes > sizeBytes) throw new InvalidSpec(`volume ${disk.key} of ${sizeBytes} bytes cannot hold ${content.type} ${src.key} of ${f.virtualBytes} bytes`);
+        return { virtualBytes: sizeBytes, allocatedBytes: f.allocatedBytes, content: f.content };
+      }
+      default:
+        throw new InvalidSpec(`volume ${disk.key}: unknown content type ${JSON.stringify((content as { type?: unknown } | undefined)?.type)}`);
+    }
+  }
+
+  /**
+   * The volumes a new domain starts with (not yet holding their files). Without an image it
+   * boots from the bootOrder 1 volume, its vda; the others follow from vdb in order.
+   */
+  private spawnAttachments(dom: SimDomain): SimAttachment[] {
+    const spec = dom.spec;
+    const list = spec.volumes ?? [];
+    // What can never work comes first (InvalidSpec), then what may work later (DriverError).
+    const serials = new Set<string>();
+    const files = new Set<string>();
+    for (const v of list) {
+      checkAttach(v);
+      if (serials.has(v.serial)) throw new InvalidSpec(`domain ${spec.name} has two volumes with serial ${v.serial}`);
+      const file = this.storeOf(v.disk.backend).path('volumes', v.disk.uid);
+      if (files.has(file)) throw new InvalidSpec(`domain ${spec.name} lists volume ${v.disk.key} twice`);
+      serials.add(v.serial);
+      files.add(file);
+    }
+    const boot = spec.image ? undefined : list.filter((v) => v.bootOrder === 1);
+    if (boot && boot.length !== 1) throw new InvalidSpec(`domain ${spec.name} has no image and ${boot.length === 0 ? 'no' : 'more than one'} boot volume (bootOrder 1)`);
+    const out: SimAttachment[] = [];
+    let next = 1;
+    for (const v of list) {
+      const isBoot = boot?.[0] === v;
+      const store = this.storeOf(v.disk.backend);
+      const file = store.get('volumes', v.disk.uid);
+      if (!file) {
+        const msg = `volume ${v.disk.key} of domain ${spec.name} has no file on this host (${store.path('volumes', v.disk.uid)})`;
+        throw isBoot ? new InvalidSpec(`boot ${msg}`) : new DriverError(msg);
+      }
+      const att: SimAttachment = { dom, serial: v.serial, device: isBoot ? diskDevice(0) : diskDevice(next++), disk: v.disk, file, readOnly: !!v.readOnly, shareable: !!v.shareable };
+      const conflict = lockConflict(file, att);
+      if (conflict) throw new DriverError(`cannot start domain ${spec.name} with volume ${v.disk.key}: ${conflict}`);
+      out.push(att);
+    }
+    return out;
+  }
+
+  /** Starting an off domain opens its volumes: each must be free to open (QEMU's lock). */
+  private checkLocks(dom: SimDomain): void {
+    for (const a of dom.volumes) {
+      const conflict = a.file && lockConflict(a.file, a);
+      if (conflict) throw new DriverError(`cannot start domain ${dom.spec.name} with volume ${a.disk.key}: ${conflict}`);
+    }
+  }
+
+  private hold(dom: SimDomain, att: SimAttachment): void {
+    dom.volumes.push(att);
+    if (att.file) (att.file.holders ??= new Set()).add(att);
+  }
+
+  /** Takes the volume off the domain (without persisting). */
+  private release(dom: SimDomain, att: SimAttachment): void {
+    dom.volumes = dom.volumes.filter((a) => a !== att);
+    att.releaseToken = undefined;
+    att.file?.holders?.delete(att);
+    if (att.file?.holders?.size === 0) delete att.file.holders;
+  }
+
+  private unplug(dom: SimDomain, att: SimAttachment): void {
+    this.release(dom, att);
+    this.persist();
+  }
+
+  private releaseAll(dom: SimDomain): void {
+    for (const a of dom.volumes) this.release(dom, a);
   }
 
   private get(id: string): SimDomain {
@@ -376,19 +758,32 @@ export class SimDriver implements ComputeDriver {
   /** Writes the state file (if any): every change of a domain's existence or state comes here. */
   private persist(): void {
     if (!this.stateFile) return;
-    const domains: PersistedDomain[] = [...this.domains.entries()].map(([name, d]) => ({ name, uuid: d.uuid, state: d.state, spec: d.spec }));
+    const domains: PersistedDomain[] = [...this.domains.entries()].map(([name, d]) => ({
+      name, uuid: d.uuid, state: d.state, spec: d.spec,
+      ...(d.volumes.length ? { volumes: d.volumes.map((a) => ({ serial: a.serial, device: a.device, disk: a.disk, readOnly: a.readOnly, shareable: a.shareable })) } : {}),
+    }));
+    // The host's own files are kept with its domains; the shared store is the process's only.
+    const files: PersistedFile[] = this.localStore.entries().map(({ kind, uid, file }) => ({ kind, uid, virtualBytes: file.virtualBytes, allocatedBytes: file.allocatedBytes, content: file.content }));
+    const doc: SimStateDoc = { id: this.id, domains, files };
     // Written whole to a temporary file and renamed: a process killed mid-write leaves the old file.
     const tmp = `${this.stateFile}.tmp`;
     mkdirSync(dirname(this.stateFile), { recursive: true });
-    writeFileSync(tmp, JSON.stringify({ domains }));
+    writeFileSync(tmp, JSON.stringify(doc));
     renameSync(tmp, this.stateFile);
   }
 
-  private emit(id: string, d: SimDomain, reason: DomainEventReason, state: PowerState = d.state): void {
+  /** After a change of a file in `store`: only the host's own files are in the state file. */
+  private persistFiles(store: SimStore): void {
+    if (store === this.localStore) this.persist();
+  }
+
+  private emit(id: string, d: SimDomain, reason: DomainEventReason, state: PowerState = d.state, serial?: string): void {
+    // A domain that stops loses the disks it was releasing: they were gone from its definition already.
+    if (isOff(state)) for (const a of d.volumes.filter((x) => x.detaching)) this.release(d, a);
     // Every state change and destroy emits: the hypervisor's record is written before anyone hears of it.
     this.persist();
     const managed = d.spec.instanceKey !== '';
-    const e: DomainEvent = { id, uuid: d.uuid, state, reason, instanceKey: managed ? d.spec.instanceKey : undefined, instanceUID: managed ? d.spec.instanceUID : undefined };
+    const e: DomainEvent = { id, uuid: d.uuid, state, reason, instanceKey: managed ? d.spec.instanceKey : undefined, instanceUID: managed ? d.spec.instanceUID : undefined, ...(serial !== undefined ? { serial } : {}) };
     for (const cb of this.listeners) {
       try {
         cb(e);
@@ -399,9 +794,39 @@ export class SimDriver implements ComputeDriver {
   }
 
   private delay(ms: number): Promise<void> {
-    const d = ms * (1 + this.jitter * Math.random());
+    const d = this.jittered(ms);
     return d <= 0 ? Promise.resolve() : new Promise((r) => this.clock.setTimeout(r, d));
   }
+
+  private jittered(ms: number): number {
+    return ms * (1 + this.jitter * Math.random());
+  }
+}
+
+/** The size of the sim's image files (sim-image.ts), what a volume made from an image allocates. */
+const SIM_IMAGE_BYTES = 1 << 20;
+
+/** Checks a disk's uid and backend before they name a file; returns its backend. */
+function checkDisk(d: VolumeDisk | SnapshotDisk, what: 'volume' | 'snapshot'): StorageBackend {
+  if (!d || typeof d !== 'object') throw new InvalidSpec(`no ${what} given`);
+  checkUID(d.uid, `${what} ${d.key}`);
+  checkBackend(d.backend, `${what} ${d.key}`);
+  return d.backend;
+}
+
+function checkAttach(v: VolumeAttachSpec): void {
+  checkDisk(v.disk, 'volume');
+  checkSerial(v.serial, `volume ${v.disk.key}`);
+}
+
+function attachedView(a: SimAttachment): AttachedVolume {
+  return { serial: a.serial, device: a.device, ...(a.detaching ? { detaching: true } : {}) };
+}
+
+/** The first device a hot plug can take: vda is the root (or boot) disk. */
+function firstFreeDevice(dom: SimDomain): string {
+  const used = new Set(dom.volumes.map((a) => a.device));
+  for (let n = 1; ; n++) if (!used.has(diskDevice(n))) return diskDevice(n);
 }
 
 function isOff(s: PowerState): boolean {
@@ -414,8 +839,4 @@ function validateSpec(spec: DomainSpec): void {
   if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1) throw new DriverError(`domain ${spec.name}: vcpus must be a positive integer, got ${spec.vcpus}`);
   if (!(spec.memoryBytes > 0)) throw new DriverError(`domain ${spec.name}: memory must be positive, got ${spec.memoryBytes}`);
   if (!(spec.diskBytes >= 0)) throw new DriverError(`domain ${spec.name}: disk size must not be negative, got ${spec.diskBytes}`);
-}
-
-async function notYet(): Promise<never> {
-  throw new DriverError('volumes are not implemented by this driver yet');
 }
