@@ -97,8 +97,8 @@ export function bootstrapClusterRoles(): KObject[] {
     clusterRole(KOVA_ROLES.manager, [], { aggregate: sel(AGGREGATE_TO_ADMIN) }),
     clusterRole(KOVA_ROLES.member, [], { aggregate: sel(AGGREGATE_TO_EDIT) }),
     clusterRole(KOVA_ROLES.reader, [], { aggregate: sel(AGGREGATE_TO_VIEW) }),
-    // Like Nova's flavor list: every user may see the cluster-wide catalogue.
-    clusterRole('kova:catalog-reader', [rule(READ, [KOVA], ['flavors'])]),
+    // Like Nova's flavor list and Cinder's volume types: every user may see the cluster-wide catalogue.
+    clusterRole('kova:catalog-reader', [rule(READ, [KOVA], ['flavors', 'volumetypes'])]),
     clusterRole('system:basic-user', [
       rule(['create'], ['authorization.k8s.io'], ['selfsubjectaccessreviews', 'selfsubjectrulesreviews']),
       rule(['create'], ['authentication.k8s.io'], ['selfsubjectreviews']),
@@ -127,6 +127,8 @@ export function bootstrapClusterRoles(): KObject[] {
       rule(['update', 'patch'], [KOVA], ['instances', 'instances/status']),
       // Host networking reports each Port's configuration and the host's condition on a Network.
       rule(['update', 'patch'], [KOVA], ['ports/status', 'networks/status']),
+      // Volumes and snapshots a host stores: their status, and its finalizer on the object (NodeRestriction narrows both).
+      rule(['update', 'patch'], [KOVA], ['volumes', 'volumes/status', 'volumesnapshots', 'volumesnapshots/status']),
       rule(['create', 'patch', 'update'], [''], ['events']),
       rule(['create', 'patch', 'update'], ['events.k8s.io'], ['events']),
     ]),

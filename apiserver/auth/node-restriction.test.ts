@@ -25,6 +25,7 @@ const stored = new Map<string, KObject>();
 
 const GV: Record<string, [string, string]> = {
   hosts: ['kova.dev', 'v1alpha1'], instances: ['kova.dev', 'v1alpha1'], ports: ['kova.dev', 'v1alpha1'], networks: ['kova.dev', 'v1alpha1'],
+  volumes: ['kova.dev', 'v1alpha1'], volumesnapshots: ['kova.dev', 'v1alpha1'],
   flavors: ['kova.dev', 'v1alpha1'], leases: ['coordination.k8s.io', 'v1'], events: ['', 'v1'], namespaces: ['', 'v1'],
 };
 
@@ -57,6 +58,17 @@ before(async () => {
   });
   await put('ports', 'demo', { metadata: { name: 'port-a' }, spec: { network: 'net' } }, { hostName: 'host-a', instance: 'on-a' });
   await put('ports', 'demo', { metadata: { name: 'port-b' }, spec: { network: 'net' } }, { hostName: 'host-b', instance: 'on-b' });
+  const vol = (name: string, annotations?: Record<string, string>, finalizers?: string[]) => ({ metadata: { name, ...(annotations ? { annotations } : {}), ...(finalizers ? { finalizers } : {}) }, spec: { size: '1Gi', volumeType: 'local' } });
+  await put('volumes', 'demo', vol('vol-a'), { hostName: 'host-a', phase: 'Available' });
+  await put('volumes', 'demo', vol('vol-fin-a', undefined, ['kova.dev/volume-protection']), { hostName: 'host-a', phase: 'InUse' });
+  await put('volumes', 'demo', vol('vol-sel-a', { 'kova.dev/selected-host': 'host-a' }));
+  await put('volumes', 'demo', vol('vol-b'), { hostName: 'host-b', phase: 'Available' });
+  await put('volumes', 'demo', vol('vol-sel-b', { 'kova.dev/selected-host': 'host-b' }));
+  await put('volumes', 'demo', vol('vol-none'));
+  const snap = (name: string) => ({ metadata: { name }, spec: { source: { volume: 'vol-a' } } });
+  await put('volumesnapshots', 'demo', snap('snap-free'));
+  await put('volumesnapshots', 'demo', snap('snap-a'), { hostName: 'host-a', readyToUse: false });
+  await put('volumesnapshots', 'demo', snap('snap-b'), { hostName: 'host-b', readyToUse: true });
   nr = new NodeRestriction();
 });
 
@@ -84,7 +96,7 @@ function changed(resource: string, ns: string, name: string, edit: (o: Record<st
 async function outcome(a: RequestAttributes, obj?: KObject): Promise<string> {
   try {
     await nr.admit(a, obj);
-    if ((a.verb === 'update' || a.verb === 'patch') && ['instances', 'ports', 'networks'].includes(a.resource)) {
+    if ((a.verb === 'update' || a.verb === 'patch') && ['instances', 'ports', 'networks', 'volumes', 'volumesnapshots'].includes(a.resource)) {
       const old = stored.get(`${a.resource}/${a.namespace}/${a.name}`);
       if (!old) return '404 not found';
       nr.admitResult(a, obj ?? old, old);
@@ -141,6 +153,39 @@ describe('NodeRestriction', () => {
     ['set host-b\'s condition on a Network', () => [attrs('update', 'networks', 'demo', 'net', 'status'), changed('networks', 'demo', 'net', (o) => (o.status.conditions[1].status = 'False'))],
       /may only change its own condition host\.kova\.dev\/host-a in the status of network "demo\/net"/],
     ['patch a Network\'s status (its result is checked by admitResult)', () => [attrs('patch', 'networks', 'demo', 'net', 'status')], 'allow'],
+    ['update status of a volume it stores', () => [attrs('update', 'volumes', 'demo', 'vol-a', 'status'), changed('volumes', 'demo', 'vol-a', (o) => (o.status.phase = 'InUse'))], 'allow'],
+    ['patch status of a volume selected for it', () => [attrs('patch', 'volumes', 'demo', 'vol-sel-a', 'status')], 'allow'],
+    ['take a volume selected for it (status.hostName itself)', () => [attrs('update', 'volumes', 'demo', 'vol-sel-a', 'status'), changed('volumes', 'demo', 'vol-sel-a', (o) => (o.status = { hostName: 'host-a', phase: 'Creating' }))], 'allow'],
+    ['give a volume selected for it to host-b', () => [attrs('update', 'volumes', 'demo', 'vol-sel-a', 'status'), changed('volumes', 'demo', 'vol-sel-a', (o) => (o.status = { hostName: 'host-b' }))],
+      /^volumes\.kova\.dev "vol-sel-a" is forbidden: node "host-a" may not set status\.hostName of volume "demo\/vol-sel-a" to "host-b"$/],
+    ['move its volume to host-b', () => [attrs('update', 'volumes', 'demo', 'vol-a', 'status'), changed('volumes', 'demo', 'vol-a', (o) => (o.status.hostName = 'host-b'))], /may not set status\.hostName of volume "demo\/vol-a" to "host-b"/],
+    ['update status of a volume on host-b', () => [attrs('update', 'volumes', 'demo', 'vol-b', 'status'), changed('volumes', 'demo', 'vol-b', (o) => (o.status.phase = 'Failed'))],
+      /^volumes\.kova\.dev "vol-b" is forbidden: node "host-a" can only modify volumes it stores or was selected for \(status\.hostName or annotation kova\.dev\/selected-host "host-a"\); volume "demo\/vol-b" is on host "host-b"$/],
+    ['patch status of a volume selected for host-b', () => [attrs('patch', 'volumes', 'demo', 'vol-sel-b', 'status')], /volume "demo\/vol-sel-b" is selected for host "host-b"/],
+    ['patch status of a volume without a host', () => [attrs('patch', 'volumes', 'demo', 'vol-none', 'status')], /volume "demo\/vol-none" has no host yet/],
+    ['add the volume-protection finalizer to its volume', () => [attrs('update', 'volumes', 'demo', 'vol-a'), changed('volumes', 'demo', 'vol-a', (o) => (o.metadata.finalizers = ['kova.dev/volume-protection']))], 'allow'],
+    ['remove the volume-protection finalizer from its volume', () => [attrs('update', 'volumes', 'demo', 'vol-fin-a'), changed('volumes', 'demo', 'vol-fin-a', (o) => (o.metadata.finalizers = []))], 'allow'],
+    ['patch (finalizer) a volume selected for it', () => [attrs('patch', 'volumes', 'demo', 'vol-sel-a')], 'allow'],
+    ['add the finalizer to a volume on host-b', () => [attrs('update', 'volumes', 'demo', 'vol-b'), changed('volumes', 'demo', 'vol-b', (o) => (o.metadata.finalizers = ['kova.dev/volume-protection']))], /volume "demo\/vol-b" is on host "host-b"/],
+    ['grow its volume', () => [attrs('update', 'volumes', 'demo', 'vol-a'), changed('volumes', 'demo', 'vol-a', (o) => (o.spec.size = '2Gi'))],
+      /^volumes\.kova\.dev "vol-a" is forbidden: node "host-a" may only add or remove the finalizer kova\.dev\/volume-protection of volume "demo\/vol-a", not change its spec or metadata$/],
+    ['label its volume', () => [attrs('update', 'volumes', 'demo', 'vol-a'), changed('volumes', 'demo', 'vol-a', (o) => (o.metadata.labels = { x: 'y' }))], /may only add or remove the finalizer kova\.dev\/volume-protection/],
+    ['add another finalizer to its volume', () => [attrs('update', 'volumes', 'demo', 'vol-a'), changed('volumes', 'demo', 'vol-a', (o) => (o.metadata.finalizers = ['kova.dev/volume-protection', 'example.com/keep']))], /may only add or remove the finalizer/],
+    ['annotate its volume for another host', () => [attrs('update', 'volumes', 'demo', 'vol-sel-a'), changed('volumes', 'demo', 'vol-sel-a', (o) => (o.metadata.annotations['kova.dev/selected-host'] = 'host-b'))], /may only add or remove the finalizer/],
+    ['create a volume', () => [attrs('create', 'volumes', 'demo', ''), { metadata: { name: 'v' }, spec: {} } as unknown as KObject], /node "host-a" is not allowed to create volumes "demo\/v"/],
+    ['delete its volume', () => [attrs('delete', 'volumes', 'demo', 'vol-a')], /not allowed to delete volumes "demo\/vol-a"/],
+    ['claim an unclaimed snapshot', () => [attrs('update', 'volumesnapshots', 'demo', 'snap-free', 'status'), changed('volumesnapshots', 'demo', 'snap-free', (o) => (o.status = { hostName: 'host-a', readyToUse: false }))], 'allow'],
+    ['claim an unclaimed snapshot for host-b', () => [attrs('update', 'volumesnapshots', 'demo', 'snap-free', 'status'), changed('volumesnapshots', 'demo', 'snap-free', (o) => (o.status = { hostName: 'host-b' }))],
+      /^volumesnapshots\.kova\.dev "snap-free" is forbidden: node "host-a" may not set status\.hostName of volume snapshot "demo\/snap-free" to "host-b"$/],
+    ['update status of its snapshot', () => [attrs('update', 'volumesnapshots', 'demo', 'snap-a', 'status'), changed('volumesnapshots', 'demo', 'snap-a', (o) => (o.status.readyToUse = true))], 'allow'],
+    ['hand its snapshot to host-b', () => [attrs('update', 'volumesnapshots', 'demo', 'snap-a', 'status'), changed('volumesnapshots', 'demo', 'snap-a', (o) => (o.status.hostName = 'host-b'))], /may not set status\.hostName of volume snapshot "demo\/snap-a"/],
+    ['update status of host-b\'s snapshot', () => [attrs('update', 'volumesnapshots', 'demo', 'snap-b', 'status'), changed('volumesnapshots', 'demo', 'snap-b', (o) => (o.status.readyToUse = false))],
+      /^volumesnapshots\.kova\.dev "snap-b" is forbidden: node "host-a" can only modify volume snapshots it took or claims \(status\.hostName "host-a"\); volume snapshot "demo\/snap-b" was taken by "host-b"$/],
+    ['add the cleanup finalizer to its snapshot', () => [attrs('update', 'volumesnapshots', 'demo', 'snap-a'), changed('volumesnapshots', 'demo', 'snap-a', (o) => (o.metadata.finalizers = ['kova.dev/snapshot-cleanup']))], 'allow'],
+    ['add the cleanup finalizer to an unclaimed snapshot', () => [attrs('update', 'volumesnapshots', 'demo', 'snap-free'), changed('volumesnapshots', 'demo', 'snap-free', (o) => (o.metadata.finalizers = ['kova.dev/snapshot-cleanup']))], /volume snapshot "demo\/snap-free" is not claimed/],
+    ['add the volume finalizer to its snapshot', () => [attrs('update', 'volumesnapshots', 'demo', 'snap-a'), changed('volumesnapshots', 'demo', 'snap-a', (o) => (o.metadata.finalizers = ['kova.dev/volume-protection']))],
+      /may only add or remove the finalizer kova\.dev\/snapshot-cleanup of volume snapshot "demo\/snap-a"/],
+    ['delete its snapshot', () => [attrs('delete', 'volumesnapshots', 'demo', 'snap-a')], /not allowed to delete volumesnapshots "demo\/snap-a"/],
     ['create an Event', () => [attrs('create', 'events', 'demo', ''), { metadata: { name: 'e' } } as unknown as KObject], 'allow'],
     ['patch an Event', () => [attrs('patch', 'events', 'demo', 'e')], 'allow'],
     ['create a Flavor', () => [attrs('create', 'flavors', '', ''), { metadata: { name: 'big' } } as unknown as KObject], /^flavors\.kova\.dev "big" is forbidden: node "host-a" is not allowed to create flavors "big"$/],
@@ -165,6 +210,10 @@ describe('NodeRestriction', () => {
     ['patch the spec of its instance', () => [attrs('patch', 'instances', 'demo', 'on-a'), changed('instances', 'demo', 'on-a', (o) => (o.spec.image = 'other')), stored.get('instances/demo/on-a')!],
       /may not change the spec of instance "demo\/on-a"/],
     ['patch a finalizer onto its instance', () => [attrs('patch', 'instances', 'demo', 'on-a'), changed('instances', 'demo', 'on-a', (o) => (o.metadata.finalizers = ['kova.dev/instance-protection'])), stored.get('instances/demo/on-a')!], 'allow'],
+    ['patch the size of its volume', () => [attrs('patch', 'volumes', 'demo', 'vol-a'), changed('volumes', 'demo', 'vol-a', (o) => (o.spec.size = '5Gi')), stored.get('volumes/demo/vol-a')!],
+      /may only add or remove the finalizer kova\.dev\/volume-protection of volume "demo\/vol-a"/],
+    ['apply-create a volume (no stored object)', () => [attrs('patch', 'volumes', 'demo', 'new-vol'), { metadata: { name: 'new-vol' }, spec: { size: '1Gi' } } as unknown as KObject, undefined as unknown as KObject],
+      /volume "demo\/new-vol" does not exist/],
     ['patch its own condition on a Network', () => [attrs('patch', 'networks', 'demo', 'net', 'status'), changed('networks', 'demo', 'net', (o) => (o.status.conditions[0].status = 'True')), stored.get('networks/demo/net')!], 'allow'],
     ['patch host-b\'s condition on a Network', () => [attrs('patch', 'networks', 'demo', 'net', 'status'), changed('networks', 'demo', 'net', (o) => (o.status.conditions[1].status = 'False')), stored.get('networks/demo/net')!],
       /may only change its own condition host\.kova\.dev\/host-a/],

@@ -9,12 +9,18 @@
 //     and removes (a main-resource patch; an update must leave spec alone);
 //   - Ports bound to it (status.hostName): status updates and patches;
 //   - Networks: status updates that change only the host's own condition host.kova.dev/<host>;
+//   - Volumes it stores or was chosen for (status.hostName, or the kova.dev/selected-host
+//     annotation): status updates and patches (status.hostName only ever set to itself), and the
+//     volume-protection finalizer (a main-resource write that changes nothing else);
+//   - VolumeSnapshots unclaimed or claimed by it (status.hostName): status updates and patches
+//     that claim it for itself only, and, once it is its own, the snapshot-cleanup finalizer;
 //   - Events (core and events.k8s.io): as Kubernetes, any.
 // Everything else a node writes is a 403 naming the node and the object. Reads stay RBAC's.
 // Patch bodies are not seen by admission (the server passes none), so a patch is judged on the
 // object it applies to.
 import { isDeepStrictEqual } from 'node:util';
 import type { KObject } from '../../api/types.js';
+import { ANNOTATION_SELECTED_HOST, VOLUME_PROTECTION_FINALIZER } from '../../api/kinds/volume.js';
 import { HOST_CONDITION_PREFIX } from '../../api/net/rules.js';
 import { ApiError } from '../status.js';
 import type { Admission } from './hooks.js';
@@ -25,6 +31,10 @@ const NODE_PREFIX = 'system:node:';
 /** Where node agents keep their heartbeat Leases (node-agent/host-registration.ts). */
 export const NODE_LEASE_NAMESPACE = 'kova-system';
 const KOVA = 'kova.dev';
+/** The finalizer a host holds on a snapshot until it removed its file (node-agent/volume/snapshot-reconciler.ts). */
+export const SNAPSHOT_CLEANUP_FINALIZER = 'kova.dev/snapshot-cleanup';
+/** The one finalizer a node may add or remove on each volume kind. */
+const NODE_FINALIZERS: Record<string, string> = { volumes: VOLUME_PROTECTION_FINALIZER, volumesnapshots: SNAPSHOT_CLEANUP_FINALIZER };
 
 /** The host a node user acts for, or undefined for anyone else (kube's nodeidentifier: name prefix and group). */
 export function nodeHostOf(user: UserInfo): string | undefined {
@@ -82,6 +92,12 @@ export class NodeRestriction implements Admission {
 
     if (a.apiGroup === KOVA && a.resource === 'networks' && a.subresource === 'status' && (verb === 'update' || verb === 'patch')) return;
 
+    if (a.apiGroup === KOVA && (a.resource === 'volumes' || a.resource === 'volumesnapshots')) {
+      const writes = verb === 'update' || verb === 'patch';
+      if (!(writes && (a.subresource === 'status' || a.subresource === ''))) deny(`is not allowed to ${verb} ${res}${name ? ` ${JSON.stringify(`${a.namespace}/${name}`)}` : ''}`);
+      return; // whose it is and what changes: admitResult, against the stored object
+    }
+
     deny(`is not allowed to ${verb} ${res}${name ? ` ${JSON.stringify(a.namespace ? `${a.namespace}/${name}` : name)}` : ''}`);
   }
 
@@ -103,8 +119,38 @@ export class NodeRestriction implements Admission {
         deny(`can only modify ${kind}s bound to it (status.hostName ${JSON.stringify(host)}); ${kind} ${JSON.stringify(ref)} is ${bound ? `bound to ${JSON.stringify(bound)}` : 'not bound'}`);
       }
     }
+    if (a.apiGroup === KOVA && a.resource === 'volumes') {
+      const ref = JSON.stringify(`${a.namespace}/${a.name}`);
+      const stored = statusOf(old).hostName;
+      const selected = old?.metadata.annotations?.[ANNOTATION_SELECTED_HOST];
+      if (!old || (stored !== host && selected !== host)) {
+        const whose = !old ? 'does not exist' : stored ? `is on host ${JSON.stringify(stored)}` : selected ? `is selected for host ${JSON.stringify(selected)}` : 'has no host yet';
+        deny(`can only modify volumes it stores or was selected for (status.hostName or annotation ${ANNOTATION_SELECTED_HOST} ${JSON.stringify(host)}); volume ${ref} ${whose}`);
+      }
+    }
+    if (a.apiGroup === KOVA && a.resource === 'volumesnapshots') {
+      const ref = JSON.stringify(`${a.namespace}/${a.name}`);
+      const claimedBy = statusOf(old).hostName;
+      // The status may claim an unclaimed snapshot; anything else needs it to be the node's already.
+      const mayClaim = a.subresource === 'status' && !claimedBy;
+      if (!old || (claimedBy !== host && !mayClaim)) {
+        deny(`can only modify volume snapshots it took or claims (status.hostName ${JSON.stringify(host)}); volume snapshot ${ref} ${!old ? 'does not exist' : claimedBy ? `was taken by ${JSON.stringify(claimedBy)}` : 'is not claimed'}`);
+      }
+    }
     checkResult(a, host, object, old, deny);
   }
+}
+
+/** What a write may change besides one finalizer: spec, labels, annotations, owners, the other finalizers. */
+function beyondFinalizer(o: KObject | undefined, finalizer: string): unknown {
+  const m = o?.metadata ?? {};
+  return {
+    spec: (o as { spec?: unknown } | undefined)?.spec,
+    labels: m.labels ?? {},
+    annotations: m.annotations ?? {},
+    ownerReferences: m.ownerReferences ?? [],
+    finalizers: (m.finalizers ?? []).filter((f) => f !== finalizer),
+  };
 }
 
 /**
@@ -121,6 +167,21 @@ function checkResult(a: RequestAttributes, host: string, object: KObject, curren
     if (a.subresource === '' && !isDeepStrictEqual((object as { spec?: unknown }).spec, (current as { spec?: unknown } | undefined)?.spec)) {
       deny(`may not change the spec of ${kind} ${JSON.stringify(ref)}`);
     }
+    return;
+  }
+  if (a.resource === 'volumes' || a.resource === 'volumesnapshots') {
+    const kind = a.resource === 'volumes' ? 'volume' : 'volume snapshot';
+    if (a.subresource === '') {
+      const finalizer = NODE_FINALIZERS[a.resource];
+      if (!isDeepStrictEqual(beyondFinalizer(object, finalizer), beyondFinalizer(current, finalizer))) {
+        deny(`may only add or remove the finalizer ${finalizer} of ${kind} ${JSON.stringify(ref)}, not change its spec or metadata`);
+      }
+      return;
+    }
+    const next = statusOf(object).hostName;
+    // A volume's host is the one storing it: the node may name itself, or keep what is there.
+    const keeps = a.resource === 'volumes' && next === statusOf(current).hostName;
+    if (next !== undefined && next !== host && !keeps) deny(`may not set status.hostName of ${kind} ${JSON.stringify(ref)} to ${JSON.stringify(next)}`);
     return;
   }
   if (a.resource === 'networks' && a.subresource === 'status') {
