@@ -17,6 +17,8 @@ import { startNamespaceController } from './namespace/namespace-controller.js';
 import { startDefaultQuotaController } from './namespace/default-quota.js';
 import { startQuotaController } from './quota/quota-controller.js';
 import { startScheduler } from './scheduler/scheduler.js';
+import { startVolumeController } from './volume/volume-controller.js';
+import { startSnapshotController } from './volume/snapshot-controller.js';
 import { startClusterRoleAggregationController } from './rbac/clusterrole-aggregation.js';
 import { SharedInformers } from '../client/shared-informers.js';
 import type { AllocationRatios } from '../api/resources.js';
@@ -81,6 +83,8 @@ export function startControllerManager(opts: ControllerManagerOptions): Controll
         startClusterRoleAggregationController(common),
         startDefaultQuotaController(common),
         startQuotaController(common),
+        startVolumeController(common),
+        startSnapshotController(common),
         ...(opts.dataDir ? [startImageController({ ...common, storeDir: join(opts.dataDir, 'images') })] : []),
       ]);
       await Promise.all(parts.map((p) => p.done));
