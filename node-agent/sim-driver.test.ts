@@ -321,8 +321,11 @@ test('createVolume: blank, image, snapshot and volume contents, named like files
   assert.equal(d.simRead(clone), 'pattern-A', 'a clone is a copy, not a view');
 
   const path = sharedPath();
-  const shared = vol('shared', { type: 'shared', path: `${path}/` });
-  assert.equal((await d.createVolume(shared, MiB, { type: 'blank' })).path, `${path}/volumes/${shared.uid}.qcow2`, 'the path is normalized');
+  const shared = vol('shared', { type: 'shared', path });
+  assert.equal((await d.createVolume(shared, MiB, { type: 'blank' })).path, `${path}/volumes/${shared.uid}.qcow2`);
+  const atRoot = vol('root-dir', { type: 'shared', path: '/' });
+  assert.equal((await d.createVolume(atRoot, MiB, { type: 'blank' })).path, `/volumes/${atRoot.uid}.qcow2`);
+  await d.deleteVolume(atRoot);
   assert.deepEqual(d.volumeUsage(), { volumes: 4, snapshots: 1, allocatedBytes: MiB + 4 * 4 * MiB + 'pattern-B'.length }, 'shared files are not the host\'s');
 });
 
@@ -373,7 +376,8 @@ test('uids and shared paths are checked before they name a file (InvalidSpec)', 
     await assert.rejects(d.deleteVolume(disk), bad, uid);
     await assert.rejects(d.snapshotInfo(disk), bad, uid);
   }
-  for (const path of ['relative/dir', '/', '//', '/srv/../etc', '/srv/./x', '/srv/a b', '/srv/$(reboot)', `/${'a'.repeat(1024)}`, '']) {
+  // As the libvirt driver takes them: absolute and normalized, no control characters.
+  for (const path of ['relative/dir', '//', '/srv/../etc', '/srv/./x', '/srv/x/', '/srv//x', '/srv/a\nb', '', 7 as unknown as string]) {
     const disk = vol('bad', { type: 'shared', path });
     await assert.rejects(d.createVolume(disk, MiB, { type: 'blank' }), bad, path);
     await assert.rejects(d.attachVolume('x', attach(disk)), bad, path);
@@ -668,6 +672,7 @@ test('spawn attaches DomainSpec.volumes in order; without an image it boots from
   await refused(spec('none2', { image: undefined, volumes: [attach(data1)] }), invalid(/no boot volume/));
   await refused(spec('two', { image: undefined, volumes: [attach(data1, { bootOrder: 1 }), attach(data2, { bootOrder: 1 })] }), invalid(/more than one boot volume/));
   await refused(spec('gone', { image: undefined, volumes: [attach(vol('gone'), { bootOrder: 1 })] }), invalid(/boot volume demo\/gone/));
+  await refused(spec('both', { volumes: [attach(data1, { bootOrder: 1 })] }), invalid(/a boot volume \(bootOrder\) and an image exclude each other/));
   await refused(spec('gone2', { volumes: [attach(vol('gone'))] }), (e) => e instanceof DriverError && !(e instanceof InvalidSpec) && /has no file/.test(e.message));
   // Checked before anything else (data1 is in use by bfv: a lock error would come next).
   await refused(spec('dup', { volumes: [attach(data1), attach(data1)] }), invalid(/two volumes with serial/));

@@ -679,7 +679,9 @@ export class SimDriver implements ComputeDriver {
       serials.add(v.serial);
       files.add(file);
     }
-    const boot = spec.image ? undefined : list.filter((v) => v.bootOrder === 1);
+    // As the libvirt driver: the boot volume and an image exclude each other.
+    if (spec.image !== undefined && list.some((v) => v.bootOrder !== undefined)) throw new InvalidSpec(`domain ${spec.name}: a boot volume (bootOrder) and an image exclude each other`);
+    const boot = spec.image !== undefined ? undefined : list.filter((v) => v.bootOrder === 1);
     if (boot && boot.length !== 1) throw new InvalidSpec(`domain ${spec.name} has no image and ${boot.length === 0 ? 'no' : 'more than one'} boot volume (bootOrder 1)`);
     const out: SimAttachment[] = [];
     let next = 1;

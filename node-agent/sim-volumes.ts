@@ -33,7 +33,7 @@ export class SimStore {
   constructor(readonly root: string, readonly local: boolean) {}
 
   path(kind: SimFileKind, uid: string): string {
-    return `${this.root}/${kind}/${uid}.qcow2`;
+    return `${this.root.replace(/\/$/, '')}/${kind}/${uid}.qcow2`;
   }
 
   get(kind: SimFileKind, uid: string): SimFile | undefined {
@@ -78,8 +78,6 @@ export function sharedStore(path: string): SimStore {
 
 /** RFC 4122 text form, lower case: what metadata.uid holds. */
 const UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-/** VolumeType sharedPath's pattern (crds/volumetype.yaml). */
-const SHARED_PATH = /^\/[A-Za-z0-9._/-]*$/;
 /** What libvirt's disk serial may hold; virtio-blk keeps 20 characters. */
 const SERIAL = /^[A-Za-z0-9._+-]{1,20}$/;
 
@@ -88,15 +86,15 @@ export function checkUID(uid: string, what: string): void {
   if (typeof uid !== 'string' || !UID.test(uid)) throw new InvalidSpec(`${what} has an invalid uid ${JSON.stringify(uid)}: want an RFC 4122 uid in lower case`);
 }
 
-/** The shared path, normalized (no trailing or doubled slashes); InvalidSpec when it is not a safe absolute directory. */
-export function checkSharedPath(path: string): string {
-  const bad = (why: string) => new InvalidSpec(`invalid shared storage path ${JSON.stringify(path)}: ${why}`);
-  if (typeof path !== 'string' || path.length > 1024) throw bad('want an absolute path of at most 1024 characters');
-  if (!SHARED_PATH.test(path)) throw bad('want an absolute path of letters, digits and . _ / -');
-  const parts = path.split('/').filter((p) => p !== '');
-  if (parts.some((p) => p === '.' || p === '..')) throw bad('. and .. are not allowed');
-  if (parts.length === 0) throw bad('the root directory cannot hold volumes');
-  return posix.join('/', ...parts);
+/**
+ * The shared path as the libvirt driver takes it (libvirt/volumes.ts storageDir): absolute,
+ * normalized (no `.`, `..`, doubled or trailing slashes), no control characters; else InvalidSpec.
+ */
+export function checkSharedPath(p: string): string {
+  if (typeof p !== 'string' || !posix.isAbsolute(p) || posix.normalize(p) !== p || (p.endsWith('/') && p !== '/') || /[\u0000-\u001F\u007F]/.test(p)) {
+    throw new InvalidSpec(`shared storage path ${JSON.stringify(p)} is not an absolute, normalized path`);
+  }
+  return p;
 }
 
 export function checkBackend(b: StorageBackend, what: string): void {
