@@ -206,7 +206,7 @@ export class SimDriver implements ComputeDriver {
     this.stateFile = opts.stateFile;
     const doc = this.stateFile ? readSimDoc(this.stateFile) : { domains: [] };
     this.id = opts.id ?? doc.id ?? randomUUID();
-    this.localStore = new SimStore(`sim://${this.id}`, true);
+    this.localStore = new SimStore(`sim://${this.id}`);
     for (const f of doc.files ?? []) this.localStore.set(f.kind, f.uid, { virtualBytes: f.virtualBytes, allocatedBytes: f.allocatedBytes, content: f.content });
     for (const d of doc.domains) {
       // A spawn cut short by the process dying had started the guest: it runs on.

@@ -30,7 +30,7 @@ export type SimFileKind = 'volumes' | 'snapshots';
 export class SimStore {
   private readonly files = new Map<string, SimFile>();
 
-  constructor(readonly root: string, readonly local: boolean) {}
+  constructor(readonly root: string) {}
 
   path(kind: SimFileKind, uid: string): string {
     return `${this.root.replace(/\/$/, '')}/${kind}/${uid}.qcow2`;
@@ -72,7 +72,7 @@ const sharedStores = new Map<string, SimStore>();
 
 export function sharedStore(path: string): SimStore {
   let s = sharedStores.get(path);
-  if (!s) sharedStores.set(path, (s = new SimStore(path, false)));
+  if (!s) sharedStores.set(path, (s = new SimStore(path)));
   return s;
 }
 
