@@ -23,7 +23,7 @@ import { ensureComponentKubeconfigs, nodeKubeconfig } from './component-identiti
 import { InstanceLock } from './instance-lock.js';
 import { installProcessGuards, runApiWorker } from './api-workers.js';
 import { loadEtcdTls } from '../store/etcd-options.js';
-import { DEFAULT_FLAVORS, seedFlavors, seedTestImage } from './seed.js';
+import { DEFAULT_FLAVORS, seedFlavors, seedTestImage, seedVolumeTypes } from './seed.js';
 import { seedQuotaDefaults } from '../controllers/namespace/default-quota.js';
 import type { Supervised } from './supervise.js';
 
@@ -295,6 +295,8 @@ async function seed(kubeconfig: string, dataDir: string, testImage: boolean): Pr
   try {
     const made = await seedFlavors(client);
     if (made) say(`created ${made} default flavors (${DEFAULT_FLAVORS.map((f) => f.name).join(', ')})`);
+    const types = await seedVolumeTypes(client, dataDir);
+    if (types.length) say(`created the volume types ${types.join(', ')} (local is the default)`);
     if (await seedQuotaDefaults(client)) say('created the default project quotas (ConfigMap kova-system/quota-defaults)');
     if (testImage) {
       await seedTestImage(client, dataDir, say).catch((e: Error) => say(`warning: could not prepare the test image (${e.message}); create an Image from your own qcow2 file instead`));

@@ -1,8 +1,11 @@
 // What `kova up` puts into a fresh cloud, as DevStack does: Nova's classic flavors and, with
 // the libvirt driver, a small public test image (kova's CirrOS) built locally from Debian
 // packages. Existing objects are never changed, so users may edit or delete them.
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FLAVORS, IMAGES, isAlreadyExists } from '../client/client.js';
+import { FLAVORS, IMAGES, VOLUME_TYPES, isAlreadyExists } from '../client/client.js';
+import { ANNOTATION_DEFAULT_VOLUME_TYPE } from '../api/kinds/index.js';
+import type { VolumeTypeSpec } from '../api/kinds/index.js';
 import type { KovaClient } from '../client/client.js';
 
 export const DEFAULT_FLAVORS: Array<{ name: string; vcpus: number; memory: string; disk: string }> = [
@@ -31,6 +34,34 @@ export async function seedFlavors(client: KovaClient): Promise<number> {
   for (const f of DEFAULT_FLAVORS) {
     const spec = { vcpus: f.vcpus, memory: f.memory, disk: f.disk };
     if (await createIfAbsent(() => client.create(FLAVORS, { metadata: { name: f.name, labels: { 'kova.dev/default': 'true' } }, spec }))) made++;
+  }
+  return made;
+}
+
+/** Where the `shared` VolumeType keeps its files on a single-host cloud (an NFS mount in production). */
+export function sharedVolumesDir(dataDir: string): string {
+  return join(dataDir, 'shared-volumes');
+}
+
+/**
+ * The default VolumeTypes: `local` (the default: qcow2 files on the instance's host) and
+ * `shared` (files under DATA_DIR/shared-volumes, which every host of a single-host cloud sees;
+ * multi-attach). Returns the names created.
+ */
+export function defaultVolumeTypes(dataDir: string): Array<{ name: string; default: boolean; spec: VolumeTypeSpec }> {
+  return [
+    { name: 'local', default: true, spec: { backend: 'local', allowVolumeExpansion: true, multiAttach: false } },
+    { name: 'shared', default: false, spec: { backend: 'shared', sharedPath: sharedVolumesDir(dataDir), allowVolumeExpansion: true, multiAttach: true } },
+  ];
+}
+
+export async function seedVolumeTypes(client: KovaClient, dataDir: string): Promise<string[]> {
+  await mkdir(sharedVolumesDir(dataDir), { recursive: true, mode: 0o755 });
+  const made: string[] = [];
+  for (const t of defaultVolumeTypes(dataDir)) {
+    const annotations = t.default ? { [ANNOTATION_DEFAULT_VOLUME_TYPE]: 'true' } : undefined;
+    const metadata = { name: t.name, labels: { 'kova.dev/default': 'true' }, ...(annotations ? { annotations } : {}) };
+    if (await createIfAbsent(() => client.create(VOLUME_TYPES, { metadata, spec: t.spec }))) made.push(t.name);
   }
   return made;
 }

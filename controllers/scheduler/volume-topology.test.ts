@@ -18,6 +18,7 @@ const req = { vcpus: 1, memoryBytes: GiB, diskBytes: GiB };
 
 const types: Record<string, VolumeType> = {
   local: { apiVersion: 'kova.dev/v1alpha1', kind: 'VolumeType', metadata: { name: 'local' }, spec: { backend: 'local' } },
+  now: { apiVersion: 'kova.dev/v1alpha1', kind: 'VolumeType', metadata: { name: 'now' }, spec: { backend: 'local', volumeBindingMode: 'Immediate' } },
   shared: { apiVersion: 'kova.dev/v1alpha1', kind: 'VolumeType', metadata: { name: 'shared' }, spec: { backend: 'shared', sharedPath: '/srv/v' } },
 };
 
@@ -52,6 +53,8 @@ test('volumeTopology: the VolumeBinding cases', () => {
     ['local, selected for a host: node affinity', [vol('data', { selected: 'h3' })], ['data'], { hosts: ['h3'], unplaced: [], unplacedBytes: 0 }],
     ['local, unbound: WaitForFirstConsumer, needs room', [vol('a', { size: '2Gi' }), vol('b', { size: '3Gi' })], ['a', 'b', 'a'], { hosts: [], unplaced: ['a', 'b'], unplacedBytes: 5 * GiB }],
     ['local, unbound restore: waits for its source host', [vol('r', { source: { snapshot: 's' } })], ['r'], { unschedulable: 'volume "r" waits to be placed on the host of its source snapshot "s"' }],
+    ['local Immediate, unbound: placed by the volume controller first', [vol('n', { type: 'now' })], ['n'], { unschedulable: 'volume "n" is not placed on a host yet (VolumeType "now" binds Immediate)' }],
+    ['local Immediate, placed: node affinity', [vol('n', { type: 'now', selected: 'h4' })], ['n'], { hosts: ['h4'], unplaced: [], unplacedBytes: 0 }],
     ['shared: no constraint', [vol('s', { type: 'shared', host: 'h9' })], ['s'], { hosts: [], unplaced: [], unplacedBytes: 0 }],
     ['two hosts: both kept (no host is both)', [vol('a', { host: 'h1' }), vol('b', { host: 'h2' })], ['a', 'b'], { hosts: ['h1', 'h2'], unplaced: [], unplacedBytes: 0 }],
   ];

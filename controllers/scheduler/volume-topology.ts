@@ -46,6 +46,8 @@ export function volumeTopology(inst: Instance, l: Pick<VolumeLookups, 'volume' |
       const what = v.spec.source.snapshot ? `snapshot "${v.spec.source.snapshot}"` : `volume "${v.spec.source.volume}"`;
       return { unschedulable: `volume "${e.volume}" waits to be placed on the host of its source ${what}` };
     }
+    // Immediate binding: the volume controller places it first (kube's "unbound immediate PersistentVolumeClaims").
+    if (type.spec.volumeBindingMode === 'Immediate') return { unschedulable: `volume "${e.volume}" is not placed on a host yet (VolumeType "${type.metadata.name}" binds Immediate)` };
     const bytes = volumeBytes(v);
     if (bytes === undefined) return { unschedulable: `volume "${e.volume}" has an invalid size` };
     unplaced.push(v);

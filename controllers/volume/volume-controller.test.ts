@@ -54,6 +54,7 @@ describe('volume placement (scheduler, volume and snapshot controllers)', () => 
     await client.create(NAMESPACES, { metadata: { name: NS } });
     await client.create(FLAVORS, { metadata: { name: 'small' }, spec: { vcpus: 1, memory: '512Mi', disk: '1Gi' } });
     await client.create(VOLUME_TYPES, { metadata: { name: 'local' }, spec: { backend: 'local' } });
+    await client.create(VOLUME_TYPES, { metadata: { name: 'now' }, spec: { backend: 'local', volumeBindingMode: 'Immediate' } });
     await client.create(VOLUME_TYPES, { metadata: { name: 'shared' }, spec: { backend: 'shared', sharedPath: join(dir, 'shared') } });
     await host('h1', { vcpus: 8, memory: '4Gi', disk: '50Gi' });
     await host('h2', { vcpus: 8, memory: '4Gi', disk: '50Gi' });
@@ -102,6 +103,7 @@ describe('volume placement (scheduler, volume and snapshot controllers)', () => 
     await volume('notype', { volumeType: 'nope' });
     await volume('lonely', {});
     const sh = await volume('sh', { volumeType: 'shared' });
+    const now = await volume('now', { volumeType: 'now' });
     await eventually(async () => (await readyCond('notype'))?.reason === 'VolumeTypeNotFound', 10_000, 'VolumeTypeNotFound');
     assert.match((await readyCond('notype'))!.message!, /VolumeType "nope" not found; create it/);
     assert.equal((await getVolume('notype')).status?.phase, 'Pending');
@@ -109,6 +111,7 @@ describe('volume placement (scheduler, volume and snapshot controllers)', () => 
     assert.equal((await readyCond('lonely'))?.message, 'waiting for an instance that uses it to be scheduled');
     const hosts = (await client.list(HOSTS)).items as Parameters<typeof spreadHost>[1];
     assert.equal(await eventually(() => selected('sh'), 10_000, 'shared volume placed'), spreadHost(sh.metadata.uid!, hosts));
+    assert.equal(await eventually(() => selected('now'), 10_000, 'Immediate local volume placed'), spreadHost(now.metadata.uid!, hosts));
 
     await client.create(VOLUME_SNAPSHOTS, { metadata: { name: 'snap1', namespace: NS }, spec: { source: { volume: 'd2' } } });
     await volume('rest', { source: { snapshot: 'snap1' } });

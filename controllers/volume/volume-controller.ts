@@ -3,6 +3,7 @@
 // volumes to the instances that want them deleted along (deleteWithInstance).
 //   - shared VolumeType: a Ready, schedulable host chosen by the uid's hash (spread, stable);
 //   - restored from a VolumeSnapshot or cloned from a Volume on a host's local storage: that host;
+//   - local, volumeBindingMode Immediate: like shared;
 //   - local otherwise: WaitForFirstConsumer, the scheduler selects the host with the instance.
 // The choice is the kova.dev/selected-host annotation, written with a resourceVersion
 // precondition; status is written only while no host owns the volume (after that it is the agent's).
@@ -98,7 +99,8 @@ export class VolumeReconciler implements Reconciler {
     const src = sourcePlacement(v, this.lookups);
     if ('wait' in src) return this.pending(v, src.wait.reason, src.wait.message);
     if ('host' in src) return this.select(v, src.host);
-    if (type.spec.backend === 'shared') {
+    // Shared volumes go anywhere; a local type binding Immediate (not WaitForFirstConsumer) too.
+    if (type.spec.backend === 'shared' || type.spec.volumeBindingMode === 'Immediate') {
       const host = spreadHost(v.metadata.uid!, this.c.hosts.list());
       if (!host) {
         this.waitingForHosts.add(key);
