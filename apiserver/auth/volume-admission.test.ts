@@ -223,6 +223,22 @@ describe('volume admission through the API server (real etcd)', () => {
       'Instance.kova.dev "early-3" is invalid: spec.volumes[0].volume: Forbidden: volume "late" is attached to instance "early-1"; its VolumeType "local" does not allow multiAttach');
   });
 
+  test('malformed bodies reach validation (a 422 from the schema), never a 500 or a read of an odd key', async () => {
+    const bodies: unknown[] = [
+      volume('odd-1', { size: '1Gi', source: 'snap' }),
+      volume('odd-2', { size: '1Gi', source: { snapshot: '../../secrets/demo/x' } }),
+      volume('odd-3', { size: '1Gi', volumeType: null, source: { volume: 7 } }),
+      { apiVersion: 'kova.dev/v1alpha1', kind: 'Volume', metadata: { name: 'odd-4' }, spec: 'big' },
+      instance('odd-5', 'data' as unknown as unknown[]),
+      instance('odd-6', [null, 7, { volume: { name: 'data' } }, { volume: 'Data/../x' }]),
+    ];
+    for (const b of bodies) {
+      const path = (b as { kind: string }).kind === 'Volume' ? ns('volumes') : ns('instances');
+      const r = await req('POST', path, b);
+      assert.equal(r.code, 422, `${JSON.stringify(b)}: ${JSON.stringify(r.body)}`);
+    }
+  });
+
   test('status writes and other kinds are not judged here', async () => {
     const cur = (await req('GET', ns('instances', 'web-2'))).body as KObject;
     const r = await req('PUT', `${ns('instances', 'web-2')}/status`, { ...cur, status: { phase: 'Running' } });

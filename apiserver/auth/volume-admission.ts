@@ -22,6 +22,7 @@ import { isDefaultVolumeType } from '../../api/kinds/volumetype.js';
 import type { VolumeType } from '../../api/kinds/volumetype.js';
 import { causes } from '../../api/validation.js';
 import { formatQuantity, parseQuantity } from '../../api/quantity.js';
+import { isDNS1123Label } from '../../api/name-validation.js';
 import type { ResourceStore } from '../resource-store.js';
 import { ApiError, invalid } from '../status.js';
 import type { Admission } from './hooks.js';
@@ -34,6 +35,8 @@ type Rec = Record<string, unknown>;
 const isObj = (v: unknown): v is Rec => typeof v === 'object' && v !== null && !Array.isArray(v);
 const specOf = (o: KObject | undefined): Rec => (o && isObj(o.spec) ? o.spec : {});
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v ? v : undefined);
+/** A name this admission may look up: admission of a create runs before validation, so nothing else is read. */
+const objectName = (v: unknown): string | undefined => (typeof v === 'string' && isDNS1123Label(v).length === 0 ? v : undefined);
 
 /**
  * The VolumeType a Volume without one gets: among those annotated default, the newest by
@@ -60,7 +63,7 @@ function volumeEntries(o: KObject | undefined): Array<{ volume: string; index: n
   if (!Array.isArray(list)) return [];
   const out: Array<{ volume: string; index: number }> = [];
   list.forEach((e, index) => {
-    const volume = isObj(e) ? str(e.volume) : undefined;
+    const volume = isObj(e) ? objectName(e.volume) : undefined;
     if (volume) out.push({ volume, index });
   });
   return out;
@@ -113,13 +116,13 @@ export class VolumeAdmission implements Admission {
   /** A restored snapshot's or a cloned volume's VolumeType, when that source exists and has one. */
   private async sourceVolumeType(ns: string | undefined, source: unknown): Promise<string | undefined> {
     if (!isObj(source) || !ns) return undefined;
-    const snapshot = str(source.snapshot);
+    const snapshot = objectName(source.snapshot);
     if (snapshot) {
       const s = await this.read('volumesnapshots', ns, snapshot);
-      return str(isObj(s?.status) ? s.status.volumeType : undefined);
+      return objectName(isObj(s?.status) ? s.status.volumeType : undefined);
     }
-    const volume = str(source.volume);
-    if (volume) return str(specOf(await this.read('volumes', ns, volume)).volumeType);
+    const volume = objectName(source.volume);
+    if (volume) return objectName(specOf(await this.read('volumes', ns, volume)).volumeType);
     return undefined;
   }
 
@@ -128,7 +131,7 @@ export class VolumeAdmission implements Admission {
     const from = bytesOf(specOf(old).size);
     const to = bytesOf(specOf(volume).size);
     if (from === undefined || to === undefined || to <= from) return;
-    const typeName = str(specOf(volume).volumeType) ?? str(specOf(old).volumeType);
+    const typeName = objectName(specOf(volume).volumeType) ?? objectName(specOf(old).volumeType);
     if (!typeName) return;
     const type = await this.read('volumetypes', undefined, typeName);
     if (!type || specOf(type).allowVolumeExpansion !== false) return;
@@ -151,7 +154,7 @@ export class VolumeAdmission implements Admission {
     const out: FieldCause[] = [];
     for (const { volume, index } of added) {
       const v = await this.read('volumes', ns, volume);
-      const typeName = str(specOf(v).volumeType);
+      const typeName = objectName(specOf(v).volumeType);
       // Nothing is attached before the Volume and its type exist; the controller reports them missing.
       if (!v || !typeName) continue;
       if (!types.has(typeName)) types.set(typeName, await this.read('volumetypes', undefined, typeName));
