@@ -109,6 +109,11 @@ describe('volume placement (scheduler, volume and snapshot controllers)', () => 
     assert.equal((await getVolume('notype')).status?.phase, 'Pending');
     await eventually(async () => (await readyCond('lonely'))?.reason === 'WaitingForFirstConsumer', 10_000, 'WaitingForFirstConsumer');
     assert.equal((await readyCond('lonely'))?.message, 'waiting for an instance that uses it to be scheduled');
+    // Added to an instance that is bound already: the volume goes where the instance runs.
+    await instance('bound', { hostName: 'h2' });
+    await eventually(async () => (await getInstance('bound')).status?.hostName, 10_000, 'bound is bound');
+    await client.mergePatch(INSTANCES, NS, 'bound', { spec: { volumes: [{ volume: 'lonely' }] } });
+    assert.equal(await eventually(() => selected('lonely'), 10_000, 'lonely placed with its consumer'), 'h2');
     const hosts = (await client.list(HOSTS)).items as Parameters<typeof spreadHost>[1];
     assert.equal(await eventually(() => selected('sh'), 10_000, 'shared volume placed'), spreadHost(sh.metadata.uid!, hosts));
     assert.equal(await eventually(() => selected('now'), 10_000, 'Immediate local volume placed'), spreadHost(now.metadata.uid!, hosts));

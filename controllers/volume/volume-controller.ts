@@ -4,7 +4,8 @@
 //   - shared VolumeType: a Ready, schedulable host chosen by the uid's hash (spread, stable);
 //   - restored from a VolumeSnapshot or cloned from a Volume on a host's local storage: that host;
 //   - local, volumeBindingMode Immediate: like shared;
-//   - local otherwise: WaitForFirstConsumer, the scheduler selects the host with the instance.
+//   - local otherwise: WaitForFirstConsumer, the scheduler selects the host with the instance
+//     (or, for a volume added to an instance that is bound already, that instance's host).
 // The choice is the kova.dev/selected-host annotation, written with a resourceVersion
 // precondition; status is written only while no host owns the volume (after that it is the agent's).
 // deleteWithInstance: a non-controller ownerReference to each such Instance, so the garbage
@@ -109,6 +110,9 @@ export class VolumeReconciler implements Reconciler {
       this.waitingForHosts.delete(key);
       return this.select(v, host);
     }
+    // Its first consumer is bound already (the volume was added to a scheduled instance): there.
+    const consumer = this.c.instances.list(v.metadata.namespace).find((i) => i.status?.hostName && !i.metadata.deletionTimestamp && (i.spec.volumes ?? []).some((e) => e.volume === v.metadata.name));
+    if (consumer) return this.select(v, consumer.status!.hostName!);
     return this.pending(v, 'WaitingForFirstConsumer', WAITING_FOR_FIRST_CONSUMER);
   }
 
