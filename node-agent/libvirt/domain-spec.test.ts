@@ -3,7 +3,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { InvalidSpec } from '../driver.js';
-import type { DomainSpec } from '../driver.js';
+import type { DomainSpec, VolumeAttachSpec } from '../driver.js';
+import { volumeSerial } from '../../api/kinds/volume.js';
 import { libvirtDomainOf } from './domain-spec.js';
 import type { LibvirtHostFacts } from './domain-spec.js';
 import { toDomainXml } from './domain-xml.js';
@@ -57,6 +58,29 @@ describe('libvirtDomainOf', () => {
       ],
     }, { ...host, kvm: true, directBoot: { kernelPath: '/var/lib/kova/images/k.vmlinuz', cmdline: 'console=ttyS0' } }));
 
+  const volume = (uid: string, over: Partial<VolumeAttachSpec> = {}): VolumeAttachSpec => ({
+    disk: { uid, key: `demo/${uid.slice(0, 4)}`, backend: { type: 'local' } },
+    serial: volumeSerial(uid),
+    ...over,
+  });
+  const V1 = '7f3e2d1c-0b9a-4876-a5b4-c3d2e1f00a1b';
+  const V2 = '1a2b3c4d-5e6f-4a0b-8c1d-2e3f4a5b6c7d';
+  const withStorage = { ...host, localStorageDir: '/var/lib/kova/libvirt' };
+
+  it('maps volumes after the root disk: local and shared files by uid, read-only, shareable (golden)', () =>
+    golden('spec-volumes.json', {
+      ...base,
+      volumes: [volume(V1), volume(V2, { disk: { uid: V2, key: 'demo/shared', backend: { type: 'shared', path: '/srv/kova-shared' } }, readOnly: true, shareable: true })],
+    }, withStorage));
+
+  it('boots from the volume with bootOrder 1 when there is no image: it is vda, no root overlay (golden)', () => {
+    const { image: _, ...noImage } = base;
+    golden('spec-boot-volume.json', { ...noImage, volumes: [volume(V2), volume(V1, { bootOrder: 1 })] }, withStorage);
+    const plan = libvirtDomainOf({ ...noImage, volumes: [volume(V2), volume(V1, { bootOrder: 1 })] }, withStorage);
+    assert.equal(plan.domain.rootDisk, undefined);
+    assert.deepEqual(plan.domain.volumes?.map((v) => v.serial), [volumeSerial(V1), volumeSerial(V2)]);
+  });
+
   it('is pure: same input, same output; the input is not changed', () => {
     const spec = structuredClone({ ...base, networks: [{ network: 'n', mac: '52:54:00:00:00:01', tap: 'kt-x' }] });
     const before = structuredClone(spec);
@@ -73,10 +97,17 @@ describe('libvirtDomainOf', () => {
     ['a multicast MAC', { networks: [{ network: 'n', mac: '53:54:00:00:00:01', tap: 'kt-a' }] }, /multicast/],
     ['a static address that is not CIDR', { networks: [{ network: 'n', mac: '52:54:00:00:00:01', tap: 'kt-a', address: '10.0.0.5' }] }, /CIDR/],
     ['no vCPUs', { vcpus: 0 }, /vcpus/],
+    ['no image and no boot volume', { image: undefined, volumes: [volume(V1)] }, /bootOrder 1/],
+    ['an image and a boot volume', { volumes: [volume(V1, { bootOrder: 1 })] }, /exclude/],
+    ['a volume uid that is not a uuid', { volumes: [volume('../../etc/passwd')] }, /RFC 4122/],
+    ['an upper-case volume uid', { volumes: [volume(V1.toUpperCase())] }, /RFC 4122/],
+    ['a relative shared path', { volumes: [volume(V1, { disk: { uid: V1, key: 'k', backend: { type: 'shared', path: 'srv/x' } } })] }, /absolute/],
+    ['a shared path with ..', { volumes: [volume(V1, { disk: { uid: V1, key: 'k', backend: { type: 'shared', path: '/srv/../etc' } } })] }, /normalized/],
+    ['a bad serial', { volumes: [volume(V1, { serial: 'a b' })] }, /serial/],
   ];
   for (const [what, over, msg] of invalid) {
     it(`refuses ${what} with InvalidSpec (terminal)`, () => {
-      assert.throws(() => libvirtDomainOf({ ...base, ...over }, host), (e: unknown) => e instanceof InvalidSpec && msg.test((e as Error).message));
+      assert.throws(() => libvirtDomainOf({ ...base, ...over }, { ...host, localStorageDir: '/var/lib/kova/libvirt' }), (e: unknown) => e instanceof InvalidSpec && msg.test((e as Error).message));
     });
   }
 });

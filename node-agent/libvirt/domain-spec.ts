@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { InvalidSpec } from '../driver.js';
 import type { DomainSpec } from '../driver.js';
 import { InvalidDomainSpec, validateDomainSpec } from './domain-xml.js';
-import type { DirectBootSpec, LibvirtDomainSpec, NicXmlSpec } from './domain-xml.js';
+import type { DirectBootSpec, LibvirtDomainSpec, NicXmlSpec, VolumeXmlSpec } from './domain-xml.js';
+import type { VolumeAttachSpec } from '../driver.js';
+import { diskFilePath } from './volumes.js';
 import { InvalidSeed, networkConfigForNics, renderSeedFiles } from './nocloud.js';
 import type { NoCloudSeedSpec, SeedNic } from './nocloud.js';
 
@@ -23,6 +25,22 @@ export interface LibvirtHostFacts {
   directBoot?: DirectBootSpec;
   /** Domain memory floor: libvirt guests need some RAM to boot at all. */
   minMemoryBytes: number;
+  /** The driver's state directory: local volumes are <localStorageDir>/volumes/<uid>.qcow2. */
+  localStorageDir?: string;
+}
+
+/** The disk of a volume as a domain uses it; InvalidSpec for a bad uid or shared path. */
+export function volumeXmlOf(v: VolumeAttachSpec, localStorageDir: string): VolumeXmlSpec {
+  return {
+    path: diskFilePath(v.disk, 'volumes', localStorageDir),
+    format: 'qcow2',
+    serial: v.serial,
+    ...(v.readOnly ? { readOnly: true } : {}),
+    ...(v.shareable ? { shareable: true } : {}),
+    // Another host may open a shared file next (migration): no stale host page cache.
+    ...(v.disk.backend.type === 'shared' ? { cacheNone: true } : {}),
+    ...(v.bootOrder !== undefined ? { bootOrder: v.bootOrder } : {}),
+  };
 }
 
 export interface LibvirtDomainPlan {
@@ -61,6 +79,18 @@ export function libvirtDomainOf(spec: DomainSpec, host: LibvirtHostFacts): Libvi
     ...(spec.sshAuthorizedKeys ? { sshAuthorizedKeys: spec.sshAuthorizedKeys } : {}),
     ...(seedNics.length ? { networkConfig: networkConfigForNics(seedNics) } : {}),
   };
+  // Without an image the domain boots from its volume with bootOrder 1, which becomes vda.
+  const volumes = (spec.volumes ?? []).map((v) => {
+    if (host.localStorageDir === undefined && v.disk.backend.type === 'local') throw new InvalidSpec('local volumes need the driver\'s storage directory');
+    return volumeXmlOf(v, host.localStorageDir ?? '/');
+  });
+  if (spec.image === undefined) {
+    const boot = volumes.findIndex((v) => v.bootOrder === 1);
+    if (boot < 0) throw new InvalidSpec('an instance without an image needs a volume with bootOrder 1');
+    volumes.unshift(...volumes.splice(boot, 1));
+  } else if (volumes.some((v) => v.bootOrder !== undefined)) {
+    throw new InvalidSpec('a boot volume (bootOrder) and an image exclude each other');
+  }
   const domain: LibvirtDomainSpec = {
     name: spec.name,
     uuid: host.uuid,
@@ -68,7 +98,8 @@ export function libvirtDomainOf(spec: DomainSpec, host: LibvirtHostFacts): Libvi
     // QEMU sizes RAM in whole MiB (libvirt rounds up likewise); ask for what the guest gets.
     memoryBytes: Math.max(host.minMemoryBytes, Math.ceil(spec.memoryBytes / MiB) * MiB),
     kvm: host.kvm,
-    rootDisk: { path: join(host.dir, 'root.qcow2'), format: 'qcow2' },
+    ...(spec.image !== undefined ? { rootDisk: { path: join(host.dir, 'root.qcow2'), format: 'qcow2' as const } } : {}),
+    ...(volumes.length ? { volumes } : {}),
     seedIsoPath: join(host.dir, 'seed.iso'),
     nics,
     consoleLogPath: join(host.dir, 'console.log'),

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { InvalidDomainSpec, toDomainXml, type LibvirtDomainSpec } from './domain-xml.js';
+import { InvalidDomainSpec, toDomainXml, volumeDiskXml, type LibvirtDomainSpec, type VolumeXmlSpec } from './domain-xml.js';
 import { escapeAttr, escapeText, XmlValueError } from './xml.js';
 
 // Golden files live in the source tree; UPDATE_GOLDEN=1 rewrites them from the current output.
@@ -119,6 +119,45 @@ describe('toDomainXml', () => {
     it(`rejects ${what}`, () => {
       assert.throws(() => toDomainXml({ ...minimal, ...patch }), (err: unknown) => err instanceof InvalidDomainSpec && msg.test(err.message));
     });
+  }
+});
+
+describe('volume disks', () => {
+  const vol: VolumeXmlSpec = { path: '/var/lib/kova/libvirt/volumes/7f3e2d1c-0b9a-4876-a5b4-c3d2e1f00a1b.qcow2', format: 'qcow2', serial: '7f3e2d1c-0b9a-4876-a' };
+
+  it('renders a hot-plug disk: virtio, serial, user alias (golden)', () => golden('volume-disk.xml', volumeDiskXml(vol, 'vdb')));
+  it('renders a read-only shareable disk on shared storage (golden)', () =>
+    golden('volume-disk-shared-ro.xml', volumeDiskXml({ ...vol, path: '/srv/kova-shared/volumes/7f3e2d1c-0b9a-4876-a5b4-c3d2e1f00a1b.qcow2', readOnly: true, shareable: true, cacheNone: true }, 'vdf')));
+
+  it('renders a domain with volumes after the root disk, the same disks as hot plug, and spare root ports (golden)', () => {
+    const spec: LibvirtDomainSpec = { ...minimal, volumes: [vol, { ...vol, path: '/var/lib/kova/libvirt/volumes/b.qcow2', serial: 'second', readOnly: true }] };
+    const xml = toDomainXml(spec);
+    golden('with-volumes-tcg.xml', xml);
+    const indent = (s: string) => s.split('\n').map((l) => (l ? `    ${l}` : l)).join('\n');
+    assert.ok(xml.includes(indent(volumeDiskXml(vol, 'vdb'))), 'toDomainXml and volumeDiskXml render the same disk');
+    assert.equal((xml.match(/model='pcie-root-port'/g) ?? []).length, 3 + 1 + 4 + 8);
+  });
+
+  it('renders a domain booting from a volume: vda with boot order 1, no root disk (golden)', () => {
+    const { rootDisk: _, ...noRoot } = minimal;
+    const xml = toDomainXml({ ...noRoot, volumes: [{ ...vol, bootOrder: 1 }, { ...vol, path: '/var/lib/kova/libvirt/volumes/b.qcow2', serial: 'data' }] });
+    golden('boot-volume-tcg.xml', xml);
+    assert.match(xml, /<target dev='vda' bus='virtio'\/>\s*<serial>7f3e2d1c-0b9a-4876-a<\/serial>\s*<boot order='1'\/>/);
+    assert.match(xml, /<target dev='vdb' bus='virtio'\/>\s*<serial>data<\/serial>\s*<alias/);
+    assert.doesNotMatch(xml, /root\.qcow2/);
+  });
+
+  const badVolumes: [string, () => unknown, RegExp][] = [
+    ['no disks at all', () => toDomainXml({ ...minimal, rootDisk: undefined }), /root disk or a volume/],
+    ['a boot order next to a root disk', () => toDomainXml({ ...minimal, volumes: [{ ...vol, bootOrder: 1 }] }), /boot order/],
+    ['duplicate serials', () => toDomainXml({ ...minimal, volumes: [vol, { ...vol, path: '/b' }] }), /duplicate volume serial/],
+    ['27 disks', () => toDomainXml({ ...minimal, volumes: Array.from({ length: 26 }, (_, i) => ({ ...vol, serial: `s${i}` })) }), /too many disks/],
+    ['a hot-plug target that is not vdX', () => volumeDiskXml(vol, "vdb'/><x"), /disk target/],
+    ['a relative hot-plug path', () => volumeDiskXml({ ...vol, path: 'v.qcow2' }, 'vdb'), /not absolute/],
+    ['a serial with markup', () => volumeDiskXml({ ...vol, serial: "a'/>" }, 'vdb'), /serial/],
+  ];
+  for (const [what, f, msg] of badVolumes) {
+    it(`rejects ${what}`, () => assert.throws(f, (err: unknown) => err instanceof InvalidDomainSpec && msg.test(err.message)));
   }
 });
 

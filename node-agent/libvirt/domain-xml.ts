@@ -16,8 +16,18 @@ export interface DiskXmlSpec {
 }
 
 export interface VolumeXmlSpec extends DiskXmlSpec {
-  /** Shown to the guest as /dev/disk/by-id/virtio-<serial>; [A-Za-z0-9_-], at most 20 chars. */
+  /**
+   * Shown to the guest as /dev/disk/by-id/virtio-<serial>; [A-Za-z0-9_-], at most 20 chars.
+   * Also the device's user alias `ua-<serial>`, so libvirt's device-removed event names it.
+   */
   serial?: string;
+  readOnly?: boolean;
+  /** Several domains use it at once: no exclusive image lock. */
+  shareable?: boolean;
+  /** Bypass the host page cache (shared storage, where another host may open the file next). */
+  cacheNone?: boolean;
+  /** <boot order='N'/>: set on the boot volume of a domain without a root disk. */
+  bootOrder?: number;
 }
 
 export type NicSource =
@@ -52,9 +62,12 @@ export interface LibvirtDomainSpec {
   kvm: boolean;
   /** QEMU machine type; defaults to q35. */
   machine?: string;
-  /** The instance's own disk (normally a qcow2 overlay of the image), virtio, boots first. */
-  rootDisk: DiskXmlSpec;
-  /** Extra virtio disks (vdb, vdc, ...), in order. */
+  /**
+   * The instance's own disk (normally a qcow2 overlay of the image), vda, boots first. Absent
+   * when the domain boots from a volume (then the first volume is vda).
+   */
+  rootDisk?: DiskXmlSpec;
+  /** Extra virtio disks after the root disk (vdb, vdc, ...), in order. */
   volumes?: VolumeXmlSpec[];
   /** NoCloud seed ISO, attached read-only as a CD-ROM on virtio-scsi. */
   seedIsoPath?: string;
@@ -85,6 +98,16 @@ const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 const RESERVED_IFNAME_PREFIXES = ['vnet', 'vif', 'macvtap', 'macvlan'];
 const MACHINE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const SERIAL = /^[A-Za-z0-9_-]{1,20}$/;
+/** Virtio disk targets: vda..vdz. */
+export const MAX_DISKS = 26;
+/**
+ * Empty PCIe root ports left for hot plug. A q35 domain gets only as many root ports as its
+ * devices need (plus at most one), and each hot-plugged virtio disk needs a port of its own;
+ * Nova's [libvirt] num_pcie_ports plays the same role.
+ */
+export const HOTPLUG_PORTS = 8;
+/** Devices besides disks and NICs that take a root port: virtio-scsi, USB, balloon, rng. */
+const OTHER_PCI_DEVICES = 4;
 // Control characters are never legitimate in paths or the kernel command line.
 const CONTROL = /[\u0000-\u001F\u007F]/;
 
@@ -111,6 +134,11 @@ function checkInt(what: string, n: number, min: number, max: number): number {
   return n;
 }
 
+function checkVolume(v: VolumeXmlSpec): void {
+  if (v.serial !== undefined && !SERIAL.test(v.serial)) fail(`invalid volume serial ${JSON.stringify(v.serial)}`);
+  if (v.bootOrder !== undefined) checkInt('volume boot order', v.bootOrder, 1, 26);
+}
+
 export function validateDomainSpec(spec: LibvirtDomainSpec): void {
   if (!NAME.test(spec.name) || spec.name.length > MAX_NAME) fail(`invalid domain name ${JSON.stringify(spec.name)}`);
   if (!UUID.test(spec.uuid)) fail(`invalid uuid ${JSON.stringify(spec.uuid)} (lower-case RFC 4122 form expected)`);
@@ -119,13 +147,20 @@ export function validateDomainSpec(spec: LibvirtDomainSpec): void {
   if (spec.memoryBytes % 1024 !== 0) fail(`memoryBytes ${spec.memoryBytes} is not a whole number of KiB`);
   if (typeof spec.kvm !== 'boolean') fail('kvm must be a boolean');
   if (spec.machine !== undefined && !MACHINE.test(spec.machine)) fail(`invalid machine type ${JSON.stringify(spec.machine)}`);
-  const disks = [spec.rootDisk, ...(spec.volumes ?? [])];
-  if (disks.length > 26) fail('too many disks');
+  const disks = [...(spec.rootDisk ? [spec.rootDisk] : []), ...(spec.volumes ?? [])];
+  if (disks.length === 0) fail('a domain needs a root disk or a volume');
+  if (disks.length > MAX_DISKS) fail('too many disks');
   disks.forEach((d, i) => {
     checkPath(`disk ${i}`, d.path);
     if (d.format !== 'qcow2' && d.format !== 'raw') fail(`disk ${i}: unsupported format ${JSON.stringify(d.format)}`);
   });
-  for (const v of spec.volumes ?? []) if (v.serial !== undefined && !SERIAL.test(v.serial)) fail(`invalid volume serial ${JSON.stringify(v.serial)}`);
+  const serials = new Set<string>();
+  for (const v of spec.volumes ?? []) {
+    checkVolume(v);
+    if (v.serial !== undefined && serials.has(v.serial)) fail(`duplicate volume serial ${v.serial}`);
+    if (v.serial !== undefined) serials.add(v.serial);
+    if (spec.rootDisk && v.bootOrder !== undefined) fail('a volume cannot have a boot order next to a root disk');
+  }
   if (spec.seedIsoPath !== undefined) checkPath('seed ISO', spec.seedIsoPath);
   const macs = new Set<string>();
   spec.nics.forEach((n, i) => {
@@ -205,12 +240,34 @@ function osElement(spec: LibvirtDomainSpec): XmlElement {
   );
 }
 
+/** The target of the n-th virtio disk (0: vda). */
+export function diskTarget(n: number): string {
+  if (!Number.isInteger(n) || n < 0 || n >= MAX_DISKS) throw new InvalidDomainSpec(`no disk target for index ${n}`);
+  return `vd${String.fromCharCode(97 + n)}`;
+}
+
+/**
+ * The <disk> element of a volume at target `dev` (vdb, ...), for hot plug (`virsh
+ * attach-device`); toDomainXml renders DomainSpec volumes with the same function.
+ */
+export function volumeDiskXml(v: VolumeXmlSpec, dev: string): string {
+  checkPath('volume', v.path);
+  if (v.format !== 'qcow2' && v.format !== 'raw') fail(`volume: unsupported format ${JSON.stringify(v.format)}`);
+  checkVolume(v);
+  if (!/^vd[a-z]$/.test(dev)) fail(`invalid disk target ${JSON.stringify(dev)}`);
+  return renderXml(volumeElement(v, dev));
+}
+
 function devicesElement(spec: LibvirtDomainSpec): XmlElement {
+  const first = spec.rootDisk ? 1 : 0;
+  const volumes = spec.volumes ?? [];
+  const ports = first + volumes.length + spec.nics.length + OTHER_PCI_DEVICES + HOTPLUG_PORTS;
+  const pcie = spec.machine === undefined || spec.machine.includes('q35');
   return el(
     'devices',
     {},
-    diskElement(spec.rootDisk, 'vda', 1),
-    ...(spec.volumes ?? []).map((v, i) => diskElement(v, `vd${String.fromCharCode(98 + i)}`, undefined, v.serial)),
+    spec.rootDisk && diskElement(spec.rootDisk, 'vda', 1),
+    ...volumes.map((v, i) => volumeElement(v, diskTarget(first + i))),
     spec.seedIsoPath !== undefined && el('controller', { type: 'scsi', index: 0, model: 'virtio-scsi' }),
     spec.seedIsoPath !== undefined && seedElement(spec.seedIsoPath),
     ...spec.nics.map(nicElement),
@@ -223,21 +280,39 @@ function devicesElement(spec: LibvirtDomainSpec): XmlElement {
         el('source', { mode: 'bind', path: spec.guestAgentSocketPath }),
         el('target', { type: 'virtio', name: 'org.qemu.guest_agent.0' }),
       ),
+    // Explicit indexes: libvirt only numbers root ports it adds itself. PCIe is q35's.
+    pcie && el('controller', { type: 'pci', index: 0, model: 'pcie-root' }),
+    ...(pcie ? Array.from({ length: ports }, (_, i) => el('controller', { type: 'pci', index: i + 1, model: 'pcie-root-port' })) : []),
     el('memballoon', { model: 'virtio' }),
     // Cloud images block on entropy at first boot (SSH host keys) without it.
     el('rng', { model: 'virtio' }, el('backend', { model: 'random' }, '/dev/urandom')),
   );
 }
 
-function diskElement(d: DiskXmlSpec, dev: string, bootOrder?: number, serial?: string): XmlElement {
+function diskElement(d: DiskXmlSpec, dev: string, bootOrder?: number): XmlElement {
   return el(
     'disk',
     { type: 'file', device: 'disk' },
     el('driver', { name: 'qemu', type: d.format, discard: 'unmap' }),
     el('source', { file: d.path }),
     el('target', { dev, bus: 'virtio' }),
-    serial !== undefined && el('serial', {}, serial),
     bootOrder !== undefined && el('boot', { order: bootOrder }),
+  );
+}
+
+function volumeElement(v: VolumeXmlSpec, dev: string): XmlElement {
+  return el(
+    'disk',
+    { type: 'file', device: 'disk' },
+    el('driver', { name: 'qemu', type: v.format, cache: v.cacheNone ? 'none' : undefined, discard: 'unmap' }),
+    el('source', { file: v.path }),
+    el('target', { dev, bus: 'virtio' }),
+    v.serial !== undefined && el('serial', {}, v.serial),
+    v.readOnly && el('readonly'),
+    v.shareable && el('shareable'),
+    v.bootOrder !== undefined && el('boot', { order: v.bootOrder }),
+    // A user alias (ua-) survives in device-removed events, which name the device by alias.
+    v.serial !== undefined && el('alias', { name: `ua-${v.serial}` }),
   );
 }
 

@@ -94,12 +94,53 @@ export interface LifecycleLine {
 
 /**
  * Parses one line of `virsh event --all --loop`, e.g. `event 'lifecycle' for domain 'd': Stopped Shutdown`
- * or `...: Shutdown Finished after host request` (the detail may have several words).
+ * or `...: Shutdown Finished after host request` (the detail may have several words). Device
+ * events come as event `device-removed` / `device-removal-failed` with the device alias as
+ * detail (`event 'device-removed' for domain 'd': ua-<serial>`).
  */
 export function parseEventLine(line: string): LifecycleLine | undefined {
-  const m = /^event '([a-z-]+)' for domain '(.*)'(?::\s*(\S+)?\s*(.*))?$/.exec(line.trim());
+  const m = /^event '([a-z0-9-]+)' for domain '(.*)'(?::\s*(\S+)?\s*(.*))?$/.exec(line.trim());
   if (!m) return undefined;
   if (m[1] === 'reboot') return { domain: m[2], event: 'Rebooted', detail: '' };
+  if (m[1] === 'device-removed' || m[1] === 'device-removal-failed') return m[3] ? { domain: m[2], event: m[1], detail: m[3] } : undefined;
   if (m[1] !== 'lifecycle') return undefined;
   return { domain: m[2], event: m[3] ?? '', detail: m[4] ?? '' };
+}
+
+/** One <disk> of `virsh dumpxml` output. */
+export interface DomainDisk {
+  /** disk, cdrom, ... */
+  device: string;
+  /** vda, sda, ... */
+  target: string;
+  /** The file the domain writes (the top of the chain). */
+  source?: string;
+  /** The backing chain below source, top first (live XML only). */
+  backing: string[];
+  serial?: string;
+  alias?: string;
+  readOnly: boolean;
+}
+
+/** The disks of a domain's XML, in document order. libvirt writes attributes in single quotes. */
+export function parseDomainDisks(xml: string): DomainDisk[] {
+  const out: DomainDisk[] = [];
+  for (const m of xml.matchAll(/<disk\b([^>]*)>([\s\S]*?)<\/disk>/g)) {
+    const [, attrs, body] = m;
+    const target = /<target\b[^>]*\bdev='([^']*)'/.exec(body)?.[1];
+    if (target === undefined) continue;
+    const files = [...body.matchAll(/<source\b[^>]*\bfile='([^']*)'/g)].map((f) => unescapeXml(f[1]));
+    const serial = /<serial>([^<]*)<\/serial>/.exec(body)?.[1];
+    const alias = /<alias\b[^>]*\bname='([^']*)'/.exec(body)?.[1];
+    out.push({
+      device: /\bdevice='([^']*)'/.exec(attrs)?.[1] ?? 'disk',
+      target: unescapeXml(target),
+      ...(files.length ? { source: files[0] } : {}),
+      backing: files.slice(1),
+      ...(serial !== undefined ? { serial: unescapeXml(serial) } : {}),
+      ...(alias !== undefined ? { alias: unescapeXml(alias) } : {}),
+      readOnly: /<readonly\s*\/>/.test(body),
+    });
+  }
+  return out;
 }

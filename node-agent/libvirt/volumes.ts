@@ -1,0 +1,132 @@
+// Volume and snapshot files of the libvirt driver: where they live (derived from validated uids,
+// never from caller paths) and the qemu-img calls that make them. Files are written under
+// <final>.tmp-<random> and renamed into place, so a crash never leaves a complete-looking file.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, posix } from 'node:path';
+import { promisify } from 'node:util';
+import { DriverError, InvalidSpec } from '../driver.js';
+import type { DiskFileInfo, SnapshotDisk, StorageBackend, VolumeDisk } from '../driver.js';
+
+const run = promisify(execFile);
+
+const UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export type FileKind = 'volumes' | 'snapshots';
+
+/** The directory holding a backend's volumes or snapshots; InvalidSpec for a bad shared path. */
+export function storageDir(backend: StorageBackend, kind: FileKind, localDir: string): string {
+  if (backend.type === 'local') return join(localDir, kind);
+  if (backend.type !== 'shared') throw new InvalidSpec(`unknown storage backend ${JSON.stringify((backend as { type: unknown }).type)}`);
+  const p = backend.path;
+  if (typeof p !== 'string' || !posix.isAbsolute(p) || posix.normalize(p) !== p || (p.endsWith('/') && p !== '/') || /[\u0000-\u001F\u007F]/.test(p)) {
+    throw new InvalidSpec(`shared storage path ${JSON.stringify(p)} is not an absolute, normalized path`);
+  }
+  return join(p, kind);
+}
+
+/** <dir>/<uid>.qcow2 of a volume or snapshot; InvalidSpec unless uid is a lower-case RFC 4122 uuid. */
+export function diskFilePath(disk: VolumeDisk | SnapshotDisk, kind: FileKind, localDir: string): string {
+  if (typeof disk.uid !== 'string' || !UID.test(disk.uid)) throw new InvalidSpec(`${disk.key}: uid ${JSON.stringify(disk.uid)} is not a lower-case RFC 4122 uuid`);
+  return join(storageDir(disk.backend, kind, localDir), `${disk.uid}.qcow2`);
+}
+
+/**
+ * The external snapshot overlay an online copy puts on top of a volume while it copies the
+ * frozen base: next to the volume, named after the copy's destination uid. Its name is how a
+ * later call recognizes one a crash left behind (isOverlayPath).
+ */
+export function overlayPath(volumePath: string, destUid: string): string {
+  return join(dirname(volumePath), `${destUid}.overlay.qcow2`);
+}
+
+export function isOverlayPath(path: string): boolean {
+  return /^[0-9a-f-]{36}\.overlay\.qcow2$/.test(basename(path));
+}
+
+/**
+ * Makes the directory (and its parents) and lets qemu (libvirt-qemu) traverse it: the storage
+ * directory itself is opened up (o+x, not o+r); a parent that others cannot search is reported.
+ */
+export async function ensureStorageDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o711 });
+  const st = await stat(dir);
+  if ((st.mode & 0o001) === 0) await chmod(dir, (st.mode & 0o7777) | 0o001);
+  for (let d = dirname(dir); d !== dirname(d); d = dirname(d)) {
+    if (((await stat(d)).mode & 0o001) === 0) throw new DriverError(`qemu cannot reach ${dir}: ${d} is not searchable by others (chmod o+x ${d})`);
+  }
+}
+
+interface QemuImgInfo {
+  format: string;
+  'virtual-size': number;
+  'actual-size'?: number;
+  'backing-filename'?: string;
+}
+
+/** `qemu-img info -U` (force-share: works while a domain has the file open). */
+export async function qemuImgInfo(path: string): Promise<QemuImgInfo> {
+  try {
+    const { stdout } = await run('qemu-img', ['info', '-U', '--output=json', path]);
+    return JSON.parse(stdout) as QemuImgInfo;
+  } catch (err) {
+    throw new DriverError(`qemu-img info ${path}: ${stderrOf(err)}`, { cause: err });
+  }
+}
+
+/** The file's info, or undefined when it does not exist. */
+export async function fileInfo(path: string): Promise<DiskFileInfo | undefined> {
+  if (!(await exists(path))) return undefined;
+  const i = await qemuImgInfo(path);
+  return { path, virtualBytes: i['virtual-size'], allocatedBytes: i['actual-size'] ?? 0 };
+}
+
+export async function exists(path: string): Promise<boolean> {
+  return stat(path).then(() => true, (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return false;
+    throw new DriverError(`stat ${path}: ${err.message}`, { cause: err });
+  });
+}
+
+/** A fresh temporary name next to `final`; leftovers of crashed writers are removed first. */
+export async function tempFor(final: string): Promise<string> {
+  const dir = dirname(final);
+  const prefix = `${basename(final)}.tmp-`;
+  for (const f of await readdir(dir).catch(() => [] as string[])) if (f.startsWith(prefix)) await rm(join(dir, f), { force: true });
+  return `${final}.tmp-${randomBytes(6).toString('hex')}`;
+}
+
+/**
+ * Runs `write(tmp)` and renames tmp to final; the temporary file is removed on failure. The
+ * rename is atomic, so `final` either does not exist or is complete.
+ */
+export async function writeAtomically(final: string, write: (tmp: string) => Promise<void>): Promise<void> {
+  const tmp = await tempFor(final);
+  try {
+    await write(tmp);
+    await rename(tmp, final);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+export async function qemuImg(...args: string[]): Promise<void> {
+  try {
+    await run('qemu-img', args, { maxBuffer: 4 << 20 });
+  } catch (err) {
+    throw new DriverError(`qemu-img ${args[0]}: ${stderrOf(err)}`, { cause: err });
+  }
+}
+
+/** Copies (any format, sparse) into a new qcow2 file, then grows it to sizeBytes if smaller. */
+export async function convertInto(src: string, srcFormat: string, dest: string, sizeBytes: number, forceShare = false): Promise<void> {
+  await qemuImg('convert', ...(forceShare ? ['-U'] : []), '-f', srcFormat, '-O', 'qcow2', src, dest);
+  if ((await qemuImgInfo(dest))['virtual-size'] < sizeBytes) await qemuImg('resize', '-f', 'qcow2', dest, String(sizeBytes));
+}
+
+function stderrOf(err: unknown): string {
+  const e = err as { stderr?: string; message?: string };
+  return (e.stderr || e.message || String(err)).trim().replace(/\n+/g, '; ');
+}
