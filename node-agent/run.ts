@@ -74,9 +74,10 @@ export async function startSimAgents(opts: {
   const drivers: SimDriver[] = [];
   const agents: NodeAgent[] = [];
   for (let i = 0; i < opts.count; i++) {
-    const driver = new SimDriver({ ...opts.driverOptions, preset: opts.preset });
-    drivers.push(driver);
     const hostName = `${prefix}${i}`;
+    // Named after its host, so its local volume files say where they live.
+    const driver = new SimDriver({ ...opts.driverOptions, preset: opts.preset, id: hostName });
+    drivers.push(driver);
     // Two connections each: an agent only writes its host's objects (the shared client watches),
     // and a hundred sim agents with four each held 30 MB more of TLS connections on both sides.
     const own = opts.kubeconfigFor ? clientFor(opts.kubeconfigFor(hostName), 2, opts.clientOptions) : client;
