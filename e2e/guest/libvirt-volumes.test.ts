@@ -267,21 +267,46 @@ describe('slow: libvirt driver volumes', () => {
     const serial = volumeSerial(big.uid);
     await driver.attachVolume(dom, { disk: big, serial });
     await consoleLine(dom, new RegExp(`KOVA-DISK serial=${serial} `, 'm'), 'the guest to see the big volume');
-    const snap = snapOf();
-    const t0 = Date.now();
-    const s = await driver.snapshotVolume(big, snap, dom);
-    const online = Date.now() - t0;
-    assert.equal(s.virtualBytes, 1024 * MiB);
+    // Alternating rounds: the page cache favours whichever copy runs second.
+    const online: number[] = [];
+    const raw: number[] = [];
     const rawOut = join(stateDir, 'raw-convert.qcow2');
-    const r0 = Date.now();
-    await run('qemu-img', ['convert', '-U', '-O', 'qcow2', info.path, rawOut]);
-    const raw = Date.now() - r0;
-    figures.push(`snapshot of 1 GiB / 512 MiB written: snapshotVolume online ${online} ms, qemu-img convert ${raw} ms`);
+    for (let round = 0; round < 3; round++) {
+      const snap = snapOf();
+      const t0 = Date.now();
+      const s = await driver.snapshotVolume(big, snap, dom);
+      online.push(Date.now() - t0);
+      assert.equal(s.virtualBytes, 1024 * MiB);
+      assert.equal(await rawHead(s.path, 4), '\xab\xab\xab\xab');
+      await driver.deleteSnapshot(snap);
+      const r0 = Date.now();
+      await run('qemu-img', ['convert', '-U', '-O', 'qcow2', info.path, rawOut]);
+      raw.push(Date.now() - r0);
+      await rm(rawOut, { force: true });
+    }
+    figures.push(`snapshot of 1 GiB / 512 MiB written, 3 rounds: snapshotVolume online ${online.join(', ')} ms; qemu-img convert ${raw.join(', ')} ms`);
     t.diagnostic(figures.at(-1)!);
-    assert.equal(await rawHead(s.path, 4), '\xab\xab\xab\xab');
     assert.equal(await driver.detachVolume(dom, serial), 'detached');
     await driver.deleteVolume(big);
-    await driver.deleteSnapshot(snap);
     assert.equal((await driver.getInfo(dom)).state, PowerState.Running);
+  });
+
+  it('attaches, resizes, snapshots and detaches offline when the domain is off (persistent config only)', async () => {
+    await driver.powerOff(dom, 0);
+    const v = vol();
+    const serial = volumeSerial(v.uid);
+    await driver.createVolume(v, 32 * MiB, { type: 'blank' });
+    const att = await driver.attachVolume(dom, { disk: v, serial, readOnly: true });
+    assert.deepEqual(await driver.attachVolume(dom, { disk: v, serial, readOnly: true }), att);
+    assert.deepEqual(await driver.listVolumes(dom), [{ serial, device: att.device }]);
+    assert.match(await virsh('dumpxml', '--inactive', dom), /<readonly\/>\s*<serial>[^<]*<\/serial>\s*<alias name='ua-/);
+    assert.equal((await driver.resizeVolume(v, 48 * MiB, dom)).virtualBytes, 48 * MiB);
+    const snap = snapOf();
+    assert.equal((await driver.snapshotVolume(v, snap, dom)).virtualBytes, 48 * MiB);
+    await assert.rejects(driver.deleteVolume(v), /in use by domain/);
+    assert.equal(await driver.detachVolume(dom, serial), 'detached');
+    assert.deepEqual(await driver.listVolumes(dom), []);
+    await driver.deleteVolume(v);
+    await driver.deleteSnapshot(snap);
   });
 });

@@ -19,7 +19,7 @@ import { libvirtDomainOf, volumeXmlOf } from './domain-spec.js';
 import { diskTarget, KOVA_METADATA_NS, MAX_DISKS, toDomainXml, volumeDiskXml, type DirectBootSpec, type DiskFormat } from './domain-xml.js';
 import { buildNoCloudSeed } from './nocloud.js';
 import { parseDomainDisks, parseDomState, parseEventLine, parseKeyValues, parseOwnerMetadata, Virsh, VirshError, type DomainDisk } from './virsh.js';
-import { convertInto, diskFilePath, ensureStorageDir, exists, fileInfo, isOverlayPath, overlayPath, qemuImg, qemuImgInfo, tempFor, writeAtomically } from './volumes.js';
+import { convertInto, diskFilePath, ensureStorageDir, exists, fileInfo, isOverlayPath, overlayPath, qemuImg, qemuImgInfo, removeTemps, writeAtomically } from './volumes.js';
 import { dieWithParent } from '../../lib/parent-death.js';
 
 const run = promisify(execFile);
@@ -330,7 +330,7 @@ export class LibvirtDriver implements ComputeDriver {
     const users = await this.domainsUsing(path);
     if (users.length) throw new DriverError(`${disk.key}: volume is in use by domain ${users.join(', ')}`);
     await rm(path, { force: true });
-    await tempFor(path); // and any temporary file a crashed create left
+    await removeTemps(path);
   }
 
   /**
@@ -381,7 +381,7 @@ export class LibvirtDriver implements ComputeDriver {
   async deleteSnapshot(snap: SnapshotDisk): Promise<void> {
     const path = this.snapshotPath(snap);
     await rm(path, { force: true });
-    await tempFor(path);
+    await removeTemps(path);
   }
 
   /**
@@ -507,8 +507,9 @@ export class LibvirtDriver implements ComputeDriver {
     try {
       await this.call(domain, 'blockcommit', domain, target, '--active', '--pivot', '--wait');
     } catch (err) {
-      // The commit job of a crashed run is still there: pivot to it once it is ready.
-      if (!(err instanceof VirshError && /block job|job/i.test(err.stderr))) throw err;
+      // The commit job of a crashed run is still there ("... already in active block job"):
+      // pivot to it (an active commit is ready once the overlay is merged).
+      if (!(err instanceof VirshError && /block job/i.test(err.stderr))) throw err;
       await this.call(domain, 'blockjob', domain, target, '--pivot');
     }
     await rm(overlay, { force: true });

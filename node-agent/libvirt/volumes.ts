@@ -89,12 +89,15 @@ export async function exists(path: string): Promise<boolean> {
   });
 }
 
-/** A fresh temporary name next to `final`; leftovers of crashed writers are removed first. */
-export async function tempFor(final: string): Promise<string> {
+/**
+ * Removes the `<final>.tmp-*` files of writers that crashed. The agent runs one operation per
+ * volume at a time; were two racing anyway, the loser fails (retryable) and its retry finds
+ * the winner's complete file.
+ */
+export async function removeTemps(final: string): Promise<void> {
   const dir = dirname(final);
   const prefix = `${basename(final)}.tmp-`;
   for (const f of await readdir(dir).catch(() => [] as string[])) if (f.startsWith(prefix)) await rm(join(dir, f), { force: true });
-  return `${final}.tmp-${randomBytes(6).toString('hex')}`;
 }
 
 /**
@@ -102,7 +105,8 @@ export async function tempFor(final: string): Promise<string> {
  * rename is atomic, so `final` either does not exist or is complete.
  */
 export async function writeAtomically(final: string, write: (tmp: string) => Promise<void>): Promise<void> {
-  const tmp = await tempFor(final);
+  await removeTemps(final);
+  const tmp = `${final}.tmp-${randomBytes(6).toString('hex')}`;
   try {
     await write(tmp);
     await rename(tmp, final);
