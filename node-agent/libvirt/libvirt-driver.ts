@@ -1,7 +1,9 @@
 // The ComputeDriver for libvirt/QEMU, through virsh (argument arrays, no shell). Per domain
 // it keeps a directory <stateDir>/domains/<name>/ holding the qcow2 overlay of the image, the
 // NoCloud seed ISO, the domain XML and the serial console log. Domains are persistent (defined)
-// so they survive power-off; kova's are told apart by their <metadata>.
+// so they survive power-off; kova's are told apart by their <metadata>. Volumes and snapshots
+// are qcow2 files named by uid (volumes.ts), outside the domain directories: nothing that
+// removes a domain ever removes them.
 import { execFile, spawn as spawnProcess, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { access, chmod, constants, mkdir, mkdtemp, rm, stat, statfs, writeFile } from 'node:fs/promises';
