@@ -26,3 +26,6 @@ export interface VolumeSnapshot extends KObject {
   spec: VolumeSnapshotSpec;
   status?: VolumeSnapshotStatus;
 }
+
+/** Held by the host that stores a snapshot's file until it has removed it. */
+export const SNAPSHOT_CLEANUP_FINALIZER = 'kova.dev/snapshot-cleanup';

@@ -127,7 +127,10 @@ describe('bootstrap policy', () => {
     ['edit', 'patch', 'kova.dev', 'volumes', '', true],
     ['edit', 'patch', 'kova.dev', 'volumes', 'status', false],
     ['edit', 'create', 'kova.dev', 'volumetypes', '', false],
-    ['admin', 'update', 'kova.dev', 'volumesnapshots', 'status', true],
+    // Storage status is what hosts act on: not even project admins write it.
+    ['admin', 'update', 'kova.dev', 'volumesnapshots', 'status', false],
+    ['admin', 'patch', 'kova.dev', 'volumes', 'status', false],
+    ['admin', 'update', 'kova.dev', 'instances', 'status', true],
     ['admin', 'patch', 'kova.dev', 'volumetypes', '', false],
     [KOVA_ROLES.member, 'delete', 'kova.dev', 'volumes', '', true],
     [KOVA_ROLES.reader, 'watch', 'kova.dev', 'volumesnapshots', '', true],

@@ -31,6 +31,8 @@ const WRITE = ['create', 'delete', 'deletecollection', 'patch', 'update'];
 export const KOVA_PROJECT_KINDS = ['instances', 'images', 'networks', 'ports', 'volumes', 'volumesnapshots', 'keypairs', 'securitygroups', 'floatingips', 'routers'];
 const KOVA_SYSTEM_KINDS = ['addressclaims'];
 const status = (kinds: string[]) => kinds.map((k) => `${k}/status`);
+/** Project kinds whose status only hosts write (see kova:aggregate-to-admin). */
+const HOST_OWNED_STATUS = ['volumes', 'volumesnapshots'];
 
 const rule = (verbs: string[], apiGroups: string[], resources: string[], resourceNames?: string[]): PolicyRule =>
   resourceNames ? { verbs, apiGroups, resources, resourceNames } : { verbs, apiGroups, resources };
@@ -81,9 +83,11 @@ export function bootstrapClusterRoles(): KObject[] {
       rule(READ, [''], ['configmaps', 'events', 'resourcequotas', 'resourcequotas/status', 'namespaces', 'namespaces/status']),
       rule(READ, ['events.k8s.io'], ['events']),
     ], { labels: { [AGGREGATE_TO_VIEW]: 'true' } }),
-    // The kova kinds: status belongs to kova's controllers and agents (and project admins).
+    // The kova kinds: status belongs to kova's controllers and agents (and project admins), but
+    // a storage status is what hosts act on (where a volume is, whether a snapshot's file is
+    // complete): only they write it.
     clusterRole('kova:aggregate-to-admin', [
-      rule(['patch', 'update'], [KOVA], status(KOVA_PROJECT_KINDS)),
+      rule(['patch', 'update'], [KOVA], status(KOVA_PROJECT_KINDS.filter((k) => !HOST_OWNED_STATUS.includes(k)))),
     ], { labels: { [AGGREGATE_TO_ADMIN]: 'true' } }),
     clusterRole('kova:aggregate-to-edit', [
       rule(WRITE, [KOVA], KOVA_PROJECT_KINDS),

@@ -21,6 +21,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { KObject } from '../../api/types.js';
 import { ANNOTATION_SELECTED_HOST, VOLUME_PROTECTION_FINALIZER } from '../../api/kinds/volume.js';
+import { SNAPSHOT_CLEANUP_FINALIZER } from '../../api/kinds/volumesnapshot.js';
 import { HOST_CONDITION_PREFIX } from '../../api/net/rules.js';
 import { ApiError } from '../status.js';
 import type { Admission } from './hooks.js';
@@ -31,8 +32,6 @@ const NODE_PREFIX = 'system:node:';
 /** Where node agents keep their heartbeat Leases (node-agent/host-registration.ts). */
 export const NODE_LEASE_NAMESPACE = 'kova-system';
 const KOVA = 'kova.dev';
-/** The finalizer a host holds on a snapshot until it removed its file (node-agent/volume/snapshot-reconciler.ts). */
-export const SNAPSHOT_CLEANUP_FINALIZER = 'kova.dev/snapshot-cleanup';
 /** The one finalizer a node may add or remove on each volume kind. */
 const NODE_FINALIZERS: Record<string, string> = { volumes: VOLUME_PROTECTION_FINALIZER, volumesnapshots: SNAPSHOT_CLEANUP_FINALIZER };
 

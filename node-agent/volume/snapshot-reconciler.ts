@@ -4,7 +4,7 @@
 // without pausing the guest when a running domain here uses it. A snapshot never depends on its
 // volume afterwards: deleting the volume keeps it.
 import type { VolumeSnapshot, VolumeSnapshotStatus } from '../../api/kinds/index.js';
-import { VOLUME_SNAPSHOTS } from '../../api/kinds/index.js';
+import { SNAPSHOT_CLEANUP_FINALIZER, VOLUME_SNAPSHOTS } from '../../api/kinds/index.js';
 import { setCondition } from '../../api/conditions.js';
 import { formatQuantity } from '../../api/quantity.js';
 import { nowRFC3339 } from '../../api/types.js';
@@ -17,8 +17,6 @@ import type { ComputeDriver } from '../driver.js';
 import { backendOf, snapshotDisk, volumeDisk, volumeOwner, volumeUses } from './storage.js';
 import type { StorageView } from './storage.js';
 
-/** Held by the host that stores a snapshot's file, until it has removed it. */
-export const SNAPSHOT_FINALIZER = 'kova.dev/snapshot-cleanup';
 
 export interface SnapshotReconcilerOptions {
   client: ApiClient;
@@ -45,7 +43,7 @@ export class SnapshotReconciler implements Reconciler {
     if (!s) return;
     const claimedBy = s.status?.hostName;
     if (claimedBy && claimedBy !== hostName) return;
-    const ours = (s.metadata.finalizers ?? []).includes(SNAPSHOT_FINALIZER);
+    const ours = (s.metadata.finalizers ?? []).includes(SNAPSHOT_CLEANUP_FINALIZER);
 
     if (s.metadata.deletionTimestamp) {
       if (!ours || claimedBy !== hostName) return;
@@ -54,7 +52,7 @@ export class SnapshotReconciler implements Reconciler {
       if (!b || 'invalid' in b) throw new Error(`snapshot ${ns}/${req.name}: VolumeType ${s.status?.volumeType} is gone; cannot tell where its file is`);
       await driver.deleteSnapshot(snapshotDisk(s, b));
       this.stats.deleted++;
-      await client.removeFinalizer(VOLUME_SNAPSHOTS, ns, req.name, SNAPSHOT_FINALIZER);
+      await client.removeFinalizer(VOLUME_SNAPSHOTS, ns, req.name, SNAPSHOT_CLEANUP_FINALIZER);
       return;
     }
     if (s.status?.readyToUse) return;
@@ -73,7 +71,7 @@ export class SnapshotReconciler implements Reconciler {
     }
     if (!ours) {
       // Before any file exists, so deleting the snapshot always removes it.
-      await client.addFinalizer(VOLUME_SNAPSHOTS, ns, req.name, SNAPSHOT_FINALIZER);
+      await client.addFinalizer(VOLUME_SNAPSHOTS, ns, req.name, SNAPSHOT_CLEANUP_FINALIZER);
     }
     if (!v || v.metadata.uid === undefined) return this.fail(s, 'VolumeNotFound', `volume ${s.spec.source.volume} is gone; the snapshot was not taken`);
     const t = v.spec.volumeType ? storage.volumeType(v.spec.volumeType) : undefined;
