@@ -14,6 +14,7 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import YAML from 'yaml';
 import { domainName } from '../node-agent/driver.js';
 import { volumeDiskXml } from '../node-agent/libvirt/domain-xml.js';
 import { buildTestGuest } from '../guest/build.js';
@@ -121,7 +122,7 @@ async function main(): Promise<void> {
     // 20 blank 1 GiB volumes at once.
     const items = Array.from({ length: 20 }, (_, i) => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'Volume', metadata: { name: `many-${i}`, namespace: NS }, spec: { size: '1Gi', volumeType: 'bench-immediate' } }));
     const m0 = performance.now();
-    await kova.k(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items }) });
+    await kova.k(['apply', '-f', '-'], { input: items.map((d) => YAML.stringify(d)).join('---\n') });
     await eventually(async () => {
       const list = JSON.parse(await kova.k(['get', 'volumes', '-n', NS, '-l', '', '-o', 'json'])) as { items: Array<{ metadata: { name: string }; status?: { phase?: string } }> };
       return list.items.filter((v) => v.metadata.name.startsWith('many-') && v.status?.phase === 'Available').length === 20;

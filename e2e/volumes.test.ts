@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import YAML from 'yaml';
 import { buildTestGuest, type TestGuest } from '../guest/build.js';
 import { eventually, startKova, type Kova } from './harness.js';
 import { waitConsole } from './console.js';
@@ -26,15 +27,12 @@ describe('slow: volumes on libvirt: hot plug, extend, snapshot, restore, boot fr
   before(async () => {
     guest = await buildTestGuest({ outDir: GUEST_DIR });
     kova = await startKova([]); // default driver: libvirt
-    await kova.k(['apply', '-f', '-'], {
-      input: JSON.stringify({
-        apiVersion: 'v1', kind: 'List', items: [
-          { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } },
-          { apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: flavor }, spec: { vcpus: 1, memory: '192Mi', disk: '1Gi' } },
-          { apiVersion: 'kova.dev/v1alpha1', kind: 'Image', metadata: { name: 'guest', namespace: ns }, spec: { source: { file: { path: guest.imagePath } }, sha256: guest.sha256 } },
-        ],
-      }),
-    });
+    const docs = [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } },
+      { apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: flavor }, spec: { vcpus: 1, memory: '192Mi', disk: '1Gi' } },
+      { apiVersion: 'kova.dev/v1alpha1', kind: 'Image', metadata: { name: 'guest', namespace: ns }, spec: { source: { file: { path: guest.imagePath } }, sha256: guest.sha256 } },
+    ];
+    await kova.k(['apply', '-f', '-'], { input: docs.map((d) => YAML.stringify(d)).join('---\n') });
   });
   after(async () => {
     // Deleting the namespace removes the instances (their domains) and then the volumes (their files).
