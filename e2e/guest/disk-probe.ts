@@ -1,5 +1,5 @@
 // User-data for the test guest that reports its volumes on the serial console, so tests and
-// benchmarks see what the guest sees: every 0.1 s it lists /sys/block/vd* (but the root disk),
+// benchmarks see what the guest sees: every 0.1 s (intervalMs) it lists /sys/block/vd* (but the root disk),
 // and prints a line when a disk appears or changes (size, first bytes) and when one goes:
 //   KOVA-DISK dev=vdb serial=<serial> size=<512-byte sectors> head=<first bytes, [A-Za-z0-9-]>
 //   KOVA-DISK-GONE dev=vdb serial=<serial>
@@ -10,6 +10,8 @@
 export interface DiskProbeOptions {
   write?: boolean;
   churn?: boolean;
+  /** How often the guest looks (default 100 ms). */
+  intervalMs?: number;
 }
 
 export function diskProbeUserData(o: DiskProbeOptions = {}): string {
@@ -42,7 +44,7 @@ while true; do
     case " $now " in *" $n:"*) ;; *) r=\${k#*:}; echo "KOVA-DISK-GONE dev=$n serial=\${r%%:*}" > /dev/ttyS0 ;; esac
   done
   seen="$now"
-  usleep 100000
+  usleep ${Math.round((o.intervalMs ?? 100) * 1000)}
 done
 ) </dev/null >/dev/null 2>&1 &
 `;

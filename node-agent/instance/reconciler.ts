@@ -19,7 +19,7 @@ import type { EventRecorder } from '../../client/events.js';
 import { realClock } from '../../client/workqueue.js';
 import type { Clock } from '../../client/workqueue.js';
 import { domainName, DomainNotFound, instanceKey, InvalidSpec } from '../driver.js';
-import type { ComputeDriver, DomainInfo } from '../driver.js';
+import type { AttachedVolume, ComputeDriver, DomainInfo } from '../driver.js';
 import { hasConditions, nextStatus, waitingStatus } from './agent-status.js';
 import type { CondSpec, Observation } from './agent-status.js';
 import { ANNOTATION_POWER, ANNOTATION_RESTARTED_AT, decide, factsOf } from './decide.js';
@@ -81,7 +81,11 @@ export class InstanceAgentReconciler implements Reconciler {
     let inst = this.status.current(ns, req.name);
     if (!inst || inst.status?.hostName !== this.o.hostName) return this.cleanUpGone(key);
     const id = domainName(ns, req.name, inst.metadata.uid!);
+    // The domain's volumes are read alongside its state (both are reads): a hot plug then waits
+    // for one round trip to the hypervisor before acting, not two.
+    const volumesRead = hasVolumeWork(inst) ? this.o.driver.listVolumes(id).catch(() => undefined) : undefined;
     let dom = await this.info(id);
+    const domBefore = dom;
     if (dom) this.domains.set(key, id);
     const f = factsOf(inst);
     const obs: Observation = { generation: inst.metadata.generation };
@@ -146,9 +150,11 @@ export class InstanceAgentReconciler implements Reconciler {
     }
     obs.domain = dom ? { uuid: dom.uuid, state: dom.state } : undefined;
     if (dom && dom.state !== 'NoState' && !signal.aborted && hasVolumeWork(inst)) {
-      const r = await this.volumes(inst, id, obs);
+      // What was read at the start holds only if no action changed the domain since.
+      const read = dom === domBefore ? await volumesRead : undefined;
+      const r = await this.volumes(inst, id, obs, read);
       if (r && !result) result = r;
-    }
+    } else if (volumesRead) await volumesRead;
     await this.writeStatus(inst, obs, extraConds);
     return result;
   }
@@ -158,8 +164,8 @@ export class InstanceAgentReconciler implements Reconciler {
    * pending it looks again soon: a detach is asked again until the guest lets go (the driver's
    * VolumeDetached event usually comes first), a volume that is not ready wakes us when it changes.
    */
-  private async volumes(inst: Instance, id: string, obs: Observation): Promise<Result | undefined> {
-    const r = await syncVolumes(inst, id, this.o.driver, this.deps.storage, this.o.hostName);
+  private async volumes(inst: Instance, id: string, obs: Observation, read?: AttachedVolume[]): Promise<Result | undefined> {
+    const r = await syncVolumes(inst, id, this.o.driver, this.deps.storage, this.o.hostName, read);
     obs.volumes = r.volumes;
     const waiting = r.volumes.filter((v) => v.state !== 'Attached').map((v) => `${v.volume}: ${v.message ?? v.state}`);
     if (waiting.length) obs.volumesPending = waiting.join('; ');

@@ -23,10 +23,11 @@ export function hasVolumeWork(inst: Instance): boolean {
   return !!inst.spec.volumes?.length || !!inst.status?.volumes?.length;
 }
 
-export async function syncVolumes(inst: Instance, id: string, driver: ComputeDriver, storage: Pick<StorageView, 'volume' | 'volumeType'>, host: string): Promise<VolumeSync> {
+/** `read`: the domain's volumes as listVolumes returned them just before, if nothing changed it since. */
+export async function syncVolumes(inst: Instance, id: string, driver: ComputeDriver, storage: Pick<StorageView, 'volume' | 'volumeType'>, host: string, read?: AttachedVolume[]): Promise<VolumeSync> {
   const ns = inst.metadata.namespace!;
   const name = inst.metadata.name!;
-  const actual = await driver.listVolumes(id);
+  const actual = read ?? (await driver.listVolumes(id));
   const bySerial = new Map<string, AttachedVolume>(actual.map((a) => [a.serial, a]));
   const out: VolumeSync = { volumes: [], pending: false, attached: [], detached: [] };
   const wantedSerials = new Set<string>();

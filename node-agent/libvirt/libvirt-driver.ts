@@ -56,6 +56,8 @@ export interface LibvirtDriverOptions {
 }
 
 const MiB = 1024 * 1024;
+/** How long after an unplug request the guest is left to act on it before it is asked again. */
+const DETACH_RETRY_MS = 15_000;
 
 const EVENT_REASONS: Record<string, DomainEventReason | undefined> = {
   Started: 'Started',
@@ -79,6 +81,12 @@ export class LibvirtDriver implements ComputeDriver {
   private closed = false;
   /** Last known identity per domain name, for events about domains that are already gone. */
   private readonly known = new Map<string, { uuid: string; instanceKey?: string; instanceUID?: string }>();
+  /** When the last unplug request of each `domain\nserial` was sent (detachVolume). */
+  private readonly detachRequested = new Map<string, number>();
+  /** Per domain name, what getInfo read that does not change while it stays defined. */
+  private readonly identity = new Map<string, Omit<DomainInfo, 'state'>>();
+  /** What listVolumes last read per domain, for the attach that may follow at once (disksOf). */
+  private readonly recentDisks = new Map<string, { at: number; disks: DomainDisks }>();
   /**
    * `domain\nalias` → serial of disks being detached whose alias is not kova's `ua-<serial>`
    * (attached by an older kova): device-removed events name devices by alias only.
@@ -143,6 +151,18 @@ export class LibvirtDriver implements ComputeDriver {
   }
 
   async getInfo(id: string): Promise<DomainInfo> {
+    // What never changes while a domain stays defined (name, uuid, owner, size) is read once;
+    // after that only its state: one virsh process per look instead of three (the agent looks
+    // at every reconcile, and on a busy host each process costs tens of milliseconds).
+    const fixed = this.identity.get(id);
+    if (fixed) {
+      try {
+        return { ...fixed, state: parseDomState(await this.call(id, 'domstate', '--reason', id)) };
+      } catch (e) {
+        this.identity.delete(id);
+        throw e;
+      }
+    }
     // Three independent virsh calls: run them together (each costs a process and a connection).
     const [infoOut, stateOut, metaOut] = await Promise.all([
       this.call(id, 'dominfo', id),
@@ -154,7 +174,7 @@ export class LibvirtDriver implements ComputeDriver {
     const owner = parseOwnerMetadata(metaOut);
     const uuid = info.get('UUID') ?? '';
     this.known.set(id, { uuid, instanceKey: owner?.instanceKey, instanceUID: owner?.instanceUID });
-    return {
+    const out: DomainInfo = {
       id,
       name: info.get('Name') ?? id,
       uuid,
@@ -166,6 +186,9 @@ export class LibvirtDriver implements ComputeDriver {
       vcpus: Number(info.get('CPU(s)') ?? 0),
       memoryBytes: parseInt(info.get('Max memory') ?? '0', 10) * 1024,
     };
+    const { state: _state, ...rest } = out;
+    if (uuid) this.identity.set(id, rest);
+    return out;
   }
 
   /**
@@ -174,6 +197,7 @@ export class LibvirtDriver implements ComputeDriver {
    * domain and its own directory, never a volume file.
    */
   async spawn(spec: DomainSpec): Promise<DomainInfo> {
+    this.identity.delete(spec.name);
     if (await this.exists(spec.name)) throw new DriverError(`domain ${spec.name} already exists on this host`);
     const dir = join(this.domainsDir, spec.name);
     let defined = false;
@@ -219,6 +243,7 @@ export class LibvirtDriver implements ComputeDriver {
 
   /** Removes the domain and its own directory; attached volume files stay (undefine keeps storage). */
   async destroy(id: string): Promise<void> {
+    this.identity.delete(id);
     await this.virsh.run('destroy', id).catch((err: VirshError) => {
       if (!err.noDomain && !err.notRunning) throw new DriverError(err.message, { cause: err });
     });
@@ -392,7 +417,7 @@ export class LibvirtDriver implements ComputeDriver {
    * (in the live domain but not its config, or the reverse) is completed on the same target.
    */
   async attachVolume(id: string, v: VolumeAttachSpec): Promise<AttachedVolume> {
-    const { live, liveDisks, configDisks } = await this.disksOf(id);
+    const { live, liveDisks, configDisks } = await this.disksOf(id, true);
     const spec = (() => {
       try {
         return volumeXmlOf(v, this.o.stateDir);
@@ -438,22 +463,39 @@ export class LibvirtDriver implements ComputeDriver {
     const { live, liveDisks, configDisks } = await this.disksOf(id);
     const inLive = liveDisks.find((d) => d.serial === serial);
     const inConfig = configDisks.find((d) => d.serial === serial);
-    if (!inLive && !inConfig) return 'detached';
+    if (!inLive && !inConfig) {
+      this.detachRequested.delete(`${id}\n${serial}`);
+      return 'detached';
+    }
     if (inLive?.alias) this.aliases.set(`${id}\n${inLive.alias}`, serial);
+    // A second unplug request while the guest is still acting on the first one cancels it
+    // (Linux pciehp treats it as the attention button pressed again within its 5 s window):
+    // ask again only when the last request is well past that.
+    const key = `${id}\n${serial}`;
+    const last = this.detachRequested.get(key);
+    if (inLive && !inConfig && last !== undefined && Date.now() - last < DETACH_RETRY_MS) return 'pending';
+    this.detachRequested.set(key, Date.now());
     const flags = [...(inLive ? ['--live'] : []), ...(inConfig ? ['--config'] : [])];
     await this.call(id, 'detach-disk', id, (inLive ?? inConfig)!.target, ...flags).catch((err) => {
       // QEMU refuses a second unplug request while the first is in flight.
       if (err instanceof VirshError && /in the process of unplug|already in the process|unplug.*pending/i.test(err.stderr)) return '';
       throw err;
     });
-    if (!live) return 'detached';
+    if (!live) {
+      this.detachRequested.delete(key);
+      return 'detached';
+    }
     const after = parseDomainDisks(await this.call(id, 'dumpxml', id));
-    return after.some((d) => d.serial === serial) ? 'pending' : 'detached';
+    if (after.some((d) => d.serial === serial)) return 'pending';
+    this.detachRequested.delete(key);
+    return 'detached';
   }
 
   /** From the live XML when the domain runs (detaching: gone from the config only), else the config. */
   async listVolumes(id: string): Promise<AttachedVolume[]> {
-    const { live, liveDisks, configDisks } = await this.disksOf(id);
+    const read = await this.disksOf(id);
+    this.recentDisks.set(id, { at: Date.now(), disks: read });
+    const { live, liveDisks, configDisks } = read;
     const disks = live ? liveDisks : configDisks;
     return disks
       .filter((d) => d.device === 'disk' && d.serial !== undefined)
@@ -469,10 +511,19 @@ export class LibvirtDriver implements ComputeDriver {
   }
 
   /** Live disks (when the domain runs or is paused) and persistent-config disks. Throws DomainNotFound. */
-  private async disksOf(id: string): Promise<{ live: boolean; liveDisks: DomainDisk[]; configDisks: DomainDisk[] }> {
-    const live = isOn(await this.state(id));
-    const [liveXml, configXml] = await Promise.all([live ? this.call(id, 'dumpxml', id) : '', this.call(id, 'dumpxml', '--inactive', id)]);
-    return { live, liveDisks: parseDomainDisks(liveXml), configDisks: parseDomainDisks(configXml) };
+  /**
+   * The domain's disks, live and persistent: two dumpxml calls at once (a running or paused
+   * domain's XML carries its id; a shut-off one's does not). `reuse` takes what listVolumes
+   * read just before, once: the agent runs one operation per domain at a time, so a hot plug
+   * right after the listing that found it missing skips reading the XML again.
+   */
+  private async disksOf(id: string, reuse = false): Promise<DomainDisks> {
+    const recent = this.recentDisks.get(id);
+    this.recentDisks.delete(id);
+    if (reuse && recent && Date.now() - recent.at < 300) return recent.disks;
+    const [liveXml, configXml] = await Promise.all([this.call(id, 'dumpxml', id), this.call(id, 'dumpxml', '--inactive', id)]);
+    const live = /^<domain\b[^>]*\bid=['"]\d+['"]/m.test(liveXml);
+    return { live, liveDisks: live ? parseDomainDisks(liveXml) : [], configDisks: parseDomainDisks(configXml) };
   }
 
   /** The live disk of a running domain that writes to `path` (directly or through an overlay). */
@@ -575,6 +626,8 @@ export class LibvirtDriver implements ComputeDriver {
   private async onEventLine(line: string): Promise<void> {
     const ev = parseEventLine(line);
     if (!ev) return;
+    // Defined again (maybe by someone else, with another uuid or owner) or gone: read it afresh.
+    if (ev.event === 'Defined' || ev.event === 'Undefined') this.identity.delete(ev.domain);
     if (ev.event === 'device-removed' || ev.event === 'device-removal-failed') return this.onDeviceEvent(ev.domain, ev.event, ev.detail);
     let reason = EVENT_REASONS[ev.event];
     if (ev.event === 'Stopped') reason = ev.detail === 'Shutdown' ? 'GuestShutdown' : ev.detail === 'Crashed' ? 'Crashed' : 'Stopped';
@@ -650,6 +703,12 @@ export async function detectKvm(): Promise<boolean> {
 
 function checkSize(key: string, sizeBytes: number): void {
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new InvalidSpec(`${key}: size ${sizeBytes} is not a positive number of bytes`);
+}
+
+interface DomainDisks {
+  live: boolean;
+  liveDisks: DomainDisk[];
+  configDisks: DomainDisk[];
 }
 
 function isOn(s: PowerState): boolean {
