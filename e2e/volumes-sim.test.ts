@@ -4,6 +4,7 @@
 // deleteWithInstance through the garbage collector, snapshots and restores on the volume's host,
 // and the printer columns.
 import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { writeSimImageFile } from '../node-agent/sim-image.js';
 import { createUser, eventually, startKova } from './harness.js';
@@ -107,5 +108,22 @@ spec: {source: {file: {path: ${img.path}}}, format: raw}
     await eventually(async () => (await json(['get', 'volume', 'scratch'])).metadata.ownerReferences?.[0]?.name === 'tmp', 20_000, 'scratch owned by tmp');
     await u.k(['delete', 'instance', 'tmp', '-n', NS, '--timeout=60s'], { timeoutMs: 70_000 });
     await eventually(async () => !(await u.k(['get', 'volumes', '-n', NS, '-o', 'name'])).includes('volume.kova.dev/scratch'), 30_000, 'scratch deleted with its instance');
+  });
+
+  it('the walkthrough manifests apply as the README says (manifests/ and manifests/volumes/ 01-04)', async () => {
+    const dir = fileURLToPath(new URL('../../manifests/', import.meta.url));
+    // kova up --driver sim seeds no test image: register a Public kova-system/tiny like libvirt's.
+    const img = await writeSimImageFile(k.dataDir, 'tiny.raw');
+    await k.k(['apply', '-f', '-'], { input: `apiVersion: kova.dev/v1alpha1\nkind: Image\nmetadata: {name: tiny, namespace: kova-system}\nspec: {source: {file: {path: ${img.path}}}, format: raw, visibility: Public}\n` });
+    await k.k(['apply', '-f', dir]);
+    await k.k(['wait', 'instance/web-1', '-n', 'demo', '--for=condition=Ready', '--timeout=60s'], { timeoutMs: 70_000 });
+    await k.k(['apply', '-f', `${dir}volumes/01-volume.yaml`]);
+    await k.k(['patch', 'instance', 'web-1', '-n', 'demo', '--type=merge', '-p', '{"spec":{"volumes":[{"volume":"data"}]}}']);
+    await k.k(['wait', 'volume/data', '-n', 'demo', '--for=jsonpath={.status.phase}=InUse', '--timeout=60s'], { timeoutMs: 70_000 });
+    for (const f of ['02-snapshot.yaml', '03-restore.yaml', '04-boot-from-volume.yaml']) await k.k(['apply', '-f', `${dir}volumes/${f}`]);
+    await k.k(['wait', 'volumesnapshot/data-snap', '-n', 'demo', '--for=jsonpath={.status.readyToUse}=true', '--timeout=60s'], { timeoutMs: 70_000 });
+    await k.k(['wait', 'volume/data-copy', '-n', 'demo', '--for=jsonpath={.status.phase}=Available', '--timeout=60s'], { timeoutMs: 70_000 });
+    await k.k(['wait', 'instance/from-volume', '-n', 'demo', '--for=condition=Ready', '--timeout=60s'], { timeoutMs: 70_000 });
+    assert.match(await k.k(['get', 'volumes', '-n', 'demo']), /root-1\s+2Gi\s+local\s+InUse\s+from-volume/);
   });
 });
