@@ -48,3 +48,15 @@ export function plainHttpClient(url: string, userAgent: string): KovaClient {
   });
   return new KovaClient(kc, { userAgent });
 }
+
+export interface JsonReply {
+  code: number;
+  body: Record<string, any>;
+}
+
+/** One plain (credential-less) HTTP request to a test API server, its JSON answer parsed. */
+export async function jsonRequest(base: string, method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<JsonReply> {
+  const res = await fetch(base + path, { method, body: body === undefined ? undefined : JSON.stringify(body), headers: { 'Content-Type': contentType } });
+  const text = await res.text();
+  return { code: res.status, body: text ? JSON.parse(text) : {} };
+}

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { KObject } from '../../api/types.js';
 import { waitFor } from '../../testing/etcd.js';
-import { startTestResourceStore } from '../../testing/resource-store.js';
-import type { TestResourceStore } from '../../testing/resource-store.js';
+import { jsonRequest, startTestResourceStore } from '../../testing/resource-store.js';
+import type { JsonReply, TestResourceStore } from '../../testing/resource-store.js';
 import { ApiServer } from '../server.js';
 import { defaultVolumeTypeName, VolumeAdmission } from './volume-admission.js';
 
@@ -16,16 +16,8 @@ let env: TestResourceStore;
 let server: ApiServer;
 let base: string;
 
-interface Reply {
-  code: number;
-  body: Record<string, any>;
-}
-
-async function req(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<Reply> {
-  const res = await fetch(base + path, { method, body: body === undefined ? undefined : JSON.stringify(body), headers: { 'Content-Type': contentType } });
-  const text = await res.text();
-  return { code: res.status, body: text ? JSON.parse(text) : {} };
-}
+type Reply = JsonReply;
+const req = (method: string, path: string, body?: unknown, contentType?: string): Promise<Reply> => jsonRequest(base, method, path, body, contentType);
 
 const API = '/apis/kova.dev/v1alpha1';
 const ns = (plural: string, name = '') => `${API}/namespaces/demo/${plural}${name ? `/${name}` : ''}`;

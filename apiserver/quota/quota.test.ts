@@ -1,8 +1,8 @@
 // ResourceQuota enforcement against a real etcd and the real API server (HTTP), and the quota
 // controller on a real client: the concurrent-create race, flavor-based vCPU/memory accounting,
 // dryRun, charged updates, releases after deletions and drift repair.
-import { plainHttpClient, startTestResourceStore } from '../../testing/resource-store.js';
-import type { TestResourceStore } from '../../testing/resource-store.js';
+import { jsonRequest, plainHttpClient, startTestResourceStore } from '../../testing/resource-store.js';
+import type { JsonReply, TestResourceStore } from '../../testing/resource-store.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { defaultCrdDir, Registry } from '../../api/registry.js';
@@ -25,16 +25,8 @@ let server: ApiServer;
 let base: string;
 let client: KovaClient;
 
-interface Reply {
-  code: number;
-  body: Record<string, any>;
-}
-
-async function req(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<Reply> {
-  const res = await fetch(base + path, { method, body: body === undefined ? undefined : JSON.stringify(body), headers: { 'Content-Type': contentType } });
-  const text = await res.text();
-  return { code: res.status, body: text ? JSON.parse(text) : {} };
-}
+type Reply = JsonReply;
+const req = (method: string, path: string, body?: unknown, contentType?: string): Promise<Reply> => jsonRequest(base, method, path, body, contentType);
 
 const nsPath = (ns: string) => `/api/v1/namespaces/${ns}`;
 const kova = (ns: string, plural: string) => `/apis/kova.dev/v1alpha1/namespaces/${ns}/${plural}`;
