@@ -2,7 +2,9 @@
 // --sim-hosts H` (API server, controllers and H simulated hypervisors in one process) on its own
 // etcd, and a load generator here that creates M instances and watches them reach Running:
 // instances/s from the first create until all run, placements/s, p50/p99 create→Running, the
-// control plane's peak RSS, and the raw etcd put rate measured in the same run.
+// control plane's peak RSS, and the raw etcd put rate measured in the same run. `--volumes N`:
+// the first N instances each boot with a local volume of their own (created where the
+// instance is scheduled), and `volumes_in_use` counts those attached at the end.
 //
 // `--scheduler-only`: a fresh `kova up` (no node agents) on its own etcd and N Hosts registered
 // directly (status with capacity, allocatable and Ready). Placements alone, as kube-scheduler's
@@ -25,7 +27,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import type { KObject } from '../api/types.js';
-import { FLAVORS, IMAGES, INSTANCES, KovaClient, LEASES, NAMESPACES } from '../client/client.js';
+import { FLAVORS, IMAGES, INSTANCES, KovaClient, LEASES, NAMESPACES, VOLUME_TYPES, VOLUMES } from '../client/client.js';
+import { ANNOTATION_DEFAULT_VOLUME_TYPE } from '../api/kinds/index.js';
+import type { Volume } from '../api/kinds/index.js';
 import { NO_DEFAULT_QUOTA } from '../controllers/namespace/default-quota.js';
 import { writeSimImageFile } from '../node-agent/sim-image.js';
 import { Informer } from '../client/informer.js';
@@ -53,11 +57,14 @@ const { values } = parseArgs({
     /** Use a running kova (e.g. one under a profiler) instead of starting one; needs its etcd. */
     kubeconfig: { type: 'string' },
     'etcd-endpoints': { type: 'string' },
+    /** Full run: the first N instances each boot with a volume of their own (default 0). */
+    volumes: { type: 'string', default: '0' },
   },
 });
 const HOSTS_N = Number(values.hosts ?? (values['scheduler-only'] ? 1000 : 100));
 const INSTANCES_N = Number(values.instances ?? (values['scheduler-only'] ? 5000 : 10000));
 const CONCURRENCY = Number(values.concurrency);
+const VOLUMES_N = Math.min(Number(values.volumes), INSTANCES_N);
 
 const log = (m: string) => process.stderr.write(`bench:scale: ${m}\n`);
 
@@ -66,11 +73,11 @@ async function controllersLeading(client: KovaClient, timeoutMs: number): Promis
   await eventually(async () => ((await client.get(LEASES, 'kova-system', 'kova-controllers'))?.spec as { holderIdentity?: string } | undefined)?.holderIdentity, timeoutMs, 'a leading kova controllers');
 }
 
-function instance(name: string) {
+function instance(name: string, volume?: string) {
   return {
     apiVersion: 'kova.dev/v1alpha1', kind: 'Instance',
     metadata: { name, namespace: 'bench', labels: { app: 'bench' } },
-    spec: { flavor: 'm1.small', image: 'tiny', runStrategy: 'Always' },
+    spec: { flavor: 'm1.small', image: 'tiny', runStrategy: 'Always', ...(volume ? { volumes: [{ volume }] } : {}) },
   };
 }
 
@@ -220,6 +227,13 @@ async function fullRun(): Promise<Record<string, number>> {
     await client.create(IMAGES, { metadata: { name: 'tiny', namespace: 'bench' }, spec: { source: { file: { path: image.path } }, format: 'raw' } });
     await eventually(async () => ((await client.get(IMAGES, 'bench', 'tiny'))?.status as { phase?: string } | undefined)?.phase === 'Ready', 60_000, 'Image bench/tiny Ready');
 
+    if (VOLUMES_N > 0) {
+      // Local volumes, created where their instance is scheduled (WaitForFirstConsumer).
+      await client.create(VOLUME_TYPES, { metadata: { name: 'local', annotations: { [ANNOTATION_DEFAULT_VOLUME_TYPE]: 'true' } }, spec: { backend: 'local' } });
+      log(`creating ${VOLUMES_N} volumes`);
+      await rate(VOLUMES_N, CONCURRENCY, (i) => client.create(VOLUMES, { metadata: { name: `v-${i}`, namespace: 'bench' }, spec: { size: '1Gi' } }).then(() => undefined));
+    }
+
     const createdAt = new Map<string, number>();
     const latencies: number[] = [];
     const bound = new Set<string>();
@@ -252,7 +266,7 @@ async function fullRun(): Promise<Record<string, number>> {
     const createRate = await rate(INSTANCES_N, CONCURRENCY, async (i) => {
       const name = `i-${i}`;
       createdAt.set(name, performance.now());
-      await client.create(INSTANCES, instance(name));
+      await client.create(INSTANCES, instance(name, i < VOLUMES_N ? `v-${i}` : undefined));
     });
     log(`created at ${round(createRate)}/s`);
     await done;
@@ -277,6 +291,7 @@ async function fullRun(): Promise<Record<string, number>> {
       etcd_puts_per_s: round(etcdRate),
       instances_per_etcd_put: round(INSTANCES_N / allRunningS / etcdRate, 3),
       creates_per_s: round(createRate),
+      ...(VOLUMES_N > 0 ? { volumes: VOLUMES_N, volumes_in_use: await inUse(client, VOLUMES_N) } : {}),
     };
   } finally {
     client.close();
@@ -285,6 +300,17 @@ async function fullRun(): Promise<Record<string, number>> {
     await etcd.stop();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** How many of the bench volumes are InUse (each attached to its instance). */
+async function inUse(client: KovaClient, n: number): Promise<number> {
+  let count = 0;
+  await eventually(async () => {
+    const list = await client.list<Volume>(VOLUMES, 'bench');
+    count = list.items.filter((v) => v.status?.phase === 'InUse').length;
+    return count === n;
+  }, 60_000, `${n} volumes InUse`).catch(() => undefined);
+  return count;
 }
 
 async function main() {
