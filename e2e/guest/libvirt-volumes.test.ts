@@ -220,17 +220,43 @@ describe('slow: libvirt driver volumes', () => {
     await assert.rejects(driver.listVolumes('kova-nope.nope'), DomainNotFound);
   });
 
-  it('restores a snapshot into a new volume holding the guest-written data', async () => {
+  it('restores a snapshot into new volumes (copy-on-write overlays) holding the guest-written data; deleting the snapshot gives each its own copy, online and offline', async () => {
+    const backingOf = async (file: string) => JSON.parse((await run('qemu-img', ['info', '-U', '--output=json', file])).stdout)['backing-filename'] as string | undefined;
+    const snapFile = join(stateDir, 'snapshots', `${snap1.uid}.qcow2`);
+    const mark = `KOVA-MARK-${s1}`;
     const v2 = vol();
+    const t0 = Date.now();
     const info = await driver.createVolume(v2, 128 * MiB, { type: 'snapshot', snapshot: snap1 });
+    figures.push(`restore of a snapshot (overlay): ${Date.now() - t0} ms`);
     assert.equal(info.virtualBytes, 128 * MiB, 'grown to the requested size');
-    assert.equal(await rawHead(info.path, 10 + s1.length), `KOVA-MARK-${s1}`);
+    assert.equal(await backingOf(info.path), snapFile, 'a local restore is an overlay on the snapshot');
+    assert.equal(await rawHead(info.path, mark.length), mark);
+    const v3 = vol();
+    const offline = await driver.createVolume(v3, 96 * MiB, { type: 'snapshot', snapshot: snap1 });
     const clone = vol();
-    assert.equal(await rawHead((await driver.createVolume(clone, 128 * MiB, { type: 'volume', volume: v2 })).path, 10 + s1.length), `KOVA-MARK-${s1}`);
-    for (const v of [v2, clone, v1]) await driver.deleteVolume(v);
+    const cloned = await driver.createVolume(clone, 128 * MiB, { type: 'volume', volume: v2 });
+    assert.equal(await backingOf(cloned.path), undefined, 'a clone is a full copy');
+    assert.equal(await rawHead(cloned.path, mark.length), mark);
+
+    // v2 in a running guest, v3 on no domain: the snapshot goes, both keep the data.
+    const s2 = volumeSerial(v2.uid);
+    await driver.attachVolume(dom, { disk: v2, serial: s2 });
+    await consoleLine(dom, new RegExp(`KOVA-DISK serial=${s2} dev=vd`, 'm'), 'the guest to see the restored volume');
+    await driver.deleteSnapshot(snap1);
+    assert.equal(existsSync(snapFile), false);
+    assert.equal(await driver.snapshotInfo(snap1), undefined);
+    for (const f of [info.path, offline.path]) assert.equal(await backingOf(f), undefined, `${f} has its own copy`);
+    assert.equal(await rawHead(offline.path, mark.length), mark);
+    assert.equal((await driver.getInfo(dom)).state, PowerState.Running);
+    await driver.deleteSnapshot(snap1); // idempotent
+
+    assert.equal(await driver.detachVolume(dom, s2) === 'detached' || (await eventually(async () => (await driver.listVolumes(dom)).every((a) => a.serial !== s2), 30_000, 'the guest releases the restored volume')), true);
+    assert.equal(await driver.detachVolume(dom, s2), 'detached');
+    // Read once QEMU has closed it (its qcow2 metadata cache is flushed then).
+    assert.equal(await rawHead(info.path, mark.length), mark);
+    for (const v of [v2, v3, clone, v1]) await driver.deleteVolume(v);
     await driver.deleteVolume(v1);
     assert.equal(await driver.volumeInfo(v1), undefined);
-    await driver.deleteSnapshot(snap1);
   });
 
   it('boots a domain from a volume made from the image; destroy and a failed spawn keep volume files', async (t) => {

@@ -6,7 +6,7 @@
 // removes a domain ever removes them.
 import { execFile, spawn as spawnProcess, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { access, chmod, constants, mkdir, mkdtemp, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { access, chmod, constants, mkdir, mkdtemp, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -322,6 +322,11 @@ export class LibvirtDriver implements ComputeDriver {
         break;
       case 'snapshot':
         src = { path: this.snapshotPath(content.snapshot), format: 'qcow2' };
+        // A local restore is a copy-on-write overlay on the snapshot (which never changes):
+        // ready at once, whatever its size. Deleting the snapshot first gives each such volume
+        // its own copy of the data (deleteSnapshot). Shared restores are full copies, since
+        // a volume in use on another host could not be given its copy from here.
+        if (disk.backend.type === 'local' && content.snapshot.backend.type === 'local') return this.overlayOn(disk, path, src.path, sizeBytes);
         break;
       case 'volume': {
         const from = this.volumePath(content.volume);
@@ -380,8 +385,8 @@ export class LibvirtDriver implements ComputeDriver {
   /**
    * Offline: `qemu-img convert` of the volume. Online (`domain` runs with it): an external
    * disk-only snapshot puts an overlay (<snap uid>.overlay.qcow2 next to the volume) on top,
-   * the frozen volume file is copied, and `blockcommit --active --pivot` merges the overlay
-   * back. Crash safety: the snapshot is written under a temporary name and renamed last; an
+   * the frozen volume file is copied, and `blockcommit --active --shallow --pivot` merges the
+   * overlay back into the volume file only (never deeper, into a base another disk may share). Crash safety: the snapshot is written under a temporary name and renamed last; an
    * overlay a crash left in the domain's chain is committed first by the next call that names
    * the domain (finishLeftoverCommit), so the volume file is whole again before anything else.
    */
@@ -405,10 +410,56 @@ export class LibvirtDriver implements ComputeDriver {
     return fileInfo(this.snapshotPath(snap));
   }
 
+  /**
+   * Volumes restored from a local snapshot are overlays on it: each first gets its own copy of
+   * the data (online through the running domain that uses it, `blockpull`; offline
+   * `qemu-img rebase -b ''`, which copies before it drops the backing file, so a crash midway
+   * leaves the volume whole and the next call finishes). Only then is the file removed.
+   */
   async deleteSnapshot(snap: SnapshotDisk): Promise<void> {
     const path = this.snapshotPath(snap);
+    if (snap.backend.type === 'local' && (await exists(path))) {
+      for (const vol of await this.restoredFrom(path)) await this.flatten(vol);
+    }
     await rm(path, { force: true });
     await removeTemps(path);
+  }
+
+  /** A new local volume of sizeBytes backed by the snapshot file `base`. */
+  private async overlayOn(disk: VolumeDisk, path: string, base: string, sizeBytes: number): Promise<DiskFileInfo> {
+    if (!(await exists(base))) throw new DriverError(`${disk.key}: source ${base} does not exist`);
+    const baseSize = (await qemuImgInfo(base))['virtual-size'];
+    if (baseSize > sizeBytes) throw new InvalidSpec(`${disk.key}: the source holds ${baseSize} bytes, more than the volume's ${sizeBytes}`);
+    await ensureStorageDir(dirname(path));
+    await writeAtomically(path, (tmp) => qemuImg('create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, tmp, String(sizeBytes)));
+    return (await fileInfo(path))!;
+  }
+
+  /** The local volume files whose backing file is `base`. */
+  private async restoredFrom(base: string): Promise<string[]> {
+    const dir = join(this.o.stateDir, 'volumes');
+    const out: string[] = [];
+    for (const f of await readdir(dir).catch(() => [] as string[])) {
+      if (!/^[0-9a-f-]{36}\.qcow2$/.test(f)) continue;
+      const file = join(dir, f);
+      const info = await qemuImgInfo(file).catch(() => undefined);
+      if (info?.['backing-filename'] === base) out.push(file);
+    }
+    return out;
+  }
+
+  /** Copies a volume's backing data into it and drops the backing file. */
+  private async flatten(vol: string): Promise<void> {
+    for (const domain of await this.domainsUsing(vol)) {
+      const att = await this.attachedDisk(domain, vol);
+      if (!att) continue; // defined but off: the offline rebase below is safe
+      // An overlay of a snapshot being taken sits on top: pulling into it would leave the volume
+      // file behind. Wait until that commit is done (the agent retries).
+      if (att.source !== vol) throw new DriverError(`volume ${vol} is being snapshotted through domain ${domain}; try again once that is done`);
+      await this.call(domain, 'blockpull', domain, att.target, '--wait');
+      return;
+    }
+    await qemuImg('rebase', '-f', 'qcow2', '-b', '', vol);
   }
 
   /**
@@ -558,7 +609,7 @@ export class LibvirtDriver implements ComputeDriver {
 
   private async commitOverlay(domain: string, target: string, overlay: string): Promise<void> {
     try {
-      await this.call(domain, 'blockcommit', domain, target, '--active', '--pivot', '--wait');
+      await this.call(domain, 'blockcommit', domain, target, '--active', '--shallow', '--pivot', '--wait');
     } catch (err) {
       // The commit job of a crashed run is still there ("... already in active block job"):
       // pivot to it (an active commit is ready once the overlay is merged).
