@@ -23,7 +23,7 @@ import { NetworkAgent, resolveNic } from './network-agent.js';
 import type { NetworkAgentOptions } from './network-agent.js';
 import type { InstanceView } from './shared-instances.js';
 import { StorageInformers } from './volume/storage-informers.js';
-import { volumeOwner } from './volume/storage.js';
+import { volumeHost } from '../api/kinds/index.js';
 import { VolumeReconciler } from './volume/volume-reconciler.js';
 import { SnapshotReconciler } from './volume/snapshot-reconciler.js';
 
@@ -226,7 +226,7 @@ export class NodeAgent {
     for (const obj of this.informer.list()) enqueue(obj);
     const workers = this.controller.start(signal);
     const storageWorkers = [this.volumeController.start(signal), this.snapshotController.start(signal)];
-    for (const v of this.storage.volumes.list()) if (volumeOwner(v) === this.hostName) this.volumeController.enqueue({ namespace: v.metadata.namespace, name: v.metadata.name! });
+    for (const v of this.storage.volumes.list()) if (volumeHost(v) === this.hostName) this.volumeController.enqueue({ namespace: v.metadata.namespace, name: v.metadata.name! });
     for (const sn of this.storage.snapshots.list()) this.snapshotController.enqueue({ namespace: sn.metadata.namespace, name: sn.metadata.name! });
 
     const beat = setInterval(() => void this.beat(facts), (this.o.heartbeatS ?? 10) * 1000);
@@ -263,7 +263,7 @@ export class NodeAgent {
     const onVolume = (v: Volume) => {
       const ns = v.metadata.namespace!;
       const name = v.metadata.name!;
-      if (volumeOwner(v) === me) {
+      if (volumeHost(v) === me) {
         this.volumeController.enqueue({ namespace: ns, name });
         for (const sn of this.storage.snapshots.list(ns)) if (sn.spec.source.volume === name && !sn.status?.readyToUse) this.snapshotController.enqueue({ namespace: ns, name: sn.metadata.name! });
       }
@@ -274,7 +274,7 @@ export class NodeAgent {
     const onSnapshot = (sn: VolumeSnapshot) => this.snapshotController.enqueue({ namespace: sn.metadata.namespace, name: sn.metadata.name! });
     const unUse = this.storage.onVolumeUse((ns, name) => {
       const v = this.storage.volume(ns, name);
-      if (v && volumeOwner(v) === me) this.volumeController.enqueue({ namespace: ns, name });
+      if (v && volumeHost(v) === me) this.volumeController.enqueue({ namespace: ns, name });
     });
     for (const ev of ['add', 'update', 'delete'] as const) {
       this.storage.volumes.on(ev, onVolume);

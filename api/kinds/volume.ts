@@ -56,6 +56,14 @@ export const VOLUME_PROTECTION_FINALIZER = 'kova.dev/volume-protection';
  */
 export const ANNOTATION_SELECTED_HOST = 'kova.dev/selected-host';
 
+/**
+ * The host that owns a volume: the one that stores it (status.hostName), or the one chosen to
+ * create it (ANNOTATION_SELECTED_HOST); undefined while none is.
+ */
+export function volumeHost(v: Pick<Volume, 'metadata' | 'status'>): string | undefined {
+  return v.status?.hostName || v.metadata.annotations?.[ANNOTATION_SELECTED_HOST] || undefined;
+}
+
 /** The serial a guest sees for a volume: virtio-blk keeps 20 characters. */
 export function volumeSerial(uid: string): string {
   return uid.slice(0, 20);

@@ -5,7 +5,6 @@
 // or by the volume controller when its source (snapshot, volume) lives on one host. A shared
 // volume is reachable from every host: any Ready host may provision it.
 import { createHash } from 'node:crypto';
-import { ANNOTATION_SELECTED_HOST } from '../../api/kinds/index.js';
 import type { Host, Volume, VolumeSnapshot, VolumeType } from '../../api/kinds/index.js';
 import { quantityValue } from '../../api/quantity.js';
 
@@ -15,10 +14,7 @@ export interface VolumeLookups {
   snapshot(namespace: string, name: string): VolumeSnapshot | undefined;
 }
 
-/** The host that stores the volume, or the one chosen to create it; undefined while none is. */
-export function volumeHost(v: Volume): string | undefined {
-  return v.status?.hostName || v.metadata.annotations?.[ANNOTATION_SELECTED_HOST] || undefined;
-}
+export { volumeHost } from '../../api/kinds/index.js';
 
 /** spec.size in bytes; undefined when it does not parse (validation should have refused it). */
 export function volumeBytes(v: Volume): number | undefined {

@@ -14,7 +14,8 @@ import type { ApiClient } from '../../client/client.js';
 import type { EventRecorder } from '../../client/events.js';
 import { domainName } from '../driver.js';
 import type { ComputeDriver } from '../driver.js';
-import { backendOf, snapshotDisk, volumeDisk, volumeOwner, volumeUses } from './storage.js';
+import { backendOf, snapshotDisk, volumeDisk, volumeUses } from './storage.js';
+import { volumeHost } from '../../api/kinds/index.js';
 import type { StorageView } from './storage.js';
 
 
@@ -60,7 +61,7 @@ export class SnapshotReconciler implements Reconciler {
     const v = storage.volume(ns, s.spec.source.volume);
     if (!claimedBy) {
       // Unclaimed: the volume's owner takes it (the volume controller reports a missing volume).
-      if (!v || volumeOwner(v) !== hostName) return;
+      if (!v || volumeHost(v) !== hostName) return;
       if (v.status?.capacity === undefined) return { requeueAfterMs: this.o.waitRequeueMs ?? 30_000 };
       const claimed = await client.updateStatus<VolumeSnapshot>(VOLUME_SNAPSHOTS, ns, req.name, (obj) => {
         if (obj.status?.hostName) return false;

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Instance, Volume, VolumeType } from '../../api/kinds/index.js';
 import { ANNOTATION_SELECTED_HOST } from '../../api/kinds/index.js';
-import { attachmentPhase, attachmentsOf, resolveAttachment, volumeOwner, volumeUses } from './storage.js';
+import { attachmentPhase, attachmentsOf, resolveAttachment, volumeUses } from './storage.js';
+import { volumeHost } from '../../api/kinds/index.js';
 
 const UID = '0123abcd-4567-89ab-cdef-0123456789ab';
 
@@ -34,10 +35,10 @@ function inst(name: string, host: string | undefined, wanted: boolean, reported?
 }
 
 test('the owner is the host that stores the volume, else the one selected for it', () => {
-  assert.equal(volumeOwner(vol()), 'h1');
-  assert.equal(volumeOwner(vol({ hostName: undefined }, { annotations: { [ANNOTATION_SELECTED_HOST]: 'h2' } })), 'h2');
-  assert.equal(volumeOwner(vol({ hostName: 'h1' }, { annotations: { [ANNOTATION_SELECTED_HOST]: 'h2' } })), 'h1');
-  assert.equal(volumeOwner(vol({ hostName: undefined })), undefined);
+  assert.equal(volumeHost(vol()), 'h1');
+  assert.equal(volumeHost(vol({ hostName: undefined }, { annotations: { [ANNOTATION_SELECTED_HOST]: 'h2' } })), 'h2');
+  assert.equal(volumeHost(vol({ hostName: 'h1' }, { annotations: { [ANNOTATION_SELECTED_HOST]: 'h2' } })), 'h1');
+  assert.equal(volumeHost(vol({ hostName: undefined })), undefined);
 });
 
 test('attachment phase: in-between states win, a disk held by a guest is never Available', () => {

@@ -3,7 +3,7 @@
 // the reason to wait. Both the volume reconciler (which provisions) and the instance reconciler
 // (which attaches) go through here, so they agree on names, backends and readiness.
 import type { AttachmentState, Instance, InstanceVolumeStatus, Volume, VolumeSnapshot, VolumeType } from '../../api/kinds/index.js';
-import { ANNOTATION_SELECTED_HOST, volumeSerial } from '../../api/kinds/index.js';
+import { volumeSerial } from '../../api/kinds/index.js';
 import { quantityValue } from '../../api/quantity.js';
 import type { InformerEvent, InformerHandler } from '../../client/informer.js';
 import type { SnapshotDisk, StorageBackend, VolumeAttachSpec, VolumeDisk } from '../driver.js';
@@ -26,10 +26,6 @@ export interface Watched<T> {
 /** Phases in which a volume's file exists and can be attached. */
 const PROVISIONED = new Set(['Available', 'Attaching', 'InUse', 'Detaching', 'Extending']);
 
-/** The host that owns a volume: the one that stores it, or the one chosen to create it. */
-export function volumeOwner(v: Volume): string | undefined {
-  return v.status?.hostName || v.metadata.annotations?.[ANNOTATION_SELECTED_HOST] || undefined;
-}
 
 export function backendOf(t: VolumeType): StorageBackend | { invalid: string } {
   if (t.spec.backend === 'local') return { type: 'local' };

@@ -19,7 +19,8 @@ import { domainName, InvalidSpec } from '../driver.js';
 import type { ComputeDriver, DiskFileInfo, VolumeContent, VolumeDisk } from '../driver.js';
 import { imageReadiness } from '../image-cache.js';
 import type { ImageCache, ImageObjectView } from '../image-cache.js';
-import { attachmentPhase, attachmentsOf, backendOf, sizeBytes, snapshotDisk, volumeDisk, volumeOwner, volumeUses } from './storage.js';
+import { attachmentPhase, attachmentsOf, backendOf, sizeBytes, snapshotDisk, volumeDisk, volumeUses } from './storage.js';
+import { volumeHost } from '../../api/kinds/index.js';
 import type { StorageView, VolumeUse } from './storage.js';
 
 export interface VolumeReconcilerOptions {
@@ -48,7 +49,7 @@ export class VolumeReconciler implements Reconciler {
     const { storage, driver, hostName } = this.o;
     const ns = req.namespace!;
     const v = storage.volume(ns, req.name);
-    if (!v || volumeOwner(v) !== hostName) return;
+    if (!v || volumeHost(v) !== hostName) return;
     const type = v.spec.volumeType ? storage.volumeType(v.spec.volumeType) : undefined;
     const deleting = !!v.metadata.deletionTimestamp;
     const ours = (v.metadata.finalizers ?? []).includes(VOLUME_PROTECTION_FINALIZER);
