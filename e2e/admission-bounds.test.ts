@@ -29,6 +29,7 @@ describe('admission refuses bad resource and network values', () => {
       const child = execFile(KUBECTL, ['--kubeconfig', cp.kubeconfig, '--cache-dir', join(dir, 'kubectl-cache'), ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
         resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) || 1 : 0, stdout: String(stdout), stderr: String(stderr) });
       });
+      child.stdin!.on('error', () => undefined); // kubectl may refuse before reading it
       child.stdin!.end(input);
     });
 

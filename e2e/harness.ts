@@ -89,6 +89,8 @@ export function kubectlFor(kubeconfig: string, cacheDir: string): KubectlFns {
         const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
         resolve({ code, stdout: String(stdout), stderr: String(stderr) });
       });
+      // kubectl may exit (an error) before it reads its input: EPIPE then is not the test's failure.
+      child.stdin!.on('error', () => undefined);
       if (opts.input !== undefined) child.stdin!.end(opts.input);
       else child.stdin!.end();
     });

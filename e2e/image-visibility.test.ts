@@ -23,6 +23,8 @@ function run(file: string, args: string[], input?: string): Promise<Run> {
   return new Promise((resolve) => {
     const child = execFile(file, args, { timeout: 60_000 }, (err, stdout, stderr) =>
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) }));
+    // A program that exits without reading its input (ssh-keygen) closes the pipe: EPIPE is not a failure.
+    child.stdin!.on('error', () => undefined);
     child.stdin!.end(input ?? '');
   });
 }
