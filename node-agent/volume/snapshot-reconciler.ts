@@ -14,7 +14,7 @@ import type { ApiClient } from '../../client/client.js';
 import type { EventRecorder } from '../../client/events.js';
 import { domainName } from '../driver.js';
 import type { ComputeDriver } from '../driver.js';
-import { backendOf, snapshotDisk, volumeDisk, volumeUses } from './storage.js';
+import { backendNamed, snapshotDisk, volumeDisk, volumeUses } from './storage.js';
 import { volumeHost } from '../../api/kinds/index.js';
 import type { StorageView } from './storage.js';
 
@@ -48,9 +48,8 @@ export class SnapshotReconciler implements Reconciler {
 
     if (s.metadata.deletionTimestamp) {
       if (!ours || claimedBy !== hostName) return;
-      const t = s.status?.volumeType ? storage.volumeType(s.status.volumeType) : undefined;
-      const b = t && backendOf(t);
-      if (!b || 'invalid' in b) throw new Error(`snapshot ${ns}/${req.name}: VolumeType ${s.status?.volumeType} is gone; cannot tell where its file is`);
+      const b = backendNamed(storage, s.status?.volumeType);
+      if (!b) throw new Error(`snapshot ${ns}/${req.name}: VolumeType ${s.status?.volumeType} is gone; cannot tell where its file is`);
       await driver.deleteSnapshot(snapshotDisk(s, b));
       this.stats.deleted++;
       await client.removeFinalizer(VOLUME_SNAPSHOTS, ns, req.name, SNAPSHOT_CLEANUP_FINALIZER);
@@ -75,9 +74,8 @@ export class SnapshotReconciler implements Reconciler {
       await client.addFinalizer(VOLUME_SNAPSHOTS, ns, req.name, SNAPSHOT_CLEANUP_FINALIZER);
     }
     if (!v || v.metadata.uid === undefined) return this.fail(s, 'VolumeNotFound', `volume ${s.spec.source.volume} is gone; the snapshot was not taken`);
-    const t = v.spec.volumeType ? storage.volumeType(v.spec.volumeType) : undefined;
-    const b = t && backendOf(t);
-    if (!b || 'invalid' in b) return this.fail(s, 'InvalidVolumeType', `VolumeType ${v.spec.volumeType} of volume ${v.metadata.name} is missing or invalid`);
+    const b = backendNamed(storage, v.spec.volumeType);
+    if (!b) return this.fail(s, 'InvalidVolumeType', `VolumeType ${v.spec.volumeType} of volume ${v.metadata.name} is missing or invalid`);
 
     const attached = volumeUses(v, storage).filter((u) => u.reported);
     const elsewhere = attached.find((u) => u.instance.status?.hostName !== hostName);

@@ -33,6 +33,13 @@ export function backendOf(t: VolumeType): StorageBackend | { invalid: string } {
   return { invalid: `VolumeType ${t.metadata.name} has backend ${t.spec.backend} without a usable sharedPath` };
 }
 
+/** The backend of the VolumeType called `name`; undefined when there is none or it is unusable. */
+export function backendNamed(storage: Pick<StorageView, 'volumeType'>, name: string | undefined): StorageBackend | undefined {
+  const t = name ? storage.volumeType(name) : undefined;
+  const b = t && backendOf(t);
+  return b && !('invalid' in b) ? b : undefined;
+}
+
 export function volumeDisk(v: Volume, backend: StorageBackend): VolumeDisk {
   return { uid: v.metadata.uid!, key: `${v.metadata.namespace}/${v.metadata.name}`, backend };
 }

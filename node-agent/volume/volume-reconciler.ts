@@ -19,7 +19,7 @@ import { domainName, InvalidSpec } from '../driver.js';
 import type { ComputeDriver, DiskFileInfo, VolumeContent, VolumeDisk } from '../driver.js';
 import { imageReadiness } from '../image-cache.js';
 import type { ImageCache, ImageObjectView } from '../image-cache.js';
-import { attachmentPhase, attachmentsOf, backendOf, sizeBytes, snapshotDisk, volumeDisk, volumeUses } from './storage.js';
+import { attachmentPhase, attachmentsOf, backendNamed, backendOf, sizeBytes, snapshotDisk, volumeDisk, volumeUses } from './storage.js';
 import { volumeHost } from '../../api/kinds/index.js';
 import type { StorageView, VolumeUse } from './storage.js';
 
@@ -143,17 +143,15 @@ export class VolumeReconciler implements Reconciler {
       const s = storage.snapshot(ns, src.snapshot);
       if (!s) return { reason: 'SnapshotNotFound', wait: `snapshot ${src.snapshot} not found` };
       if (!s.status?.readyToUse) return { reason: 'SnapshotNotReady', wait: `snapshot ${src.snapshot} is not ready to use yet` };
-      const t = s.status.volumeType ? storage.volumeType(s.status.volumeType) : undefined;
-      const sb = t ? backendOf(t) : undefined;
-      if (!sb || 'invalid' in sb) return { reason: 'SnapshotNotReady', wait: `snapshot ${src.snapshot}: VolumeType ${s.status.volumeType ?? '(none)'} not found` };
+      const sb = backendNamed(storage, s.status.volumeType);
+      if (!sb) return { reason: 'SnapshotNotReady', wait: `snapshot ${src.snapshot}: VolumeType ${s.status.volumeType ?? '(none)'} not found` };
       if (sb.type === 'local' && s.status.hostName !== hostName) return { reason: 'SnapshotElsewhere', wait: `snapshot ${src.snapshot} is stored on host ${s.status.hostName}, not on ${hostName}` };
       return { content: { type: 'snapshot', snapshot: snapshotDisk(s, sb) } };
     }
     if (src.volume) {
       const s = storage.volume(ns, src.volume);
-      const t = s?.spec.volumeType ? storage.volumeType(s.spec.volumeType) : undefined;
-      const sb = t ? backendOf(t) : undefined;
-      if (!s || !sb || 'invalid' in sb || s.status?.capacity === undefined) return { reason: 'SourceNotReady', wait: `source volume ${src.volume} is not created yet` };
+      const sb = s && backendNamed(storage, s.spec.volumeType);
+      if (!s || !sb || s.status?.capacity === undefined) return { reason: 'SourceNotReady', wait: `source volume ${src.volume} is not created yet` };
       if (sb.type === 'local' && s.status.hostName !== hostName) return { reason: 'SourceElsewhere', wait: `source volume ${src.volume} is stored on host ${s.status.hostName}, not on ${hostName}` };
       const user = volumeUses(s, storage).find((u) => u.reported?.state === 'Attached' && u.instance.status?.hostName === hostName);
       const domain = user && domainName(ns, user.instance.metadata.name!, user.instance.metadata.uid!);
