@@ -16,36 +16,14 @@ import { volumeDiskXml } from '../../node-agent/libvirt/domain-xml.js';
 import { LibvirtDriver } from '../../node-agent/libvirt/libvirt-driver.js';
 import { eventually } from '../harness.js';
 import { buildTestGuest, type TestGuest } from '../../guest/build.js';
+import { diskProbeUserData, probedDisks, probedGone, probePattern, type ProbedDisk } from './disk-probe.js';
+
+// The guest reports its volumes on the console every 0.2 s and writes the pattern to blank ones.
+const DISK_PROBE = diskProbeUserData({ write: true, intervalMs: 200 });
 
 const run = promisify(execFile);
 const GUEST_DIR = process.env.KOVA_TEST_GUEST_DIR ?? '/var/tmp/kova-test-guest';
 const MiB = 1024 * 1024;
-
-// Every 0.2 s: one line per virtio disk with a serial that appeared or changed size, one per
-// disk that went away; a new disk whose first sector is zero gets a marker written (fsync'd).
-const DISK_WATCH = `#!/bin/sh
-(
-while :; do
-  now=" "
-  for d in /sys/block/vd*; do
-    s=$(cat "$d/serial" 2>/dev/null); [ -n "$s" ] || continue
-    n=\${d##*/}; z=$(cat "$d/size"); now="$now$s "
-    [ "$(cat /run/kd.$s 2>/dev/null)" = "$n $z" ] && continue
-    echo "$n $z" > /run/kd.$s
-    echo "KOVA-DISK serial=$s dev=$n size=$z" > /dev/console
-    if [ ! -e /run/kw.$s ] && [ -z "$(dd if=/dev/$n bs=512 count=1 2>/dev/null | tr -d '\\000')" ]; then
-      printf 'KOVA-MARK-%s' "$s" | dd of=/dev/$n conv=notrunc,fsync 2>/dev/null && touch /run/kw.$s && echo "KOVA-DISK-WROTE serial=$s" > /dev/console
-    fi
-  done
-  for f in /run/kd.*; do
-    [ -e "$f" ] || continue
-    s=\${f#/run/kd.}
-    case "$now" in *" $s "*) ;; *) rm -f "$f"; echo "KOVA-DISK-GONE serial=$s" > /dev/console ;; esac
-  done
-  usleep 200000
-done
-) </dev/null >/dev/null 2>&1 &
-`;
 
 describe('slow: libvirt driver volumes', () => {
   const id = randomBytes(3).toString('hex');
@@ -82,6 +60,17 @@ describe('slow: libvirt driver volumes', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
   };
+  /** Polls the console (20 ms) until the guest reports a disk that satisfies `ok`; returns it and when. */
+  const diskLine = async (dom: string, ok: (d: ProbedDisk) => boolean, what: string, timeoutMs = 60_000) => {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const disk = probedDisks(await consoleText(dom)).find(ok);
+      if (disk) return { disk, at: Date.now() };
+      if (Date.now() > until) throw new Error(`timed out waiting for ${what}; console:\n${(await consoleText(dom)).slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const goneLine = (dom: string, serial: string, what: string) => eventually(async () => probedGone(await consoleText(dom)).includes(serial), 60_000, what);
   const rawHead = async (file: string, bytes: number) => {
     const out = join(stateDir, `head-${randomBytes(4).toString('hex')}.raw`);
     await run('qemu-img', ['dd', '-U', '-O', 'raw', `if=${file}`, `of=${out}`, 'bs=512', `count=${Math.ceil(bytes / 512)}`]);
@@ -128,7 +117,7 @@ describe('slow: libvirt driver volumes', () => {
   });
 
   it('hot-plugs a volume into a running guest, which sees it and its serial', async (t) => {
-    const spec = makeSpec(`a-${id}`, { image: guest.imagePath, userData: DISK_WATCH });
+    const spec = makeSpec(`a-${id}`, { image: guest.imagePath, userData: DISK_PROBE });
     dom = spec.name;
     await driver.spawn(spec);
     await consoleLine(dom, /^KOVA-GUEST-BOOTED .*userdata=script:rc=0/m, 'the boot marker', 120_000);
@@ -136,12 +125,12 @@ describe('slow: libvirt driver volumes', () => {
     const att = await driver.attachVolume(dom, { disk: v1, serial: s1 });
     const called = Date.now() - t0;
     assert.deepEqual(att, { serial: s1, device: 'vdb' });
-    const seen = await consoleLine(dom, new RegExp(`KOVA-DISK serial=${s1} dev=vdb size=${(64 * MiB) / 512}\\r?$`, 'm'), 'the guest to see the volume');
+    const seen = await diskLine(dom, (d) => d.serial === s1 && d.dev === 'vdb' && d.sectors === (64 * MiB) / 512, 'the guest to see the volume');
     figures.push(`attachVolume: call ${called} ms, to the guest's line ${seen.at - t0} ms`);
     t.diagnostic(figures.at(-1)!);
     assert.deepEqual(await driver.attachVolume(dom, { disk: v1, serial: s1 }), att, 'idempotent by serial');
     assert.deepEqual(await driver.listVolumes(dom), [{ serial: s1, device: 'vdb' }]);
-    await consoleLine(dom, new RegExp(`KOVA-DISK-WROTE serial=${s1}`, 'm'), 'the guest to write its marker');
+    await diskLine(dom, (d) => d.serial === s1 && d.head === probePattern(s1), 'the guest to write its marker');
 
     // The same XML through plain virsh, for comparison.
     const raw = vol();
@@ -152,11 +141,11 @@ describe('slow: libvirt driver volumes', () => {
     const r0 = Date.now();
     await virsh('attach-device', dom, xmlFile, '--live', '--config');
     const rawCalled = Date.now() - r0;
-    const rawSeen = await consoleLine(dom, new RegExp(`KOVA-DISK serial=${rawSerial} dev=vdc`, 'm'), 'the guest to see the raw attach');
+    const rawSeen = await diskLine(dom, (d) => d.serial === rawSerial && d.dev === 'vdc', 'the guest to see the raw attach');
     figures.push(`raw virsh attach-device: call ${rawCalled} ms, to the guest's line ${rawSeen.at - r0} ms`);
     t.diagnostic(figures.at(-1)!);
     assert.equal(await driver.detachVolume(dom, rawSerial), 'detached');
-    await consoleLine(dom, new RegExp(`KOVA-DISK-GONE serial=${rawSerial}`, 'm'), 'the raw disk to go');
+    await goneLine(dom, rawSerial, 'the raw disk to go');
     await driver.deleteVolume(raw);
   });
 
@@ -170,7 +159,7 @@ describe('slow: libvirt driver volumes', () => {
     const info = await driver.resizeVolume(v1, 96 * MiB, dom);
     const called = Date.now() - t0;
     assert.equal(info.virtualBytes, 96 * MiB);
-    const seen = await consoleLine(dom, new RegExp(`KOVA-DISK serial=${s1} dev=vdb size=${(96 * MiB) / 512}\\r?$`, 'm'), 'the guest to see 96 MiB');
+    const seen = await diskLine(dom, (d) => d.serial === s1 && d.dev === 'vdb' && d.sectors === (96 * MiB) / 512, 'the guest to see 96 MiB');
     figures.push(`resizeVolume online (blockresize): call ${called} ms, to the guest's line ${seen.at - t0} ms`);
     t.diagnostic(figures.at(-1)!);
     assert.equal((await driver.resizeVolume(v1, 64 * MiB, dom)).virtualBytes, 96 * MiB);
@@ -183,7 +172,7 @@ describe('slow: libvirt driver volumes', () => {
     t.diagnostic(`online snapshot of a 96 MiB volume: ${Date.now() - t0} ms`);
     assert.equal(info.path, join(stateDir, 'snapshots', `${snap1.uid}.qcow2`));
     assert.equal(info.virtualBytes, 96 * MiB);
-    assert.equal(await rawHead(info.path, 10 + s1.length), `KOVA-MARK-${s1}`, 'the guest-written marker is in the snapshot');
+    assert.equal(await rawHead(info.path, probePattern(s1).length), probePattern(s1), 'the guest-written marker is in the snapshot');
     assert.deepEqual(await driver.snapshotInfo(snap1), info);
     assert.deepEqual(await driver.snapshotVolume(v1, snap1, dom), info, 'idempotent');
     assert.match(await virsh('domblklist', dom), new RegExp(`vdb\\s+${join(stateDir, 'volumes', `${v1.uid}.qcow2`)}`));
@@ -200,7 +189,7 @@ describe('slow: libvirt driver volumes', () => {
     const info = await driver.snapshotVolume(v1, snap2, dom);
     assert.doesNotMatch(await virsh('domblklist', dom), /overlay/);
     assert.equal(existsSync(overlay), false);
-    assert.equal(await rawHead(info.path, 10 + s1.length), `KOVA-MARK-${s1}`);
+    assert.equal(await rawHead(info.path, probePattern(s1).length), probePattern(s1));
     await driver.deleteSnapshot(snap2);
     await driver.deleteSnapshot(snap2);
     assert.equal(await driver.snapshotInfo(snap2), undefined);
@@ -214,7 +203,7 @@ describe('slow: libvirt driver volumes', () => {
     await eventually(() => events.find((e) => e.id === dom && e.reason === 'VolumeDetached' && e.serial === s1), 30_000, 'a VolumeDetached event');
     assert.equal(await driver.detachVolume(dom, s1), 'detached');
     assert.deepEqual(await driver.listVolumes(dom), []);
-    await consoleLine(dom, new RegExp(`KOVA-DISK-GONE serial=${s1}`, 'm'), 'the guest to lose the disk');
+    await goneLine(dom, s1, 'the guest to lose the disk');
     assert.equal(await driver.detachVolume(dom, s1), 'detached', 'idempotent');
     await assert.rejects(driver.detachVolume('kova-nope.nope', s1), DomainNotFound);
     await assert.rejects(driver.listVolumes('kova-nope.nope'), DomainNotFound);
@@ -223,7 +212,7 @@ describe('slow: libvirt driver volumes', () => {
   it('restores a snapshot into new volumes (copy-on-write overlays) holding the guest-written data; deleting the snapshot gives each its own copy, online and offline', async () => {
     const backingOf = async (file: string) => JSON.parse((await run('qemu-img', ['info', '-U', '--output=json', file])).stdout)['backing-filename'] as string | undefined;
     const snapFile = join(stateDir, 'snapshots', `${snap1.uid}.qcow2`);
-    const mark = `KOVA-MARK-${s1}`;
+    const mark = probePattern(s1);
     const v2 = vol();
     const t0 = Date.now();
     const info = await driver.createVolume(v2, 128 * MiB, { type: 'snapshot', snapshot: snap1 });
@@ -241,7 +230,7 @@ describe('slow: libvirt driver volumes', () => {
     // v2 in a running guest, v3 on no domain: the snapshot goes, both keep the data.
     const s2 = volumeSerial(v2.uid);
     await driver.attachVolume(dom, { disk: v2, serial: s2 });
-    await consoleLine(dom, new RegExp(`KOVA-DISK serial=${s2} dev=vd`, 'm'), 'the guest to see the restored volume');
+    await diskLine(dom, (d) => d.serial === s2, 'the guest to see the restored volume');
     await driver.deleteSnapshot(snap1);
     assert.equal(existsSync(snapFile), false);
     assert.equal(await driver.snapshotInfo(snap1), undefined);
@@ -266,14 +255,14 @@ describe('slow: libvirt driver volumes', () => {
     assert.equal(info.virtualBytes, 256 * MiB);
     const data = vol();
     await driver.createVolume(data, 16 * MiB, { type: 'blank' });
-    const spec = makeSpec(`b-${id}`, { userData: DISK_WATCH, volumes: [{ disk: data, serial: volumeSerial(data.uid) }, { disk: boot, serial: bootSerial, bootOrder: 1 }] });
+    const spec = makeSpec(`b-${id}`, { userData: DISK_PROBE, volumes: [{ disk: data, serial: volumeSerial(data.uid) }, { disk: boot, serial: bootSerial, bootOrder: 1 }] });
     const t0 = Date.now();
     await driver.spawn(spec);
     assert.ok(!existsSync(join(stateDir, 'domains', spec.name, 'root.qcow2')), 'no root overlay');
     await consoleLine(spec.name, /^KOVA-GUEST-BOOTED .*userdata=script:rc=0/m, 'the boot marker from the volume', 120_000);
     t.diagnostic(`boot from volume: spawn to boot marker ${Date.now() - t0} ms`);
-    await consoleLine(spec.name, new RegExp(`KOVA-DISK serial=${bootSerial} dev=vda`, 'm'), 'the boot volume as vda');
-    await consoleLine(spec.name, new RegExp(`KOVA-DISK serial=${volumeSerial(data.uid)} dev=vdb`, 'm'), 'the data volume as vdb');
+    await diskLine(spec.name, (d) => d.serial === bootSerial && d.dev === 'vda', 'the boot volume as vda');
+    await diskLine(spec.name, (d) => d.serial === volumeSerial(data.uid) && d.dev === 'vdb', 'the data volume as vdb');
     assert.deepEqual(await driver.listVolumes(spec.name), [{ serial: bootSerial, device: 'vda' }, { serial: volumeSerial(data.uid), device: 'vdb' }]);
     await driver.destroy(spec.name);
     assert.ok((await driver.volumeInfo(boot)) && (await driver.volumeInfo(data)), 'destroy keeps volume files');
@@ -292,7 +281,7 @@ describe('slow: libvirt driver volumes', () => {
     await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0xab 0 512M', info.path]);
     const serial = volumeSerial(big.uid);
     await driver.attachVolume(dom, { disk: big, serial });
-    await consoleLine(dom, new RegExp(`KOVA-DISK serial=${serial} `, 'm'), 'the guest to see the big volume');
+    await diskLine(dom, (d) => d.serial === serial, 'the guest to see the big volume');
     // Alternating rounds: the page cache favours whichever copy runs second.
     const online: number[] = [];
     const raw: number[] = [];
