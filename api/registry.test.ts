@@ -20,6 +20,7 @@ const KOVA_KINDS: Record<string, { plural: string; short: string[]; namespaced: 
   Volume: { plural: 'volumes', short: ['vol'], namespaced: true },
   VolumeType: { plural: 'volumetypes', short: ['vt'], namespaced: false },
   VolumeSnapshot: { plural: 'volumesnapshots', short: ['vs'], namespaced: true },
+  Migration: { plural: 'migrations', short: ['mig'], namespaced: true },
   Instance: { plural: 'instances', short: ['inst', 'vm'], namespaced: true },
   Host: { plural: 'hosts', short: ['hs'], namespaced: false },
   SecurityGroup: { plural: 'securitygroups', short: ['sg'], namespaced: true },
@@ -55,7 +56,7 @@ test('defaultCrdDir finds crds/ next to package.json', () => {
 
 test('every CRD file passes the apiextensions checks and is structural', async () => {
   const files = await crdFiles();
-  assert.equal(files.length, 14);
+  assert.equal(files.length, 15);
   for (const { file, crd } of files) assert.deepEqual(crdErrors(crd), [], file);
 });
 
@@ -167,8 +168,8 @@ test('Registry.load: built-ins plus CRDs, lookups by resource and kind', async (
   ]);
   assert.deepEqual(reg.byKind('rbac.authorization.k8s.io', 'ClusterRole')!.printerColumns.map((c) => c.name), ['Created At']);
   assert.deepEqual(reg.byGroupVersion('v1').map((r) => r.plural).sort(), ['configmaps', 'events', 'namespaces', 'resourcequotas', 'secrets']);
-  assert.equal(reg.byGroupVersion('kova.dev/v1alpha1').length, 14);
-  assert.equal(reg.crds().length, 14);
+  assert.equal(reg.byGroupVersion('kova.dev/v1alpha1').length, 15);
+  assert.equal(reg.crds().length, 15);
 
   const inst = reg.lookup('kova.dev', 'v1alpha1', 'instances')!;
   assert.equal(inst.kind, 'Instance');

@@ -168,6 +168,57 @@ export interface DomainSpec {
 }
 
 /**
+ * What the target host of a migration prepared, for the source host's driver to connect to:
+ * the hypervisor URI, the inbound address, where disks go. Opaque to the agent, which carries
+ * it from the target's driver to the source's through Migration.status.migrateData (Nova's
+ * migrate_data).
+ */
+export type MigrateData = Record<string, string>;
+
+/** A local volume that moves with its domain: the target pre-creates a file of this size for the copy. */
+export interface MigratingVolume {
+  disk: VolumeDisk;
+  sizeBytes: number;
+}
+
+export interface MigrationTargetOptions {
+  /** Local disks will be copied: make the root disk (an overlay on the same cached image) and each local volume's file, empty, for the copy to fill. */
+  copyStorage: boolean;
+  localVolumes?: MigratingVolume[];
+}
+
+export interface MigrationOptions {
+  /** Live: the guest keeps running; Cold: the domain is off and only its definition and disks move. */
+  mode: 'Live' | 'Cold';
+  /** Copy the local disks while the guest runs (block copy): incrementally for the root disk, whole for local volumes. */
+  copyStorage: boolean;
+  allowPostCopy?: boolean;
+  allowAutoConverge?: boolean;
+  /** Transfer limit in bytes per second; unlimited when absent. */
+  bandwidthBytesPerSec?: number;
+  /** Abort when not finished after this long. */
+  completionTimeoutMs: number;
+  /** Abort when the remaining data has not shrunk for this long. */
+  progressTimeoutMs: number;
+}
+
+/** How far a running migration is, as the hypervisor reports it. */
+export interface MigrationProgress {
+  elapsedMs: number;
+  processedBytes?: number;
+  totalBytes?: number;
+  remainingBytes?: number;
+}
+
+export interface MigrationResult {
+  elapsedMs: number;
+  /** How long the guest was paused at switch-over (Live). */
+  downtimeMs?: number;
+  processedBytes?: number;
+  totalBytes?: number;
+}
+
+/**
  * Why a domain changed state, as reported through onEvent. VolumeDetached: the guest released
  * a volume whose detach was pending; VolumeDetachFailed: it refused (the agent asks again).
  */
@@ -225,6 +276,14 @@ export class InvalidSpec extends DriverError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'InvalidSpec';
+  }
+}
+
+/** The migration was stopped (abortMigration, the signal, or a timeout): the domain still runs here. */
+export class MigrationAborted extends DriverError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'MigrationAborted';
   }
 }
 
@@ -341,6 +400,40 @@ export interface ComputeDriver {
 
   /** The volumes attached to the domain (the live ones when it runs). Throws DomainNotFound. */
   listVolumes(id: string): Promise<AttachedVolume[]>;
+
+  // Migration (Nova's pre_live_migration / live_migration / rollback). The agent of the target
+  // host calls prepareMigrationTarget, the agent of the source host migrate; they never run
+  // on the same host for one domain.
+
+  /**
+   * On the target host: makes everything spawn would make for `spec` except the domain itself
+   * (root disk on this host's cached image, the guest's seed, and with copyStorage empty
+   * files for the local disks to be copied into), and returns what the source's driver needs
+   * to reach this host. Idempotent. DriverError when it cannot (image missing, disk full).
+   */
+  prepareMigrationTarget(spec: DomainSpec, o: MigrationTargetOptions): Promise<MigrateData>;
+
+  /**
+   * On the target host, after a migration that did not end here (failed, aborted): removes
+   * what prepareMigrationTarget made for `spec`. Does nothing when a domain of that name
+   * exists here (the migration did land) and when nothing was prepared.
+   */
+  cleanupMigrationTarget(spec: DomainSpec, o: MigrationTargetOptions): Promise<void>;
+
+  /**
+   * On the source host: moves domain `id` to the target `target` describes. Live: the guest
+   * keeps running until the switch-over; resolves once it runs there, defined persistently,
+   * and is gone from here. Cold: the domain is off; its definition and disks move. Reports
+   * progress through onProgress while it runs. Aborts (MigrationAborted) when `signal` aborts,
+   * on abortMigration, or when a timeout in `o` passes. On any failure the domain still
+   * exists here in the state it had (the hypervisor rolls back); a failure after switch-over
+   * (post-copy) leaves it on the target, which the caller finds by looking. Throws
+   * DomainNotFound, DriverError.
+   */
+  migrate(id: string, target: MigrateData, o: MigrationOptions, onProgress?: (p: MigrationProgress) => void, signal?: AbortSignal): Promise<MigrationResult>;
+
+  /** Stops the running migration of domain `id`; a no-op when none runs (from this process or an earlier one). */
+  abortMigration(id: string): Promise<void>;
 
   /**
    * Subscribes to domain state changes, including those the agent did not cause (guest

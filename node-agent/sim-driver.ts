@@ -8,8 +8,8 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseQuantity } from '../api/quantity.js';
 import type { Clock } from '../client/workqueue.js';
-import { DomainNotFound, DriverError, InvalidSpec, PowerState } from './driver.js';
-import type { AttachedVolume, ComputeDriver, DiskFileInfo, DomainEvent, DomainEventReason, DomainInfo, DomainSpec, DriverCapabilities, HostInfo, SnapshotDisk, StorageBackend, VolumeAttachSpec, VolumeContent, VolumeDisk } from './driver.js';
+import { DomainNotFound, DriverError, InvalidSpec, MigrationAborted, PowerState } from './driver.js';
+import type { AttachedVolume, ComputeDriver, DiskFileInfo, DomainEvent, DomainEventReason, DomainInfo, DomainSpec, DriverCapabilities, HostInfo, MigrateData, MigrationOptions, MigrationProgress, MigrationResult, MigrationTargetOptions, SnapshotDisk, StorageBackend, VolumeAttachSpec, VolumeContent, VolumeDisk } from './driver.js';
 import { checkBackend, checkSerial, checkSharedPath, checkSize, checkUID, diskDevice, fingerprint, lockConflict, sharedStore, SimStore } from './sim-volumes.js';
 import type { SimFile, SimFileKind, SimHolder } from './sim-volumes.js';
 
@@ -17,6 +17,7 @@ import type { SimFile, SimFileKind, SimHolder } from './sim-volumes.js';
 export const SIM_OPERATIONS = [
   'spawn', 'destroy', 'powerOn', 'powerOff', 'reboot', 'pause', 'unpause',
   'createVolume', 'volumeInfo', 'deleteVolume', 'resizeVolume', 'snapshotVolume', 'snapshotInfo', 'deleteSnapshot', 'attachVolume', 'detachVolume', 'listVolumes',
+  'prepareMigrationTarget', 'cleanupMigrationTarget', 'migrate', 'abortMigration',
 ] as const;
 /** Operations a fault can be injected into: the known ones, and any added later (attach, migrate, ...). */
 export type SimOperation = (typeof SIM_OPERATIONS)[number] | (string & {});
@@ -53,6 +54,8 @@ export interface SimDriverOptions {
   volumeMs?: number;
   /** Time a hot plug takes (default 0). */
   attachMs?: number;
+  /** Time a migration's transfer takes (default 100 ms); progress is reported halfway. */
+  migrateMs?: number;
   /**
    * Time a running guest takes to release a volume it is asked to detach (default 0: detached
    * at once). Longer, detachVolume answers `pending` and VolumeDetached follows on onEvent.
@@ -170,6 +173,11 @@ export class SimDriver implements ComputeDriver {
   private readonly rebootMs: number;
   private readonly volumeMs: number;
   private readonly attachMs: number;
+  private readonly migrateMs: number;
+  /** What prepareMigrationTarget made here, by domain name. */
+  private readonly prepared = new Map<string, { spec: DomainSpec; volumes: VolumeDisk[] }>();
+  /** Migrations running from here, by domain name: abortMigration stops them. */
+  private readonly migrating = new Map<string, AbortController>();
   private detachDelayMs: number;
   /** This host's own files (its local backend). */
   private readonly localStore: SimStore;
@@ -197,6 +205,7 @@ export class SimDriver implements ComputeDriver {
     this.rebootMs = opts.rebootMs ?? 20;
     this.volumeMs = opts.volumeMs ?? 0;
     this.attachMs = opts.attachMs ?? 0;
+    this.migrateMs = opts.migrateMs ?? 100;
     this.detachDelayMs = opts.detachDelayMs ?? 0;
     this.jitter = opts.jitter ?? 0;
     this.overcommit = { cpu: 16, ram: 1.5, disk: 1, ...opts.overcommit };
@@ -207,6 +216,8 @@ export class SimDriver implements ComputeDriver {
     const doc = this.stateFile ? readSimDoc(this.stateFile) : { domains: [] };
     this.id = opts.id ?? doc.id ?? randomUUID();
     this.localStore = new SimStore(`sim://${this.id}`);
+    // The newest driver of a host id is the one migrations reach (a restarted agent makes a new one).
+    SIM_HOSTS.set(this.id, new WeakRef(this));
     for (const f of doc.files ?? []) this.localStore.set(f.kind, f.uid, { virtualBytes: f.virtualBytes, allocatedBytes: f.allocatedBytes, content: f.content });
     for (const d of doc.domains) {
       // A spawn cut short by the process dying had started the guest: it runs on.
@@ -481,6 +492,113 @@ export class SimDriver implements ComputeDriver {
   async listVolumes(id: string): Promise<AttachedVolume[]> {
     this.operation('listVolumes');
     return this.get(id).volumes.map(attachedView);
+  }
+
+  // ---- migration: between sim hosts of this process ----
+
+  async prepareMigrationTarget(spec: DomainSpec, o: MigrationTargetOptions): Promise<MigrateData> {
+    this.operation('prepareMigrationTarget');
+    validateSpec(spec);
+    if (!this.domains.has(spec.name)) {
+      this.checkRoom(spec);
+      const volumes: VolumeDisk[] = [];
+      for (const v of o.localVolumes ?? []) {
+        checkDisk(v.disk, 'volume');
+        if (v.disk.backend.type !== 'local') continue;
+        // An empty file of the volume's size for the copy to fill.
+        if (!this.localStore.get('volumes', v.disk.uid)) {
+          this.checkFileRoom(this.localStore, 0, `volume ${v.disk.key}`);
+          this.localStore.set('volumes', v.disk.uid, { virtualBytes: v.sizeBytes, allocatedBytes: 0, content: '' });
+          volumes.push(v.disk);
+        }
+      }
+      this.persistFiles(this.localStore);
+      this.prepared.set(spec.name, { spec: structuredClone(spec), volumes: [...(this.prepared.get(spec.name)?.volumes ?? []), ...volumes] });
+    }
+    return { simHost: this.id, domain: spec.name };
+  }
+
+  async cleanupMigrationTarget(spec: DomainSpec, _o: MigrationTargetOptions): Promise<void> {
+    this.operation('cleanupMigrationTarget');
+    const p = this.prepared.get(spec.name);
+    this.prepared.delete(spec.name);
+    if (!p || this.domains.has(spec.name)) return;
+    for (const d of p.volumes) if (!this.localStore.get('volumes', d.uid)?.holders?.size) this.localStore.delete('volumes', d.uid);
+    this.persistFiles(this.localStore);
+  }
+
+  async migrate(id: string, target: MigrateData, o: MigrationOptions, onProgress?: (p: MigrationProgress) => void, signal?: AbortSignal): Promise<MigrationResult> {
+    this.operation('migrate');
+    const dom = this.get(id);
+    const to = target.simHost ? SIM_HOSTS.get(target.simHost)?.deref() : undefined;
+    if (!to) throw new DriverError(`cannot reach the target: sim host ${JSON.stringify(target.simHost)} is not in this process`);
+    if (to === this) throw new DriverError('cannot migrate a domain to the host it runs on');
+    const prepared = to.prepared.get(id);
+    if (!prepared) throw new DriverError(`the target sim host ${to.id} has not prepared domain ${id}`);
+    if (o.mode === 'Live' && isOff(dom.state)) throw new DriverError(`cannot live-migrate domain ${id}: it is ${dom.state}`);
+    if (o.mode === 'Cold' && !isOff(dom.state)) throw new DriverError(`cannot cold-migrate domain ${id}: it is ${dom.state}; stop it first`);
+    if (this.migrating.has(id)) throw new DriverError(`domain ${id} is being migrated already`);
+    const ac = new AbortController();
+    this.migrating.set(id, ac);
+    const stop = () => ac.abort();
+    signal?.addEventListener('abort', stop, { once: true });
+    if (signal?.aborted) ac.abort();
+    const started = this.clock.now();
+    const total = dom.spec.memoryBytes + (o.copyStorage ? dom.volumes.filter((a) => a.disk.backend.type === 'local').reduce((n, a) => n + (a.file?.allocatedBytes ?? 0), 0) : 0);
+    const timeout = Math.min(o.completionTimeoutMs, o.progressTimeoutMs);
+    const epoch = dom.epoch;
+    try {
+      const half = this.jittered(this.migrateMs) / 2;
+      for (const step of [1, 2]) {
+        await this.abortable(half, ac.signal, timeout - (this.clock.now() - started));
+        if (this.domains.get(id) !== dom || dom.epoch !== epoch) throw new DriverError(`domain ${id} changed while it was being migrated`);
+        if (step === 1) onProgress?.({ elapsedMs: this.clock.now() - started, processedBytes: Math.round(total / 2), totalBytes: total, remainingBytes: total - Math.round(total / 2) });
+      }
+    } finally {
+      signal?.removeEventListener('abort', stop);
+      this.migrating.delete(id);
+    }
+    // The switch-over: the target defines and (Live) resumes the guest; this host forgets it.
+    to.checkRoom(dom.spec);
+    const moved: SimDomain = { spec: structuredClone(dom.spec), uuid: dom.uuid, state: dom.state, epoch: 0, volumes: [] };
+    for (const a of dom.volumes) {
+      const local = a.disk.backend.type === 'local';
+      const file = local ? to.localStore.get('volumes', a.disk.uid) : a.file;
+      if (local && file && a.file) Object.assign(file, { virtualBytes: a.file.virtualBytes, allocatedBytes: a.file.allocatedBytes, content: a.file.content });
+      to.hold(moved, { ...a, dom: moved, file, releaseToken: undefined, detaching: undefined });
+    }
+    this.domains.delete(id);
+    this.releaseAll(dom);
+    dom.epoch++;
+    to.prepared.delete(id);
+    to.domains.set(id, moved);
+    this.emit(id, dom, 'Destroyed', PowerState.NoState);
+    to.persistFiles(to.localStore);
+    to.emit(id, moved, moved.state === PowerState.Running ? 'Resumed' : 'Stopped');
+    return { elapsedMs: this.clock.now() - started, downtimeMs: o.mode === 'Live' ? 1 : undefined, processedBytes: total, totalBytes: total };
+  }
+
+  async abortMigration(id: string): Promise<void> {
+    this.operation('abortMigration');
+    this.migrating.get(id)?.abort();
+  }
+
+  /** Waits `ms`; MigrationAborted when `signal` aborts first or `limitMs` is shorter. */
+  private abortable(ms: number, signal: AbortSignal, limitMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(new MigrationAborted('the migration was aborted'));
+      const timedOut = limitMs < ms;
+      const h = this.clock.setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        if (timedOut) reject(new MigrationAborted('the migration did not finish in time and was aborted'));
+        else resolve();
+      }, Math.max(0, Math.min(ms, limitMs)));
+      const onAbort = () => {
+        this.clock.clearTimeout(h);
+        reject(new MigrationAborted('the migration was aborted'));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   onEvent(cb: (e: DomainEvent) => void): () => void {
@@ -804,6 +922,9 @@ export class SimDriver implements ComputeDriver {
     return ms * (1 + this.jitter * Math.random());
   }
 }
+
+/** The sim hosts of this process by id, for migrations between them. */
+const SIM_HOSTS = new Map<string, WeakRef<SimDriver>>();
 
 /** The size of the sim's image files (sim-image.ts), what a volume made from an image allocates. */
 const SIM_IMAGE_BYTES = 1 << 20;

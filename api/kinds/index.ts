@@ -8,6 +8,7 @@ import { HOSTS, type Host } from './host.js';
 import { IMAGES, type Image } from './image.js';
 import { INSTANCES, type Instance } from './instance.js';
 import { KEYPAIRS, type KeyPair } from './keypair.js';
+import { MIGRATIONS, type Migration } from './migration.js';
 import { API_VERSION } from './meta.js';
 import { NETWORKS, type Network } from './network.js';
 import { PORTS, type Port } from './port.js';
@@ -25,6 +26,7 @@ export * from './image.js';
 export * from './instance.js';
 export * from './keypair.js';
 export * from './meta.js';
+export * from './migration.js';
 export * from './network.js';
 export * from './port.js';
 export * from './router.js';
@@ -33,12 +35,12 @@ export * from './volume.js';
 export * from './volumesnapshot.js';
 export * from './volumetype.js';
 
-export type KovaObject = AddressClaim | Flavor | FloatingIP | Host | Image | Instance | KeyPair | Network | Port | Router | SecurityGroup | Volume | VolumeSnapshot | VolumeType;
+export type KovaObject = AddressClaim | Flavor | FloatingIP | Host | Image | Instance | KeyPair | Migration | Network | Port | Router | SecurityGroup | Volume | VolumeSnapshot | VolumeType;
 export type KovaKind = KovaObject['kind'];
 
 /** Every kova resource, one per CRD. */
 export const RESOURCES = Object.freeze([
-  ADDRESS_CLAIMS, FLAVORS, FLOATING_IPS, HOSTS, IMAGES, INSTANCES, KEYPAIRS, NETWORKS, PORTS, ROUTERS, SECURITY_GROUPS, VOLUMES, VOLUME_SNAPSHOTS, VOLUME_TYPES,
+  ADDRESS_CLAIMS, FLAVORS, FLOATING_IPS, HOSTS, IMAGES, INSTANCES, KEYPAIRS, MIGRATIONS, NETWORKS, PORTS, ROUTERS, SECURITY_GROUPS, VOLUMES, VOLUME_SNAPSHOTS, VOLUME_TYPES,
 ] as const);
 
 /** Narrows an object read as a KObject (informer caches, list items) by apiVersion and kind. */

@@ -65,9 +65,18 @@ export interface InstanceAddress {
   mac?: string;
 }
 
+/** The Migration moving an instance (status.migration), while one is. */
+export interface InstanceMigrationRef {
+  name: string;
+  uid?: string;
+  sourceHost: string;
+  targetHost: string;
+  mode?: 'Live' | 'Cold';
+}
+
 export interface InstanceStatus extends StatusBase {
   phase?: InstancePhase;
-  /** Written once, by the binding. */
+  /** Written by the binding; moved by a Migration. */
   hostName?: string;
   domainUUID?: string;
   powerState?: InstancePowerState;
@@ -80,6 +89,8 @@ export interface InstanceStatus extends StatusBase {
   addresses?: InstanceAddress[];
   volumes?: InstanceVolumeStatus[];
   startedAt?: string;
+  /** Set while a Migration moves the instance. */
+  migration?: InstanceMigrationRef;
 }
 
 export interface Instance extends KObject {

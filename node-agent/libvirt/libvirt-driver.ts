@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { DomainNotFound, DriverError, InvalidSpec, PowerState } from '../driver.js';
 import type {
   AttachedVolume, ComputeDriver, DiskFileInfo, DomainEvent, DomainEventReason, DomainInfo, DomainSpec, DriverCapabilities, HostInfo,
-  SnapshotDisk, VolumeAttachSpec, VolumeContent, VolumeDisk,
+  MigrateData, MigrationOptions, MigrationResult, MigrationTargetOptions, SnapshotDisk, VolumeAttachSpec, VolumeContent, VolumeDisk,
 } from '../driver.js';
 import type { ImageCache } from '../image-cache.js';
 import { libvirtDomainOf, volumeXmlOf } from './domain-spec.js';
@@ -552,6 +552,20 @@ export class LibvirtDriver implements ComputeDriver {
       .filter((d) => d.device === 'disk' && d.serial !== undefined)
       .map((d) => ({ serial: d.serial!, device: d.target, ...(live && !configDisks.some((c) => c.serial === d.serial) ? { detaching: true } : {}) }));
   }
+
+  // ---- migration (node-agent/libvirt/migration.ts; being built) ----
+
+  async prepareMigrationTarget(_spec: DomainSpec, _o: MigrationTargetOptions): Promise<MigrateData> {
+    throw new DriverError('live migration is not implemented by the libvirt driver yet');
+  }
+
+  async cleanupMigrationTarget(_spec: DomainSpec, _o: MigrationTargetOptions): Promise<void> {}
+
+  async migrate(_id: string, _target: MigrateData, _o: MigrationOptions): Promise<MigrationResult> {
+    throw new DriverError('live migration is not implemented by the libvirt driver yet');
+  }
+
+  async abortMigration(_id: string): Promise<void> {}
 
   private volumePath(disk: VolumeDisk): string {
     return diskFilePath(disk, 'volumes', this.o.stateDir);
