@@ -19,6 +19,7 @@ import { EscalationAdmission } from './rbac/escalation.js';
 import { ImageFileSourceAdmission } from './image-source.js';
 import { ImagePublicizeAdmission } from './image-publicize.js';
 import { VolumeAdmission } from './volume-admission.js';
+import { MigrationAdmission } from './migration-admission.js';
 
 export interface SecurityConfig {
   /** The admin's bearer token (kova up's kubeconfig); undefined: authentication is off. */
@@ -55,6 +56,8 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
   options.admission = [...(options.admission ?? []), new NodeRestriction()];
   // Volumes: the default VolumeType, and the expansion and single-attach checks that read other objects.
   options.admission.push(new VolumeAdmission(resources));
+  // Migrations: the instance, the target host and no other unfinished migration of the instance; spec immutable.
+  options.admission.push(new MigrationAdmission(resources));
   // ResourceQuota: charged atomically with creates, from a watch-fed cache of the quotas.
   const quota = new QuotaCharger(resources.store, resources.registry);
   await quota.start();
