@@ -25,7 +25,7 @@ const stored = new Map<string, KObject>();
 
 const GV: Record<string, [string, string]> = {
   hosts: ['kova.dev', 'v1alpha1'], instances: ['kova.dev', 'v1alpha1'], ports: ['kova.dev', 'v1alpha1'], networks: ['kova.dev', 'v1alpha1'],
-  volumes: ['kova.dev', 'v1alpha1'], volumesnapshots: ['kova.dev', 'v1alpha1'],
+  volumes: ['kova.dev', 'v1alpha1'], volumesnapshots: ['kova.dev', 'v1alpha1'], migrations: ['kova.dev', 'v1alpha1'],
   flavors: ['kova.dev', 'v1alpha1'], leases: ['coordination.k8s.io', 'v1'], events: ['', 'v1'], namespaces: ['', 'v1'],
 };
 
@@ -69,6 +69,13 @@ before(async () => {
   await put('volumesnapshots', 'demo', snap('snap-free'));
   await put('volumesnapshots', 'demo', snap('snap-a'), { hostName: 'host-a', readyToUse: false });
   await put('volumesnapshots', 'demo', snap('snap-b'), { hostName: 'host-b', readyToUse: true });
+  const mig = (name: string) => ({ metadata: { name }, spec: { instance: 'on-a' } });
+  const decided = (sourceHost: string, targetHost?: string) => ({ phase: 'PreparingTarget', instanceUID: 'uid-1', sourceHost, ...(targetHost ? { targetHost } : {}), mode: 'Live', storage: 'BlockCopy' });
+  await put('migrations', 'demo', mig('mig-from-a'), decided('host-a', 'host-b'));
+  await put('migrations', 'demo', mig('mig-to-a'), decided('host-b', 'host-a'));
+  await put('migrations', 'demo', mig('mig-b-c'), decided('host-b', 'host-c'));
+  await put('migrations', 'demo', mig('mig-scheduling'), { phase: 'Scheduling', sourceHost: 'host-a' });
+  await put('migrations', 'demo', mig('mig-new'));
   nr = new NodeRestriction();
 });
 
@@ -96,7 +103,7 @@ function changed(resource: string, ns: string, name: string, edit: (o: Record<st
 async function outcome(a: RequestAttributes, obj?: KObject): Promise<string> {
   try {
     await nr.admit(a, obj);
-    if ((a.verb === 'update' || a.verb === 'patch') && ['instances', 'ports', 'networks', 'volumes', 'volumesnapshots'].includes(a.resource)) {
+    if ((a.verb === 'update' || a.verb === 'patch') && ['instances', 'ports', 'networks', 'volumes', 'volumesnapshots', 'migrations'].includes(a.resource)) {
       const old = stored.get(`${a.resource}/${a.namespace}/${a.name}`);
       if (!old) return '404 not found';
       nr.admitResult(a, obj ?? old, old);
@@ -186,6 +193,32 @@ describe('NodeRestriction', () => {
     ['add the volume finalizer to its snapshot', () => [attrs('update', 'volumesnapshots', 'demo', 'snap-a'), changed('volumesnapshots', 'demo', 'snap-a', (o) => (o.metadata.finalizers = ['kova.dev/volume-protection']))],
       /may only add or remove the finalizer kova\.dev\/snapshot-cleanup of volume snapshot "demo\/snap-a"/],
     ['delete its snapshot', () => [attrs('delete', 'volumesnapshots', 'demo', 'snap-a')], /not allowed to delete volumesnapshots "demo\/snap-a"/],
+    // Migrations (#17): the hosts of a migration report on it; what it is and where it goes are the controller's.
+    ['report progress of a migration from it', () => [attrs('update', 'migrations', 'demo', 'mig-from-a', 'status'), changed('migrations', 'demo', 'mig-from-a', (o) => Object.assign(o.status, { phase: 'Running', progress: 40, dataProcessedBytes: 1024 }))], 'allow'],
+    ['write migrateData of a migration to it', () => [attrs('update', 'migrations', 'demo', 'mig-to-a', 'status'), changed('migrations', 'demo', 'mig-to-a', (o) => (o.status.migrateData = { uri: 'qemu+tcp://10.0.0.1/system' }))], 'allow'],
+    ['set a condition on a migration from it (source chosen, target not yet)', () => [attrs('update', 'migrations', 'demo', 'mig-scheduling', 'status'),
+      changed('migrations', 'demo', 'mig-scheduling', (o) => (o.status.conditions = [{ type: 'Failed', status: 'True', reason: 'SourceGone', message: '', lastTransitionTime: '2026-01-01T00:00:00Z' }]))], 'allow'],
+    ['patch status of a migration to it', () => [attrs('patch', 'migrations', 'demo', 'mig-to-a', 'status')], 'allow'],
+    ['update status of a migration between host-b and host-c', () => [attrs('update', 'migrations', 'demo', 'mig-b-c', 'status'), changed('migrations', 'demo', 'mig-b-c', (o) => (o.status.phase = 'Failed'))],
+      /^migrations\.kova\.dev "mig-b-c" is forbidden: node "host-a" can only modify migrations from or to it \(status\.sourceHost or status\.targetHost "host-a"\); migration "demo\/mig-b-c" is between "host-b" and "host-c"$/],
+    ['patch status of a migration without hosts', () => [attrs('patch', 'migrations', 'demo', 'mig-new', 'status')], /migration "demo\/mig-new" has no hosts yet/],
+    ['patch status of a missing migration', () => [attrs('patch', 'migrations', 'demo', 'nope', 'status')], /^not found$/],
+    ['claim a migration by naming itself its target', () => [attrs('update', 'migrations', 'demo', 'mig-b-c', 'status'), changed('migrations', 'demo', 'mig-b-c', (o) => (o.status.targetHost = 'host-a'))],
+      /migration "demo\/mig-b-c" is between "host-b" and "host-c"/],
+    ['change the target of a migration from it', () => [attrs('update', 'migrations', 'demo', 'mig-from-a', 'status'), changed('migrations', 'demo', 'mig-from-a', (o) => (o.status.targetHost = 'host-c'))],
+      /^migrations\.kova\.dev "mig-from-a" is forbidden: node "host-a" may not change status\.targetHost of migration "demo\/mig-from-a"$/],
+    ['set the target of a migration still scheduling', () => [attrs('update', 'migrations', 'demo', 'mig-scheduling', 'status'), changed('migrations', 'demo', 'mig-scheduling', (o) => (o.status.targetHost = 'host-b'))],
+      /may not change status\.targetHost of migration "demo\/mig-scheduling"/],
+    ['change the source of a migration to it', () => [attrs('update', 'migrations', 'demo', 'mig-to-a', 'status'), changed('migrations', 'demo', 'mig-to-a', (o) => (o.status.sourceHost = 'host-a'))], /may not change status\.sourceHost of migration "demo\/mig-to-a"/],
+    ['change the instance uid of a migration', () => [attrs('update', 'migrations', 'demo', 'mig-from-a', 'status'), changed('migrations', 'demo', 'mig-from-a', (o) => (o.status.instanceUID = 'uid-2'))], /may not change status\.instanceUID of migration/],
+    ['change the mode of a migration', () => [attrs('update', 'migrations', 'demo', 'mig-from-a', 'status'), changed('migrations', 'demo', 'mig-from-a', (o) => (o.status.mode = 'Cold'))], /may not change status\.mode of migration/],
+    ['change the storage of a migration', () => [attrs('update', 'migrations', 'demo', 'mig-from-a', 'status'), changed('migrations', 'demo', 'mig-from-a', (o) => (o.status.storage = 'Shared'))], /may not change status\.storage of migration/],
+    ['drop the status of a migration', () => [attrs('update', 'migrations', 'demo', 'mig-from-a', 'status'), changed('migrations', 'demo', 'mig-from-a', (o) => delete o.status)], /may not change status\.instanceUID of migration/],
+    ['create a migration', () => [attrs('create', 'migrations', 'demo', ''), { metadata: { name: 'm' }, spec: { instance: 'on-a' } } as unknown as KObject], /^migrations\.kova\.dev "m" is forbidden: node "host-a" is not allowed to create migrations "demo\/m"$/],
+    ['delete a migration from it (abort)', () => [attrs('delete', 'migrations', 'demo', 'mig-from-a')], /not allowed to delete migrations "demo\/mig-from-a"/],
+    ['delete all migrations', () => [attrs('deletecollection', 'migrations', 'demo', '')], /not allowed to deletecollection migrations/],
+    ['update a migration from it (spec, finalizers)', () => [attrs('update', 'migrations', 'demo', 'mig-from-a'), changed('migrations', 'demo', 'mig-from-a', (o) => (o.metadata.finalizers = []))], /not allowed to update migrations "demo\/mig-from-a"/],
+    ['patch a migration from it', () => [attrs('patch', 'migrations', 'demo', 'mig-from-a')], /not allowed to patch migrations "demo\/mig-from-a"/],
     ['create an Event', () => [attrs('create', 'events', 'demo', ''), { metadata: { name: 'e' } } as unknown as KObject], 'allow'],
     ['patch an Event', () => [attrs('patch', 'events', 'demo', 'e')], 'allow'],
     ['create a Flavor', () => [attrs('create', 'flavors', '', ''), { metadata: { name: 'big' } } as unknown as KObject], /^flavors\.kova\.dev "big" is forbidden: node "host-a" is not allowed to create flavors "big"$/],
@@ -214,6 +247,9 @@ describe('NodeRestriction', () => {
       /may only add or remove the finalizer kova\.dev\/volume-protection of volume "demo\/vol-a"/],
     ['apply-create a volume (no stored object)', () => [attrs('patch', 'volumes', 'demo', 'new-vol'), { metadata: { name: 'new-vol' }, spec: { size: '1Gi' } } as unknown as KObject, undefined as unknown as KObject],
       /volume "demo\/new-vol" does not exist/],
+    ['patch the target of a migration from it', () => [attrs('patch', 'migrations', 'demo', 'mig-from-a', 'status'), changed('migrations', 'demo', 'mig-from-a', (o) => (o.status.targetHost = 'host-a')), stored.get('migrations/demo/mig-from-a')!],
+      /may not change status\.targetHost of migration "demo\/mig-from-a"/],
+    ['patch the phase of a migration to it', () => [attrs('patch', 'migrations', 'demo', 'mig-to-a', 'status'), changed('migrations', 'demo', 'mig-to-a', (o) => (o.status.phase = 'Running')), stored.get('migrations/demo/mig-to-a')!], 'allow'],
     ['patch its own condition on a Network', () => [attrs('patch', 'networks', 'demo', 'net', 'status'), changed('networks', 'demo', 'net', (o) => (o.status.conditions[0].status = 'True')), stored.get('networks/demo/net')!], 'allow'],
     ['patch host-b\'s condition on a Network', () => [attrs('patch', 'networks', 'demo', 'net', 'status'), changed('networks', 'demo', 'net', (o) => (o.status.conditions[1].status = 'False')), stored.get('networks/demo/net')!],
       /may only change its own condition host\.kova\.dev\/host-a/],

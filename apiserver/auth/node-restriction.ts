@@ -14,6 +14,9 @@
 //     volume-protection finalizer (a main-resource write that changes nothing else);
 //   - VolumeSnapshots unclaimed or claimed by it (status.hostName): status updates and patches
 //     that claim it for itself only, and, once it is its own, the snapshot-cleanup finalizer;
+//   - Migrations whose stored status.sourceHost or status.targetHost is the node: status updates
+//     and patches that keep what the controller decided (status.instanceUID, sourceHost,
+//     targetHost, mode, storage); never a create, delete or a write of the Migration itself;
 //   - Events (core and events.k8s.io): as Kubernetes, any.
 // Everything else a node writes is a 403 naming the node and the object. Reads stay RBAC's.
 // Patch bodies are not seen by admission (the server passes none), so a patch is judged on the
@@ -97,6 +100,10 @@ export class NodeRestriction implements Admission {
       return; // whose it is and what changes: admitResult, against the stored object
     }
 
+    if (a.apiGroup === KOVA && a.resource === 'migrations' && a.subresource === 'status' && (verb === 'update' || verb === 'patch')) {
+      return; // whose it is and what changes: admitResult, against the stored object
+    }
+
     deny(`is not allowed to ${verb} ${res}${name ? ` ${JSON.stringify(a.namespace ? `${a.namespace}/${name}` : name)}` : ''}`);
   }
 
@@ -136,9 +143,20 @@ export class NodeRestriction implements Admission {
         deny(`can only modify volume snapshots it took or claims (status.hostName ${JSON.stringify(host)}); volume snapshot ${ref} ${!old ? 'does not exist' : claimedBy ? `was taken by ${JSON.stringify(claimedBy)}` : 'is not claimed'}`);
       }
     }
+    if (a.apiGroup === KOVA && a.resource === 'migrations') {
+      const ref = JSON.stringify(`${a.namespace}/${a.name}`);
+      const { sourceHost, targetHost } = statusOf(old);
+      if (!old || (sourceHost !== host && targetHost !== host)) {
+        const hosts = !old ? 'does not exist' : sourceHost || targetHost ? `is between ${JSON.stringify(sourceHost ?? '')} and ${JSON.stringify(targetHost ?? '')}` : 'has no hosts yet';
+        deny(`can only modify migrations from or to it (status.sourceHost or status.targetHost ${JSON.stringify(host)}); migration ${ref} ${hosts}`);
+      }
+    }
     checkResult(a, host, object, old, deny);
   }
 }
+
+/** What the migration controller decides and a host only reports on. */
+const MIGRATION_CONTROLLER_FIELDS = ['instanceUID', 'sourceHost', 'targetHost', 'mode', 'storage'] as const;
 
 /** What a write may change besides one finalizer: spec, labels, annotations, owners, the other finalizers. */
 function beyondFinalizer(o: KObject | undefined, finalizer: string): unknown {
@@ -181,6 +199,12 @@ function checkResult(a: RequestAttributes, host: string, object: KObject, curren
     // A volume's host is the one storing it: the node may name itself, or keep what is there.
     const keeps = a.resource === 'volumes' && next === statusOf(current).hostName;
     if (next !== undefined && next !== host && !keeps) deny(`may not set status.hostName of ${kind} ${JSON.stringify(ref)} to ${JSON.stringify(next)}`);
+    return;
+  }
+  if (a.resource === 'migrations') {
+    for (const f of MIGRATION_CONTROLLER_FIELDS) {
+      if (!isDeepStrictEqual(statusOf(object)[f], statusOf(current)[f])) deny(`may not change status.${f} of migration ${JSON.stringify(ref)}`);
+    }
     return;
   }
   if (a.resource === 'networks' && a.subresource === 'status') {
