@@ -30,6 +30,12 @@ const WRITE = ['create', 'delete', 'deletecollection', 'patch', 'update'];
 /** The kova kinds users work with in a project (namespaced), and the ones kova fills in itself. */
 export const KOVA_PROJECT_KINDS = ['instances', 'images', 'networks', 'ports', 'volumes', 'volumesnapshots', 'keypairs', 'securitygroups', 'floatingips', 'routers'];
 const KOVA_SYSTEM_KINDS = ['addressclaims'];
+/**
+ * Project kinds that only cloud operators write: a Migration moves an instance between hosts,
+ * which Nova's default policy keeps admin-only (os_compute_api:os-migrate-server:migrate_live).
+ * Projects see them; cluster-admin creates and deletes them.
+ */
+const KOVA_OPERATOR_KINDS = ['migrations'];
 const status = (kinds: string[]) => kinds.map((k) => `${k}/status`);
 /** Project kinds whose status only hosts write (see kova:aggregate-to-admin). */
 const HOST_OWNED_STATUS = ['volumes', 'volumesnapshots'];
@@ -94,7 +100,7 @@ export function bootstrapClusterRoles(): KObject[] {
       rule(['get', 'create'], [KOVA], ['instances/console']),
     ], { labels: { [AGGREGATE_TO_EDIT]: 'true' } }),
     clusterRole('kova:aggregate-to-view', [
-      rule(READ, [KOVA], [...KOVA_PROJECT_KINDS, ...status(KOVA_PROJECT_KINDS), ...KOVA_SYSTEM_KINDS]),
+      rule(READ, [KOVA], [...KOVA_PROJECT_KINDS, ...status(KOVA_PROJECT_KINDS), ...KOVA_SYSTEM_KINDS, ...KOVA_OPERATOR_KINDS, ...status(KOVA_OPERATOR_KINDS)]),
     ], { labels: { [AGGREGATE_TO_VIEW]: 'true' } }),
     // The OpenStack roles (KOVA_ROLES) are the Kubernetes ones by another name: same selectors.
     clusterRole(KOVA_ROLES['cloud-admin'], [], { aggregate: sel(AGGREGATE_TO_CLOUD_ADMIN) }),
@@ -133,6 +139,8 @@ export function bootstrapClusterRoles(): KObject[] {
       rule(['update', 'patch'], [KOVA], ['ports/status', 'networks/status']),
       // Volumes and snapshots a host stores: their status, and its finalizer on the object (NodeRestriction narrows both).
       rule(['update', 'patch'], [KOVA], ['volumes', 'volumes/status', 'volumesnapshots', 'volumesnapshots/status']),
+      // The two hosts of a migration report on it (NodeRestriction: only theirs, and only the status).
+      rule(['update', 'patch'], [KOVA], ['migrations/status']),
       rule(['create', 'patch', 'update'], [''], ['events']),
       rule(['create', 'patch', 'update'], ['events.k8s.io'], ['events']),
     ]),
