@@ -13,6 +13,8 @@ export interface HostSpec {
   tunnelIP?: string;
   /** Set by an operator once the host is known to be off; a fenced host that is not Ready is evacuated. */
   fenced?: boolean;
+  /** Maintenance (kova drain): cordoned, and every instance is migrated off, a few at a time. */
+  maintenance?: boolean;
 }
 
 export interface HostResources {
