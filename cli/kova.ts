@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The `kova` command: `up` runs a whole single-host cloud, `apiserver`, `controllers` and
-// `agent` run one component each, and the power verbs act on Instances.
+// `agent` run one component each, the power verbs act on Instances and `migrate` moves one.
 import { mkdir } from 'node:fs/promises';
 import { availableParallelism, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -44,6 +44,16 @@ Usage:
                            DHCP, security groups, NAT), --netns inside a network namespace
   kova start|stop|restart|pause|unpause NAME [-n NAMESPACE] [--kubeconfig F]
                            power actions on an Instance (see docs/control-plane.md)
+  kova drain HOST [--wait] [--timeout D] [--kubeconfig F]
+                           host maintenance: cordon HOST and migrate its instances off
+                           (--wait follows the Drained condition; D like 10m, 0 = none)
+  kova uncordon HOST [--kubeconfig F]
+                           end maintenance: HOST is schedulable again
+  kova migrate NAME [-n NAMESPACE] [--to HOST] [--cold] [--post-copy] [--auto-converge]
+             [--bandwidth QUANTITY] [--wait] [--timeout DURATION] [--kubeconfig F]
+                           move an Instance to another host (a Migration; cloud admins):
+                           prints the Migration's name; --wait follows it until Succeeded
+                           (exit 0) or Failed (exit 1); see docs/migration.md
   kova console NAME [-n NAMESPACE] [--log] [--kubeconfig F]
                            attach to an Instance's serial console (virsh console; on the
                            host that runs it), or print its console log with --log
@@ -452,9 +462,20 @@ async function main(argv: string[]): Promise<void> {
       return controllers(rest);
     case 'agent':
       return agent(rest);
+    case 'drain':
+    case 'uncordon': {
+      const { drainCommand } = await import('./drain.js');
+      process.exitCode = await drainCommand(cmd, rest, kubeconfigFrom);
+      return;
+    }
     case 'console': {
       const { consoleCommand } = await import('./console.js');
       process.exitCode = await consoleCommand(rest, kubeconfigFrom);
+      return;
+    }
+    case 'migrate': {
+      const { migrateCommand } = await import('./migrate.js');
+      process.exitCode = await migrateCommand(rest, kubeconfigFrom);
       return;
     }
     case 'audit': {
