@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { DomainNotFound, DriverError, InvalidSpec, PowerState } from '../driver.js';
 import type {
   AttachedVolume, ComputeDriver, DiskFileInfo, DomainEvent, DomainEventReason, DomainInfo, DomainSpec, DriverCapabilities, HostInfo,
-  MigrateData, MigrationOptions, MigrationResult, MigrationTargetOptions, SnapshotDisk, VolumeAttachSpec, VolumeContent, VolumeDisk,
+  MigrateData, MigrationOptions, MigrationProgress, MigrationResult, MigrationTargetOptions, SnapshotDisk, VolumeAttachSpec, VolumeContent, VolumeDisk,
 } from '../driver.js';
 import type { ImageCache } from '../image-cache.js';
 import { libvirtDomainOf, volumeXmlOf } from './domain-spec.js';
@@ -23,6 +23,7 @@ import { buildNoCloudSeed } from './nocloud.js';
 import { parseDomainDisks, parseDomState, parseEventLine, parseKeyValues, parseOwnerMetadata, Virsh, VirshError, type DomainDisk } from './virsh.js';
 import { convertInto, diskFilePath, ensureStorageDir, exists, fileInfo, isOverlayPath, overlayPath, qemuImg, qemuImgInfo, removeTemps, writeAtomically } from './volumes.js';
 import { dieWithParent } from '../../lib/parent-death.js';
+import { defaultMigrationEndpoint, LibvirtMigration, type MigrationEndpoint } from './migration.js';
 
 const run = promisify(execFile);
 
@@ -53,6 +54,12 @@ export interface LibvirtDriverOptions {
   imageCache?: ImageCache;
   /** Domain memory floor: libvirt guests need some RAM to boot at all. */
   minMemoryBytes?: number;
+  /**
+   * How other hosts reach this one for migrations: the libvirt URI their libvirtd dials (peer
+   * to peer) and the address QEMU receives the stream on. Default `qemu+tcp://<hostname>/system`
+   * (libvirtd must listen on TCP, like Nova's live_migration_uri) and libvirt's choice of address.
+   */
+  migration?: MigrationEndpoint;
 }
 
 const MiB = 1024 * 1024;
@@ -92,12 +99,30 @@ export class LibvirtDriver implements ComputeDriver {
    * (attached by an older kova): device-removed events name devices by alias only.
    */
   private readonly aliases = new Map<string, string>();
+  private readonly migration: LibvirtMigration;
 
   constructor(private readonly o: LibvirtDriverOptions) {
     this.virsh = new Virsh(o.uri ?? 'qemu:///system');
     this.domainsDir = join(o.stateDir, 'domains');
     this.kvm = o.kvm;
     this.imageCache = o.imageCache;
+    const driver = this;
+    this.migration = new LibvirtMigration({
+      virsh: this.virsh,
+      stateDir: o.stateDir,
+      domainsDir: this.domainsDir,
+      endpoint: o.migration ?? defaultMigrationEndpoint(),
+      get kvm() {
+        return driver.kvm ?? false;
+      },
+      minMemoryBytes: o.minMemoryBytes ?? 64 * 1024 * 1024,
+      resolveImage: (image) => (o.resolveImage ?? this.defaultImage)(image),
+      exists: (name) => this.exists(name),
+      forget: (name) => {
+        this.identity.delete(name);
+        this.recentDisks.delete(name);
+      },
+    });
   }
 
   /** The serial console log of a domain (virtlogd writes it; kept while the domain exists). */
@@ -553,19 +578,23 @@ export class LibvirtDriver implements ComputeDriver {
       .map((d) => ({ serial: d.serial!, device: d.target, ...(live && !configDisks.some((c) => c.serial === d.serial) ? { detaching: true } : {}) }));
   }
 
-  // ---- migration (node-agent/libvirt/migration.ts; being built) ----
+  // ---- migration (node-agent/libvirt/migration.ts) ----
 
-  async prepareMigrationTarget(_spec: DomainSpec, _o: MigrationTargetOptions): Promise<MigrateData> {
-    throw new DriverError('live migration is not implemented by the libvirt driver yet');
+  async prepareMigrationTarget(spec: DomainSpec, o: MigrationTargetOptions): Promise<MigrateData> {
+    return this.migration.prepareTarget(spec, o);
   }
 
-  async cleanupMigrationTarget(_spec: DomainSpec, _o: MigrationTargetOptions): Promise<void> {}
-
-  async migrate(_id: string, _target: MigrateData, _o: MigrationOptions): Promise<MigrationResult> {
-    throw new DriverError('live migration is not implemented by the libvirt driver yet');
+  async cleanupMigrationTarget(spec: DomainSpec, o: MigrationTargetOptions): Promise<void> {
+    return this.migration.cleanupTarget(spec, o);
   }
 
-  async abortMigration(_id: string): Promise<void> {}
+  async migrate(id: string, target: MigrateData, o: MigrationOptions, onProgress?: (p: MigrationProgress) => void, signal?: AbortSignal): Promise<MigrationResult> {
+    return this.migration.migrate(id, target, o, onProgress, signal);
+  }
+
+  async abortMigration(id: string): Promise<void> {
+    return this.migration.abort(id);
+  }
 
   private volumePath(disk: VolumeDisk): string {
     return diskFilePath(disk, 'volumes', this.o.stateDir);
