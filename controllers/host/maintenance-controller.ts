@@ -74,6 +74,8 @@ export class MaintenanceReconciler implements Reconciler {
     const host = this.d.hosts.get(undefined, req.name);
     if (!host) return;
     const name = req.name;
+    // Most hosts: never in maintenance, nothing of it left to undo.
+    if (host.spec?.maintenance !== true && !cordonChange(host) && !findCondition(host.status?.conditions, DRAINED_CONDITION)) return;
     const plan = planMaintenance({
       host,
       instances: host.spec?.maintenance === true ? this.d.instances.list().filter((i) => i.status?.hostName === name) : [],
