@@ -19,6 +19,7 @@ import { startQuotaController } from './quota/quota-controller.js';
 import { startScheduler } from './scheduler/scheduler.js';
 import { startVolumeController } from './volume/volume-controller.js';
 import { startSnapshotController } from './volume/snapshot-controller.js';
+import { startMigrationController } from './migration/migration-controller.js';
 import { startClusterRoleAggregationController } from './rbac/clusterrole-aggregation.js';
 import { SharedInformers } from '../client/shared-informers.js';
 import type { AllocationRatios } from '../api/resources.js';
@@ -85,6 +86,7 @@ export function startControllerManager(opts: ControllerManagerOptions): Controll
         startQuotaController(common),
         startVolumeController(common),
         startSnapshotController(common),
+        startMigrationController(common),
         ...(opts.dataDir ? [startImageController({ ...common, storeDir: join(opts.dataDir, 'images') })] : []),
       ]);
       await Promise.all(parts.map((p) => p.done));

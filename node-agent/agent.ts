@@ -1,9 +1,9 @@
 // The node agent: registers its Host, heartbeats its Lease, watches the instances bound to it
 // and runs each through the InstanceAgentReconciler, like a kubelet for VMs. On start it adopts
 // the domains it finds (matching them to instances by key and uid) instead of spawning anew.
-import type { Host, Image, Instance, KeyPair, Volume, VolumeSnapshot } from '../api/kinds/index.js';
+import type { Host, Image, Instance, KeyPair, Migration, Volume, VolumeSnapshot } from '../api/kinds/index.js';
 import { resolveImage } from '../api/image-visibility.js';
-import { HOSTS, IMAGES, INSTANCES, KEYPAIRS } from '../api/kinds/index.js';
+import { HOSTS, IMAGES, INSTANCES, KEYPAIRS, MIGRATIONS } from '../api/kinds/index.js';
 import { Controller, errorMessage } from '../client/controller.js';
 import { ExponentialBackoffLimiter, MaxOfLimiter, TokenBucketLimiter } from '../client/rate-limited-queue.js';
 import { realClock } from '../client/workqueue.js';
@@ -26,6 +26,7 @@ import { StorageInformers } from './volume/storage-informers.js';
 import { volumeHost } from '../api/kinds/index.js';
 import { VolumeReconciler } from './volume/volume-reconciler.js';
 import { SnapshotReconciler } from './volume/snapshot-reconciler.js';
+import { MigrationAgent } from './migration/migration-agent.js';
 
 export interface NodeAgentOptions {
   client: KovaClient;
@@ -68,6 +69,8 @@ export interface NodeAgentOptions {
   network?: Omit<NetworkAgentOptions, 'client' | 'hostName' | 'log'>;
   /** Shared by all agents of a process (sim, started by its owner); one of its own otherwise. */
   storage?: StorageInformers;
+  /** All Migrations: shared by all agents of a process (sim, started by its owner); one of its own otherwise. */
+  migrations?: Informer<Migration>;
 }
 
 export class NodeAgent {
@@ -81,6 +84,11 @@ export class NodeAgent {
   private readonly snapshotController: Controller;
   private readonly storage: StorageInformers;
   private readonly ownStorage: boolean;
+  /** This host's part in Migrations (prepare as target, transfer as source). */
+  readonly migrationAgent: MigrationAgent;
+  private readonly migrationController: Controller;
+  private readonly migrations: Informer<Migration>;
+  private readonly ownMigrations: boolean;
   /** The host network reconciler, when `network` was given. */
   readonly network?: NetworkAgent;
   private readonly informer: InstanceView;
@@ -119,6 +127,16 @@ export class NodeAgent {
     this.storage = o.storage ?? new StorageInformers(o.client, { log: this.log });
     const storage = this.storage;
     const imageLookup = (ns: string, name: string) => resolveImage(ns, name, images);
+    this.ownMigrations = !o.migrations;
+    this.migrations = o.migrations ?? new Informer<Migration>(o.client, MIGRATIONS, { log: this.log });
+    // A domain of an instance that a Migration is moving here is not an orphan to destroy.
+    const migratingHere = (d: DomainInfo) => {
+      const key = d.instanceKey ?? '';
+      const i = key.indexOf('/');
+      const inst = i > 0 ? storage.allInstances.get(key.slice(0, i), key.slice(i + 1)) : undefined;
+      return !!inst && inst.metadata.uid === d.instanceUID && inst.status?.migration?.targetHost === o.hostName;
+    };
+    this.migratingHere = migratingHere;
     this.reconciler = new InstanceAgentReconciler({
       client: o.client,
       hostName: o.hostName,
@@ -128,6 +146,7 @@ export class NodeAgent {
       log: this.log,
       stopTimeoutMs: o.stopTimeoutMs,
       startingAfterMs: o.startingAfterMs,
+      migratingHere,
       resolve: {
         flavor: (name) => flavors.get(name),
         images: {
@@ -157,7 +176,16 @@ export class NodeAgent {
     const storageLimiter = () => new MaxOfLimiter(new ExponentialBackoffLimiter(o.retryBaseMs ?? 5, o.retryMaxMs ?? 300_000), new TokenBucketLimiter(10, 100, clock));
     this.volumeController = new Controller(this.volumes, { workers: 2, log: this.log, clock, limiter: storageLimiter() });
     this.snapshotController = new Controller(this.snapshots, { workers: 2, log: this.log, clock, limiter: storageLimiter() });
+    this.migrationAgent = new MigrationAgent({
+      client: o.client, hostName: o.hostName, driver: o.driver, recorder: this.recorder, log: this.log,
+      migration: (ns, name) => this.migrations.get(ns, name),
+      instance: (ns, name) => storage.allInstances.get(ns, name),
+      resolve: (inst) => this.reconciler.resolve(inst),
+    });
+    this.migrationController = new Controller(this.migrationAgent, { workers: 4, log: this.log, clock, limiter: storageLimiter() });
   }
+
+  private readonly migratingHere: (d: DomainInfo) => boolean;
 
   /**
    * Registers the host, syncs the instance cache, adopts existing domains and starts the
@@ -209,6 +237,9 @@ export class NodeAgent {
     const unwireStorage = this.wireStorage(enqueue);
     if (this.ownStorage) this.storage.start();
     await this.storage.waitForSync(signal);
+    const unwireMigrations = this.wireMigrations();
+    if (this.ownMigrations) this.migrations.start();
+    await this.migrations.waitForSync(signal);
     // A Port configured here (or not any more) wakes the instances here that use it.
     this.network?.onPortChange((ns, port) => {
       for (const i of this.informer.list()) {
@@ -225,7 +256,8 @@ export class NodeAgent {
     });
     for (const obj of this.informer.list()) enqueue(obj);
     const workers = this.controller.start(signal);
-    const storageWorkers = [this.volumeController.start(signal), this.snapshotController.start(signal)];
+    const storageWorkers = [this.volumeController.start(signal), this.snapshotController.start(signal), this.migrationController.start(signal)];
+    for (const m of this.migrations.list()) if (this.migrationAgent.concerns(m)) this.migrationController.enqueue({ namespace: m.metadata.namespace, name: m.metadata.name! });
     for (const v of this.storage.volumes.list()) if (volumeHost(v) === this.hostName) this.volumeController.enqueue({ namespace: v.metadata.namespace, name: v.metadata.name! });
     for (const sn of this.storage.snapshots.list()) this.snapshotController.enqueue({ namespace: sn.metadata.namespace, name: sn.metadata.name! });
 
@@ -243,6 +275,9 @@ export class NodeAgent {
         if (this.ownKeyPairs) this.keyPairs.stop();
         unwireStorage();
         if (this.ownStorage) this.storage.stop();
+        unwireMigrations();
+        if (this.ownMigrations) this.migrations.stop();
+        await this.migrationAgent.stop();
         await workers;
         await Promise.all(storageWorkers);
         resolve();
@@ -289,6 +324,28 @@ export class NodeAgent {
     };
   }
 
+  /** Migration events, and an instance's migration mark, wake this host's part in them. */
+  private wireMigrations(): () => void {
+    const onMigration = (m: Migration) => {
+      if (this.migrationAgent.concerns(m)) this.migrationController.enqueue({ namespace: m.metadata.namespace, name: m.metadata.name! });
+    };
+    const onInstance = (i: Instance) => {
+      const mark = i.status?.migration;
+      if (!mark) return;
+      if (mark.sourceHost === this.hostName || mark.targetHost === this.hostName) this.migrationController.enqueue({ namespace: i.metadata.namespace, name: mark.name });
+    };
+    for (const ev of ['add', 'update', 'delete'] as const) {
+      this.migrations.on(ev, onMigration);
+      this.storage.allInstances.on(ev, onInstance);
+    }
+    return () => {
+      for (const ev of ['add', 'update', 'delete'] as const) {
+        this.migrations.off(ev, onMigration);
+        this.storage.allInstances.off(ev, onInstance);
+      }
+    };
+  }
+
   /** Instances in the agent's cache (bound to this host). */
   informerSize(): number {
     return this.informer.list().length;
@@ -326,6 +383,10 @@ export class NodeAgent {
       if (inst && inst.metadata.uid === d.instanceUID) {
         this.reconciler.domains.set(d.instanceKey, d.id);
         this.adoption.adopted++;
+        continue;
+      }
+      if (this.migratingHere(d)) {
+        this.log(`agent ${this.hostName}: domain ${d.name} is arriving by migration; leaving it to the migration`);
         continue;
       }
       this.adoption.orphansDestroyed++;

@@ -1,8 +1,8 @@
 // Entry points for the CLI: one agent (`kova agent --host NAME --driver sim|libvirt`) and a
 // fleet of simulated agents in one process (`kova up --driver sim --sim-hosts N`).
 import { getMaxListeners, setMaxListeners } from 'node:events';
-import type { Image, KeyPair } from '../api/kinds/index.js';
-import { IMAGES, KEYPAIRS } from '../api/kinds/index.js';
+import type { Image, KeyPair, Migration } from '../api/kinds/index.js';
+import { IMAGES, KEYPAIRS, MIGRATIONS } from '../api/kinds/index.js';
 import { KovaClient } from '../client/client.js';
 import type { KovaClientOptions } from '../client/client.js';
 import { Informer } from '../client/informer.js';
@@ -65,11 +65,14 @@ export async function startSimAgents(opts: {
   // Volumes, their types and snapshots, and who uses them: the shared instance watch again.
   const storage = new StorageInformers(client, { instances: shared.informer, log });
   storage.start();
+  const migrations = new Informer<Migration>(client, MIGRATIONS, { log });
+  migrations.start();
   opts.signal.addEventListener('abort', () => {
     shared.stop();
     images.stop();
     keyPairs.stop();
     storage.stop();
+    migrations.stop();
   }, { once: true });
   const drivers: SimDriver[] = [];
   const agents: NodeAgent[] = [];
@@ -81,7 +84,7 @@ export async function startSimAgents(opts: {
     // Two connections each: an agent only writes its host's objects (the shared client watches),
     // and a hundred sim agents with four each held 30 MB more of TLS connections on both sides.
     const own = opts.kubeconfigFor ? clientFor(opts.kubeconfigFor(hostName), 2, opts.clientOptions) : client;
-    agents.push(new NodeAgent({ client: own, hostName, driver, labels: opts.labels?.(i), flavors, recorder, instances: shared.view(`${prefix}${i}`), images, keyPairs, storage, workers: opts.workers ?? 4, heartbeatS: opts.heartbeatS, leaseDurationS: opts.leaseDurationS, log }));
+    agents.push(new NodeAgent({ client: own, hostName, driver, labels: opts.labels?.(i), flavors, recorder, instances: shared.view(`${prefix}${i}`), images, keyPairs, storage, migrations, workers: opts.workers ?? 4, heartbeatS: opts.heartbeatS, leaseDurationS: opts.leaseDurationS, log }));
   }
   // Register in small batches so a hundred hosts do not hit the API server at once.
   for (let i = 0; i < agents.length; i += 10) await Promise.all(agents.slice(i, i + 10).map((a) => a.start(opts.signal)));

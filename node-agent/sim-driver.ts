@@ -545,14 +545,19 @@ export class SimDriver implements ComputeDriver {
     if (signal?.aborted) ac.abort();
     const started = this.clock.now();
     const total = dom.spec.memoryBytes + (o.copyStorage ? dom.volumes.filter((a) => a.disk.backend.type === 'local').reduce((n, a) => n + (a.file?.allocatedBytes ?? 0), 0) : 0);
-    const timeout = Math.min(o.completionTimeoutMs, o.progressTimeoutMs);
+    // As long as the data takes at the bandwidth asked for (a throttled migration can be aborted midway).
+    const duration = Math.max(this.jittered(this.migrateMs), o.bandwidthBytesPerSec ? (1000 * total) / o.bandwidthBytesPerSec : 0);
+    // The sim always makes progress: only the completion timeout can stop it.
+    const deadline = started + o.completionTimeoutMs;
     const epoch = dom.epoch;
     try {
-      const half = this.jittered(this.migrateMs) / 2;
-      for (const step of [1, 2]) {
-        await this.abortable(half, ac.signal, timeout - (this.clock.now() - started));
+      for (let elapsed = 0; elapsed < duration;) {
+        const step = Math.min(250, duration - elapsed);
+        await this.abortable(step, ac.signal, deadline - this.clock.now());
+        elapsed += step;
         if (this.domains.get(id) !== dom || dom.epoch !== epoch) throw new DriverError(`domain ${id} changed while it was being migrated`);
-        if (step === 1) onProgress?.({ elapsedMs: this.clock.now() - started, processedBytes: Math.round(total / 2), totalBytes: total, remainingBytes: total - Math.round(total / 2) });
+        const done = Math.round((total * elapsed) / duration);
+        if (elapsed < duration) onProgress?.({ elapsedMs: this.clock.now() - started, processedBytes: done, totalBytes: total, remainingBytes: total - done });
       }
     } finally {
       signal?.removeEventListener('abort', stop);

@@ -83,6 +83,11 @@ export const MigrationConditions = Object.freeze({
   Failed: 'Failed',
   /** True once the target host has prepared (image, disks, ports, volumes). */
   TargetReady: 'TargetReady',
+  /**
+   * True once the hypervisor finished: the guest runs on the target and is gone from the
+   * source (written by a host); the controller then moves the binding and sets Succeeded.
+   */
+  Transferred: 'Transferred',
 } as const);
 
 export const DEFAULT_COMPLETION_TIMEOUT_PER_GIB = 150;

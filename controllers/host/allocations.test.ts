@@ -13,6 +13,13 @@ describe('allocations', () => {
     assert.match(staleReason(a, 'h1', { uid: 'u1' })!, /no longer bound/);
     assert.match(staleReason(a, 'h1', { uid: 'u1', hostName: 'h2' })!, /bound to host h2/);
   });
+  it('holds on the target while a Migration moves the instance there, and is stale there after it ends', () => {
+    assert.equal(staleReason(a, 'h2', { uid: 'u1', hostName: 'h1', migrationTarget: 'h2' }), undefined);
+    assert.equal(staleReason(a, 'h1', { uid: 'u1', hostName: 'h1', migrationTarget: 'h2' }), undefined);
+    assert.match(staleReason(a, 'h2', { uid: 'u1', hostName: 'h1' })!, /bound to host h1/);
+    assert.match(staleReason(a, 'h1', { uid: 'u1', hostName: 'h2' })!, /bound to host h2/);
+    assert.match(staleReason(a, 'h3', { uid: 'u2', hostName: 'h1', migrationTarget: 'h3' })!, /recreated/);
+  });
   it('splits instance keys', () => {
     assert.deepEqual(splitInstanceKey('ns/web'), { namespace: 'ns', name: 'web' });
     assert.equal(splitInstanceKey('web'), undefined);

@@ -193,7 +193,7 @@ export class HostReconciler implements Reconciler {
     const suspects = (h: Host): HostAllocation[] => (h.status?.allocations ?? []).filter((a) => {
       const key = splitInstanceKey(a.instance);
       const inst = key && this.d.instance(key.namespace, key.name);
-      return staleReason(a, hostName, inst ? { uid: inst.metadata.uid, hostName: inst.status?.hostName } : undefined) !== undefined;
+      return staleReason(a, hostName, inst ? { uid: inst.metadata.uid, hostName: inst.status?.hostName, migrationTarget: inst.status?.migration?.targetHost } : undefined) !== undefined;
     });
     const allocatedOff = (h: Host) => !!h.status?.allocations && !sameResources(h.status.allocated, sumResources(h.status.allocations));
     if (cached && !suspects(cached).length && !allocatedOff(cached)) return;
@@ -205,7 +205,7 @@ export class HostReconciler implements Reconciler {
       for (const a of suspects(host)) {
         const key = splitInstanceKey(a.instance);
         const live = key ? await this.d.client.get<Instance>(INSTANCES, key.namespace, key.name) : undefined;
-        const why = staleReason(a, hostName, live ? { uid: live.metadata.uid, hostName: live.status?.hostName } : undefined);
+        const why = staleReason(a, hostName, live ? { uid: live.metadata.uid, hostName: live.status?.hostName, migrationTarget: live.status?.migration?.targetHost } : undefined);
         if (why) remove.set(a.uid, why);
       }
       if (!remove.size && !allocatedOff(host)) return;

@@ -47,6 +47,8 @@ export interface InstanceAgentReconcilerOptions {
   waitRequeueMs?: number;
   /** For the Starting timer (tests); the work queue has its own. */
   clock?: Clock;
+  /** Whether a domain here belongs to an instance a Migration is moving to this host (it is not an orphan). */
+  migratingHere?: (dom: DomainInfo) => boolean;
 }
 
 const MAX_ACTIONS = 6;
@@ -70,6 +72,11 @@ export class InstanceAgentReconciler implements Reconciler {
     this.clock = o.clock ?? realClock;
   }
 
+  /** The DomainSpec `inst` would be spawned with on this host (a migration target prepares it). */
+  resolve(inst: Instance): ReturnType<typeof resolveInstance> {
+    return resolveInstance(inst, this.deps);
+  }
+
   /** Forget what our writes returned once the informer has delivered something at least as new. */
   observed(obj: Instance, deleted = false): void {
     this.status.observed(obj, deleted);
@@ -80,6 +87,9 @@ export class InstanceAgentReconciler implements Reconciler {
     const key = instanceKey(ns, req.name);
     let inst = this.status.current(ns, req.name);
     if (!inst || inst.status?.hostName !== this.o.hostName) return this.cleanUpGone(key);
+    // A Migration moving it away owns the domain meanwhile: no power action, no respawn of a
+    // domain that has just left (the migration agent runs the transfer, the controller rebinds).
+    if (inst.status?.migration?.sourceHost === this.o.hostName) return;
     const id = domainName(ns, req.name, inst.metadata.uid!);
     // The domain's volumes are read alongside its state (both are reads): a hot plug then waits
     // for one round trip to the hypervisor before acting, not two.
@@ -326,7 +336,7 @@ export class InstanceAgentReconciler implements Reconciler {
     const id = this.domains.get(key);
     if (!id) return;
     const dom = await this.info(id);
-    if (dom && dom.instanceKey === key) {
+    if (dom && dom.instanceKey === key && !this.o.migratingHere?.(dom)) {
       this.o.log(`${this.name}: ${key} is no longer bound to this host; destroying domain ${id}`);
       await this.o.driver.destroy(id);
       this.stats.destroys++;
