@@ -8,6 +8,7 @@ import { KovaClient } from '../client/client.js';
 import type { KovaClientOptions } from '../client/client.js';
 import { LeaderElector } from '../client/leader.js';
 import { startHostController } from './host/host-controller.js';
+import { startMaintenanceController } from './host/maintenance-controller.js';
 import { startImageController } from './image/image-controller.js';
 import { startInstanceController } from './instance/instance-controller.js';
 import { startNetworkControllers } from './network/network-controllers.js';
@@ -76,6 +77,7 @@ export function startControllerManager(opts: ControllerManagerOptions): Controll
       const parts = await Promise.all([
         startScheduler({ ...common, weigher: opts.weigher, ratios: opts.ratios }),
         startHostController({ ...common, ratios: opts.ratios }),
+        startMaintenanceController(common),
         startInstanceController(common),
         startNetworkControllers(common),
         startKeyPairController(common),
