@@ -108,6 +108,8 @@ export class NetworkAgent implements Reconciler {
   private readonly hosts: Informer<Host>;
   private kernel?: KernelFeatures;
   private createdNetns = new Set<string>();
+  /** What this host made of the ports arriving with a migrating instance (their Configured condition is the source's). */
+  private readonly incoming = new Map<string, { ok: true } | { ok: false; message: string }>();
   /** Names this cluster's nftables tables, so clusters sharing a machine keep their own rules. */
   private clusterID?: string;
 
@@ -133,6 +135,10 @@ export class NetworkAgent implements Reconciler {
   portConfigured(namespace: string, name: string): { ok: true } | { ok: false; message: string } {
     const p = this.ports.get(namespace, name);
     if (!p) return { ok: false, message: 'the port does not exist' };
+    // A port arriving with a migrating instance: its condition is the source's; this host's own result counts.
+    if (p.status?.migratingTo === this.o.hostName && p.status.hostName !== this.o.hostName) {
+      return this.incoming.get(`${namespace}/${name}`) ?? { ok: false, message: 'the network agent has not plugged it here yet' };
+    }
     if (p.status?.hostName !== this.o.hostName) return { ok: false, message: `the port is placed on ${p.status?.hostName ? `host ${p.status.hostName}` : 'no host'}` };
     const c = p.status?.conditions?.find((x) => x.type === 'Configured');
     if (c?.status === 'True') return { ok: true };
@@ -181,9 +187,9 @@ export class NetworkAgent implements Reconciler {
     void this.controller.start(signal);
   }
 
-  /** Ports whose instance runs on this host and that have their addresses. */
+  /** Ports whose instance runs on this host, or is migrating to it, and that have their addresses. */
   localPorts(): Port[] {
-    return this.ports.list().filter((p) => p.status?.hostName === this.o.hostName && !p.metadata.deletionTimestamp && p.status.ip && p.status.mac);
+    return this.ports.list().filter((p) => (p.status?.hostName === this.o.hostName || p.status?.migratingTo === this.o.hostName) && !p.metadata.deletionTimestamp && p.status.ip && p.status.mac);
   }
 
   /** Builds this host's planner input from the caches. */
@@ -229,7 +235,7 @@ export class NetworkAgent implements Reconciler {
       .filter((h) => h.spec?.tunnelIP && h.metadata.name !== this.o.hostName)
       .map((h) => ({ hostName: h.metadata.name!, tunnelIP: h.spec!.tunnelIP! }));
     const remoteNames = this.ports.list()
-      .filter((p) => netKeys.has(`${p.metadata.namespace}/${p.spec.network}`) && p.status?.hostName !== this.o.hostName && !p.metadata.deletionTimestamp && p.status?.ip && p.status.instance)
+      .filter((p) => netKeys.has(`${p.metadata.namespace}/${p.spec.network}`) && p.status?.hostName !== this.o.hostName && p.status?.migratingTo !== this.o.hostName && !p.metadata.deletionTimestamp && p.status?.ip && p.status.instance)
       .map((p) => ({ namespace: p.metadata.namespace!, network: p.spec.network, ip: p.status!.ip!, hostname: p.status!.instance! }));
     return {
       hostName: this.o.hostName,
@@ -277,9 +283,15 @@ export class NetworkAgent implements Reconciler {
         ? { type: 'Configured', status: 'False' as const, reason: rejected.has(k) ? 'Rejected' : 'SecurityGroupRejected', message: msg }
         : { type: 'Configured', status: result.errors.length ? 'False' as const : 'True' as const, reason: result.errors.length ? 'ApplyFailed' : 'Configured', message: result.errors.length ? result.errors[0]! : (warned.get(k) ?? '') };
       const cur = this.ports.get(p.namespace, p.name);
+      if (cur && cur.status?.hostName !== this.o.hostName) {
+        // Plugged for an arriving migration: the Port's condition stays its current host's.
+        this.incoming.set(k, want.status === 'True' ? { ok: true } : { ok: false, message: `${want.reason}: ${want.message}` });
+        continue;
+      }
       if (!cur || hasCondition(cur.status?.conditions, want)) continue;
       await this.writeConditions(PORTS, p.namespace, p.name, want);
     }
+    for (const k of [...this.incoming.keys()]) if (!input.ports.some((p) => `${p.namespace}/${p.name}` === k)) this.incoming.delete(k);
     for (const r of plan.rejected.filter((x) => x.kind !== 'Port')) this.log(`network ${this.o.hostName}: ${r.kind} ${r.namespace}/${r.name} rejected: ${r.message}`);
   }
 

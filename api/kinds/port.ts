@@ -19,6 +19,8 @@ export interface PortStatus extends StatusBase {
   phase?: PortPhase;
   instance?: string;
   hostName?: string;
+  /** The host a Migration is moving the instance to: it plugs the port too meanwhile. */
+  migratingTo?: string;
   /** The tap device on the host. */
   device?: string;
   ip?: string;

@@ -47,9 +47,13 @@ export class PortReconciler implements Reconciler {
       base.instance = inst.metadata.name;
       if (inst.status?.hostName) base.hostName = inst.status.hostName;
       else delete base.hostName;
+      const target = inst.status?.hostName ? inst.status.migration?.targetHost : undefined;
+      if (target) base.migratingTo = target;
+      else delete base.migratingTo;
     } else {
       delete base.instance;
       delete base.hostName;
+      delete base.migratingTo;
     }
     if (!net || net.metadata.deletionTimestamp) {
       return this.writeStatus(port, { ...base, phase: 'Pending' }, { status: 'False', reason: 'NetworkNotFound', message: `network ${port.spec.network} does not exist` });

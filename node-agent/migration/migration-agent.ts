@@ -197,7 +197,7 @@ export class MigrationAgent implements Reconciler {
     if ('invalid' in r) return this.notReady(m, 'InvalidSpec', r.invalid);
     if ('wait' in r) {
       await this.notReady(m, 'Waiting', r.why);
-      return { requeueAfterMs: 1000 };
+      return { requeueAfterMs: 250 };
     }
     try {
       const data = await this.o.driver.prepareMigrationTarget(r.spec, this.targetOptions(m));
