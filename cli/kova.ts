@@ -26,12 +26,16 @@ import { loadEtcdTls } from '../store/etcd-options.js';
 import { DEFAULT_FLAVORS, seedFlavors, seedTestImage, seedVolumeTypes } from './seed.js';
 import { seedQuotaDefaults } from '../controllers/namespace/default-quota.js';
 import type { Supervised } from './supervise.js';
+import { MAX_LOCAL_HOSTS } from './local-hosts-config.js';
+import type { LocalHost, LocalHosts } from './local-hosts.js';
 
 const HELP = `kova — a Kubernetes-style control plane for virtual machines
 
 Usage:
   kova up [flags]          start etcd (unless external), the API server, the controllers and
                            the node agent(s): a whole single-host cloud
+  kova up --hosts N        the same with N real hypervisor hosts on this machine (host-1 …
+                           host-N: each its own network namespace, libvirtd and agent)
   kova apiserver [flags]   run the API server alone (same flags)
   kova controllers [--kubeconfig F] [--id ID] [--data-dir DIR]
                            run the scheduler and controllers (leader-elected: run several);
@@ -82,6 +86,10 @@ Flags:
                            see docs/ha.md for a real highly available layout
   --driver libvirt|sim     hypervisor driver for the node agent (default libvirt)
   --sim-hosts N            number of simulated hosts with --driver sim (default 3)
+  --hosts N                N real libvirt hosts on this machine instead of one (--driver
+                           libvirt, root): each in its own network namespace on a bridge
+                           (tunnel IP), with its own libvirtd (own mount namespace, host UUID,
+                           migration ports) and node agent; state in DIR/hosts/host-I
   --no-controllers         kova up without scheduler/controllers (run them elsewhere)
   --no-agents              kova up without node agents
   --no-seed                don't create the default flavors and test image
@@ -117,6 +125,7 @@ const FLAGS = {
   'etcd-members': { type: 'string', default: '1' },
   driver: { type: 'string', default: 'libvirt' },
   'sim-hosts': { type: 'string', default: '3' },
+  hosts: { type: 'string' },
   'no-controllers': { type: 'boolean', default: false },
   'no-agents': { type: 'boolean', default: false },
   'no-seed': { type: 'boolean', default: false },
@@ -223,6 +232,12 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
   const agents = what === 'up' && !values['no-agents'];
   const simHosts = Number(values['sim-hosts']);
   if (!Number.isInteger(simHosts) || simHosts < 1 || simHosts > 5000) throw new Error(`--sim-hosts must be an integer from 1 to 5000, got ${values['sim-hosts']}`);
+  const localHostCount = values.hosts === undefined ? undefined : Number(values.hosts);
+  if (localHostCount !== undefined) {
+    if (!/^\d+$/.test(values.hosts!) || localHostCount < 1 || localHostCount > MAX_LOCAL_HOSTS) throw new Error(`--hosts must be a whole number from 1 to ${MAX_LOCAL_HOSTS}, got ${JSON.stringify(values.hosts)}`);
+    if (values.driver !== 'libvirt') throw new Error('--hosts runs real libvirt hosts: it needs --driver libvirt (--sim-hosts is for simulated ones)');
+    if (!agents) throw new Error(what === 'up' ? '--hosts runs a node agent per host: it cannot go with --no-agents' : '--hosts is for kova up');
+  }
   const verbose = values.verbose;
   const log = verbose ? (m: string) => process.stderr.write(`${m}\n`) : () => undefined;
   const apiWorkers = values['api-workers'] === undefined ? defaultApiWorkers(availableParallelism()) : Number(values['api-workers']);
@@ -235,9 +250,12 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
   await ensureHostDeps({ etcd: etcdEndpoints.length === 0, libvirt: agents && values.driver === 'libvirt' }, say);
   let cp: ControlPlane | undefined;
   let child: Supervised | undefined;
+  let hosts: LocalHosts | undefined;
   let stopping = false;
   const stopAll = async () => {
+    // Agents first, then their hosts' daemons (guests keep running, as across a libvirtd restart).
     await child?.stop();
+    await hosts?.stop();
     await cp?.stop();
     lock.release();
   };
@@ -270,22 +288,31 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
     });
     const controllersOn = what === 'up' && !values['no-controllers'];
     if (controllersOn && !values['no-seed']) await seed(cp.kubeconfig, dataDir, agents && values.driver === 'libvirt');
+    if (localHostCount !== undefined) {
+      const { startLocalHosts } = await import('./local-hosts.js');
+      hosts = await startLocalHosts({ dataDir, count: localHostCount, log: say });
+    }
     if (controllersOn || agents) {
       // Controllers and agents run in a supervised child process: a second core for them, and
       // the API server keeps serving if they crash (they are restarted).
       const args = ['--kubeconfig', cp.kubeconfig, '--data-dir', dataDir, '--driver', values.driver, '--sim-hosts', String(simHosts)];
       if (!values.insecure) {
         // The components act as themselves, not as the admin (see component-identities.ts).
-        const hosts = !agents ? [] : values.driver === 'sim' ? Array.from({ length: simHosts }, (_, i) => `sim-${i}`) : [agentHostName()];
-        const ids = await ensureComponentKubeconfigs(dataDir, join(dataDir, 'pki'), cp.url, hosts);
+        const hostNames = !agents ? [] : values.driver === 'sim' ? Array.from({ length: simHosts }, (_, i) => `sim-${i}`) : hosts ? hosts.hosts.map((h) => h.name) : [agentHostName()];
+        const ids = await ensureComponentKubeconfigs(dataDir, join(dataDir, 'pki'), cp.url, hostNames);
         args.push('--controllers-kubeconfig', ids.controllers, '--node-kubeconfig-dir', ids.nodeDir);
       }
       if (!controllersOn) args.push('--no-controllers');
       if (!agents) args.push('--no-agents');
+      if (hosts) args.push('--hosts', String(hosts.hosts.length));
       if (verbose) args.push('--verbose');
       args.push(...clientRateArgs(values));
       if (controllersOn) say('starting controllers (scheduler, instance, host, network, image, garbage collector, namespace; leader-elected)');
-      if (agents) say(values.driver === 'sim' ? `starting ${simHosts} simulated hypervisor host(s) sim-0 … sim-${simHosts - 1}` : `starting the node agent for host ${agentHostName()} (libvirt)`);
+      if (agents) {
+        say(values.driver === 'sim' ? `starting ${simHosts} simulated hypervisor host(s) sim-0 … sim-${simHosts - 1}`
+          : hosts ? `starting the node agents of ${hosts.hosts.map((h) => h.name).join(', ')} (libvirt)`
+          : `starting the node agent for host ${agentHostName()} (libvirt)`);
+      }
       child = await superviseComponents(args, say, (pid) => lock.record('components', pid));
     }
     say(`ready: API server at ${cp.url}`);
@@ -321,16 +348,20 @@ function agentHostName(): string {
   return hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63) || 'localhost';
 }
 
-async function libvirtDriver(dataDir: string) {
+/** The libvirt driver of this machine's host, or of one of `kova up --hosts` local hosts. */
+async function libvirtDriver(dataDir: string, local?: LocalHost) {
   const { LibvirtDriver } = await import('../node-agent/libvirt/libvirt-driver.js');
   const { ImageCache } = await import('../node-agent/image-cache.js');
-  const stateDir = join(dataDir, 'libvirt');
+  const stateDir = local?.stateDir ?? join(dataDir, 'libvirt');
   // Images are cached per host under the driver's state dir; on the control-plane host they
   // are hardlinked from the image store DATA_DIR/images that the image controller fills.
-  const imageCache = new ImageCache({ cacheDir: join(stateDir, 'image-cache'), storeDir: join(dataDir, 'images') });
+  const imageCache = new ImageCache({ cacheDir: local?.imageCacheDir ?? join(stateDir, 'image-cache'), storeDir: join(dataDir, 'images') });
   // NICs are taps the host's network agent creates for each Port (kova agent --network); the
   // agent's resolver puts them in the DomainSpec.
-  return new LibvirtDriver({ stateDir, imageCache });
+  if (!local) return new LibvirtDriver({ stateDir, imageCache });
+  // A local host: its own libvirtd; other hosts' daemons reach it on its socket, and QEMU
+  // receives migrations on its tunnel IP.
+  return new LibvirtDriver({ stateDir, imageCache, uri: local.uri, migration: { uri: local.uri, address: local.migrationAddress } });
 }
 
 function kubeconfigFrom(flag: string | undefined): string {
@@ -419,6 +450,7 @@ async function components(argv: string[]): Promise<void> {
       kubeconfig: { type: 'string' }, 'data-dir': { type: 'string' }, driver: { type: 'string', default: 'libvirt' },
       'sim-hosts': { type: 'string', default: '3' }, 'no-controllers': { type: 'boolean', default: false },
       'no-agents': { type: 'boolean', default: false }, verbose: { type: 'boolean', short: 'v', default: false },
+      hosts: { type: 'string' },
       'controllers-kubeconfig': { type: 'string' }, 'node-kubeconfig-dir': { type: 'string' },
       ...CLIENT_RATE_FLAGS,
     },
@@ -431,8 +463,8 @@ async function components(argv: string[]): Promise<void> {
   setMaxListeners(10_000, ac.signal); // every informer, queue and agent listens on it
   let cm: ControllerManager | undefined;
   let sims: SimAgents | undefined;
-  let node: { done(): Promise<void> } | undefined;
-  untilSignal(ac, () => Promise.all([cm?.done, sims?.done(), node?.done()]));
+  const nodes: Array<{ done(): Promise<void> }> = [];
+  untilSignal(ac, () => Promise.all([cm?.done, sims?.done(), ...nodes.map((n) => n.done())]));
   // Each component's own identity when kova up made them; the admin kubeconfig otherwise.
   const nodeDir = values['node-kubeconfig-dir'];
   const nodeConfig = (host: string) => (nodeDir ? nodeKubeconfig(nodeDir, host) : kubeconfig);
@@ -441,10 +473,18 @@ async function components(argv: string[]): Promise<void> {
     if (values.driver === 'sim') {
       // The shared watches read as the first host; each agent writes as itself.
       sims = await startSimAgents({ kubeconfig: nodeConfig('sim-0'), kubeconfigFor: nodeDir ? nodeConfig : undefined, clientOptions, count: Number(values['sim-hosts']), signal: ac.signal, log });
+    } else if (values.hosts !== undefined) {
+      // kova up --hosts: one agent per local host, its networking inside the host's namespace
+      // with its tunnel IP (as `kova agent --netns NS --tunnel-ip IP`).
+      const { localHosts } = await import('./local-hosts.js');
+      for (const h of await localHosts(dataDir, Number(values.hosts))) {
+        const network = { portDevice: 'tap' as const, netns: h.netns, tunnelIP: h.tunnelIP, stateDir: join(dataDir, 'network', h.name) };
+        nodes.push(await runAgent({ kubeconfig: nodeConfig(h.name), clientOptions, hostName: h.name, driver: await libvirtDriver(dataDir, h), network, signal: ac.signal, log }));
+      }
     } else {
       // A real host also runs its networking; simulated hosts share this machine, so they don't.
       const network = { portDevice: 'tap' as const, stateDir: join(dataDir, 'network', agentHostName()) };
-      node = await runAgent({ kubeconfig: nodeConfig(agentHostName()), clientOptions, hostName: agentHostName(), driver: await libvirtDriver(dataDir), network, signal: ac.signal, log });
+      nodes.push(await runAgent({ kubeconfig: nodeConfig(agentHostName()), clientOptions, hostName: agentHostName(), driver: await libvirtDriver(dataDir), network, signal: ac.signal, log }));
     }
   }
   say('components ready');

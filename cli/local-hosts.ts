@@ -12,7 +12,7 @@ import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, openSync, closeSync } from 'node:fs';
-import { cp, mkdir, readdir, readFile, readlink, stat, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, readdir, readFile, readlink, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -247,6 +247,9 @@ export async function startLocalHosts(o: StartLocalHostsOptions): Promise<LocalH
   const dataDir = resolve(o.dataDir);
   const record = await ensureRecord(dataDir, o.count);
   const layout = localHostsLayout(dataDir, o.count, record);
+  // The drivers open their own directories for QEMU down from DATA_DIR/hosts/<name>; the two
+  // above are kova's too, opened (search only) as the single-host driver opens DATA_DIR.
+  for (const d of [dataDir, join(dataDir, 'hosts')]) await chmod(d, ((await stat(d)).mode & 0o7777) | 0o001);
   log(`local hosts network: bridge ${layout.bridge}, tunnel IPs ${layout.subnet}.1-${o.count}`);
   await ensureNetwork(layout);
   const children = new Map<string, ChildProcess>();

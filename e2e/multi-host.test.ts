@@ -1,0 +1,174 @@
+// Real multi-host on one machine: `kova up --hosts 2` runs two hypervisor hosts (each its own
+// network namespace, libvirtd and agent; cli/local-hosts.ts), both register Ready with their
+// tunnel IPs, an instance pinned to each boots on its host's own libvirtd, and the guest on
+// host-1 pings the guest on host-2 across the hosts' VXLAN. Teardown (also after a failure)
+// leaves no daemon, QEMU, namespace or domain. Needs root, libvirt, QEMU and what
+// guest/build.ts needs.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import type { Host, Instance } from '../api/kinds/index.js';
+import { localHosts, teardownLocalHosts } from '../cli/local-hosts.js';
+import type { LocalHost } from '../cli/local-hosts.js';
+import { domainName } from '../node-agent/driver.js';
+import { buildTestGuest, type TestGuest } from '../guest/build.js';
+import { kovaCli } from './console.js';
+import { eventually, startKova, type Kova } from './harness.js';
+
+const run = promisify(execFile);
+const GUEST_DIR = process.env.KOVA_TEST_GUEST_DIR ?? '/var/tmp/kova-test-guest';
+const virsh = async (uri: string, ...args: string[]) => (await run('virsh', ['-q', '-c', uri, ...args], { timeout: 30_000 })).stdout.trim();
+
+/** The console log of an instance on a local host (`kova console --log --connect URI`). */
+async function consoleOn(kova: Kova, host: LocalHost, name: string, ns: string): Promise<string> {
+  const r = await kovaCli(kova, ['console', name, '-n', ns, '--log', '--connect', host.uri]);
+  if (r.code !== 0) throw new Error(`kova console --log failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+describe('slow: kova up --hosts 2: two real hosts on one machine, guests ping across VXLAN', () => {
+  const id = randomBytes(3).toString('hex');
+  const ns = `mh-${id}`;
+  let dataDir: string;
+  let guest: TestGuest;
+  let kova: Kova | undefined;
+  let hosts: LocalHost[] = [];
+
+  /** Stops kova and removes the hosts (daemons, QEMUs, namespaces, domains) and the data dir. */
+  const cleanup = async () => {
+    await kova?.stop();
+    kova = undefined;
+    if (!dataDir) return;
+    await teardownLocalHosts(dataDir);
+    await rm(dataDir, { recursive: true, force: true });
+  };
+
+  before(async () => {
+    guest = await buildTestGuest({ outDir: GUEST_DIR });
+    dataDir = await mkdtemp(join(tmpdir(), 'kova-mh-'));
+    try {
+      kova = await startKova(['--hosts', '2'], 240_000, { dataDir });
+      hosts = await localHosts(dataDir, 2);
+    } catch (e) {
+      // node:test skips `after` when `before` fails: clean up here.
+      await cleanup();
+      throw e;
+    }
+  });
+
+  after(cleanup);
+
+  it('prints progress per host and registers both Hosts Ready with their tunnel IPs', async () => {
+    assert.ok(kova);
+    assert.match(kova.output(), /starting host-1 \(libvirtd in its own namespaces/);
+    assert.match(kova.output(), /starting host-2 \(libvirtd in its own namespaces/);
+    await kova.k(['wait', '--for=condition=Ready', 'host/host-1', 'host/host-2', '--timeout=60s'], { timeoutMs: 70_000 });
+    for (const h of hosts) {
+      const host = JSON.parse(await kova.k(['get', 'host', h.name, '-o', 'json'])) as Host;
+      assert.equal(host.spec?.tunnelIP, h.tunnelIP, `${h.name}'s tunnel IP`);
+      assert.ok((host.status?.capacity?.memory ?? '') !== '', `${h.name} reports capacity`);
+    }
+    // No agent for the machine itself: only the local hosts.
+    const names = (await kova.k(['get', 'hosts', '-o', 'jsonpath={.items[*].metadata.name}'])).trim().split(/\s+/).sort();
+    assert.deepEqual(names, ['host-1', 'host-2']);
+  });
+
+  it('boots one guest on each host and the guest on host-1 pings the guest on host-2 over VXLAN', async () => {
+    assert.ok(kova);
+    const [h1, h2] = hosts as [LocalHost, LocalHost];
+    const net = `net-${id}`;
+    await kova.k(['apply', '-f', '-'], {
+      input: `
+apiVersion: v1
+kind: Namespace
+metadata: {name: ${ns}}
+---
+apiVersion: kova.dev/v1alpha1
+kind: Flavor
+metadata: {name: mh-${id}}
+spec: {vcpus: 1, memory: 192Mi, disk: 1Gi}
+---
+apiVersion: kova.dev/v1alpha1
+kind: Image
+metadata: {name: guest, namespace: ${ns}}
+spec:
+  source: {file: {path: ${guest.imagePath}}}
+  sha256: ${guest.sha256}
+---
+apiVersion: kova.dev/v1alpha1
+kind: Network
+metadata: {name: ${net}, namespace: ${ns}}
+spec: {type: vxlan, cidr: 10.232.0.0/24, dhcp: true}
+---
+apiVersion: kova.dev/v1alpha1
+kind: Instance
+metadata: {name: vb, namespace: ${ns}}
+spec:
+  flavor: mh-${id}
+  image: guest
+  hostName: host-2
+  networks: [{network: ${net}, ip: 10.232.0.20}]
+---
+apiVersion: kova.dev/v1alpha1
+kind: Instance
+metadata: {name: va, namespace: ${ns}}
+spec:
+  flavor: mh-${id}
+  image: guest
+  hostName: host-1
+  networks: [{network: ${net}, ip: 10.232.0.10}]
+  userData: |
+    #!/bin/sh
+    for i in $(seq 1 45); do
+      if ping -c 1 -W 2 10.232.0.20 >/dev/null; then echo PING-${id}-OK; exit 0; fi
+      sleep 1
+    done
+    echo PING-${id}-FAILED
+`,
+    });
+    await kova.k(['wait', '--for=condition=Ready', 'instance/va', 'instance/vb', '-n', ns, '--timeout=150s'], { timeoutMs: 160_000 });
+    const inst = async (name: string) => JSON.parse(await kova!.k(['get', 'instance', name, '-n', ns, '-o', 'json'])) as Instance;
+    const [va, vb] = [await inst('va'), await inst('vb')];
+    assert.equal(va.status?.hostName, 'host-1');
+    assert.equal(vb.status?.hostName, 'host-2');
+    // Each domain runs under its own host's libvirtd, and not under the other's.
+    const [da, db] = [domainName(ns, 'va', va.metadata.uid!), domainName(ns, 'vb', vb.metadata.uid!)];
+    assert.match(await virsh(h1.uri, 'domstate', da), /running/);
+    assert.match(await virsh(h2.uri, 'domstate', db), /running/);
+    await assert.rejects(virsh(h2.uri, 'domstate', da));
+    await assert.rejects(virsh(h1.uri, 'domstate', db));
+
+    await eventually(async () => /KOVA-GUEST-BOOTED hostname=vb .*ip=10\.232\.0\.20 /.test(await consoleOn(kova!, h2, 'vb', ns)), 120_000, 'vb booted with its address on host-2');
+    const logA = await eventually(async () => {
+      const log = await consoleOn(kova!, h1, 'va', ns);
+      return new RegExp(`PING-${id}-(OK|FAILED)`).test(log) && log;
+    }, 150_000, 'va pinged vb');
+    assert.match(logA, /KOVA-GUEST-BOOTED hostname=va .*ip=10\.232\.0\.10 /);
+    assert.match(logA, new RegExp(`PING-${id}-OK`), `va (host-1) reaches vb (host-2) across VXLAN; console:\n${logA.slice(-2000)}`);
+    // The traffic went through the hosts' tunnel: each host's VXLAN forwarding names the other's tunnel IP.
+    const fdb = (await run('bridge', ['-n', h1.netns, 'fdb', 'show'])).stdout;
+    assert.match(fdb, new RegExp(`dst ${h2.tunnelIP.replace(/\./g, '\\.')}\\b`), `host-1 forwards to host-2's tunnel IP:\n${fdb}`);
+  });
+
+  it('kova up stopping leaves the guests running; teardown removes daemons, QEMUs, namespaces and domains', async () => {
+    assert.ok(kova);
+    const pidsOf = async () => (await run('pgrep', ['-f', dataDir]).catch(() => ({ stdout: '' }))).stdout.split('\n').filter(Boolean);
+    await kova.stop();
+    kova = undefined;
+    // The guests (QEMUs, whose command lines name their disks under the data dir) outlive kova
+    // up, as across a libvirtd restart; its daemons and agents do not.
+    const comms = await Promise.all((await pidsOf()).map(async (p) => (await readFile(`/proc/${p}/comm`, 'utf8').catch(() => '')).trim()));
+    assert.equal(comms.filter((c) => c.startsWith('qemu')).length, 2, `the two guests keep running: ${comms.join(', ')}`);
+    assert.deepEqual(comms.filter((c) => c === 'libvirtd' || c === 'node'), [], 'no libvirtd or kova process is left');
+    for (const h of hosts) assert.equal(await run('virsh', ['-c', h.uri, 'version'], { timeout: 10_000 }).then(() => 'answers', () => 'gone'), 'gone', `${h.name}'s libvirtd stopped`);
+    await teardownLocalHosts(dataDir);
+    assert.deepEqual(await pidsOf(), [], 'no process refers to the data dir');
+    const namespaces = (await run('ip', ['netns', 'list'])).stdout;
+    for (const h of hosts) assert.ok(!namespaces.includes(h.netns), `${h.netns} deleted`);
+  });
+});
