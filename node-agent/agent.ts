@@ -26,7 +26,7 @@ import { StorageInformers } from './volume/storage-informers.js';
 import { volumeHost } from '../api/kinds/index.js';
 import { VolumeReconciler } from './volume/volume-reconciler.js';
 import { SnapshotReconciler } from './volume/snapshot-reconciler.js';
-import { MigrationAgent } from './migration/migration-agent.js';
+import { MigrationAgent, localVolumesOf } from './migration/migration-agent.js';
 
 export interface NodeAgentOptions {
   client: KovaClient;
@@ -180,7 +180,9 @@ export class NodeAgent {
       client: o.client, hostName: o.hostName, driver: o.driver, recorder: this.recorder, log: this.log,
       migration: (ns, name) => this.migrations.get(ns, name),
       instance: (ns, name) => storage.allInstances.get(ns, name),
-      resolve: (inst) => this.reconciler.resolve(inst),
+      resolve: (inst, from) => this.reconciler.resolve(inst, { migratingFrom: from }),
+      localVolumes: (inst) => localVolumesOf(inst, storage),
+      volumeStoredOn: (ns, name) => storage.volume(ns, name)?.status?.hostName,
     });
     this.migrationController = new Controller(this.migrationAgent, { workers: 4, log: this.log, clock, limiter: storageLimiter() });
   }

@@ -82,9 +82,6 @@ export class MigrationReconciler implements Reconciler {
     }
     const plan = storagePlan(inst, mode, { volume: (n, v) => this.d.volumes.get(n, v), volumeType: (t) => this.d.volumeTypes.get(undefined, t) });
     if ('error' in plan) return this.fail(m, MigrationReasons.Unsupported, plan.error);
-    if (plan.localVolumes.length) {
-      return this.fail(m, MigrationReasons.Unsupported, `local volumes do not move yet: ${plan.localVolumes.map((v) => `"${v.metadata.name}"`).join(', ')}; use a shared VolumeType`);
-    }
     const request = instanceRequest(inst, (f) => this.d.flavors.get(undefined, f));
     if (!('req' in request)) return this.fail(m, MigrationReasons.Unschedulable, 'flavorNotFound' in request ? `flavor "${request.flavorNotFound}" not found` : request.invalid);
     // A crash after the mark was written resumes with the target it names.
@@ -164,6 +161,16 @@ export class MigrationReconciler implements Reconciler {
   private async switchOver(m: Migration): Promise<void> {
     const ns = m.metadata.namespace!;
     const st = m.status!;
+    // Local volumes were copied with the guest: the target stores them now (before the binding
+    // moves, so the target never finds its instance's volumes "stored elsewhere").
+    const cached = this.d.instances.get(ns, m.spec.instance);
+    const plan = cached && cached.metadata.uid === st.instanceUID ? storagePlan(cached, st.mode ?? 'Live', { volume: (n, v) => this.d.volumes.get(n, v), volumeType: (t) => this.d.volumeTypes.get(undefined, t) }) : undefined;
+    for (const v of plan && 'localVolumes' in plan ? plan.localVolumes : []) {
+      await this.d.client.updateStatus<Volume>(VOLUMES, ns, v.metadata.name!, (fresh) => {
+        if (fresh.metadata.uid !== v.metadata.uid || fresh.status?.hostName !== st.sourceHost) return false;
+        fresh.status = { ...fresh.status, hostName: st.targetHost };
+      });
+    }
     const inst = await this.d.client.updateStatus<Instance>(INSTANCES, ns, m.spec.instance, (fresh) => {
       if (fresh.metadata.uid !== st.instanceUID || fresh.status?.migration?.name !== m.metadata.name) return false;
       fresh.status = { ...fresh.status, hostName: st.targetHost };

@@ -72,9 +72,12 @@ export class InstanceAgentReconciler implements Reconciler {
     this.clock = o.clock ?? realClock;
   }
 
-  /** The DomainSpec `inst` would be spawned with on this host (a migration target prepares it). */
-  resolve(inst: Instance): ReturnType<typeof resolveInstance> {
-    return resolveInstance(inst, this.deps);
+  /**
+   * The DomainSpec `inst` would be spawned with on this host; a migration target prepares it,
+   * taking the local volumes on the source (`migratingFrom`) that move with the guest.
+   */
+  resolve(inst: Instance, o: { migratingFrom?: string } = {}): ReturnType<typeof resolveInstance> {
+    return resolveInstance(inst, this.deps, o);
   }
 
   /** Forget what our writes returned once the informer has delivered something at least as new. */

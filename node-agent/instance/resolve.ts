@@ -57,7 +57,7 @@ export type Resolution =
   | { invalid: string };
 
 /** API errors are not caught: the controller retries them with back-off. */
-export async function resolveInstance(inst: Instance, d: ResolverDeps): Promise<Resolution> {
+export async function resolveInstance(inst: Instance, d: ResolverDeps, o: { migratingFrom?: string } = {}): Promise<Resolution> {
   const ns = inst.metadata.namespace!;
   const name = inst.metadata.name!;
   const spec = inst.spec;
@@ -78,7 +78,7 @@ export async function resolveInstance(inst: Instance, d: ResolverDeps): Promise<
   // Like Nova's block device mappings, every volume is attached before the first boot.
   const volumes = [];
   for (const entry of spec.volumes ?? []) {
-    const r = resolveAttachment(d.storage, ns, entry, d.hostName, name);
+    const r = resolveAttachment(d.storage, ns, entry, d.hostName, name, o.migratingFrom);
     if ('wait' in r) return waiting('VolumesReady', 'VolumeNotReady', r.wait);
     volumes.push(r.attach);
   }

@@ -13,7 +13,9 @@ import { errorMessage } from '../../client/controller.js';
 import type { Reconciler, Request, Result } from '../../client/controller.js';
 import type { EventRecorder } from '../../client/events.js';
 import { domainName, DomainNotFound, MigrationAborted } from '../driver.js';
-import type { ComputeDriver, DomainSpec, MigrationOptions, MigrationProgress, MigrationTargetOptions } from '../driver.js';
+import type { ComputeDriver, DomainSpec, MigratingVolume, MigrationOptions, MigrationProgress, MigrationTargetOptions } from '../driver.js';
+import type { StorageView } from '../volume/storage.js';
+import { backendOf, sizeBytes, volumeDisk } from '../volume/storage.js';
 import type { Resolution } from '../instance/resolve.js';
 
 const GiB = 2 ** 30;
@@ -28,8 +30,12 @@ export interface MigrationAgentOptions {
   migration(namespace: string, name: string): Migration | undefined;
   /** Every Instance (not only those bound here): a target prepares before the binding moves. */
   instance(namespace: string, name: string): Instance | undefined;
-  /** The instance agent's resolver: the DomainSpec the instance would be spawned with here. */
-  resolve(inst: Instance): Promise<Resolution>;
+  /** The instance agent's resolver: the DomainSpec the instance would be spawned with here (local volumes on `migratingFrom` allowed). */
+  resolve(inst: Instance, migratingFrom?: string): Promise<Resolution>;
+  /** The instance's volumes on local storage (they are copied with it). */
+  localVolumes(inst: Instance): MigratingVolume[];
+  /** The host that stores a Volume (its status.hostName). */
+  volumeStoredOn(namespace: string, name: string): string | undefined;
   recorder: EventRecorder;
   log: (msg: string) => void;
 }
@@ -63,8 +69,9 @@ export class MigrationAgent implements Reconciler {
       return;
     }
     const st = m.status ?? {};
-    if (st.sourceHost === this.o.hostName) await this.asSource(key, m);
+    const r = st.sourceHost === this.o.hostName ? await this.asSource(key, m) : undefined;
     if (st.targetHost === this.o.hostName) return this.asTarget(m);
+    return r;
   }
 
   /** Stops every transfer (the agent is stopping): each ends Failed, the guest stays here. */
@@ -75,11 +82,12 @@ export class MigrationAgent implements Reconciler {
 
   // ---- source ----
 
-  private async asSource(key: string, m: Migration): Promise<void> {
+  private async asSource(key: string, m: Migration): Promise<Result | void> {
     const running = this.transfers.get(key);
     const inst = this.o.instance(m.metadata.namespace!, m.spec.instance);
     if (m.metadata.deletionTimestamp || migrationFinished(m) || inst?.metadata.deletionTimestamp) {
       running?.abort.abort();
+      if (m.status?.phase === 'Succeeded' && inst && !(await this.removeMovedVolumes(m, inst))) return { requeueAfterMs: 1000 };
       return;
     }
     if (running) return;
@@ -132,6 +140,7 @@ export class MigrationAgent implements Reconciler {
         s.conditions = setCondition(s.conditions, { type: MigrationConditions.Transferred, status: 'True', reason: 'Transferred', message: `the guest runs on host ${st.targetHost} (${Math.round(r.elapsedMs)} ms${r.downtimeMs !== undefined ? `, ${Math.round(r.downtimeMs)} ms downtime` : ''})` });
       });
       this.o.log(`${this.name}: ${ns}/${m.metadata.name}: ${inst.metadata.name} transferred to ${st.targetHost} in ${Math.round(r.elapsedMs)} ms`);
+
     } catch (e) {
       await pending;
       const here = await this.o.driver.getInfo(id).then(() => true, (err) => (err instanceof DomainNotFound ? false : true));
@@ -143,6 +152,31 @@ export class MigrationAgent implements Reconciler {
       void this.o.recorder.warning(inst, 'MigrationFailed', `migration ${m.metadata.name} to host ${st.targetHost}: ${message}`);
       await this.fail(m, reason, message);
     }
+  }
+
+  /**
+   * After a move: this host's copies of the local volumes that went with the guest are stale
+   * once the target stores them (Volume status.hostName moved), so they go.
+   */
+  private async removeMovedVolumes(m: Migration, inst: Instance): Promise<boolean> {
+    const uid = m.metadata.uid!;
+    if (this.cleaned.has(uid)) return true;
+    // Moved on again since (or back here): later migrations own the copies.
+    if (inst.metadata.uid !== m.status?.instanceUID || inst.status?.hostName !== m.status?.targetHost) return true;
+    let left = false;
+    for (const v of this.o.localVolumes(inst)) {
+      const [ns, name] = v.disk.key.split('/') as [string, string];
+      if (this.o.volumeStoredOn(ns, name) === this.o.hostName) {
+        left = true; // not moved yet: the next event comes back here
+        continue;
+      }
+      await this.o.driver.deleteVolume(v.disk).catch((e) => {
+        left = true;
+        this.o.log(`${this.name}: could not remove the old copy of volume ${v.disk.key}: ${errorMessage(e)}`);
+      });
+    }
+    if (!left) this.cleaned.add(uid);
+    return !left;
   }
 
   /**
@@ -193,14 +227,14 @@ export class MigrationAgent implements Reconciler {
     if (st.phase !== 'PreparingTarget' || m.metadata.deletionTimestamp) return;
     if (findCondition(st.conditions, MigrationConditions.TargetReady)?.status === 'True') return;
     if (!inst || inst.metadata.uid !== st.instanceUID || inst.status?.migration?.targetHost !== this.o.hostName) return;
-    const r = await this.o.resolve(inst);
+    const r = await this.o.resolve(inst, st.sourceHost);
     if ('invalid' in r) return this.notReady(m, 'InvalidSpec', r.invalid);
     if ('wait' in r) {
       await this.notReady(m, 'Waiting', r.why);
       return { requeueAfterMs: 250 };
     }
     try {
-      const data = await this.o.driver.prepareMigrationTarget(r.spec, this.targetOptions(m));
+      const data = await this.o.driver.prepareMigrationTarget(r.spec, this.targetOptions(m, inst));
       await this.write(m, (s) => {
         if (s.phase !== 'PreparingTarget') return false;
         s.migrateData = data;
@@ -214,8 +248,8 @@ export class MigrationAgent implements Reconciler {
     }
   }
 
-  private targetOptions(m: Migration): MigrationTargetOptions {
-    return { copyStorage: m.status?.storage === 'BlockCopy', localVolumes: [] };
+  private targetOptions(m: Migration, inst: Instance | undefined): MigrationTargetOptions {
+    return { copyStorage: m.status?.storage === 'BlockCopy', localVolumes: inst && inst.metadata.uid === m.status?.instanceUID ? this.o.localVolumes(inst) : [] };
   }
 
   /** Removes what was prepared for a Migration that did not land here. */
@@ -223,14 +257,14 @@ export class MigrationAgent implements Reconciler {
     const uid = m.metadata.uid!;
     if (this.cleaned.has(uid)) return;
     const spec = await this.specFor(m, inst);
-    await this.o.driver.cleanupMigrationTarget(spec, this.targetOptions(m));
+    await this.o.driver.cleanupMigrationTarget(spec, this.targetOptions(m, inst));
     this.cleaned.add(uid);
   }
 
   /** The DomainSpec cleanup needs: the resolved one when it still resolves, else its identity. */
   private async specFor(m: Migration, inst: Instance | undefined): Promise<DomainSpec> {
     if (inst && inst.metadata.uid === m.status?.instanceUID) {
-      const r = await this.o.resolve(inst).catch(() => undefined);
+      const r = await this.o.resolve(inst, m.status?.sourceHost).catch(() => undefined);
       if (r && 'spec' in r) return r.spec;
     }
     const ns = m.metadata.namespace!;
@@ -269,6 +303,20 @@ export class MigrationAgent implements Reconciler {
       fresh.status = st;
     });
   }
+}
+
+/** The local volumes of an instance, as the driver copies them. */
+export function localVolumesOf(inst: Instance, storage: Pick<StorageView, 'volume' | 'volumeType'>): MigratingVolume[] {
+  const out: MigratingVolume[] = [];
+  for (const e of inst.spec.volumes ?? []) {
+    const v = storage.volume(inst.metadata.namespace!, e.volume);
+    const type = v?.spec.volumeType ? storage.volumeType(v.spec.volumeType) : undefined;
+    if (!v || !type) continue;
+    const backend = backendOf(type);
+    if ('invalid' in backend || backend.type !== 'local') continue;
+    out.push({ disk: volumeDisk(v, backend), sizeBytes: sizeBytes(v) });
+  }
+  return out;
 }
 
 function keyOf(namespace: string, name: string): string {

@@ -8,15 +8,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { Host, Instance, Migration } from '../../api/kinds/index.js';
+import type { Host, Instance, Migration, Volume } from '../../api/kinds/index.js';
 import { FLAVORS, HOSTS, INSTANCES, KovaClient, NAMESPACES } from '../../client/client.js';
-import { MIGRATIONS } from '../../api/kinds/index.js';
+import { MIGRATIONS, VOLUMES } from '../../api/kinds/index.js';
 import { eventually, startKova } from '../../e2e/harness.js';
 import type { Kova } from '../../e2e/harness.js';
 import { startSimAgents } from '../run.js';
 import type { SimAgents } from '../run.js';
 import { createReadySimImage } from '../sim-image.js';
 import { domainName } from '../driver.js';
+import { fingerprint } from '../sim-volumes.js';
 
 const NS = 'migsim';
 
@@ -154,6 +155,25 @@ describe('migrations on simulated hosts', () => {
     await eventually(async () => (await inst('cold')).status?.phase === 'Stopped', 20_000, 'still stopped on the target');
     const dom = domainName(NS, 'cold', after.metadata.uid!);
     assert.ok((await driverOf(after.status!.hostName!).listDomains()).some((d) => d.id === dom && d.state === 'Shutdown'));
+  });
+
+  it('moves a local volume with its instance: the target stores it with the guest\'s data, and the source copy goes', async () => {
+    await client.create(VOLUMES, { metadata: { name: 'data', namespace: NS }, spec: { size: '2Gi', volumeType: 'local' } });
+    const before = await newInstance('db', { volumes: [{ volume: 'data' }] });
+    const source = before.status!.hostName!;
+    await eventually(async () => (await client.get<Volume>(VOLUMES, NS, 'data'))?.status?.phase === 'InUse', 20_000, 'data in use');
+    const vol = (await client.get<Volume>(VOLUMES, NS, 'data'))!;
+    assert.equal(vol.status!.hostName, source);
+    const disk = { uid: vol.metadata.uid!, key: `${NS}/data`, backend: { type: 'local' as const } };
+    driverOf(source).simWrite(disk, 'rows written before the move');
+    const m = await ended(await migrate('db'));
+    assert.equal(m.status!.phase, 'Succeeded', JSON.stringify(m.status?.conditions));
+    const target = m.status!.targetHost!;
+    await running('db', target);
+    await eventually(async () => (await client.get<Volume>(VOLUMES, NS, 'data'))?.status?.hostName === target, 20_000, 'the target stores the volume');
+    assert.equal(driverOf(target).simRead(disk), fingerprint('rows written before the move'), 'the data came along');
+    await eventually(async () => driverOf(source).simRead(disk) === undefined, 20_000, 'the source copy is removed');
+    await eventually(async () => (await client.get<Volume>(VOLUMES, NS, 'data'))?.status?.phase === 'InUse', 20_000, 'still in use, on the target');
   });
 
   it('fails a migration no host can take, saying why, and a live one of a stopped instance', async () => {

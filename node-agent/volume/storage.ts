@@ -108,6 +108,8 @@ export function resolveAttachment(
   entry: { volume: string; readOnly?: boolean; bootOrder?: number },
   host: string,
   ofInstance: string,
+  /** A migration target also takes the local volumes stored on the migration's source: they are copied with the guest. */
+  migratingFrom?: string,
 ): { attach: VolumeAttachSpec } | { wait: string } {
   const v = storage.volume(namespace, entry.volume);
   if (!v) return { wait: `volume ${entry.volume} not found` };
@@ -120,7 +122,7 @@ export function resolveAttachment(
   if (!PROVISIONED.has(v.status?.phase ?? '') || !v.status?.hostName) {
     return { wait: `volume ${entry.volume} is ${v.status?.phase ?? 'Pending'}, not created yet` };
   }
-  if (backend.type === 'local' && v.status.hostName !== host) {
+  if (backend.type === 'local' && v.status.hostName !== host && v.status.hostName !== migratingFrom) {
     return { wait: `volume ${entry.volume} is stored on host ${v.status.hostName}, not on ${host}` };
   }
   if (!type.spec.multiAttach) {
