@@ -595,7 +595,9 @@ export class LibvirtMigration {
           throw new MigrationAborted(`${abortReason ?? 'the migration was aborted'} (${msg})`);
         }
         if (/failed to get domain|Domain not found|no domain with matching/i.test(msg) && !(await this.h.exists(id))) throw new DomainNotFound(id);
-        throw new DriverError(`migration of ${id} failed: ${msg}`);
+        // libvirt's words for a missing destination disk do not say what to do about it.
+        const hint = /pre-creation of storage targets|Unable to find storage pool|No such file or directory/i.test(msg) ? ' (the target host has not prepared this domain: prepareMigrationTarget)' : '';
+        throw new DriverError(`migration of ${id} failed: ${msg}${hint}`);
       }
       // The event carries the figures; without it (missed), the last reading and the wall time.
       const completed = await events.result(2000);
