@@ -31,7 +31,7 @@ async function consoleOn(kova: Kova, host: LocalHost, name: string, ns: string):
   return r.stdout;
 }
 
-describe('slow: kova up --hosts 2: two real hosts on one machine, guests ping across VXLAN', () => {
+describe('slow: kova up --hosts 2: two real hosts on one machine, guests ping across VXLAN, and one moves live', () => {
   const id = randomBytes(3).toString('hex');
   const ns = `mh-${id}`;
   let dataDir: string;
@@ -113,6 +113,19 @@ spec:
   image: guest
   hostName: host-2
   networks: [{network: ${net}, ip: 10.232.0.20}]
+  userData: |
+    #!/bin/sh
+    # Pings va ten times a second for good, in the background, counting what is lost (the
+    # migration test reads it; boot finishes, and reports, when this script returns).
+    (
+      n=0; lost=0
+      while true; do
+        n=$((n+1))
+        ping -c 1 -W 1 10.232.0.10 >/dev/null 2>&1 || { lost=$((lost+1)); echo PINGLOST-$n; }
+        [ $((n % 20)) -eq 0 ] && echo PINGSTAT sent=$n lost=$lost
+        usleep 100000
+      done
+    ) </dev/null &
 ---
 apiVersion: kova.dev/v1alpha1
 kind: Instance
@@ -124,11 +137,14 @@ spec:
   networks: [{network: ${net}, ip: 10.232.0.10}]
   userData: |
     #!/bin/sh
+    ok=
     for i in $(seq 1 45); do
-      if ping -c 1 -W 2 10.232.0.20 >/dev/null; then echo PING-${id}-OK; exit 0; fi
+      if ping -c 1 -W 2 10.232.0.20 >/dev/null; then echo PING-${id}-OK; ok=1; break; fi
       sleep 1
     done
-    echo PING-${id}-FAILED
+    [ -n "$ok" ] || echo PING-${id}-FAILED
+    # A process that keeps counting, in the background: it must survive a live migration.
+    ( i=0; while true; do i=$((i+1)); echo COUNTER-$i; sleep 1; done ) </dev/null &
 `,
     });
     await kova.k(['wait', '--for=condition=Ready', 'instance/va', 'instance/vb', '-n', ns, '--timeout=150s'], { timeoutMs: 160_000 });
@@ -153,6 +169,48 @@ spec:
     // The traffic went through the hosts' tunnel: each host's VXLAN forwarding names the other's tunnel IP.
     const fdb = (await run('bridge', ['-n', h1.netns, 'fdb', 'show'])).stdout;
     assert.match(fdb, new RegExp(`dst ${h2.tunnelIP.replace(/\./g, '\\.')}\\b`), `host-1 forwards to host-2's tunnel IP:\n${fdb}`);
+  });
+
+  it('live-migrates va from host-1 to host-2 with block copy: its counter keeps counting, vb keeps reaching it, and the binding, ports and allocation follow', async () => {
+    assert.ok(kova);
+    const [h1, h2] = hosts as [LocalHost, LocalHost];
+    const inst = async (name: string) => JSON.parse(await kova!.k(['get', 'instance', name, '-n', ns, '-o', 'json'])) as Instance;
+    const counters = (log: string) => [...log.matchAll(/COUNTER-(\d+)/g)].map((m) => Number(m[1]));
+    const before = await eventually(async () => {
+      const c = counters(await consoleOn(kova!, h1, 'va', ns));
+      return c.length >= 3 && c;
+    }, 60_000, 'va counts');
+    const lostBefore = (await consoleOn(kova!, h2, 'vb', ns)).match(/PINGLOST-/g)?.length ?? 0;
+    const t0 = Date.now();
+    const name = (await kova.k(['create', '-f', '-', '-o', 'name'], { input: `apiVersion: kova.dev/v1alpha1\nkind: Migration\nmetadata: {generateName: va-, namespace: ${ns}}\nspec: {instance: va, targetHost: host-2}\n` })).trim();
+    await kova.k(['wait', name, '-n', ns, '--for=condition=Succeeded', '--timeout=120s'], { timeoutMs: 130_000 }).catch(async (e) => {
+      throw new Error(`${(e as Error).message}\n${await kova!.k(['get', name, '-n', ns, '-o', 'yaml'])}`);
+    });
+    const wallMs = Date.now() - t0;
+    const m = JSON.parse(await kova.k(['get', name, '-n', ns, '-o', 'json'])) as { status: Record<string, unknown> };
+    assert.equal(m.status.sourceHost, 'host-1');
+    assert.equal(m.status.targetHost, 'host-2');
+    assert.equal(m.status.storage, 'BlockCopy');
+    const va = await inst('va');
+    assert.equal(va.status?.hostName, 'host-2');
+    const dom = domainName(ns, 'va', va.metadata.uid!);
+    assert.match(await virsh(h2.uri, 'domstate', dom), /running/);
+    await assert.rejects(virsh(h1.uri, 'domstate', dom), 'gone from host-1');
+    // The same guest process counts on, past where it was before the move.
+    const lastBefore = before[before.length - 1]!;
+    await eventually(async () => counters(await consoleOn(kova!, h2, 'va', ns)).some((n) => n > lastBefore + 2), 60_000, `va counts past ${lastBefore} on host-2`);
+    // vb (on host-2) kept reaching va through the move, losing at most a few pings.
+    await new Promise((r) => setTimeout(r, 3000));
+    const lost = ((await consoleOn(kova!, h2, 'vb', ns)).match(/PINGLOST-/g)?.length ?? 0) - lostBefore;
+    assert.ok(lost <= 20, `vb lost ${lost} pings (10 Hz) during the move`);
+    const port = JSON.parse(await kova.k(['get', 'ports', '-n', ns, '-o', 'json'])).items.find((p: { status?: { instance?: string } }) => p.status?.instance === 'va');
+    assert.equal(port.status.hostName, 'host-2');
+    assert.equal(port.status.migratingTo, undefined);
+    await eventually(async () => {
+      const hostObjs = await Promise.all(['host-1', 'host-2'].map(async (h) => JSON.parse(await kova!.k(['get', 'host', h, '-o', 'json'])) as Host));
+      return !hostObjs[0]!.status?.allocations?.some((a) => a.uid === va.metadata.uid) && !!hostObjs[1]!.status?.allocations?.some((a) => a.uid === va.metadata.uid);
+    }, 30_000, 'only host-2 charges va');
+    process.stdout.write(`# migration: wall ${wallMs} ms, downtime ${m.status.downtimeMs} ms, ${lost} pings lost\n`);
   });
 
   it('kova up stopping leaves the guests running; teardown removes daemons, QEMUs, namespaces and domains', async () => {
