@@ -16,7 +16,7 @@ import type { ControlPlane } from '../../cli/control-plane.js';
 import { FLAVORS, KovaClient, NAMESPACES } from '../../client/client.js';
 import { eventually, runKova } from '../../e2e/harness.js';
 import { registerHost } from '../../testing/host-fixtures.js';
-import { startMaintenanceController } from './maintenance-controller.js';
+import { MaintenanceReconciler, startMaintenanceController } from './maintenance-controller.js';
 import { DRAIN_HOST_LABEL, MAINTENANCE_CORDON_ANNOTATION } from './maintenance.js';
 
 const NS = 'mt';
@@ -244,5 +244,89 @@ describe('maintenance controller', () => {
     await assert.rejects(runKova(['drain', 'h6', '--wait', '--timeout', '2s', '--kubeconfig', cp.kubeconfig], 30_000), /host h6: not drained after 2 s \(MigrationsFailed: 1 instance left on host h6: .*mt\/f1: Unschedulable/s);
     assert.match(await runKova(['uncordon', 'h6', '--kubeconfig', cp.kubeconfig]), /^kova: host h6: schedulable, maintenance off \(running migrations finish\)$/m);
     await assert.rejects(runKova(['drain', 'nope', '--kubeconfig', cp.kubeconfig]), /host nope not found/);
+  });
+});
+
+// A Migration create that admission refuses (422: an in-flight Migration of the instance the
+// cache has not shown yet) is a failure of that instance: logged, listed in Drained, retried
+// with back-off, never a hot loop. The reconciler runs alone here, with its clock in the test's
+// hands and a Migrations cache that lags (empty), against a real API server with admission.
+describe('maintenance controller: a Migration create refused by admission', () => {
+  const NS2 = 'mt422';
+  let cp: ControlPlane;
+  let dir: string;
+  let client: KovaClient;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kova-maintenance-422-'));
+    cp = await startControlPlane({ dataDir: dir, listen: '127.0.0.1:0' });
+    client = KovaClient.fromFile(cp.kubeconfig);
+    await client.create(NAMESPACES, { metadata: { name: NS2 } });
+    await client.create(FLAVORS, { metadata: { name: 'small' }, spec: { vcpus: 1, memory: '512Mi', disk: '1Gi' } });
+    for (const h of ['h1', 'h2']) await registerHost(client, h, { capacity: CAPACITY });
+    await client.create(INSTANCES, { metadata: { name: 'g1', namespace: NS2 }, spec: { flavor: 'small', image: 'tiny' } });
+    await client.bind(NS2, 'g1', 'h1', { vcpus: 1, memory: '512Mi', disk: '1Gi' });
+    await client.updateStatus<Instance>(INSTANCES, NS2, 'g1', (i) => {
+      i.status!.phase = 'Running';
+    });
+  });
+  after(async () => {
+    client?.close();
+    await cp?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('counts a 422 as a failure of the instance: logged, listed in Drained, retried with back-off', async () => {
+    // Someone else's Migration of g1, unfinished (no migration controller runs here).
+    await client.create(MIGRATIONS, { metadata: { name: 'by-hand', namespace: NS2 }, spec: { instance: 'g1' } });
+    await client.mergePatch(HOSTS, undefined, 'h1', { spec: { maintenance: true } });
+    const host = (await client.get<Host>(HOSTS, undefined, 'h1'))!;
+    const g1 = (await client.get<Instance>(INSTANCES, NS2, 'g1'))!;
+    let clock = Date.now();
+    const logs: string[] = [];
+    const r = new MaintenanceReconciler({
+      client,
+      hosts: { get: (_ns, n) => (n === 'h1' ? host : undefined), list: () => [host] },
+      instances: { get: (ns, n) => (ns === NS2 && n === 'g1' ? g1 : undefined), list: () => [g1] },
+      migrations: { get: () => undefined, list: () => [] }, // lags: does not show by-hand yet
+      backoff: { initialMs: 1000, maxMs: 4000 },
+      now: () => clock,
+      log: (m) => logs.push(m),
+    });
+    const attempts = () => logs.filter((l) => /cannot create a Migration for mt422\/g1/.test(l));
+
+    const first = await r.reconcile({ name: 'h1' });
+    assert.equal(attempts().length, 1);
+    assert.match(attempts()[0], /\(failure 1, next try in 1 s\): .*in-flight migration detected: Migration "by-hand"/);
+    assert.equal(first?.requeueAfterMs, 1050, 'looked at again when the back-off ends, not at once');
+    const c = findCondition((await client.get<Host>(HOSTS, undefined, 'h1'))!.status?.conditions, 'Drained')!;
+    assert.equal(c.status, 'False');
+    assert.equal(c.reason, 'MigrationsFailed');
+    assert.match(c.message!, /^1 instance left on host h1: 0 migrating, 1 waiting; cannot move: mt422\/g1: could not create a Migration: .*in-flight migration detected.* \(next retry at /);
+
+    // Within the back-off: no new create.
+    clock += 500;
+    await r.reconcile({ name: 'h1' });
+    assert.equal(attempts().length, 1, 'no retry before the back-off ends');
+    // Due: refused again, and the back-off doubles.
+    clock += 600;
+    const second = await r.reconcile({ name: 'h1' });
+    assert.equal(attempts().length, 2);
+    assert.match(attempts()[1], /\(failure 2, next try in 2 s\)/);
+    assert.equal(second?.requeueAfterMs, 2050);
+
+    // The other Migration ends (deleted): the next due attempt creates the drain's.
+    await client.delete(MIGRATIONS, NS2, 'by-hand');
+    await eventually(async () => (await client.list<Migration>(MIGRATIONS, NS2)).items.length === 0, 10_000, 'by-hand gone');
+    clock += 2100;
+    await r.reconcile({ name: 'h1' });
+    assert.equal(attempts().length, 2);
+    const made = (await client.list<Migration>(MIGRATIONS, NS2)).items;
+    assert.equal(made.length, 1);
+    assert.equal(made[0].metadata.labels?.[DRAIN_HOST_LABEL], 'h1');
+    await r.reconcile({ name: 'h1' }); // as the created Migration's event would
+    assert.equal((await client.list<Migration>(MIGRATIONS, NS2)).items.length, 1, 'remembered: not created twice');
+    const after = findCondition((await client.get<Host>(HOSTS, undefined, 'h1'))!.status?.conditions, 'Drained')!;
+    assert.equal(after.reason, 'Draining', 'the refused create is no longer listed once one is made');
   });
 });

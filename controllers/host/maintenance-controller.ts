@@ -14,9 +14,9 @@ import { EventRecorder } from '../../client/events.js';
 import type { ObjectCache, EventSink } from './host-reconciler.js';
 import {
   cordonChange, DEFAULT_MAINTENANCE_LIMITS, DEFAULT_RETRY_BACKOFF, DRAIN_HOST_LABEL, DRAINED_CONDITION,
-  MAINTENANCE_CORDON_ANNOTATION, migrationPrefix, planMaintenance,
+  MAINTENANCE_CORDON_ANNOTATION, migrationPrefix, planMaintenance, retryDelayMs,
 } from './maintenance.js';
-import type { CordonChange, MaintenanceLimits, MaintenancePlan, RetryBackoff } from './maintenance.js';
+import type { CordonChange, CreateFailure, MaintenanceLimits, MaintenancePlan, RetryBackoff } from './maintenance.js';
 
 export interface MaintenanceControllerOptions extends ControllerStartOptions {
   /** Unfinished Migrations out of one host and in the whole cluster (default 2 and 5, as KubeVirt). */
@@ -57,6 +57,12 @@ export class MaintenanceReconciler implements Reconciler {
   private readonly log: (msg: string) => void;
   /** Migrations this controller created that the cache may not show yet: "ns/name" → object, time. */
   private readonly expected = new Map<string, { m: MigrationLike; at: number }>();
+  /**
+   * Instances ("ns/name") whose Migration could not be created (admission's 422 for an
+   * in-flight Migration or an instance that is going, a 403, the API server down): each is
+   * retried with back-off like a failed Migration and listed in Drained, never hot-looped.
+   */
+  private readonly createFailures = new Map<string, CreateFailure & { host: string }>();
 
   constructor(private readonly d: MaintenanceReconcilerDeps) {
     this.limits = { ...DEFAULT_MAINTENANCE_LIMITS, ...d.limits };
@@ -76,22 +82,33 @@ export class MaintenanceReconciler implements Reconciler {
     const name = req.name;
     // Most hosts: never in maintenance, nothing of it left to undo.
     if (host.spec?.maintenance !== true && !cordonChange(host) && !findCondition(host.status?.conditions, DRAINED_CONDITION)) return;
-    const plan = planMaintenance({
+    const instances = host.spec?.maintenance === true ? this.d.instances.list().filter((i) => i.status?.hostName === name) : [];
+    this.forgetCreateFailures(name, instances);
+    const decide = () => planMaintenance({
       host,
-      instances: host.spec?.maintenance === true ? this.d.instances.list().filter((i) => i.status?.hostName === name) : [],
+      instances,
       migrations: this.migrations(),
       hostOf: (ns, n) => this.d.instances.get(ns, n)?.status?.hostName,
       now: this.now(),
       limits: this.limits,
       backoff: this.backoff,
+      createFailures: this.createFailures,
     });
+    let plan = decide();
     if (plan.cordon) await this.applyCordon(name, plan.cordon);
-    const failed = await this.createMigrations(host, plan.migrate);
+    // A refused create is a failure of that instance: decide again, so Drained lists it with
+    // its back-off and the next look comes when that ends (not a retry of the whole host at once).
+    if (await this.createMigrations(host, plan.migrate)) plan = { ...decide(), cordon: undefined };
     await this.writeCondition(name, plan.condition);
-    if (failed) throw new Error(`host ${name}: could not create ${failed} Migration(s)`);
     if (host.spec?.maintenance !== true) return;
     const after = plan.requeueAfterMs === undefined ? RESYNC_MS : Math.min(RESYNC_MS, plan.requeueAfterMs + 50);
-    return { requeueAfterMs: after };
+    return { requeueAfterMs: plan.migrate.length ? 0 : after };
+  }
+
+  /** Create failures of instances no longer on `host` (or of a host out of maintenance) are moot. */
+  private forgetCreateFailures(host: string, onHost: readonly Instance[]): void {
+    const here = new Set(onHost.map((i) => `${i.metadata.namespace}/${i.metadata.name}`));
+    for (const [key, f] of this.createFailures) if (f.host === host && !here.has(key)) this.createFailures.delete(key);
   }
 
   /** The cached Migrations plus the ones created since that the cache has not shown. */
@@ -125,7 +142,7 @@ export class MaintenanceReconciler implements Reconciler {
     this.log(`host ${name}: maintenance: ${change}`);
   }
 
-  /** Creates the planned Migrations; returns how many could not be created. */
+  /** Creates the planned Migrations; returns how many could not be created (each recorded in createFailures). */
   private async createMigrations(host: Host, keys: string[]): Promise<number> {
     const hostName = host.metadata.name!;
     let failed = 0;
@@ -137,11 +154,16 @@ export class MaintenanceReconciler implements Reconciler {
           spec: { instance },
         });
         if (!this.d.migrations.get(namespace, m.metadata.name!)) this.expected.set(`${namespace}/${m.metadata.name}`, { m, at: this.now() });
+        this.createFailures.delete(key);
         this.log(`host ${hostName}: maintenance: migrating ${key} (${namespace}/${m.metadata.name})`);
         void this.d.events?.event(host, 'Normal', 'Migrating', `created Migration ${namespace}/${m.metadata.name} for instance ${key}`);
       } catch (e) {
         failed++;
-        this.log(`host ${hostName}: maintenance: cannot create a Migration for ${key}: ${errorMessage(e)}`);
+        const reason = errorMessage(e);
+        const failures = (this.createFailures.get(key)?.failures ?? 0) + 1;
+        this.createFailures.set(key, { host: hostName, failures, at: this.now(), reason });
+        this.log(`host ${hostName}: maintenance: cannot create a Migration for ${key} (failure ${failures}, next try in ${Math.round(retryDelayMs(failures, this.backoff) / 1000)} s): ${reason}`);
+        void this.d.events?.event(host, 'Warning', 'MigrationNotCreated', `could not create a Migration for instance ${key}: ${reason}`);
       }
     }
     return failed;

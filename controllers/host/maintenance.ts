@@ -68,6 +68,18 @@ export interface MaintenanceInput {
   now: number;
   limits?: MaintenanceLimits;
   backoff?: RetryBackoff;
+  /**
+   * Instances whose Migration could not even be created (e.g. admission's 422 for an in-flight
+   * Migration the cache has not shown yet), by namespace/name: retried with the same back-off.
+   */
+  createFailures?: ReadonlyMap<string, CreateFailure>;
+}
+
+/** Creates of a Migration for one instance that failed in a row: how many, the last one's time and error. */
+export interface CreateFailure {
+  failures: number;
+  at: number;
+  reason: string;
 }
 
 const keyOf = (namespace: string | undefined, name: string | undefined) => `${namespace ?? ''}/${name ?? ''}`;
@@ -160,6 +172,18 @@ export function planMaintenance(input: MaintenanceInput): MaintenancePlan {
     if (running) {
       migrating++;
       continue;
+    }
+    const refused = input.createFailures?.get(key);
+    if (refused && refused.failures > 0) {
+      const retryAt = refused.at + retryDelayMs(refused.failures, backoff);
+      const entry = { instance: key, reason: `could not create a Migration: ${refused.reason}`, retryAt };
+      // The latest word on this instance replaces its last failed Migration's.
+      if (stuck.at(-1)?.instance === key) stuck[stuck.length - 1] = entry;
+      else stuck.push(entry);
+      if (retryAt > now) {
+        nextRetry = Math.min(nextRetry, retryAt);
+        continue;
+      }
     }
     // Moved away already, and the instance cache has not caught up: wait for it (a while).
     if (last?.status?.phase === 'Succeeded' && last.status.targetHost && last.status.targetHost !== hostName && now - endedAt(last) < SETTLE_MS) {
