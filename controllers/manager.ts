@@ -11,6 +11,7 @@ import { startHostController } from './host/host-controller.js';
 import { startMaintenanceController } from './host/maintenance-controller.js';
 import { startImageController } from './image/image-controller.js';
 import { startInstanceController } from './instance/instance-controller.js';
+import { startResizeController } from './instance/resize-controller.js';
 import { startNetworkControllers } from './network/network-controllers.js';
 import { startKeyPairController } from './keypair/keypair-controller.js';
 import { startGarbageCollector } from './garbage-collector/garbage-collector.js';
@@ -79,6 +80,7 @@ export function startControllerManager(opts: ControllerManagerOptions): Controll
         startHostController({ ...common, ratios: opts.ratios }),
         startMaintenanceController(common),
         startInstanceController(common),
+        startResizeController(common),
         startNetworkControllers(common),
         startKeyPairController(common),
         startGarbageCollector(common),

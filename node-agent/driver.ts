@@ -167,6 +167,9 @@ export interface DomainSpec {
   volumes?: VolumeAttachSpec[];
 }
 
+/** A domain's size (ComputeDriver.resize). */
+export type DomainSize = Pick<DomainSpec, 'vcpus' | 'memoryBytes' | 'diskBytes'>;
+
 /**
  * What the target host of a migration prepared, for the source host's driver to connect to:
  * the hypervisor URI, the inbound address, where disks go. Opaque to the agent, which carries
@@ -342,6 +345,18 @@ export interface ComputeDriver {
 
   /** Resumes a paused guest. Ends Running; no-op when running; DriverError when off. */
   unpause(id: string): Promise<void>;
+
+  /**
+   * Redefines a domain that is off (Shutdown or Crashed) with a new size for its next boot
+   * (Nova's resize; the agent calls it at a restart, after the host's allocation holds the new
+   * size): vCPUs and memory become `size`'s, and the root disk made from the image grows to
+   * size.diskBytes when that is larger (a boot volume keeps its own size). Never shrinks a
+   * disk: a root disk larger than size.diskBytes keeps its size (the agent refuses a smaller
+   * flavor disk before it gets here). DriverError while the
+   * domain runs or is paused (the caller powers it off first). Idempotent: a domain of that
+   * size is left as it is. Throws DomainNotFound.
+   */
+  resize(id: string, size: DomainSize): Promise<DomainInfo>;
 
   // Volumes (Cinder's driver calls). Files are named by uid; every call is idempotent, and a
   // crash midway never leaves a half-made file that looks complete: files are written under a

@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 import { parseQuantity } from '../api/quantity.js';
 import type { Clock } from '../client/workqueue.js';
 import { DomainNotFound, DriverError, InvalidSpec, MigrationAborted, PowerState } from './driver.js';
-import type { AttachedVolume, ComputeDriver, DiskFileInfo, DomainEvent, DomainEventReason, DomainInfo, DomainSpec, DriverCapabilities, HostInfo, MigrateData, MigrationOptions, MigrationProgress, MigrationResult, MigrationTargetOptions, SnapshotDisk, StorageBackend, VolumeAttachSpec, VolumeContent, VolumeDisk } from './driver.js';
+import type { AttachedVolume, ComputeDriver, DiskFileInfo, DomainEvent, DomainEventReason, DomainInfo, DomainSize, DomainSpec, DriverCapabilities, HostInfo, MigrateData, MigrationOptions, MigrationProgress, MigrationResult, MigrationTargetOptions, SnapshotDisk, StorageBackend, VolumeAttachSpec, VolumeContent, VolumeDisk } from './driver.js';
 import { checkBackend, checkSerial, checkSharedPath, checkSize, checkUID, diskDevice, fingerprint, lockConflict, sharedStore, SimStore } from './sim-volumes.js';
 import type { SimFile, SimFileKind, SimHolder } from './sim-volumes.js';
 
@@ -17,7 +17,7 @@ import type { SimFile, SimFileKind, SimHolder } from './sim-volumes.js';
 export const SIM_OPERATIONS = [
   'spawn', 'destroy', 'powerOn', 'powerOff', 'reboot', 'pause', 'unpause',
   'createVolume', 'volumeInfo', 'deleteVolume', 'resizeVolume', 'snapshotVolume', 'snapshotInfo', 'deleteSnapshot', 'attachVolume', 'detachVolume', 'listVolumes',
-  'prepareMigrationTarget', 'cleanupMigrationTarget', 'migrate', 'abortMigration',
+  'prepareMigrationTarget', 'cleanupMigrationTarget', 'migrate', 'abortMigration', 'resize',
 ] as const;
 /** Operations a fault can be injected into: the known ones, and any added later (attach, migrate, ...). */
 export type SimOperation = (typeof SIM_OPERATIONS)[number] | (string & {});
@@ -334,6 +334,23 @@ export class SimDriver implements ComputeDriver {
   async unpause(id: string): Promise<void> {
     this.operation('unpause');
     return this.resume(id, this.get(id));
+  }
+
+  async resize(id: string, size: DomainSize): Promise<DomainInfo> {
+    this.operation('resize');
+    const dom = this.get(id);
+    if (!isOff(dom.state)) throw new DriverError(`cannot resize domain ${id}: it is ${dom.state}; power it off first`);
+    // Never shrinks: a larger root disk keeps its size.
+    const diskBytes = dom.spec.image !== undefined ? Math.max(dom.spec.diskBytes, size.diskBytes) : size.diskBytes;
+    const next: DomainSpec = { ...dom.spec, vcpus: size.vcpus, memoryBytes: size.memoryBytes, diskBytes };
+    validateSpec(next);
+    // Room for what grows: the domain's current size is counted already.
+    const more = (a: number, b: number) => Math.max(0, a - b);
+    this.checkRoom({ ...next, vcpus: more(next.vcpus, dom.spec.vcpus), memoryBytes: more(next.memoryBytes, dom.spec.memoryBytes), diskBytes: more(next.diskBytes, dom.spec.diskBytes) });
+    dom.spec = next;
+    dom.epoch++;
+    this.persist();
+    return this.info(id, dom);
   }
 
   private resume(id: string, dom: SimDomain): void {
@@ -720,6 +737,12 @@ export class SimDriver implements ComputeDriver {
   }
 
   /** Resources held by defined domains (off ones included: they keep their disk and claim). */
+  /** The size a domain is defined with (root disk included), for tests; undefined when there is no such domain. */
+  simSize(id: string): DomainSize | undefined {
+    const d = this.domains.get(id);
+    return d && { vcpus: d.spec.vcpus, memoryBytes: d.spec.memoryBytes, diskBytes: d.spec.diskBytes };
+  }
+
   usage(): { domains: number; vcpus: number; memoryBytes: number; diskBytes: number } {
     let vcpus = 0;
     let memoryBytes = 0;

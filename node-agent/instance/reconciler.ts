@@ -8,7 +8,11 @@
 // queue's back-off (one back-off: the controller's); a spec that cannot work (unsizable,
 // InvalidSpec from the driver) is reported once and thrown as a TerminalError: not retried
 // until the instance changes.
-import type { Instance } from '../../api/kinds/index.js';
+import { HOSTS } from '../../api/kinds/index.js';
+import type { Host, Instance } from '../../api/kinds/index.js';
+import { chargedSize, reclaim, restartRequired, sameSize } from '../../api/resize.js';
+import { instanceRequest } from '../../api/resources.js';
+import type { Resources } from '../../api/resources.js';
 import { setCondition } from '../../api/conditions.js';
 import { INSTANCE_FINALIZER } from '../../api/types.js';
 import { errorMessage, TerminalError } from '../../client/controller.js';
@@ -19,13 +23,14 @@ import type { EventRecorder } from '../../client/events.js';
 import { realClock } from '../../client/workqueue.js';
 import type { Clock } from '../../client/workqueue.js';
 import { domainName, DomainNotFound, instanceKey, InvalidSpec } from '../driver.js';
-import type { AttachedVolume, ComputeDriver, DomainInfo } from '../driver.js';
+import type { AttachedVolume, ComputeDriver, DomainInfo, DomainSize } from '../driver.js';
 import { hasConditions, nextStatus, waitingStatus } from './agent-status.js';
 import type { CondSpec, Observation } from './agent-status.js';
 import { ANNOTATION_POWER, ANNOTATION_RESTARTED_AT, decide, factsOf } from './decide.js';
 import type { InstanceFacts } from './decide.js';
 import { resolveInstance } from './resolve.js';
 import type { ResolverDeps } from './resolve.js';
+import { afterBootCondition, bootPlan, moveRequiredCondition, resizeMayApply } from './resize.js';
 import { AgentStatusWriter } from './status-writer.js';
 import { hasVolumeWork, syncVolumes } from './volumes.js';
 
@@ -137,18 +142,36 @@ export class InstanceAgentReconciler implements Reconciler {
           result = { requeueAfterMs: 500 };
           break;
         case 'spawn': {
-          const r = await this.spawn(inst, key, id, f, obs);
+          const g = await this.resizeAtBoot(inst, id, dom, obs);
+          if ('hold' in g) {
+            extraConds.push(...g.hold);
+            result = { requeueAfterMs: this.o.waitRequeueMs ?? 30_000 };
+            break;
+          }
+          const r = await this.spawn(inst, key, id, f, obs, g.size);
           if ('done' in r) return r.done;
           inst = r.inst;
           dom = r.dom;
           extraConds.push(...r.conds);
+          if (g.after) extraConds.push(g.after);
           break;
         }
-        default:
+        default: {
+          const boots = d.kind === 'powerOn' || d.kind === 'reboot';
+          const g = boots ? await this.resizeAtBoot(inst, id, dom, obs) : { dom };
+          if ('hold' in g) {
+            extraConds.push(...g.hold);
+            dom = await this.info(id);
+            result = { requeueAfterMs: this.o.waitRequeueMs ?? 30_000 };
+            break;
+          }
+          dom = g.dom;
           inst = await this.power(inst, id, d, f, obs, dom);
           dom = await this.info(id);
+          if (g.after) extraConds.push(g.after);
+        }
       }
-      if (d.kind === 'none' || d.kind === 'wait') break;
+      if (d.kind === 'none' || d.kind === 'wait' || result) break;
       if (obs.started && restartWanted) {
         // A fresh boot satisfies a pending restart request.
         f.observedRestartedAt = restartWanted;
@@ -188,11 +211,85 @@ export class InstanceAgentReconciler implements Reconciler {
     return { requeueAfterMs: r.volumes.some((v) => v.state === 'Detaching') ? 5_000 : this.o.waitRequeueMs ?? 30_000 };
   }
 
-  /** Resolve, then spawn. `done` ends the reconcile (waiting, failed, invalid). */
-  private async spawn(inst: Instance, key: string, id: string, f: InstanceFacts, obs: Observation): Promise<{ done: Result | void } | { inst: Instance; dom: DomainInfo; conds: CondSpec[] }> {
+  /**
+   * A resize at a boot (resize.ts): the guest boots with the size this host is charged for.
+   * A new size in the spec is claimed here first; the domain is powered off and redefined when
+   * its size changes. `hold`: keep it off (conditions to write) while a move is arranged.
+   */
+  private async resizeAtBoot(inst: Instance, id: string, dom: DomainInfo | undefined, obs: Observation): Promise<{ hold: CondSpec[] } | { size?: DomainSize; dom?: DomainInfo; after?: CondSpec }> {
+    const wanted = await this.wantedSize(inst);
+    const condition = restartRequired(inst);
+    if (!resizeMayApply(wanted, condition, dom)) return { dom };
+    const host = await this.o.client.get<Host>(HOSTS, undefined, this.o.hostName);
+    const facts = { wanted, charged: chargedSize(host, inst.metadata.uid!), condition };
+    const plan = bootPlan(facts);
+    const gen = inst.metadata.generation;
+    const off = async (why: string) => {
+      if (dom?.state !== 'Running' && dom?.state !== 'Paused') return;
+      void this.o.recorder.normal(inst, 'Stopping', `shutting the guest down: ${why}`);
+      await this.o.driver.powerOff(id, this.o.stopTimeoutMs ?? 60_000);
+      dom = await this.info(id);
+    };
+    if (plan.kind === 'hold') {
+      await off(plan.why);
+      obs.stoppedWhy = plan.why;
+      return { hold: [] };
+    }
+    const size = plan.size;
+    let claimed = false;
+    if (plan.kind === 'claim') {
+      await off('resizing to the new size at the restart');
+      const refused = await this.claimHere(inst, plan.size);
+      if (refused) {
+        const cond = moveRequiredCondition(this.o.hostName, plan.size, refused, gen);
+        obs.stoppedWhy = cond.message;
+        void this.o.recorder.normal(inst, 'ResizeNeedsMove', cond.message!);
+        this.o.log(`${this.name}: ${inst.metadata.namespace}/${inst.metadata.name}: ${cond.message}`);
+        return { hold: [cond] };
+      }
+      claimed = true;
+    }
+    if (dom && size && (claimed || condition?.status === 'True' || dom.vcpus !== size.vcpus || dom.memoryBytes !== size.memoryBytes)) {
+      await off('resizing to the new size at the restart');
+      dom = await this.o.driver.resize(id, size);
+      void this.o.recorder.normal(inst, 'Resized', `redefined the domain with ${size.vcpus} vCPUs and ${size.memoryBytes} bytes of memory`);
+    }
+    const after = afterBootCondition(this.o.hostName, plan.kind === 'claim' ? { kind: 'boot', size } : plan, facts, gen);
+    return { size, dom, after };
+  }
+
+  /** The size the spec asks for, when it can be known. */
+  private async wantedSize(inst: Instance): Promise<Resources | undefined> {
+    const flavor = inst.spec.flavor ? await this.deps.flavor(inst.spec.flavor) : undefined;
+    const r = instanceRequest(inst, () => flavor);
+    return 'req' in r ? r.req : undefined;
+  }
+
+  /** Charges this host for `size` instead of what it held (compare-and-swap, room re-checked); why not, when it lacks room. */
+  private async claimHere(inst: Instance, size: Resources): Promise<string | undefined> {
+    let refused: string | undefined;
+    const out = await this.o.client.updateStatus<Host>(HOSTS, undefined, this.o.hostName, (h) => {
+      refused = undefined;
+      const cur = chargedSize(h, inst.metadata.uid!);
+      if (cur && sameSize(cur, size)) return false;
+      const r = reclaim(h, inst, size);
+      if ('refused' in r) {
+        refused = r.refused.message;
+        return false;
+      }
+      h.status = { ...h.status, allocations: r.allocations, allocated: r.allocated };
+    });
+    if (!out) return `host ${this.o.hostName} not found`;
+    if (!refused) this.o.log(`${this.name}: ${inst.metadata.namespace}/${inst.metadata.name}: host ${this.o.hostName} now charges it for the new size`);
+    return refused;
+  }
+
+  /** Resolve, then spawn (with `size` instead of the spec's when given: the size this host is charged for). `done` ends the reconcile (waiting, failed, invalid). */
+  private async spawn(inst: Instance, key: string, id: string, f: InstanceFacts, obs: Observation, size?: DomainSize): Promise<{ done: Result | void } | { inst: Instance; dom: DomainInfo; conds: CondSpec[] }> {
     const r = await resolveInstance(inst, this.deps);
     if ('invalid' in r) return { done: await this.invalid(inst, key, obs, r.invalid) };
     if ('wait' in r) return { done: await this.waitFor(inst, key, r.wait, r.why) };
+    if (size) Object.assign(r.spec, { vcpus: size.vcpus, memoryBytes: size.memoryBytes, diskBytes: size.diskBytes });
     // Starting is reported only when the spawn takes a while: a fast spawn goes from
     // Provisioning straight to Running, saving one write per instance.
     let starting: Promise<Instance> | undefined;

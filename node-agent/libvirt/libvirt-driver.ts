@@ -13,7 +13,7 @@ import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { DomainNotFound, DriverError, InvalidSpec, PowerState } from '../driver.js';
 import type {
-  AttachedVolume, ComputeDriver, DiskFileInfo, DomainEvent, DomainEventReason, DomainInfo, DomainSpec, DriverCapabilities, HostInfo,
+  AttachedVolume, ComputeDriver, DiskFileInfo, DomainEvent, DomainEventReason, DomainInfo, DomainSize, DomainSpec, DriverCapabilities, HostInfo,
   MigrateData, MigrationOptions, MigrationProgress, MigrationResult, MigrationTargetOptions, SnapshotDisk, VolumeAttachSpec, VolumeContent, VolumeDisk,
 } from '../driver.js';
 import type { ImageCache } from '../image-cache.js';
@@ -317,6 +317,46 @@ export class LibvirtDriver implements ComputeDriver {
     if (s === PowerState.Running) return;
     if (s !== PowerState.Paused) throw new DriverError(`domain ${id} is not running`);
     await this.call(id, 'resume', id);
+  }
+
+  /**
+   * `virsh setvcpus`/`setmaxmem`/`setmem --config` on the defined domain (maximum first when
+   * growing, current first when shrinking, so current never exceeds maximum), and `qemu-img
+   * resize` of its root overlay (<domainsDir>/<name>/root.qcow2) when the new disk is larger.
+   */
+  async resize(id: string, size: DomainSize): Promise<DomainInfo> {
+    if (!id || id.includes('/') || id === '.' || id === '..') throw new InvalidSpec(`invalid domain name ${JSON.stringify(id)}`);
+    if (!Number.isInteger(size.vcpus) || size.vcpus < 1 || size.vcpus > 255) throw new InvalidSpec(`domain ${id}: vcpus must be an integer from 1 to 255, got ${size.vcpus}`);
+    checkSize(id, size.memoryBytes);
+    if (!Number.isSafeInteger(size.diskBytes) || size.diskBytes < 0) throw new InvalidSpec(`domain ${id}: disk size ${size.diskBytes} is not a number of bytes`);
+    const s = await this.state(id);
+    if (isOn(s)) throw new DriverError(`cannot resize domain ${id}: it is ${s}; power it off first`);
+    this.identity.delete(id);
+    const cur = await this.getInfo(id);
+    const vcpus = String(size.vcpus);
+    if (size.vcpus > cur.vcpus) {
+      await this.call(id, 'setvcpus', id, vcpus, '--config', '--maximum');
+      await this.call(id, 'setvcpus', id, vcpus, '--config');
+    } else if (size.vcpus < cur.vcpus) {
+      await this.call(id, 'setvcpus', id, vcpus, '--config');
+      await this.call(id, 'setvcpus', id, vcpus, '--config', '--maximum');
+    }
+    // Rounded as spawn rounds it (libvirtDomainOf): whole MiB, at least minMemoryBytes.
+    const kib = Math.max(this.o.minMemoryBytes ?? 64 * 1024 * 1024, Math.ceil(size.memoryBytes / 2 ** 20) * 2 ** 20) / 1024;
+    const curKib = Math.round(cur.memoryBytes / 1024);
+    if (kib > curKib) {
+      await this.call(id, 'setmaxmem', id, `${kib}KiB`, '--config');
+      await this.call(id, 'setmem', id, `${kib}KiB`, '--config');
+    } else if (kib < curKib) {
+      await this.call(id, 'setmem', id, `${kib}KiB`, '--config');
+      await this.call(id, 'setmaxmem', id, `${kib}KiB`, '--config');
+    }
+    const root = join(this.domainsDir, id, 'root.qcow2');
+    const disk = await fileInfo(root);
+    // Never shrinks: a root disk larger than asked for (the image's own size) keeps its size.
+    if (disk && size.diskBytes > disk.virtualBytes) await qemuImg('resize', '-q', '-f', 'qcow2', root, String(size.diskBytes));
+    this.identity.delete(id);
+    return this.getInfo(id);
   }
 
   // Volumes. Files: <stateDir>/{volumes,snapshots}/<uid>.qcow2 for the local backend,
