@@ -8,6 +8,7 @@
 import { FLAVORS, HOSTS, INSTANCES, MIGRATIONS, VOLUMES, VOLUME_TYPES, MIGRATION_ABORT_FINALIZER, MigrationConditions, migrationFinished } from '../../api/kinds/index.js';
 import type { Flavor, Host, Instance, Migration, MigrationStatus, Volume, VolumeType } from '../../api/kinds/index.js';
 import { insufficiency } from '../../api/binding.js';
+import { chargedSize, isResizeMigration } from '../../api/resize.js';
 import { findCondition, setCondition } from '../../api/conditions.js';
 import { formatResources, instanceRequest } from '../../api/resources.js';
 import type { Resources } from '../../api/resources.js';
@@ -34,6 +35,8 @@ export interface MigrationControllerDeps {
   log: (msg: string) => void;
   /** A target that has not prepared after this long fails the Migration (default 5 min). */
   prepareTimeoutMs?: number;
+  /** A source host not Ready for this long fails a Migration it should run or is running (default 5 min). */
+  sourceLostTimeoutMs?: number;
   now?: () => number;
 }
 
@@ -84,17 +87,20 @@ export class MigrationReconciler implements Reconciler {
     if ('error' in plan) return this.fail(m, MigrationReasons.Unsupported, plan.error);
     const request = instanceRequest(inst, (f) => this.d.flavors.get(undefined, f));
     if (!('req' in request)) return this.fail(m, MigrationReasons.Unschedulable, 'flavorNotFound' in request ? `flavor "${request.flavorNotFound}" not found` : request.invalid);
+    // The target is charged for the size the guest has (its source's charge), unless this move
+    // is a resize (api/resize.ts): then the guest boots there with its spec's new size.
+    const size = isResizeMigration(m) ? request.req : chargedSize(this.d.hosts.get(undefined, source), inst.metadata.uid!) ?? request.req;
     // A crash after the mark was written resumes with the target it names.
     let target = other && other.name === m.metadata.name ? other.targetHost : undefined;
     if (!target) {
       const views = this.d.hosts.list().map((h) => hostView(h));
-      const r = schedule(targetQuery(inst, m), request.req, views, { filters: TARGET_FILTERS, excluded: new Map([[source, 'is the source host']]) });
+      const r = schedule(targetQuery(inst, m), size, views, { filters: TARGET_FILTERS, excluded: new Map([[source, 'is the source host']]) });
       if ('unschedulable' in r) return this.fail(m, MigrationReasons.Unschedulable, r.unschedulable);
       target = r.host;
     }
     try {
       await this.markInstance(m, inst, source, target, mode);
-      await this.claim(target, inst, request.req);
+      await this.claim(target, inst, size);
     } catch (e) {
       if (!(e instanceof Refused)) throw e;
       await this.unmarkInstance(m);
@@ -190,14 +196,44 @@ export class MigrationReconciler implements Reconciler {
     const st = m.status ?? {};
     const inst = this.d.instances.get(m.metadata.namespace, m.spec.instance);
     if (!inst || inst.metadata.uid !== st.instanceUID) return this.fail(m, MigrationReasons.InstanceNotFound, `instance "${m.spec.instance}" is gone`);
-    if (st.phase !== 'PreparingTarget') return;
     const ready = findCondition(st.conditions, MigrationConditions.TargetReady);
+    if (st.phase === 'Running' || (st.phase === 'PreparingTarget' && ready?.status === 'True')) return this.watchSource(m);
+    if (st.phase !== 'PreparingTarget') return;
     if (ready?.status === 'True') return;
     const since = Date.parse(ready?.lastTransitionTime ?? m.metadata.creationTimestamp ?? '');
     const limit = this.d.prepareTimeoutMs ?? 300_000;
     const left = Number.isFinite(since) ? since + limit - this.now() : limit;
     if (left > 0) return { requeueAfterMs: left };
     return this.fail(m, 'TargetNotReady', `host ${st.targetHost} did not prepare within ${Math.round(limit / 1000)} s${ready?.message ? `: ${ready.message}` : ''}`, ['PreparingTarget']);
+  }
+
+  /**
+   * The source host runs the transfer and reports its end; if it stops heartbeating (Ready not
+   * True, as the host controller sets once its Lease expires) nobody would. Like KubeVirt
+   * failing a migration whose source handler is gone, a source lost for sourceLostTimeoutMs
+   * ends the Migration Failed (SourceLost): the binding stays on the source, the target gives
+   * its claim back and removes what it prepared. A transfer the hypervisor finished meanwhile
+   * is reported by the source's agent before that (adoptInterrupted), when it comes back in time.
+   */
+  private async watchSource(m: Migration): Promise<Result | void> {
+    const st = m.status!;
+    const ready = findCondition(this.d.hosts.get(undefined, st.sourceHost ?? '')?.status?.conditions, 'Ready');
+    if (ready?.status === 'True') return;
+    const since = Date.parse(ready?.lastTransitionTime ?? '');
+    const limit = this.d.sourceLostTimeoutMs ?? 300_000;
+    const left = Number.isFinite(since) ? since + limit - this.now() : limit;
+    if (left > 0) return { requeueAfterMs: left };
+    const why = ready ? `${ready.reason ?? ready.status}${ready.message ? `: ${ready.message}` : ''}` : 'no Ready condition';
+    const during = st.phase === 'Running' ? 'during the transfer' : 'before the transfer started';
+    const message = `host ${st.sourceHost} has not been ready for ${Math.round(limit / 1000)} s ${during} (${why}); the instance stays bound to it`;
+    // Compare-and-swap: a source that came back and reported Transferred meanwhile wins.
+    const out = await this.writeStatus(m, (s) => {
+      if (s.phase !== st.phase || findCondition(s.conditions, MigrationConditions.Transferred)?.status === 'True') return false;
+      Object.assign(s, failedStatus(s, 'SourceLost', message));
+    });
+    if (out?.status?.phase !== 'Failed') return;
+    this.d.log(`migration ${m.metadata.namespace}/${m.metadata.name}: failed: ${message}`);
+    await this.release(out);
   }
 
   /**
@@ -268,7 +304,7 @@ function sumAllocations(allocs: ReadonlyArray<{ vcpus?: number; memory?: string 
 }
 
 /** Starts the migration controller: Migrations, and the Instances, Hosts and storage they depend on. */
-export async function startMigrationController(opts: ControllerStartOptions & { prepareTimeoutMs?: number }): Promise<ControllerHandle> {
+export async function startMigrationController(opts: ControllerStartOptions & { prepareTimeoutMs?: number; sourceLostTimeoutMs?: number }): Promise<ControllerHandle> {
   const { client, signal, log, informers } = withDefaults(opts);
   const migrations = informers.for<Migration>(MIGRATIONS);
   const instances = informers.for<Instance>(INSTANCES);
@@ -283,11 +319,13 @@ export async function startMigrationController(opts: ControllerStartOptions & { 
     if (i.status?.migration) out.push({ namespace: ns, name: i.status.migration.name });
     return out;
   };
-  const r = new MigrationReconciler({ client, migrations, instances, hosts, flavors, volumes, volumeTypes, log, prepareTimeoutMs: opts.prepareTimeoutMs });
+  // A host's Ready changing matters to the unfinished Migrations out of it (SourceLost).
+  const ofHost = (h: Host) => migrations.list().filter((m) => m.status?.sourceHost === h.metadata.name && !migrationFinished(m)).map((m) => ({ namespace: m.metadata.namespace, name: m.metadata.name! }));
+  const r = new MigrationReconciler({ client, migrations, instances, hosts, flavors, volumes, volumeTypes, log, prepareTimeoutMs: opts.prepareTimeoutMs, sourceLostTimeoutMs: opts.sourceLostTimeoutMs });
   return controllerFor(r, { workers: opts.workers ?? 2, log })
     .watches(migrations)
     .watches(instances, ofInstance)
-    .watches(hosts, () => undefined)
+    .watches(hosts, ofHost)
     .watches(flavors, () => undefined)
     .watches(volumes, () => undefined)
     .watches(volumeTypes, () => undefined)

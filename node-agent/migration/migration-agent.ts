@@ -51,6 +51,10 @@ export class MigrationAgent implements Reconciler {
   private readonly transfers = new Map<string, Transfer>();
   /** Targets already cleaned up after a failure, by Migration uid. */
   private readonly cleaned = new Set<string>();
+  /** Failed Migrations from here whose leftover hypervisor job was aborted, by uid. */
+  private readonly abortedLeftovers = new Set<string>();
+  /** The agent is stopping: transfers aborted now are Interrupted, not Aborted by a user. */
+  private stopping = false;
 
   constructor(private readonly o: MigrationAgentOptions) {
     this.name = `migration-${o.hostName}`;
@@ -76,6 +80,7 @@ export class MigrationAgent implements Reconciler {
 
   /** Stops every transfer (the agent is stopping): each ends Failed, the guest stays here. */
   async stop(): Promise<void> {
+    this.stopping = true;
     for (const t of this.transfers.values()) t.abort.abort();
     await Promise.all([...this.transfers.values()].map((t) => t.done));
   }
@@ -88,6 +93,7 @@ export class MigrationAgent implements Reconciler {
     if (m.metadata.deletionTimestamp || migrationFinished(m) || inst?.metadata.deletionTimestamp) {
       running?.abort.abort();
       if (m.status?.phase === 'Succeeded' && inst && !(await this.removeMovedVolumes(m, inst))) return { requeueAfterMs: 1000 };
+      if (m.status?.phase === 'Failed' && !running && inst) await this.abortLeftover(m, inst);
       return;
     }
     if (running) return;
@@ -107,7 +113,12 @@ export class MigrationAgent implements Reconciler {
     const abort = new AbortController();
     const t: Transfer = { abort, done: Promise.resolve() };
     this.transfers.set(key, t);
-    t.done = this.transfer(started, inst, abort.signal).finally(() => this.transfers.delete(key));
+    // A report that cannot be written (the API server unreachable) must not become an unhandled
+    // rejection, which would kill the agent: the Migration stays Running, and the agent's next
+    // start (adoptInterrupted) or the controller settles it.
+    t.done = this.transfer(started, inst, abort.signal)
+      .catch((e) => this.o.log(`${this.name}: ${key}: could not report the end of the transfer: ${errorMessage(e)}`))
+      .finally(() => this.transfers.delete(key));
   }
 
   /** Runs the hypervisor's transfer and reports how it ended. */
@@ -145,9 +156,11 @@ export class MigrationAgent implements Reconciler {
       await pending;
       const here = await this.o.driver.getInfo(id).then(() => true, (err) => (err instanceof DomainNotFound ? false : true));
       const aborted = e instanceof MigrationAborted;
-      const reason = aborted ? (signal.aborted ? 'Aborted' : 'TimedOut') : 'MigrationFailed';
+      // Aborted by this agent stopping (not by a deleted Migration): the same end as a restart finds.
+      const interrupted = aborted && signal.aborted && this.stopping;
+      const reason = aborted ? (interrupted ? 'Interrupted' : signal.aborted ? 'Aborted' : 'TimedOut') : 'MigrationFailed';
       const where = here ? `the instance keeps running on host ${this.o.hostName}` : `the guest is no longer on host ${this.o.hostName}`;
-      const message = `${errorMessage(e)}; ${where}`;
+      const message = interrupted ? `the agent of host ${this.o.hostName} stopped during the transfer and aborted it; ${where}` : `${errorMessage(e)}; ${where}`;
       this.o.log(`${this.name}: ${ns}/${m.metadata.name}: ${reason}: ${message}`);
       void this.o.recorder.warning(inst, 'MigrationFailed', `migration ${m.metadata.name} to host ${st.targetHost}: ${message}`);
       await this.fail(m, reason, message);
@@ -187,7 +200,14 @@ export class MigrationAgent implements Reconciler {
   private async adoptInterrupted(m: Migration, inst: Instance | undefined): Promise<void> {
     if (!inst) return;
     const id = domainName(m.metadata.namespace!, inst.metadata.name!, inst.metadata.uid!);
-    const here = await this.o.driver.getInfo(id).then(() => true, (e) => (e instanceof DomainNotFound ? false : Promise.reject(e)));
+    const isHere = () => this.o.driver.getInfo(id).then(() => true, (e) => (e instanceof DomainNotFound ? false : Promise.reject(e)));
+    let here = await isHere();
+    // A hypervisor job still running from the agent that went (libvirtd outlives it): stopped
+    // here, unless it switched over just before; then the guest is gone and that is the truth.
+    if (here) {
+      await this.o.driver.abortMigration(id);
+      here = await isHere();
+    }
     if (!here) {
       await this.write(m, (s) => {
         if (s.phase !== 'Running') return false;
@@ -195,8 +215,21 @@ export class MigrationAgent implements Reconciler {
       });
       return;
     }
-    await this.o.driver.abortMigration(id);
     await this.fail(m, 'Interrupted', `the agent of host ${this.o.hostName} restarted during the transfer; the instance keeps running there`);
+  }
+
+  /**
+   * A Migration from here the controller ended Failed (SourceLost) while this agent was away: a hypervisor job still running from
+   * an earlier agent must not complete it behind the status's back. Once per Migration.
+   */
+  private async abortLeftover(m: Migration, inst: Instance): Promise<void> {
+    const uid = m.metadata.uid!;
+    if (this.abortedLeftovers.has(uid) || inst.metadata.uid !== m.status?.instanceUID || m.status?.phase !== 'Failed') return;
+    if (findCondition(m.status.conditions, MigrationConditions.Failed)?.reason !== 'SourceLost') return;
+    this.abortedLeftovers.add(uid);
+    await this.o.driver.abortMigration(domainName(m.metadata.namespace!, inst.metadata.name!, inst.metadata.uid!)).catch((e) => {
+      if (!(e instanceof DomainNotFound)) this.o.log(`${this.name}: ${m.metadata.namespace}/${m.metadata.name}: could not abort a leftover transfer: ${errorMessage(e)}`);
+    });
   }
 
   private options(m: Migration, memory: number): MigrationOptions {
