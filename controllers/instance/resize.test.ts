@@ -45,6 +45,8 @@ describe('resizeAction: the instance controller\'s next step', () => {
     ['smaller disk: DiskShrinkRefused (False)', { inst: inst(), wanted: { ...big, diskBytes: 512 * Mi }, charged: big, migrations: [] }, 'False/DiskShrinkRefused'],
     ['claimed, the agent is booting it: left to the agent', { inst: inst({ reason: 'FlavorChanged' }), wanted: big, charged: big, migrations: [] }, 'none'],
     ['the change was undone: Unchanged', { inst: inst({ reason: 'FlavorChanged', condGen: 1 }), wanted: small, charged: small, migrations: [] }, 'False/Unchanged'],
+    ['a refused shrink was undone: Unchanged', { inst: inst({ reason: 'DiskShrinkRefused', status: 'False', condGen: 1 }), wanted: small, charged: small, migrations: [] }, 'False/Unchanged'],
+    ['Resized stays Resized after an unrelated spec change', { inst: inst({ reason: 'Resized', status: 'False', condGen: 1 }), wanted: small, charged: small, migrations: [] }, 'none'],
     ['the agent asks for a move: create a Migration', { inst: inst({ reason: 'MoveRequired' }), wanted: big, charged: small, migrations: [] }, 'createMigration'],
     ['... but another migration moves it: wait', { inst: inst({ reason: 'MoveRequired', migrating: true }), wanted: big, charged: small, migrations: [] }, 'none'],
     ['a move was created: Moving', { inst: inst({ reason: 'MoveRequired' }), wanted: big, charged: small, migrations: [mig('web-resize-a', 'Pending')] }, 'True/Moving'],

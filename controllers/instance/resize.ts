@@ -67,7 +67,8 @@ export function resizeAction({ inst, wanted, charged, migrations }: ResizeInput)
   if (sameSize(wanted, charged)) {
     // Right after the agent's claim the sizes match while it boots the guest: it clears the
     // condition itself once the guest runs (Resized). Only a new spec (a change undone) is cleared here.
-    if (cond?.status === 'True' && cond.observedGeneration !== gen) {
+    const stale = cond?.status === 'True' || cond?.reason === ResizeReasons.DiskShrinkRefused;
+    if (stale && cond?.observedGeneration !== gen) {
       return set({ type: RESTART_REQUIRED, status: 'False', reason: ResizeReasons.Unchanged, observedGeneration: gen, message: `the spec asks for the size the guest has: ${describeSize(charged)}` });
     }
     return { kind: 'none' };
