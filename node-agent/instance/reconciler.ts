@@ -79,10 +79,16 @@ export class InstanceAgentReconciler implements Reconciler {
 
   /**
    * The DomainSpec `inst` would be spawned with on this host; a migration target prepares it,
-   * taking the local volumes on the source (`migratingFrom`) that move with the guest.
+   * taking the local volumes on the source (`migratingFrom`) that move with the guest. A target
+   * prepares the size the migration controller charged it for (api/resize.ts): the size the
+   * guest has, or for a resize move the spec's new one.
    */
-  resolve(inst: Instance, o: { migratingFrom?: string } = {}): ReturnType<typeof resolveInstance> {
-    return resolveInstance(inst, this.deps, o);
+  async resolve(inst: Instance, o: { migratingFrom?: string } = {}): ReturnType<typeof resolveInstance> {
+    const r = await resolveInstance(inst, this.deps, o);
+    if (!o.migratingFrom || !('spec' in r)) return r;
+    const charged = chargedSize(await this.o.client.get<Host>(HOSTS, undefined, this.o.hostName), inst.metadata.uid!);
+    if (charged) Object.assign(r.spec, { vcpus: charged.vcpus, memoryBytes: charged.memoryBytes, diskBytes: charged.diskBytes });
+    return r;
   }
 
   /** Forget what our writes returned once the informer has delivered something at least as new. */

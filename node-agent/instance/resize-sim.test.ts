@@ -186,4 +186,17 @@ describe('resize on simulated hosts', () => {
     const migs = (await client.list<Migration>(MIGRATIONS, NS)).items.filter((m) => m.metadata.labels?.[RESIZE_MIGRATION_LABEL] === uid);
     assert.deepEqual(migs.map((m) => [m.status?.phase, m.status?.conditions?.find((x) => x.type === 'Failed')?.reason]), [['Failed', 'Unschedulable']]);
   });
+
+  it('an ordinary migration of an instance with a pending resize moves (and charges) the size the guest has', async () => {
+    const c = await inst('c');
+    await client.create(MIGRATIONS, { metadata: { name: 'c-live', namespace: NS }, spec: { instance: 'c' } });
+    await eventually(async () => ['Succeeded', 'Failed'].includes((await client.get<Migration>(MIGRATIONS, NS, 'c-live'))?.status?.phase ?? ''), 20_000, 'c-live ends');
+    const m = (await client.get<Migration>(MIGRATIONS, NS, 'c-live'))!;
+    assert.equal(m.status!.phase, 'Succeeded', JSON.stringify(m.status?.conditions));
+    const moved = await running('c');
+    assert.notEqual(moved.status!.hostName, 'rs-2');
+    await eventually(async () => JSON.stringify(await charges(c.metadata.uid!)) === JSON.stringify({ [moved.status!.hostName!]: '1/512Mi/1Gi' }), 20_000, 'the target charges the old size');
+    assert.equal(cond(moved)!.status, 'True', 'the resize is still pending');
+    assert.deepEqual(await sizeOf('c'), { vcpus: 1, memoryBytes: 512 * Mi, diskBytes: 1 * Gi });
+  });
 });
