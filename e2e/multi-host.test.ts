@@ -213,6 +213,61 @@ spec:
     process.stdout.write(`# migration: wall ${wallMs} ms, downtime ${m.status.downtimeMs} ms, ${lost} pings lost\n`);
   });
 
+  // A shared VolumeType without multiAttach: libvirt refuses <shareable/> on a qcow2 disk.
+  it('live-migrates a guest that boots from a shared volume without copying its disk (storage Shared), and it keeps counting', async () => {
+    assert.ok(kova);
+    const [h1, h2] = hosts as [LocalHost, LocalHost];
+    await kova.k(['apply', '-f', '-'], {
+      input: `
+apiVersion: kova.dev/v1alpha1
+kind: VolumeType
+metadata: {name: nfs-${id}}
+spec: {backend: shared, sharedPath: ${join(dataDir, 'shared-volumes')}}
+---
+apiVersion: kova.dev/v1alpha1
+kind: Volume
+metadata: {name: root-vs, namespace: ${ns}}
+spec: {size: 256Mi, volumeType: nfs-${id}, source: {image: guest}}
+---
+apiVersion: kova.dev/v1alpha1
+kind: Instance
+metadata: {name: vs, namespace: ${ns}}
+spec:
+  flavor: mh-${id}
+  hostName: host-1
+  volumes: [{volume: root-vs, bootOrder: 1}]
+  userData: |
+    #!/bin/sh
+    ( i=0; while true; do i=$((i+1)); echo COUNTER-$i; sleep 1; done ) </dev/null &
+`,
+    });
+    await kova.k(['wait', '--for=condition=Ready', 'instance/vs', '-n', ns, '--timeout=180s'], { timeoutMs: 190_000 }).catch(async (e) => {
+      throw new Error(`${(e as Error).message}\n${await kova!.k(['get', 'instance/vs', 'volume/root-vs', '-n', ns, '-o', 'yaml'])}`);
+    });
+    const counters = (log: string) => [...log.matchAll(/COUNTER-(\d+)/g)].map((m) => Number(m[1]));
+    const before = await eventually(async () => {
+      const c = counters(await consoleOn(kova!, h1, 'vs', ns));
+      return c.length >= 2 && c;
+    }, 120_000, 'vs counts on host-1');
+    const name = (await kova.k(['create', '-f', '-', '-o', 'name'], { input: `apiVersion: kova.dev/v1alpha1\nkind: Migration\nmetadata: {generateName: vs-, namespace: ${ns}}\nspec: {instance: vs}\n` })).trim();
+    await kova.k(['wait', name, '-n', ns, '--for=condition=Succeeded', '--timeout=120s'], { timeoutMs: 130_000 }).catch(async (e) => {
+      throw new Error(`${(e as Error).message}\n${await kova!.k(['get', name, '-n', ns, '-o', 'yaml'])}`);
+    });
+    const m = JSON.parse(await kova.k(['get', name, '-n', ns, '-o', 'json'])) as { status: Record<string, unknown> };
+    assert.equal(m.status.storage, 'Shared', 'every disk is on shared storage: nothing is copied');
+    assert.equal(m.status.targetHost, 'host-2', 'the only other host');
+    const vs = JSON.parse(await kova.k(['get', 'instance', 'vs', '-n', ns, '-o', 'json'])) as Instance;
+    assert.equal(vs.status?.hostName, 'host-2');
+    assert.match(await virsh(h2.uri, 'domstate', domainName(ns, 'vs', vs.metadata.uid!)), /running/);
+    const lastBefore = before[before.length - 1]!;
+    await eventually(async () => counters(await consoleOn(kova!, h2, 'vs', ns)).some((n) => n > lastBefore + 2), 60_000, `vs counts past ${lastBefore} on host-2`);
+    const vol = JSON.parse(await kova.k(['get', 'volume', 'root-vs', '-n', ns, '-o', 'json']));
+    assert.deepEqual(vol.status.attachments.map((a: { instance: string; host: string }) => [a.instance, a.host]), [['vs', 'host-2']]);
+    await kova.k(['delete', 'instance', 'vs', '-n', ns, '--timeout=60s'], { timeoutMs: 70_000 });
+    await kova.k(['delete', 'volume', 'root-vs', '-n', ns, '--timeout=60s'], { timeoutMs: 70_000 });
+    await kova.k(['delete', 'volumetype', `nfs-${id}`]);
+  });
+
   it('kova up stopping leaves the guests running; teardown removes daemons, QEMUs, namespaces and domains', async () => {
     assert.ok(kova);
     const pidsOf = async () => (await run('pgrep', ['-f', dataDir]).catch(() => ({ stdout: '' }))).stdout.split('\n').filter(Boolean);
