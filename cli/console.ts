@@ -4,14 +4,16 @@
 // the instance, since the domain and its log live there.
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { INSTANCES } from '../api/kinds/index.js';
 import type { Instance } from '../api/kinds/index.js';
 import { KovaClient } from '../client/client.js';
 import { domainName } from '../node-agent/driver.js';
 import { Virsh, VirshError } from '../node-agent/libvirt/virsh.js';
+import { findLocalHost } from './local-hosts.js';
 
-export const CONSOLE_USAGE = 'usage: kova console NAME [-n NAMESPACE] [--log] [--kubeconfig F] [--connect URI]';
+export const CONSOLE_USAGE = 'usage: kova console NAME [-n NAMESPACE] [--log] [--kubeconfig F] [--connect URI] [--data-dir DIR]';
 
 export interface ConsoleTarget {
   namespace: string;
@@ -60,13 +62,19 @@ export async function consoleCommand(argv: string[], kubeconfigFrom: (flag: stri
       namespace: { type: 'string', short: 'n', default: 'default' },
       log: { type: 'boolean', default: false },
       kubeconfig: { type: 'string' },
-      connect: { type: 'string', short: 'c', default: 'qemu:///system' },
+      connect: { type: 'string', short: 'c' },
+      'data-dir': { type: 'string' },
     },
   });
   if (positionals.length !== 1) throw new Error(CONSOLE_USAGE);
-  const client = KovaClient.fromFile(kubeconfigFrom(values.kubeconfig), { userAgent: 'kova-cli' });
+  const kubeconfig = kubeconfigFrom(values.kubeconfig);
+  const client = KovaClient.fromFile(kubeconfig, { userAgent: 'kova-cli' });
   const t = await consoleTarget(client, values.namespace!, positionals[0]);
-  const virsh = new Virsh(values.connect!);
+  // A guest on one of `kova up --hosts N`'s hosts lives under that host's own libvirtd: found
+  // from the data dir (--data-dir, else the kubeconfig's directory, where kova up writes it).
+  const local = values.connect === undefined && t.hostName ? await findLocalHost(values['data-dir'] ?? dirname(kubeconfig), t.hostName) : undefined;
+  values.connect ??= local?.uri ?? 'qemu:///system';
+  const virsh = new Virsh(values.connect);
   if (values.log) {
     const path = await consoleLogPath(virsh, t);
     const text = await readFile(path).catch((e: NodeJS.ErrnoException) => {

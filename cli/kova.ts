@@ -58,9 +58,10 @@ Usage:
                            move an Instance to another host (a Migration; cloud admins):
                            prints the Migration's name; --wait follows it until Succeeded
                            (exit 0) or Failed (exit 1); see docs/migration.md
-  kova console NAME [-n NAMESPACE] [--log] [--kubeconfig F]
+  kova console NAME [-n NAMESPACE] [--log] [--kubeconfig F] [--connect URI] [--data-dir DIR]
                            attach to an Instance's serial console (virsh console; on the
-                           host that runs it), or print its console log with --log
+                           host that runs it, or on the machine of kova up --hosts N, whose
+                           host's libvirtd it finds), or print its console log with --log
   kova audit [--since 1h|30m|RFC3339] [--user U] [--verb V] [--namespace N] [-o table|json]
              [--data-dir DIR]
                            print the audit log (every write and every denied request)

@@ -96,6 +96,14 @@ export async function localHosts(dataDirIn: string, count: number): Promise<Loca
   return localHostsLayout(dataDir, count, record).hosts.map(withHost);
 }
 
+/** The local host named `name` of `dataDir` (made by kova up --hosts), or undefined when there is none. */
+export async function findLocalHost(dataDirIn: string, name: string): Promise<LocalHost | undefined> {
+  const dataDir = resolve(dataDirIn);
+  const record = await readRecord(dataDir).catch(() => undefined);
+  if (!record) return undefined;
+  return localHostsLayout(dataDir, record.hostUUIDs.length, record).hosts.map(withHost).find((h) => h.name === name);
+}
+
 async function linkExists(name: string, netns?: string): Promise<boolean> {
   const args = netns ? ['-n', netns, 'link', 'show', 'dev', name] : ['link', 'show', 'dev', name];
   return ip(...args).then(() => true, () => false);

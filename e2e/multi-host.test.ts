@@ -199,6 +199,10 @@ spec:
     // The same guest process counts on, past where it was before the move.
     const lastBefore = before[before.length - 1]!;
     await eventually(async () => counters(await consoleOn(kova!, h2, 'va', ns)).some((n) => n > lastBefore + 2), 60_000, `va counts past ${lastBefore} on host-2`);
+    // Without --connect, kova console finds the libvirtd of the host that runs it now.
+    const found = await kovaCli(kova, ['console', 'va', '-n', ns, '--log']);
+    assert.equal(found.code, 0, found.stderr);
+    assert.ok(counters(found.stdout).some((n) => n > lastBefore), 'kova console --log reads va on host-2 by itself');
     // vb (on host-2) kept reaching va through the move, losing at most a few pings.
     await new Promise((r) => setTimeout(r, 3000));
     const lost = ((await consoleOn(kova!, h2, 'vb', ns)).match(/PINGLOST-/g)?.length ?? 0) - lostBefore;
