@@ -13,45 +13,28 @@
 // nothing (the stored object is at hand). Two concurrent creates can both pass, as with any
 // check before a write: the controller starts one migration of an instance at a time.
 import { isDeepStrictEqual } from 'node:util';
-import type { FieldCause, KObject, ResourceInfo } from '../../api/types.js';
+import type { FieldCause, KObject } from '../../api/types.js';
 import { migrationFinished } from '../../api/kinds/migration.js';
 import type { Migration } from '../../api/kinds/migration.js';
 import { causes } from '../../api/validation.js';
-import { isDNS1123Label } from '../../api/name-validation.js';
 import type { ResourceStore } from '../resource-store.js';
-import { ApiError, invalid } from '../status.js';
+import { isObj, KOVA_GROUP, KovaReads, objectName, specOf, statusOf } from './kova-reads.js';
+import { invalid } from '../status.js';
 import type { Admission } from './hooks.js';
 import type { RequestAttributes } from './types.js';
 
-const KOVA = 'kova.dev';
-const VERSION = 'v1alpha1';
 
-type Rec = Record<string, unknown>;
-const isObj = (v: unknown): v is Rec => typeof v === 'object' && v !== null && !Array.isArray(v);
-const specOf = (o: KObject | undefined): Rec => (o && isObj(o.spec) ? o.spec : {});
-const statusOf = (o: KObject | undefined): Rec => (o && isObj(o.status) ? o.status : {});
-/** A name this admission may look up: admission of a create runs before validation, so nothing else is read. */
-const objectName = (v: unknown): string | undefined => (typeof v === 'string' && isDNS1123Label(v).length === 0 ? v : undefined);
 /** field.NotFound. */
 const notFoundCause = (field: string, value: string): FieldCause => ({ reason: 'FieldValueNotFound', field, message: `Not found: ${JSON.stringify(value)}` });
 
 export class MigrationAdmission implements Admission {
-  constructor(private readonly resources: ResourceStore) {}
+  private readonly store: KovaReads;
 
-  private info(resource: string): ResourceInfo {
-    const info = this.resources.registry.lookup(KOVA, VERSION, resource);
-    if (!info) throw new Error(`${resource}.${KOVA} is not registered`);
-    return info;
+  constructor(resources: ResourceStore) {
+    this.store = new KovaReads(resources);
   }
 
-  private async read(resource: string, ns: string | undefined, name: string): Promise<KObject | undefined> {
-    try {
-      return await this.resources.get(this.info(resource), ns, name);
-    } catch (e) {
-      if (e instanceof ApiError && e.code === 404) return undefined;
-      throw e;
-    }
-  }
+
 
   async admit(a: RequestAttributes, object: KObject | undefined): Promise<void> {
     // Updates and patches are judged by their result (admitResult), against the stored object.
@@ -61,12 +44,12 @@ export class MigrationAdmission implements Admission {
   async admitResult(a: RequestAttributes, object: KObject, old: KObject | undefined): Promise<void> {
     if (!isWrite(a)) return;
     if (!old) return this.checkCreate(a, object); // server-side apply creating it
-    const info = this.info('migrations');
+    const info = this.store.info('migrations');
     // The result as it will be stored (defaults filled, unknown fields pruned), so a replace with
     // the original manifest, which lacks the defaulted timeouts, is no change.
     const next = structuredClone(object);
-    this.resources.validator.prune(info, next);
-    this.resources.validator.applyDefaults(info, next);
+    this.store.resources.validator.prune(info, next);
+    this.store.resources.validator.applyDefaults(info, next);
     if (!isDeepStrictEqual(next.spec, old.spec)) {
       throw invalid(info, old.metadata.name ?? a.name, [
         causes.forbidden('spec', 'a Migration\'s spec cannot change after it is created: delete it (which aborts it while it runs) and create another'),
@@ -82,24 +65,24 @@ export class MigrationAdmission implements Admission {
     // A malformed or missing name is validation's to report.
     if (!ns || !instanceName) return;
     const out: FieldCause[] = [];
-    const instance = await this.read('instances', ns, instanceName);
+    const instance = await this.store.read('instances', ns, instanceName);
     const currentHost = typeof statusOf(instance).hostName === 'string' ? (statusOf(instance).hostName as string) : '';
     if (!instance) out.push(notFoundCause('spec.instance', instanceName));
     else if (instance.metadata.deletionTimestamp) out.push(causes.invalid('spec.instance', instanceName, `instance ${JSON.stringify(instanceName)} is being deleted`));
     else if (!currentHost) out.push(causes.invalid('spec.instance', instanceName, `instance ${JSON.stringify(instanceName)} is not running on any host yet`));
     const target = objectName(spec.targetHost);
     if (target) {
-      if (!(await this.read('hosts', undefined, target))) out.push(notFoundCause('spec.targetHost', target));
+      if (!(await this.store.read('hosts', undefined, target))) out.push(notFoundCause('spec.targetHost', target));
       else if (target === currentHost) out.push(causes.invalid('spec.targetHost', target, `instance ${JSON.stringify(instanceName)} already runs on host ${JSON.stringify(target)}`));
     }
-    if (out.length) throw invalid(this.info('migrations'), name, out);
+    if (out.length) throw invalid(this.store.info('migrations'), name, out);
 
-    const others = (await this.resources.list(this.info('migrations'), ns)).items as Migration[];
+    const others = (await this.store.list('migrations', ns)) as Migration[];
     const inFlight = others.find((m) => m.spec?.instance === instanceName && !migrationFinished(m) && m.metadata.name !== migration.metadata?.name);
     if (inFlight) {
       const phase = inFlight.status?.phase ?? 'Pending';
       const state = inFlight.metadata.deletionTimestamp ? `being aborted (phase ${phase})` : `in phase ${phase}`;
-      throw invalid(this.info('migrations'), name, [
+      throw invalid(this.store.info('migrations'), name, [
         causes.forbidden('spec.instance', `in-flight migration detected: Migration ${JSON.stringify(inFlight.metadata.name)} of instance ${JSON.stringify(instanceName)} is ${state}; wait for it to end, or delete it to abort it`),
       ]);
     }
@@ -108,6 +91,6 @@ export class MigrationAdmission implements Admission {
 
 /** A write of a Migration itself (its status subresource is the controller's and the hosts'). */
 function isWrite(a: RequestAttributes): boolean {
-  return a.resourceRequest && a.apiGroup === KOVA && a.resource === 'migrations' && a.subresource === '' &&
+  return a.resourceRequest && a.apiGroup === KOVA_GROUP && a.resource === 'migrations' && a.subresource === '' &&
     (a.verb === 'create' || a.verb === 'update' || a.verb === 'patch');
 }

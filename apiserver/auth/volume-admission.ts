@@ -17,26 +17,19 @@
 // only when a single-attach volume is not already seen attached elsewhere.
 // Two concurrent writes can still both pass (as with any check before a write): the host agent
 // refuses to attach a single-attach volume that is in use elsewhere.
-import type { FieldCause, KObject, ResourceInfo } from '../../api/types.js';
+import type { FieldCause, KObject } from '../../api/types.js';
 import { isDefaultVolumeType } from '../../api/kinds/volumetype.js';
 import type { VolumeType } from '../../api/kinds/volumetype.js';
 import { causes } from '../../api/validation.js';
 import { formatQuantity, parseQuantity } from '../../api/quantity.js';
-import { isDNS1123Label } from '../../api/name-validation.js';
 import type { ResourceStore } from '../resource-store.js';
-import { ApiError, invalid } from '../status.js';
+import { isObj, KOVA_GROUP, KovaReads, objectName, specOf } from './kova-reads.js';
+import { invalid } from '../status.js';
 import type { Admission } from './hooks.js';
 import type { RequestAttributes } from './types.js';
 
-const KOVA = 'kova.dev';
-const VERSION = 'v1alpha1';
 
-type Rec = Record<string, unknown>;
-const isObj = (v: unknown): v is Rec => typeof v === 'object' && v !== null && !Array.isArray(v);
-const specOf = (o: KObject | undefined): Rec => (o && isObj(o.spec) ? o.spec : {});
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v ? v : undefined);
-/** A name this admission may look up: admission of a create runs before validation, so nothing else is read. */
-const objectName = (v: unknown): string | undefined => (typeof v === 'string' && isDNS1123Label(v).length === 0 ? v : undefined);
 
 /**
  * The VolumeType a Volume without one gets: among those annotated default, the newest by
@@ -70,23 +63,13 @@ function volumeEntries(o: KObject | undefined): Array<{ volume: string; index: n
 }
 
 export class VolumeAdmission implements Admission {
-  constructor(private readonly resources: ResourceStore) {}
+  private readonly store: KovaReads;
 
-  private info(resource: string): ResourceInfo {
-    const info = this.resources.registry.lookup(KOVA, VERSION, resource);
-    if (!info) throw new Error(`${resource}.${KOVA} is not registered`);
-    return info;
+  constructor(resources: ResourceStore) {
+    this.store = new KovaReads(resources);
   }
 
-  /** The stored object, or undefined when there is none. */
-  private async read(resource: string, ns: string | undefined, name: string): Promise<KObject | undefined> {
-    try {
-      return await this.resources.get(this.info(resource), ns, name);
-    } catch (e) {
-      if (e instanceof ApiError && e.code === 404) return undefined;
-      throw e;
-    }
-  }
+
 
   async admit(a: RequestAttributes, object: KObject | undefined): Promise<void> {
     // Updates and patches are judged by their result (admitResult), against the stored object.
@@ -109,7 +92,7 @@ export class VolumeAdmission implements Admission {
   private async defaultVolumeType(a: RequestAttributes, volume: KObject): Promise<void> {
     const spec = volume.spec;
     if (!isObj(spec) || (spec.volumeType !== undefined && spec.volumeType !== null)) return;
-    const name = (await this.sourceVolumeType(a.namespace || volume.metadata?.namespace, spec.source)) ?? defaultVolumeTypeName((await this.resources.list(this.info('volumetypes'), undefined)).items as VolumeType[]);
+    const name = (await this.sourceVolumeType(a.namespace || volume.metadata?.namespace, spec.source)) ?? defaultVolumeTypeName((await this.store.list('volumetypes', undefined)) as VolumeType[]);
     if (name) spec.volumeType = name;
   }
 
@@ -118,11 +101,11 @@ export class VolumeAdmission implements Admission {
     if (!isObj(source) || !ns) return undefined;
     const snapshot = objectName(source.snapshot);
     if (snapshot) {
-      const s = await this.read('volumesnapshots', ns, snapshot);
+      const s = await this.store.read('volumesnapshots', ns, snapshot);
       return objectName(isObj(s?.status) ? s.status.volumeType : undefined);
     }
     const volume = objectName(source.volume);
-    if (volume) return objectName(specOf(await this.read('volumes', ns, volume)).volumeType);
+    if (volume) return objectName(specOf(await this.store.read('volumes', ns, volume)).volumeType);
     return undefined;
   }
 
@@ -133,10 +116,10 @@ export class VolumeAdmission implements Admission {
     if (from === undefined || to === undefined || to <= from) return;
     const typeName = objectName(specOf(volume).volumeType) ?? objectName(specOf(old).volumeType);
     if (!typeName) return;
-    const type = await this.read('volumetypes', undefined, typeName);
+    const type = await this.store.read('volumetypes', undefined, typeName);
     if (!type || specOf(type).allowVolumeExpansion !== false) return;
     const name = old.metadata.name ?? a.name;
-    throw invalid(this.info('volumes'), name, [
+    throw invalid(this.store.info('volumes'), name, [
       causes.forbidden('spec.size', `its VolumeType ${JSON.stringify(typeName)} does not allow expansion (allowVolumeExpansion is false): the volume stays at ${formatQuantity(from)}`),
     ]);
   }
@@ -153,29 +136,29 @@ export class VolumeAdmission implements Admission {
     let others: KObject[] | undefined;
     const out: FieldCause[] = [];
     for (const { volume, index } of added) {
-      const v = await this.read('volumes', ns, volume);
+      const v = await this.store.read('volumes', ns, volume);
       const typeName = objectName(specOf(v).volumeType);
       // Nothing is attached before the Volume and its type exist; the controller reports them missing.
       if (!v || !typeName) continue;
-      if (!types.has(typeName)) types.set(typeName, await this.read('volumetypes', undefined, typeName));
+      if (!types.has(typeName)) types.set(typeName, await this.store.read('volumetypes', undefined, typeName));
       const type = types.get(typeName);
       if (!type || specOf(type).multiAttach === true) continue;
       const attachments = isObj(v.status) && Array.isArray(v.status.attachments) ? v.status.attachments : [];
       let holder = attachments.map((x) => (isObj(x) ? str(x.instance) : undefined)).find((n) => n && n !== self);
       if (!holder) {
-        others ??= (await this.resources.list(this.info('instances'), ns)).items;
+        others ??= (await this.store.list('instances', ns));
         holder = others.find((o) => o.metadata.name !== self && volumeEntries(o).some((e) => e.volume === volume))?.metadata.name;
       }
       if (holder) {
         out.push(causes.forbidden(`spec.volumes[${index}].volume`, `volume ${JSON.stringify(volume)} is attached to instance ${JSON.stringify(holder)}; its VolumeType ${JSON.stringify(typeName)} does not allow multiAttach`));
       }
     }
-    if (out.length) throw invalid(this.info('instances'), self ?? '', out);
+    if (out.length) throw invalid(this.store.info('instances'), self ?? '', out);
   }
 }
 
 /** A write of a Volume or an Instance itself (status writes never change spec). */
 function isWrite(a: RequestAttributes): boolean {
-  return a.resourceRequest && a.apiGroup === KOVA && a.subresource === '' && (a.resource === 'volumes' || a.resource === 'instances') &&
+  return a.resourceRequest && a.apiGroup === KOVA_GROUP && a.subresource === '' && (a.resource === 'volumes' || a.resource === 'instances') &&
     (a.verb === 'create' || a.verb === 'update' || a.verb === 'patch');
 }
