@@ -5,20 +5,17 @@
 // the domain grow), or by a cold move when the host is full, or not at all when no host has
 // room (the guest runs on with its old size and the condition says why).
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Host, Instance, Migration } from '../../api/kinds/index.js';
-import { FLAVORS, HOSTS, INSTANCES, KovaClient, NAMESPACES } from '../../client/client.js';
+import { HOSTS, INSTANCES } from '../../client/client.js';
+import type { KovaClient } from '../../client/client.js';
 import { MIGRATIONS } from '../../api/kinds/index.js';
 import { RESIZE_MIGRATION_LABEL } from '../../api/resize.js';
-import { eventually, startKova } from '../../e2e/harness.js';
-import type { Kova } from '../../e2e/harness.js';
+import { eventually } from '../../e2e/harness.js';
 import { powerAction } from '../../cli/power.js';
-import { startSimAgents } from '../run.js';
+import { startSimCloud } from '../../e2e/sim-cloud.js';
+import type { SimCloud } from '../../e2e/sim-cloud.js';
 import type { SimAgents } from '../run.js';
-import { createReadySimImage } from '../sim-image.js';
 import { domainName } from '../driver.js';
 
 const NS = 'resizesim';
@@ -26,11 +23,9 @@ const Mi = 2 ** 20;
 const Gi = 2 ** 30;
 
 describe('resize on simulated hosts', () => {
-  let kova: Kova;
+  let cloud: SimCloud;
   let client: KovaClient;
   let sims: SimAgents;
-  let dir: string;
-  const ac = new AbortController();
 
   const inst = async (name: string) => (await client.get<Instance>(INSTANCES, NS, name))!;
   const cond = (i: Instance) => i.status?.conditions?.find((c) => c.type === 'RestartRequired');
@@ -61,27 +56,13 @@ describe('resize on simulated hosts', () => {
   };
 
   before(async () => {
-    kova = await startKova(['--no-agents']);
-    client = KovaClient.fromFile(kova.kubeconfig);
     // 2Gi of RAM each: 3Gi allocatable at the default ratio 1.5.
-    sims = await startSimAgents({ kubeconfig: kova.kubeconfig, count: 3, prefix: 'rs-', preset: { vcpus: 4, memory: '2Gi', disk: '50Gi' }, signal: ac.signal, log: () => {} });
-    await client.create(NAMESPACES, { metadata: { name: NS } });
-    for (const [name, vcpus, memory, disk] of [['rs.small', 1, '512Mi', '1Gi'], ['rs.big', 2, '1Gi', '2Gi'], ['rs.fill', 1, '2304Mi', '1Gi'], ['rs.huge', 2, '4Gi', '2Gi'], ['rs.thin', 2, '1Gi', '512Mi']] as const) {
-      await client.create(FLAVORS, { metadata: { name }, spec: { vcpus, memory, disk } });
-    }
-    dir = await mkdtemp(join(tmpdir(), 'kova-resizesim-'));
-    await createReadySimImage(client, NS, 'tiny', dir);
-    await eventually(async () => (await client.list<Host>(HOSTS)).items.filter((h) => h.metadata.name!.startsWith('rs-') && h.status?.allocatable).length === 3, 20_000, 'three hosts');
+    const flavors = Object.fromEntries(([['rs.small', 1, '512Mi', '1Gi'], ['rs.big', 2, '1Gi', '2Gi'], ['rs.fill', 1, '2304Mi', '1Gi'], ['rs.huge', 2, '4Gi', '2Gi'], ['rs.thin', 2, '1Gi', '512Mi']] as const).map(([name, vcpus, memory, disk]) => [name, { vcpus, memory, disk }]));
+    cloud = await startSimCloud({ namespace: NS, prefix: 'rs-', preset: { vcpus: 4, memory: '2Gi', disk: '50Gi' }, flavors });
+    ({ client, sims } = cloud);
   });
 
-  after(async () => {
-    ac.abort();
-    await sims?.done();
-    sims?.client.close();
-    client?.close();
-    await kova?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  after(() => cloud?.stop());
 
   it('resizes in place at the restart: RestartRequired until then, then the allocation and the domain grow and it clears', async () => {
     const a = await create('a', 'rs.small', 'rs-1');

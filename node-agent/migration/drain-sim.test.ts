@@ -4,20 +4,18 @@
 // migrations out of it at a time; an instance pinned to it is listed in Drained with its
 // reason while the others move; `kova drain HOST --wait` and uncordon.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Host, Instance, Migration } from '../../api/kinds/index.js';
 import { MIGRATIONS, migrationFinished } from '../../api/kinds/index.js';
 import { findCondition } from '../../api/conditions.js';
-import { FLAVORS, HOSTS, INSTANCES, KovaClient, NAMESPACES } from '../../client/client.js';
+import { HOSTS, INSTANCES } from '../../client/client.js';
+import type { KovaClient } from '../../client/client.js';
 import { DRAIN_HOST_LABEL, MAINTENANCE_CORDON_ANNOTATION } from '../../controllers/host/maintenance.js';
-import { eventually, runKova, startKova } from '../../e2e/harness.js';
+import { eventually, runKova } from '../../e2e/harness.js';
 import type { Kova } from '../../e2e/harness.js';
-import { startSimAgents } from '../run.js';
+import { startSimCloud } from '../../e2e/sim-cloud.js';
+import type { SimCloud } from '../../e2e/sim-cloud.js';
 import type { SimAgents } from '../run.js';
-import { createReadySimImage } from '../sim-image.js';
 import { domainName } from '../driver.js';
 
 const NS = 'drainsim';
@@ -25,11 +23,10 @@ const HOST_NAMES = ['drain-0', 'drain-1', 'drain-2'];
 const PIN = { 'example.com/only-here': 'yes' };
 
 describe('host maintenance on simulated hosts', () => {
+  let cloud: SimCloud;
   let kova: Kova;
   let client: KovaClient;
   let sims: SimAgents;
-  let dir: string;
-  const ac = new AbortController();
 
   const inst = async (name: string) => (await client.get<Instance>(INSTANCES, NS, name))!;
   const host = async (name: string) => (await client.get<Host>(HOSTS, undefined, name))!;
@@ -61,25 +58,12 @@ describe('host maintenance on simulated hosts', () => {
   };
 
   before(async () => {
-    kova = await startKova(['--no-agents']);
-    client = KovaClient.fromFile(kova.kubeconfig);
     // 1.5 s a transfer: two at once are seen, and the third waits for a slot.
-    sims = await startSimAgents({ kubeconfig: kova.kubeconfig, count: 3, prefix: 'drain-', preset: 'small', labels: (i) => (i === 0 ? PIN : {}), driverOptions: { migrateMs: 1500 }, signal: ac.signal, log: () => {} });
-    await client.create(NAMESPACES, { metadata: { name: NS } });
-    await client.create(FLAVORS, { metadata: { name: 'drainsim.small' }, spec: { vcpus: 1, memory: '256Mi', disk: '1Gi' } });
-    dir = await mkdtemp(join(tmpdir(), 'kova-drainsim-'));
-    await createReadySimImage(client, NS, 'tiny', dir);
-    await eventually(async () => (await client.list<Host>(HOSTS)).items.filter((h) => HOST_NAMES.includes(h.metadata.name!) && h.status?.allocatable).length === 3, 20_000, 'three hosts');
+    cloud = await startSimCloud({ namespace: NS, prefix: 'drain-', labels: (i) => (i === 0 ? PIN : {}), driverOptions: { migrateMs: 1500 }, flavors: { 'drainsim.small': { vcpus: 1, memory: '256Mi', disk: '1Gi' } } });
+    ({ kova, client, sims } = cloud);
   });
 
-  after(async () => {
-    ac.abort();
-    await sims?.done();
-    sims?.client.close();
-    client?.close();
-    await kova?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  after(() => cloud?.stop());
 
   it('drains a host with Host.spec.maintenance: the others move (2 at a time), the pinned one is listed with its reason; uncordon', async () => {
     for (const n of ['a', 'b', 'c']) await create(n, { hostName: 'drain-0' });

@@ -4,29 +4,26 @@
 // that cannot prepare and a transfer that fails (both roll back; the next attempt succeeds),
 // and a Migration no host can take.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Host, Instance, Migration, Volume } from '../../api/kinds/index.js';
-import { FLAVORS, HOSTS, INSTANCES, KovaClient, NAMESPACES } from '../../client/client.js';
+import { HOSTS, INSTANCES } from '../../client/client.js';
+import type { KovaClient } from '../../client/client.js';
 import { MIGRATIONS, VOLUMES } from '../../api/kinds/index.js';
-import { eventually, startKova } from '../../e2e/harness.js';
+import { eventually } from '../../e2e/harness.js';
 import type { Kova } from '../../e2e/harness.js';
-import { startSimAgents } from '../run.js';
+import { startSimCloud } from '../../e2e/sim-cloud.js';
+import type { SimCloud } from '../../e2e/sim-cloud.js';
 import type { SimAgents } from '../run.js';
-import { createReadySimImage } from '../sim-image.js';
 import { domainName } from '../driver.js';
 import { fingerprint } from '../sim-volumes.js';
 
 const NS = 'migsim';
 
 describe('migrations on simulated hosts', () => {
+  let cloud: SimCloud;
   let kova: Kova;
   let client: KovaClient;
   let sims: SimAgents;
-  let dir: string;
-  const ac = new AbortController();
   let seq = 0;
 
   const inst = (name: string) => client.get<Instance>(INSTANCES, NS, name) as Promise<Instance>;
@@ -56,24 +53,11 @@ describe('migrations on simulated hosts', () => {
   };
 
   before(async () => {
-    kova = await startKova(['--no-agents']);
-    client = KovaClient.fromFile(kova.kubeconfig);
-    sims = await startSimAgents({ kubeconfig: kova.kubeconfig, count: 3, prefix: 'migsim-', preset: 'small', driverOptions: { migrateMs: 300 }, signal: ac.signal, log: () => {} });
-    await client.create(NAMESPACES, { metadata: { name: NS } });
-    await client.create(FLAVORS, { metadata: { name: 'migsim.small' }, spec: { vcpus: 1, memory: '256Mi', disk: '1Gi' } });
-    dir = await mkdtemp(join(tmpdir(), 'kova-migsim-'));
-    await createReadySimImage(client, NS, 'tiny', dir);
-    await eventually(async () => (await client.list<Host>(HOSTS)).items.filter((h) => h.metadata.name!.startsWith('migsim-') && h.status?.allocatable).length === 3, 20_000, 'three hosts');
+    cloud = await startSimCloud({ namespace: NS, prefix: 'migsim-', driverOptions: { migrateMs: 300 }, flavors: { 'migsim.small': { vcpus: 1, memory: '256Mi', disk: '1Gi' } } });
+    ({ kova, client, sims } = cloud);
   });
 
-  after(async () => {
-    ac.abort();
-    await sims?.done();
-    sims?.client.close();
-    client?.close();
-    await kova?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  after(() => cloud?.stop());
 
   it('moves a running instance live: the binding, the domain and the allocation follow, and kubectl wait sees Succeeded', async () => {
     const before = await newInstance('web');
