@@ -151,7 +151,7 @@ test('unknown fields are reported with paths and pruned', () => {
 test('defaults: nested, objects defaulted then filled, nulls pruned or defaulted', () => {
   const host: KObject = { apiVersion: 'kova.dev/v1alpha1', kind: 'Host', metadata: { name: 'node-1', creationTimestamp: null as unknown as string } };
   v.applyDefaults(kova('Host'), host);
-  assert.deepEqual(host.spec, { unschedulable: false, fenced: false });
+  assert.deepEqual(host.spec, { unschedulable: false, fenced: false, maintenance: false });
   assert.deepEqual(host.metadata, { name: 'node-1' });
 
   const net: KObject = { apiVersion: 'kova.dev/v1alpha1', kind: 'Network', metadata: { name: 'n', namespace: 'd' }, spec: { type: 'vxlan', cidr: '10.20.0.0/24', dhcp: null, gateway: null } };
@@ -547,10 +547,15 @@ describe('update rules of the volume kinds (validateUpdate)', () => {
     assert.deepEqual(upd('VolumeSnapshot', snap('a'), snap('b')), [{ reason: 'FieldValueInvalid', field: 'spec.source.volume', message: 'Invalid value: "b": field is immutable' }]);
   });
 
-  test('a VolumeType\'s backend and sharedPath are immutable; expansion and multiAttach are not', () => {
+  test('a VolumeType\'s backend, sharedPath and multiAttach (the files\' format) are immutable; expansion is not', () => {
     const vt = (spec: Record<string, unknown>): KObject => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'VolumeType', metadata: { name: 'vt' }, spec });
     const old = vt({ backend: 'shared', sharedPath: '/srv/a', allowVolumeExpansion: true, multiAttach: false });
-    assert.deepEqual(upd('VolumeType', old, vt({ backend: 'shared', sharedPath: '/srv/a', allowVolumeExpansion: false, multiAttach: true })), []);
+    assert.deepEqual(upd('VolumeType', old, vt({ backend: 'shared', sharedPath: '/srv/a', allowVolumeExpansion: false, multiAttach: false })), []);
+    assert.deepEqual(upd('VolumeType', old, vt({ backend: 'shared', sharedPath: '/srv/a' })), [], 'absent is false');
+    assert.deepEqual(upd('VolumeType', old, vt({ backend: 'shared', sharedPath: '/srv/a', multiAttach: true })), [
+      { reason: 'FieldValueInvalid', field: 'spec.multiAttach', message: 'Invalid value: true: field is immutable' },
+    ]);
+    assert.deepEqual(fields(upd('VolumeType', vt({ backend: 'local', multiAttach: true }), vt({ backend: 'local', multiAttach: false }))), ['spec.multiAttach']);
     assert.deepEqual(upd('VolumeType', old, vt({ backend: 'shared', sharedPath: '/srv/b' })), [
       { reason: 'FieldValueInvalid', field: 'spec.sharedPath', message: 'Invalid value: "/srv/b": field is immutable' },
     ]);
