@@ -745,13 +745,18 @@ function volumeSnapshotUpdateRules(old: KObject, next: KObject): FieldCause[] {
   return [immutable('spec', n)];
 }
 
-/** VolumeType: its volumes' files are where the backend put them. */
+/**
+ * VolumeType: its volumes' files are where the backend put them, in the format multiAttach
+ * chose (raw for multiAttach, qcow2 otherwise: node-agent/volume/storage.ts volumeFormat), as
+ * Cinder refuses to change the extra specs of a volume type in use.
+ */
 function volumeTypeUpdateRules(old: KObject, next: KObject): FieldCause[] {
   const out: FieldCause[] = [];
   const o = specOf(old);
   const n = specOf(next);
   if (o.backend !== n.backend) out.push(immutable('spec.backend', n.backend));
   if (o.sharedPath !== n.sharedPath) out.push(immutable('spec.sharedPath', n.sharedPath));
+  if ((o.multiAttach ?? false) !== (n.multiAttach ?? false)) out.push(immutable('spec.multiAttach', n.multiAttach ?? false));
   return out;
 }
 

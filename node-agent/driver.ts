@@ -87,7 +87,17 @@ export interface VolumeDisk {
   /** `namespace/name`, for messages. */
   key: string;
   backend: StorageBackend;
+  /** The file's format, fixed by the VolumeType (volumeFormat in volume/storage.ts); absent: qcow2. */
+  format?: VolumeFormat;
 }
+
+/**
+ * qcow2 (the default: thin, overlays, restores that share the snapshot's data) or raw, for a
+ * VolumeType with multiAttach: QEMU cannot let several processes write one qcow2 file (its
+ * metadata is cached per process), so libvirt refuses `<shareable/>` on qcow2, as Cinder
+ * refuses multiattach on qcow2-file backends. A raw volume is a sparse file.
+ */
+export type VolumeFormat = 'qcow2' | 'raw';
 
 /** A VolumeSnapshot's file, named like a VolumeDisk. */
 export interface SnapshotDisk {
@@ -124,7 +134,7 @@ export interface VolumeAttachSpec {
   /** What the guest sees (/sys/block/vdX/serial, /dev/disk/by-id/virtio-SERIAL): volumeSerial(uid). */
   serial: string;
   readOnly?: boolean;
-  /** Several domains may use it at once (VolumeType multiAttach): no exclusive lock. */
+  /** Several domains may use it at once (VolumeType multiAttach): no exclusive lock. Needs disk.format raw. */
   shareable?: boolean;
   /** 1: the boot disk (DomainSpec without an image). */
   bootOrder?: number;
@@ -385,9 +395,12 @@ export interface ComputeDriver {
   /**
    * Copies the volume into the snapshot's file. With `domain` (a running domain on this host
    * using it) the copy is crash-consistent and taken without pausing the guest (an external
-   * disk-only snapshot, a copy of the frozen base, then a block commit back). Idempotent: a
-   * complete snapshot is returned as it is. A crash midway leaves the volume usable (the agent
-   * calls again, which finishes or redoes the commit) and no complete-looking snapshot file.
+   * disk-only snapshot, a copy of the frozen base, then a block commit back; for a raw volume a
+   * push backup, since libvirt puts no qcow2 overlay on a shareable disk: DriverError while
+   * another running domain writes it too). Snapshot files are qcow2 whatever the volume's
+   * format. Idempotent: a complete snapshot is returned as it is. A crash midway leaves the
+   * volume usable (the agent calls again, which finishes or redoes the commit) and no
+   * complete-looking snapshot file.
    */
   snapshotVolume(disk: VolumeDisk, snap: SnapshotDisk, domain?: string): Promise<DiskFileInfo>;
 

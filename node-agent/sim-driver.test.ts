@@ -527,7 +527,10 @@ test('QEMU\'s lock: a volume runs in one domain of any sim host unless shareable
   await a.attachVolume(x, attach(v));
   const locked = (e: Error) => e instanceof DriverError && /"write" lock.*kova-demo.x/.test(e.message);
   await assert.rejects(b.attachVolume(y, attach(v)), locked);
-  await assert.rejects(b.attachVolume(y, attach(v, { shareable: true })), locked, 'both must allow sharing');
+  await assert.rejects(b.attachVolume(y, attach({ ...v, format: 'raw' }, { shareable: true })), locked, 'both must allow sharing');
+  // libvirt refuses <shareable/> on qcow2: a shareable volume is raw (a multiAttach VolumeType's).
+  await assert.rejects(b.attachVolume(y, attach(v, { shareable: true })), (e: Error) => e instanceof InvalidSpec && /shareable volume must be raw, not qcow2/.test(e.message));
+  await assert.rejects(b.attachVolume(y, attach({ ...v, format: 'vmdk' as 'raw' })), (e: Error) => e instanceof InvalidSpec && /unsupported volume format "vmdk"/.test(e.message));
   assert.deepEqual(await b.listVolumes(y), [], 'a refused attach changes nothing');
   // A domain that is off holds no lock, but may not start while another uses the volume.
   await b.powerOff(y, 1000);
@@ -541,7 +544,7 @@ test('QEMU\'s lock: a volume runs in one domain of any sim host unless shareable
   await b.destroy(y);
   await a.powerOn(x);
 
-  const m = vol('multi', backend);
+  const m = { ...vol('multi', backend), format: 'raw' as const };
   await a.createVolume(m, MiB, { type: 'blank' });
   await a.attachVolume(x, attach(m, { shareable: true }));
   const z = (await b.spawn(spec('z', { volumes: [attach(m, { shareable: true })] }))).id;

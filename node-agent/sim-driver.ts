@@ -962,12 +962,16 @@ function checkDisk(d: VolumeDisk | SnapshotDisk, what: 'volume' | 'snapshot'): S
   if (!d || typeof d !== 'object') throw new InvalidSpec(`no ${what} given`);
   checkUID(d.uid, `${what} ${d.key}`);
   checkBackend(d.backend, `${what} ${d.key}`);
+  const format = (d as VolumeDisk).format;
+  if (what === 'volume' && format !== undefined && format !== 'qcow2' && format !== 'raw') throw new InvalidSpec(`volume ${d.key}: unsupported volume format ${JSON.stringify(format)}`);
   return d.backend;
 }
 
 function checkAttach(v: VolumeAttachSpec): void {
   checkDisk(v.disk, 'volume');
   checkSerial(v.serial, `volume ${v.disk.key}`);
+  // libvirt's rule: "shared access for disk ... requires use of supported storage format".
+  if (v.shareable && v.disk.format !== 'raw') throw new InvalidSpec(`volume ${v.disk.key}: a shareable volume must be raw, not ${v.disk.format ?? 'qcow2'}`);
 }
 
 function attachedView(a: SimAttachment): AttachedVolume {

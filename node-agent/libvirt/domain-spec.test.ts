@@ -65,13 +65,27 @@ describe('libvirtDomainOf', () => {
   });
   const V1 = '7f3e2d1c-0b9a-4876-a5b4-c3d2e1f00a1b';
   const V2 = '1a2b3c4d-5e6f-4a0b-8c1d-2e3f4a5b6c7d';
+  const V3 = '9e8d7c6b-5a4f-4e3d-9c2b-1a0f9e8d7c6b';
   const withStorage = { ...host, localStorageDir: '/var/lib/kova/libvirt' };
 
-  it('maps volumes after the root disk: local and shared files by uid, read-only, shareable (golden)', () =>
+  it('maps volumes after the root disk: local and shared files by uid and format, read-only, shareable raw (golden)', () =>
     golden('spec-volumes.json', {
       ...base,
-      volumes: [volume(V1), volume(V2, { disk: { uid: V2, key: 'demo/shared', backend: { type: 'shared', path: '/srv/kova-shared' } }, readOnly: true, shareable: true })],
+      volumes: [
+        volume(V1),
+        volume(V2, { disk: { uid: V2, key: 'demo/shared', backend: { type: 'shared', path: '/srv/kova-shared' }, format: 'raw' }, readOnly: true, shareable: true }),
+        volume(V3, { disk: { uid: V3, key: 'demo/local-multi', backend: { type: 'local' }, format: 'raw' }, shareable: true }),
+      ],
     }, withStorage));
+
+  it('names a volume file after its format, so no file is opened as the other format', () => {
+    const plan = libvirtDomainOf({ ...base, volumes: [volume(V1, { disk: { uid: V1, key: 'k', backend: { type: 'local' }, format: 'qcow2' } }), volume(V2, { disk: { uid: V2, key: 'k2', backend: { type: 'local' }, format: 'raw' } })] }, withStorage);
+    assert.deepEqual(plan.domain.volumes?.map((v) => [v.path, v.format]), [
+      [`/var/lib/kova/libvirt/volumes/${V1}.qcow2`, 'qcow2'],
+      [`/var/lib/kova/libvirt/volumes/${V2}.raw`, 'raw'],
+    ]);
+    assert.equal(libvirtDomainOf({ ...base, volumes: [volume(V1)] }, withStorage).domain.volumes?.[0]?.path, `/var/lib/kova/libvirt/volumes/${V1}.qcow2`, 'no format: qcow2, as before');
+  });
 
   it('boots from the volume with bootOrder 1 when there is no image: it is vda, no root overlay (golden)', () => {
     const { image: _, ...noImage } = base;
@@ -104,6 +118,8 @@ describe('libvirtDomainOf', () => {
     ['a relative shared path', { volumes: [volume(V1, { disk: { uid: V1, key: 'k', backend: { type: 'shared', path: 'srv/x' } } })] }, /absolute/],
     ['a shared path with ..', { volumes: [volume(V1, { disk: { uid: V1, key: 'k', backend: { type: 'shared', path: '/srv/../etc' } } })] }, /normalized/],
     ['a bad serial', { volumes: [volume(V1, { serial: 'a b' })] }, /serial/],
+    ['an unknown volume format', { volumes: [volume(V1, { disk: { uid: V1, key: 'k', backend: { type: 'local' }, format: 'vmdk' as 'raw' } })] }, /unsupported volume format "vmdk"/],
+    ['a shareable qcow2 volume (libvirt refuses shared access to qcow2)', { volumes: [volume(V1, { shareable: true })] }, /shareable volume must be raw/],
   ];
   for (const [what, over, msg] of invalid) {
     it(`refuses ${what} with InvalidSpec (terminal)`, () => {

@@ -8,7 +8,7 @@ import type { DomainSpec } from '../driver.js';
 import { InvalidDomainSpec, validateDomainSpec } from './domain-xml.js';
 import type { DirectBootSpec, LibvirtDomainSpec, NicXmlSpec, VolumeXmlSpec } from './domain-xml.js';
 import type { VolumeAttachSpec } from '../driver.js';
-import { diskFilePath } from './volumes.js';
+import { diskFilePath, volumeFormat } from './volumes.js';
 import { InvalidSeed, networkConfigForNics, renderSeedFiles } from './nocloud.js';
 import type { NoCloudSeedSpec, SeedNic } from './nocloud.js';
 
@@ -25,7 +25,7 @@ export interface LibvirtHostFacts {
   directBoot?: DirectBootSpec;
   /** Domain memory floor: libvirt guests need some RAM to boot at all. */
   minMemoryBytes: number;
-  /** The driver's state directory: local volumes are <localStorageDir>/volumes/<uid>.qcow2. */
+  /** The driver's state directory: local volumes are <localStorageDir>/volumes/<uid>.<format>. */
   localStorageDir?: string;
 }
 
@@ -33,12 +33,13 @@ export interface LibvirtHostFacts {
 export function volumeXmlOf(v: VolumeAttachSpec, localStorageDir: string): VolumeXmlSpec {
   return {
     path: diskFilePath(v.disk, 'volumes', localStorageDir),
-    format: 'qcow2',
+    format: volumeFormat(v.disk),
     serial: v.serial,
     ...(v.readOnly ? { readOnly: true } : {}),
     ...(v.shareable ? { shareable: true } : {}),
-    // Another host may open a shared file next (migration): no stale host page cache.
-    ...(v.disk.backend.type === 'shared' ? { cacheNone: true } : {}),
+    // Another host may open a shared file next (migration), and another domain writes a
+    // shareable one at the same time: no stale host page cache.
+    ...(v.disk.backend.type === 'shared' || v.shareable ? { cacheNone: true } : {}),
     ...(v.bootOrder !== undefined ? { bootOrder: v.bootOrder } : {}),
   };
 }

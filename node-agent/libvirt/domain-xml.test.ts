@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { InvalidDomainSpec, toDomainXml, volumeDiskXml, type LibvirtDomainSpec, type VolumeXmlSpec } from './domain-xml.js';
+import { InvalidDomainSpec, pushBackupXml, toDomainXml, volumeDiskXml, type LibvirtDomainSpec, type VolumeXmlSpec } from './domain-xml.js';
 import { escapeAttr, escapeText, XmlValueError } from './xml.js';
 
 // Golden files live in the source tree; UPDATE_GOLDEN=1 rewrites them from the current output.
@@ -126,8 +126,8 @@ describe('volume disks', () => {
   const vol: VolumeXmlSpec = { path: '/var/lib/kova/libvirt/volumes/7f3e2d1c-0b9a-4876-a5b4-c3d2e1f00a1b.qcow2', format: 'qcow2', serial: '7f3e2d1c-0b9a-4876-a' };
 
   it('renders a hot-plug disk: virtio, serial, user alias (golden)', () => golden('volume-disk.xml', volumeDiskXml(vol, 'vdb')));
-  it('renders a read-only shareable disk on shared storage (golden)', () =>
-    golden('volume-disk-shared-ro.xml', volumeDiskXml({ ...vol, path: '/srv/kova-shared/volumes/7f3e2d1c-0b9a-4876-a5b4-c3d2e1f00a1b.qcow2', readOnly: true, shareable: true, cacheNone: true }, 'vdf')));
+  it('renders a read-only shareable raw disk on shared storage (golden)', () =>
+    golden('volume-disk-shared-ro.xml', volumeDiskXml({ ...vol, path: '/srv/kova-shared/volumes/7f3e2d1c-0b9a-4876-a5b4-c3d2e1f00a1b.raw', format: 'raw', readOnly: true, shareable: true, cacheNone: true }, 'vdf')));
 
   it('renders a domain with volumes after the root disk, the same disks as hot plug, and spare root ports (golden)', () => {
     const spec: LibvirtDomainSpec = { ...minimal, volumes: [vol, { ...vol, path: '/var/lib/kova/libvirt/volumes/b.qcow2', serial: 'second', readOnly: true }] };
@@ -155,10 +155,22 @@ describe('volume disks', () => {
     ['a hot-plug target that is not vdX', () => volumeDiskXml(vol, "vdb'/><x"), /disk target/],
     ['a relative hot-plug path', () => volumeDiskXml({ ...vol, path: 'v.qcow2' }, 'vdb'), /not absolute/],
     ['a serial with markup', () => volumeDiskXml({ ...vol, serial: "a'/>" }, 'vdb'), /serial/],
+    ['a shareable qcow2 disk (libvirt refuses shared access to it)', () => volumeDiskXml({ ...vol, shareable: true }, 'vdb'), /shareable volume must be raw, not qcow2/],
+    ['a shareable qcow2 disk in a domain', () => toDomainXml({ ...minimal, volumes: [{ ...vol, shareable: true }] }), /shareable volume must be raw/],
   ];
   for (const [what, f, msg] of badVolumes) {
     it(`rejects ${what}`, () => assert.throws(f, (err: unknown) => err instanceof InvalidDomainSpec && msg.test(err.message)));
   }
+});
+
+describe('push backup (online copy of a raw volume)', () => {
+  it('backs up one disk into a qcow2 file and leaves the others out (golden)', () =>
+    golden('backup-push.xml', pushBackupXml('vdb', "/srv/kova-shared/snapshots/o'brien & co.qcow2.tmp-ab", 'qcow2', ['vda', 'vdb', 'sda'])));
+  it('refuses a bad target, a relative file and an unknown format', () => {
+    assert.throws(() => pushBackupXml("vdb'/><x", '/a.qcow2', 'qcow2', []), /disk target/);
+    assert.throws(() => pushBackupXml('vdb', 'a.qcow2', 'qcow2', []), /not absolute/);
+    assert.throws(() => pushBackupXml('vdb', '/a.vmdk', 'vmdk' as 'raw', []), /unsupported format/);
+  });
 });
 
 describe('xml escaping', () => {

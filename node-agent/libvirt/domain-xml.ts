@@ -22,7 +22,7 @@ export interface VolumeXmlSpec extends DiskXmlSpec {
    */
   serial?: string;
   readOnly?: boolean;
-  /** Several domains use it at once: no exclusive image lock. */
+  /** Several domains use it at once: no exclusive image lock. raw only (libvirt refuses qcow2). */
   shareable?: boolean;
   /** Bypass the host page cache (shared storage, where another host may open the file next). */
   cacheNone?: boolean;
@@ -137,6 +137,9 @@ function checkInt(what: string, n: number, min: number, max: number): number {
 function checkVolume(v: VolumeXmlSpec): void {
   if (v.serial !== undefined && !SERIAL.test(v.serial)) fail(`invalid volume serial ${JSON.stringify(v.serial)}`);
   if (v.bootOrder !== undefined) checkInt('volume boot order', v.bootOrder, 1, 26);
+  // libvirt: "shared access for disk ... requires use of supported storage format": several
+  // QEMU processes cannot share one qcow2 file (each caches its metadata).
+  if (v.shareable && v.format !== 'raw') fail(`a shareable volume must be raw, not ${v.format}`);
 }
 
 export function validateDomainSpec(spec: LibvirtDomainSpec): void {
@@ -337,5 +340,30 @@ function nicElement(n: NicXmlSpec): XmlElement {
     n.targetDev !== undefined && el('target', { dev: n.targetDev, managed: bridged ? undefined : 'no' }),
     el('model', { type: 'virtio' }),
     n.mtu !== undefined && el('mtu', { size: n.mtu }),
+  );
+}
+
+/**
+ * A push backup (`virsh backup-begin`) of the disk at `target` alone into a new file of
+ * `format`: QEMU copies each block before the guest overwrites it, so the file is the disk as
+ * it was when the job began (crash-consistent), without pausing the guest. The online copy of
+ * a raw volume: libvirt refuses the qcow2 overlay of an external snapshot on a shareable disk.
+ * `others` are the domain's other disk targets, left out explicitly.
+ */
+export function pushBackupXml(target: string, file: string, format: DiskFormat, others: readonly string[]): string {
+  checkPath('backup target', file);
+  if (format !== 'qcow2' && format !== 'raw') fail(`backup: unsupported format ${JSON.stringify(format)}`);
+  for (const d of [target, ...others]) if (!/^(vd|sd|hd)[a-z]{1,2}$/.test(d)) fail(`invalid disk target ${JSON.stringify(d)}`);
+  return renderXml(
+    el(
+      'domainbackup',
+      { mode: 'push' },
+      el(
+        'disks',
+        {},
+        ...others.filter((d) => d !== target).map((d) => el('disk', { name: d, backup: 'no' })),
+        el('disk', { name: target, backup: 'yes', type: 'file' }, el('target', { file }), el('driver', { type: format })),
+      ),
+    ),
   );
 }

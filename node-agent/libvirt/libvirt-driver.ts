@@ -2,8 +2,8 @@
 // it keeps a directory <stateDir>/domains/<name>/ holding the qcow2 overlay of the image, the
 // NoCloud seed ISO, the domain XML and the serial console log. Domains are persistent (defined)
 // so they survive power-off; kova's are told apart by their <metadata>. Volumes and snapshots
-// are qcow2 files named by uid (volumes.ts), outside the domain directories: nothing that
-// removes a domain ever removes them.
+// are files named by uid (volumes.ts: qcow2, or raw for multiAttach volumes; snapshots are
+// qcow2), outside the domain directories: nothing that removes a domain ever removes them.
 import { execFile, spawn as spawnProcess, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { access, chmod, constants, mkdir, mkdtemp, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
@@ -14,14 +14,14 @@ import { promisify } from 'node:util';
 import { DomainNotFound, DriverError, InvalidSpec, PowerState } from '../driver.js';
 import type {
   AttachedVolume, ComputeDriver, DiskFileInfo, DomainEvent, DomainEventReason, DomainInfo, DomainSize, DomainSpec, DriverCapabilities, HostInfo,
-  MigrateData, MigrationOptions, MigrationProgress, MigrationResult, MigrationTargetOptions, SnapshotDisk, VolumeAttachSpec, VolumeContent, VolumeDisk,
+  MigrateData, MigrationOptions, MigrationProgress, MigrationResult, MigrationTargetOptions, SnapshotDisk, VolumeAttachSpec, VolumeContent, VolumeDisk, VolumeFormat,
 } from '../driver.js';
 import type { ImageCache } from '../image-cache.js';
 import { libvirtDomainOf, volumeXmlOf } from './domain-spec.js';
-import { diskTarget, KOVA_METADATA_NS, MAX_DISKS, toDomainXml, volumeDiskXml, type DirectBootSpec, type DiskFormat } from './domain-xml.js';
+import { diskTarget, KOVA_METADATA_NS, MAX_DISKS, pushBackupXml, toDomainXml, volumeDiskXml, type DirectBootSpec, type DiskFormat } from './domain-xml.js';
 import { buildNoCloudSeed } from './nocloud.js';
 import { parseDomainDisks, parseDomState, parseEventLine, parseKeyValues, parseOwnerMetadata, Virsh, VirshError, type DomainDisk } from './virsh.js';
-import { convertInto, diskFilePath, ensureStorageDir, exists, fileInfo, isOverlayPath, overlayPath, qemuImg, qemuImgInfo, removeTemps, writeAtomically } from './volumes.js';
+import { convertInto, createBlank, diskFilePath, ensureStorageDir, exists, fileInfo, isOverlayPath, overlayPath, qemuImg, qemuImgInfo, removeTemps, volumeFormat, writeAtomically } from './volumes.js';
 import { dieWithParent } from '../../lib/parent-death.js';
 import { defaultMigrationEndpoint, LibvirtMigration, type MigrationEndpoint } from './migration.js';
 
@@ -359,8 +359,9 @@ export class LibvirtDriver implements ComputeDriver {
     return this.getInfo(id);
   }
 
-  // Volumes. Files: <stateDir>/{volumes,snapshots}/<uid>.qcow2 for the local backend,
-  // <shared path>/{volumes,snapshots}/<uid>.qcow2 for a shared one (volumes.ts). Every file is
+  // Volumes. Files: <stateDir>/{volumes,snapshots}/<uid>.<format> for the local backend,
+  // <shared path>/{volumes,snapshots}/<uid>.<format> for a shared one (volumes.ts): a volume
+  // is qcow2 or raw (VolumeDisk.format, raw for multiAttach), a snapshot qcow2. Every file is
   // written under a temporary name and renamed, so after a crash a file either is complete or
   // is absent, and repeating the call redoes the work.
 
@@ -371,14 +372,15 @@ export class LibvirtDriver implements ComputeDriver {
    */
   async createVolume(disk: VolumeDisk, sizeBytes: number, content: VolumeContent): Promise<DiskFileInfo> {
     checkSize(disk.key, sizeBytes);
+    const format = volumeFormat(disk);
     const path = this.volumePath(disk);
     const have = await fileInfo(path);
     if (have) return have;
-    let src: { path: string; format: string; online?: { domain: string; target: string } };
+    let src: { path: string; format: VolumeFormat; online?: { domain: string; target: string } };
     switch (content.type) {
       case 'blank':
         await ensureStorageDir(dirname(path));
-        await writeAtomically(path, (tmp) => qemuImg('create', '-q', '-f', 'qcow2', tmp, String(sizeBytes)));
+        await writeAtomically(path, (tmp) => createBlank(tmp, format, sizeBytes));
         return (await fileInfo(path))!;
       case 'image':
         if (!isAbsolute(content.path) || normalize(content.path) !== content.path) throw new InvalidSpec(`${disk.key}: image path ${JSON.stringify(content.path)} is not absolute`);
@@ -390,12 +392,13 @@ export class LibvirtDriver implements ComputeDriver {
         // A local restore is a copy-on-write overlay on the snapshot (which never changes):
         // ready at once, whatever its size. Deleting the snapshot first gives each such volume
         // its own copy of the data (deleteSnapshot). Shared restores are full copies, since
-        // a volume in use on another host could not be given its copy from here.
-        if (disk.backend.type === 'local' && content.snapshot.backend.type === 'local') return this.overlayOn(disk, path, src.path, sizeBytes);
+        // a volume in use on another host could not be given its copy from here, and so are
+        // raw ones (a raw file has no backing file).
+        if (format === 'qcow2' && disk.backend.type === 'local' && content.snapshot.backend.type === 'local') return this.overlayOn(disk, path, src.path, sizeBytes);
         break;
       case 'volume': {
         const from = this.volumePath(content.volume);
-        src = { path: from, format: 'qcow2' };
+        src = { path: from, format: volumeFormat(content.volume) };
         if (content.domain !== undefined) {
           await this.finishLeftoverCommit(content.domain, from);
           const att = await this.attachedDisk(content.domain, from);
@@ -412,7 +415,9 @@ export class LibvirtDriver implements ComputeDriver {
     await ensureStorageDir(dirname(path));
     const online = src.online;
     await writeAtomically(path, (tmp) =>
-      online ? this.copyOnline(online.domain, online.target, src.path, tmp, disk.uid, sizeBytes) : convertInto(src.path, src.format, tmp, sizeBytes, content.type === 'volume'),
+      online
+        ? this.copyOnline(online.domain, online.target, src.path, src.format, tmp, format, disk.uid, sizeBytes)
+        : convertInto(src.path, src.format, tmp, format, sizeBytes, content.type === 'volume'),
     );
     return (await fileInfo(path))!;
   }
@@ -433,6 +438,9 @@ export class LibvirtDriver implements ComputeDriver {
   /**
    * Online (`virsh blockresize`) when `domain` runs with the volume, else `qemu-img resize`
    * (which fails while another process holds the file). Never shrinks; repeating is a no-op.
+   * A shareable (raw) volume is grown through every running domain on this host that has it,
+   * since each QEMU learns the new size only from its own block_resize (the file is already
+   * that large for the second: a no-op but for the guest's notice).
    */
   async resizeVolume(disk: VolumeDisk, sizeBytes: number, domain?: string): Promise<DiskFileInfo> {
     checkSize(disk.key, sizeBytes);
@@ -443,7 +451,14 @@ export class LibvirtDriver implements ComputeDriver {
     if (sizeBytes <= info.virtualBytes) return info;
     const att = domain === undefined ? undefined : await this.attachedDisk(domain, path);
     if (att) await this.call(domain!, 'blockresize', domain!, att.target, `${sizeBytes}B`);
-    else await qemuImg('resize', '-q', '-f', 'qcow2', path, String(sizeBytes));
+    else await qemuImg('resize', '-q', '-f', volumeFormat(disk), path, String(sizeBytes));
+    if (volumeFormat(disk) === 'raw') {
+      for (const other of await this.domainsUsing(path)) {
+        if (other === domain) continue;
+        const o = await this.attachedDisk(other, path).catch(() => undefined);
+        if (o) await this.call(other, 'blockresize', other, o.target, `${sizeBytes}B`);
+      }
+    }
     return (await fileInfo(path))!;
   }
 
@@ -456,6 +471,7 @@ export class LibvirtDriver implements ComputeDriver {
    * the domain (finishLeftoverCommit), so the volume file is whole again before anything else.
    */
   async snapshotVolume(disk: VolumeDisk, snap: SnapshotDisk, domain?: string): Promise<DiskFileInfo> {
+    const format = volumeFormat(disk);
     const volPath = this.volumePath(disk);
     const snapPath = this.snapshotPath(snap);
     if (domain !== undefined) await this.finishLeftoverCommit(domain, volPath);
@@ -466,7 +482,7 @@ export class LibvirtDriver implements ComputeDriver {
     await ensureStorageDir(dirname(snapPath));
     await writeAtomically(snapPath, (tmp) =>
       // A read-only attachment never writes: its file can be copied as it is.
-      att && !att.readOnly ? this.copyOnline(domain!, att.target, volPath, tmp, snap.uid, 0) : convertInto(volPath, 'qcow2', tmp, 0, att !== undefined),
+      att && !att.readOnly ? this.copyOnline(domain!, att.target, volPath, format, tmp, 'qcow2', snap.uid, 0) : convertInto(volPath, format, tmp, 'qcow2', 0, att !== undefined),
     );
     return (await fileInfo(snapPath))!;
   }
@@ -704,20 +720,58 @@ export class LibvirtDriver implements ComputeDriver {
 
   /**
    * A crash-consistent copy of the volume at `target` of a running domain into `dest` (a new
-   * qcow2 of at least sizeBytes), without pausing the guest: external disk-only snapshot of
-   * that disk alone, copy of the now frozen volume file, commit of the overlay back.
+   * file of destFormat, at least sizeBytes), without pausing the guest: external disk-only
+   * snapshot of that disk alone, copy of the now frozen volume file, commit of the overlay
+   * back. A raw volume is shareable, and libvirt puts no qcow2 overlay on a shareable disk: it
+   * is copied by a push backup instead (copyByBackup).
    */
-  private async copyOnline(domain: string, target: string, volPath: string, dest: string, destUid: string, sizeBytes: number): Promise<void> {
+  private async copyOnline(domain: string, target: string, volPath: string, volFormat: VolumeFormat, dest: string, destFormat: VolumeFormat, destUid: string, sizeBytes: number): Promise<void> {
+    if (volFormat === 'raw') return this.copyByBackup(domain, target, dest, destFormat, sizeBytes);
     const overlay = overlayPath(volPath, destUid);
     await rm(overlay, { force: true }); // not in the chain (finishLeftoverCommit ran): a stale file
     const { liveDisks } = await this.disksOf(domain);
     const specs = liveDisks.flatMap((d) => ['--diskspec', d.target === target ? `${d.target},snapshot=external,file=${overlay.replace(/,/g, ',,')}` : `${d.target},snapshot=no`]);
     await this.call(domain, 'snapshot-create-as', domain, '--disk-only', '--atomic', '--no-metadata', ...specs);
     try {
-      await convertInto(volPath, 'qcow2', dest, sizeBytes, true);
+      await convertInto(volPath, 'qcow2', dest, destFormat, sizeBytes, true);
     } finally {
       await this.commitOverlay(domain, target, overlay);
     }
+  }
+
+  /**
+   * `virsh backup-begin` of the disk at `target` alone into `dest` (pushBackupXml), waited for.
+   * QEMU must keep others from writing the file meanwhile: with another running domain
+   * writing the same shareable volume, the job cannot start (DriverError naming it; the agent
+   * tries again), since a copy that another writer changes underneath is not point-in-time.
+   * A backup job a crashed call left is aborted first (its file was a temporary one).
+   */
+  private async copyByBackup(domain: string, target: string, dest: string, destFormat: VolumeFormat, sizeBytes: number): Promise<void> {
+    if (parseKeyValues(await this.call(domain, 'domjobinfo', domain)).get('Operation') === 'Backup') await this.call(domain, 'domjobabort', domain).catch(() => '');
+    const { liveDisks } = await this.disksOf(domain);
+    const xml = pushBackupXml(target, dest, destFormat, liveDisks.map((d) => d.target));
+    const dir = await mkdtemp(join(tmpdir(), 'kova-backup-'));
+    try {
+      await writeFile(join(dir, 'backup.xml'), xml);
+      await this.call(domain, 'backup-begin', domain, join(dir, 'backup.xml')).catch((err) => {
+        if (err instanceof VirshError && /lock/i.test(err.stderr)) {
+          throw new DriverError(`cannot copy ${target} of domain ${domain} at one point in time while another domain writes the same volume: ${err.stderr.trim()}`, { cause: err });
+        }
+        throw err;
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    for (;;) {
+      const job = parseKeyValues(await this.call(domain, 'domjobinfo', domain));
+      if (job.get('Operation') !== 'Backup' || job.get('Job type') === 'None') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const done = parseKeyValues(await this.call(domain, 'domjobinfo', '--completed', domain));
+    if (done.get('Operation') !== 'Backup' || done.get('Job type') !== 'Completed') {
+      throw new DriverError(`backup of ${target} of domain ${domain} did not complete: ${done.get('Job type') ?? 'unknown'}${done.get('Error message') ? `: ${done.get('Error message')}` : ''}`);
+    }
+    if ((await qemuImgInfo(dest))['virtual-size'] < sizeBytes) await qemuImg('resize', '-q', '-f', destFormat, dest, String(sizeBytes));
   }
 
   onEvent(cb: (e: DomainEvent) => void): () => void {

@@ -1,15 +1,15 @@
 // Migration for the libvirt driver (Nova's pre_live_migration / live_migration / rollback).
 //
 // Target: prepareMigrationTarget makes the domain's directory as spawn would (root overlay on
-// this host's cached image, same virtual size; the NoCloud seed) and empty qcow2 files for the
-// local volumes, then tells the source (MigrateData, strings only) how to reach this host and
-// where those files are.
+// this host's cached image, same virtual size; the NoCloud seed) and empty files for the
+// local volumes (each in its own format: qcow2, or raw for multiAttach), then tells the source
+// (MigrateData, strings only) how to reach this host and where those files are.
 //
 // Source: `virsh migrate --live --p2p --persistent --undefinesource` to the target's libvirtd,
 // the memory stream to `tcp://<address>`, with a destination XML (`dumpxml --migratable`,
 // same UUID) whose local paths are rewritten to the target's. Local disks are block-copied
 // (NBD) into the files the target made: `--copy-storage-inc` (the root overlay sits on the
-// same base image there; volumes are whole qcow2 files, so their top is everything), or
+// same base image there; volumes are whole files, so their top is everything), or
 // `--copy-storage-all` when a local volume is itself an overlay (restored from a local
 // snapshot: the target has no copy of its base). `--migrate-disks` names exactly the local
 // disks, so a disk on shared storage is never copied onto itself. A disk on shared storage
@@ -38,7 +38,7 @@ import { libvirtDomainOf } from './domain-spec.js';
 import type { DiskFormat, DirectBootSpec } from './domain-xml.js';
 import { buildNoCloudSeed } from './nocloud.js';
 import { parseDomainDisks, parseKeyValues, Virsh, VirshError } from './virsh.js';
-import { diskFilePath, ensureStorageDir, qemuImg, qemuImgInfo, removeTemps, writeAtomically } from './volumes.js';
+import { createBlank, diskFilePath, ensureStorageDir, qemuImg, qemuImgInfo, removeTemps, volumeFormat, writeAtomically } from './volumes.js';
 import { escapeAttr, escapeText } from './xml.js';
 
 const MiB = 1024 * 1024;
@@ -417,7 +417,8 @@ export class LibvirtMigration {
           if (!Number.isSafeInteger(v.sizeBytes) || v.sizeBytes <= 0) throw new InvalidSpec(`${v.disk.key}: size ${v.sizeBytes} is not a positive number of bytes`);
           const path = diskFilePath(v.disk, 'volumes', this.h.stateDir);
           await ensureStorageDir(dirname(path));
-          await writeAtomically(path, (tmp) => qemuImg('create', '-q', '-f', 'qcow2', tmp, String(v.sizeBytes)));
+          // The source's format (raw for a multiAttach volume): the copy writes into it as is.
+          await writeAtomically(path, (tmp) => createBlank(tmp, volumeFormat(v.disk), v.sizeBytes));
         }
       }
     } catch (err) {

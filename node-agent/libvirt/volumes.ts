@@ -7,7 +7,7 @@ import { chmod, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { DriverError, InvalidSpec } from '../driver.js';
-import type { DiskFileInfo, SnapshotDisk, StorageBackend, VolumeDisk } from '../driver.js';
+import type { DiskFileInfo, SnapshotDisk, StorageBackend, VolumeDisk, VolumeFormat } from '../driver.js';
 
 const run = promisify(execFile);
 
@@ -26,10 +26,22 @@ export function storageDir(backend: StorageBackend, kind: FileKind, localDir: st
   return join(p, kind);
 }
 
-/** <dir>/<uid>.qcow2 of a volume or snapshot; InvalidSpec unless uid is a lower-case RFC 4122 uuid. */
+/** A volume's file format (absent: qcow2); InvalidSpec for anything else. Snapshots are qcow2. */
+export function volumeFormat(disk: VolumeDisk): VolumeFormat {
+  const f = disk.format ?? 'qcow2';
+  if (f !== 'qcow2' && f !== 'raw') throw new InvalidSpec(`${disk.key}: unsupported volume format ${JSON.stringify(f)}`);
+  return f;
+}
+
+/**
+ * <dir>/<uid>.<format> of a volume (`.qcow2` or `.raw`, so a file's name always says its
+ * format) or <dir>/<uid>.qcow2 of a snapshot; InvalidSpec unless uid is a lower-case RFC 4122
+ * uuid. Every path of a volume's file comes from here.
+ */
 export function diskFilePath(disk: VolumeDisk | SnapshotDisk, kind: FileKind, localDir: string): string {
   if (typeof disk.uid !== 'string' || !UID.test(disk.uid)) throw new InvalidSpec(`${disk.key}: uid ${JSON.stringify(disk.uid)} is not a lower-case RFC 4122 uuid`);
-  return join(storageDir(disk.backend, kind, localDir), `${disk.uid}.qcow2`);
+  const format = kind === 'volumes' ? volumeFormat(disk as VolumeDisk) : 'qcow2';
+  return join(storageDir(disk.backend, kind, localDir), `${disk.uid}.${format}`);
 }
 
 /**
@@ -124,10 +136,18 @@ export async function qemuImg(...args: string[]): Promise<void> {
   }
 }
 
-/** Copies (any format, sparse) into a new qcow2 file, then grows it to sizeBytes if smaller. */
-export async function convertInto(src: string, srcFormat: string, dest: string, sizeBytes: number, forceShare = false): Promise<void> {
-  await qemuImg('convert', ...(forceShare ? ['-U'] : []), '-f', srcFormat, '-O', 'qcow2', src, dest);
-  if ((await qemuImgInfo(dest))['virtual-size'] < sizeBytes) await qemuImg('resize', '-f', 'qcow2', dest, String(sizeBytes));
+/** A new empty file of sizeBytes: qcow2, or a sparse raw file (nothing allocated). */
+export async function createBlank(dest: string, format: VolumeFormat, sizeBytes: number): Promise<void> {
+  await qemuImg('create', '-q', '-f', format, dest, String(sizeBytes));
+}
+
+/**
+ * Copies `src` (any format) into a new file of destFormat, then grows it to sizeBytes if
+ * smaller. Both outputs are sparse: qemu-img skips zeroes (a raw file gets holes).
+ */
+export async function convertInto(src: string, srcFormat: string, dest: string, destFormat: VolumeFormat, sizeBytes: number, forceShare = false): Promise<void> {
+  await qemuImg('convert', ...(forceShare ? ['-U'] : []), '-f', srcFormat, '-O', destFormat, src, dest);
+  if ((await qemuImgInfo(dest))['virtual-size'] < sizeBytes) await qemuImg('resize', '-q', '-f', destFormat, dest, String(sizeBytes));
 }
 
 function stderrOf(err: unknown): string {

@@ -347,7 +347,7 @@ export function localVolumesOf(inst: Instance, storage: Pick<StorageView, 'volum
     if (!v || !type) continue;
     const backend = backendOf(type);
     if ('invalid' in backend || backend.type !== 'local') continue;
-    out.push({ disk: volumeDisk(v, backend), sizeBytes: sizeBytes(v) });
+    out.push({ disk: volumeDisk(v, type, backend), sizeBytes: sizeBytes(v) });
   }
   return out;
 }

@@ -74,8 +74,9 @@ export class SnapshotReconciler implements Reconciler {
       await client.addFinalizer(VOLUME_SNAPSHOTS, ns, req.name, SNAPSHOT_CLEANUP_FINALIZER);
     }
     if (!v || v.metadata.uid === undefined) return this.fail(s, 'VolumeNotFound', `volume ${s.spec.source.volume} is gone; the snapshot was not taken`);
+    const t = v.spec.volumeType ? storage.volumeType(v.spec.volumeType) : undefined;
     const b = backendNamed(storage, v.spec.volumeType);
-    if (!b) return this.fail(s, 'InvalidVolumeType', `VolumeType ${v.spec.volumeType} of volume ${v.metadata.name} is missing or invalid`);
+    if (!t || !b) return this.fail(s, 'InvalidVolumeType', `VolumeType ${v.spec.volumeType} of volume ${v.metadata.name} is missing or invalid`);
 
     const attached = volumeUses(v, storage).filter((u) => u.reported);
     const elsewhere = attached.find((u) => u.instance.status?.hostName !== hostName);
@@ -86,7 +87,7 @@ export class SnapshotReconciler implements Reconciler {
     const running = attached.find((u) => u.reported?.state === 'Attached' && u.instance.status?.powerState === 'Running');
     const domain = running && domainName(ns, running.instance.metadata.name!, running.instance.metadata.uid!);
     const at = nowRFC3339(new Date());
-    const info = await driver.snapshotVolume(volumeDisk(v, b), snapshotDisk(s, b), domain);
+    const info = await driver.snapshotVolume(volumeDisk(v, t, b), snapshotDisk(s, b), domain);
     this.stats.taken++;
     const how = domain ? `while instance ${running!.instance.metadata.name} was running (crash-consistent)` : 'offline';
     await this.setStatus(s, { readyToUse: true, restoreSize: formatQuantity(info.virtualBytes), creationTime: at, snapshotHandle: info.path, volumeType: v.spec.volumeType }, 'True', 'Ready', `copied volume ${v.metadata.name} ${how}`);

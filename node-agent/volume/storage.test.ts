@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Instance, Volume, VolumeType } from '../../api/kinds/index.js';
 import { ANNOTATION_SELECTED_HOST } from '../../api/kinds/index.js';
-import { attachmentPhase, attachmentsOf, resolveAttachment, volumeUses } from './storage.js';
+import { attachmentPhase, attachmentsOf, resolveAttachment, volumeDisk, volumeFormat, volumeUses } from './storage.js';
 import { volumeHost } from '../../api/kinds/index.js';
 
 const UID = '0123abcd-4567-89ab-cdef-0123456789ab';
@@ -91,7 +91,28 @@ test('an instance attaches a volume only once it exists, is created, lives on it
   }
   // Its own attachment is no conflict; a shared, multi-attach volume lives nowhere in particular.
   const own = at(vol({ phase: 'InUse', attachments: [{ instance: 'me', state: 'Attached' }] }));
-  assert.deepEqual(own, { attach: { disk: { uid: UID, key: 'p/data', backend: { type: 'local' } }, serial: UID.slice(0, 20) } });
+  assert.deepEqual(own, { attach: { disk: { uid: UID, key: 'p/data', backend: { type: 'local' }, format: 'qcow2' }, serial: UID.slice(0, 20) } });
   const shared = at(vol({ phase: 'InUse', hostName: 'h9', attachments: [{ instance: 'other', state: 'Attached' }] }, {}, { volumeType: 'shared' }), { volume: 'data', readOnly: true, bootOrder: 1 });
-  assert.deepEqual(shared, { attach: { disk: { uid: UID, key: 'p/data', backend: { type: 'shared', path: '/srv/vols' } }, serial: UID.slice(0, 20), readOnly: true, shareable: true, bootOrder: 1 } });
+  assert.deepEqual(shared, { attach: { disk: { uid: UID, key: 'p/data', backend: { type: 'shared', path: '/srv/vols' }, format: 'raw' }, serial: UID.slice(0, 20), readOnly: true, shareable: true, bootOrder: 1 } });
+});
+
+test('a multiAttach VolumeType stores raw files (libvirt shares no qcow2 file), any other qcow2', () => {
+  const t = (spec: VolumeType['spec']): VolumeType => ({ apiVersion: 'kova.dev/v1alpha1', kind: 'VolumeType', metadata: { name: 't' }, spec });
+  const cases: Array<[VolumeType['spec'], 'qcow2' | 'raw']> = [
+    [{ backend: 'local' }, 'qcow2'],
+    [{ backend: 'local', multiAttach: false }, 'qcow2'],
+    [{ backend: 'local', multiAttach: true }, 'raw'],
+    [{ backend: 'shared', sharedPath: '/srv/vols' }, 'qcow2'],
+    [{ backend: 'shared', sharedPath: '/srv/vols', multiAttach: true }, 'raw'],
+  ];
+  for (const [spec, want] of cases) {
+    assert.equal(volumeFormat(t(spec)), want, JSON.stringify(spec));
+    assert.equal(volumeDisk(vol(), t(spec), { type: 'local' }).format, want);
+  }
+  // Every attach of a shareable volume carries raw: what libvirt requires of <shareable/>.
+  for (const name of Object.keys(types).filter((n) => n !== 'broken')) {
+    const r = resolveAttachment({ volume: () => vol({}, {}, { volumeType: name }), volumeType: (n: string) => types[n] }, 'p', { volume: 'data' }, 'h1', 'me');
+    assert.ok('attach' in r);
+    assert.equal(r.attach.shareable === true, r.attach.disk.format === 'raw', name);
+  }
 });

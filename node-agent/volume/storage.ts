@@ -6,7 +6,7 @@ import type { AttachmentState, Instance, InstanceVolumeStatus, Volume, VolumeSna
 import { volumeSerial } from '../../api/kinds/index.js';
 import { quantityValue } from '../../api/quantity.js';
 import type { InformerEvent, InformerHandler } from '../../client/informer.js';
-import type { SnapshotDisk, StorageBackend, VolumeAttachSpec, VolumeDisk } from '../driver.js';
+import type { SnapshotDisk, StorageBackend, VolumeAttachSpec, VolumeDisk, VolumeFormat } from '../driver.js';
 
 /** The agent's caches of the storage kinds (informers; shared by the sim agents of a process). */
 export interface StorageView {
@@ -40,8 +40,18 @@ export function backendNamed(storage: Pick<StorageView, 'volumeType'>, name: str
   return b && !('invalid' in b) ? b : undefined;
 }
 
-export function volumeDisk(v: Volume, backend: StorageBackend): VolumeDisk {
-  return { uid: v.metadata.uid!, key: `${v.metadata.namespace}/${v.metadata.name}`, backend };
+/**
+ * The file format of a VolumeType's volumes: raw when several instances may attach one at once
+ * (QEMU shares no qcow2 file between writers; libvirt refuses `<shareable/>` on it), qcow2
+ * otherwise. spec.multiAttach is immutable, so a volume's format never changes.
+ */
+export function volumeFormat(t: VolumeType): VolumeFormat {
+  return t.spec.multiAttach ? 'raw' : 'qcow2';
+}
+
+/** The disk of a volume of VolumeType `type` (whose backend is `backend`). */
+export function volumeDisk(v: Volume, type: VolumeType, backend: StorageBackend): VolumeDisk {
+  return { uid: v.metadata.uid!, key: `${v.metadata.namespace}/${v.metadata.name}`, backend, format: volumeFormat(type) };
 }
 
 export function snapshotDisk(s: VolumeSnapshot, backend: StorageBackend): SnapshotDisk {
@@ -129,7 +139,7 @@ export function resolveAttachment(
     const other = (v.status.attachments ?? []).find((a) => a.instance !== ofInstance);
     if (other) return { wait: `volume ${entry.volume} is attached to instance ${other.instance}, and VolumeType ${type.metadata.name} does not allow multiAttach` };
   }
-  const attach: VolumeAttachSpec = { disk: volumeDisk(v, backend), serial: volumeSerial(v.metadata.uid!) };
+  const attach: VolumeAttachSpec = { disk: volumeDisk(v, type, backend), serial: volumeSerial(v.metadata.uid!) };
   if (entry.readOnly) attach.readOnly = true;
   if (type.spec.multiAttach) attach.shareable = true;
   if (entry.bootOrder !== undefined) attach.bootOrder = entry.bootOrder;

@@ -59,7 +59,7 @@ export class VolumeReconciler implements Reconciler {
     }
     const backend = backendOf(type);
     if ('invalid' in backend) return this.fail(v, 'InvalidVolumeType', backend.invalid);
-    const disk = volumeDisk(v, backend);
+    const disk = volumeDisk(v, type, backend);
     const uses = volumeUses(v, storage);
 
     if (deleting) {
@@ -150,12 +150,13 @@ export class VolumeReconciler implements Reconciler {
     }
     if (src.volume) {
       const s = storage.volume(ns, src.volume);
+      const st = s?.spec.volumeType ? storage.volumeType(s.spec.volumeType) : undefined;
       const sb = s && backendNamed(storage, s.spec.volumeType);
-      if (!s || !sb || s.status?.capacity === undefined) return { reason: 'SourceNotReady', wait: `source volume ${src.volume} is not created yet` };
+      if (!s || !st || !sb || s.status?.capacity === undefined) return { reason: 'SourceNotReady', wait: `source volume ${src.volume} is not created yet` };
       if (sb.type === 'local' && s.status.hostName !== hostName) return { reason: 'SourceElsewhere', wait: `source volume ${src.volume} is stored on host ${s.status.hostName}, not on ${hostName}` };
       const user = volumeUses(s, storage).find((u) => u.reported?.state === 'Attached' && u.instance.status?.hostName === hostName);
       const domain = user && domainName(ns, user.instance.metadata.name!, user.instance.metadata.uid!);
-      return { content: { type: 'volume', volume: volumeDisk(s, sb), ...(domain ? { domain } : {}) } };
+      return { content: { type: 'volume', volume: volumeDisk(s, st, sb), ...(domain ? { domain } : {}) } };
     }
     return { content: { type: 'blank' } };
   }
