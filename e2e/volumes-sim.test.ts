@@ -98,6 +98,10 @@ spec: {source: {file: {path: ${img.path}}}, format: raw}
       return v.status?.attachments?.length === 2 && v.status.phase === 'InUse' ? v : undefined;
     }, 20_000, 'sh attached twice');
     assert.deepEqual(sh.status.attachments.map((a: { instance: string; host: string }) => [a.instance, a.host]), [['s1', 'sim-0'], ['s2', 'sim-1']]);
+    // The sim driver refuses a shareable disk that is not raw, as libvirt does: both attachments
+    // above mean the agents gave the multiAttach volume the raw format. The format follows
+    // multiAttach, so it cannot change under existing volumes.
+    await assert.rejects(k.k(['patch', 'volumetype', 'shared', '--type=merge', '-p', '{"spec":{"multiAttach":false}}']), /spec\.multiAttach.*field is immutable/);
   });
 
   it('deletes a volume with its instance when asked (deleteWithInstance)', async () => {
