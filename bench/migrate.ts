@@ -99,6 +99,8 @@ const pingCount = (text: string, tag: string) => {
 interface KovaMove {
   ms: number;
   downtimeMs?: number;
+  /** libvirt's time_elapsed of the migration job. */
+  jobMs?: number;
   /** First time each phase and condition was seen, ms after the create. */
   marks: Record<string, number>;
 }
@@ -114,8 +116,15 @@ async function kovaMigrate(instance: string, to: LocalHost): Promise<KovaMove> {
     const at = performance.now() - t0;
     const phase = m?.status?.phase;
     if (phase && marks[phase] === undefined) marks[phase] = at;
-    for (const c of m?.status?.conditions ?? []) if (c.status === 'True' && marks[c.type] === undefined) marks[c.type] = at;
-    if (m?.status?.conditions?.some((c) => c.type === 'Succeeded' && c.status === 'True')) return { ms: at, downtimeMs: m.status?.downtimeMs, marks };
+    for (const c of m?.status?.conditions ?? []) {
+      const mark = c.status === 'True' ? c.type : `${c.type}=${c.status}(${c.reason})`;
+      if (marks[mark] === undefined) marks[mark] = at;
+    }
+    if (m?.status?.conditions?.some((c) => c.type === 'Succeeded' && c.status === 'True')) {
+      // libvirt's own time for the job, as the source reported it: "... (2345 ms, 120 ms downtime)".
+      const job = /\((\d+) ms/.exec(m.status?.conditions?.find((c) => c.type === 'Transferred')?.message ?? '')?.[1];
+      return { ms: at, downtimeMs: m.status?.downtimeMs, marks, ...(job ? { jobMs: Number(job) } : {}) };
+    }
     const failed = m?.status?.conditions?.find((c) => c.type === 'Failed' && c.status === 'True');
     if (failed) throw new Error(`Migration ${name} failed: ${failed.reason}: ${failed.message}`);
     if (Date.now() > end) throw new Error(`Migration ${name} did not finish in 300 s: ${JSON.stringify(m?.status)}`);
@@ -188,6 +197,7 @@ const backingOn = (backing: string, from: LocalHost, to: LocalHost) => backing.s
 interface RawMove {
   ms: number;
   downtimeMs?: number;
+  jobMs?: number;
 }
 
 /** Prepares the target as the driver's prepareTarget does, then times `virsh migrate` alone. */
@@ -225,7 +235,7 @@ async function rawMigrate(g: RawGuest, to: LocalHost, work: string): Promise<Raw
   g.host = to;
   g.overlay = overlay;
   await rm(srcDir, { recursive: true, force: true });
-  return { ms, downtimeMs: stats.values.get('downtime') };
+  return { ms, downtimeMs: stats.values.get('downtime'), jobMs: stats.values.get('time_elapsed') };
 }
 
 // ---- one scenario: a kova guest and its raw twin, moved back and forth ----
@@ -299,7 +309,7 @@ async function scenario(label: string, instance: string, tag: string, pinger: { 
       k = await doKova();
     }
     kovaHost = to;
-    log(`${label} round ${i + 1}/${ROUNDS} → ${to.name}: kova ${Math.round(k.ms)} ms (downtime ${k.downtimeMs ?? '?'} ms, ${s.pingLost[i]} pings lost), raw ${Math.round(r.ms)} ms (downtime ${r.downtimeMs ?? '?'} ms); load ${loads().join(' ')}`);
+    log(`${label} round ${i + 1}/${ROUNDS} → ${to.name}: kova ${Math.round(k.ms)} ms (libvirt job ${k.jobMs ?? '?'} ms, downtime ${k.downtimeMs ?? '?'} ms, ${s.pingLost[i]} pings lost), raw ${Math.round(r.ms)} ms (libvirt job ${r.jobMs ?? '?'} ms, downtime ${r.downtimeMs ?? '?'} ms); load ${loads().join(' ')}`);
     log(`${label} round ${i + 1} kova marks (ms after create, first seen by a 20 ms poll): ${fmtMarks(k.marks)}`);
   }
   // Out of the way of the next scenario.
