@@ -452,7 +452,13 @@ export class LibvirtMigration {
     checkDomainName(id);
     const t = decodeMigrateData(target);
     const srcDir = join(this.h.domainsDir, id);
-    const state = await this.domState(id);
+    // The reads before the transfer go in parallel (each is a virsh process): the state, the
+    // persistent definition (for the target, and for which disks are local), and the live one.
+    const [state, inactive, liveXml] = await Promise.all([
+      this.domState(id),
+      this.call(id, 'dumpxml', '--inactive', '--migratable', id),
+      o.mode === 'Live' ? this.call(id, 'dumpxml', '--migratable', id).catch(() => undefined) : undefined,
+    ]);
     const off = state === 'shut off' || state === 'crashed';
     if (o.mode === 'Live' && off) throw new DriverError(`cannot live-migrate domain ${id}: it is ${state}`);
     if (o.mode === 'Cold' && !off) throw new DriverError(`cannot cold-migrate domain ${id}: it is ${state}; stop it first`);
@@ -463,8 +469,7 @@ export class LibvirtMigration {
       ...(t.kernel ? { kernel: t.kernel } : {}),
       ...(t.initrd ? { initrd: t.initrd } : {}),
     };
-    const inactive = await this.call(id, 'dumpxml', '--inactive', '--migratable', id);
-    const disks = await this.diskPlan(id, await this.call(id, 'dumpxml', '--inactive', id), srcDir, o);
+    const disks = await this.diskPlan(id, inactive, srcDir, o);
     const work = await mkdtemp(join(tmpdir(), 'kova-migrate-'));
     let startedPaused = false;
     try {
@@ -481,7 +486,8 @@ export class LibvirtMigration {
           startedPaused = true;
         }
         const xmlFile = join(work, 'domain.xml');
-        await writeFile(xmlFile, destinationXml(await this.call(id, 'dumpxml', '--migratable', id), rewrite), { mode: 0o600 });
+        const current = !startedPaused && liveXml !== undefined ? liveXml : await this.call(id, 'dumpxml', '--migratable', id);
+        await writeFile(xmlFile, destinationXml(current, rewrite), { mode: 0o600 });
         args = migrateArgs({
           ...base,
           xmlFile,
