@@ -334,13 +334,16 @@ export class ResourceStore {
       // A patch can leave metadata wrong-typed (`"finalizers": false`): a 400 naming the field,
       // as for a body, before any object rule reads it.
       checkObjectBody(patched);
+      // Only a resourceVersion the patch itself names is a precondition (the patched object
+      // always carries the current one): without it a patch that lost a race is re-applied to
+      // the fresh object, as kube-apiserver's GuaranteedUpdate does.
+      const precondition = patchNamesResourceVersion(type, patch);
       const wanted = patched.metadata?.resourceVersion;
-      if (wanted && wanted !== current.metadata.resourceVersion) throw conflict(info, name);
+      if (precondition && wanted !== current.metadata.resourceVersion) throw conflict(info, name);
       try {
         return await this.commitUpdate(info, current, patched, opts);
       } catch (e) {
-        // Without a resourceVersion precondition the patch is re-applied to the fresh object.
-        if (isConflict(e) && !wanted && attempt < MAX_PATCH_RETRIES) continue;
+        if (isConflict(e) && !precondition && attempt < MAX_PATCH_RETRIES) continue;
         throw e;
       }
     }
@@ -497,6 +500,16 @@ function withoutVolatile(o: KObject): KObject {
   delete c.metadata.resourceVersion;
   c.metadata.managedFields = (c.metadata.managedFields ?? []).map((m) => ({ ...m, time: undefined }));
   return c;
+}
+
+/** Whether a JSON merge / strategic patch sets metadata.resourceVersion, or a JSON patch adds, replaces or tests it. */
+export function patchNamesResourceVersion(type: PatchType, patch: unknown): boolean {
+  if (type === 'json') {
+    return Array.isArray(patch) && patch.some((op) => typeof op === 'object' && op !== null && (op as { path?: unknown }).path === '/metadata/resourceVersion' && ['add', 'replace', 'test'].includes(String((op as { op?: unknown }).op)));
+  }
+  const meta = typeof patch === 'object' && patch !== null && !Array.isArray(patch) ? (patch as { metadata?: unknown }).metadata : undefined;
+  const rv = typeof meta === 'object' && meta !== null ? (meta as { resourceVersion?: unknown }).resourceVersion : undefined;
+  return rv !== undefined && rv !== null && rv !== '';
 }
 
 function isConflict(e: unknown): boolean {
