@@ -39,6 +39,16 @@ describe('slow: kova up --hosts 2: two real hosts on one machine, guests ping ac
   let kova: Kova | undefined;
   let hosts: LocalHost[] = [];
 
+  /** Creates a Migration of `instance` (more spec fields in flow YAML), waits for Succeeded, and returns it. */
+  const migrateAndWait = async (instance: string, more = '') => {
+    const spec = `{instance: ${instance}${more ? `, ${more}` : ''}}`;
+    const name = (await kova!.k(['create', '-f', '-', '-o', 'name'], { input: `apiVersion: kova.dev/v1alpha1\nkind: Migration\nmetadata: {generateName: ${instance}-, namespace: ${ns}}\nspec: ${spec}\n` })).trim();
+    await kova!.k(['wait', name, '-n', ns, '--for=condition=Succeeded', '--timeout=120s'], { timeoutMs: 130_000 }).catch(async (e) => {
+      throw new Error(`${(e as Error).message}\n${await kova!.k(['get', name, '-n', ns, '-o', 'yaml'])}`);
+    });
+    return JSON.parse(await kova!.k(['get', name, '-n', ns, '-o', 'json'])) as { status: Record<string, unknown> };
+  };
+
   /** Stops kova and removes the hosts (daemons, QEMUs, namespaces, domains) and the data dir. */
   const cleanup = async () => {
     await kova?.stop();
@@ -182,12 +192,8 @@ spec:
     }, 60_000, 'va counts');
     const lostBefore = (await consoleOn(kova!, h2, 'vb', ns)).match(/PINGLOST-/g)?.length ?? 0;
     const t0 = Date.now();
-    const name = (await kova.k(['create', '-f', '-', '-o', 'name'], { input: `apiVersion: kova.dev/v1alpha1\nkind: Migration\nmetadata: {generateName: va-, namespace: ${ns}}\nspec: {instance: va, targetHost: host-2}\n` })).trim();
-    await kova.k(['wait', name, '-n', ns, '--for=condition=Succeeded', '--timeout=120s'], { timeoutMs: 130_000 }).catch(async (e) => {
-      throw new Error(`${(e as Error).message}\n${await kova!.k(['get', name, '-n', ns, '-o', 'yaml'])}`);
-    });
+    const m = await migrateAndWait('va', 'targetHost: host-2');
     const wallMs = Date.now() - t0;
-    const m = JSON.parse(await kova.k(['get', name, '-n', ns, '-o', 'json'])) as { status: Record<string, unknown> };
     assert.equal(m.status.sourceHost, 'host-1');
     assert.equal(m.status.targetHost, 'host-2');
     assert.equal(m.status.storage, 'BlockCopy');
@@ -217,7 +223,7 @@ spec:
     process.stdout.write(`# migration: wall ${wallMs} ms, downtime ${m.status.downtimeMs} ms, ${lost} pings lost\n`);
   });
 
-  // A shared VolumeType without multiAttach: libvirt refuses <shareable/> on a qcow2 disk.
+  // A shared VolumeType without multiAttach: qcow2 files on the shared path, as on an NFS export.
   it('live-migrates a guest that boots from a shared volume without copying its disk (storage Shared), and it keeps counting', async () => {
     assert.ok(kova);
     const [h1, h2] = hosts as [LocalHost, LocalHost];
@@ -253,11 +259,7 @@ spec:
       const c = counters(await consoleOn(kova!, h1, 'vs', ns));
       return c.length >= 2 && c;
     }, 120_000, 'vs counts on host-1');
-    const name = (await kova.k(['create', '-f', '-', '-o', 'name'], { input: `apiVersion: kova.dev/v1alpha1\nkind: Migration\nmetadata: {generateName: vs-, namespace: ${ns}}\nspec: {instance: vs}\n` })).trim();
-    await kova.k(['wait', name, '-n', ns, '--for=condition=Succeeded', '--timeout=120s'], { timeoutMs: 130_000 }).catch(async (e) => {
-      throw new Error(`${(e as Error).message}\n${await kova!.k(['get', name, '-n', ns, '-o', 'yaml'])}`);
-    });
-    const m = JSON.parse(await kova.k(['get', name, '-n', ns, '-o', 'json'])) as { status: Record<string, unknown> };
+    const m = await migrateAndWait('vs');
     assert.equal(m.status.storage, 'Shared', 'every disk is on shared storage: nothing is copied');
     assert.equal(m.status.targetHost, 'host-2', 'the only other host');
     const vs = JSON.parse(await kova.k(['get', 'instance', 'vs', '-n', ns, '-o', 'json'])) as Instance;

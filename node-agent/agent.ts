@@ -180,7 +180,7 @@ export class NodeAgent {
       client: o.client, hostName: o.hostName, driver: o.driver, recorder: this.recorder, log: this.log,
       migration: (ns, name) => this.migrations.get(ns, name),
       instance: (ns, name) => storage.allInstances.get(ns, name),
-      resolve: (inst, from) => this.reconciler.resolve(inst, { migratingFrom: from }),
+      resolve: (inst, ro) => this.reconciler.resolve(inst, ro),
       localVolumes: (inst) => localVolumesOf(inst, storage),
       volumeStoredOn: (ns, name) => storage.volume(ns, name)?.status?.hostName,
     });
@@ -247,6 +247,12 @@ export class NodeAgent {
       for (const i of this.informer.list()) {
         if (i.metadata.namespace !== ns) continue;
         if ((i.status?.addresses ?? []).some((a) => a.port === port)) enqueue(i);
+      }
+    });
+    // A port plugged here for an arriving instance wakes the Migrations that wait for it.
+    this.network?.onIncomingPortReady((ns) => {
+      for (const m of this.migrations.list(ns)) {
+        if (m.status?.targetHost === this.hostName && m.status.phase === 'PreparingTarget') this.migrationController.enqueue({ namespace: ns, name: m.metadata.name! });
       }
     });
 

@@ -110,6 +110,7 @@ export class NetworkAgent implements Reconciler {
   private createdNetns = new Set<string>();
   /** What this host made of the ports arriving with a migrating instance (their Configured condition is the source's). */
   private readonly incoming = new Map<string, { ok: true } | { ok: false; message: string }>();
+  private readonly incomingListeners = new Set<(namespace: string, name: string) => void>();
   /** Names this cluster's nftables tables, so clusters sharing a machine keep their own rules. */
   private clusterID?: string;
 
@@ -153,6 +154,11 @@ export class NetworkAgent implements Reconciler {
   /** The cached Network. */
   network(namespace: string, name: string): Network | undefined {
     return this.networks.get(namespace, name);
+  }
+
+  /** Calls `cb` when this host has plugged a port that is arriving with a migrating instance. */
+  onIncomingPortReady(cb: (namespace: string, name: string) => void): void {
+    this.incomingListeners.add(cb);
   }
 
   /** Calls `cb` with each Port that is added, changed or deleted. */
@@ -285,7 +291,9 @@ export class NetworkAgent implements Reconciler {
       const cur = this.ports.get(p.namespace, p.name);
       if (cur && cur.status?.hostName !== this.o.hostName) {
         // Plugged for an arriving migration: the Port's condition stays its current host's.
+        const was = this.incoming.get(k)?.ok === true;
         this.incoming.set(k, want.status === 'True' ? { ok: true } : { ok: false, message: `${want.reason}: ${want.message}` });
+        if (!was && want.status === 'True') for (const cb of this.incomingListeners) cb(p.namespace, p.name);
         continue;
       }
       if (!cur || hasCondition(cur.status?.conditions, want)) continue;

@@ -57,16 +57,34 @@ export class MigrationReconciler implements Reconciler {
 
   async reconcile(req: Request): Promise<Result | void> {
     const m = this.d.migrations.get(req.namespace, req.name);
-    if (!m) return;
+    if (!m) return this.forgotten(req.namespace!, req.name);
     if (m.metadata.deletionTimestamp) return this.deleted(m);
     if (migrationFinished(m)) return this.release(m);
-    if (!m.metadata.finalizers?.includes(MIGRATION_ABORT_FINALIZER)) {
-      await this.d.client.addFinalizer(MIGRATIONS, m.metadata.namespace, m.metadata.name!, MIGRATION_ABORT_FINALIZER);
-    }
+    const protect = m.metadata.finalizers?.includes(MIGRATION_ABORT_FINALIZER) ? undefined : this.d.client.addFinalizer(MIGRATIONS, m.metadata.namespace, m.metadata.name!, MIGRATION_ABORT_FINALIZER);
     const phase = m.status?.phase ?? 'Pending';
-    if (phase === 'Pending' || phase === 'Scheduling') return this.start(m);
+    // The finalizer is written alongside the first steps (one round trip fewer); a Migration
+    // removed before it landed leaves a mark on its instance that forgotten() clears.
+    if (phase === 'Pending' || phase === 'Scheduling') return (await Promise.all([this.start(m), protect]))[0];
+    await protect;
     if (findCondition(m.status?.conditions, MigrationConditions.Transferred)?.status === 'True') return this.switchOver(m);
     return this.watchOver(m);
+  }
+
+  /**
+   * A Migration that is gone (removed before its finalizer landed, or by force): an instance
+   * still marked with it is unmarked, and a target claim for it released.
+   */
+  private async forgotten(ns: string, name: string): Promise<void> {
+    for (const inst of this.d.instances.list(ns)) {
+      const mark = inst.status?.migration;
+      if (mark?.name !== name || this.d.migrations.get(ns, name)) continue;
+      const out = await this.d.client.updateStatus<Instance>(INSTANCES, ns, inst.metadata.name!, (fresh) => {
+        if (!fresh.status || fresh.status.migration?.name !== name || fresh.status.migration.uid !== mark.uid) return false;
+        delete fresh.status.migration;
+      });
+      await this.unclaim(mark.targetHost, out, inst.metadata.uid);
+      this.d.log(`migration ${ns}/${name} is gone: unmarked instance ${inst.metadata.name}`);
+    }
   }
 
   /** Checks the instance, picks and claims a target, marks the instance: PreparingTarget. */
@@ -183,11 +201,14 @@ export class MigrationReconciler implements Reconciler {
       delete fresh.status.migration;
       fresh.status.conditions = setCondition(fresh.status.conditions, { type: 'Scheduled', status: 'True', reason: 'Migrated', message: `moved to host ${st.targetHost} by migration ${m.metadata.name}` });
     });
-    await this.unclaim(st.sourceHost, inst, st.instanceUID);
-    await this.writeStatus(m, (s) => {
-      if (migrationFinished({ status: s })) return false;
-      Object.assign(s, succeededStatus(s));
-    });
+    // The source's claim goes and the Migration ends, together: both only follow the binding.
+    await Promise.all([
+      this.unclaim(st.sourceHost, inst, st.instanceUID),
+      this.writeStatus(m, (s) => {
+        if (migrationFinished({ status: s })) return false;
+        Object.assign(s, succeededStatus(s));
+      }),
+    ]);
     this.d.log(`migration ${ns}/${m.metadata.name}: ${m.spec.instance} runs on ${st.targetHost}`);
   }
 

@@ -29,7 +29,7 @@ import type { CondSpec, Observation } from './agent-status.js';
 import { ANNOTATION_POWER, ANNOTATION_RESTARTED_AT, decide, factsOf } from './decide.js';
 import type { InstanceFacts } from './decide.js';
 import { resolveInstance } from './resolve.js';
-import type { ResolverDeps } from './resolve.js';
+import type { ResolveOptions, ResolverDeps } from './resolve.js';
 import { afterBootCondition, bootPlan, moveRequiredCondition, resizeMayApply } from './resize.js';
 import { AgentStatusWriter } from './status-writer.js';
 import { hasVolumeWork, syncVolumes } from './volumes.js';
@@ -83,7 +83,7 @@ export class InstanceAgentReconciler implements Reconciler {
    * prepares the size the migration controller charged it for (api/resize.ts): the size the
    * guest has, or for a resize move the spec's new one.
    */
-  async resolve(inst: Instance, o: { migratingFrom?: string } = {}): ReturnType<typeof resolveInstance> {
+  async resolve(inst: Instance, o: ResolveOptions = {}): ReturnType<typeof resolveInstance> {
     const r = await resolveInstance(inst, this.deps, o);
     if (!o.migratingFrom || !('spec' in r)) return r;
     const charged = chargedSize(await this.o.client.get<Host>(HOSTS, undefined, this.o.hostName), inst.metadata.uid!);

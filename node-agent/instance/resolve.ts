@@ -57,7 +57,18 @@ export type Resolution =
   | { invalid: string };
 
 /** API errors are not caught: the controller retries them with back-off. */
-export async function resolveInstance(inst: Instance, d: ResolverDeps, o: { migratingFrom?: string } = {}): Promise<Resolution> {
+export interface ResolveOptions {
+  /** A migration target: the local volumes stored on this source host move with the guest. */
+  migratingFrom?: string;
+  /**
+   * Resolve the NICs without waiting for this host to have configured the ports (a migration
+   * target prepares its disks while its network agent plugs them; it waits for them before
+   * it says it is ready).
+   */
+  portsUnconfigured?: boolean;
+}
+
+export async function resolveInstance(inst: Instance, d: ResolverDeps, o: ResolveOptions = {}): Promise<Resolution> {
   const ns = inst.metadata.namespace!;
   const name = inst.metadata.name!;
   const spec = inst.spec;
@@ -84,7 +95,7 @@ export async function resolveInstance(inst: Instance, d: ResolverDeps, o: { migr
   }
   if (volumes.length && prev.some((c) => c.type === 'VolumesReady')) conds.push({ type: 'VolumesReady', status: 'True', reason: 'Ready', message: '' });
 
-  const nics = await resolveNics(inst, d);
+  const nics = await resolveNics(inst, d, o.portsUnconfigured === true);
   if ('wait' in nics) return nics;
 
   let image: string | undefined;
@@ -144,7 +155,7 @@ function waiting(type: string, reason: string, message: string): { wait: CondSpe
  * has attached all of them; on hosts with kova networking each Port must be configured here,
  * and its device and Network settings go into the spec.
  */
-async function resolveNics(inst: Instance, d: ResolverDeps): Promise<{ nics: NicSpec[] } | { wait: CondSpec[]; why: string }> {
+async function resolveNics(inst: Instance, d: ResolverDeps, portsUnconfigured: boolean): Promise<{ nics: NicSpec[] } | { wait: CondSpec[]; why: string }> {
   const ns = inst.metadata.namespace!;
   const wanted = inst.spec.networks?.length ?? 0;
   const attached = (inst.status?.addresses ?? []).filter((a) => a.mac);
@@ -163,7 +174,7 @@ async function resolveNics(inst: Instance, d: ResolverDeps): Promise<{ nics: Nic
       const notConfigured = (why: string) => waiting('NetworkReady', 'PortNotConfigured', `port ${ns}/${a.port ?? '?'} is not configured on host ${d.hostName} yet: ${why}`);
       if (!a.port) return waiting('NetworkReady', 'PortNotConfigured', `network ${nic.network}: the instance has no port on it yet`);
       const c = d.network.portConfigured(ns, a.port);
-      if (!c.ok) return notConfigured(c.message);
+      if (!c.ok && !portsUnconfigured) return notConfigured(c.message);
       const net = d.network.network(ns, nic.network);
       if (!net) return notConfigured(`network ${ns}/${nic.network} not found`);
       const device = d.network.portDevice(ns, a.port);

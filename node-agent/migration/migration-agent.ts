@@ -13,10 +13,10 @@ import { errorMessage } from '../../client/controller.js';
 import type { Reconciler, Request, Result } from '../../client/controller.js';
 import type { EventRecorder } from '../../client/events.js';
 import { domainName, DomainNotFound, MigrationAborted } from '../driver.js';
-import type { ComputeDriver, DomainSpec, MigratingVolume, MigrationOptions, MigrationProgress, MigrationTargetOptions } from '../driver.js';
+import type { ComputeDriver, DomainSpec, MigrateData, MigratingVolume, MigrationOptions, MigrationProgress, MigrationTargetOptions } from '../driver.js';
 import type { StorageView } from '../volume/storage.js';
 import { backendOf, sizeBytes, volumeDisk } from '../volume/storage.js';
-import type { Resolution } from '../instance/resolve.js';
+import type { Resolution, ResolveOptions } from '../instance/resolve.js';
 
 const GiB = 2 ** 30;
 /** Progress is written at most this often while a transfer runs. */
@@ -30,8 +30,8 @@ export interface MigrationAgentOptions {
   migration(namespace: string, name: string): Migration | undefined;
   /** Every Instance (not only those bound here): a target prepares before the binding moves. */
   instance(namespace: string, name: string): Instance | undefined;
-  /** The instance agent's resolver: the DomainSpec the instance would be spawned with here (local volumes on `migratingFrom` allowed). */
-  resolve(inst: Instance, migratingFrom?: string): Promise<Resolution>;
+  /** The instance agent's resolver: the DomainSpec the instance would be spawned with here. */
+  resolve(inst: Instance, o: ResolveOptions): Promise<Resolution>;
   /** The instance's volumes on local storage (they are copied with it). */
   localVolumes(inst: Instance): MigratingVolume[];
   /** The host that stores a Volume (its status.hostName). */
@@ -49,6 +49,8 @@ export class MigrationAgent implements Reconciler {
   readonly name: string;
   /** Transfers this process runs, by Migration key. */
   private readonly transfers = new Map<string, Transfer>();
+  /** What this host prepared as a target, by Migration key (its uid checked), until it ends. */
+  private readonly prepared = new Map<string, { uid: string; data: MigrateData }>();
   /** Targets already cleaned up after a failure, by Migration uid. */
   private readonly cleaned = new Set<string>();
   /** Failed Migrations from here whose leftover hypervisor job was aborted, by uid. */
@@ -70,6 +72,7 @@ export class MigrationAgent implements Reconciler {
     const m = this.o.migration(req.namespace!, req.name);
     if (!m) {
       this.transfers.get(key)?.abort.abort();
+      this.prepared.delete(key);
       return;
     }
     const st = m.status ?? {};
@@ -254,31 +257,46 @@ export class MigrationAgent implements Reconciler {
     const st = m.status!;
     const inst = this.o.instance(m.metadata.namespace!, m.spec.instance);
     if (migrationFinished(m)) {
+      this.prepared.delete(keyOf(m.metadata.namespace!, m.metadata.name!));
       if (st.phase === 'Failed' && inst?.status?.hostName !== this.o.hostName) await this.cleanup(m, inst);
       return;
     }
     if (st.phase !== 'PreparingTarget' || m.metadata.deletionTimestamp) return;
     if (findCondition(st.conditions, MigrationConditions.TargetReady)?.status === 'True') return;
     if (!inst || inst.metadata.uid !== st.instanceUID || inst.status?.migration?.targetHost !== this.o.hostName) return;
-    const r = await this.o.resolve(inst, st.sourceHost);
-    if ('invalid' in r) return this.notReady(m, 'InvalidSpec', r.invalid);
-    if ('wait' in r) {
-      await this.notReady(m, 'Waiting', r.why);
-      return { requeueAfterMs: 250 };
+    const key = keyOf(m.metadata.namespace!, m.metadata.name!);
+    let data = this.prepared.get(key)?.uid === m.metadata.uid ? this.prepared.get(key)!.data : undefined;
+    if (!data) {
+      // Disks and seed first, while the network agent plugs the ports (Port status.migratingTo).
+      const r = await this.o.resolve(inst, { migratingFrom: st.sourceHost, portsUnconfigured: true });
+      if ('invalid' in r) return this.notReady(m, 'InvalidSpec', r.invalid);
+      if ('wait' in r) {
+        await this.notReady(m, 'Waiting', r.why);
+        return { requeueAfterMs: 250 };
+      }
+      try {
+        data = await this.o.driver.prepareMigrationTarget(r.spec, this.targetOptions(m, inst));
+        this.prepared.set(key, { uid: m.metadata.uid!, data });
+      } catch (e) {
+        // Nova's pre_live_migration failing: the migration ends, the instance stays where it is.
+        const message = `host ${this.o.hostName} could not prepare: ${errorMessage(e)}`;
+        this.o.log(`${this.name}: ${m.metadata.namespace}/${m.metadata.name}: ${message}`);
+        return this.fail(m, 'TargetPrepareFailed', message);
+      }
     }
-    try {
-      const data = await this.o.driver.prepareMigrationTarget(r.spec, this.targetOptions(m, inst));
-      await this.write(m, (s) => {
-        if (s.phase !== 'PreparingTarget') return false;
-        s.migrateData = data;
-        s.conditions = setCondition(s.conditions, { type: MigrationConditions.TargetReady, status: 'True', reason: 'Prepared', message: `host ${this.o.hostName} is ready to receive the instance` });
-      });
-    } catch (e) {
-      // Nova's pre_live_migration failing: the migration ends, the instance stays where it is.
-      const message = `host ${this.o.hostName} could not prepare: ${errorMessage(e)}`;
-      this.o.log(`${this.name}: ${m.metadata.namespace}/${m.metadata.name}: ${message}`);
-      await this.fail(m, 'TargetPrepareFailed', message);
+    // The ports must be plugged here before the guest arrives (QEMU opens its taps when it
+    // starts); a port plugged here wakes this (onIncomingPortReady), the requeue is a safety net.
+    const ports = await this.o.resolve(inst, { migratingFrom: st.sourceHost });
+    if ('wait' in ports) {
+      await this.notReady(m, 'Waiting', ports.why);
+      return { requeueAfterMs: 1000 };
     }
+    const migrateData = data;
+    await this.write(m, (s) => {
+      if (s.phase !== 'PreparingTarget') return false;
+      s.migrateData = migrateData;
+      s.conditions = setCondition(s.conditions, { type: MigrationConditions.TargetReady, status: 'True', reason: 'Prepared', message: `host ${this.o.hostName} is ready to receive the instance` });
+    });
   }
 
   private targetOptions(m: Migration, inst: Instance | undefined): MigrationTargetOptions {
@@ -297,7 +315,7 @@ export class MigrationAgent implements Reconciler {
   /** The DomainSpec cleanup needs: the resolved one when it still resolves, else its identity. */
   private async specFor(m: Migration, inst: Instance | undefined): Promise<DomainSpec> {
     if (inst && inst.metadata.uid === m.status?.instanceUID) {
-      const r = await this.o.resolve(inst, m.status?.sourceHost).catch(() => undefined);
+      const r = await this.o.resolve(inst, { migratingFrom: m.status?.sourceHost, portsUnconfigured: true }).catch(() => undefined);
       if (r && 'spec' in r) return r.spec;
     }
     const ns = m.metadata.namespace!;
