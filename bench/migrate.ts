@@ -15,7 +15,8 @@
 // - downtime_ms from the Migration's status, raw_downtime_ms from `virsh domjobinfo --completed`
 //   on the target; ping_lost: replies missing from a 10 Hz `ping -i 0.1` that a third guest on
 //   host-2 runs at each migrating guest (gaps in its sequence numbers, read from its console).
-// Rounds move the guests back and forth (--rounds N, default 3), kova and raw in the same
+// Rounds move the guests back and forth (--rounds N, default 4: each side goes first as often;
+// before each move the machine is left to settle), kova and raw in the same
 // direction each round, taking turns at going first; medians, and every value. Progress lines
 // on stderr; the last output line is one JSON object.
 import { execFile } from 'node:child_process';
@@ -36,7 +37,7 @@ import type { Kova } from '../e2e/harness.js';
 import { round } from './common.js';
 
 const run = promisify(execFile);
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, only: { type: 'string' }, 'guest-dir': { type: 'string', default: '/var/tmp/kova-test-guest' } } });
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '4' }, only: { type: 'string' }, 'guest-dir': { type: 'string', default: '/var/tmp/kova-test-guest' } } });
 const ROUNDS = Math.max(1, Number(values.rounds));
 const NS = 'bench-migrate';
 const NET_PREFIX = '10.233.0';
@@ -44,6 +45,29 @@ const PINGER_IP = `${NET_PREFIX}.30`;
 const log = (m: string) => process.stderr.write(`bench:migrate: ${m}\n`);
 const virsh = async (uri: string, ...a: string[]) => (await run('virsh', ['-q', '-c', uri, ...a], { timeout: 120_000 })).stdout;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Busy and total CPU time of the machine (/proc/stat's first line). */
+async function cpuTimes(): Promise<{ busy: number; total: number }> {
+  const f = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+/**
+ * Waits (at most 20 s) until the machine is quiet: less than half of its CPU busy over a
+ * second. Whatever moved last (a guest whose QEMU retranslates its code after the move, agents
+ * re-planning) would otherwise slow whichever migration comes next, kova's or the raw one.
+ */
+async function settle(): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const a = await cpuTimes();
+    await sleep(1000);
+    const b = await cpuTimes();
+    if ((b.busy - a.busy) / Math.max(1, b.total - a.total) < 0.5) return;
+  }
+}
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const loads = () => loadavg().map((x) => round(x, 2));
 
@@ -281,6 +305,7 @@ async function scenario(label: string, instance: string, tag: string, pinger: { 
   for (let i = 0; i < ROUNDS; i++) {
     const to = other(kovaHost);
     const doKova = async () => {
+      await settle();
       const before = pingCount(await readFile(pinger.file, 'utf8'), tag);
       const k = await kovaMigrate(instance, to);
       // A gap shows at the first reply after it; the guest answers again within a second or two.
@@ -293,6 +318,7 @@ async function scenario(label: string, instance: string, tag: string, pinger: { 
       return k;
     };
     const doRaw = async () => {
+      await settle();
       const r = await rawMigrate(raw, to, work);
       s.rawMs.push(r.ms);
       if (r.downtimeMs !== undefined) s.rawDowntimeMs.push(r.downtimeMs);
