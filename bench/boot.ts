@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { median } from './common.js';
 import { domainName } from '../node-agent/driver.js';
 import { toDomainXml } from '../node-agent/libvirt/domain-xml.js';
 import { detectKvm } from '../node-agent/libvirt/libvirt-driver.js';
@@ -29,7 +30,6 @@ const log = (m: string) => process.stderr.write(`bench:boot: ${m}\n`);
 const virsh = (...a: string[]) => run('virsh', ['-q', '-c', 'qemu:///system', ...a]);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const secs = (ms: number) => Math.round(ms) / 1000;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** When `file` (the console log, created as QEMU starts) appeared, and when it first held the boot marker. */
 async function markerAt(file: string, timeoutMs = 120_000): Promise<{ qemuAt: number; markerAt: number }> {

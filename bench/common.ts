@@ -20,6 +20,13 @@ export const pct = (xs: number[], p: number): number => {
 
 export const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
 
+/** The median: the middle value, or the mean of the two middle ones for an even count (NaN for none). */
+export const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
 /** Raw etcd puts/s of `value` from this process at `concurrency`, under `prefix`. */
 export function rawEtcdPutRate(raw: Etcd3, prefix: string, n: number, concurrency: number, value: string): Promise<number> {
   return rate(n, concurrency, async (i) => {

@@ -34,7 +34,7 @@ import { destinationXml, migrateArgs, parseJobStats } from '../node-agent/libvir
 import { buildTestGuest } from '../guest/build.js';
 import { startKova } from '../e2e/harness.js';
 import type { Kova } from '../e2e/harness.js';
-import { round } from './common.js';
+import { median, round } from './common.js';
 
 const run = promisify(execFile);
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '4' }, only: { type: 'string' }, 'guest-dir': { type: 'string', default: '/var/tmp/kova-test-guest' } } });
@@ -68,7 +68,6 @@ async function settle(): Promise<void> {
     if ((b.busy - a.busy) / Math.max(1, b.total - a.total) < 0.5) return;
   }
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const loads = () => loadavg().map((x) => round(x, 2));
 
 let kova: Kova | undefined;

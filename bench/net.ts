@@ -8,6 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { median } from './common.js';
 import { diffFdb, diffLinks, HostNetworkApplier } from '../node-agent/network/apply.js';
 import { readHostState } from '../node-agent/network/host-state.js';
 import { commandRunner, runOrThrow } from '../node-agent/network/exec.js';
@@ -64,7 +65,6 @@ async function freshNetns(name: string): Promise<void> {
   await run('ip', ['-n', name, 'addr', 'add', '192.0.2.1/32', 'dev', 'lo']);
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
   const stateDir = await mkdtemp(join(tmpdir(), 'kova-bench-net-'));

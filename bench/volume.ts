@@ -24,7 +24,7 @@ import { buildTestGuest } from '../guest/build.js';
 import { eventually, startKova } from '../e2e/harness.js';
 import type { Kova } from '../e2e/harness.js';
 import { diskProbeUserData, probedDisks, probedGone } from '../e2e/guest/disk-probe.js';
-import { round } from './common.js';
+import { median, round } from './common.js';
 
 const run = promisify(execFile);
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, 'guest-dir': { type: 'string', default: '/var/tmp/kova-test-guest' } } });
@@ -33,7 +33,6 @@ const NS = 'bench-volume';
 const log = (m: string) => process.stderr.write(`bench:volume: ${m}\n`);
 const virsh = (...a: string[]) => run('virsh', ['-q', '-c', 'qemu:///system', ...a]);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const GiB = 1024 ** 3;
 
 let kova: Kova;
