@@ -195,7 +195,11 @@ describe('maintenance controller', () => {
     assert.equal(failed.status, 'False');
     // d1 moves on its third attempt; d2 never does.
     await eventually(async () => (await client.get<Instance>(INSTANCES, NS, 'd1'))!.status?.hostName === 'h9', 15_000, 'd1 moved after two failures');
-    const d1 = (await migrationsOf('d1')).sort((x, y) => seenAt.get(x.metadata.name!)! - seenAt.get(y.metadata.name!)!);
+    // The stand-in controller moves the instance, then ends its Migration: wait for that too.
+    const d1 = await eventually(async () => {
+      const ms = (await migrationsOf('d1')).sort((x, y) => seenAt.get(x.metadata.name!)! - seenAt.get(y.metadata.name!)!);
+      return ms[ms.length - 1]?.status?.phase === 'Succeeded' && ms;
+    }, 10_000, 'd1\'s last Migration Succeeded');
     assert.deepEqual(d1.map((m) => m.status?.phase), ['Failed', 'Failed', 'Succeeded']);
     // Each retry waited for its back-off after the previous failure ended (400 ms, then 800 ms).
     for (const [i, wait] of [[1, 400], [2, 800]] as const) {
