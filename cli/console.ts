@@ -10,7 +10,7 @@ import { INSTANCES } from '../api/kinds/index.js';
 import type { Instance } from '../api/kinds/index.js';
 import { KovaClient } from '../client/client.js';
 import { domainName } from '../node-agent/driver.js';
-import { Virsh, VirshError } from '../node-agent/libvirt/virsh.js';
+import { unescapeXml, Virsh, VirshError } from '../node-agent/libvirt/virsh.js';
 import { findLocalHost } from './local-hosts.js';
 
 export const CONSOLE_USAGE = 'usage: kova console NAME [-n NAMESPACE] [--log] [--kubeconfig F] [--connect URI] [--data-dir DIR]';
@@ -41,7 +41,7 @@ export async function consoleLogPath(virsh: Virsh, t: ConsoleTarget): Promise<st
   }
   const m = /<log\s+file=(['"])([^'"]+)\1/.exec(xml);
   if (!m) throw new Error(`domain ${t.domain} has no console log`);
-  return unescapeAttr(m[2]);
+  return unescapeXml(m[2]);
 }
 
 function notHere(t: ConsoleTarget): Error {
@@ -49,9 +49,6 @@ function notHere(t: ConsoleTarget): Error {
   return new Error(`instance ${t.namespace}/${t.name} ${where}, and its domain ${t.domain} does not exist on this machine: kova console works on the host that runs the instance`);
 }
 
-function unescapeAttr(s: string): string {
-  return s.replace(/&(lt|gt|quot|apos|amp);/g, (_, n: string) => ({ lt: '<', gt: '>', quot: '"', apos: "'", amp: '&' })[n]!);
-}
 
 /** Entry point of the command; resolves with the exit code. */
 export async function consoleCommand(argv: string[], kubeconfigFrom: (flag: string | undefined) => string): Promise<number> {

@@ -37,7 +37,7 @@ import { dieWithParent } from '../../lib/parent-death.js';
 import { libvirtDomainOf } from './domain-spec.js';
 import type { DiskFormat, DirectBootSpec } from './domain-xml.js';
 import { buildNoCloudSeed } from './nocloud.js';
-import { parseDomainDisks, parseKeyValues, Virsh, VirshError } from './virsh.js';
+import { parseDomainDisks, parseKeyValues, unescapeXml, Virsh, VirshError } from './virsh.js';
 import { createBlank, diskFilePath, ensureStorageDir, qemuImg, qemuImgInfo, removeTemps, volumeFormat, writeAtomically } from './volumes.js';
 import { escapeAttr, escapeText } from './xml.js';
 
@@ -128,14 +128,6 @@ export interface PathRewrite {
   dirs: Array<[from: string, to: string]>;
   kernel?: string;
   initrd?: string;
-}
-
-function unescapeXml(s: string): string {
-  return s.replace(/&(lt|gt|quot|apos|amp|#(\d+)|#x([0-9a-f]+));/gi, (_, name: string, dec?: string, hex?: string) => {
-    if (dec) return String.fromCodePoint(Number(dec));
-    if (hex) return String.fromCodePoint(parseInt(hex, 16));
-    return ({ lt: '<', gt: '>', quot: '"', apos: "'", amp: '&' } as Record<string, string>)[name.toLowerCase()];
-  });
 }
 
 function movePath(p: string, dirs: PathRewrite['dirs']): string | undefined {

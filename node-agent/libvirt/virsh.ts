@@ -69,7 +69,8 @@ export function parseKeyValues(out: string): Map<string, string> {
   return map;
 }
 
-function unescapeXml(s: string): string {
+/** The text of an XML attribute or element as libvirt wrote it, entities decoded. */
+export function unescapeXml(s: string): string {
   return s.replace(/&(lt|gt|quot|apos|amp|#(\d+)|#x([0-9a-f]+));/gi, (_, name: string, dec?: string, hex?: string) => {
     if (dec) return String.fromCodePoint(Number(dec));
     if (hex) return String.fromCodePoint(parseInt(hex, 16));
