@@ -3,6 +3,7 @@
 // the domains it finds (matching them to instances by key and uid) instead of spawning anew.
 import type { Host, Image, Instance, KeyPair, Migration, Volume, VolumeSnapshot } from '../api/kinds/index.js';
 import { resolveImage } from '../api/image-visibility.js';
+import { instanceRequest } from '../api/resources.js';
 import { HOSTS, IMAGES, INSTANCES, KEYPAIRS, MIGRATIONS } from '../api/kinds/index.js';
 import { Controller, errorMessage } from '../client/controller.js';
 import { ExponentialBackoffLimiter, MaxOfLimiter, TokenBucketLimiter } from '../client/rate-limited-queue.js';
@@ -183,6 +184,11 @@ export class NodeAgent {
       resolve: (inst, ro) => this.reconciler.resolve(inst, ro),
       localVolumes: (inst) => localVolumesOf(inst, storage),
       volumeStoredOn: (ns, name) => storage.volume(ns, name)?.status?.hostName,
+      rootDiskBytes: async (inst) => {
+        const flavor = inst.spec.flavor ? await flavors.get(inst.spec.flavor) : undefined;
+        const r = instanceRequest(inst, () => flavor);
+        return 'req' in r ? r.req.diskBytes : undefined;
+      },
     });
     this.migrationController = new Controller(this.migrationAgent, { workers: 4, log: this.log, clock, limiter: storageLimiter() });
   }

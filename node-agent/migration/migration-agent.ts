@@ -36,6 +36,8 @@ export interface MigrationAgentOptions {
   localVolumes(inst: Instance): MigratingVolume[];
   /** The host that stores a Volume (its status.hostName). */
   volumeStoredOn(namespace: string, name: string): string | undefined;
+  /** Bytes of the instance's root disk (its flavor's or spec.resources' disk); undefined when unknown. */
+  rootDiskBytes(inst: Instance): Promise<number | undefined>;
   recorder: EventRecorder;
   log: (msg: string) => void;
 }
@@ -142,7 +144,10 @@ export class MigrationAgent implements Reconciler {
     };
     void this.o.recorder.normal(inst, 'Migrating', `${st.mode === 'Cold' ? 'cold' : 'live'} migration ${m.metadata.name} to host ${st.targetHost} started`);
     try {
-      const opts = this.options(m, (await this.o.driver.getInfo(id)).memoryBytes);
+      const [info, root] = await Promise.all([this.o.driver.getInfo(id), this.o.rootDiskBytes(inst)]);
+      // Copied disk: the root disk of an image-backed instance and the local volumes.
+      const copied = st.storage === 'BlockCopy' ? (inst.spec.image !== undefined ? root ?? GiB : 0) + this.o.localVolumes(inst).reduce((n, v) => n + v.sizeBytes, 0) : 0;
+      const opts = this.options(m, info.memoryBytes, copied);
       const r = await this.o.driver.migrate(id, st.migrateData!, opts, onProgress, signal);
       await pending;
       await this.write(m, (s) => {
@@ -235,10 +240,10 @@ export class MigrationAgent implements Reconciler {
     });
   }
 
-  private options(m: Migration, memory: number): MigrationOptions {
+  /** The driver's options; the completion timeout scales with the memory and the disk bytes copied (KubeVirt's per-GiB rule). */
+  private options(m: Migration, memory: number, copiedDisk: number): MigrationOptions {
     const st = m.status!;
     const copyStorage = st.storage === 'BlockCopy';
-    const disk = copyStorage ? 1 : 0; // GiB of local disk assumed per copy; the driver measures the rest
     const perGiB = m.spec.completionTimeoutPerGiB ?? DEFAULT_COMPLETION_TIMEOUT_PER_GIB;
     return {
       mode: st.mode ?? 'Live',
@@ -246,7 +251,7 @@ export class MigrationAgent implements Reconciler {
       allowPostCopy: m.spec.allowPostCopy,
       allowAutoConverge: m.spec.allowAutoConverge,
       ...(m.spec.bandwidth !== undefined ? { bandwidthBytesPerSec: parseQuantity(m.spec.bandwidth) } : {}),
-      completionTimeoutMs: Math.max(60, perGiB * (memory / GiB + disk)) * 1000,
+      completionTimeoutMs: Math.max(60, perGiB * ((memory + copiedDisk) / GiB)) * 1000,
       progressTimeoutMs: (m.spec.progressTimeoutSeconds ?? DEFAULT_PROGRESS_TIMEOUT_SECONDS) * 1000,
     };
   }
