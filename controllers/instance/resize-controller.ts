@@ -8,7 +8,7 @@
 import { FLAVORS, HOSTS, INSTANCES, MIGRATIONS } from '../../api/kinds/index.js';
 import type { Flavor, Host, Instance, Migration } from '../../api/kinds/index.js';
 import { setCondition } from '../../api/conditions.js';
-import { chargedSize, RESIZE_MIGRATION_LABEL } from '../../api/resize.js';
+import { chargedSize, RESIZE_MIGRATION_LABEL, ResizeReasons, restartRequired } from '../../api/resize.js';
 import { instanceRequest } from '../../api/resources.js';
 import type { ApiClient } from '../../client/client.js';
 import { controllerFor, errorMessage, withDefaults } from '../../client/controller.js';
@@ -89,16 +89,30 @@ export class ResizeReconciler implements Reconciler {
       });
       this.expected.set(uid, Date.now());
       this.d.log(`resize: ${ns}/${name}: no room on host ${inst.status?.hostName} for the new size; moving it cold (migration ${m.metadata.name})`);
+      // Moving at once, in this reconcile: a move refused at once (no host has room) must be
+      // read as this request's outcome, never as a reason to create another.
+      await this.d.client.updateStatus<Instance>(INSTANCES, ns, name, (fresh) => {
+        if (fresh.metadata.uid !== uid) return false;
+        const a = resizeAction({ ...this.input(fresh), migrations: [m] });
+        if (a.kind !== 'setCondition') return false;
+        fresh.status = { ...fresh.status, conditions: setCondition(fresh.status?.conditions, a.condition) };
+      });
     } catch (e) {
       this.d.log(`resize: ${ns}/${name}: cannot create its Migration: ${errorMessage(e)}`);
       throw e;
     }
   }
 
-  /** The cache shows the Migration now: no need to remember it. */
+  /**
+   * The cache shows the Migration, and the instance has left MoveRequired: no need to remember
+   * it (while the instance still says MoveRequired the cache may lag behind the Moving write).
+   */
   seen(m: Migration): void {
     const uid = m.metadata.labels?.[RESIZE_MIGRATION_LABEL];
-    if (uid) this.expected.delete(uid);
+    if (!uid) return;
+    const inst = this.d.instances.get(m.metadata.namespace, m.spec.instance);
+    if (inst?.metadata.uid === uid && restartRequired(inst)?.reason === ResizeReasons.MoveRequired) return;
+    this.expected.delete(uid);
   }
 }
 
