@@ -599,6 +599,9 @@ function clientErrorStatus(err: NodeJS.ErrnoException): [number, string, string]
   }
 }
 
+/** Sockets whose parser error has been answered: see clientError. */
+const answeredSockets = new WeakSet<Socket>();
+
 /**
  * A request node's HTTP parser rejected (bad request line, header oddities, timeouts): answer
  * it with a Status when nothing else is being written on the socket, then close. Node's default
@@ -606,10 +609,16 @@ function clientErrorStatus(err: NodeJS.ErrnoException): [number, string, string]
  */
 function clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   const s = socket as Socket & { _httpMessage?: ServerResponse };
+  // The parser stays in its error state and reports again for every later chunk (the rest of a
+  // large body): the first answer stands, and the socket keeps reading until the client is done
+  // or the timer below closes it. Destroying it now would reset the connection while the client
+  // is still writing, before it has read the answer.
+  if (answeredSockets.has(s)) return;
   if (err.code === 'ECONNRESET' || !s.writable || (s._httpMessage && s._httpMessage.headersSent)) {
     s.destroy();
     return;
   }
+  answeredSockets.add(s);
   const [code, text, message] = clientErrorStatus(err);
   const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason: code === 408 ? 'Timeout' : 'BadRequest', code });
   s.end(`HTTP/1.1 ${code} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
