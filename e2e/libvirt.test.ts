@@ -341,7 +341,7 @@ kind: Network
 metadata: {name: ${net}, namespace: ${ns}}
 spec: {type: vxlan, cidr: 10.231.0.0/24, dhcp: true}
 ${instance('na', ns, flavor, 'guest', `  networks: [{network: ${net}, ip: 10.231.0.10}]\n`)}
-${instance('nb', ns, flavor, 'guest', `  networks: [{network: ${net}}]\n  userData: |\n    #!/bin/sh\n    sleep 2\n    ping -c 3 -W 2 10.231.0.10 && echo PING-${id}-OK || echo PING-${id}-FAILED\n`)}`,
+${instance('nb', ns, flavor, 'guest', `  networks: [{network: ${net}}]\n  userData: |\n    #!/bin/sh\n    ok=\n    for i in $(seq 1 45); do\n      if ping -c 1 -W 2 10.231.0.10 >/dev/null; then echo PING-${id}-OK; ok=1; break; fi\n      sleep 1\n    done\n    [ -n "$ok" ] || echo PING-${id}-FAILED\n`)}`,
     });
     await kova.k(['wait', '--for=condition=Ready', 'instance/na', 'instance/nb', '-n', ns, '--timeout=90s'], { timeoutMs: 100_000 });
     const portIP = (await kova.k(['get', 'port', 'nb-0', '-n', ns, '-o', 'jsonpath={.status.ip}'])).trim();
@@ -354,7 +354,7 @@ ${instance('nb', ns, flavor, 'guest', `  networks: [{network: ${net}}]\n  userDa
     const logB = await eventually(async () => {
       const log = await consoleLog(kova, 'nb', ns);
       return new RegExp(`PING-${id}-(OK|FAILED)`).test(log) && log;
-    }, 60_000, 'nb pinged na');
+    }, 150_000, 'nb pinged na');
     assert.match(logB, new RegExp(`KOVA-GUEST-BOOTED hostname=nb .*ip=${portIP.replace(/\./g, '\\.')} `), 'nb took its Port address by DHCP');
     assert.match(logB, new RegExp(`PING-${id}-OK`));
     const bridge = (await kova.k(['get', 'network', net, '-n', ns, '-o', 'jsonpath={.status.bridge}'])).trim();
