@@ -10,7 +10,7 @@ import net from 'node:net';
 import { defaultCrdDir, Registry } from '../api/registry.js';
 import { Validator } from '../api/validation.js';
 import { Store } from '../store/store.js';
-import { startTestEtcd, waitFor } from '../testing/etcd.js';
+import { startTestEtcd, stopProcess, waitFor } from '../testing/etcd.js';
 import type { TestEtcd } from '../testing/etcd.js';
 import { InflightLimiter } from './inflight.js';
 import { ResourceStore } from './resource-store.js';
@@ -136,9 +136,9 @@ describe('max requests in flight', () => {
     }
     assert.equal(server.inflight.readOnly, 0);
 
-    process.kill(etcd.etcd.pid, 'SIGSTOP');
     let reads: Promise<Reply>[] = [];
     try {
+      await stopProcess(etcd.etcd.pid);
       reads = [request(port, 'GET', '/api/v1/namespaces/default/configmaps'), request(port, 'GET', '/api/v1/namespaces/default')];
       await waitFor(() => server.inflight.readOnly === 2, 'two reads waiting on etcd');
       assertTooMany(await request(port, 'GET', '/api/v1/namespaces/default/configmaps'));

@@ -1,6 +1,6 @@
 // Test helpers: a throwaway etcd (one member or a cluster, plain or with TLS) in a temp dir.
 // (Not named *.test.ts / test-*.ts on purpose: `node --test dir/` would pick it up as a test file.)
-import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import { readFile, readdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureEtcdPki } from '../apiserver/pki.js';
@@ -141,4 +141,18 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, what: stri
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/**
+ * SIGSTOPs a process and returns once every one of its threads is stopped. kill() only queues
+ * the signal: a thread inside a disk sync finishes it first, and etcd could still answer a
+ * request sent in between (a test saw that once in a few dozen runs).
+ */
+export async function stopProcess(pid: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  await waitFor(async () => {
+    const tasks = await readdir(`/proc/${pid}/task`);
+    const states = await Promise.all(tasks.map((t) => readFile(`/proc/${pid}/task/${t}/stat`, 'utf8').then((s) => s.slice(s.lastIndexOf(')') + 2, s.lastIndexOf(')') + 3), () => 'T')));
+    return states.every((s) => s === 'T' || s === 't');
+  }, `process ${pid} stopped`);
 }
