@@ -204,6 +204,18 @@ describe('bootstrap policy', () => {
     ['system:kova:node', 'delete', 'kova.dev', 'migrations', '', false],
     ['system:kova:node', 'update', 'kova.dev', 'migrations', '', false],
     ['system:kova:node', 'patch', 'kova.dev', 'migrations', '', false],
+    // Delegated authentication and authorization of the components' /metrics (#18), as kube's
+    // system:kube-controller-manager, system:node and system:auth-delegator hold them.
+    [CONTROLLER_MANAGER_USER, 'create', 'authentication.k8s.io', 'tokenreviews', '', true],
+    [CONTROLLER_MANAGER_USER, 'create', 'authorization.k8s.io', 'subjectaccessreviews', '', true],
+    ['system:kova:node', 'create', 'authentication.k8s.io', 'tokenreviews', '', true],
+    ['system:kova:node', 'create', 'authorization.k8s.io', 'subjectaccessreviews', '', true],
+    ['system:auth-delegator', 'create', 'authentication.k8s.io', 'tokenreviews', '', true],
+    ['system:auth-delegator', 'create', 'authorization.k8s.io', 'subjectaccessreviews', '', true],
+    ['system:auth-delegator', 'create', 'authorization.k8s.io', 'selfsubjectaccessreviews', '', false],
+    ['system:basic-user', 'create', 'authentication.k8s.io', 'tokenreviews', '', false],
+    ['view', 'create', 'authentication.k8s.io', 'tokenreviews', '', false],
+    ['system:monitoring', 'get', '', 'secrets', '', false],
   ];
   test('each default role grants what it is for, and no more (RBAC rule matching)', async () => {
     const failures: string[] = [];
@@ -215,6 +227,15 @@ describe('bootstrap policy', () => {
     assert.ok(rulesAllow(attrs('get', '', '', '', '/apis/kova.dev/v1alpha1'), await rulesOf('system:discovery')));
     assert.ok(!rulesAllow(attrs('get', '', '', '', '/metrics'), await rulesOf('system:discovery')));
     assert.ok(rulesAllow(attrs('get', '', '', '', '/version'), await rulesOf('system:public-info-viewer')));
+    // Prometheus (group system:monitoring): /metrics and the health endpoints, read-only.
+    for (const path of ['/metrics', '/metrics/slis', '/healthz', '/livez', '/readyz', '/readyz/etcd']) {
+      assert.ok(rulesAllow(attrs('get', '', '', '', path), await rulesOf('system:monitoring')), path);
+    }
+    assert.ok(!rulesAllow(attrs('post', '', '', '', '/metrics'), await rulesOf('system:monitoring')));
+    assert.ok(!rulesAllow(attrs('get', '', '', '', '/version'), await rulesOf('system:monitoring')));
+    assert.ok(!rulesAllow(attrs('get', '', '', '', '/metrics'), await rulesOf('system:public-info-viewer')));
+    const monitoring = await rs.get(bindingInfo, undefined, 'system:monitoring');
+    assert.deepEqual(monitoring.subjects, [{ kind: 'Group', apiGroup: 'rbac.authorization.k8s.io', name: 'system:monitoring' }]);
   });
 
   test('a restart adds what is missing and keeps what users added', async () => {

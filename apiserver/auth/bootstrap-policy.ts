@@ -67,6 +67,15 @@ function binding(kind: 'ClusterRoleBinding' | 'RoleBinding', name: string, role:
 }
 const crb = (name: string, role: string, subjects: Array<[SubjectKind, string]>) => binding('ClusterRoleBinding', name, { kind: 'ClusterRole', name: role }, subjects);
 
+/** kube's user.MonitoringGroup and the ClusterRole bound to it: read /metrics and the health endpoints. */
+export const MONITORING_GROUP = 'system:monitoring';
+export const MONITORING_ROLE = 'system:monitoring';
+/** TokenReview and SubjectAccessReview creates: what a delegating server needs (kube's system:auth-delegator). */
+const AUTH_DELEGATION: PolicyRule[] = [
+  rule(['create'], ['authentication.k8s.io'], ['tokenreviews']),
+  rule(['create'], ['authorization.k8s.io'], ['subjectaccessreviews']),
+];
+
 const sel = (label: string): LabelSelectorSpec[] => [{ matchLabels: { [label]: 'true' } }];
 
 /** The default ClusterRoles: Kubernetes' user-facing ones, the kova roles and kova's components. */
@@ -117,6 +126,11 @@ export function bootstrapClusterRoles(): KObject[] {
       urls(['get'], ['/api', '/api/*', '/apis', '/apis/*', '/healthz', '/livez', '/openapi', '/openapi/*', '/readyz', '/version', '/version/']),
     ]),
     clusterRole('system:public-info-viewer', [urls(['get'], ['/healthz', '/livez', '/readyz', '/version', '/version/'])]),
+    // Prometheus: kube's role for scrapers, bound to the group system:monitoring.
+    clusterRole(MONITORING_ROLE, [urls(['get'], ['/metrics', '/metrics/slis', '/livez', '/readyz', '/healthz', '/livez/*', '/readyz/*', '/healthz/*'])]),
+    // Delegated authentication and authorization (a process asking the API server who a bearer
+    // token is and what its user may do), as kube has it for extension API servers: unbound.
+    clusterRole('system:auth-delegator', AUTH_DELEGATION),
     clusterRole(CONTROLLER_MANAGER_USER, [
       // Read everything; delete anything (namespace deletion and garbage collection empty projects).
       rule(READ.concat(['delete', 'deletecollection']), ['*'], ['*']),
@@ -128,6 +142,9 @@ export function bootstrapClusterRoles(): KObject[] {
       rule(['escalate', 'patch', 'update'], [RBAC_GROUP], ['clusterroles']),
       rule(['create', 'patch', 'update'], [''], ['events', 'resourcequotas', 'resourcequotas/status']),
       rule(['create', 'patch', 'update'], ['events.k8s.io'], ['events']),
+      // Its /metrics endpoint authenticates and authorizes scrapers through the API server (kube's
+      // system:kube-controller-manager holds the same two creates, which change nothing).
+      ...AUTH_DELEGATION,
     ]),
     clusterRole('system:kova:node', [
       rule(READ, [''], ['namespaces', 'secrets', 'configmaps']),
@@ -143,6 +160,8 @@ export function bootstrapClusterRoles(): KObject[] {
       rule(['update', 'patch'], [KOVA], ['migrations/status']),
       rule(['create', 'patch', 'update'], [''], ['events']),
       rule(['create', 'patch', 'update'], ['events.k8s.io'], ['events']),
+      // Delegated authentication and authorization of its /metrics scrapers (kube's system:node has them too).
+      ...AUTH_DELEGATION,
     ]),
   ];
 }
@@ -156,6 +175,7 @@ export function bootstrapClusterRoleBindings(): KObject[] {
     crb('kova:catalog-reader', 'kova:catalog-reader', [['Group', SYSTEM_AUTHENTICATED]]),
     crb(CONTROLLER_MANAGER_USER, CONTROLLER_MANAGER_USER, [['User', CONTROLLER_MANAGER_USER]]),
     crb('system:kova:node', 'system:kova:node', [['Group', NODES_GROUP]]),
+    crb(MONITORING_ROLE, MONITORING_ROLE, [['Group', MONITORING_GROUP]]),
   ];
 }
 

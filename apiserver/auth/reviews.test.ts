@@ -1,6 +1,7 @@
 // The review endpoints on a real API server (real etcd), with a small rule-table authorizer: each
 // review is authorized as a create of its resource, answers for the right user, reads JSON and
-// the protobuf kubectl sends, and refuses malformed specs with 422s naming the field.
+// the protobuf kubectl sends, and refuses malformed specs with 422s naming the field. TokenReview
+// rows are ported from kube's pkg/registry/authentication/tokenreview (storage.go and its test).
 import { startTestResourceStore } from '../../testing/resource-store.js';
 import type { TestResourceStore } from '../../testing/resource-store.js';
 import { after, before, describe, test } from 'node:test';
@@ -12,7 +13,7 @@ import { Store } from '../../store/store.js';
 import type { TestEtcd } from '../../testing/etcd.js';
 import { ResourceStore } from '../resource-store.js';
 import { ApiServer } from '../server.js';
-import { Reviews } from './reviews.js';
+import { REVIEW_RESOURCES, Reviews } from './reviews.js';
 import type { Authenticator, Authorizer, PolicyRule, RequestAttributes, RuleResolver, UserInfo } from './types.js';
 import { SYSTEM_AUTHENTICATED } from './types.js';
 
@@ -26,6 +27,7 @@ const GRANTS: Record<string, Array<[string, string, string, string]>> = {
   ],
   boss: [['create', 'authorization.k8s.io', 'subjectaccessreviews', '*']],
   bob: [['get', 'kova.dev', 'flavors', '*']],
+  delegator: [['create', 'authentication.k8s.io', 'tokenreviews', '*']],
 };
 
 const tableAuthorizer: Authorizer & RuleResolver = {
@@ -56,6 +58,24 @@ const headerAuth: Authenticator = {
   },
 };
 
+/** Bearer tokens TokenReview asks about: a table, and one whose check fails (a broken token store). */
+const tokenTable: Authenticator = {
+  authenticate(req) {
+    const token = /^Bearer (.*)$/.exec(req.headers.authorization ?? '')?.[1];
+    if (token === 'broken') throw new Error('token store unavailable');
+    if (token !== 'prom-token') return undefined;
+    return { name: 'prometheus', uid: 'uid-prom', groups: ['system:monitoring', SYSTEM_AUTHENTICATED], extra: { 'authentication.kova.dev/token-id': ['abc'] } };
+  },
+};
+/** Asked after the table: sees only the token (no client certificate, no other header of the caller). */
+const seen: Array<{ headers: string[]; socket: unknown }> = [];
+const recorder: Authenticator = {
+  authenticate(req) {
+    seen.push({ headers: Object.keys(req.headers), socket: (req.socket as { encrypted?: boolean }).encrypted });
+    return undefined;
+  },
+};
+
 let env: TestResourceStore;
 let store: Store;
 let server: ApiServer;
@@ -66,7 +86,7 @@ before(async () => {
   store = env.store;
   const registry = env.registry;
   const resources = env.resources;
-  server = new ApiServer({ registry, resources, token: 'admin-token-for-tests', authenticators: [headerAuth], authorizer: tableAuthorizer, reviews: new Reviews({ rules: tableAuthorizer }) });
+  server = new ApiServer({ registry, resources, token: 'admin-token-for-tests', authenticators: [headerAuth], authorizer: tableAuthorizer, reviews: new Reviews({ rules: tableAuthorizer, tokenAuthenticators: [tokenTable, recorder] }) });
   port = (await server.listen('127.0.0.1', 0)).port;
 });
 
@@ -238,6 +258,73 @@ describe('SelfSubjectRulesReview and SelfSubjectReview', () => {
   });
 });
 
+const TR = '/apis/authentication.k8s.io/v1/tokenreviews';
+const tr = (spec: Record<string, unknown>) => JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec });
+
+describe('TokenReview', () => {
+  test('a valid token: authenticated, with its user', async () => {
+    const r = await post(TR, 'delegator', tr({ token: 'prom-token' }));
+    assert.equal(r.code, 201, JSON.stringify(r.json));
+    assert.equal(r.json.kind, 'TokenReview');
+    assert.equal(r.json.apiVersion, 'authentication.k8s.io/v1');
+    assert.deepEqual(r.json.status, {
+      authenticated: true,
+      user: { username: 'prometheus', uid: 'uid-prom', groups: ['system:monitoring', SYSTEM_AUTHENTICATED], extra: { 'authentication.kova.dev/token-id': ['abc'] } },
+    });
+  });
+
+  test('an unknown token: not authenticated, an empty user, no error', async () => {
+    seen.length = 0;
+    const r = await post(TR, 'delegator', tr({ token: 'made-up' }));
+    assert.equal(r.code, 201);
+    assert.deepEqual(r.json.status, { user: {} });
+    // The authenticators saw a request with nothing but the token (not the caller's headers or socket).
+    assert.deepEqual(seen, [{ headers: ['authorization'], socket: undefined }]);
+  });
+
+  test('audiences asked about come back with an authenticated answer (kova tokens fit any audience)', async () => {
+    const r = await post(TR, 'delegator', tr({ token: 'prom-token', audiences: ['api', 'kubernetes'] }));
+    assert.deepEqual(r.json.status.audiences, ['api', 'kubernetes']);
+    assert.deepEqual(r.json.spec.audiences, ['api', 'kubernetes']);
+    const unknown = await post(TR, 'delegator', tr({ token: 'made-up', audiences: ['api'] }));
+    assert.equal(unknown.json.status.audiences, undefined);
+  });
+
+  test('an authenticator that fails: status.error, not authenticated, still 201', async () => {
+    const r = await post(TR, 'delegator', tr({ token: 'broken' }));
+    assert.equal(r.code, 201);
+    assert.deepEqual(r.json.status, { user: {}, error: 'token store unavailable' });
+  });
+
+  test('spec.token is required: a 422 naming it', async () => {
+    for (const body of [tr({}), tr({ token: '' }), '{}']) {
+      const r = await post(TR, 'delegator', body);
+      assert.equal(r.code, 422, body);
+      assert.equal(r.json.reason, 'Invalid');
+      assert.equal(r.json.details.causes[0].field, 'spec.token');
+      assert.match(r.json.message, /token is required for TokenReview/);
+    }
+  });
+
+  test('a token or audiences of the wrong type, or the wrong kind, is a 400', async () => {
+    assert.equal((await post(TR, 'delegator', tr({ token: 7 }))).code, 400);
+    assert.equal((await post(TR, 'delegator', tr({ token: 'prom-token', audiences: 'api' }))).code, 400);
+    assert.equal((await post(TR, 'delegator', '{"kind": "SelfSubjectReview", "spec": {"token": "x"}}')).code, 400);
+  });
+
+  test('asking needs create on tokenreviews: 403 in Kubernetes wording', async () => {
+    const r = await post(TR, 'alice', tr({ token: 'prom-token' }));
+    assert.equal(r.code, 403);
+    assert.equal(r.json.message, 'tokenreviews.authentication.k8s.io is forbidden: User "alice" cannot create resource "tokenreviews" in API group "authentication.k8s.io" at the cluster scope: not in the table');
+  });
+
+  test('without token authenticators every token is unauthenticated (kube without a token authenticator)', async () => {
+    const r = REVIEW_RESOURCES.find((x) => x.kind === 'TokenReview')!;
+    const answer = await new Reviews().answer(r, { spec: { token: 'prom-token' } }, { name: 'x', groups: [] }, tableAuthorizer);
+    assert.deepEqual(answer.status, { user: {} });
+  });
+});
+
 describe('discovery', () => {
   test('the review groups and resources are listed everywhere kubectl looks', async () => {
     const groups = await get('/apis');
@@ -246,7 +333,10 @@ describe('discovery', () => {
     const authz = await get('/apis/authorization.k8s.io/v1');
     assert.deepEqual((authz.resources as Array<{ name: string }>).map((r) => r.name).sort(), ['selfsubjectaccessreviews', 'selfsubjectrulesreviews', 'subjectaccessreviews']);
     const authn = await get('/apis/authentication.k8s.io/v1');
-    assert.deepEqual(authn.resources, [{ name: 'selfsubjectreviews', singularName: 'selfsubjectreview', namespaced: false, kind: 'SelfSubjectReview', verbs: ['create'] }]);
+    assert.deepEqual(authn.resources, [
+      { name: 'selfsubjectreviews', singularName: 'selfsubjectreview', namespaced: false, kind: 'SelfSubjectReview', verbs: ['create'] },
+      { name: 'tokenreviews', singularName: 'tokenreview', namespaced: false, kind: 'TokenReview', verbs: ['create'] },
+    ]);
     const agg = await new Promise<Record<string, any>>((resolve, reject) => {
       http.get({ host: '127.0.0.1', port, path: '/apis', headers: { 'X-Test-User': 'alice', Accept: 'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList' } }, (res) => {
         let t = '';
@@ -255,7 +345,7 @@ describe('discovery', () => {
       }).on('error', reject);
     });
     const item = (agg.items as Array<Record<string, any>>).find((i) => i.metadata.name === 'authentication.k8s.io')!;
-    assert.equal(item.versions[0].resources[0].resource, 'selfsubjectreviews');
+    assert.deepEqual(item.versions[0].resources.map((x: { resource: string }) => x.resource), ['selfsubjectreviews', 'tokenreviews']);
     assert.ok((agg.items as Array<Record<string, any>>).some((i) => i.metadata.name === 'rbac.authorization.k8s.io'));
   });
 });

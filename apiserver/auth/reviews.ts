@@ -1,15 +1,19 @@
 // The review endpoints, as kube-apiserver serves them: SelfSubjectAccessReview (`kubectl auth
 // can-i`), SubjectAccessReview (the same question about someone else, for those allowed to ask),
-// SelfSubjectRulesReview (`kubectl auth can-i --list`) and SelfSubjectReview (`kubectl auth
-// whoami`). Each is a create-only resource of its group, so asking is itself authorized: the
-// bootstrap role system:basic-user lets every authenticated user ask about themselves.
+// SelfSubjectRulesReview (`kubectl auth can-i --list`), SelfSubjectReview (`kubectl auth
+// whoami`) and TokenReview (whose is this bearer token: what a process serving its own /metrics
+// asks, with a SubjectAccessReview, to authenticate and authorize its scrapers without holding
+// any user data itself, as kube-controller-manager's delegated authentication does). Each is a
+// create-only resource of its group, so asking is itself authorized: the bootstrap role
+// system:basic-user lets every authenticated user ask about themselves, system:auth-delegator
+// (and kova's component roles) about others.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FieldCause } from '../../api/types.js';
 import { BODY_TIMEOUT_MS, checkObjectBody, parseObjectBody, readBodyBytes } from '../request.js';
 import { ApiError, badRequest, invalid } from '../status.js';
 import { forbiddenError } from './forbidden.js';
 import type { ReviewHandler } from './hooks.js';
-import type { Authorizer, PolicyRule, RequestAttributes, RuleResolver, UserInfo } from './types.js';
+import type { Authenticator, Authorizer, PolicyRule, RequestAttributes, RuleResolver, UserInfo } from './types.js';
 
 export const AUTHORIZATION_GROUP = 'authorization.k8s.io';
 export const AUTHENTICATION_GROUP = 'authentication.k8s.io';
@@ -28,6 +32,7 @@ export const REVIEW_RESOURCES: readonly ReviewResource[] = [
   { group: AUTHORIZATION_GROUP, version: 'v1', resource: 'selfsubjectrulesreviews', singular: 'selfsubjectrulesreview', kind: 'SelfSubjectRulesReview' },
   { group: AUTHORIZATION_GROUP, version: 'v1', resource: 'subjectaccessreviews', singular: 'subjectaccessreview', kind: 'SubjectAccessReview' },
   { group: AUTHENTICATION_GROUP, version: 'v1', resource: 'selfsubjectreviews', singular: 'selfsubjectreview', kind: 'SelfSubjectReview' },
+  { group: AUTHENTICATION_GROUP, version: 'v1', resource: 'tokenreviews', singular: 'tokenreview', kind: 'TokenReview' },
 ];
 
 const BY_PATH = new Map(REVIEW_RESOURCES.map((r) => [`/apis/${r.group}/${r.version}/${r.resource}`, r]));
@@ -39,6 +44,13 @@ const strOf = (v: unknown): string => (typeof v === 'string' ? v : '');
 export interface ReviewOptions {
   /** The rules of a user (SelfSubjectRulesReview); without one, rules reviews answer incomplete. */
   rules?: RuleResolver;
+  /**
+   * The bearer-token authenticators TokenReview asks, in order (the admin token, kova user
+   * tokens: the API server's own chain without client certificates, which a token cannot carry).
+   * Without them a TokenReview is answered unauthenticated, as kube-apiserver does without a
+   * token authenticator.
+   */
+  tokenAuthenticators?: Authenticator[];
   bodyTimeoutMs?: number;
 }
 
@@ -62,14 +74,14 @@ export class Reviews implements ReviewHandler {
     const bytes = await readBodyBytes(req, this.opts.bodyTimeoutMs ?? BODY_TIMEOUT_MS);
     const body = (bytes.length ? parseObjectBody(req.headers['content-type'], bytes) : {}) as Rec;
     checkObjectBody(body);
-    const answer = this.answer(r, body, user, authorizer);
+    const answer = await this.answer(r, body, user, authorizer);
     const text = JSON.stringify(answer);
     res.writeHead(201, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
     res.end(text);
   }
 
   /** The review with its status filled in (exported through serve; public for unit tests). */
-  answer(r: ReviewResource, body: Rec, user: UserInfo, authorizer: Authorizer): Rec {
+  async answer(r: ReviewResource, body: Rec, user: UserInfo, authorizer: Authorizer): Promise<Rec> {
     const apiVersion = `${r.group}/${r.version}`;
     if (body.apiVersion !== undefined && body.apiVersion !== apiVersion) {
       throw badRequest(`the API version in the data (${String(body.apiVersion)}) does not match the expected API version (${apiVersion})`);
@@ -94,6 +106,8 @@ export class Reviews implements ReviewHandler {
       }
       case 'SelfSubjectRulesReview':
         return out(this.rulesStatus(spec, user));
+      case 'TokenReview':
+        return out(await this.tokenStatus(r, spec));
       default:
         throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     }
@@ -108,6 +122,43 @@ export class Reviews implements ReviewHandler {
     const status: Rec = { ...rulesJson(rules), incomplete };
     if (errors.length) status.evaluationError = errors.join(', ');
     return status;
+  }
+
+  /**
+   * Who the token of spec.token is, as kube's tokenreview REST storage answers: the token
+   * authenticators see a request carrying nothing but that token; an authenticator's failure is
+   * status.error, not a failed review. kova's tokens carry no audience, so they are good for
+   * any audience asked about (kube's audience-agnostic authenticators answer the same).
+   */
+  private async tokenStatus(r: ReviewResource, spec: Rec): Promise<Rec> {
+    if (spec.token !== undefined && typeof spec.token !== 'string') {
+      throw badRequest(`the request body could not be decoded: spec.token: expected a string, got ${typeof spec.token}`);
+    }
+    const audiences = spec.audiences ?? [];
+    if (!Array.isArray(audiences) || audiences.some((a) => typeof a !== 'string')) {
+      throw badRequest('the request body could not be decoded: spec.audiences: expected an array of strings');
+    }
+    const token = strOf(spec.token);
+    if (!token) {
+      throw invalid({ group: r.group, plural: r.resource, kind: r.kind }, '', [
+        { reason: 'FieldValueRequired', field: 'spec.token', message: 'Required value: token is required for TokenReview in authentication' },
+      ]);
+    }
+    const authenticators = this.opts.tokenAuthenticators ?? [];
+    if (!authenticators.length) return { user: {} };
+    // A request with nothing but the token: no client certificate, no impersonation headers.
+    const tokenOnly = { headers: { authorization: `Bearer ${token}` }, socket: {} } as unknown as IncomingMessage;
+    let found: UserInfo | undefined;
+    try {
+      for (const a of authenticators) {
+        found = await a.authenticate(tokenOnly);
+        if (found) break;
+      }
+    } catch (e) {
+      return { user: {}, error: e instanceof Error ? e.message : String(e) };
+    }
+    if (!found) return { user: {} };
+    return { authenticated: true, user: userInfoJson(found), ...(audiences.length ? { audiences } : {}) };
   }
 }
 
