@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import type { Flavor, Host, Instance, Migration, Volume, VolumeType } from '../../api/kinds/index.js';
 import { MIGRATIONS, VOLUMES, VOLUME_TYPES } from '../../api/kinds/index.js';
@@ -24,6 +26,7 @@ import { createReadySimImage } from '../sim-image.js';
 import { domainName } from '../driver.js';
 import type { MigrationProgress } from '../driver.js';
 
+const run = promisify(execFile);
 const NS = 'rssim';
 const HOST_NAMES = ['rs-0', 'rs-1', 'rs-2'];
 
@@ -225,6 +228,25 @@ describe('agent restarts during migrations on simulated hosts', () => {
     await runsOn(name, 'rs-1');
     assert.ok(await hasDomain('rs-1', name));
     assert.equal(drivers.get('rs-1')!.calls.destroy, destroys, 'no domain destroyed on the target');
+  });
+
+  it('the controllers process is killed during the transfer (kova up starts it again): the migration completes, and only the target keeps the allocation', async () => {
+    const name = await newInstance('g', 'rs-0');
+    // 256 MiB at 32 MiB/s: 8 s, long enough to kill the controllers mid-transfer.
+    const m = await migrate(name, { targetHost: 'rs-1', bandwidth: '32Mi' });
+    await phase(m, 'Running');
+    const components = async () => (await run('pgrep', ['-P', String(kova.proc.pid), '-f', 'components'])).stdout.trim();
+    const before = await components();
+    assert.match(before, /^\d+$/, 'one components child of kova up');
+    process.kill(Number(before), 'SIGKILL');
+    await eventually(async () => /^\d+$/.test(await components().catch(() => '')) && (await components()) !== before, 30_000, 'kova up restarted the controllers');
+    const ok = await phase(m, 'Succeeded', 60_000);
+    assert.equal(ok.status?.targetHost, 'rs-1');
+    await runsOn(name, 'rs-1');
+    assert.ok(await hasDomain('rs-1', name));
+    assert.ok(!(await hasDomain('rs-0', name)));
+    const uid = (await inst(name)).metadata.uid!;
+    await eventually(async () => JSON.stringify(await hostsWith(uid)) === JSON.stringify(['rs-1']), 20_000, 'the source released its allocation');
   });
 
   it('the source host is lost during the transfer: the controller ends it Failed (SourceLost); its agent, back, aborts the leftover job and the guest runs there', async () => {
