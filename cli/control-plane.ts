@@ -6,7 +6,6 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { defaultCrdDir, Registry } from '../api/registry.js';
-import { nowRFC3339 } from '../api/types.js';
 import { Validator } from '../api/validation.js';
 import { ensureEtcdPki, ensurePki, writeKubeconfig } from '../apiserver/pki.js';
 import { ResourceStore } from '../apiserver/resource-store.js';
@@ -45,6 +44,10 @@ export interface ControlPlaneOptions {
   /** Requests in flight per API server process before 429 (default 400 read-only, 200 mutating). */
   inflight?: InflightLimits;
   log?: (msg: string) => void;
+  /** API workers log their internal events too (kova up -v); default: whether `log` is set. */
+  verbose?: boolean;
+  /** Receives each line etcd writes (its own JSON); default: `log` with an "etcd: " prefix. */
+  etcdLog?: (line: string) => void;
   /** Progress lines for long steps (what `kova up` prints). */
   step?: (msg: string) => void;
   /** Called with the pid of each local etcd started (kova up records it in its lock file). */
@@ -104,7 +107,7 @@ async function startLocalEtcd(opts: ControlPlaneOptions, log: (m: string) => voi
   const members = opts.etcdMembers ?? 1;
   const pki = await ensureEtcdPki(join(opts.dataDir, 'pki'));
   const tlsFiles: EtcdTlsFiles = { cafile: pki.caFile, certfile: pki.clientCertFile, keyfile: pki.clientKeyFile };
-  const common = { log: (l: string) => log(`etcd: ${l}`), restartOnCrash: true, tls: pki };
+  const common = { log: opts.etcdLog ?? ((l: string) => log(`etcd: ${l}`)), restartOnCrash: true, tls: pki };
   if (members === 1) {
     if (existsSync(join(dir, 'cluster.json'))) {
       throw new Error(`${dir} holds a multi-member local etcd: start with the --etcd-members it was created with (see ${join(dir, 'cluster.json')})`);
@@ -175,7 +178,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         // File paths, not key bytes: each worker reads them (keys stay out of env and argv).
         etcd: { endpoints, tlsFiles, keepaliveTimeMs: opts.etcdKeepaliveTimeMs, keepaliveTimeoutMs: opts.etcdKeepaliveTimeoutMs },
         crdDir: opts.crdDir ?? defaultCrdDir(), host, port, tls, token: pki?.token, caCert: pki?.caCert, dataDir: opts.dataDir,
-        bookmarkIntervalMs: opts.bookmarkIntervalMs, inflight: opts.inflight, verbose: !!opts.log,
+        bookmarkIntervalMs: opts.bookmarkIntervalMs, inflight: opts.inflight, verbose: opts.verbose ?? !!opts.log,
       }, log);
       stops.push(() => workers.stop());
       addr = { port: workers.port };
@@ -191,7 +194,6 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     const url = `${pki ? 'https' : 'http'}://${shownHost}:${addr.port}`;
     const kubeconfig = join(opts.dataDir, 'kubeconfig');
     await writeKubeconfig(kubeconfig, url, pki);
-    log(`api server listening on ${url} (${nowRFC3339()})`);
     return { url, kubeconfig, token: pki?.token, caCert: pki?.caCert, etcdEndpoints: endpoints, etcd: connection, etcdTlsFiles: tlsFiles, etcdPids, apiserver, resources, stop };
   } catch (e) {
     await stop();

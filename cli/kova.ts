@@ -4,6 +4,7 @@
 import { mkdir } from 'node:fs/promises';
 import { availableParallelism, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
+import cluster from 'node:cluster';
 import { setMaxListeners } from 'node:events';
 import { parseArgs } from 'node:util';
 import { isIP } from 'node:net';
@@ -28,6 +29,10 @@ import { seedQuotaDefaults } from '../controllers/namespace/default-quota.js';
 import type { Supervised } from './supervise.js';
 import { MAX_LOCAL_HOSTS } from './local-hosts-config.js';
 import type { LocalHost, LocalHosts } from './local-hosts.js';
+import { componentLogger, logFunction } from '../lib/log.js';
+import type { Logger } from '../lib/log.js';
+import { logToFiles, logToStderr, verbosity, verbosityArgs, VERBOSITY_FLAGS } from './process-logging.js';
+import type { LogFiles } from './process-logging.js';
 
 const HELP = `kova — a Kubernetes-style control plane for virtual machines
 
@@ -108,7 +113,14 @@ Flags:
   --api-workers N          API server processes sharing the port (default: cores - 2, at
                            least 1 and at most 8: etcd and the controllers need a core each)
   --insecure               plain HTTP without authentication (local debugging only)
-  -v, --verbose            log internal events to stderr
+  -v, --verbose            log internal events (debug level) and show every log line on
+                           the terminal, readable
+  --v N                    klog-style verbosity: 0 (default), 1 like -v, 2 adds one line per
+                           API request (user, verb, resource, code, latency)
+
+Logs: every process logs JSON lines (level, time, component); kova up writes its own and its
+children's to DIR/logs (apiserver.log, components.log, etcd.log; each rotated at 20 MiB to
+NAME.log.1) and shows warnings and errors on the terminal. See docs/observability.md.
 
 After "ready", use:  export KUBECONFIG=DIR/kubeconfig; kubectl get kova
 `;
@@ -136,7 +148,7 @@ const FLAGS = {
   'kube-api-qps': { type: 'string' },
   'kube-api-burst': { type: 'string' },
   insecure: { type: 'boolean', default: false },
-  verbose: { type: 'boolean', short: 'v', default: false },
+  ...VERBOSITY_FLAGS,
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
@@ -202,8 +214,13 @@ function clientRateArgs(values: { 'kube-api-qps'?: string; 'kube-api-burst'?: st
   return out;
 }
 
+/** Where say() also logs its line (the process's own log), once the process configured one. */
+let sayLog: Logger | undefined;
+
+/** Progress for people: a plain line on stdout, and the same as JSON in the process's log. */
 function say(msg: string) {
   process.stdout.write(`kova: ${msg}\n`);
+  sayLog?.info(msg);
 }
 
 async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
@@ -239,12 +256,17 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
     if (values.driver !== 'libvirt') throw new Error('--hosts runs real libvirt hosts: it needs --driver libvirt (--sim-hosts is for simulated ones)');
     if (!agents) throw new Error(what === 'up' ? '--hosts runs a node agent per host: it cannot go with --no-agents' : '--hosts is for kova up');
   }
-  const verbose = values.verbose;
-  const log = verbose ? (m: string) => process.stderr.write(`${m}\n`) : () => undefined;
+  const vb = verbosity(values);
+  const verbose = vb.verbose || vb.v >= 1;
   const apiWorkers = values['api-workers'] === undefined ? defaultApiWorkers(availableParallelism()) : Number(values['api-workers']);
   if (!Number.isInteger(apiWorkers) || apiWorkers < 1 || apiWorkers > 64) throw new Error(`--api-workers must be an integer from 1 to 64, got ${values['api-workers']}`);
   // One kova per data dir: refuse when one runs, clean up after one that died.
   await mkdir(dataDir, { recursive: true });
+  // JSON logs into DIR/logs; the terminal keeps the progress lines (and warnings, readable).
+  const { logs } = logToFiles(dataDir, vb);
+  sayLog = componentLogger(`kova-${what}`);
+  captureApiWorkerOutput(logs, vb);
+  say(`logs in ${logs.dir}`);
   const lock = await InstanceLock.acquire(dataDir, say);
   process.on('exit', () => lock.release());
   say('checking host dependencies');
@@ -284,7 +306,11 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
       inflight,
       insecure: values.insecure,
       step: say,
-      log: verbose ? log : undefined,
+      // Errors and warnings of the API server and its workers; internal events with -v.
+      log: logFunction(componentLogger('apiserver'), 'warn'),
+      verbose,
+      // etcd warns about its own setup on every start (simple tokens): the terminal shows its errors only.
+      etcdLog: (line) => logs.line('etcd', 'etcd', line, 'error'),
       onEtcdSpawn: (pid) => lock.record('etcd', pid),
     });
     const controllersOn = what === 'up' && !values['no-controllers'];
@@ -306,7 +332,7 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
       if (!controllersOn) args.push('--no-controllers');
       if (!agents) args.push('--no-agents');
       if (hosts) args.push('--hosts', String(hosts.hosts.length));
-      if (verbose) args.push('--verbose');
+      args.push(...verbosityArgs(vb));
       args.push(...clientRateArgs(values));
       if (controllersOn) say('starting controllers (scheduler, instance, host, network, image, garbage collector, namespace; leader-elected)');
       if (agents) {
@@ -314,7 +340,8 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
           : hosts ? `starting the node agents of ${hosts.hosts.map((h) => h.name).join(', ')} (libvirt)`
           : `starting the node agent for host ${agentHostName()} (libvirt)`);
       }
-      child = await superviseComponents(args, say, (pid) => lock.record('components', pid));
+      // Its JSON logs (stderr) go to DIR/logs/components.log.
+      child = await superviseComponents(args, say, (pid) => lock.record('components', pid), (stderr) => logs.pipe(stderr, 'components', 'components'));
     }
     say(`ready: API server at ${cp.url}`);
     say(`kubeconfig: ${cp.kubeconfig}`);
@@ -325,6 +352,28 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
     await stopAll();
     throw e;
   }
+}
+
+/** Verbosity of the API workers, which start without flags (kova api-worker reads it back). */
+const WORKER_VERBOSITY_ENV = 'KOVA_API_WORKER_V';
+
+/**
+ * API workers (node:cluster) would write straight to kova up's terminal: they are forked silent
+ * instead, and their JSON lines (and any raw last-resort message) go to apiserver.log like the
+ * primary's own. cluster keeps these settings when api-workers.ts sets its exec and args.
+ */
+function captureApiWorkerOutput(logs: LogFiles, vb: { verbose: boolean; v: number }): void {
+  process.env[WORKER_VERBOSITY_ENV] = `${vb.verbose ? 1 : 0},${vb.v}`;
+  cluster.setupPrimary({ silent: true });
+  cluster.on('fork', (w) => {
+    if (w.process.stdout) logs.pipe(w.process.stdout, 'apiserver', 'apiserver');
+    if (w.process.stderr) logs.pipe(w.process.stderr, 'apiserver', 'apiserver');
+  });
+}
+
+function workerVerbosity(): { verbose: boolean; v: number } {
+  const [verbose, v] = (process.env[WORKER_VERBOSITY_ENV] ?? '0,0').split(',');
+  return verbosity({ verbose: verbose === '1', v: v ?? '0' });
 }
 
 /** DevStack-style defaults: flavors, and with libvirt the public test image `tiny`. */
@@ -395,14 +444,16 @@ function untilSignal(ac: AbortController, done: () => Promise<unknown>) {
 }
 
 async function controllers(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, id: { type: 'string' }, 'data-dir': { type: 'string' }, verbose: { type: 'boolean', short: 'v', default: false }, ...CLIENT_RATE_FLAGS } });
+  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, id: { type: 'string' }, 'data-dir': { type: 'string' }, ...VERBOSITY_FLAGS, ...CLIENT_RATE_FLAGS } });
+  logToStderr(verbosity(values));
+  sayLog = componentLogger('controller-manager');
   const ac = new AbortController();
   setMaxListeners(10_000, ac.signal);
   const cm = startControllerManager({
     kubeconfig: kubeconfigFrom(values.kubeconfig), signal: ac.signal, identity: values.id, clientOptions: clientRate(values),
     // The image controller imports into DIR/images (the image store agents read from).
     dataDir: values['data-dir'] ?? defaultDataDir(),
-    log: (m) => process.stderr.write(`${m}\n`),
+    log: logFunction(componentLogger('controller-manager')),
     onLeadership: (leading) => say(leading ? 'leading: controllers running' : 'not leading'),
   });
   untilSignal(ac, () => cm.done);
@@ -410,12 +461,14 @@ async function controllers(argv: string[]): Promise<void> {
 }
 
 async function agent(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, host: { type: 'string' }, driver: { type: 'string', default: 'libvirt' }, 'data-dir': { type: 'string' }, 'lease-duration': { type: 'string', default: '40' }, network: { type: 'boolean', default: false }, netns: { type: 'string' }, 'tunnel-ip': { type: 'string' }, ...CLIENT_RATE_FLAGS } });
+  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, host: { type: 'string' }, driver: { type: 'string', default: 'libvirt' }, 'data-dir': { type: 'string' }, 'lease-duration': { type: 'string', default: '40' }, network: { type: 'boolean', default: false }, netns: { type: 'string' }, 'tunnel-ip': { type: 'string' }, ...VERBOSITY_FLAGS, ...CLIENT_RATE_FLAGS } });
+  logToStderr(verbosity(values));
   const leaseDurationS = Number(values['lease-duration']);
   if (!Number.isInteger(leaseDurationS) || leaseDurationS < 2) throw new Error(`--lease-duration must be a whole number of seconds >= 2, got ${values['lease-duration']}`);
   const host = values.host ?? agentHostName();
   if (!isDNS1123LabelOK(host)) throw new Error(`--host must be a DNS label (lowercase letters, digits, '-'), got ${JSON.stringify(host)}`);
   if (values.driver !== 'libvirt' && values.driver !== 'sim') throw new Error(`--driver must be libvirt or sim, got ${values.driver}`);
+  sayLog = componentLogger('agent', { host });
   if (values.driver === 'libvirt') await ensureHostDeps({ etcd: false, libvirt: true }, say);
   const ac = new AbortController();
   setMaxListeners(10_000, ac.signal);
@@ -428,7 +481,7 @@ async function agent(argv: string[]): Promise<void> {
     netns: values.netns, tunnelIP: values['tunnel-ip'], portDevice: values.driver === 'sim' ? 'veth' as const : 'tap' as const,
     stateDir: join(values['data-dir'] ?? defaultDataDir(), 'network', host),
   } : undefined;
-  const a = await runAgent({ kubeconfig: kubeconfigFrom(values.kubeconfig), clientOptions: clientRate(values), hostName: host, driver, leaseDurationS, heartbeatS: Math.max(1, Math.floor(leaseDurationS / 4)), network, signal: ac.signal, log: (m) => process.stderr.write(`${m}\n`) });
+  const a = await runAgent({ kubeconfig: kubeconfigFrom(values.kubeconfig), clientOptions: clientRate(values), hostName: host, driver, leaseDurationS, heartbeatS: Math.max(1, Math.floor(leaseDurationS / 4)), network, signal: ac.signal, log: logFunction(componentLogger('agent', { host })) });
   untilSignal(ac, () => a.done());
   say(`ready: agent for host ${host} (${values.driver})`);
 }
@@ -450,7 +503,7 @@ async function components(argv: string[]): Promise<void> {
     options: {
       kubeconfig: { type: 'string' }, 'data-dir': { type: 'string' }, driver: { type: 'string', default: 'libvirt' },
       'sim-hosts': { type: 'string', default: '3' }, 'no-controllers': { type: 'boolean', default: false },
-      'no-agents': { type: 'boolean', default: false }, verbose: { type: 'boolean', short: 'v', default: false },
+      'no-agents': { type: 'boolean', default: false }, ...VERBOSITY_FLAGS,
       hosts: { type: 'string' },
       'controllers-kubeconfig': { type: 'string' }, 'node-kubeconfig-dir': { type: 'string' },
       ...CLIENT_RATE_FLAGS,
@@ -459,7 +512,12 @@ async function components(argv: string[]): Promise<void> {
   const clientOptions = clientRate(values);
   const kubeconfig = kubeconfigFrom(values.kubeconfig);
   const dataDir = values['data-dir'] ?? defaultDataDir();
-  const log = values.verbose ? (m: string) => process.stderr.write(`${m}\n`) : () => undefined;
+  // JSON on stderr, which kova up writes to DIR/logs/components.log. The components' internal
+  // events are debug lines: in the log with -v (as -v always showed them).
+  logToStderr(verbosity(values));
+  sayLog = componentLogger('components');
+  const cmLog = logFunction(componentLogger('controller-manager'), 'debug');
+  const log = logFunction(componentLogger('agent'), 'debug');
   const ac = new AbortController();
   setMaxListeners(10_000, ac.signal); // every informer, queue and agent listens on it
   let cm: ControllerManager | undefined;
@@ -469,7 +527,7 @@ async function components(argv: string[]): Promise<void> {
   // Each component's own identity when kova up made them; the admin kubeconfig otherwise.
   const nodeDir = values['node-kubeconfig-dir'];
   const nodeConfig = (host: string) => (nodeDir ? nodeKubeconfig(nodeDir, host) : kubeconfig);
-  if (!values['no-controllers']) cm = startControllerManager({ kubeconfig: values['controllers-kubeconfig'] ?? kubeconfig, clientOptions, signal: ac.signal, log, dataDir });
+  if (!values['no-controllers']) cm = startControllerManager({ kubeconfig: values['controllers-kubeconfig'] ?? kubeconfig, clientOptions, signal: ac.signal, log: cmLog, dataDir });
   if (!values['no-agents']) {
     if (values.driver === 'sim') {
       // The shared watches read as the first host; each agent writes as itself.
@@ -532,6 +590,7 @@ async function main(argv: string[]): Promise<void> {
     case 'components':
       return components(rest);
     case 'api-worker':
+      logToStderr(workerVerbosity());
       return runApiWorker();
     case undefined:
     case '-h':

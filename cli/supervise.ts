@@ -1,10 +1,12 @@
 // `kova up` runs the controllers and node agents as a child process (`kova components`) and
 // keeps it alive: restarted with back-off when it dies, stopped with SIGTERM (then SIGKILL)
-// when kova up stops. Its output is passed through. The child also gets an IPC channel it
+// when kova up stops. Its progress lines (stdout) are passed through; its JSON logs (stderr) go
+// where kova up says (DATA_DIR/logs/components.log), or to kova up's stderr. The child also gets an IPC channel it
 // never uses for messages: the channel closes when kova up dies however it dies (even
 // SIGKILL), and the child stops on that 'disconnect' instead of living on as an orphan.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { KOVA_MAIN } from './paths.js';
 
 export interface Supervised {
@@ -18,15 +20,19 @@ const STOP_TIMEOUT_MS = 20_000;
 /** V8 young-generation size for the busy components process: fewer scavenges under load. */
 const NODE_ARGS = ['--max-semi-space-size=32'];
 
-/** onSpawn: called with each child's pid (first start and restarts), undefined once it exited. */
-export function superviseComponents(args: string[], say: (m: string) => void, onSpawn?: (pid: number | undefined) => void): Promise<Supervised> {
+/**
+ * onSpawn: called with each child's pid (first start and restarts), undefined once it exited.
+ * onStderr: takes each child's stderr (its JSON log lines); without it they go to ours.
+ */
+export function superviseComponents(args: string[], say: (m: string) => void, onSpawn?: (pid: number | undefined) => void, onStderr?: (stderr: Readable) => void): Promise<Supervised> {
   let child: ChildProcess | undefined;
   let stopping = false;
   let restarts = 0;
 
   const start = (onReady?: () => void, onFail?: (e: Error) => void) => {
-    const p = spawn(process.execPath, [...NODE_ARGS, KOVA_MAIN, 'components', ...args], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+    const p = spawn(process.execPath, [...NODE_ARGS, KOVA_MAIN, 'components', ...args], { stdio: ['ignore', 'pipe', onStderr ? 'pipe' : 'inherit', 'ipc'] });
     child = p;
+    if (onStderr && p.stderr) onStderr(p.stderr);
     // The channel must not keep kova up's event loop alive on its own.
     p.channel?.unref();
     if (p.pid !== undefined) onSpawn?.(p.pid);
