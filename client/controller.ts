@@ -3,6 +3,8 @@
 // duplicate or missed events are harmless; a thrown error retries with back-off.
 import type { KObject } from '../api/types.js';
 import type { ApiClient } from './client.js';
+import { ReconcileMetrics } from './controller-metrics.js';
+import type { ReconcileOutcome } from './controller-metrics.js';
 import type { Informer, InformerEvent } from './informer.js';
 import { RateLimitedQueue } from './rate-limited-queue.js';
 import type { RateLimiter } from './rate-limited-queue.js';
@@ -87,6 +89,7 @@ export class Controller {
   readonly stats = { reconciles: 0, errors: 0, terminalErrors: 0, requeues: 0, failures: 0, backoffWaits: 0 };
   private readonly workers: number;
   private readonly log: (msg: string) => void;
+  private readonly metrics: ReconcileMetrics;
   private running?: Promise<void>;
 
   constructor(
@@ -96,7 +99,9 @@ export class Controller {
     this.name = reconciler.name;
     this.workers = opts.workers ?? 2;
     this.log = opts.log ?? ((m) => console.error(m));
-    this.queue = new RateLimitedQueue({ clock: opts.clock, limiter: opts.limiter });
+    // The queue is named after its controller: its workqueue_* metrics carry name=<controller>.
+    this.queue = new RateLimitedQueue({ name: this.name, clock: opts.clock, limiter: opts.limiter });
+    this.metrics = new ReconcileMetrics(this.name);
   }
 
   /** Queues a reconcile of `req` (deduplicated with any already waiting). */
@@ -121,6 +126,7 @@ export class Controller {
     const onAbort = () => this.queue.shutDown();
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
+    this.metrics.started(this.workers);
     const workers = Array.from({ length: this.workers }, () => this.worker(signal));
     this.running = Promise.all(workers).then(() => signal.removeEventListener('abort', onAbort));
     return this.running;
@@ -130,49 +136,59 @@ export class Controller {
     for (;;) {
       const key = await this.queue.get();
       if (key === undefined) return;
+      this.metrics.workerBusy();
+      const t0 = performance.now();
+      let outcome: ReconcileOutcome | undefined;
       try {
-        await this.processOne(key, signal);
+        outcome = await this.processOne(key, signal);
       } finally {
         this.queue.done(key);
+        this.metrics.workerIdle();
+        if (outcome) this.metrics.reconciled(outcome, (performance.now() - t0) / 1000);
       }
     }
   }
 
-  private async processOne(key: string, signal: AbortSignal): Promise<void> {
+  /** Reconciles `key` and requeues it as its result says; returns what happened (undefined: stopping). */
+  private async processOne(key: string, signal: AbortSignal): Promise<ReconcileOutcome | undefined> {
     this.stats.reconciles++;
     try {
       const q = this.queue;
       const ctx: ReconcileContext = { failures: q.numRequeues(key), retryAt: q.retryAt(key), now: q.clock.now() };
       const res = await this.reconciler.reconcile(requestOf(key), signal, ctx);
       if (res?.backoff === 'failed') {
+        // controller-runtime's Requeue: true: retried with the key's rate-limited back-off.
         this.stats.failures++;
         q.addRateLimited(key);
-        return;
+        return 'requeue';
       }
       if (res?.backoff === 'pending') {
         // An event woke the key early: it stays queued for when its back-off ends.
         this.stats.backoffWaits++;
         const at = q.retryAt(key);
         q.addAfter(key, at === undefined ? 0 : at - q.clock.now());
-        return;
+        return 'requeue_after';
       }
       q.forget(key);
       if (res && res.requeueAfterMs !== undefined && res.requeueAfterMs >= 0) {
         this.stats.requeues++;
         this.queue.addAfter(key, res.requeueAfterMs);
+        return 'requeue_after';
       }
+      return 'success';
     } catch (e) {
-      if (signal.aborted) return; // stopping: errors caused by the abort are expected
+      if (signal.aborted) return undefined; // stopping: errors caused by the abort are expected
       if (e instanceof TerminalError) {
         this.stats.terminalErrors++;
         this.queue.forget(key);
         this.log(`${this.name}: ${key}: terminal error, not retrying: ${e.message}`);
-        return;
+        return 'terminal_error';
       }
       this.stats.errors++;
       const n = this.queue.numRequeues(key);
       this.queue.addRateLimited(key);
       this.log(`${this.name}: ${key}: reconcile failed (retry ${n + 1}): ${errorMessage(e)}`);
+      return 'error';
     }
   }
 }

@@ -1,7 +1,7 @@
 // Delaying layer: addAfter(key, ms) keeps (due time, key) entries in a min-heap and arms one
 // timer for the earliest due time. A key already waiting keeps its earlier due time.
 import { realClock, WorkQueue } from './workqueue.js';
-import type { Clock } from './workqueue.js';
+import type { Clock, WorkQueueOptions } from './workqueue.js';
 
 interface Entry {
   due: number;
@@ -17,13 +17,14 @@ export class DelayingQueue extends WorkQueue {
   private timerDue = Infinity;
   private seq = 0;
 
-  constructor(readonly clock: Clock = realClock) {
-    super();
+  constructor(clock: Clock = realClock, opts: Omit<WorkQueueOptions, 'clock'> = {}) {
+    super({ ...opts, clock });
   }
 
-  /** Adds `key` once `ms` have passed (immediately when ms <= 0). */
+  /** Adds `key` once `ms` have passed (immediately when ms <= 0). Counted as a retry, as in client-go. */
   addAfter(key: string, ms: number): void {
     if (this.isShuttingDown()) return;
+    this.metrics?.retry();
     if (ms <= 0) {
       this.add(key);
       return;

@@ -4,10 +4,25 @@
 // machines does not matter); every write is conditional on resourceVersion; the leader renews
 // every retryPeriod and gives up leadership if it could not renew for renewDeadline.
 import type { KObject } from '../api/types.js';
+import { gauge } from '../lib/metrics.js';
 import { StatusError, isAlreadyExists, isConflict, KovaClient, LEASES, NAMESPACES } from './client.js';
 import { errorMessage } from './controller.js';
 
 export const LEADER_NAMESPACE = 'kova-system';
+
+/** client-go's leader election metric (as controller-runtime registers it), by Lease name. */
+const masterStatus = gauge({
+  name: 'leader_election_master_status',
+  help: "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string used to identify the lease. Please make sure to group by name.",
+  labelNames: ['name'] as const,
+});
+/** Electors of this process leading each Lease (tests run several candidates in one process). */
+const leadingHere = new Map<string, number>();
+function setLeading(name: string, delta: number): void {
+  const n = (leadingHere.get(name) ?? 0) + delta;
+  leadingHere.set(name, n);
+  masterStatus.set({ name }, n > 0 ? 1 : 0);
+}
 
 export interface LeaseSpec {
   holderIdentity?: string;
@@ -127,9 +142,11 @@ export class LeaderElector {
    * is not re-campaigned: the caller decides (typically: exit, or call run again).
    */
   async run(signal: AbortSignal, cb: LeaderCallbacks): Promise<void> {
+    setLeading(this.name, 0); // a standby reports 0
     await this.ensureNamespace(signal);
     if (!(await this.acquire(signal, cb))) return;
     this.leading = true;
+    setLeading(this.name, 1);
     const leaderAc = new AbortController();
     let work: Promise<void> = Promise.resolve();
     try {
@@ -139,6 +156,7 @@ export class LeaderElector {
       await this.renewLoop(signal);
     } finally {
       this.leading = false;
+      setLeading(this.name, -1);
       leaderAc.abort(new Error('leadership lost'));
       await work;
       if (signal.aborted && this.releaseOnCancel) await this.release();

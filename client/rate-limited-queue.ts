@@ -3,7 +3,7 @@
 // Callers must forget(key) after a success, or the key's back-off keeps growing.
 import { DelayingQueue } from './delaying-queue.js';
 import { realClock } from './workqueue.js';
-import type { Clock } from './workqueue.js';
+import type { Clock, WorkQueueOptions } from './workqueue.js';
 
 export interface RateLimiter {
   /** Delay before `key` may be retried; counts one more failure for it. */
@@ -93,8 +93,8 @@ export class RateLimitedQueue extends DelayingQueue {
   /** When each backing-off key is due again (clock ms); cleared by forget(). */
   private readonly due = new Map<string, number>();
 
-  constructor(opts: { clock?: Clock; limiter?: RateLimiter } = {}) {
-    super(opts.clock ?? realClock);
+  constructor(opts: WorkQueueOptions & { limiter?: RateLimiter } = {}) {
+    super(opts.clock ?? realClock, { name: opts.name, metricsProvider: opts.metricsProvider });
     this.limiter = opts.limiter ?? defaultControllerRateLimiter(this.clock);
   }
 

@@ -1,12 +1,17 @@
 // Work queue with client-go semantics: keys are deduplicated while waiting, a key is never
 // handed to two workers at once, and a key re-added while a worker holds it is handed out
-// again after that worker calls done().
+// again after that worker calls done(). A named queue reports client-go's workqueue metrics
+// (client/workqueue-metrics.ts); an unnamed one reports nothing.
+import { newQueueMetrics } from './workqueue-metrics.js';
+import type { MetricsProvider, QueueMetrics } from './workqueue-metrics.js';
 
 /** Time source; tests inject a manual one so no test sleeps for real. */
 export interface Clock {
   now(): number;
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
+  /** Monotonic ms with sub-ms precision, for measured durations (default: now()). */
+  monotonicNow?(): number;
 }
 
 export const realClock: Clock = {
@@ -17,9 +22,21 @@ export const realClock: Clock = {
     return t;
   },
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+  monotonicNow: () => performance.now(),
 };
 
+export interface WorkQueueOptions {
+  /** The `name` label of its metrics; without one the queue reports none. */
+  name?: string;
+  clock?: Clock;
+  /** Overrides the process-wide metrics provider (tests). */
+  metricsProvider?: MetricsProvider;
+}
+
 export class WorkQueue {
+  readonly name: string | undefined;
+  readonly clock: Clock;
+  protected readonly metrics: QueueMetrics | undefined;
   private readonly queue: string[] = [];
   private head = 0;
   private readonly dirty = new Set<string>();
@@ -28,10 +45,17 @@ export class WorkQueue {
   private drainWaiters: Array<() => void> = [];
   private shuttingDown = false;
 
+  constructor(opts: WorkQueueOptions = {}) {
+    this.name = opts.name;
+    this.clock = opts.clock ?? realClock;
+    this.metrics = newQueueMetrics(opts.name, this.clock, opts.metricsProvider);
+  }
+
   /** Marks `key` as needing work. No-op when it already waits or the queue is shutting down. */
   add(key: string): void {
     if (this.shuttingDown || this.dirty.has(key)) return;
     this.dirty.add(key);
+    this.metrics?.add(key);
     if (this.processing.has(key)) return; // done() will enqueue it
     this.push(key);
   }
@@ -45,6 +69,7 @@ export class WorkQueue {
 
   /** The worker finished `key`; if it was added again meanwhile it becomes available now. */
   done(key: string): void {
+    this.metrics?.done(key);
     this.processing.delete(key);
     if (this.dirty.has(key)) this.push(key);
     else if (this.processing.size === 0 && this.drainWaiters.length) {
@@ -68,6 +93,7 @@ export class WorkQueue {
 
   /** Stops accepting keys and releases all waiting get() calls with undefined. */
   shutDown(): void {
+    if (!this.shuttingDown) this.metrics?.stop();
     this.shuttingDown = true;
     for (const w of this.waiters.splice(0)) w(undefined);
   }
@@ -84,6 +110,7 @@ export class WorkQueue {
     if (w) {
       this.dirty.delete(key);
       this.processing.add(key);
+      this.metrics?.get(key);
       w(key);
       return;
     }
@@ -99,6 +126,7 @@ export class WorkQueue {
     }
     this.dirty.delete(key);
     this.processing.add(key);
+    this.metrics?.get(key);
     return key;
   }
 }
