@@ -25,6 +25,8 @@ import { EventRecorder } from '../../client/events.js';
 import type { InformerEvent } from '../../client/informer.js';
 import { BestEffortLane } from './best-effort.js';
 import { HostCache } from './host-cache.js';
+import { observeAttempt } from './metrics.js';
+import type { AttemptResult } from './metrics.js';
 import { schedule } from './schedule.js';
 import { weighersFor } from './weighers.js';
 import { NO_VOLUMES, volumeCharge, volumeTopology } from './volume-topology.js';
@@ -124,6 +126,17 @@ export class SchedulerReconciler implements Reconciler {
       this.waiting.delete(key);
       return;
     }
+    const t0 = performance.now();
+    let result: AttemptResult = 'error';
+    try {
+      result = await this.attempt(key, inst);
+    } finally {
+      observeAttempt(result, t0);
+    }
+  }
+
+  /** One scheduling attempt: placement and binding, or the reason there is none. */
+  private async attempt(key: string, inst: Instance): Promise<AttemptResult> {
     const r = instanceRequest(inst, (name) => this.d.flavors.get(undefined, name));
     if ('flavorNotFound' in r) return this.unschedulable(key, inst, 'FlavorNotFound', `flavor "${r.flavorNotFound}" not found`);
     if ('invalid' in r) return this.unschedulable(key, inst, 'InvalidResources', r.invalid);
@@ -155,7 +168,7 @@ export class SchedulerReconciler implements Reconciler {
         this.waiting.delete(key);
         this.stats.bound++;
         this.events.submit(() => this.d.recorder.normal(inst, 'Scheduled', `Successfully assigned ${key} to ${host}`));
-        return;
+        return 'scheduled';
       }
       this.cache.forget(uid);
       if (outcome === 'gone') {
@@ -163,7 +176,7 @@ export class SchedulerReconciler implements Reconciler {
         // The claim held room on `host` that others may have been refused for. (Not after a
         // refusal: then the host really is full, and requeueing would only spin.)
         this.requeueWaiting();
-        return;
+        return 'error'; // as kube-scheduler counts a binding that failed because the pod went
       }
       excluded.set(host, outcome.refused);
     }
@@ -259,13 +272,13 @@ export class SchedulerReconciler implements Reconciler {
     }
   }
 
-  private async unschedulable(key: string, inst: Instance, reason: string, message: string): Promise<void> {
+  private async unschedulable(key: string, inst: Instance, reason: string, message: string): Promise<'unschedulable'> {
     this.waiting.set(key, inst.metadata.generation);
     const same = (st: InstanceStatus | undefined) => {
       const cond = st?.conditions?.find((c) => c.type === 'Scheduled');
       return st?.phase === 'Pending' && cond?.status === 'False' && cond.reason === reason && cond.message === message;
     };
-    if (same(inst.status)) return;
+    if (same(inst.status)) return 'unschedulable';
     const written = await this.d.client.updateStatus<Instance>(INSTANCES, inst.metadata.namespace, inst.metadata.name!, (obj) => {
       const st = (obj.status ??= {});
       if (st.hostName || obj.metadata.deletionTimestamp || same(st)) return false;
@@ -282,6 +295,7 @@ export class SchedulerReconciler implements Reconciler {
       st.conditions = [...(st.conditions ?? []).filter((c) => c.type !== 'Scheduled'), next];
     });
     if (written) this.events.submit(() => this.d.recorder.warning(inst, 'FailedScheduling', message));
+    return 'unschedulable';
   }
 
   /** Retries every instance that found no room. */
