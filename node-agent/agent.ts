@@ -28,6 +28,7 @@ import { volumeHost } from '../api/kinds/index.js';
 import { VolumeReconciler } from './volume/volume-reconciler.js';
 import { SnapshotReconciler } from './volume/snapshot-reconciler.js';
 import { MigrationAgent, localVolumesOf } from './migration/migration-agent.js';
+import { registerAgentMetrics } from './metrics.js';
 
 export interface NodeAgentOptions {
   client: KovaClient;
@@ -107,6 +108,9 @@ export class NodeAgent {
   /** What adoption found at start, for logs and tests. */
   readonly adoption = { adopted: 0, orphansDestroyed: 0, foreign: 0 };
   private clusterID?: string;
+  /** The Host as last registered (start and every heartbeat), for the metrics. */
+  private hostObject?: Host;
+  private readonly imageCache?: ImageCache;
 
   constructor(private readonly o: NodeAgentOptions) {
     this.hostName = o.hostName;
@@ -115,6 +119,7 @@ export class NodeAgent {
     this.heartbeat = new LeaseHeartbeat(o.client, o.hostName, o.leaseDurationS ?? 40);
     this.informer = o.instances ?? new Informer<Instance>(o.client, INSTANCES, { fieldSelector: `status.hostName=${o.hostName}`, log: this.log });
     const cache = o.imageCache ?? imageCacheOf(o.driver);
+    this.imageCache = cache;
     this.ownImages = !o.images;
     const images = o.images ?? new Informer<Image>(o.client, IMAGES, { log: this.log });
     this.images = images;
@@ -205,7 +210,7 @@ export class NodeAgent {
     await driver.init();
     const info = await driver.hostInfo();
     const facts: HostStatusFacts = { info, driver: driver.name };
-    await registerHost(client, this.hostName, this.o.labels ?? {}, facts);
+    this.hostObject = await registerHost(client, this.hostName, this.o.labels ?? {}, facts);
     // Like Kubernetes' cluster ID convention: the uid of the kube-system namespace.
     this.clusterID = (await client.get(NAMESPACES, undefined, 'kube-system'))?.metadata.uid;
     await this.heartbeat.renew();
@@ -276,9 +281,11 @@ export class NodeAgent {
     for (const sn of this.storage.snapshots.list()) this.snapshotController.enqueue({ namespace: sn.metadata.namespace, name: sn.metadata.name! });
 
     const beat = setInterval(() => void this.beat(facts), (this.o.heartbeatS ?? 10) * 1000);
+    const unregisterMetrics = registerAgentMetrics({ hostName: this.hostName, driver, instances: () => this.informer.list(), host: () => this.hostObject, imageCache: this.imageCache, log: this.log });
     this.stopped = new Promise<void>((resolve) => {
       const stop = async () => {
         clearInterval(beat);
+        unregisterMetrics();
         unsubscribe();
         this.informer.stop();
         for (const ev of ['add', 'update', 'delete'] as const) {
@@ -420,7 +427,7 @@ export class NodeAgent {
   private async beat(facts: HostStatusFacts): Promise<void> {
     try {
       await this.heartbeat.renew();
-      await registerHost(this.o.client, this.hostName, this.o.labels ?? {}, facts);
+      this.hostObject = await registerHost(this.o.client, this.hostName, this.o.labels ?? {}, facts);
     } catch (e) {
       this.log(`agent ${this.hostName}: heartbeat failed: ${errorMessage(e)}`);
     }

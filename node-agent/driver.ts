@@ -249,6 +249,36 @@ export interface DomainEvent {
   serial?: string;
 }
 
+/**
+ * What the emulator of a running (or paused) domain has used since it started: counters, except
+ * memoryResidentBytes. They restart from zero with a new emulator process (a power-on).
+ */
+export interface DomainCounters {
+  cpuTimeNs: number;
+  /** Resident set of the emulator (libvirt balloon.rss); absent when the hypervisor does not say. */
+  memoryResidentBytes?: number;
+  /** Summed over the domain's disks. */
+  blockReadBytes: number;
+  blockWriteBytes: number;
+  blockReadRequests: number;
+  blockWriteRequests: number;
+  /** Summed over the domain's interfaces, from the guest's side (rx: received by the guest). */
+  netRxBytes: number;
+  netTxBytes: number;
+}
+
+/** One domain's identity, state and usage (ComputeDriver.instanceStats). */
+export interface InstanceStats {
+  /** Driver id (the domain name). */
+  id: string;
+  /** The owning Instance, as in DomainInfo; absent for domains kova did not create. */
+  instanceKey?: string;
+  instanceUID?: string;
+  state: PowerState;
+  /** Absent while the domain has no emulator (off, crashed, being built). */
+  counters?: DomainCounters;
+}
+
 export interface DriverCapabilities {
   pause: boolean;
   reboot: boolean;
@@ -469,6 +499,13 @@ export interface ComputeDriver {
    * listener should re-read state, as they may be coalesced or arrive late.
    */
   onEvent(cb: (e: DomainEvent) => void): () => void;
+
+  /**
+   * State and usage counters of every domain on the host, in one look at the hypervisor (the
+   * metrics scrape calls it; it never makes one hypervisor call per domain). Domains that go
+   * away meanwhile are simply missing.
+   */
+  instanceStats(): Promise<InstanceStats[]>;
 
   /** Drops listeners and the hypervisor connection. Domains keep running. */
   close(): Promise<void>;

@@ -3,7 +3,7 @@
 // top). Filled once per host: on the control-plane host by a hardlink (or copy) from the image
 // store DATA_DIR/images; elsewhere by importing the Image's source again, verified against the
 // digest the image controller recorded.
-import { copyFile, constants, link, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, constants, link, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { ImageResolution } from '../api/image-visibility.js';
 import type { Image, ImageFormat, ImageSource } from '../api/kinds/index.js';
@@ -36,6 +36,9 @@ export interface ImageCacheOptions {
   log?: (msg: string) => void;
 }
 
+/** Files diskUsageBytes looks at, at most (a bound on a metrics scrape's work). */
+const MAX_USAGE_FILES = 10_000;
+
 export class ImageCache {
   private readonly filling = new Map<string, Promise<CachedImage>>();
   private readonly virtualSizes = new Map<string, number>();
@@ -67,6 +70,25 @@ export class ImageCache {
     if (dirname(path) !== this.o.cacheDir) return undefined;
     const m = /^[a-f0-9]{64}\.(qcow2|raw)$/.exec(basename(path));
     return m ? { format: m[1] as ImageFormat, virtualSize: this.virtualSizes.get(path) } : undefined;
+  }
+
+  /**
+   * Bytes on disk of the cached images (hard links to the image store count too), for the
+   * metrics; undefined before the cache directory exists. Bounded by MAX_USAGE_FILES files.
+   */
+  async diskUsageBytes(): Promise<number | undefined> {
+    let names: string[];
+    try {
+      names = await readdir(this.o.cacheDir);
+    } catch {
+      return undefined;
+    }
+    let total = 0;
+    for (const n of names.slice(0, MAX_USAGE_FILES)) {
+      const st = await stat(join(this.o.cacheDir, n)).catch(() => undefined);
+      if (st?.isFile()) total += st.blocks * 512;
+    }
+    return total;
   }
 
   private async fill(img: ImageRef, path: string): Promise<CachedImage> {

@@ -18,6 +18,7 @@ import { HostNetworkApplier } from './network/apply.js';
 import type { ApplyResult, KernelFeatures } from './network/apply.js';
 import { networkDeviceName, portDeviceName, shortHash } from '../api/net/names.js';
 import { planHost } from './network/plan.js';
+import { timeNetworkPlanApply } from './metrics.js';
 import type { HostPlanResult } from './network/plan.js';
 import type { HostInput, NetworkInput, PortInput, SecurityGroupInput, SecurityGroupRule } from './network/types.js';
 import { validIPv4 } from './network/validate.js';
@@ -257,7 +258,8 @@ export class NetworkAgent implements Reconciler {
     const input = this.hostInput();
     const plan = planHost(input);
     if (this.o.portDevice === 'veth') await this.ensureInstanceNetns(plan);
-    const result = await this.applier.apply(plan);
+    const endTimer = timeNetworkPlanApply(this.o.hostName);
+    const result = await this.applier.apply(plan).finally(endTimer);
     this.last = { plan, result };
     if (result.changes.length) {
       const shown = result.changes.slice(0, 5).map((c) => c.split('\n')[0]!.slice(0, 120)).join('; ');

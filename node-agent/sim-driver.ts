@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 import { parseQuantity } from '../api/quantity.js';
 import type { Clock } from '../client/workqueue.js';
 import { DomainNotFound, DriverError, InvalidSpec, MigrationAborted, PowerState } from './driver.js';
-import type { AttachedVolume, ComputeDriver, DiskFileInfo, DomainEvent, DomainEventReason, DomainInfo, DomainSize, DomainSpec, DriverCapabilities, HostInfo, MigrateData, MigrationOptions, MigrationProgress, MigrationResult, MigrationTargetOptions, SnapshotDisk, StorageBackend, VolumeAttachSpec, VolumeContent, VolumeDisk } from './driver.js';
+import type { AttachedVolume, ComputeDriver, DiskFileInfo, InstanceStats, DomainEvent, DomainEventReason, DomainInfo, DomainSize, DomainSpec, DriverCapabilities, HostInfo, MigrateData, MigrationOptions, MigrationProgress, MigrationResult, MigrationTargetOptions, SnapshotDisk, StorageBackend, VolumeAttachSpec, VolumeContent, VolumeDisk } from './driver.js';
 import { checkBackend, checkSerial, checkSharedPath, checkSize, checkUID, diskDevice, fingerprint, lockConflict, sharedStore, SimStore } from './sim-volumes.js';
 import type { SimFile, SimFileKind, SimHolder } from './sim-volumes.js';
 
@@ -17,7 +17,7 @@ import type { SimFile, SimFileKind, SimHolder } from './sim-volumes.js';
 export const SIM_OPERATIONS = [
   'spawn', 'destroy', 'powerOn', 'powerOff', 'reboot', 'pause', 'unpause',
   'createVolume', 'volumeInfo', 'deleteVolume', 'resizeVolume', 'snapshotVolume', 'snapshotInfo', 'deleteSnapshot', 'attachVolume', 'detachVolume', 'listVolumes',
-  'prepareMigrationTarget', 'cleanupMigrationTarget', 'migrate', 'abortMigration', 'resize',
+  'prepareMigrationTarget', 'cleanupMigrationTarget', 'migrate', 'abortMigration', 'resize', 'instanceStats',
 ] as const;
 /** Operations a fault can be injected into: the known ones, and any added later (attach, migrate, ...). */
 export type SimOperation = (typeof SIM_OPERATIONS)[number] | (string & {});
@@ -142,7 +142,17 @@ interface SimDomain {
   epoch: number;
   /** Attached volumes, in attach order. */
   volumes: SimAttachment[];
+  /** Time it ran before runningSince (instanceStats' counters grow with running time). */
+  runMs?: number;
+  /** Since when it runs, on the driver's clock; absent while it does not. */
+  runningSince?: number;
 }
+
+/**
+ * The sim guest's usage per second of running: deterministic, so tests see counters grow. A
+ * quarter of each vCPU, half its memory resident, a little disk and network traffic per NIC.
+ */
+const SIM_USAGE = { cpuShare: 0.25, residentShare: 0.5, readBytesPerS: 64 * 1024, writeBytesPerS: 32 * 1024, requestBytes: 4096, rxBytesPerS: 2048, txBytesPerS: 1024 };
 
 /** A volume attached to a domain; it holds its file (SimFile.holders) while attached. */
 interface SimAttachment extends SimHolder {
@@ -222,7 +232,7 @@ export class SimDriver implements ComputeDriver {
     for (const d of doc.domains) {
       // A spawn cut short by the process dying had started the guest: it runs on.
       const state = d.state === PowerState.NoState ? PowerState.Running : d.state;
-      const dom: SimDomain = { spec: d.spec, uuid: d.uuid, state, epoch: 0, volumes: [] };
+      const dom: SimDomain = { spec: d.spec, uuid: d.uuid, state, epoch: 0, volumes: [], runningSince: state === PowerState.Running ? this.clock.now() : undefined };
       for (const a of d.volumes ?? []) this.hold(dom, { ...a, dom, file: this.storeOf(a.disk.backend).get('volumes', a.disk.uid) });
       this.domains.set(d.name, dom);
     }
@@ -244,6 +254,33 @@ export class SimDriver implements ComputeDriver {
 
   async getInfo(id: string): Promise<DomainInfo> {
     return this.info(id, this.get(id));
+  }
+
+  async instanceStats(): Promise<InstanceStats[]> {
+    this.operation('instanceStats');
+    const now = this.clock.now();
+    return [...this.domains.entries()].map(([id, d]) => {
+      const { instanceKey, instanceUID, state } = this.info(id, d);
+      if (state !== PowerState.Running && state !== PowerState.Paused) return { id, instanceKey, instanceUID, state };
+      const s = ((d.runMs ?? 0) + (d.runningSince === undefined ? 0 : now - d.runningSince)) / 1000;
+      const u = SIM_USAGE;
+      const read = Math.floor(s * u.readBytesPerS);
+      const write = Math.floor(s * u.writeBytesPerS);
+      const nics = d.spec.networks.length;
+      return {
+        id, instanceKey, instanceUID, state,
+        counters: {
+          cpuTimeNs: Math.floor(s * d.spec.vcpus * u.cpuShare * 1e9),
+          memoryResidentBytes: Math.floor(d.spec.memoryBytes * u.residentShare),
+          blockReadBytes: read,
+          blockWriteBytes: write,
+          blockReadRequests: Math.floor(read / u.requestBytes),
+          blockWriteRequests: Math.floor(write / u.requestBytes),
+          netRxBytes: Math.floor(s * nics * u.rxBytesPerS),
+          netTxBytes: Math.floor(s * nics * u.txBytesPerS),
+        },
+      };
+    });
   }
 
   async spawn(spec: DomainSpec): Promise<DomainInfo> {
@@ -926,6 +963,10 @@ export class SimDriver implements ComputeDriver {
   }
 
   private emit(id: string, d: SimDomain, reason: DomainEventReason, state: PowerState = d.state, serial?: string): void {
+    // Every state change comes here: the running time behind instanceStats' counters.
+    const now = this.clock.now();
+    if (d.runningSince !== undefined) d.runMs = (d.runMs ?? 0) + now - d.runningSince;
+    d.runningSince = state === PowerState.Running ? now : undefined;
     // A domain that stops loses the disks it was releasing: they were gone from its definition already.
     if (isOff(state)) for (const a of d.volumes.filter((x) => x.detaching)) this.release(d, a);
     // Every state change and destroy emits: the hypervisor's record is written before anyone hears of it.

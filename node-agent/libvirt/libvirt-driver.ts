@@ -13,13 +13,14 @@ import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { DomainNotFound, DriverError, InvalidSpec, PowerState } from '../driver.js';
 import type {
-  AttachedVolume, ComputeDriver, DiskFileInfo, DomainEvent, DomainEventReason, DomainInfo, DomainSize, DomainSpec, DriverCapabilities, HostInfo,
+  AttachedVolume, ComputeDriver, DiskFileInfo, DomainEvent, DomainEventReason, DomainInfo, DomainSize, DomainSpec, DriverCapabilities, HostInfo, InstanceStats,
   MigrateData, MigrationOptions, MigrationProgress, MigrationResult, MigrationTargetOptions, SnapshotDisk, VolumeAttachSpec, VolumeContent, VolumeDisk, VolumeFormat,
 } from '../driver.js';
 import type { ImageCache } from '../image-cache.js';
 import { libvirtDomainOf, volumeXmlOf } from './domain-spec.js';
 import { diskTarget, KOVA_METADATA_NS, MAX_DISKS, pushBackupXml, toDomainXml, volumeDiskXml, type DirectBootSpec, type DiskFormat } from './domain-xml.js';
 import { buildNoCloudSeed } from './nocloud.js';
+import { readDomainStats } from './domstats.js';
 import { parseDomainDisks, parseDomState, parseEventLine, parseKeyValues, parseOwnerMetadata, Virsh, VirshError, type DomainDisk } from './virsh.js';
 import { convertInto, createBlank, diskFilePath, ensureStorageDir, exists, fileInfo, isOverlayPath, overlayPath, qemuImg, qemuImgInfo, removeTemps, volumeFormat, writeAtomically } from './volumes.js';
 import { dieWithParent } from '../../lib/parent-death.js';
@@ -63,6 +64,8 @@ export interface LibvirtDriverOptions {
 }
 
 const MiB = 1024 * 1024;
+/** Domains not seen before whose owner one instanceStats call reads (the rest wait for the next call). */
+const MAX_STATS_LOOKUPS = 16;
 /** How long after an unplug request the guest is left to act on it before it is asked again. */
 const DETACH_RETRY_MS = 15_000;
 
@@ -213,6 +216,29 @@ export class LibvirtDriver implements ComputeDriver {
     };
     const { state: _state, ...rest } = out;
     if (uuid) this.identity.set(id, rest);
+    return out;
+  }
+
+  async instanceStats(): Promise<InstanceStats[]> {
+    const records = await readDomainStats(this.virsh).catch((err) => {
+      throw new DriverError(`domain stats: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    });
+    const out: InstanceStats[] = [];
+    let lookups = 0;
+    for (const r of records) {
+      // Who owns a domain is read once (getInfo) and kept while it stays defined: the agent's
+      // adoption and spawns have read every kova domain already, so this is one process.
+      let who: Pick<DomainInfo, 'instanceKey' | 'instanceUID'> | undefined = this.identity.get(r.name);
+      if (!who && lookups < MAX_STATS_LOOKUPS) {
+        lookups++;
+        who = await this.getInfo(r.name).catch((err) => {
+          if (err instanceof DomainNotFound) return undefined; // undefined since the stats were read
+          throw err;
+        });
+        if (!who) continue;
+      }
+      out.push({ id: r.name, instanceKey: who?.instanceKey, instanceUID: who?.instanceUID, state: r.state, ...(r.counters ? { counters: r.counters } : {}) });
+    }
     return out;
   }
 

@@ -29,8 +29,13 @@ export class Virsh {
   constructor(readonly uri: string) {}
 
   async run(...args: string[]): Promise<string> {
+    return this.runWith({}, ...args);
+  }
+
+  /** run() with a tighter time limit or output bound (killed, VirshError, when exceeded). */
+  async runWith(limits: { timeoutMs?: number; maxBuffer?: number }, ...args: string[]): Promise<string> {
     try {
-      const { stdout } = await run('virsh', ['-q', '-c', this.uri, ...args], { maxBuffer: 16 << 20, timeout: 120_000 });
+      const { stdout } = await run('virsh', ['-q', '-c', this.uri, ...args], { maxBuffer: limits.maxBuffer ?? 16 << 20, timeout: limits.timeoutMs ?? 120_000 });
       return stdout;
     } catch (err) {
       throw new VirshError(args, (err as { stderr?: string }).stderr ?? String(err), { cause: err });
