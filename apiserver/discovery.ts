@@ -5,6 +5,7 @@ import type { ResourceInfo } from '../api/types.js';
 import { groupVersion } from '../api/types.js';
 import { REVIEW_RESOURCES } from './auth/reviews.js';
 import type { ReviewResource } from './auth/reviews.js';
+import { usageDiscovery } from './metering/usage-api.js';
 
 export const SERVER_VERSION = {
   major: '1',
@@ -97,7 +98,7 @@ export function apiResourceList(registry: Registry, gv: string) {
   }
   const rs = registry.byGroupVersion(gv);
   if (!rs.length) return undefined;
-  return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: gv, resources: rs.flatMap(resourceEntries) };
+  return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: gv, resources: [...rs.flatMap(resourceEntries), ...usageDiscovery(gv).legacy] };
 }
 
 export const AGGREGATED_CONTENT_TYPE = 'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList';
@@ -141,6 +142,7 @@ export function aggregatedDiscovery(registry: Registry, legacy: boolean) {
           resources: [
             ...reviewsOf(`${name}/${v}`).map((r) => ({ resource: r.resource, responseKind: { group: r.group, version: r.version, kind: r.kind }, scope: 'Cluster', singularResource: r.singular, verbs: ['create'] })),
             ...registry.byGroupVersion(`${name}/${v}`).map(aggregatedResource),
+            ...usageDiscovery(`${name}/${v}`).aggregated,
           ],
         })),
       });

@@ -23,6 +23,7 @@ import { startVolumeController } from './volume/volume-controller.js';
 import { startSnapshotController } from './volume/snapshot-controller.js';
 import { startMigrationController } from './migration/migration-controller.js';
 import { startClusterRoleAggregationController } from './rbac/clusterrole-aggregation.js';
+import { startMeteringController } from './metering/metering-controller.js';
 import { SharedInformers } from '../client/shared-informers.js';
 import type { AllocationRatios } from '../api/resources.js';
 import type { WeigherPolicy } from './scheduler/weighers.js';
@@ -91,6 +92,7 @@ export function startControllerManager(opts: ControllerManagerOptions): Controll
         startVolumeController(common),
         startSnapshotController(common),
         startMigrationController(common),
+        startMeteringController(common),
         ...(opts.dataDir ? [startImageController({ ...common, storeDir: join(opts.dataDir, 'images') })] : []),
       ]);
       await Promise.all(parts.map((p) => p.done));

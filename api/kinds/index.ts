@@ -17,6 +17,7 @@ import { SECURITY_GROUPS, type SecurityGroup } from './securitygroup.js';
 import { VOLUMES, type Volume } from './volume.js';
 import { VOLUME_SNAPSHOTS, type VolumeSnapshot } from './volumesnapshot.js';
 import { VOLUME_TYPES, type VolumeType } from './volumetype.js';
+import { USAGE_RECORDS } from './usage.js';
 
 export * from './addressclaim.js';
 export * from './flavor.js';
@@ -34,6 +35,7 @@ export * from './securitygroup.js';
 export * from './volume.js';
 export * from './volumesnapshot.js';
 export * from './volumetype.js';
+export * from './usage.js';
 
 export type KovaObject = AddressClaim | Flavor | FloatingIP | Host | Image | Instance | KeyPair | Migration | Network | Port | Router | SecurityGroup | Volume | VolumeSnapshot | VolumeType;
 export type KovaKind = KovaObject['kind'];
@@ -41,6 +43,7 @@ export type KovaKind = KovaObject['kind'];
 /** Every kova resource, one per CRD. */
 export const RESOURCES = Object.freeze([
   ADDRESS_CLAIMS, FLAVORS, FLOATING_IPS, HOSTS, IMAGES, INSTANCES, KEYPAIRS, MIGRATIONS, NETWORKS, PORTS, ROUTERS, SECURITY_GROUPS, VOLUMES, VOLUME_SNAPSHOTS, VOLUME_TYPES,
+  USAGE_RECORDS, // metering.kova.dev
 ] as const);
 
 /** Narrows an object read as a KObject (informer caches, list items) by apiVersion and kind. */

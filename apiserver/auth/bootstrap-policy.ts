@@ -22,6 +22,7 @@ export const AGGREGATE_TO_VIEW = 'rbac.authorization.k8s.io/aggregate-to-view';
 export const AGGREGATE_TO_CLOUD_ADMIN = 'kova.dev/aggregate-to-cloud-admin';
 export const SYSTEM_UNAUTHENTICATED = 'system:unauthenticated';
 const KOVA = 'kova.dev';
+const METERING = 'metering.kova.dev';
 const FIELD_MANAGER = 'kova-apiserver';
 
 const READ = ['get', 'list', 'watch'];
@@ -110,6 +111,8 @@ export function bootstrapClusterRoles(): KObject[] {
     ], { labels: { [AGGREGATE_TO_EDIT]: 'true' } }),
     clusterRole('kova:aggregate-to-view', [
       rule(READ, [KOVA], [...KOVA_PROJECT_KINDS, ...status(KOVA_PROJECT_KINDS), ...KOVA_SYSTEM_KINDS, ...KOVA_OPERATOR_KINDS, ...status(KOVA_OPERATOR_KINDS)]),
+      // A project's usage (apiserver/metering): readable by its readers, its ledgers written only by the controllers.
+      rule(['get'], [METERING], ['usage']),
     ], { labels: { [AGGREGATE_TO_VIEW]: 'true' } }),
     // The OpenStack roles (KOVA_ROLES) are the Kubernetes ones by another name: same selectors.
     clusterRole(KOVA_ROLES['cloud-admin'], [], { aggregate: sel(AGGREGATE_TO_CLOUD_ADMIN) }),
@@ -135,6 +138,7 @@ export function bootstrapClusterRoles(): KObject[] {
       // Read everything; delete anything (namespace deletion and garbage collection empty projects).
       rule(READ.concat(['delete', 'deletecollection']), ['*'], ['*']),
       rule(WRITE, [KOVA], ['*']),
+      rule(WRITE, [METERING], ['usagerecords']),
       rule(['update'], [''], ['namespaces/finalize', 'namespaces/status']),
       // The default-quota controller marks the projects it has given their quota.
       rule(['patch'], [''], ['namespaces']),

@@ -1,0 +1,73 @@
+// The instance meter: records each Instance's running intervals (api/metering.ts instanceFacts)
+// with the size its host charges it for at the start of the run (a resize applies at a restart,
+// which restamps status.startedAt and so opens a new interval) into its ledger, a UsageRecord
+// named instance-<uid> that outlives it. A bound instance carries the finalizer kova.dev/metering,
+// removed once its deletionTimestamp is recorded, so a deletion while this controller is down
+// still ends its usage exactly.
+import { parseLenient, instanceRequest } from '../../api/resources.js';
+import { chargedSize } from '../../api/resize.js';
+import { INSTANCES, METERING_FINALIZER } from '../../api/kinds/index.js';
+import type { Flavor, Host, Instance, UsageRecord, UsageSpan } from '../../api/kinds/index.js';
+import { advance, boundIntervals, instanceFacts, ledgerName, RECORD_TYPE_LABEL, rfc3339, sameSize } from '../../api/metering.js';
+import type { SpanSize } from '../../api/metering.js';
+import type { ApiClient } from '../../client/client.js';
+import type { Reconciler, Request } from '../../client/controller.js';
+import { writeRecord } from './ledger-writer.js';
+import type { Cache } from './ledger-writer.js';
+
+export interface MeterDeps {
+  client: ApiClient;
+  records: Cache<UsageRecord>;
+  log: (msg: string) => void;
+}
+
+export class InstanceMeter implements Reconciler {
+  readonly name = 'metering-instances';
+
+  constructor(
+    private readonly d: MeterDeps,
+    private readonly instances: Cache<Instance>,
+    private readonly hosts: Cache<Host>,
+    private readonly flavors: Cache<Flavor>,
+  ) {}
+
+  async reconcile(req: Request): Promise<void> {
+    const ns = req.namespace!;
+    const inst = this.instances.get(ns, req.name);
+    if (!inst?.metadata.uid) return;
+    const fins = inst.metadata.finalizers ?? [];
+    const deleting = !!inst.metadata.deletionTimestamp;
+    // Only a bound instance can run; the binding adds instance-protection first, so it stays first.
+    if (!deleting && !inst.status?.hostName && !fins.includes(METERING_FINALIZER)) return;
+    if (!deleting && !fins.includes(METERING_FINALIZER)) await this.d.client.addFinalizer(INSTANCES, ns, req.name, METERING_FINALIZER);
+
+    const uid = inst.metadata.uid;
+    const name = ledgerName('Instance', uid);
+    const facts = instanceFacts(inst);
+    await writeRecord(this.d.client, this.d.records.get(ns, name), ns, name, { [RECORD_TYPE_LABEL]: 'ledger' }, (cur) => {
+      const spec = cur?.spec ?? { subject: { kind: 'Instance' as const, name: req.name, uid } };
+      if (spec.deleted) return undefined; // final: recorded at its deletion
+      const intervals = boundIntervals(advance(spec.intervals ?? [], facts, { size: () => this.size(inst, spec.intervals ?? []) }));
+      if (!cur && !intervals.length) return undefined; // never ran: no ledger
+      return { ...spec, intervals, ...(facts.deletedAt !== undefined ? { deleted: rfc3339(facts.deletedAt) } : {}) };
+    });
+    if (deleting && fins.includes(METERING_FINALIZER)) await this.d.client.removeFinalizer(INSTANCES, ns, req.name, METERING_FINALIZER);
+  }
+
+  /**
+   * The size of a run starting now: what its host charges it for (the agent claims a new size
+   * before booting with it), else what its spec asks for; named after the flavor when it is
+   * that flavor's size (a pending resize names the new flavor in the spec while the old size runs).
+   */
+  private size(inst: Instance, before: readonly UsageSpan[]): SpanSize {
+    const host = inst.status?.hostName ? this.hosts.get(undefined, inst.status.hostName) : undefined;
+    const asked = instanceRequest(inst, (n) => this.flavors.get(undefined, n));
+    const r = chargedSize(host, inst.metadata.uid!) ?? ('req' in asked ? asked.req : undefined) ?? { vcpus: 0, memoryBytes: 0, diskBytes: 0 };
+    const size: SpanSize = { vcpus: r.vcpus, memoryBytes: r.memoryBytes, diskBytes: r.diskBytes };
+    const flavor = inst.spec.flavor ? this.flavors.get(undefined, inst.spec.flavor) : undefined;
+    const prev = before[before.length - 1];
+    if (flavor && sameSize(parseLenient(flavor.spec), size)) size.flavor = inst.spec.flavor;
+    else if (prev?.flavor && sameSize(prev, size)) size.flavor = prev.flavor;
+    return size;
+  }
+}
