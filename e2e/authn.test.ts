@@ -263,6 +263,27 @@ describe('user tokens', () => {
   });
 });
 
+describe('TokenReview (delegated authentication of the metrics servers)', () => {
+  test('the admin token and a kova user token authenticate, a wrong one does not; asking needs create on tokenreviews', async () => {
+    const review = async (token: string, as = pki.token) => {
+      const r = await request(a, '/apis/authentication.k8s.io/v1/tokenreviews', { token: as, method: 'POST', body: JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } }) });
+      return { code: r.code, json: JSON.parse(r.body) as { status?: { authenticated?: boolean; user?: { username?: string; groups?: string[] } } } };
+    };
+    const admin = await review(pki.token);
+    assert.equal(admin.code, 201, JSON.stringify(admin.json));
+    assert.equal(admin.json.status?.authenticated, true);
+    assert.equal(admin.json.status?.user?.username, 'kova-admin');
+    const token = tokenOf(await createUser('reviewed', ['--group', 'watchers']));
+    const user = await review(token);
+    assert.equal(user.json.status?.authenticated, true);
+    assert.equal(user.json.status?.user?.username, 'reviewed');
+    assert.ok(user.json.status?.user?.groups?.includes('watchers'));
+    assert.notEqual((await review(token.slice(0, -2) + 'zz')).json.status?.authenticated, true);
+    // A plain user may not ask (kube: system:auth-delegator).
+    assert.equal((await review(pki.token, token)).code, 403);
+  });
+});
+
 describe('client certificates', () => {
   test('a certificate from the kova CA: CN is the user, each O a group, plus system:authenticated', async () => {
     const cert = await issueClientCert(join(dir, 'pki'), 'frank', ['team-a', 'team-b']);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { AuditLog } from '../audit/log.js';
 import type { ResourceStore } from '../resource-store.js';
 import type { ApiServerOptions } from '../server.js';
+import { adminTokenAuthenticator } from './admin-token.js';
 import { clientCertAuthenticator } from './client-cert.js';
 import { impersonate } from './impersonation.js';
 import { NodeRestriction } from './node-restriction.js';
@@ -12,7 +13,7 @@ import { TokenAuthenticator } from './tokens.js';
 import { QuotaCharger } from '../quota/charger.js';
 import { reconcileBootstrapPolicy } from './bootstrap-policy.js';
 import { Reviews } from './reviews.js';
-import type { RuleResolver } from './types.js';
+import type { Authenticator, RuleResolver } from './types.js';
 import { RbacAuthorizer } from './rbac/authorizer.js';
 import { RbacCache } from './rbac/cache.js';
 import { EscalationAdmission } from './rbac/escalation.js';
@@ -43,6 +44,8 @@ export interface Security {
 export async function startSecurity(resources: ResourceStore, config: SecurityConfig): Promise<Security> {
   const stops: Array<() => Promise<void> | void> = [];
   const options: SecurityOptions = { token: config.token };
+  // What TokenReview asks: the bearer-token authenticators alone (a review carries no certificate).
+  const tokenAuthenticators: Authenticator[] = [];
   if (config.token) {
     // Users: client certificates from the kova CA, then kova user tokens (the admin token stays first).
     const tokens = new TokenAuthenticator(resources.store);
@@ -50,6 +53,7 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
     stops.push(() => tokens.stop());
     options.authenticators = [...(options.authenticators ?? []), ...(config.caCert ? [clientCertAuthenticator()] : []), tokens];
     if (config.caCert) options.clientCA = config.caCert;
+    tokenAuthenticators.push(adminTokenAuthenticator(config.token), tokens);
     options.impersonate = impersonate;
   }
   // NodeRestriction: a node agent writes only its own host's objects (RBAC alone cannot say so).
@@ -92,7 +96,7 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
   }
   // Kept last: the reviews answer with whatever authorizer (and rule resolver) is configured above.
   const authz = options.authorizer as (RuleResolver & object) | undefined;
-  options.reviews = new Reviews({ rules: authz && typeof authz.rulesFor === 'function' ? authz : undefined });
+  options.reviews = new Reviews({ rules: authz && typeof authz.rulesFor === 'function' ? authz : undefined, tokenAuthenticators });
   return {
     options,
     ruleResolver,
