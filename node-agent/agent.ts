@@ -73,6 +73,8 @@ export interface NodeAgentOptions {
   storage?: StorageInformers;
   /** All Migrations: shared by all agents of a process (sim, started by its owner); one of its own otherwise. */
   migrations?: Informer<Migration>;
+  /** How long one driver.instanceStats() read serves metric scrapes (default 1000 ms; benchmarks 0). */
+  metricsCacheMs?: number;
 }
 
 export class NodeAgent {
@@ -281,7 +283,7 @@ export class NodeAgent {
     for (const sn of this.storage.snapshots.list()) this.snapshotController.enqueue({ namespace: sn.metadata.namespace, name: sn.metadata.name! });
 
     const beat = setInterval(() => void this.beat(facts), (this.o.heartbeatS ?? 10) * 1000);
-    const unregisterMetrics = registerAgentMetrics({ hostName: this.hostName, driver, instances: () => this.informer.list(), host: () => this.hostObject, imageCache: this.imageCache, log: this.log });
+    const unregisterMetrics = registerAgentMetrics({ hostName: this.hostName, driver, instances: () => this.informer.list(), host: () => this.hostObject, imageCache: this.imageCache, log: this.log, cacheMs: this.o.metricsCacheMs });
     this.stopped = new Promise<void>((resolve) => {
       const stop = async () => {
         clearInterval(beat);
