@@ -4,8 +4,10 @@
 // (pkg/internal/controller/metrics). Loading this module installs the Prometheus work queue
 // provider for the process, as importing controller-runtime does. Labels are controller and queue
 // names only: never object names.
-import { counter, gauge, histogram } from '../lib/metrics.js';
+import { gauge } from '../lib/metrics.js';
 import type { promClient } from '../lib/metrics.js';
+import { talliedHistogram, talliedMetric as tallied } from './tallied-metrics.js';
+import type { Cell } from './tallied-metrics.js';
 import { setWorkqueueMetricsProvider } from './workqueue-metrics.js';
 import type { MetricsProvider, QueueMetrics } from './workqueue-metrics.js';
 
@@ -17,21 +19,21 @@ export function exponentialBuckets(start: number, factor: number, count: number)
 // controller-runtime: ExponentialBuckets(10e-9, 10, 12): 10 ns … 1000 s.
 const QUEUE_BUCKETS = exponentialBuckets(10e-9, 10, 12);
 
-const depth = gauge({ name: 'workqueue_depth', help: 'Current depth of workqueue', labelNames: ['name'] as const });
-const adds = counter({ name: 'workqueue_adds_total', help: 'Total number of adds handled by workqueue', labelNames: ['name'] as const });
-const latency = histogram({
+const depth = tallied('gauge', { name: 'workqueue_depth', help: 'Current depth of workqueue', labelNames: ['name'] as const });
+const adds = tallied('counter', { name: 'workqueue_adds_total', help: 'Total number of adds handled by workqueue', labelNames: ['name'] as const });
+const latency = talliedHistogram({
   name: 'workqueue_queue_duration_seconds',
   help: 'How long in seconds an item stays in workqueue before being requested',
   labelNames: ['name'] as const,
   buckets: QUEUE_BUCKETS,
 });
-const workDuration = histogram({
+const workDuration = talliedHistogram({
   name: 'workqueue_work_duration_seconds',
   help: 'How long in seconds processing an item from workqueue takes.',
   labelNames: ['name'] as const,
   buckets: QUEUE_BUCKETS,
 });
-const retries = counter({ name: 'workqueue_retries_total', help: 'Total number of retries handled by workqueue', labelNames: ['name'] as const });
+const retries = tallied('counter', { name: 'workqueue_retries_total', help: 'Total number of retries handled by workqueue', labelNames: ['name'] as const });
 
 /** The running named queues, by name (names stay once seen, so a stopped queue reads 0). */
 const liveQueues = new Map<string, Set<QueueMetrics>>();
@@ -70,14 +72,23 @@ gauge({
 
 /** Reports into the process registry; label children are made once per queue. */
 export const prometheusWorkqueueMetricsProvider: MetricsProvider = {
-  newDepthMetric: (name) => depth.labels({ name }),
-  newAddsMetric: (name) => adds.labels({ name }),
-  newLatencyMetric: (name) => latency.labels({ name }),
-  newWorkDurationMetric: (name) => workDuration.labels({ name }),
+  newDepthMetric: (name) => {
+    const c = depth({ name });
+    return { inc: () => void c.n++, dec: () => void c.n-- };
+  },
+  newAddsMetric: (name) => {
+    const c = adds({ name });
+    return { inc: () => void c.n++ };
+  },
+  newLatencyMetric: (name) => latency({ name }),
+  newWorkDurationMetric: (name) => workDuration({ name }),
   // Set on read by collectUnfinished, not pushed by the queue.
   newUnfinishedWorkSecondsMetric: () => ({ set() {} }),
   newLongestRunningProcessorSecondsMetric: () => ({ set() {} }),
-  newRetriesMetric: (name) => retries.labels({ name }),
+  newRetriesMetric: (name) => {
+    const c = retries({ name });
+    return { inc: () => void c.n++ };
+  },
   register(q) {
     let set = liveQueues.get(q.name);
     if (!set) liveQueues.set(q.name, (set = new Set()));
@@ -97,22 +108,22 @@ export type ReconcileResult = 'success' | 'error' | 'requeue' | 'requeue_after';
 export type ReconcileOutcome = ReconcileResult | 'terminal_error';
 const RESULTS: readonly ReconcileResult[] = ['success', 'error', 'requeue', 'requeue_after'];
 
-const reconcileTotal = counter({
+const reconcileTotal = tallied('counter', {
   name: 'controller_runtime_reconcile_total',
   help: 'Total number of reconciliations per controller',
   labelNames: ['controller', 'result'] as const,
 });
-const reconcileErrors = counter({
+const reconcileErrors = tallied('counter', {
   name: 'controller_runtime_reconcile_errors_total',
   help: 'Total number of reconciliation errors per controller',
   labelNames: ['controller'] as const,
 });
-const terminalReconcileErrors = counter({
+const terminalReconcileErrors = tallied('counter', {
   name: 'controller_runtime_terminal_reconcile_errors_total',
   help: 'Total number of terminal reconciliation errors per controller',
   labelNames: ['controller'] as const,
 });
-const reconcileTime = histogram({
+const reconcileTime = talliedHistogram({
   name: 'controller_runtime_reconcile_time_seconds',
   help: 'Length of time per reconciliation per controller',
   labelNames: ['controller'] as const,
@@ -121,58 +132,53 @@ const reconcileTime = histogram({
     1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 60,
   ],
 });
-const maxConcurrentReconciles = gauge({
+const maxConcurrentReconciles = tallied('gauge', {
   name: 'controller_runtime_max_concurrent_reconciles',
   help: 'Maximum number of concurrent reconciles per controller',
   labelNames: ['controller'] as const,
 });
-const activeWorkers = gauge({
+const activeWorkers = tallied('gauge', {
   name: 'controller_runtime_active_workers',
   help: 'Number of currently used workers per controller',
   labelNames: ['controller'] as const,
 });
 
-/** One controller's reconcile metrics, label children bound once. */
+/** One controller's reconcile metrics. Every series exists from the start at 0, as controller-runtime's initMetrics makes them. */
 export class ReconcileMetrics {
-  private readonly total: Record<ReconcileResult, { inc(): void }>;
-  private readonly errors: { inc(): void };
-  private readonly terminal: { inc(): void };
+  private readonly total: Record<ReconcileResult, Cell>;
+  private readonly errors: Cell;
+  private readonly terminal: Cell;
+  private readonly active: Cell;
+  private readonly maxConcurrent: Cell;
   private readonly time: { observe(v: number): void };
-  private readonly active: { inc(): void; dec(): void };
 
   constructor(readonly controller: string) {
-    // Every series exists from the start at 0, as controller-runtime's initMetrics does.
-    this.total = Object.fromEntries(RESULTS.map((result) => {
-      reconcileTotal.inc({ controller, result }, 0);
-      return [result, reconcileTotal.labels({ controller, result })];
-    })) as Record<ReconcileResult, { inc(): void }>;
-    reconcileErrors.inc({ controller }, 0);
-    terminalReconcileErrors.inc({ controller }, 0);
-    activeWorkers.inc({ controller }, 0);
-    this.errors = reconcileErrors.labels({ controller });
-    this.terminal = terminalReconcileErrors.labels({ controller });
-    this.time = reconcileTime.labels({ controller });
-    this.active = activeWorkers.labels({ controller });
+    this.total = Object.fromEntries(RESULTS.map((result) => [result, reconcileTotal({ controller, result })])) as Record<ReconcileResult, Cell>;
+    this.errors = reconcileErrors({ controller });
+    this.terminal = terminalReconcileErrors({ controller });
+    this.active = activeWorkers({ controller });
+    this.maxConcurrent = maxConcurrentReconciles({ controller });
+    this.time = reconcileTime({ controller });
   }
 
   started(workers: number): void {
-    maxConcurrentReconciles.set({ controller: this.controller }, workers);
+    this.maxConcurrent.n = workers;
   }
 
   workerBusy(): void {
-    this.active.inc();
+    this.active.n++;
   }
 
   workerIdle(): void {
-    this.active.dec();
+    this.active.n--;
   }
 
   /** One reconcile ended with `outcome` after `seconds`. */
   reconciled(outcome: ReconcileOutcome, seconds: number): void {
     this.time.observe(seconds);
     const result = outcome === 'terminal_error' ? 'error' : outcome;
-    this.total[result].inc();
-    if (result === 'error') this.errors.inc();
-    if (outcome === 'terminal_error') this.terminal.inc();
+    this.total[result].n++;
+    if (result === 'error') this.errors.n++;
+    if (outcome === 'terminal_error') this.terminal.n++;
   }
 }
