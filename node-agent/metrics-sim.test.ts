@@ -11,6 +11,7 @@ import { eventually, startKova } from '../e2e/harness.js';
 import type { Kova } from '../e2e/harness.js';
 import { exposition } from '../lib/metrics.js';
 import { NodeAgent } from './agent.js';
+import { timeNetworkPlanApply } from './metrics.js';
 import { SimDriver } from './sim-driver.js';
 import { createReadySimImage } from './sim-image.js';
 
@@ -148,8 +149,11 @@ test("a deleted instance's series leave the output", async () => {
   assert.equal(one(s, 'kova_vmi_cpu_usage_seconds_total', { namespace: NS, name: 'vm-1' }).labels.host, HOSTS[1], 'the other instance stays');
 });
 
-test("stopping an agent removes its host's series", async () => {
+test("stopping an agent removes its host's series, its network apply times included", async () => {
   const b = agents.get(HOSTS[1])!;
+  // What the host network agent records around each plan apply.
+  timeNetworkPlanApply(HOSTS[1])();
+  assert.equal(one(await scrape(), 'kova_network_plan_apply_duration_seconds_count', { host: HOSTS[1] }).value, 1);
   b.stop.abort();
   await b.agent.done();
   agents.delete(HOSTS[1]);
