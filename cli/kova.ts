@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `kova` command: `up` runs a whole single-host cloud, `apiserver`, `controllers` and
 // `agent` run one component each, the power verbs act on Instances and `migrate` moves one.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import cluster from 'node:cluster';
@@ -33,6 +33,11 @@ import { componentLogger, logFunction } from '../lib/log.js';
 import type { Logger } from '../lib/log.js';
 import { logToFiles, logToStderr, verbosity, verbosityArgs, VERBOSITY_FLAGS } from './process-logging.js';
 import type { LogFiles } from './process-logging.js';
+import {
+  DEFAULT_AGENT_METRICS, DEFAULT_CONTROLLERS_METRICS, ensureMonitoringToken, ensureServingCert, METRICS_FLAGS, monitoringDir,
+  pickMetricsAddress, prometheusConfig, serveComponentMetrics, urlAddress,
+} from './monitoring.js';
+import type { ScrapeTarget } from './monitoring.js';
 
 const HELP = `kova — a Kubernetes-style control plane for virtual machines
 
@@ -112,6 +117,11 @@ Flags:
                            controllers and kova agent
   --api-workers N          API server processes sharing the port (default: cores - 2, at
                            least 1 and at most 8: etcd and the controllers need a core each)
+  --metrics-bind-address HOST:PORT
+                           /metrics of the controllers and agents process (HTTPS, scrapers
+                           authorized by the API server; default 127.0.0.1:10257, a free port
+                           when another kova has it; 0: off). The API server serves /metrics on
+                           its own port. kova up writes DIR/monitoring/prometheus.yml for them
   --insecure               plain HTTP without authentication (local debugging only)
   -v, --verbose            log internal events (debug level) and show every log line on
                            the terminal, readable
@@ -147,6 +157,7 @@ const FLAGS = {
   'max-mutating-requests-inflight': { type: 'string' },
   'kube-api-qps': { type: 'string' },
   'kube-api-burst': { type: 'string' },
+  'metrics-bind-address': { type: 'string' },
   insecure: { type: 'boolean', default: false },
   ...VERBOSITY_FLAGS,
   help: { type: 'boolean', short: 'h', default: false },
@@ -319,10 +330,22 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
       const { startLocalHosts } = await import('./local-hosts.js');
       hosts = await startLocalHosts({ dataDir, count: localHostCount, log: say });
     }
+    // What Prometheus scrapes: the API server (its own port), then the components process.
+    const scrape: ScrapeTarget[] = [{ job: 'kova-apiserver', address: urlAddress(cp.url) }];
     if (controllersOn || agents) {
       // Controllers and agents run in a supervised child process: a second core for them, and
       // the API server keeps serving if they crash (they are restarted).
       const args = ['--kubeconfig', cp.kubeconfig, '--data-dir', dataDir, '--driver', values.driver, '--sim-hosts', String(simHosts)];
+      const metricsBind = values['metrics-bind-address'] ?? DEFAULT_CONTROLLERS_METRICS;
+      if (!values.insecure && metricsBind !== '0') {
+        // Its /metrics: an address fixed now (kept across its restarts) and a serving certificate from the kova CA.
+        const address = await pickMetricsAddress(metricsBind, values['metrics-bind-address'] === undefined);
+        const { parseBind } = await import('../client/metrics-server.js');
+        const { host } = parseBind(address);
+        const cert = await ensureServingCert(join(dataDir, 'pki'), 'components-serving', host === '0.0.0.0' || host === '::' ? [] : [host]);
+        args.push('--metrics-bind-address', address, '--tls-cert-file', cert.certFile, '--tls-private-key-file', cert.keyFile);
+        scrape.push({ job: 'kova-components', address: host === '0.0.0.0' ? address.replace(/^0\.0\.0\.0:/, '127.0.0.1:') : host === '::' ? address.replace(/^\[::\]:/, '[::1]:') : address });
+      }
       if (!values.insecure) {
         // The components act as themselves, not as the admin (see component-identities.ts).
         const hostNames = !agents ? [] : values.driver === 'sim' ? Array.from({ length: simHosts }, (_, i) => `sim-${i}`) : hosts ? hosts.hosts.map((h) => h.name) : [agentHostName()];
@@ -343,6 +366,7 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
       // Its JSON logs (stderr) go to DIR/logs/components.log.
       child = await superviseComponents(args, say, (pid) => lock.record('components', pid), (stderr) => logs.pipe(stderr, 'components', 'components'));
     }
+    await writeMonitoring(cp, dataDir, scrape);
     say(`ready: API server at ${cp.url}`);
     say(`kubeconfig: ${cp.kubeconfig}`);
     say(`try: export KUBECONFIG=${cp.kubeconfig}; kubectl get kova`);
@@ -374,6 +398,28 @@ function captureApiWorkerOutput(logs: LogFiles, vb: { verbose: boolean; v: numbe
 function workerVerbosity(): { verbose: boolean; v: number } {
   const [verbose, v] = (process.env[WORKER_VERBOSITY_ENV] ?? '0,0').split(',');
   return verbosity({ verbose: verbose === '1', v: v ?? '0' });
+}
+
+/**
+ * DIR/monitoring/prometheus.yml for the processes this kova up started, with a scrape identity's
+ * token (DIR/monitoring/token, mode 600) and the kova CA; plain http with --insecure.
+ */
+async function writeMonitoring(cp: ControlPlane, dataDir: string, targets: ScrapeTarget[]): Promise<void> {
+  const dir = await monitoringDir(dataDir);
+  let tls: { caFile: string; tokenFile: string } | undefined;
+  if (cp.token) {
+    const tokenFile = join(dir, 'token');
+    const client = KovaClient.fromFile(cp.kubeconfig, { userAgent: 'kova-up', fieldManager: 'kova-up' });
+    try {
+      await ensureMonitoringToken(client, tokenFile);
+    } finally {
+      client.close();
+    }
+    tls = { caFile: join(dataDir, 'pki', 'ca.crt'), tokenFile };
+  }
+  const file = join(dir, 'prometheus.yml');
+  await writeFile(file, prometheusConfig({ targets, ...tls }), { mode: 0o644 });
+  say(`monitoring: prometheus --config.file=${file}`);
 }
 
 /** DevStack-style defaults: flavors, and with libvirt the public test image `tiny`. */
@@ -444,7 +490,7 @@ function untilSignal(ac: AbortController, done: () => Promise<unknown>) {
 }
 
 async function controllers(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, id: { type: 'string' }, 'data-dir': { type: 'string' }, ...VERBOSITY_FLAGS, ...CLIENT_RATE_FLAGS } });
+  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, id: { type: 'string' }, 'data-dir': { type: 'string' }, ...VERBOSITY_FLAGS, ...CLIENT_RATE_FLAGS, ...METRICS_FLAGS } });
   logToStderr(verbosity(values));
   sayLog = componentLogger('controller-manager');
   const ac = new AbortController();
@@ -457,11 +503,16 @@ async function controllers(argv: string[]): Promise<void> {
     onLeadership: (leading) => say(leading ? 'leading: controllers running' : 'not leading'),
   });
   untilSignal(ac, () => cm.done);
+  const metrics = await serveComponentMetrics({
+    bind: values['metrics-bind-address'], defaultBind: DEFAULT_CONTROLLERS_METRICS, certFile: values['tls-cert-file'], keyFile: values['tls-private-key-file'],
+    kubeconfig: kubeconfigFrom(values.kubeconfig), signal: ac.signal, log: logFunction(componentLogger('metrics')),
+  });
+  if (metrics) say(`metrics at ${metrics.url}/metrics`);
   say(`controllers ${cm.identity} campaigning for the lease kova-system/kova-controllers`);
 }
 
 async function agent(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, host: { type: 'string' }, driver: { type: 'string', default: 'libvirt' }, 'data-dir': { type: 'string' }, 'lease-duration': { type: 'string', default: '40' }, network: { type: 'boolean', default: false }, netns: { type: 'string' }, 'tunnel-ip': { type: 'string' }, ...VERBOSITY_FLAGS, ...CLIENT_RATE_FLAGS } });
+  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, host: { type: 'string' }, driver: { type: 'string', default: 'libvirt' }, 'data-dir': { type: 'string' }, 'lease-duration': { type: 'string', default: '40' }, network: { type: 'boolean', default: false }, netns: { type: 'string' }, 'tunnel-ip': { type: 'string' }, ...VERBOSITY_FLAGS, ...CLIENT_RATE_FLAGS, ...METRICS_FLAGS } });
   logToStderr(verbosity(values));
   const leaseDurationS = Number(values['lease-duration']);
   if (!Number.isInteger(leaseDurationS) || leaseDurationS < 2) throw new Error(`--lease-duration must be a whole number of seconds >= 2, got ${values['lease-duration']}`);
@@ -483,6 +534,11 @@ async function agent(argv: string[]): Promise<void> {
   } : undefined;
   const a = await runAgent({ kubeconfig: kubeconfigFrom(values.kubeconfig), clientOptions: clientRate(values), hostName: host, driver, leaseDurationS, heartbeatS: Math.max(1, Math.floor(leaseDurationS / 4)), network, signal: ac.signal, log: logFunction(componentLogger('agent', { host })) });
   untilSignal(ac, () => a.done());
+  const metrics = await serveComponentMetrics({
+    bind: values['metrics-bind-address'], defaultBind: DEFAULT_AGENT_METRICS, certFile: values['tls-cert-file'], keyFile: values['tls-private-key-file'],
+    kubeconfig: kubeconfigFrom(values.kubeconfig), signal: ac.signal, log: logFunction(componentLogger('metrics', { host })),
+  });
+  if (metrics) say(`metrics at ${metrics.url}/metrics`);
   say(`ready: agent for host ${host} (${values.driver})`);
 }
 
@@ -506,7 +562,7 @@ async function components(argv: string[]): Promise<void> {
       'no-agents': { type: 'boolean', default: false }, ...VERBOSITY_FLAGS,
       hosts: { type: 'string' },
       'controllers-kubeconfig': { type: 'string' }, 'node-kubeconfig-dir': { type: 'string' },
-      ...CLIENT_RATE_FLAGS,
+      ...CLIENT_RATE_FLAGS, ...METRICS_FLAGS,
     },
   });
   const clientOptions = clientRate(values);
@@ -546,6 +602,14 @@ async function components(argv: string[]): Promise<void> {
       nodes.push(await runAgent({ kubeconfig: nodeConfig(agentHostName()), clientOptions, hostName: agentHostName(), driver: await libvirtDriver(dataDir), network, signal: ac.signal, log }));
     }
   }
+  // /metrics of the whole process (controllers and agents share its registry), when kova up asks.
+  // Its reviews go out as the controllers, or as the first host's agent without them.
+  const firstHost = values.driver === 'sim' ? 'sim-0' : values.hosts !== undefined ? 'host-1' : agentHostName();
+  const reviewer = values['controllers-kubeconfig'] ?? (nodeDir && !values['no-agents'] ? nodeConfig(firstHost) : kubeconfig);
+  await serveComponentMetrics({
+    bind: values['metrics-bind-address'], defaultBind: '0', certFile: values['tls-cert-file'], keyFile: values['tls-private-key-file'],
+    kubeconfig: reviewer, signal: ac.signal, log: logFunction(componentLogger('metrics')), bestEffort: true,
+  });
   say('components ready');
 }
 
