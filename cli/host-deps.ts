@@ -59,7 +59,8 @@ export async function ensureHostDeps(needs: HostNeeds, say: (m: string) => void)
   }
   say(`missing host dependencies: ${list}; running ${script} (this takes a few minutes the first time)`);
   const code = await new Promise<number | null>((resolve, reject) => {
-    const p = spawn('bash', [script], { stdio: 'inherit' });
+    // Only what kova needs: the script's test-only packages (Prometheus) are for CI and developers.
+    const p = spawn('bash', [script], { stdio: 'inherit', env: { ...process.env, KOVA_RUNTIME_DEPS_ONLY: '1' } });
     p.on('error', reject);
     p.on('exit', resolve);
   });

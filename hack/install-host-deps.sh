@@ -17,6 +17,12 @@ PACKAGES=(
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
   dnsmasq-base nftables iproute2 procps genisoimage busybox-static
 )
+# For the tests only (e2e/monitoring.test.ts runs the real Prometheus): kova never needs them.
+# `kova up` runs this script with KOVA_RUNTIME_DEPS_ONLY=1 and skips them.
+TEST_PACKAGES=(prometheus)
+if [ "${KOVA_RUNTIME_DEPS_ONLY:-0}" != 1 ]; then
+  PACKAGES+=("${TEST_PACKAGES[@]}")
+fi
 
 step() { echo "==> install-host-deps: $*"; }
 
@@ -37,8 +43,10 @@ else
 fi
 
 # The Debian etcd-server package may start a system etcd on 2379; kova runs its own, on free ports.
+# So may the prometheus package (on :9090); the tests run their own, on free ports.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now etcd >/dev/null 2>&1 || true
+  systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 
 start_daemon() {
