@@ -30,6 +30,12 @@ import { nonResourceAttributes, resourceAttributes } from './auth/attributes.js'
 import { forbiddenError } from './auth/forbidden.js';
 import type { Admission, AuditSink, ReviewHandler } from './auth/hooks.js';
 import { Reviews } from './auth/reviews.js';
+import { ApiMetrics } from './metrics.js';
+import type { RequestSeries, SeriesResource } from './metrics.js';
+import { collectProcessMetrics, exposition } from '../lib/metrics.js';
+import { componentLogger } from '../lib/log.js';
+import type { Logger } from '../lib/log.js';
+import { serveUsage, usageTarget } from './metering/usage-api.js';
 
 export interface ApiServerOptions {
   registry: Registry;
@@ -67,6 +73,19 @@ export interface ApiServerOptions {
    * --max-requests-inflight and --max-mutating-requests-inflight; defaults in inflight.ts).
    */
   inflight?: InflightLimits;
+  /**
+   * Prometheus metrics of the requests and of etcd (apiserver_request_total and the rest, see
+   * metrics.ts) and GET /metrics. Default on; KOVA_API_METRICS=off in the environment turns the
+   * default off (benchmarks measure their cost).
+   */
+  metrics?: boolean;
+  /**
+   * What GET /metrics answers: this process's registry by default; an API worker asks the
+   * primary, which aggregates every worker (cli/api-workers.ts).
+   */
+  metricsSource?: () => Promise<{ contentType: string; body: string }>;
+  /** One log line per answered request (kube-apiserver's --v=2 httplog), through pino. Default off. */
+  requestLogging?: boolean;
 }
 
 type IncludeObject = 'None' | 'Metadata' | 'Object';
@@ -74,11 +93,17 @@ type IncludeObject = 'None' | 'Metadata' | 'Object';
 /** What the server learns about a request as it goes, for authorization and the audit log. */
 interface RequestContext {
   received: Date;
+  /** performance.now() at arrival, when metrics or the request log need durations. */
+  start: number;
   user?: UserInfo;
   /** Who authenticated, when impersonation may have changed `user` (the audit log names both). */
   authenticatedUser?: UserInfo;
   attributes?: RequestAttributes;
   denied?: boolean;
+  /** The request's metric series, once its route is known. */
+  series?: RequestSeries;
+  /** A watch streaming: its metrics and log line are written when it ends, not by handle(). */
+  longRunning?: boolean;
 }
 
 function wantsTable(accept: string | undefined): boolean {
@@ -148,12 +173,25 @@ export class ApiServer {
   readonly stats = { list: 0, watch: 0, watchExpired: 0, watchSlowClosed: 0, internalErrors: 0 };
   /** Slots of requests in flight (and refusals), counted per process as kube-apiserver does per instance. */
   readonly inflight: InflightLimiter;
+  /** Undefined with metrics off: every instrumentation point checks this one field. */
+  private readonly metrics?: ApiMetrics;
+  private readonly unwatchInflight?: () => void;
+  /** Undefined unless requestLogging: the per-request line costs nothing when off. */
+  private readonly requestLog?: Logger;
 
   constructor(private readonly opts: ApiServerOptions) {
     this.inflight = new InflightLimiter(opts.inflight);
     this.authenticators = [...(opts.token ? [adminTokenAuthenticator(opts.token)] : []), ...(opts.authenticators ?? [])];
     this.authorizer = opts.authorizer ?? ALLOW_ALL;
     this.log = opts.log ?? (() => undefined);
+    const metricsOn = opts.metrics ?? process.env.KOVA_API_METRICS !== 'off';
+    if (metricsOn) {
+      collectProcessMetrics();
+      this.metrics = new ApiMetrics(opts.registry);
+      this.unwatchInflight = this.metrics.watchInflight(this.inflight);
+    }
+    opts.resources.store.recordMetrics(metricsOn);
+    if (opts.requestLogging) this.requestLog = componentLogger('apiserver');
   }
 
   get registry() {
@@ -207,6 +245,7 @@ export class ApiServer {
 
   async close(): Promise<void> {
     this.closeWatches();
+    this.unwatchInflight?.();
     const s = this.server;
     if (!s) return;
     await new Promise<void>((resolve) => {
@@ -235,23 +274,65 @@ export class ApiServer {
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const ctx: RequestContext = { received: new Date() };
+    const start = this.metrics || this.requestLog ? performance.now() : 0;
+    const ctx: RequestContext = { received: new Date(), start };
     if (this.opts.audit) res.once('close', () => this.audited(req, res, ctx));
+    let path: string | undefined;
+    let q: URLSearchParams | undefined;
     try {
       const url = requestUrl(req.url);
-      const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
+      path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
       if (path === '/healthz' || path === '/livez') return sendText(res, 200, 'ok');
       if (path === '/readyz') return await this.readyz(res);
       if (path === '/version') return send(res, 200, SERVER_VERSION);
       ctx.user = await this.identify(req, ctx);
-      const q = url.searchParams;
+      q = url.searchParams;
       // Watches are long-running: exempt, as kube-apiserver's long-running request check.
       if (!(req.method === 'GET' && boolParam(q, 'watch')) && !this.inflight.admit(req, res)) return;
       await this.route(req, res, path, q, ctx);
     } catch (e) {
       if (e instanceof ApiError && e.code === 403) ctx.denied = true;
       this.fail(req, res, e);
+    } finally {
+      // A streaming watch is recorded when it ends (see watch()); every other request now, answered.
+      if (!ctx.longRunning) {
+        if (this.metrics) this.metrics.observe(ctx.series ?? this.seriesOf(req, path, q), res.statusCode, (performance.now() - start) / 1000);
+        if (this.requestLog) this.logRequest(req, res, ctx, path, start);
+      }
     }
+  }
+
+  /** The series of a request answered before its route was looked at (health, 401, 429, 400). */
+  private seriesOf(req: IncomingMessage, path: string | undefined, q: URLSearchParams | undefined): RequestSeries {
+    const method = req.method ?? 'GET';
+    const m = this.metrics!;
+    if (path === undefined) return m.forNonResource(method, '');
+    const route = routeResource(this.registry, path.split('/').filter(Boolean));
+    if (!route || route === 'groupVersion') return m.forNonResource(method, path);
+    const query = q ?? new URLSearchParams();
+    return m.forResource(method, route.info, route, query, method === 'GET' && boolParam(query, 'watch'), req.headers['content-type']);
+  }
+
+  /** kube-apiserver's httplog line (--v=2): who did what to which object, the answer and how long it took. */
+  private logRequest(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, path: string | undefined, start: number): void {
+    const a = ctx.attributes;
+    const line: Record<string, unknown> = {
+      user: ctx.user?.name,
+      verb: a?.verb ?? (req.method ?? '').toLowerCase(),
+    };
+    if (a?.resourceRequest) {
+      line.resource = a.apiGroup ? `${a.resource}.${a.apiGroup}` : a.resource;
+      if (a.subresource) line.subresource = a.subresource;
+      if (a.namespace) line.namespace = a.namespace;
+      if (a.name) line.name = a.name;
+    } else {
+      line.path = (path ?? req.url ?? '').slice(0, 256);
+    }
+    line.code = res.statusCode;
+    line.latencyMs = Math.round((performance.now() - start) * 1000) / 1000;
+    line.userAgent = (req.headers['user-agent'] ?? '').slice(0, 256);
+    line.srcIP = req.socket.remoteAddress;
+    this.requestLog!.info(line, 'HTTP');
   }
 
   /** Hands an answered request to the audit sink: every write and every denial. */
@@ -317,21 +398,28 @@ export class ApiServer {
     const registry = this.registry;
     const user = ctx.user!;
     const segs = path.split('/').filter(Boolean);
+    const usage = usageTarget(segs); // metering.kova.dev usage: computed from the ledgers (apiserver/metering)
+    if (usage) return send(res, 200, await serveUsage(usage, method, path, q, user, (a) => this.authorize((ctx.attributes = a)), this.resources));
     const route = routeResource(registry, segs);
     if (route && route !== 'groupVersion') {
-      ctx.attributes = resourceAttributes(user, method, path, route, method === 'GET' && boolParam(q, 'watch'));
+      const watch = method === 'GET' && boolParam(q, 'watch');
+      if (this.metrics) ctx.series = this.metrics.forResource(method, route.info, route, q, watch, req.headers['content-type']);
+      ctx.attributes = resourceAttributes(user, method, path, route, watch);
       this.authorize(ctx.attributes);
-      return this.serveResource(req, res, route, q, ctx.attributes);
+      return this.serveResource(req, res, route, q, ctx.attributes, ctx);
     }
     ctx.attributes = nonResourceAttributes(user, method, path);
     // Without a configured handler (tests, --insecure) the reviews still answer, on this authorizer.
     const reviews = this.opts.reviews ?? (this.defaultReviews ??= new Reviews({ bodyTimeoutMs: this.opts.bodyTimeoutMs }));
     if (method === 'POST' && reviews.handles(path)) {
+      if (this.metrics) ctx.series = this.metrics.forResource(method, reviewResource(path), {}, q, false, undefined);
       // Reviews are resources of their own group (create selfsubjectaccessreviews, ...), authorized there.
       return reviews.serve(req, res, path, user, this.authorizer);
     }
+    if (this.metrics) ctx.series = this.metrics.forNonResource(method, path);
     this.authorize(ctx.attributes);
     if (method === 'GET') {
+      if (path === '/metrics' && this.metrics) return this.serveMetrics(res);
       if (path === '/api') {
         if (wantsAggregated(accept)) return send(res, 200, aggregatedDiscovery(registry, true), { 'Content-Type': AGGREGATED_CONTENT_TYPE });
         return send(res, 200, apiVersions(this.opts.advertiseAddress ?? '127.0.0.1:6443'));
@@ -362,6 +450,18 @@ export class ApiServer {
     throw notFoundPath();
   }
 
+  /** GET /metrics: the Prometheus text of this process, or of every API worker (metricsSource). */
+  private async serveMetrics(res: ServerResponse): Promise<void> {
+    let m: { contentType: string; body: string };
+    try {
+      m = await (this.opts.metricsSource ?? exposition)();
+    } catch (e) {
+      throw new ApiError(503, 'ServiceUnavailable', `metrics are unavailable: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    res.writeHead(200, { 'Content-Type': m.contentType, 'Content-Length': Buffer.byteLength(m.body) });
+    res.end(m.body);
+  }
+
   private render(info: ResourceInfo, accept: string | undefined, q: URLSearchParams) {
     if (!wantsTable(accept)) return undefined;
     const io = (q.get('includeObject') ?? 'Metadata') as IncludeObject;
@@ -379,7 +479,7 @@ export class ApiServer {
     for (const a of this.opts.admission ?? []) await a.admitResult?.(attributes, object, old);
   }
 
-  private async serveResource(req: IncomingMessage, res: ServerResponse, route: ResourceRoute, q: URLSearchParams, attributes: RequestAttributes) {
+  private async serveResource(req: IncomingMessage, res: ServerResponse, route: ResourceRoute, q: URLSearchParams, attributes: RequestAttributes, ctx: RequestContext) {
     const { info, namespace, name, subresource } = route;
     const method = req.method ?? 'GET';
     const rs = this.resources;
@@ -405,7 +505,7 @@ export class ApiServer {
       if (info.namespaced && !namespace && method !== 'GET') throw methodNotAllowed(method);
       switch (method) {
         case 'GET':
-          if (boolParam(q, 'watch')) return this.watch(req, res, info, namespace, q, tableMode, meta);
+          if (boolParam(q, 'watch')) return this.watch(req, res, info, namespace, q, tableMode, meta, ctx);
           return this.list(res, info, namespace, q, tableMode, meta);
         case 'POST': {
           const warnings: string[] = [];
@@ -500,7 +600,7 @@ export class ApiServer {
     return send(res, 200, { apiVersion: groupVersion(info), kind: info.listKind, metadata, items: r.items });
   }
 
-  private async watch(req: IncomingMessage, res: ServerResponse, info: ResourceInfo, namespace: string | undefined, q: URLSearchParams, tableMode: IncludeObject | undefined, meta: MetadataTarget | undefined) {
+  private async watch(req: IncomingMessage, res: ServerResponse, info: ResourceInfo, namespace: string | undefined, q: URLSearchParams, tableMode: IncludeObject | undefined, meta: MetadataTarget | undefined, ctx: RequestContext) {
     // Every parameter is checked before the 200 goes out: afterwards only ERROR events remain.
     const p: ListParams = listParams(q, true);
     this.stats.watch++;
@@ -522,6 +622,8 @@ export class ApiServer {
         return () => this.activeWatches.delete(finish);
       },
       onExpired: () => this.stats.watchExpired++,
+      // From the 200 on, the watch is long-running: counted while open, recorded when it ends.
+      onStart: () => this.watchStarted(req, res, ctx),
       maxBufferedBytes: this.opts.watchBufferBytes,
       onSlowClose: (buffered) => {
         this.stats.watchSlowClosed++;
@@ -529,6 +631,21 @@ export class ApiServer {
         this.log(`closed a slow watch of ${info.plural} from ${peer} (${req.headers['user-agent'] ?? 'no user agent'}): ${buffered} bytes unread`);
       },
     }, res);
+  }
+
+  private watchStarted(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): void {
+    if (!this.metrics && !this.requestLog) return;
+    ctx.longRunning = true;
+    const start = ctx.start;
+    const series = ctx.series;
+    if (this.metrics && series) this.metrics.watchStarted(series);
+    res.once('close', () => {
+      if (this.metrics && series) {
+        this.metrics.watchEnded(series);
+        this.metrics.observe(series, res.statusCode, (performance.now() - start) / 1000);
+      }
+      if (this.requestLog) this.logRequest(req, res, ctx, undefined, start);
+    });
   }
 
   private async deleteOptions(req: IncomingMessage, q: URLSearchParams): Promise<DeleteOptions> {
@@ -545,6 +662,18 @@ export class ApiServer {
     for (const v of dry) if (v !== 'All') throw badRequest(`Invalid dryRun value: ${JSON.stringify(v)}: supported values: "All"`);
     return { propagationPolicy: policy as DeleteOptions['propagationPolicy'], dryRun: dry.length > 0, preconditions: body.preconditions };
   }
+}
+
+/** Review resources as metric series: one object per path, so their label objects are cached. */
+const reviewResources = new Map<string, SeriesResource>();
+function reviewResource(path: string): SeriesResource {
+  let r = reviewResources.get(path);
+  if (!r) {
+    // Only paths Reviews.handles() accepted get here: /apis/<group>/<version>/<resource>, a fixed set.
+    const [, , group, version, plural] = path.split('/');
+    reviewResources.set(path, (r = { group: group!, version: version!, plural: plural!, kind: '' }));
+  }
+  return r;
 }
 
 /**

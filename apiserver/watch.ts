@@ -28,6 +28,8 @@ export interface WatchRequest {
   /** Lets the server end this watch early (shutdown, tests); returns the unregister function. */
   register?: (finish: () => void) => () => void;
   onExpired?: () => void;
+  /** Called once the 200 is sent: from here on the watch is long-running (metrics, request log). */
+  onStart?: () => void;
   /** Bytes of events a watcher may leave unread before its watch is closed. Default MAX_WATCH_BUFFER_BYTES. */
   maxBufferedBytes?: number;
   /** Called once when the watch is closed because its client does not keep up. */
@@ -83,6 +85,7 @@ export async function serveWatch(rs: ResourceStore, req: WatchRequest, res: Serv
 
   res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
   res.flushHeaders();
+  req.onStart?.();
 
   let unregister = () => {};
   let wake: (() => void) | undefined;

@@ -8,6 +8,7 @@ import { StoreError, isCompacted, isFutureRevision, toStoreError } from './error
 import { EtcdClient, type EtcdClusterInfo } from './etcd/client.js';
 import { CompareResult, CompareTarget, type RequestOp, type TxnRequest, type TxnResponse } from './etcd/proto.js';
 import type { EtcdConnectionOptions } from './etcd-options.js';
+import { observeEtcd, type EtcdOperation } from './etcd-metrics.js';
 import { startWatch, type WatchEvent, type WatchHandle, type WatchParams } from './watch.js';
 
 export { StoreError, type StoreErrorCode } from './errors.js';
@@ -49,6 +50,8 @@ export class Store {
   private readonly watches = new Set<WatchHandle>();
   private stopCompactor?: () => void;
   private readonly compactListeners = new Set<(revision: number) => void>();
+  /** Whether etcd calls are timed into etcd_request_duration_seconds (see recordMetrics). */
+  private metricsOn = true;
 
   /** The Store owns its etcd client: close() closes it. */
   constructor(
@@ -75,11 +78,16 @@ export class Store {
     return this.kv.verify(opts);
   }
 
+  /** Times etcd calls into etcd_request_duration_seconds (default) or not (an API server with metrics off). */
+  recordMetrics(on: boolean): void {
+    this.metricsOn = on;
+  }
+
   /** Creates `key` only if it does not exist (one txn round trip). Returns the stored object. */
   async create(key: string, obj: KObject): Promise<KObject> {
     const k = Buffer.from(key);
     const value = encode(obj);
-    const res = await this.txn({
+    const res = await this.txn('create', key, {
       compare: [{ key: k, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 }],
       success: [{ request_put: { key: k, value } }],
     });
@@ -88,13 +96,13 @@ export class Store {
   }
 
   async get(key: string): Promise<KObject | undefined> {
-    const res = await this.call(() => this.kv.range({ key: Buffer.from(key) }));
+    const res = await this.call('get', key, () => this.kv.range({ key: Buffer.from(key) }));
     return res.kvs[0] && decode(res.kvs[0]);
   }
 
   /** Reads several keys at one revision in one round trip; missing keys give undefined. */
   async getMany(keys: string[]): Promise<Array<KObject | undefined>> {
-    const res = await this.txn({ success: keys.map((k) => ({ request_range: { key: Buffer.from(k) } })) });
+    const res = await this.txn('get', keys[0] ?? '', { success: keys.map((k) => ({ request_range: { key: Buffer.from(k) } })) });
     return res.responses.map((r) => {
       const kv = r.response_range?.kvs[0];
       return kv && decode(kv);
@@ -117,6 +125,8 @@ export class Store {
     }
     const limit = opts.limit && opts.limit > 0 ? opts.limit : 0;
     const res = await this.call(
+      'list',
+      prefix,
       () => this.kv.range({ key: start, range_end: prefixEnd(prefix), limit, revision: rev }),
       rev,
     );
@@ -135,7 +145,7 @@ export class Store {
 
   /** Number of keys under `prefix` now (count-only range, no values transferred). */
   async count(prefix: string): Promise<number> {
-    const res = await this.call(() =>
+    const res = await this.call('count', prefix, () =>
       this.kv.range({ key: prefixStart(prefix), range_end: prefixEnd(prefix), count_only: true }),
     );
     return Number(res.count);
@@ -180,7 +190,7 @@ export class Store {
    * objects (`current` holds the first object that changed).
    */
   async updateMany(writes: Array<{ key: string; obj: KObject; expectedRevision: string }>): Promise<KObject[]> {
-    const res = await this.txn({
+    const res = await this.txn('update', writes[0]?.key ?? '', {
       compare: writes.map((w) => ({ key: Buffer.from(w.key), target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: parseRevision(w.expectedRevision) })),
       success: writes.map((w) => ({ request_put: { key: Buffer.from(w.key), value: encode(w.obj) } })),
       failure: writes.map((w) => ({ request_range: { key: Buffer.from(w.key) } })),
@@ -203,7 +213,7 @@ export class Store {
    * charged this way, together with the object that uses them.
    */
   async writeAll(writes: Array<{ key: string; obj: KObject; expectedRevision?: string }>): Promise<{ stored: KObject[] } | { current: Array<KObject | undefined> }> {
-    const res = await this.txn({
+    const res = await this.txn('txn', writes[0]?.key ?? '', {
       compare: writes.map((w) => w.expectedRevision === undefined
         ? { key: Buffer.from(w.key), target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 }
         : { key: Buffer.from(w.key), target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: parseRevision(w.expectedRevision) }),
@@ -227,6 +237,8 @@ export class Store {
     const k = Buffer.from(key);
     const del: RequestOp = { request_delete_range: { key: k, prev_kv: true } };
     const res = await this.txn(
+      'delete',
+      key,
       expectedRevision === undefined
         ? { success: [del] }
         : {
@@ -284,7 +296,7 @@ export class Store {
 
   /** The global etcd revision now (linearizable). */
   async currentRevision(): Promise<string> {
-    const res = await this.call(() => this.kv.range({ key: Buffer.from([0]), count_only: true }));
+    const res = await this.call('getCurrentResourceVersion', '', () => this.kv.range({ key: Buffer.from([0]), count_only: true }));
     return res.header.revision;
   }
 
@@ -323,7 +335,7 @@ export class Store {
   /** Put if mod_revision matches; on mismatch the same round trip reads the current object. */
   private async casPut(key: string, obj: KObject, expected: number): Promise<{ stored: KObject } | { current?: KObject }> {
     const k = Buffer.from(key);
-    const res = await this.txn({
+    const res = await this.txn('update', key, {
       compare: [{ key: k, target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: expected }],
       success: [{ request_put: { key: k, value: encode(obj) } }],
       failure: [{ request_range: { key: k } }],
@@ -333,12 +345,16 @@ export class Store {
     return { current: kv && decode(kv) };
   }
 
-  private txn(req: TxnRequest): Promise<TxnResponse> {
-    return this.call(() => this.kv.txn(req));
+  private txn(operation: EtcdOperation, key: string, req: TxnRequest): Promise<TxnResponse> {
+    return this.call(operation, key, () => this.kv.txn(req));
   }
 
-  /** Runs an etcd call, mapping compaction/connection failures to StoreError. */
-  private async call<T>(fn: () => Promise<T>, atRevision?: number): Promise<T> {
+  /**
+   * Runs an etcd call, mapping compaction/connection failures to StoreError, and times it as
+   * `operation` on the resource of `key` (failed calls too, as kube-apiserver does).
+   */
+  private async call<T>(operation: EtcdOperation, key: string, fn: () => Promise<T>, atRevision?: number): Promise<T> {
+    const start = this.metricsOn ? performance.now() : 0;
     try {
       return await fn();
     } catch (err) {
@@ -349,6 +365,8 @@ export class Store {
         throw new StoreError('Invalid', `too large resource version: ${atRevision ?? '?'}`, { cause: err });
       }
       throw toStoreError(err);
+    } finally {
+      if (this.metricsOn) observeEtcd(operation, key, start);
     }
   }
 }
