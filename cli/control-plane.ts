@@ -46,6 +46,8 @@ export interface ControlPlaneOptions {
   log?: (msg: string) => void;
   /** API workers log their internal events too (kova up -v); default: whether `log` is set. */
   verbose?: boolean;
+  /** One log line per API request (kova up --v=2; kube-apiserver's httplog). */
+  requestLogging?: boolean;
   /** Receives each line etcd writes (its own JSON); default: `log` with an "etcd: " prefix. */
   etcdLog?: (line: string) => void;
   /** Progress lines for long steps (what `kova up` prints). */
@@ -178,14 +180,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         // File paths, not key bytes: each worker reads them (keys stay out of env and argv).
         etcd: { endpoints, tlsFiles, keepaliveTimeMs: opts.etcdKeepaliveTimeMs, keepaliveTimeoutMs: opts.etcdKeepaliveTimeoutMs },
         crdDir: opts.crdDir ?? defaultCrdDir(), host, port, tls, token: pki?.token, caCert: pki?.caCert, dataDir: opts.dataDir,
-        bookmarkIntervalMs: opts.bookmarkIntervalMs, inflight: opts.inflight, verbose: opts.verbose ?? !!opts.log,
+        bookmarkIntervalMs: opts.bookmarkIntervalMs, inflight: opts.inflight, verbose: opts.verbose ?? !!opts.log, requestLogging: opts.requestLogging,
       }, log);
       stops.push(() => workers.stop());
       addr = { port: workers.port };
     } else {
       const security = await startSecurity(resources, { token: pki?.token, caCert: pki?.caCert, dataDir: opts.dataDir });
       stops.push(() => security.stop());
-      const server = new ApiServer({ registry, resources, ...security.options, log, bookmarkIntervalMs: opts.bookmarkIntervalMs, inflight: opts.inflight });
+      const server = new ApiServer({ registry, resources, ...security.options, log, bookmarkIntervalMs: opts.bookmarkIntervalMs, inflight: opts.inflight, requestLogging: opts.requestLogging });
       apiserver = server;
       addr = await server.listen(host, port, tls);
       stops.push(() => server.close());

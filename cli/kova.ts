@@ -320,6 +320,7 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
       // Errors and warnings of the API server and its workers; internal events with -v.
       log: logFunction(componentLogger('apiserver'), 'warn'),
       verbose,
+      requestLogging: vb.v >= 2,
       // etcd warns about its own setup on every start (simple tokens): the terminal shows its errors only.
       etcdLog: (line) => logs.line('etcd', 'etcd', line, 'error'),
       onEtcdSpawn: (pid) => lock.record('etcd', pid),
