@@ -69,7 +69,7 @@ export function startControllerManager(opts: ControllerManagerOptions): Controll
   let leading = false;
 
   const lead = async (signal: AbortSignal) => {
-    setMaxListeners(100, signal); // every informer and queue of every controller listens on it
+    setMaxListeners(200, signal); // every informer and queue of every controller listens on it
     leading = true;
     opts.onLeadership?.(true);
     log(`controllers: ${identity} is the leader; starting scheduler, host and instance controllers`);
