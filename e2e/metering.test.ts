@@ -8,11 +8,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { findCondition } from '../api/conditions.js';
-import type { Instance, UsageRecord } from '../api/kinds/index.js';
+import type { Instance, UsageRecord, Volume } from '../api/kinds/index.js';
 import { USAGE_RECORDS } from '../api/kinds/index.js';
 import type { Usage } from '../api/metering.js';
 import { DAY_MS, dayStart, rfc3339 } from '../api/metering.js';
-import { FLAVORS, INSTANCES, KovaClient, NAMESPACES, StatusError } from '../client/client.js';
+import { FLAVORS, INSTANCES, KovaClient, NAMESPACES, StatusError, VOLUME_TYPES, VOLUMES } from '../client/client.js';
 import { startControllerManager } from '../controllers/manager.js';
 import type { ControllerManager } from '../controllers/manager.js';
 import { createReadySimImage } from '../node-agent/sim-image.js';
@@ -238,5 +238,26 @@ describe('metering', () => {
     // A window inside the first day counts that day's part only.
     const firstDay = rowOf(await usage('m2', { start: rfc3339(day), end: rfc3339(day + DAY_MS) }), 'm2', 'old')!;
     assert.equal(firstDay.runningSeconds, 2 * 3600);
+  });
+  it('meters a volume from creation to deletion at its size', async () => {
+    await admin.create(VOLUME_TYPES, { metadata: { name: 'local' }, spec: { backend: 'local' } });
+    const v = await admin.create<Volume>(VOLUMES, { metadata: { name: 'data', namespace: 'm2' }, spec: { size: '2Gi', volumeType: 'local' } });
+    await eventually(async () => (await admin.get<Volume>(VOLUMES, 'm2', 'data'))?.metadata.finalizers?.includes('kova.dev/metering'), 20_000, 'volume metered');
+    await new Promise((r) => setTimeout(r, 1100));
+    await admin.delete(VOLUMES, 'm2', 'data');
+    await eventually(async () => !(await admin.get(VOLUMES, 'm2', 'data')), 30_000, 'volume deleted');
+    const l = (await admin.get<UsageRecord>(USAGE_RECORDS, 'm2', `volume-${v.metadata.uid}`))!;
+    const t = sec(l.spec.deleted) - sec(v.metadata.creationTimestamp);
+    assert.ok(t >= 1);
+    const row = (await usage('m2', window())).projects.find((p) => p.namespace === 'm2')!.volumes.find((x) => x.name === 'data')!;
+    assert.equal(row.seconds, t);
+    assert.equal(row.state, 'Deleted');
+    close(row.volumeGiBHours * 3600, t * 2, 'volumeGiBHours');
+  });
+
+  it('a project with metered objects is deleted (the finalizers do not hold it)', async () => {
+    await instance('m1', 'last', 'small');
+    await admin.delete(NAMESPACES, undefined, 'm1');
+    await eventually(async () => !(await admin.get(NAMESPACES, undefined, 'm1')), 60_000, 'namespace m1 gone');
   });
 });

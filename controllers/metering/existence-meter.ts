@@ -9,7 +9,7 @@ import { advance, existenceFacts, ledgerName, RECORD_TYPE_LABEL, rfc3339, timeOf
 import type { SpanSize } from '../../api/metering.js';
 import type { Kind } from '../../client/client.js';
 import type { Reconciler, Request } from '../../client/controller.js';
-import { writeRecord } from './ledger-writer.js';
+import { namespaceTerminating, writeRecord } from './ledger-writer.js';
 import type { Cache } from './ledger-writer.js';
 import type { MeterDeps } from './instance-meter.js';
 
@@ -42,12 +42,17 @@ abstract class ExistenceMeter<T extends Existing> implements Reconciler {
     const uid = obj.metadata.uid;
     const name = ledgerName(this.kind, uid);
     const facts = existenceFacts(obj);
-    await writeRecord(this.d.client, this.d.records.get(ns, name), ns, name, { [RECORD_TYPE_LABEL]: 'ledger' }, (cur) => {
-      const spec = cur?.spec ?? { subject: { kind: this.kind, name: req.name, uid } };
-      if (spec.deleted) return undefined;
-      const intervals = advance(spec.intervals ?? [], facts, { size: () => this.size(obj), resizeAt: this.resizedAt(obj) });
-      return { ...spec, intervals, ...(facts.deletedAt !== undefined ? { deleted: rfc3339(facts.deletedAt) } : {}) };
-    });
+    try {
+      await writeRecord(this.d.client, this.d.records.get(ns, name), ns, name, { [RECORD_TYPE_LABEL]: 'ledger' }, (cur) => {
+        const spec = cur?.spec ?? { subject: { kind: this.kind, name: req.name, uid } };
+        if (spec.deleted) return undefined;
+        const intervals = advance(spec.intervals ?? [], facts, { size: () => this.size(obj), resizeAt: this.resizedAt(obj) });
+        return { ...spec, intervals, ...(facts.deletedAt !== undefined ? { deleted: rfc3339(facts.deletedAt) } : {}) };
+      });
+    } catch (e) {
+      // A project being deleted refuses new records (and takes its records along): let the object go.
+      if (!namespaceTerminating(e)) throw e;
+    }
     if (deleting && fins.includes(METERING_FINALIZER)) await this.d.client.removeFinalizer(this.resource, ns, req.name, METERING_FINALIZER);
   }
 

@@ -12,7 +12,7 @@ import { advance, boundIntervals, instanceFacts, ledgerName, RECORD_TYPE_LABEL, 
 import type { SpanSize } from '../../api/metering.js';
 import type { ApiClient } from '../../client/client.js';
 import type { Reconciler, Request } from '../../client/controller.js';
-import { writeRecord } from './ledger-writer.js';
+import { namespaceTerminating, writeRecord } from './ledger-writer.js';
 import type { Cache } from './ledger-writer.js';
 
 export interface MeterDeps {
@@ -44,13 +44,18 @@ export class InstanceMeter implements Reconciler {
     const uid = inst.metadata.uid;
     const name = ledgerName('Instance', uid);
     const facts = instanceFacts(inst);
-    await writeRecord(this.d.client, this.d.records.get(ns, name), ns, name, { [RECORD_TYPE_LABEL]: 'ledger' }, (cur) => {
-      const spec = cur?.spec ?? { subject: { kind: 'Instance' as const, name: req.name, uid } };
-      if (spec.deleted) return undefined; // final: recorded at its deletion
-      const intervals = boundIntervals(advance(spec.intervals ?? [], facts, { size: () => this.size(inst, spec.intervals ?? []) }));
-      if (!cur && !intervals.length) return undefined; // never ran: no ledger
-      return { ...spec, intervals, ...(facts.deletedAt !== undefined ? { deleted: rfc3339(facts.deletedAt) } : {}) };
-    });
+    try {
+      await writeRecord(this.d.client, this.d.records.get(ns, name), ns, name, { [RECORD_TYPE_LABEL]: 'ledger' }, (cur) => {
+        const spec = cur?.spec ?? { subject: { kind: 'Instance' as const, name: req.name, uid } };
+        if (spec.deleted) return undefined; // final: recorded at its deletion
+        const intervals = boundIntervals(advance(spec.intervals ?? [], facts, { size: () => this.size(inst, spec.intervals ?? []) }));
+        if (!cur && !intervals.length) return undefined; // never ran: no ledger
+        return { ...spec, intervals, ...(facts.deletedAt !== undefined ? { deleted: rfc3339(facts.deletedAt) } : {}) };
+      });
+    } catch (e) {
+      // A project being deleted refuses new records (and takes its records along): let the object go.
+      if (!namespaceTerminating(e)) throw e;
+    }
     if (deleting && fins.includes(METERING_FINALIZER)) await this.d.client.removeFinalizer(INSTANCES, ns, req.name, METERING_FINALIZER);
   }
 

@@ -5,7 +5,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { METERING_API_VERSION, USAGE_RECORDS } from '../../api/kinds/usage.js';
 import type { UsageRecord, UsageRecordSpec } from '../../api/kinds/usage.js';
-import { isConflict } from '../../client/client.js';
+import { isConflict, StatusError } from '../../client/client.js';
 import type { ApiClient } from '../../client/client.js';
 
 export interface Cache<T> {
@@ -42,4 +42,9 @@ export async function writeRecord(
       cur = await client.get<UsageRecord>(USAGE_RECORDS, ns, name);
     }
   }
+}
+
+/** A create refused because the project is being deleted: its records go with it, nothing to keep. */
+export function namespaceTerminating(e: unknown): boolean {
+  return e instanceof StatusError && e.code === 403 && /because it is being terminated/.test(e.message);
 }
