@@ -56,7 +56,7 @@ test('defaultCrdDir finds crds/ next to package.json', () => {
 
 test('every CRD file passes the apiextensions checks and is structural', async () => {
   const files = await crdFiles();
-  assert.equal(files.length, 15);
+  assert.equal(files.length, 16);
   for (const { file, crd } of files) assert.deepEqual(crdErrors(crd), [], file);
 });
 
@@ -115,6 +115,14 @@ test('CRD names, scopes, short names, categories and conventions', async () => {
   for (const { file, crd } of files) {
     const spec = crd.spec as Record<string, any>;
     const kind = spec.names.kind as string;
+    if (spec.group === 'metering.kova.dev') {
+      // The usage ledger: the metering controller's own records, outside `kubectl get kova`.
+      assert.equal(kind, 'UsageRecord', file);
+      assert.equal(crd.metadata.name, 'usagerecords.metering.kova.dev');
+      assert.equal(spec.scope, 'Namespaced');
+      assert.equal(spec.names.categories, undefined, `${file}: not in category kova`);
+      continue;
+    }
     const want = KOVA_KINDS[kind];
     assert.ok(want, `${file}: unexpected kind ${kind}`);
     seen.add(kind);
@@ -159,7 +167,7 @@ test('API doc printer columns are present (priority 0) in order', async () => {
 
 test('Registry.load: built-ins plus CRDs, lookups by resource and kind', async () => {
   const reg = await Registry.load(defaultCrdDir());
-  assert.deepEqual(reg.groupVersions(), ['v1', 'coordination.k8s.io/v1', 'events.k8s.io/v1', 'kova.dev/v1alpha1', 'rbac.authorization.k8s.io/v1']);
+  assert.deepEqual(reg.groupVersions(), ['v1', 'coordination.k8s.io/v1', 'events.k8s.io/v1', 'kova.dev/v1alpha1', 'metering.kova.dev/v1alpha1', 'rbac.authorization.k8s.io/v1']);
   assert.deepEqual(reg.byGroupVersion('rbac.authorization.k8s.io/v1').map((r) => `${r.kind}:${r.namespaced}`).sort(), [
     'ClusterRole:false', 'ClusterRoleBinding:false', 'Role:true', 'RoleBinding:true',
   ]);
@@ -169,7 +177,7 @@ test('Registry.load: built-ins plus CRDs, lookups by resource and kind', async (
   assert.deepEqual(reg.byKind('rbac.authorization.k8s.io', 'ClusterRole')!.printerColumns.map((c) => c.name), ['Created At']);
   assert.deepEqual(reg.byGroupVersion('v1').map((r) => r.plural).sort(), ['configmaps', 'events', 'namespaces', 'resourcequotas', 'secrets']);
   assert.equal(reg.byGroupVersion('kova.dev/v1alpha1').length, 15);
-  assert.equal(reg.crds().length, 15);
+  assert.equal(reg.crds().length, 16);
 
   const inst = reg.lookup('kova.dev', 'v1alpha1', 'instances')!;
   assert.equal(inst.kind, 'Instance');

@@ -18,7 +18,7 @@ const doc = (p: string) => openapiV3Document(reg, p) as Doc;
 
 test('index lists every group-version with a content hash', () => {
   const idx = openapiV3Index(reg);
-  assert.deepEqual(Object.keys(idx.paths).sort(), ['api/v1', 'apis/coordination.k8s.io/v1', 'apis/events.k8s.io/v1', 'apis/kova.dev/v1alpha1', 'apis/rbac.authorization.k8s.io/v1']);
+  assert.deepEqual(Object.keys(idx.paths).sort(), ['api/v1', 'apis/coordination.k8s.io/v1', 'apis/events.k8s.io/v1', 'apis/kova.dev/v1alpha1', 'apis/metering.kova.dev/v1alpha1', 'apis/rbac.authorization.k8s.io/v1']);
   for (const [p, { serverRelativeURL }] of Object.entries(idx.paths)) {
     assert.match(serverRelativeURL, new RegExp(`^/openapi/v3/${p.replace(/\./g, '\\.')}\\?hash=[0-9A-F]{128}$`));
     assert.equal(serverRelativeURL.split('hash=')[1], openapiV3Hash(reg, p));
