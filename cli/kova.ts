@@ -47,15 +47,19 @@ Usage:
   kova up --hosts N        the same with N real hypervisor hosts on this machine (host-1 …
                            host-N: each its own network namespace, libvirtd and agent)
   kova apiserver [flags]   run the API server alone (same flags)
-  kova controllers [--kubeconfig F] [--id ID] [--data-dir DIR]
+  kova controllers [--kubeconfig F] [--id ID] [--data-dir DIR] [--metrics-bind-address A]
                            run the scheduler and controllers (leader-elected: run several);
-                           images are imported into DIR/images
+                           images are imported into DIR/images; /metrics on A (default
+                           127.0.0.1:10257, 0: off; --tls-cert-file/--tls-private-key-file,
+                           else self-signed)
   kova agent --host NAME [--driver libvirt|sim] [--kubeconfig F] [--lease-duration S]
-             [--network] [--netns NS] [--tunnel-ip IP] [--data-dir DIR]
+             [--network] [--netns NS] [--tunnel-ip IP] [--data-dir DIR] [--metrics-bind-address A]
                            run the node agent of one hypervisor host (heartbeat Lease
                            kova-system/NAME, renewed every S/4 s; default S=40); --network
                            also runs host networking (bridges, VXLAN to --tunnel-ip peers,
-                           DHCP, security groups, NAT), --netns inside a network namespace
+                           DHCP, security groups, NAT), --netns inside a network namespace;
+                           /metrics on A (default 0.0.0.0:10250, 0: off). Both log JSON to
+                           stderr; -v / --v N as below
   kova start|stop|restart|pause|unpause NAME [-n NAMESPACE] [--kubeconfig F]
                            power actions on an Instance (see docs/control-plane.md)
   kova drain HOST [--wait] [--timeout D] [--kubeconfig F]
