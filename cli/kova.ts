@@ -79,6 +79,9 @@ Usage:
   kova audit [--since 1h|30m|RFC3339] [--user U] [--verb V] [--namespace N] [-o table|json]
              [--data-dir DIR]
                            print the audit log (every write and every denied request)
+  kova usage [-n PROJECT | -A] [--start TIME] [--end TIME] [-o json|yaml|table] [--kubeconfig F]
+                           a project's resource usage over a period (instance, vCPU, RAM,
+                           disk, volume and floating-IP hours; network bytes)
   kova user create|token|revoke|delete|list ...
                            users and their bearer tokens (kova user --help)
   kova --help              show this help
@@ -650,6 +653,10 @@ async function main(argv: string[]): Promise<void> {
       const { auditCommand } = await import('./audit.js');
       process.exitCode = await auditCommand(rest, defaultDataDir);
       return;
+    }
+    case 'usage': {
+      const { usageCommand } = await import('./usage.js');
+      return usageCommand(rest);
     }
     case 'user': {
       const { userCommand } = await import('./user.js');
