@@ -513,7 +513,7 @@ async function controllers(argv: string[]): Promise<void> {
   untilSignal(ac, () => cm.done);
   const metrics = await serveComponentMetrics({
     bind: values['metrics-bind-address'], defaultBind: DEFAULT_CONTROLLERS_METRICS, certFile: values['tls-cert-file'], keyFile: values['tls-private-key-file'],
-    kubeconfig: kubeconfigFrom(values.kubeconfig), signal: ac.signal, log: logFunction(componentLogger('metrics')),
+    kubeconfig: kubeconfigFrom(values.kubeconfig), signal: ac.signal, log: logFunction(componentLogger('metrics')), warn: logFunction(componentLogger('metrics'), 'warn'),
   });
   if (metrics) say(`metrics at ${metrics.url}/metrics`);
   say(`controllers ${cm.identity} campaigning for the lease kova-system/kova-controllers`);
@@ -544,7 +544,7 @@ async function agent(argv: string[]): Promise<void> {
   untilSignal(ac, () => a.done());
   const metrics = await serveComponentMetrics({
     bind: values['metrics-bind-address'], defaultBind: DEFAULT_AGENT_METRICS, certFile: values['tls-cert-file'], keyFile: values['tls-private-key-file'],
-    kubeconfig: kubeconfigFrom(values.kubeconfig), signal: ac.signal, log: logFunction(componentLogger('metrics', { host })),
+    kubeconfig: kubeconfigFrom(values.kubeconfig), signal: ac.signal, log: logFunction(componentLogger('metrics', { host })), warn: logFunction(componentLogger('metrics', { host }), 'warn'),
   });
   if (metrics) say(`metrics at ${metrics.url}/metrics`);
   say(`ready: agent for host ${host} (${values.driver})`);
@@ -616,7 +616,7 @@ async function components(argv: string[]): Promise<void> {
   const reviewer = values['controllers-kubeconfig'] ?? (nodeDir && !values['no-agents'] ? nodeConfig(firstHost) : kubeconfig);
   await serveComponentMetrics({
     bind: values['metrics-bind-address'], defaultBind: '0', certFile: values['tls-cert-file'], keyFile: values['tls-private-key-file'],
-    kubeconfig: reviewer, signal: ac.signal, log: logFunction(componentLogger('metrics')), bestEffort: true,
+    kubeconfig: reviewer, signal: ac.signal, log: logFunction(componentLogger('metrics')), warn: logFunction(componentLogger('metrics'), 'warn'), bestEffort: true,
   });
   say('components ready');
 }

@@ -120,3 +120,38 @@ test('prometheusConfig: one job per process kind, the CA and token file on every
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('component /metrics ports: a taken default falls back to a free port (said as a warning), a taken explicit address fails naming the flag', async () => {
+  const { createServer } = await import('node:net');
+  const { serveComponentMetrics, pickMetricsAddress } = await import('./monitoring.js');
+  const dir = await mkdtemp(join(tmpdir(), 'kova-metrics-port-'));
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+  const taken = `127.0.0.1:${(blocker.address() as { port: number }).port}`;
+  const ac = new AbortController();
+  try {
+    // A kubeconfig whose API server is never asked: nobody scrapes in this test.
+    const kubeconfig = join(dir, 'kubeconfig');
+    await writeFile(kubeconfig, YAML.stringify({
+      apiVersion: 'v1', kind: 'Config', clusters: [{ name: 'k', cluster: { server: 'https://127.0.0.1:1' } }],
+      users: [{ name: 'u', user: { token: 't' } }], contexts: [{ name: 'k', context: { cluster: 'k', user: 'u' } }], 'current-context': 'k',
+    }));
+    const warnings: string[] = [];
+    const common = { kubeconfig, signal: ac.signal, log: () => undefined, warn: (m: string) => warnings.push(m) };
+    const s = await serveComponentMetrics({ ...common, bind: undefined, defaultBind: taken });
+    assert.ok(s && !s.url.endsWith(taken.split(':')[1]!), s?.url);
+    assert.match(warnings[0]!, new RegExp(`${taken} is in use`));
+    const health = await fetch(`${s!.url}/healthz`).then(() => undefined, (e: Error) => e);
+    assert.ok(health instanceof Error, 'self-signed: an unverified client refuses it');
+    await assert.rejects(serveComponentMetrics({ ...common, bind: taken, defaultBind: taken }), /--metrics-bind-address 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+    assert.equal(await serveComponentMetrics({ ...common, bind: taken, defaultBind: taken, bestEffort: true }), undefined);
+    assert.equal(await serveComponentMetrics({ ...common, bind: '0', defaultBind: taken }), undefined);
+    // kova up's choice for its components process: the default when free, a free port when taken.
+    assert.notEqual(await pickMetricsAddress(taken, true), taken);
+    await assert.rejects(pickMetricsAddress(taken, false), /--metrics-bind-address/);
+  } finally {
+    ac.abort();
+    blocker.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -193,6 +193,8 @@ export interface ComponentMetricsOptions {
   kubeconfig: string;
   signal: AbortSignal;
   log: (msg: string) => void;
+  /** Where the fallback to another port and a failure to serve are said (default: log). */
+  warn?: (msg: string) => void;
   /** An address that is taken is logged and /metrics is not served, instead of failing (kova up's components child). */
   bestEffort?: boolean;
 }
@@ -225,11 +227,11 @@ export async function serveComponentMetrics(o: ComponentMetricsOptions): Promise
     const inUse = (e as { code?: string }).code === 'EADDRINUSE';
     if (inUse && o.bind === undefined) {
       const s = await start(`${host.includes(':') ? `[${host}]` : host}:0`);
-      o.log(`warning: ${bind} is in use (another kova process?): serving /metrics on ${s.url} instead (set --metrics-bind-address)`);
+      (o.warn ?? o.log)(`${bind} is in use (another kova process?): serving /metrics on ${s.url} instead (set --metrics-bind-address)`);
       return s;
     }
     if (o.bestEffort) {
-      o.log(`error: cannot serve /metrics on ${bind}: ${(e as Error).message}; running without it`);
+      (o.warn ?? o.log)(`cannot serve /metrics on ${bind}: ${(e as Error).message}; running without it`);
       return undefined;
     }
     throw new Error(`--metrics-bind-address ${bind}: ${(e as Error).message}`);
