@@ -2,7 +2,7 @@
 // token and a kubeconfig. Generated with the openssl CLI (argument arrays, no shell) so kova
 // carries no crypto code of its own; reused on later starts.
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -122,26 +122,44 @@ export async function ensureEtcdPki(dir: string): Promise<EtcdPki> {
   };
 }
 
-/** Creates (once) or loads the CA, serving certificate and token under `dir`. */
+/** A serving certificate is issued again when it has less than this left, or its names changed. */
+const RENEW_BEFORE_MS = 30 * 86_400_000;
+
+/**
+ * Creates (once) or reuses the serving certificate `name`.crt/.key in `dir`, from the kova CA
+ * there, for loopback and `hosts`; issued again when the names change, the CA changed, or it
+ * nears its end (825 days).
+ */
+export async function ensureServingCert(dir: string, name: string, hosts: string[], cn = name): Promise<{ cert: string; key: string; certFile: string; keyFile: string }> {
+  await ensureCa(dir);
+  const p = (f: string) => join(dir, f);
+  const sans = [...new Set(['127.0.0.1', 'localhost', '::1', ...hosts])].map(sanEntry).sort().join(',');
+  const [certFile, keyFile, sansFile] = [p(`${name}.crt`), p(`${name}.key`), p(`${name}.sans`)];
+  const fresh = async () => {
+    if (!existsSync(certFile) || !existsSync(keyFile) || !existsSync(sansFile)) return false;
+    if ((await readFile(sansFile, 'utf8')).trim() !== sans) return false;
+    const c = new X509Certificate(await readFile(certFile));
+    const ca = new X509Certificate(await readFile(p('ca.crt')));
+    return c.checkIssued(ca) && c.verify(ca.publicKey) && Date.parse(c.validTo) - Date.now() > RENEW_BEFORE_MS;
+  };
+  if (!(await fresh())) {
+    await issue(dir, dir, name, cn, `subjectAltName=${sans}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE\n`);
+    await rm(p(`${name}.csr`), { force: true });
+    await writeFile(sansFile, sans);
+  }
+  await chmod(keyFile, 0o600);
+  const [cert, key] = await Promise.all([readFile(certFile, 'utf8'), readFile(keyFile, 'utf8')]);
+  return { cert, key, certFile, keyFile };
+}
+
+/** Creates (once) or loads the CA, the API server's serving certificate and the token under `dir`. */
 export async function ensurePki(dir: string, hosts: string[]): Promise<Pki> {
   await ensureCa(dir);
   const p = (f: string) => join(dir, f);
-  const sans = [...new Set(['127.0.0.1', 'localhost', '::1', ...hosts])].map(sanEntry).sort();
-  const sansFile = p('server.sans');
-  const ec = EC;
-
-  const haveSans = existsSync(sansFile) ? (await readFile(sansFile, 'utf8')).trim() : '';
-  if (!existsSync(p('server.crt')) || haveSans !== sans.join(',')) {
-    const ext = `subjectAltName=${sans.join(',')}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE\n`;
-    await writeFile(p('server.ext'), ext);
-    await openssl(['req', ...ec, '-keyout', p('server.key'), '-out', p('server.csr'), '-subj', '/CN=kova-apiserver']);
-    await openssl(['x509', '-req', '-in', p('server.csr'), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial',
-      '-out', p('server.crt'), '-days', '825', '-extfile', p('server.ext')]);
-    await writeFile(sansFile, sans.join(','));
-  }
+  const { cert, key } = await ensureServingCert(dir, 'server', hosts, 'kova-apiserver');
   if (!existsSync(p('token'))) await writeFile(p('token'), randomBytes(24).toString('hex'), { mode: 0o600 });
-  for (const f of ['ca.key', 'server.key', 'token']) await chmod(p(f), 0o600);
-  const [caCert, cert, key, token] = await Promise.all(['ca.crt', 'server.crt', 'server.key', 'token'].map((f) => readFile(p(f), 'utf8')));
+  for (const f of ['ca.key', 'token']) await chmod(p(f), 0o600);
+  const [caCert, token] = await Promise.all(['ca.crt', 'token'].map((f) => readFile(p(f), 'utf8')));
   return { caCert, cert, key, token: token.trim() };
 }
 

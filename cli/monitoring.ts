@@ -8,7 +8,6 @@
 // components), so the user is bound to the same ClusterRole, system:monitoring (get /metrics and
 // the health endpoints, nothing else), by a ClusterRoleBinding of its own.
 import { execFile } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
@@ -62,47 +61,8 @@ export async function ensureMonitoringToken(client: KovaClient, tokenFile: strin
   await chmod(tokenFile, 0o600);
 }
 
-/** Certificates of serving certificates are renewed this long before they expire. */
-const RENEW_BEFORE_MS = 30 * 86_400_000;
-
-/**
- * A serving certificate from the kova CA in `pkiDir` for `name` (name.crt, name.key: mode 600)
- * with `hosts` as its SANs: kept while the CA, the SANs and 30 more days of validity hold.
- */
-export async function ensureServingCert(pkiDir: string, name: string, hosts: string[]): Promise<{ cert: string; key: string; certFile: string; keyFile: string }> {
-  const p = (f: string) => join(pkiDir, f);
-  const sans = [...new Set(['127.0.0.1', 'localhost', ...hosts])].map((h) => (isIP(h) ? `IP:${h}` : `DNS:${h}`)).sort().join(',');
-  const [certFile, keyFile, sansFile] = [p(`${name}.crt`), p(`${name}.key`), p(`${name}.sans`)];
-  const caPem = await readFile(p('ca.crt'), 'utf8');
-  const fresh = async () => {
-    if (!existsSync(certFile) || !existsSync(keyFile) || !existsSync(sansFile)) return false;
-    if ((await readFile(sansFile, 'utf8')).trim() !== sans) return false;
-    const c = new X509Certificate(await readFile(certFile));
-    const ca = new X509Certificate(caPem);
-    return c.checkIssued(ca) && c.verify(ca.publicKey) && Date.parse(c.validTo) - Date.now() > RENEW_BEFORE_MS;
-  };
-  if (!(await fresh())) {
-    const ext = p(`${name}.ext`);
-    const csr = p(`${name}.csr`);
-    await writeFile(ext, `subjectAltName=${sans}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE\n`);
-    try {
-      // pkiDir is mode 700 (apiserver/pki.ts): the key is never readable by others.
-      await run('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', keyFile, '-out', csr, '-subj', `/CN=${name}`]);
-      await chmod(keyFile, 0o600);
-      await run('openssl', ['x509', '-req', '-in', csr, '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial', '-CAserial', p(`${name}.srl`),
-        '-out', certFile, '-days', '825', '-extfile', ext]);
-    } catch (e) {
-      const err = e as { stderr?: string };
-      throw new Error(`issuing the ${name} serving certificate failed: ${err.stderr ?? String(e)}`);
-    } finally {
-      await rm(csr, { force: true });
-    }
-    await writeFile(sansFile, sans);
-  }
-  await chmod(keyFile, 0o600);
-  const [cert, key] = await Promise.all([readFile(certFile, 'utf8'), readFile(keyFile, 'utf8')]);
-  return { cert, key, certFile, keyFile };
-}
+/** The components' serving certificate comes from the kova CA, as the API server's does. */
+export { ensureServingCert } from '../apiserver/pki.js';
 
 export interface ScrapeTarget {
   /** Prometheus job: kova-apiserver, kova-components ... */

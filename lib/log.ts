@@ -6,7 +6,7 @@ import type { DestinationStream, Level, Logger } from 'pino';
 
 export type { Logger, Level };
 
-let root: Logger = pino({ level: process.env.KOVA_LOG_LEVEL ?? 'info', base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
+let root: Logger = pino({ level: process.env.KOVA_LOG_LEVEL || 'info', base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));
 
 /** Replaces the process's root logger: its level and where the lines go. */
 export function configureLogging(opts: { level?: Level | 'silent'; destination?: DestinationStream; base?: Record<string, unknown> }): Logger {

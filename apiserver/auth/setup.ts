@@ -2,6 +2,7 @@
 // may do (authorizer, reviews), admission checks on writes, and the audit log. Every API server
 // process (kova up's in-process server and each API worker) builds it the same way.
 import { join } from 'node:path';
+import { componentLogger, logFunction } from '../../lib/log.js';
 import { AuditLog } from '../audit/log.js';
 import type { ResourceStore } from '../resource-store.js';
 import type { ApiServerOptions } from '../server.js';
@@ -76,13 +77,13 @@ export async function startSecurity(resources: ResourceStore, config: SecurityCo
   }
   if (config.token) {
     // The default roles and bindings; every API server does it, conflicts between them are harmless.
-    await reconcileBootstrapPolicy(resources, (m) => process.stderr.write(`kova: ${m}\n`));
+    await reconcileBootstrapPolicy(resources, logFunction(componentLogger('rbac')));
   }
   let ruleResolver: RuleResolver | undefined;
   if (config.token) {
     // RBAC: decisions from a watch-fed cache of roles and bindings (ready before we serve: it lists
     // after the bootstrap policy is in); writes to RBAC objects may not escalate privileges.
-    const rbac = new RbacCache(resources.store, { log: (m) => process.stderr.write(`kova: ${m}\n`) });
+    const rbac = new RbacCache(resources.store, { log: logFunction(componentLogger('rbac'), 'warn') });
     await rbac.start();
     stops.push(() => rbac.stop());
     const authorizer = new RbacAuthorizer(rbac);
