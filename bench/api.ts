@@ -7,8 +7,12 @@
 // `ratio_vs_lean_c*` by raw puts through kova's lean gRPC client, the stricter baseline.
 // `ratio_rbac_c32` divides a project member's creates (access through a RoleBinding) by the
 // admin's, in the same run: what authentication and authorization of a non-admin cost.
+// `ratio_metrics_c32` divides creates through this API server (Prometheus metrics on, the
+// default) by creates through a second one on the same etcd started with KOVA_API_METRICS=off,
+// in the same run: what the request and etcd metrics cost.
 import { execFile, spawn } from 'node:child_process';
-import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
+import { readFile, readdir, mkdtemp, rm } from 'node:fs/promises';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -69,24 +73,61 @@ function instance(name: string, namespace = 'bench') {
 }
 
 
+/** `kova apiserver` on `etcdEndpoints` with its own data dir, once it says ready. */
+async function startApiserver(dataDir: string, etcdEndpoints: string[], env: Record<string, string> = {}): Promise<{ proc: ChildProcess; kubeconfig: string }> {
+  const proc = spawn(process.execPath, [...(process.env.KOVA_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), KOVA, 'apiserver', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--etcd-endpoints', etcdEndpoints.join(',')], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.on('data', (d) => {
+      out += d;
+      if (/ready: API server/.test(out)) resolve();
+    });
+    proc.on('exit', (c) => reject(new Error(`kova apiserver exited ${c}: ${out}`)));
+  });
+  return { proc, kubeconfig: join(dataDir, 'kubeconfig') };
+}
+
+async function stopApiserver(proc: ChildProcess | undefined): Promise<void> {
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  await exited;
+}
+
+/** CPU seconds (user + system) used by a process and its children (API workers), from /proc (Linux). */
+async function cpuSeconds(pid: number): Promise<number> {
+  let total = 0;
+  for (const d of await readdir('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = await readFile(`/proc/${d}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // Fields 4, 14 and 15 of stat: ppid, utime and stime (clock ticks, 100 per second on Linux).
+      if (Number(d) === pid || Number(f[1]) === pid) total += (Number(f[11]) + Number(f[12])) / 100;
+    } catch {
+      // a process that ended meanwhile
+    }
+  }
+  return total;
+}
+
+/** The admin's client of an API server, from its kubeconfig. */
+async function adminClient(kubeconfig: string): Promise<Client> {
+  const kc = YAML.parse(await readFile(kubeconfig, 'utf8'));
+  return client(kc.clusters[0].cluster.server, kc.users[0].user.token, Buffer.from(kc.clusters[0].cluster['certificate-authority-data'], 'base64').toString());
+}
+
 async function main() {
   const dir = await mkdtemp(join(tmpdir(), 'kova-bench-api-'));
   const etcd = await startEtcd({ dataDir: join(dir, 'etcd') });
   const raw = new Etcd3({ hosts: etcd.endpoints });
   const lean = new EtcdClient(etcd.endpoints);
   let c: Client | undefined;
-  const kova = spawn(process.execPath, [...(process.env.KOVA_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), KOVA, 'apiserver', '--data-dir', join(dir, 'kova'), '--listen', '127.0.0.1:0', '--etcd-endpoints', etcd.endpoints.join(',')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let kova: ChildProcess | undefined;
+  let unmetered: ChildProcess | undefined;
   try {
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      kova.stdout!.on('data', (d) => {
-        out += d;
-        if (/ready: API server/.test(out)) resolve();
-      });
-      kova.on('exit', (c) => reject(new Error(`kova apiserver exited ${c}: ${out}`)));
-    });
-    const kc = YAML.parse(await readFile(join(dir, 'kova', 'kubeconfig'), 'utf8'));
-    const api = client(kc.clusters[0].cluster.server, kc.users[0].user.token, Buffer.from(kc.clusters[0].cluster['certificate-authority-data'], 'base64').toString());
+    kova = (await startApiserver(join(dir, 'kova'), etcd.endpoints)).proc;
+    const api = await adminClient(join(dir, 'kova', 'kubeconfig'));
     c = api;
     for (const ns of ['bench', 'list']) await api.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     const sample = JSON.stringify(instance('x'));
@@ -159,6 +200,48 @@ async function main() {
         figures.ratio_rbac_c32 = round(memberRate / adminRate, 3);
       } finally {
         await member.close();
+      }
+    }
+
+    // The cost of metrics: the same creates through this server (metrics on) and through a second
+    // one with metrics off, alternated on, off, off, on so that etcd filling up weighs on both alike.
+    {
+      const n = CREATES;
+      const off = await startApiserver(join(dir, 'kova-no-metrics'), etcd.endpoints, { KOVA_API_METRICS: 'off' });
+      unmetered = off.proc;
+      const offApi = await adminClient(off.kubeconfig);
+      try {
+        const createVia = async (who: Client) => {
+          const r = await who.request('POST', '/apis/kova.dev/v1alpha1/namespaces/bench/instances', instance(`i-${made++}`));
+          if (r.status !== 201) throw new Error(`create failed ${r.status}: ${r.body}`);
+        };
+        // The second server's /metrics must be off, this one's on: otherwise the ratio means nothing.
+        if ((await offApi.request('GET', '/metrics')).status !== 404) throw new Error('the server started with KOVA_API_METRICS=off serves /metrics');
+        if ((await api.request('GET', '/metrics')).status !== 200) throw new Error('the API server does not serve /metrics');
+        log(`metrics: creates with metrics on and off, concurrency 32, 2 × ${n} each`);
+        await rate(2000, 32, () => createVia(offApi));
+        // Short segments alternated on, off, off, on, ... weigh other load on the machine on both
+        // alike; the servers' own CPU time per create (from /proc) says the same with less noise.
+        const rates = { on: [] as number[], off: [] as number[] };
+        const cpu = { on: 0, off: 0 };
+        const order: Array<'on' | 'off'> = ['on', 'off', 'off', 'on', 'on', 'off', 'off', 'on'];
+        for (const which of order) {
+          const [who, pid] = which === 'on' ? [api, kova.pid!] : [offApi, off.proc.pid!];
+          const cpu0 = await cpuSeconds(pid);
+          rates[which].push(await rate(n / 4, 32, () => createVia(who)));
+          cpu[which] += (await cpuSeconds(pid)) - cpu0;
+        }
+        const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+        const onRate = mean(rates.on);
+        const offRate = mean(rates.off);
+        figures.metrics_on_creates_per_s_c32 = round(onRate);
+        figures.metrics_off_creates_per_s_c32 = round(offRate);
+        figures.metrics_on_cpu_us_per_create = round((cpu.on / n) * 1e6);
+        figures.metrics_off_cpu_us_per_create = round((cpu.off / n) * 1e6);
+        figures.ratio_metrics_c32 = round(onRate / offRate, 3);
+      } finally {
+        await offApi.close();
+        await stopApiserver(unmetered);
       }
     }
 
@@ -239,8 +322,8 @@ async function main() {
     console.log(JSON.stringify(result));
   } finally {
     await c?.close();
-    kova.kill('SIGTERM');
-    await new Promise((r) => kova.once('exit', r));
+    await stopApiserver(unmetered);
+    await stopApiserver(kova);
     raw.close();
     lean.close();
     await etcd.stop();
