@@ -29,6 +29,7 @@ import { VolumeReconciler } from './volume/volume-reconciler.js';
 import { SnapshotReconciler } from './volume/snapshot-reconciler.js';
 import { MigrationAgent, localVolumesOf } from './migration/migration-agent.js';
 import { registerAgentMetrics } from './metrics.js';
+import { NetworkUsageReporter } from './network-usage.js';
 
 export interface NodeAgentOptions {
   client: KovaClient;
@@ -75,6 +76,8 @@ export interface NodeAgentOptions {
   migrations?: Informer<Migration>;
   /** How long one driver.instanceStats() read serves metric scrapes (default 1000 ms; benchmarks 0). */
   metricsCacheMs?: number;
+  /** How often the instances' network bytes are published in status.networkUsage (default 300 s). */
+  networkUsageIntervalS?: number;
 }
 
 export class NodeAgent {
@@ -113,6 +116,8 @@ export class NodeAgent {
   /** The Host as last registered (start and every heartbeat), for the metrics. */
   private hostObject?: Host;
   private readonly imageCache?: ImageCache;
+  /** Publishes the instances' network bytes for metering. */
+  readonly networkUsage: NetworkUsageReporter;
 
   constructor(private readonly o: NodeAgentOptions) {
     this.hostName = o.hostName;
@@ -197,6 +202,7 @@ export class NodeAgent {
         return 'req' in r ? r.req.diskBytes : undefined;
       },
     });
+    this.networkUsage = new NetworkUsageReporter({ client: o.client, hostName: o.hostName, driver: o.driver, instances: () => this.informer.list(), intervalS: o.networkUsageIntervalS, log: this.log });
     this.migrationController = new Controller(this.migrationAgent, { workers: 4, log: this.log, clock, limiter: storageLimiter() });
   }
 
@@ -225,6 +231,7 @@ export class NodeAgent {
     });
     this.informer.on('update', (obj) => {
       this.reconciler.observed(obj);
+      this.networkUsage.nudge(obj);
       enqueue(obj);
     });
     this.informer.on('delete', (obj) => {
@@ -283,11 +290,13 @@ export class NodeAgent {
     for (const sn of this.storage.snapshots.list()) this.snapshotController.enqueue({ namespace: sn.metadata.namespace, name: sn.metadata.name! });
 
     const beat = setInterval(() => void this.beat(facts), (this.o.heartbeatS ?? 10) * 1000);
+    const stopNetworkUsage = this.networkUsage.start(signal);
     const unregisterMetrics = registerAgentMetrics({ hostName: this.hostName, driver, instances: () => this.informer.list(), host: () => this.hostObject, imageCache: this.imageCache, log: this.log, cacheMs: this.o.metricsCacheMs });
     this.stopped = new Promise<void>((resolve) => {
       const stop = async () => {
         clearInterval(beat);
         unregisterMetrics();
+        await stopNetworkUsage();
         unsubscribe();
         this.informer.stop();
         for (const ev of ['add', 'update', 'delete'] as const) {

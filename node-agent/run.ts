@@ -46,6 +46,8 @@ export async function startSimAgents(opts: {
   workers?: number;
   heartbeatS?: number;
   leaseDurationS?: number;
+  /** How often instances' network bytes are published (default 300 s). */
+  networkUsageIntervalS?: number;
   signal: AbortSignal;
   log?: (msg: string) => void;
 }): Promise<SimAgents> {
@@ -84,7 +86,7 @@ export async function startSimAgents(opts: {
     // Two connections each: an agent only writes its host's objects (the shared client watches),
     // and a hundred sim agents with four each held 30 MB more of TLS connections on both sides.
     const own = opts.kubeconfigFor ? clientFor(opts.kubeconfigFor(hostName), 2, opts.clientOptions) : client;
-    agents.push(new NodeAgent({ client: own, hostName, driver, labels: opts.labels?.(i), flavors, recorder, instances: shared.view(`${prefix}${i}`), images, keyPairs, storage, migrations, workers: opts.workers ?? 4, heartbeatS: opts.heartbeatS, leaseDurationS: opts.leaseDurationS, log }));
+    agents.push(new NodeAgent({ client: own, hostName, driver, labels: opts.labels?.(i), flavors, recorder, instances: shared.view(`${prefix}${i}`), images, keyPairs, storage, migrations, workers: opts.workers ?? 4, heartbeatS: opts.heartbeatS, leaseDurationS: opts.leaseDurationS, networkUsageIntervalS: opts.networkUsageIntervalS, log }));
   }
   // Register in small batches so a hundred hosts do not hit the API server at once.
   for (let i = 0; i < agents.length; i += 10) await Promise.all(agents.slice(i, i + 10).map((a) => a.start(opts.signal)));

@@ -343,6 +343,8 @@ export class SimDriver implements ComputeDriver {
     const epoch = ++dom.epoch;
     await this.delay(this.spawnMs);
     if (!this.current(id, dom, epoch)) throw new DriverError(`domain ${id} changed state while it was being started`);
+    // A new emulator process: its counters start from zero (as libvirt's after a power-on).
+    dom.runMs = 0;
     dom.state = PowerState.Running;
     this.emit(id, dom, 'Started');
   }
@@ -354,6 +356,7 @@ export class SimDriver implements ComputeDriver {
     const epoch = ++dom.epoch;
     await this.delay(this.rebootMs);
     if (!this.current(id, dom, epoch)) throw new DriverError(`domain ${id} changed state while it was rebooting`);
+    if (isOff(dom.state)) dom.runMs = 0; // a reboot of a stopped domain starts a new emulator
     dom.state = PowerState.Running;
     this.emit(id, dom, 'Rebooted');
   }

@@ -74,6 +74,24 @@ export interface InstanceMigrationRef {
   mode?: 'Live' | 'Cold';
 }
 
+/**
+ * Network bytes of an instance since its creation (status.networkUsage), published by its host's
+ * agent every networkUsageIntervalS: monotonic across restarts, migrations and agent restarts.
+ */
+export interface InstanceNetworkUsage {
+  /** Bytes received by the guest, over all its interfaces. */
+  receiveBytes: number;
+  transmitBytes: number;
+  /** When the agent read the counters (RFC 3339). */
+  observedAt: string;
+  /**
+   * The running domain's own counters at observedAt (they restart with the emulator): what part
+   * of the totals a restarted agent finds again in the counters of a domain still running.
+   */
+  domainReceiveBytes?: number;
+  domainTransmitBytes?: number;
+}
+
 export interface InstanceStatus extends StatusBase {
   phase?: InstancePhase;
   /** Written by the binding; moved by a Migration. */
@@ -91,6 +109,7 @@ export interface InstanceStatus extends StatusBase {
   startedAt?: string;
   /** Set while a Migration moves the instance. */
   migration?: InstanceMigrationRef;
+  networkUsage?: InstanceNetworkUsage;
 }
 
 export interface Instance extends KObject {
