@@ -4,7 +4,7 @@
 // from when someone looked, so the same objects give the same ledger whoever records them.
 import { findCondition } from './conditions.js';
 import type { FloatingIP, Instance, Volume } from './kinds/index.js';
-import type { MeteredKind, UsageRecord, UsageRow, UsageSpan, UsageSubject } from './kinds/usage.js';
+import type { MeteredKind, NetworkCheckpoint, UsageRecord, UsageRow, UsageSpan, UsageSubject } from './kinds/usage.js';
 import { METERING_API_VERSION } from './kinds/usage.js';
 import { quantityValue } from './quantity.js';
 
@@ -180,6 +180,94 @@ export function boundIntervals(intervals: readonly UsageSpan[], max = MAX_LEDGER
   return out;
 }
 
+// ---- network bytes: checkpoints of cumulative counts ----
+
+const HOUR_MS = 3_600_000;
+/** Network checkpoints a ledger keeps (a compactor down for weeks): beyond, the older half is thinned. */
+export const MAX_LEDGER_CHECKPOINTS = 480;
+
+/** The checkpoint of an instance's status.networkUsage, if it has one. */
+export function networkCheckpoint(inst: Pick<Instance, 'status'>): NetworkCheckpoint | undefined {
+  const u = inst.status?.networkUsage;
+  const t = timeOf(u?.observedAt);
+  if (!u || t === undefined) return undefined;
+  return { time: rfc3339(t), receiveBytes: Math.max(0, Math.round(u.receiveBytes)), transmitBytes: Math.max(0, Math.round(u.transmitBytes)) };
+}
+
+/**
+ * The checkpoints after recording `p`: a later one is kept, lower counts never (the counts are
+ * monotonic), and only the first of each UTC hour and the latest stay (a ledger grows by one per
+ * hour, whatever the publish interval). Idempotent.
+ */
+export function mergeCheckpoint(list: readonly NetworkCheckpoint[] | undefined, p: NetworkCheckpoint | undefined): NetworkCheckpoint[] {
+  const out = [...(list ?? [])];
+  const last = out[out.length - 1];
+  if (!p || (last && timeOf(p.time)! <= timeOf(last.time)!)) return out;
+  const next = { ...p, receiveBytes: Math.max(p.receiveBytes, last?.receiveBytes ?? 0), transmitBytes: Math.max(p.transmitBytes, last?.transmitBytes ?? 0) };
+  const hour = (c: NetworkCheckpoint) => Math.floor(timeOf(c.time)! / HOUR_MS);
+  const prev = out[out.length - 2];
+  if (last && prev && hour(prev) === hour(last)) out.pop(); // the latest was only the latest
+  out.push(next);
+  while (out.length > MAX_LEDGER_CHECKPOINTS) {
+    const half = Math.floor(out.length / 2);
+    for (let k = half - 1; k >= 1; k -= 2) out.splice(k, 1);
+  }
+  return out;
+}
+
+/** The checkpoints a period row of the day [from, to) keeps: the last before it, its first and last, the first after it. */
+export function dayCheckpoints(list: readonly NetworkCheckpoint[] | undefined, from: number, to: number): NetworkCheckpoint[] {
+  const l = list ?? [];
+  const t = (c: NetworkCheckpoint) => timeOf(c.time)!;
+  const before = l.filter((c) => t(c) <= from).pop();
+  const inside = l.filter((c) => t(c) > from && t(c) < to);
+  const afterIt = l.find((c) => t(c) >= to);
+  return [before, inside[0], inside[inside.length - 1], afterIt].filter((c, i, a): c is NetworkCheckpoint => !!c && a.indexOf(c) === i);
+}
+
+/** The checkpoints a ledger keeps once compacted through `through`: from there on, and the last one before. */
+export function checkpointsFrom(list: readonly NetworkCheckpoint[] | undefined, through: number): NetworkCheckpoint[] {
+  const l = list ?? [];
+  const k = l.findIndex((c) => timeOf(c.time)! >= through);
+  const from = k < 0 ? l.length - 1 : Math.max(0, k - 1);
+  return l.slice(Math.max(0, from));
+}
+
+/**
+ * Cumulative bytes at `t` from checkpoints (sorted, one per time): linear between two, the last
+ * value after the last; before the first, zero at `zeroAt` (the subject's first use) rising to it.
+ */
+export function cumulativeAt(points: readonly NetworkCheckpoint[], t: number, zeroAt: number | undefined, field: 'receiveBytes' | 'transmitBytes'): number {
+  if (!points.length) return 0;
+  const first = points[0]!;
+  const t0 = timeOf(first.time)!;
+  if (t <= t0) {
+    if (zeroAt === undefined || zeroAt >= t0) return t < t0 ? 0 : first[field];
+    return t <= zeroAt ? 0 : first[field] * ((t - zeroAt) / (t0 - zeroAt));
+  }
+  for (let k = 1; k < points.length; k++) {
+    const b = points[k]!;
+    const tb = timeOf(b.time)!;
+    if (t > tb) continue;
+    const a = points[k - 1]!;
+    const ta = timeOf(a.time)!;
+    return a[field] + (b[field] - a[field]) * ((t - ta) / (tb - ta));
+  }
+  return points[points.length - 1]![field];
+}
+
+/** Checkpoints from several sources (period rows, a ledger) as one sorted list, one per time. */
+function sortedCheckpoints(list: readonly NetworkCheckpoint[]): NetworkCheckpoint[] {
+  const byTime = new Map<number, NetworkCheckpoint>();
+  for (const c of list) {
+    const t = timeOf(c.time);
+    if (t === undefined) continue;
+    const have = byTime.get(t);
+    if (!have || c.receiveBytes + c.transmitBytes > have.receiveBytes + have.transmitBytes) byTime.set(t, c);
+  }
+  return [...byTime.entries()].sort(([x], [y]) => x - y).map(([, c]) => c);
+}
+
 // ---- compaction ----
 
 /**
@@ -245,6 +333,9 @@ export interface UsageTotals {
   diskGiBHours: number;
   volumeGiBHours: number;
   floatingIPHours: number;
+  /** Bytes received and transmitted by instances (network interfaces, the guest's side). */
+  networkReceiveBytes: number;
+  networkTransmitBytes: number;
 }
 
 export interface InstanceUsage {
@@ -264,6 +355,9 @@ export interface InstanceUsage {
   vcpuHours: number;
   memoryGiBHours: number;
   diskGiBHours: number;
+  /** Within the window: cumulative at its end minus at its start (interpolated between checkpoints). */
+  networkReceiveBytes: number;
+  networkTransmitBytes: number;
 }
 
 export interface VolumeUsage {
@@ -304,7 +398,7 @@ export interface Usage {
 
 const GIB = 1024 ** 3;
 const MIB = 1024 ** 2;
-const zeroTotals = (): UsageTotals => ({ instanceHours: 0, vcpuHours: 0, memoryGiBHours: 0, diskGiBHours: 0, volumeGiBHours: 0, floatingIPHours: 0 });
+const zeroTotals = (): UsageTotals => ({ instanceHours: 0, vcpuHours: 0, memoryGiBHours: 0, diskGiBHours: 0, volumeGiBHours: 0, floatingIPHours: 0, networkReceiveBytes: 0, networkTransmitBytes: 0 });
 
 interface Acc {
   kind: MeteredKind;
@@ -321,6 +415,9 @@ interface Acc {
   lastEnd?: number;
   open: boolean;
   deleted: boolean;
+  /** Network checkpoints from period rows and the ledger; the earliest use (zero bytes then). */
+  network: NetworkCheckpoint[];
+  earliest?: number;
 }
 
 /**
@@ -336,10 +433,11 @@ export function computeUsage(records: readonly UsageRecord[], start: number, end
   const accOf = (ns: string, kind: MeteredKind, name: string, uid: string) => {
     const key = `${ns}\0${uid}`;
     let a = accs.get(key);
-    if (!a) accs.set(key, (a = { kind, name, uid, seconds: 0, vcpuSeconds: 0, memoryByteSeconds: 0, diskByteSeconds: 0, sizeByteSeconds: 0, open: false, deleted: false }));
+    if (!a) accs.set(key, (a = { kind, name, uid, seconds: 0, vcpuSeconds: 0, memoryByteSeconds: 0, diskByteSeconds: 0, sizeByteSeconds: 0, open: false, deleted: false, network: [] }));
     return a;
   };
   const add = (a: Acc, span: UsageSpan, from: number, to: number, openEnd: number) => {
+    a.earliest = Math.min(a.earliest ?? Infinity, timeOf(span.start)!);
     const sec = secondsWithin(span, from, to, openEnd);
     const s = timeOf(span.start)!;
     if (sec <= 0 && !(span.end === undefined && s < to && openEnd > from)) return;
@@ -357,7 +455,11 @@ export function computeUsage(records: readonly UsageRecord[], start: number, end
   const stop = Math.min(end, now);
   for (const r of periods) {
     const ns = r.metadata.namespace ?? '';
-    for (const row of r.spec.rows ?? []) add(accOf(ns, row.kind, row.name, row.uid), row, start, stop, now);
+    for (const row of r.spec.rows ?? []) {
+      const a = accOf(ns, row.kind, row.name, row.uid);
+      add(a, row, start, stop, now);
+      if (row.network) a.network.push(...row.network);
+    }
   }
   for (const l of ledgers) {
     const subject = l.spec.subject!;
@@ -365,6 +467,7 @@ export function computeUsage(records: readonly UsageRecord[], start: number, end
     const floor = ledgerFloor(l, folded);
     const deleted = timeOf(l.spec.deleted);
     if (deleted !== undefined && deleted <= stop) a.deleted = true;
+    if (l.spec.network) a.network.push(...l.spec.network);
     for (const i of l.spec.intervals ?? []) {
       const openEnd = deleted !== undefined ? Math.min(deleted, now) : now;
       if (i.end === undefined && timeOf(i.start)! < stop && deleted === undefined) a.open = true;
@@ -382,6 +485,8 @@ export function computeUsage(records: readonly UsageRecord[], start: number, end
     const size = a.latest?.size ?? {};
     const hours = a.seconds / 3600;
     if (a.kind === 'Instance') {
+      const points = sortedCheckpoints(a.network);
+      const bytes = (f: 'receiveBytes' | 'transmitBytes') => Math.max(0, Math.round(cumulativeAt(points, stop, a.earliest, f) - cumulativeAt(points, start, a.earliest, f)));
       const row: InstanceUsage = {
         name: a.name, uid: a.uid, ...(size.flavor ? { flavor: size.flavor } : {}),
         vcpus: size.vcpus ?? 0, memoryMiB: (size.memoryBytes ?? 0) / MIB, diskGiB: (size.diskBytes ?? 0) / GIB,
@@ -393,12 +498,16 @@ export function computeUsage(records: readonly UsageRecord[], start: number, end
         vcpuHours: a.vcpuSeconds / 3600,
         memoryGiBHours: a.memoryByteSeconds / GIB / 3600,
         diskGiBHours: a.diskByteSeconds / GIB / 3600,
+        networkReceiveBytes: bytes('receiveBytes'),
+        networkTransmitBytes: bytes('transmitBytes'),
       };
       p.instances.push(row);
       p.totals.instanceHours += row.instanceHours;
       p.totals.vcpuHours += row.vcpuHours;
       p.totals.memoryGiBHours += row.memoryGiBHours;
       p.totals.diskGiBHours += row.diskGiBHours;
+      p.totals.networkReceiveBytes += row.networkReceiveBytes;
+      p.totals.networkTransmitBytes += row.networkTransmitBytes;
     } else if (a.kind === 'Volume') {
       const row: VolumeUsage = { name: a.name, uid: a.uid, sizeGiB: (size.sizeBytes ?? 0) / GIB, state: a.deleted ? 'Deleted' : 'Existing', seconds: a.seconds, volumeGiBHours: a.sizeByteSeconds / GIB / 3600 };
       p.volumes.push(row);

@@ -33,6 +33,13 @@ export interface UsageSpan {
   sizeBytes?: number;
 }
 
+/** An instance's network bytes since its creation as its agent published them at `time` (status.networkUsage). */
+export interface NetworkCheckpoint {
+  time: string;
+  receiveBytes: number;
+  transmitBytes: number;
+}
+
 /** One subject's closed usage in a period at one size. */
 export interface UsageRow {
   kind: MeteredKind;
@@ -46,6 +53,8 @@ export interface UsageRow {
   memoryBytes?: number;
   diskBytes?: number;
   sizeBytes?: number;
+  /** Instances: the network checkpoints around and at the ends of the day, so windows over it still compute. */
+  network?: NetworkCheckpoint[];
 }
 
 export interface UsagePeriod {
@@ -56,6 +65,8 @@ export interface UsagePeriod {
 export interface UsageRecordSpec {
   subject?: UsageSubject;
   intervals?: UsageSpan[];
+  /** Instances: network checkpoints in time order, at most one per UTC hour plus the latest. */
+  network?: NetworkCheckpoint[];
   compactedThrough?: string;
   deleted?: string;
   period?: UsagePeriod;

@@ -8,7 +8,7 @@
 // only moves the ledger on. Period records are read with a fresh LIST, never from a cache.
 import { USAGE_RECORDS } from '../../api/kinds/usage.js';
 import type { UsageRecord, UsageRow } from '../../api/kinds/usage.js';
-import { DAY_MS, dayName, dayStart, MAX_PERIOD_ROWS, PERIOD_LABEL, periodRecordName, periodRows, RECORD_TYPE_LABEL, rfc3339, timeOf } from '../../api/metering.js';
+import { checkpointsFrom, DAY_MS, dayCheckpoints, dayName, dayStart, MAX_PERIOD_ROWS, PERIOD_LABEL, periodRecordName, periodRows, RECORD_TYPE_LABEL, rfc3339, timeOf } from '../../api/metering.js';
 import { isAlreadyExists, isConflict, isNotFound } from '../../client/client.js';
 import type { ApiClient } from '../../client/client.js';
 import type { Reconciler, Request, Result } from '../../client/controller.js';
@@ -50,7 +50,9 @@ export class Compactor implements Reconciler {
         if (!cur?.spec.subject) return undefined;
         const through = Math.max(timeOf(cur.spec.compactedThrough) ?? -Infinity, day + DAY_MS);
         const intervals = (cur.spec.intervals ?? []).filter((i) => i.end === undefined || timeOf(i.end)! > through);
-        return { ...cur.spec, compactedThrough: rfc3339(through), intervals };
+        // Network checkpoints before the day's end are in the period rows (the last one stays: the base of what follows).
+        const network = cur.spec.network ? { network: checkpointsFrom(cur.spec.network, through) } : {};
+        return { ...cur.spec, compactedThrough: rfc3339(through), intervals, ...network };
       });
       if (!moved) return;
       ledger = moved;
@@ -62,6 +64,8 @@ export class Compactor implements Reconciler {
     const subject = ledger.spec.subject!;
     const rows = periodRows(subject, ledger.spec.intervals ?? [], Math.max(day, timeOf(ledger.spec.compactedThrough) ?? -Infinity), day + DAY_MS);
     if (!rows.length) return;
+    const network = dayCheckpoints(ledger.spec.network, day, day + DAY_MS);
+    if (network.length) for (const r of rows) r.network = network;
     for (let attempt = 0; ; attempt++) {
       const shards = (await this.o.client.list<UsageRecord>(USAGE_RECORDS, ns, { labelSelector: `${PERIOD_LABEL}=${dayName(day)}` })).items
         .filter((r) => timeOf(r.spec.period?.start) === day);

@@ -8,7 +8,7 @@ import { parseLenient, instanceRequest } from '../../api/resources.js';
 import { chargedSize } from '../../api/resize.js';
 import { INSTANCES, METERING_FINALIZER } from '../../api/kinds/index.js';
 import type { Flavor, Host, Instance, UsageRecord, UsageSpan } from '../../api/kinds/index.js';
-import { advance, boundIntervals, instanceFacts, ledgerName, RECORD_TYPE_LABEL, rfc3339, sameSize } from '../../api/metering.js';
+import { advance, boundIntervals, instanceFacts, ledgerName, mergeCheckpoint, networkCheckpoint, RECORD_TYPE_LABEL, rfc3339, sameSize } from '../../api/metering.js';
 import type { SpanSize } from '../../api/metering.js';
 import type { ApiClient } from '../../client/client.js';
 import type { Reconciler, Request } from '../../client/controller.js';
@@ -44,13 +44,17 @@ export class InstanceMeter implements Reconciler {
     const uid = inst.metadata.uid;
     const name = ledgerName('Instance', uid);
     const facts = instanceFacts(inst);
+    const checkpoint = networkCheckpoint(inst);
     try {
       await writeRecord(this.d.client, this.d.records.get(ns, name), ns, name, { [RECORD_TYPE_LABEL]: 'ledger' }, (cur) => {
         const spec = cur?.spec ?? { subject: { kind: 'Instance' as const, name: req.name, uid } };
-        if (spec.deleted) return undefined; // final: recorded at its deletion
+        // The agent's network counts, as checkpoints (also the last one it publishes as the instance goes).
+        const net = checkpoint ? mergeCheckpoint(spec.network, checkpoint) : spec.network;
+        const network = net?.length ? { network: net } : {};
+        if (spec.deleted) return cur ? { ...spec, ...network } : undefined; // final, but for a late network count
         const intervals = boundIntervals(advance(spec.intervals ?? [], facts, { size: () => this.size(inst, spec.intervals ?? []) }));
         if (!cur && !intervals.length) return undefined; // never ran: no ledger
-        return { ...spec, intervals, ...(facts.deletedAt !== undefined ? { deleted: rfc3339(facts.deletedAt) } : {}) };
+        return { ...spec, intervals, ...network, ...(facts.deletedAt !== undefined ? { deleted: rfc3339(facts.deletedAt) } : {}) };
       });
     } catch (e) {
       // A project being deleted refuses new records (and takes its records along): let the object go.
