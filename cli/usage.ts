@@ -28,12 +28,14 @@ export function usagePath(namespace: string | undefined): string {
 }
 
 const fixed = (n: number) => n.toFixed(2);
+const MIB = 2 ** 20;
 
 /** One line per project, the columns of `openstack usage list` plus volumes and floating IPs. */
 export function usageTable(u: Usage): string {
-  const header = ['PROJECT', 'SERVERS', 'RAM GiB-HOURS', 'CPU HOURS', 'DISK GiB-HOURS', 'VOLUME GiB-HOURS', 'FLOATING IP HOURS'];
+  const header = ['PROJECT', 'SERVERS', 'RAM GiB-HOURS', 'CPU HOURS', 'DISK GiB-HOURS', 'VOLUME GiB-HOURS', 'FLOATING IP HOURS', 'NET RX MiB', 'NET TX MiB'];
   const row = (p: ProjectUsage) => [p.namespace, String(p.instances.length), fixed(p.totals.memoryGiBHours), fixed(p.totals.vcpuHours),
-    fixed(p.totals.diskGiBHours), fixed(p.totals.volumeGiBHours), fixed(p.totals.floatingIPHours)];
+    fixed(p.totals.diskGiBHours), fixed(p.totals.volumeGiBHours), fixed(p.totals.floatingIPHours),
+    fixed((p.totals.networkReceiveBytes ?? 0) / MIB), fixed((p.totals.networkTransmitBytes ?? 0) / MIB)];
   const rows = [header, ...u.projects.map(row)];
   const widths = header.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const lines = rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('   ').trimEnd());
