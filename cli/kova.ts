@@ -54,11 +54,14 @@ Usage:
                            else self-signed)
   kova agent --host NAME [--driver libvirt|sim] [--kubeconfig F] [--lease-duration S]
              [--network] [--netns NS] [--tunnel-ip IP] [--data-dir DIR] [--metrics-bind-address A]
+             [--network-usage-interval S]
                            run the node agent of one hypervisor host (heartbeat Lease
                            kova-system/NAME, renewed every S/4 s; default S=40); --network
                            also runs host networking (bridges, VXLAN to --tunnel-ip peers,
                            DHCP, security groups, NAT), --netns inside a network namespace;
-                           /metrics on A (default 0.0.0.0:10250, 0: off). Both log JSON to
+                           /metrics on A (default 0.0.0.0:10250, 0: off); publishes each
+                           instance's network bytes for metering every S s (default 300).
+                           Both log JSON to
                            stderr; -v / --v N as below
   kova start|stop|restart|pause|unpause NAME [-n NAMESPACE] [--kubeconfig F]
                            power actions on an Instance (see docs/control-plane.md)
@@ -520,10 +523,12 @@ async function controllers(argv: string[]): Promise<void> {
 }
 
 async function agent(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, host: { type: 'string' }, driver: { type: 'string', default: 'libvirt' }, 'data-dir': { type: 'string' }, 'lease-duration': { type: 'string', default: '40' }, network: { type: 'boolean', default: false }, netns: { type: 'string' }, 'tunnel-ip': { type: 'string' }, ...VERBOSITY_FLAGS, ...CLIENT_RATE_FLAGS, ...METRICS_FLAGS } });
+  const { values } = parseArgs({ args: argv, options: { kubeconfig: { type: 'string' }, host: { type: 'string' }, driver: { type: 'string', default: 'libvirt' }, 'data-dir': { type: 'string' }, 'lease-duration': { type: 'string', default: '40' }, 'network-usage-interval': { type: 'string', default: '300' }, network: { type: 'boolean', default: false }, netns: { type: 'string' }, 'tunnel-ip': { type: 'string' }, ...VERBOSITY_FLAGS, ...CLIENT_RATE_FLAGS, ...METRICS_FLAGS } });
   logToStderr(verbosity(values));
   const leaseDurationS = Number(values['lease-duration']);
   if (!Number.isInteger(leaseDurationS) || leaseDurationS < 2) throw new Error(`--lease-duration must be a whole number of seconds >= 2, got ${values['lease-duration']}`);
+  const networkUsageIntervalS = Number(values['network-usage-interval']);
+  if (!Number.isInteger(networkUsageIntervalS) || networkUsageIntervalS < 1 || networkUsageIntervalS > 86_400) throw new Error(`--network-usage-interval must be a whole number of seconds from 1 to 86400, got ${values['network-usage-interval']}`);
   const host = values.host ?? agentHostName();
   if (!isDNS1123LabelOK(host)) throw new Error(`--host must be a DNS label (lowercase letters, digits, '-'), got ${JSON.stringify(host)}`);
   if (values.driver !== 'libvirt' && values.driver !== 'sim') throw new Error(`--driver must be libvirt or sim, got ${values.driver}`);
@@ -540,7 +545,7 @@ async function agent(argv: string[]): Promise<void> {
     netns: values.netns, tunnelIP: values['tunnel-ip'], portDevice: values.driver === 'sim' ? 'veth' as const : 'tap' as const,
     stateDir: join(values['data-dir'] ?? defaultDataDir(), 'network', host),
   } : undefined;
-  const a = await runAgent({ kubeconfig: kubeconfigFrom(values.kubeconfig), clientOptions: clientRate(values), hostName: host, driver, leaseDurationS, heartbeatS: Math.max(1, Math.floor(leaseDurationS / 4)), network, signal: ac.signal, log: logFunction(componentLogger('agent', { host })) });
+  const a = await runAgent({ kubeconfig: kubeconfigFrom(values.kubeconfig), clientOptions: clientRate(values), hostName: host, driver, leaseDurationS, heartbeatS: Math.max(1, Math.floor(leaseDurationS / 4)), networkUsageIntervalS, network, signal: ac.signal, log: logFunction(componentLogger('agent', { host })) });
   untilSignal(ac, () => a.done());
   const metrics = await serveComponentMetrics({
     bind: values['metrics-bind-address'], defaultBind: DEFAULT_AGENT_METRICS, certFile: values['tls-cert-file'], keyFile: values['tls-private-key-file'],
