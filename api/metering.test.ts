@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Instance, UsageRecord, UsageSpan } from './kinds/index.js';
-import { advance, boundIntervals, computeUsage, DAY_MS, instanceFacts, periodRows, rfc3339 } from './metering.js';
+import { advance, advanceInstance, boundIntervals, computeUsage, DAY_MS, instanceFacts, MAX_POWER_HISTORY, periodRows, rfc3339, withPowerHistory } from './metering.js';
 
 const T0 = Date.parse('2026-03-10T08:00:00Z');
 const at = (s: number) => rfc3339(T0 + s * 1000);
@@ -93,4 +93,62 @@ test('compaction into a period record keeps the totals, and a half-done compacti
   const after = computeUsage([moved, period], day - DAY_MS, now, now);
   assert.deepEqual(after.totals, before.totals);
   assert.equal(after.projects[0]!.instances[0]!.runningSeconds, before.projects[0]!.instances[0]!.runningSeconds);
+});
+
+// ---- status.powerHistory: transitions the controller missed while it was down ----
+
+type H = [running: boolean, s: number][];
+const history = (h: H) => h.map(([running, s]) => ({ running, time: at(s) }));
+function withHistory(i: Instance, h: H | undefined): Instance {
+  return h ? { ...i, status: { ...i.status, powerHistory: history(h) } } : i;
+}
+const ranSeconds = (iv: UsageSpan[]) => iv.reduce((n, i) => n + (Date.parse(i.end ?? at(1000)) - Date.parse(i.start)) / 1000, 0);
+
+test('advanceInstance replays the history the ledger does not hold: exact runs, duplicates ignored, today\'s logic without one', () => {
+  const cases: { name: string; ledger: UsageSpan[]; now: Instance; history?: H; want: [number, number | undefined][] }[] = [
+    { name: 'stop + start while down', ledger: [{ start: at(0), ...small }], now: inst('True', 300, 300), history: [[true, 0], [false, 100], [true, 300]], want: [[0, 100], [300, undefined]] },
+    { name: 'stop + start + stop while down', ledger: [{ start: at(0), ...small }], now: inst('False', 500, 300), history: [[true, 0], [false, 100], [true, 300], [false, 500]], want: [[0, 100], [300, 500]] },
+    { name: 'several runs from a stopped ledger', ledger: [{ start: at(0), end: at(10), ...small }], now: inst('False', 90, 70), history: [[true, 0], [false, 10], [true, 20], [false, 40], [true, 70], [false, 90]], want: [[0, 10], [20, 40], [70, 90]] },
+    { name: 'a reboot (later start, no stop) while down', ledger: [{ start: at(0), ...small }], now: inst('False', 400, 200), history: [[true, 0], [true, 200], [false, 400]], want: [[0, 200], [200, 400]] },
+    { name: 'the history already recorded changes nothing', ledger: [{ start: at(0), end: at(100), ...small }, { start: at(300), ...small }], now: inst('True', 300, 300), history: [[true, 0], [false, 100], [true, 300]], want: [[0, 100], [300, undefined]] },
+    { name: 'duplicate entries (a status written twice) count once', ledger: [{ start: at(0), ...small }], now: inst('True', 300, 300), history: [[true, 0], [false, 100], [false, 100], [true, 300], [true, 300]], want: [[0, 100], [300, undefined]] },
+    { name: 'a stop and a start in the ledger\'s last second', ledger: [{ start: at(0), end: at(100), ...small }], now: inst('False', 200, 100), history: [[true, 0], [false, 100], [true, 100], [false, 200]], want: [[0, 100], [100, 200]] },
+    { name: 'a deletion ends the replay: Terminating after it is not counted', ledger: [{ start: at(0), ...small }], now: inst('False', 260, 200, 250), history: [[true, 0], [false, 100], [true, 200], [false, 260]], want: [[0, 100], [200, 250]] },
+    { name: 'no history (an older agent): today\'s logic, the gap counts as running', ledger: [{ start: at(0), ...small }], now: inst('True', 300, 300), want: [[0, 300], [300, undefined]] },
+    { name: 'the ledger older than the oldest entry: the gap before it is approximated', ledger: [{ start: at(0), ...small }], now: inst('False', 500, 300), history: [[true, 200], [false, 250], [true, 300], [false, 500]], want: [[0, 200], [200, 250], [300, 500]] },
+    { name: 'entries older than compactedThrough are not replayed', ledger: [], now: inst('False', 100, 0), history: [[true, 0], [false, 100]], want: [] },
+  ];
+  for (const c of cases) {
+    const compacted = c.name.includes('compactedThrough') ? at(200) : undefined;
+    const i = withHistory(c.now, c.history);
+    const iv = advanceInstance(c.ledger, i, () => small, compacted);
+    assert.deepEqual(iv.map((x) => [x.start, x.end]), c.want.map(([s, e]) => [at(s), e === undefined ? undefined : at(e)]), c.name);
+    assert.deepEqual(advanceInstance(iv, i, () => large, compacted), iv, `${c.name}: idempotent`);
+  }
+  // Exact to the second: the two runs of the stop + start + stop case.
+  assert.equal(ranSeconds(advanceInstance([{ start: at(0), ...small }], withHistory(inst('False', 500, 300), [[true, 0], [false, 100], [true, 300], [false, 500]]), () => small)), 300);
+});
+
+test('withPowerHistory appends a transition only when it is news, with the condition\'s and startedAt\'s times, bounded', () => {
+  const st = (i: Instance) => i.status!;
+  const starting = st(inst('False', 0));
+  assert.equal(withPowerHistory(undefined, starting).powerHistory, undefined, 'not running yet is no transition');
+  let s = withPowerHistory(starting, st(inst('True', 10, 10)));
+  assert.deepEqual(s.powerHistory, history([[true, 10]]));
+  assert.equal(withPowerHistory(s, { ...s }).powerHistory, s.powerHistory, 'the same status again appends nothing');
+  s = withPowerHistory(s, { ...st(inst('False', 40, 10)), powerHistory: s.powerHistory });
+  s = withPowerHistory(s, { ...st(inst('False', 40, 10)), powerHistory: s.powerHistory });
+  assert.deepEqual(s.powerHistory, history([[true, 10], [false, 40]]));
+  s = withPowerHistory(s, { ...st(inst('True', 60, 60)), powerHistory: s.powerHistory });
+  s = withPowerHistory(s, { ...st(inst('True', 60, 90)), powerHistory: s.powerHistory }); // a reboot: a new run
+  assert.deepEqual(s.powerHistory, history([[true, 10], [false, 40], [true, 60], [true, 90]]));
+  // A status written without a history (an older agent, an evacuation) is caught up from what it shows.
+  const old = st(inst('True', 5, 5));
+  assert.deepEqual(withPowerHistory(old, st(inst('False', 50, 5))).powerHistory, history([[true, 5], [false, 50]]));
+  const evacuated = { ...st(inst('False', 120)), powerHistory: history([[true, 100]]) };
+  assert.deepEqual(withPowerHistory(evacuated, { ...st(inst('True', 200, 200)), powerHistory: evacuated.powerHistory }).powerHistory, history([[true, 100], [false, 120], [true, 200]]));
+  let b = st(inst('False', 0));
+  for (let k = 1; k <= 40; k++) b = withPowerHistory(b, { ...st(inst(k % 2 ? 'True' : 'False', k * 10, k * 10)), powerHistory: b.powerHistory });
+  assert.equal(b.powerHistory!.length, MAX_POWER_HISTORY);
+  assert.deepEqual(b.powerHistory!.at(-1), { running: false, time: at(400) });
 });

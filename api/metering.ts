@@ -3,7 +3,7 @@
 // objects (startedAt, conditions' lastTransitionTime, creationTimestamp, deletionTimestamp), never
 // from when someone looked, so the same objects give the same ledger whoever records them.
 import { findCondition } from './conditions.js';
-import type { FloatingIP, Instance, Volume } from './kinds/index.js';
+import type { FloatingIP, Instance, InstancePowerTransition, InstanceStatus, Volume } from './kinds/index.js';
 import type { MeteredKind, NetworkCheckpoint, UsageRecord, UsageRow, UsageSpan, UsageSubject } from './kinds/usage.js';
 import { METERING_API_VERSION } from './kinds/usage.js';
 import { quantityValue } from './quantity.js';
@@ -75,6 +75,75 @@ export function instanceFacts(inst: Pick<Instance, 'metadata' | 'status'>): UseF
     offAt: on ? undefined : ltt,
     deletedAt: timeOf(inst.metadata.deletionTimestamp),
   };
+}
+
+/** Run transitions an instance's status.powerHistory keeps (crds/instance.yaml maxItems). */
+export const MAX_POWER_HISTORY = 16;
+
+/** The run transition `f` says happened last: running since `since`, or stopped at `offAt`. */
+function transitionOf(f: UseFacts): InstancePowerTransition | undefined {
+  const t = f.on ? f.since : f.offAt;
+  return t === undefined ? undefined : { running: f.on, time: rfc3339(t) };
+}
+
+/** The history with `t` appended when it is news: the running state flips, or a later run starts (a reboot). */
+function noteTransition(history: readonly InstancePowerTransition[], t: InstancePowerTransition | undefined, ranBefore: boolean): readonly InstancePowerTransition[] {
+  if (!t || (!t.running && !history.length && !ranBefore)) return history; // not running yet is no transition
+  const last = history[history.length - 1];
+  if (last && last.running === t.running && (!t.running || timeOf(t.time)! <= (timeOf(last.time) ?? -Infinity))) return history;
+  return [...history, t].slice(-MAX_POWER_HISTORY);
+}
+
+/**
+ * `next` (an Instance status about to be written over `prev`) with its powerHistory brought up to
+ * date: the transition `prev` shows (written by someone who kept no history: an older agent, an
+ * evacuation) and then the one `next` shows, each only when it is news, with the times of the
+ * Ready condition and startedAt. Idempotent: writing the same status again appends nothing.
+ */
+export function withPowerHistory(prev: InstanceStatus | undefined, next: InstanceStatus): InstanceStatus {
+  const facts = (status: InstanceStatus | undefined) => instanceFacts({ metadata: {}, status });
+  const before = prev?.powerHistory ?? [];
+  let history = prev ? noteTransition(before, transitionOf(facts(prev)), !!prev.startedAt) : before;
+  history = noteTransition(history, transitionOf(facts(next)), !!(prev?.startedAt ?? next.startedAt));
+  if (history === (next.powerHistory ?? [])) return next;
+  return history.length ? { ...next, powerHistory: [...history] } : next;
+}
+
+/**
+ * The transitions of an instance's powerHistory the ledger's intervals may not hold yet: those
+ * from the ledger's latest time on (its last start or end, or where its compaction left off), up
+ * to the deletion. Replaying them through advance() before the current facts rebuilds the runs
+ * and stops that happened while the controller was not looking; when the ledger's latest time is
+ * older than the oldest entry, transitions may be missing in between (more than
+ * MAX_POWER_HISTORY of them, or some made before the agent kept a history), and that gap counts
+ * as the latest facts alone would count it.
+ */
+export function unrecordedTransitions(inst: Pick<Instance, 'metadata' | 'status'>, intervals: readonly UsageSpan[], compactedThrough?: string): UseFacts[] {
+  const history = inst.status?.powerHistory ?? [];
+  let latest = timeOf(compactedThrough) ?? -Infinity;
+  for (const i of intervals) latest = Math.max(latest, timeOf(i.start) ?? -Infinity, timeOf(i.end) ?? -Infinity);
+  const deletedAt = timeOf(inst.metadata.deletionTimestamp) ?? Infinity;
+  const out: UseFacts[] = [];
+  for (const h of history) {
+    const t = timeOf(h.time);
+    if (t === undefined || t < latest || t > deletedAt) continue;
+    out.push(h.running ? { on: true, since: t } : { on: false, offAt: t });
+  }
+  return out;
+}
+
+/**
+ * An instance's intervals after observing it: the transitions of its powerHistory the ledger
+ * does not hold yet, then what it says now (instanceFacts). `size` is asked for each run opened,
+ * with the intervals before it.
+ */
+export function advanceInstance(intervals: readonly UsageSpan[], inst: Pick<Instance, 'metadata' | 'status'>, size: (before: readonly UsageSpan[]) => SpanSize, compactedThrough?: string): UsageSpan[] {
+  let out = [...intervals];
+  for (const f of [...unrecordedTransitions(inst, intervals, compactedThrough), instanceFacts(inst)]) {
+    const before = out;
+    out = advance(before, f, { size: () => size(before) });
+  }
+  return out;
 }
 
 /** Volumes and floating IPs count from their creation to their deletion (Cinder's and Neutron's usage audit). */

@@ -171,6 +171,41 @@ describe('metering', () => {
     assert.equal(rowOf(u, 'm2', 'c')!.runningSeconds, sec(lc.spec.intervals![0]!.end) - sec(c.status?.startedAt));
   });
 
+  it('stays exact when the controller is down while an instance stops, starts and stops again (status.powerHistory)', async () => {
+    const e = await instance('m2', 'e', 'small');
+    await eventually(async () => (await ledger('m2', e.metadata.uid!))?.spec.intervals?.length === 1, 20_000, 'e recorded');
+    const historyOf = (i: Instance | undefined) => (i?.status?.powerHistory ?? []).map((h) => [h.running, h.time] as const);
+    const transitioned = (running: boolean, count: number) => eventually(async () => {
+      const i = await get('m2', 'e');
+      const h = historyOf(i);
+      const ready = findCondition(i?.status?.conditions, 'Ready')?.status === 'True';
+      return h.length === count && h[h.length - 1]![0] === running && ready === running && (running || i?.status?.phase === 'Stopped') && i;
+    }, 30_000, `e ${running ? 'running' : 'stopped'} with ${count} transitions`);
+    assert.deepEqual(historyOf(e), [[true, e.status?.startedAt]], 'the first start is in the history, at startedAt');
+    await new Promise((r) => setTimeout(r, 1100));
+    await stopControllers();
+    const power = (runStrategy: string) => admin.mergePatch(INSTANCES, 'm2', 'e', { spec: { runStrategy } });
+    await power('Halted');
+    await transitioned(false, 2);
+    await new Promise((r) => setTimeout(r, 1100)); // a stopped gap of a whole second at least
+    await power('Always');
+    await transitioned(true, 3);
+    await new Promise((r) => setTimeout(r, 1100));
+    await power('Halted');
+    const off = await transitioned(false, 4);
+    const h = historyOf(off).map(([, t]) => sec(t));
+    assert.equal(h[3], sec(findCondition(off.status?.conditions, 'Ready')?.lastTransitionTime), 'the same time as the Ready condition');
+    assert.equal(h[2], sec(off.status?.startedAt), 'the same time as startedAt');
+    startControllers();
+    const l = await closedLedger('m2', e.metadata.uid!, 2);
+    assert.deepEqual(l.spec.intervals!.map((i) => [sec(i.start), sec(i.end)]), [[h[0], h[1]], [h[2], h[3]]]);
+    const ran = (h[1]! - h[0]!) + (h[3]! - h[2]!);
+    assert.ok(h[2]! > h[1]!, 'a stopped gap between the runs');
+    const row = rowOf(await usage('m2', window()), 'm2', 'e')!;
+    assert.equal(row.runningSeconds, ran);
+    close(row.vcpuHours * 3600, ran * 1, 'vcpuHours of e');
+  });
+
   it('reads as RBAC allows: a project member reads its own usage, not another project\'s, and cannot write ledgers', async () => {
     const user = await createUser(kova, 'metered', ['--project', 'm1', '--role', 'member']);
     const own = await user.kubectl(['get', '--raw', '/apis/metering.kova.dev/v1alpha1/namespaces/m1/usage']);

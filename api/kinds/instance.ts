@@ -92,6 +92,13 @@ export interface InstanceNetworkUsage {
   domainTransmitBytes?: number;
 }
 
+/** One run transition of an instance (status.powerHistory): it started running, or stopped running, at `time`. */
+export interface InstancePowerTransition {
+  running: boolean;
+  /** RFC 3339, the same time as the Ready condition's lastTransitionTime or status.startedAt. */
+  time: string;
+}
+
 export interface InstanceStatus extends StatusBase {
   phase?: InstancePhase;
   /** Written by the binding; moved by a Migration. */
@@ -107,6 +114,12 @@ export interface InstanceStatus extends StatusBase {
   addresses?: InstanceAddress[];
   volumes?: InstanceVolumeStatus[];
   startedAt?: string;
+  /**
+   * The last run transitions, oldest first (at most MAX_POWER_HISTORY), appended by whoever
+   * writes the transition in the same status write: the metering controller replays the ones it
+   * missed while it was down.
+   */
+  powerHistory?: InstancePowerTransition[];
   /** Set while a Migration moves the instance. */
   migration?: InstanceMigrationRef;
   networkUsage?: InstanceNetworkUsage;

@@ -3,12 +3,13 @@
 // which restamps status.startedAt and so opens a new interval) into its ledger, a UsageRecord
 // named instance-<uid> that outlives it. A bound instance carries the finalizer kova.dev/metering,
 // removed once its deletionTimestamp is recorded, so a deletion while this controller is down
-// still ends its usage exactly.
+// still ends its usage exactly. The runs and stops it missed while down come from the instance's
+// status.powerHistory (the agent appends each transition), replayed before the current state.
 import { parseLenient, instanceRequest } from '../../api/resources.js';
 import { chargedSize } from '../../api/resize.js';
 import { INSTANCES, METERING_FINALIZER } from '../../api/kinds/index.js';
 import type { Flavor, Host, Instance, UsageRecord, UsageSpan } from '../../api/kinds/index.js';
-import { advance, boundIntervals, instanceFacts, ledgerName, mergeCheckpoint, networkCheckpoint, RECORD_TYPE_LABEL, rfc3339, sameSize } from '../../api/metering.js';
+import { advanceInstance, boundIntervals, instanceFacts, ledgerName, mergeCheckpoint, networkCheckpoint, RECORD_TYPE_LABEL, rfc3339, sameSize } from '../../api/metering.js';
 import type { SpanSize } from '../../api/metering.js';
 import type { ApiClient } from '../../client/client.js';
 import type { Reconciler, Request } from '../../client/controller.js';
@@ -52,7 +53,8 @@ export class InstanceMeter implements Reconciler {
         const net = checkpoint ? mergeCheckpoint(spec.network, checkpoint) : spec.network;
         const network = net?.length ? { network: net } : {};
         if (spec.deleted) return cur ? { ...spec, ...network } : undefined; // final, but for a late network count
-        const intervals = boundIntervals(advance(spec.intervals ?? [], facts, { size: () => this.size(inst, spec.intervals ?? []) }));
+        // Runs and stops missed while the controller was down (status.powerHistory), then the state now.
+        const intervals = boundIntervals(advanceInstance(spec.intervals ?? [], inst, (before) => this.size(inst, before), spec.compactedThrough));
         if (!cur && !intervals.length) return undefined; // never ran: no ledger
         return { ...spec, intervals, ...network, ...(facts.deletedAt !== undefined ? { deleted: rfc3339(facts.deletedAt) } : {}) };
       });

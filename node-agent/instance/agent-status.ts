@@ -1,11 +1,13 @@
 // The Instance status the node agent writes, computed purely from the previous status and
 // what the agent observed and did in one reconcile. Unchanged inputs give a deep-equal status,
-// which is how the agent skips writes that would change nothing.
+// which is how the agent skips writes that would change nothing. A run transition (the guest
+// starts or stops running) is also appended to status.powerHistory in the same write, for metering.
 import { isDeepStrictEqual } from 'node:util';
 import type { InstancePhase, InstanceStatus, InstanceVolumeStatus } from '../../api/kinds/index.js';
 import type { Condition } from '../../api/types.js';
 import { nowRFC3339 } from '../../api/types.js';
 import { setCondition } from '../../api/conditions.js';
+import { withPowerHistory } from '../../api/metering.js';
 import { PowerState } from '../driver.js';
 import { REASON_CRASHED, REASON_GUEST_SHUTDOWN, REASON_INVALID_SPEC, REASON_SPAWN_FAILED, REASON_STOPPED } from './decide.js';
 
@@ -102,7 +104,7 @@ export function nextStatus(prev: InstanceStatus | undefined, o: Observation): In
     }
   }
   s.conditions = conds;
-  return stripUndefined(s);
+  return withPowerHistory(prev, stripUndefined(s));
 }
 
 /**
@@ -118,7 +120,7 @@ export function waitingStatus(prev: InstanceStatus | undefined, conds: readonly 
   let list = setCondition(prev?.conditions, { type: 'Ready', status: 'False', reason, message: why, observedGeneration: generation });
   for (const c of conds) list = setCondition(list, c);
   s.conditions = list;
-  return s;
+  return withPowerHistory(prev, s);
 }
 
 /** True when every condition in `conds` is already in `list` as given (same status, reason, message). */
