@@ -152,4 +152,28 @@ describe('metering: network bytes', () => {
     assert.ok(firstHalf.networkReceiveBytes > 0 && firstHalf.networkReceiveBytes < final.u.receiveBytes);
     assert.ok(Math.abs(firstHalf.networkReceiveBytes + secondHalf.networkReceiveBytes - final.u.receiveBytes) <= 1);
   });
+
+  it('an instance that stops is read before its emulator goes, and only it is published then', async () => {
+    // A publish interval longer than the test: only the early read at the stop can publish, and
+    // a guest that takes two seconds to shut down leaves it time to.
+    await stopAgent();
+    const slow = new SimDriver({ spawnMs: 10, stopMs: 2000, id: HOST });
+    const ac = new AbortController();
+    const a = new NodeAgent({ client: admin, hostName: HOST, driver: slow, heartbeatS: 1, networkUsageIntervalS: 3600, log: () => undefined });
+    await a.start(ac.signal);
+    agent = { a, ac };
+    for (const name of ['quiet', 'leaver']) {
+      await admin.create(INSTANCES, { metadata: { name, namespace: NS }, spec: { flavor: 'net.small', image: 'tiny', runStrategy: 'Always', networks: [{ network: 'private' }] } });
+    }
+    const inst = async (name: string) => (await admin.get<Instance>(INSTANCES, NS, name))!;
+    for (const name of ['quiet', 'leaver']) {
+      await eventually(async () => findCondition((await inst(name)).status?.conditions, 'Ready')?.status === 'True', 30_000, `${name} running`);
+    }
+    await new Promise((r) => setTimeout(r, 2000)); // some traffic on both
+    await admin.mergePatch(INSTANCES, NS, 'leaver', { spec: { runStrategy: 'Halted' } });
+    const published = await eventually(async () => (await inst('leaver')).status?.networkUsage, 30_000, 'the leaving instance\'s counts');
+    assert.ok(published.receiveBytes > 0);
+    await eventually(async () => (await inst('leaver')).status?.phase === 'Stopped', 30_000, 'leaver stopped');
+    assert.equal((await inst('quiet')).status?.networkUsage, undefined, 'the other instance waits for the interval');
+  });
 });

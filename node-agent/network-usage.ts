@@ -93,32 +93,44 @@ export class NetworkUsageReporter {
 
   private nudged?: ReturnType<typeof setTimeout>;
   private lastNudge = -Infinity;
+  /** Instances nudged since the last early poll: only they are published by it. */
+  private leaving = new Set<string>();
 
   /**
    * A best-effort early poll when an instance is about to lose its emulator (a stop, a deletion,
    * a migration away, a restart): the counters are read before the agent lets the domain go,
-   * usually. Nudges within a second share one poll.
+   * usually. Nudges within a second share one poll, which publishes only the nudged instances
+   * (a mass deletion must not rewrite every other instance's status once a second).
    */
   nudge(inst: Instance): void {
     const leaving = !!inst.metadata.deletionTimestamp || inst.spec.runStrategy === 'Halted'
       || inst.status?.migration?.sourceHost === this.o.hostName || inst.status?.phase === 'Stopping';
     const phase = inst.status?.phase;
-    if (!leaving || phase === 'Stopped' || phase === 'Failed' || this.nudged || !this.tracked.has(inst.metadata.uid ?? '')) return;
+    const uid = inst.metadata.uid ?? '';
+    // Not only instances an interval poll has seen: one younger than the interval has traffic too.
+    if (!leaving || phase === 'Stopped' || phase === 'Failed' || !uid || inst.status?.hostName !== this.o.hostName) return;
+    this.leaving.add(uid);
+    if (this.nudged) return;
     const now = Date.now();
     this.nudged = setTimeout(() => {
       this.nudged = undefined;
       this.lastNudge = Date.now();
-      void this.poll();
+      const only = this.leaving;
+      this.leaving = new Set();
+      void this.poll(only);
     }, Math.max(0, this.lastNudge + 1000 - now));
   }
 
-  /** One poll: one stats call, then the changed instances' status writes (a few at a time). Never overlaps itself. */
-  poll(): Promise<void> {
-    this.running ??= this.pollOnce().finally(() => (this.running = undefined));
+  /**
+   * One poll: one stats call, then the status writes (a few at a time) of the changed instances,
+   * or of those in `only`. Never overlaps itself: a poll asked for while one runs shares it.
+   */
+  poll(only?: ReadonlySet<string>): Promise<void> {
+    this.running ??= this.pollOnce(only).finally(() => (this.running = undefined));
     return this.running;
   }
 
-  private async pollOnce(): Promise<void> {
+  private async pollOnce(only?: ReadonlySet<string>): Promise<void> {
     let stats;
     try {
       stats = await this.o.driver.instanceStats();
@@ -142,6 +154,7 @@ export class NetworkUsageReporter {
       const prev = t.published;
       if (prev && prev.receiveBytes === total.rx && prev.transmitBytes === total.tx && (prev.domainReceiveBytes ?? 0) === t.account.last.rx && (prev.domainTransmitBytes ?? 0) === t.account.last.tx) continue;
       if (!prev && total.rx === 0 && total.tx === 0) continue; // nothing to say yet
+      if (only && !only.has(uid)) continue; // an early poll: the others wait for the interval
       due.push([inst, { receiveBytes: total.rx, transmitBytes: total.tx, observedAt: rfc3339(now), domainReceiveBytes: t.account.last.rx, domainTransmitBytes: t.account.last.tx }]);
     }
     // Instances that left this host (deleted, migrated away) are forgotten: a new owner starts from their status.
