@@ -111,6 +111,8 @@ for (const setup of SETUPS) describe(setup.title, { skip }, () => {
       clearTimeout(t);
     }
     if (promDir) await rm(promDir, { recursive: true, force: true });
+    // A real domain outlives kova (as VMs outlive their agent): delete the instance first.
+    await kova?.k(['delete', 'instance', 'vm1', '-n', 'demo', '--ignore-not-found', '--timeout=90s'], { timeoutMs: 100_000 }).catch(() => undefined);
     await kova?.stop();
   });
 
