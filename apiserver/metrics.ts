@@ -12,6 +12,7 @@ import { counter, gauge, histogram } from '../lib/metrics.js';
 import type { Registry } from '../api/registry.js';
 import type { InflightLimiter } from './inflight.js';
 import type { ResourceRoute } from './request.js';
+import { resourceVerb as rbacVerb } from './auth/attributes.js';
 
 /** kube-apiserver's apiserver_request_duration_seconds buckets. */
 export const REQUEST_DURATION_BUCKETS = [0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60];
@@ -94,23 +95,13 @@ export class RequestSeries {
   }
 }
 
-/** kube's verbs as its metrics report them (uppercase; LIST, WATCH, APPLY, DELETECOLLECTION). */
-function resourceVerb(method: string, named: boolean, watch: boolean, apply: boolean): string {
-  switch (method) {
-    case 'GET':
-    case 'HEAD':
-      return watch ? 'WATCH' : named ? 'GET' : 'LIST';
-    case 'POST':
-      return 'CREATE';
-    case 'PUT':
-      return 'UPDATE';
-    case 'PATCH':
-      return apply ? 'APPLY' : 'PATCH';
-    case 'DELETE':
-      return named ? 'DELETE' : 'DELETECOLLECTION';
-    default:
-      return OTHER;
-  }
+const RESOURCE_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']);
+
+/** kube's verbs as its metrics report them: the RBAC verb uppercased (LIST, WATCH, DELETECOLLECTION), APPLY for server-side apply. */
+function metricVerb(method: string, named: boolean, watch: boolean, apply: boolean): string {
+  if (!RESOURCE_METHODS.has(method)) return OTHER;
+  if (method === 'PATCH' && apply) return 'APPLY';
+  return rbacVerb(method, named, watch).toUpperCase();
 }
 
 const NON_RESOURCE_VERBS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']);
@@ -156,7 +147,7 @@ export class ApiMetrics {
   forResource(method: string, info: SeriesResource, route: Pick<ResourceRoute, 'namespace' | 'name' | 'subresource'>, q: URLSearchParams, watch: boolean, contentType: string | undefined): RequestSeries {
     const named = !!route.name;
     const apply = method === 'PATCH' && !!contentType && contentType.startsWith('application/apply-patch+yaml');
-    const verb = resourceVerb(method, named, watch, apply);
+    const verb = metricVerb(method, named, watch, apply);
     // kube's CleanScope: a named object or a create is "resource".
     const scope = named || method === 'POST' ? 'resource' : route.namespace !== undefined ? 'namespace' : 'cluster';
     const sub = route.subresource === undefined ? '' : SUBRESOURCES.has(route.subresource) ? route.subresource : OTHER;
