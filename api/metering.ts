@@ -7,6 +7,7 @@ import type { FloatingIP, Instance, InstancePowerTransition, InstanceStatus, Vol
 import type { MeteredKind, NetworkCheckpoint, UsageRecord, UsageRow, UsageSpan, UsageSubject } from './kinds/usage.js';
 import { METERING_API_VERSION } from './kinds/usage.js';
 import { quantityValue } from './quantity.js';
+import { nowRFC3339 } from './types.js';
 
 export const DAY_MS = 86_400_000;
 /** Closed intervals a ledger keeps before the oldest same-size neighbours are coalesced. */
@@ -19,7 +20,7 @@ export const PERIOD_LABEL = 'metering.kova.dev/period';
 
 /** RFC 3339 with whole seconds, as every timestamp kova writes. */
 export function rfc3339(ms: number): string {
-  return `${new Date(ms).toISOString().slice(0, 19)}Z`;
+  return nowRFC3339(new Date(ms));
 }
 
 /** Milliseconds of an RFC 3339 time; undefined when absent or unreadable. */

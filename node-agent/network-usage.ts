@@ -7,6 +7,7 @@
 // reading, and a counter that goes down folds the last reading into the base.
 import type { Instance, InstanceNetworkUsage } from '../api/kinds/index.js';
 import { INSTANCES } from '../api/kinds/index.js';
+import { rfc3339 } from '../api/metering.js';
 import { errorMessage } from '../client/controller.js';
 import { isConflict, isNotFound, StatusError } from '../client/client.js';
 import type { ApiClient } from '../client/client.js';
@@ -202,8 +203,4 @@ export class NetworkUsageReporter {
       }
     }
   }
-}
-
-function rfc3339(ms: number): string {
-  return `${new Date(ms).toISOString().slice(0, 19)}Z`;
 }
