@@ -16,7 +16,8 @@ import { promisify } from 'node:util';
 import YAML from 'yaml';
 import { isAlreadyExists, KovaClient, NAMESPACES } from '../client/client.js';
 import type { Kind, KObject } from '../client/client.js';
-import { generateToken, parseToken, tokenSecret, tokenSecretName, userSecret, userSecretName, USER_LABEL, USERS_NAMESPACE } from '../apiserver/auth/tokens.js';
+import { parseToken, tokenSecretName, userSecret, userSecretName, USER_LABEL, USERS_NAMESPACE } from '../apiserver/auth/tokens.js';
+import { CLUSTER_ROLE_BINDINGS, issueToken, SECRETS } from './user.js';
 
 const run = promisify(execFile);
 
@@ -24,9 +25,7 @@ export const MONITORING_USER = 'kova-monitoring';
 /** kube's ClusterRole for scrapers (apiserver/auth/bootstrap-policy.ts). */
 export const MONITORING_CLUSTER_ROLE = 'system:monitoring';
 
-const SECRETS: Kind = { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true };
 const RBAC = 'rbac.authorization.k8s.io';
-const CLUSTER_ROLE_BINDINGS: Kind = { group: RBAC, version: 'v1', plural: 'clusterrolebindings', kind: 'ClusterRoleBinding', namespaced: false };
 
 async function createIfAbsent(client: KovaClient, kind: Kind, obj: KObject): Promise<KObject | undefined> {
   try {
@@ -55,9 +54,7 @@ export async function ensureMonitoringToken(client: KovaClient, tokenFile: strin
   }
   const owner = await client.get(SECRETS, USERS_NAMESPACE, userSecretName(MONITORING_USER));
   if (!owner?.metadata.uid) throw new Error(`the monitoring user's Secret ${USERS_NAMESPACE}/${userSecretName(MONITORING_USER)} is missing`);
-  const t = generateToken();
-  await client.create(SECRETS, tokenSecret(MONITORING_USER, owner.metadata.uid, t.id, t.secret) as KObject & { metadata: { name: string } });
-  await writeFile(tokenFile, `${t.token}\n`, { mode: 0o600 });
+  await writeFile(tokenFile, `${await issueToken(client, MONITORING_USER, owner)}\n`, { mode: 0o600 });
   await chmod(tokenFile, 0o600);
 }
 

@@ -26,10 +26,10 @@ export const USER_USAGE = `usage:
   kova user list                      the users, their groups and tokens
 All take --kubeconfig F (default $KUBECONFIG, then DATA_DIR/kubeconfig): the admin's.`;
 
-const SECRETS: Kind = { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true };
+export const SECRETS: Kind = { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true };
 const RBAC = 'rbac.authorization.k8s.io';
 const ROLE_BINDINGS: Kind = { group: RBAC, version: 'v1', plural: 'rolebindings', kind: 'RoleBinding', namespaced: true };
-const CLUSTER_ROLE_BINDINGS: Kind = { group: RBAC, version: 'v1', plural: 'clusterrolebindings', kind: 'ClusterRoleBinding', namespaced: false };
+export const CLUSTER_ROLE_BINDINGS: Kind = { group: RBAC, version: 'v1', plural: 'clusterrolebindings', kind: 'ClusterRoleBinding', namespaced: false };
 
 class UsageError extends Error {}
 
@@ -71,7 +71,7 @@ async function getUser(client: KovaClient, name: string): Promise<KObject> {
 }
 
 /** A new token Secret for `user`; returns the token (shown once, never stored). */
-async function issueToken(client: KovaClient, name: string, owner: KObject): Promise<string> {
+export async function issueToken(client: KovaClient, name: string, owner: KObject): Promise<string> {
   const t = generateToken();
   await client.create(SECRETS, tokenSecret(name, owner.metadata.uid!, t.id, t.secret) as KObject & { metadata: { name: string } });
   return t.token;
