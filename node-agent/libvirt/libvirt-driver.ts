@@ -105,7 +105,8 @@ export class LibvirtDriver implements ComputeDriver {
   private readonly migration: LibvirtMigration;
 
   constructor(private readonly o: LibvirtDriverOptions) {
-    this.virsh = new Virsh(o.uri ?? 'qemu:///system');
+    // Quick commands go through long-lived virsh shells: a process start costs more than most commands.
+    this.virsh = new Virsh(o.uri ?? 'qemu:///system', { shells: true });
     this.domainsDir = join(o.stateDir, 'domains');
     this.kvm = o.kvm;
     this.imageCache = o.imageCache;
@@ -813,6 +814,7 @@ export class LibvirtDriver implements ComputeDriver {
     this.closed = true;
     this.listeners.clear();
     this.stopEvents();
+    this.virsh.close();
   }
 
   /** `virsh event --loop`, restarted if it dies while anyone listens. */

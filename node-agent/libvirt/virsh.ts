@@ -3,6 +3,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { PowerState } from '../driver.js';
+import { shellLine, ShellCommandFailed, VirshShellPool } from './virsh-shell.js';
 
 const run = promisify(execFile);
 
@@ -25,8 +26,25 @@ export class VirshError extends Error {
   }
 }
 
+/**
+ * Commands quick enough to share a long-lived shell (virsh-shell.ts). Waiting ones (`--wait`
+ * jobs, migrations, event loops) keep a process of their own, as does every command when the
+ * shells are off.
+ */
+const SHELL_COMMANDS = new Set([
+  'attach-device', 'blockjob', 'blockresize', 'capabilities', 'define', 'destroy', 'detach-device', 'detach-disk', 'domblkinfo',
+  'domblklist', 'dominfo', 'domjobabort', 'domjobinfo', 'domstate', 'domstats', 'domuuid', 'dumpxml', 'list', 'metadata',
+  'nodeinfo', 'resume', 'setmaxmem', 'setmem', 'setvcpus', 'shutdown', 'start', 'suspend', 'undefine', 'version',
+]);
+
 export class Virsh {
-  constructor(readonly uri: string) {}
+  private shells?: VirshShellPool;
+
+  /** `shells`: run quick commands in long-lived virsh shells instead of a process each. */
+  constructor(
+    readonly uri: string,
+    private readonly o: { shells?: boolean } = {},
+  ) {}
 
   async run(...args: string[]): Promise<string> {
     return this.runWith({}, ...args);
@@ -34,12 +52,30 @@ export class Virsh {
 
   /** run() with a tighter time limit or output bound (killed, VirshError, when exceeded). */
   async runWith(limits: { timeoutMs?: number; maxBuffer?: number }, ...args: string[]): Promise<string> {
+    const timeoutMs = limits.timeoutMs ?? 120_000;
+    const maxBuffer = limits.maxBuffer ?? 16 << 20;
+    const line = this.o.shells && SHELL_COMMANDS.has(args[0] ?? '') && !args.includes('--wait') ? shellLine(args) : undefined;
+    if (line !== undefined) {
+      this.shells ??= new VirshShellPool(this.uri);
+      try {
+        return await this.shells.run(line, { timeoutMs, maxBuffer });
+      } catch (err) {
+        if (err instanceof ShellCommandFailed) throw new VirshError(args, err.stderr, { cause: err });
+        // ShellUnavailable: the command was not run, or its answer is not to be trusted; a process of its own.
+      }
+    }
     try {
-      const { stdout } = await run('virsh', ['-q', '-c', this.uri, ...args], { maxBuffer: limits.maxBuffer ?? 16 << 20, timeout: limits.timeoutMs ?? 120_000 });
+      const { stdout } = await run('virsh', ['-q', '-c', this.uri, ...args], { maxBuffer, timeout: timeoutMs });
       return stdout;
     } catch (err) {
       throw new VirshError(args, (err as { stderr?: string }).stderr ?? String(err), { cause: err });
     }
+  }
+
+  /** Ends the shells (a later command starts them again). */
+  close(): void {
+    this.shells?.close();
+    this.shells = undefined;
   }
 }
 
