@@ -230,9 +230,12 @@ export class NodeAgent {
       enqueue(obj);
     });
     this.informer.on('update', (obj) => {
+      // The echo of our own status write is skipped: reconciling the state a pass just wrote
+      // would only read the domain again (a spec change in between fails that write instead).
+      const echo = this.reconciler.isOwnWrite(obj);
       this.reconciler.observed(obj);
       this.networkUsage.nudge(obj);
-      enqueue(obj);
+      if (!echo) enqueue(obj);
     });
     this.informer.on('delete', (obj) => {
       this.reconciler.observed(obj, true);

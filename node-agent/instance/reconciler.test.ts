@@ -189,3 +189,17 @@ test('power faults surface as reconcile errors (the controller retries them); de
   assert.equal(await fake.get(INSTANCES, NS, 'web'), undefined);
   assert.equal(driver.usage().domains, 0);
 });
+
+test("the watch echo of the agent's own status write is recognised (it wakes no pass); anything else is not", async () => {
+  await reconcile(); // spawns and writes status
+  const mine = await fake.get<Instance>(INSTANCES, NS, 'web');
+  assert.ok(statusWrites() > 0);
+  assert.equal(r.isOwnWrite(mine!), true, 'the object our last write returned');
+  // A change by someone else (a newer resourceVersion) is not ours, nor an older copy.
+  const theirs = await fake.mergePatch<Instance>(INSTANCES, NS, 'web', { metadata: { labels: { a: 'b' } } });
+  assert.equal(r.isOwnWrite(theirs), false);
+  assert.equal(r.isOwnWrite({ ...mine!, metadata: { ...mine!.metadata, resourceVersion: '1' } }), false);
+  // Once the informer has delivered something newer, our write is forgotten.
+  r.observed(theirs);
+  assert.equal(r.isOwnWrite(mine!), false);
+});

@@ -96,6 +96,11 @@ export class InstanceAgentReconciler implements Reconciler {
     this.status.observed(obj, deleted);
   }
 
+  /** Whether `obj` is exactly what one of our own writes returned (its watch echo). */
+  isOwnWrite(obj: Instance): boolean {
+    return this.status.isOwnWrite(obj);
+  }
+
   async reconcile(req: Request, signal: AbortSignal, ctx?: ReconcileContext): Promise<Result | void> {
     const ns = req.namespace!;
     const key = instanceKey(ns, req.name);

@@ -39,6 +39,15 @@ export class AgentStatusWriter {
     if (mine && (deleted || rv(obj) >= rv(mine))) this.written.delete(key);
   }
 
+  /**
+   * The informer delivering exactly what our write returned (same resourceVersion): the pass
+   * that wrote it has already acted on that state, so it needs no new pass of its own.
+   */
+  isOwnWrite(obj: KObject): boolean {
+    const mine = this.written.get(keyOf(obj));
+    return mine !== undefined && mine.metadata.resourceVersion === obj.metadata.resourceVersion;
+  }
+
   forget(key: string): void {
     this.written.delete(key);
   }
