@@ -35,6 +35,8 @@ export function missingCommands(needs: HostNeeds): Array<{ cmd: string; pkg: str
       { cmd: 'qemu-system-x86_64', pkg: 'qemu-system-x86' }, { cmd: 'qemu-img', pkg: 'qemu-utils' },
       { cmd: 'virsh', pkg: 'libvirt-clients' }, { cmd: 'libvirtd', pkg: 'libvirt-daemon-system' },
       { cmd: 'genisoimage', pkg: 'genisoimage' }, { cmd: 'dnsmasq', pkg: 'dnsmasq-base' }, { cmd: 'nft', pkg: 'nftables' },
+      // The reaper of libvirtd's guest processes (hack/install-host-deps.sh, hack/local-libvirtd.sh).
+      { cmd: 'tini', pkg: 'tini' },
     );
   }
   const missing = want.filter((w) => !onPath(w.cmd));

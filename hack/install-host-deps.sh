@@ -15,7 +15,7 @@ fi
 PACKAGES=(
   etcd-server etcd-client openssl
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
-  dnsmasq-base nftables iproute2 procps genisoimage busybox-static
+  dnsmasq-base nftables iproute2 procps genisoimage busybox-static tini
 )
 # For the tests only (e2e/monitoring.test.ts runs the real Prometheus): kova never needs them.
 # `kova up` runs this script with KOVA_RUNTIME_DEPS_ONLY=1 and skips them.
@@ -49,6 +49,11 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 
+# In the background, in its own session, under tini as its children's reaper (see libvirtd below).
+start_reaped() {
+  setsid tini -s -- "$@" </dev/null >>"/var/log/$1.out" 2>&1 &
+}
+
 start_daemon() {
   local name=$1; shift
   if pgrep -x "$name" >/dev/null 2>&1; then
@@ -68,7 +73,14 @@ fi
 if command -v libvirtd >/dev/null 2>&1; then
   mkdir -p /var/log/libvirt /var/run/libvirt /var/lib/libvirt/images
   start_daemon virtlogd virtlogd -d
-  start_daemon libvirtd libvirtd -d
+  # libvirt daemonizes QEMU: a stopped guest's process is an orphan that someone must reap
+  # before libvirt sees it gone. Without systemd, PID 1 may reap late (a container's init: up
+  # to ~2 s per guest stop, destroy or migration); tini as a child subreaper reaps at once.
+  if command -v tini >/dev/null 2>&1; then
+    start_daemon libvirtd start_reaped libvirtd
+  else
+    start_daemon libvirtd libvirtd -d
+  fi
   for i in $(seq 1 50); do
     virsh -c qemu:///system version >/dev/null 2>&1 && break
     sleep 0.2
