@@ -623,6 +623,33 @@ export function readModifyWrite<T extends KObject>(c: ApiClient, kind: Kind, nam
   });
 }
 
+/**
+ * updateStatus that starts from a copy the caller already holds (an informer's): its
+ * resourceVersion guards the PUT, so a stale copy costs a 409 and then the usual read-modify-
+ * write, and a current one saves the GET. A mutation that finds nothing to do (or refuses) on
+ * the copy is run again on a fresh read before it is believed: the copy may be behind.
+ */
+export async function updateStatusFrom<T extends KObject>(c: ApiClient, kind: Kind, namespace: string | undefined, name: string, cached: T | undefined, mutate: (obj: T) => boolean | void, opts: WriteOptions = {}): Promise<T | undefined> {
+  if (cached && cached.metadata.name === name && cached.metadata.namespace === namespace) {
+    const obj = structuredClone(cached);
+    let write = false;
+    try {
+      write = mutate(obj) !== false;
+    } catch {
+      // refused on the copy: the fresh read below decides
+    }
+    if (write) {
+      try {
+        return await c.replaceStatus<T>(kind, obj, opts);
+      } catch (e) {
+        if (isNotFound(e)) return undefined;
+        if (!isConflict(e)) throw e;
+      }
+    }
+  }
+  return c.updateStatus<T>(kind, namespace, name, mutate, opts);
+}
+
 /** Replaces metadata.finalizers with `edit`'s result (undefined: no change), conflict-safe. */
 export function editFinalizers<T extends KObject>(c: ApiClient, kind: Kind, namespace: string | undefined, name: string, edit: (fins: string[]) => string[] | undefined): Promise<T | undefined> {
   // JSON patch guarded by a `test` on resourceVersion: it replaces the whole list only if

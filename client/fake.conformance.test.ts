@@ -13,7 +13,7 @@ import { ApiServer } from '../apiserver/server.js';
 import { Store } from '../store/store.js';
 import { startTestEtcd, waitFor } from '../testing/etcd.js';
 import type { TestEtcd } from '../testing/etcd.js';
-import { StatusError, FLAVORS, HOSTS, INSTANCES, isAlreadyExists, isConflict, isNotFound, KEYPAIRS, KovaClient, NAMESPACES } from './client.js';
+import { StatusError, FLAVORS, HOSTS, INSTANCES, isAlreadyExists, isConflict, isNotFound, KEYPAIRS, KovaClient, NAMESPACES, updateStatusFrom } from './client.js';
 import type { ApiClient, KObject, WatchEventType } from './client.js';
 import { FakeClient } from './fake.js';
 
@@ -117,6 +117,36 @@ const CASES: Record<string, Case> = {
     assert.equal(same?.metadata.resourceVersion, (await c.get(INSTANCES, ns, 's'))?.metadata.resourceVersion);
     assert.equal(await c.updateStatus(INSTANCES, ns, 'ghost', () => undefined), undefined);
     await assert.rejects(c.patchStatus(INSTANCES, ns, 'ghost', { status: { phase: 'Running' } }), code(404));
+  },
+
+  'updateStatusFrom: a current copy is written without a read; a stale one, or one the mutation refuses or finds done, is decided on a fresh read': async (c, ns) => {
+    await c.create(INSTANCES, inst(ns, 'from'));
+    const current = (await c.patchStatus(INSTANCES, ns, 'from', { status: { restartCount: 1 } }))!;
+    const n = (o: KObject | undefined) => statusOf(o).restartCount as number;
+    const bump = (o: KObject) => {
+      (o.status as { restartCount: number }).restartCount += 1;
+    };
+    const a = await updateStatusFrom(c, INSTANCES, ns, 'from', current, bump);
+    assert.equal(n(a), 2);
+    assert.equal(rvOf(a), rvOf(await c.get(INSTANCES, ns, 'from')));
+    assert.equal(n(current), 1, 'the cached copy is not changed');
+    // Stale copy (1 where the server has 2): its write conflicts, the fresh read gives 3.
+    assert.equal(n(await updateStatusFrom(c, INSTANCES, ns, 'from', current, bump)), 3);
+    // Refused or "nothing to do" on the stale copy: asked again on the fresh object.
+    const seen: number[] = [];
+    const onlyAtThree = (o: KObject) => {
+      seen.push(n(o));
+      if (n(o) !== 3) throw new Error('not yet');
+      (o.status as { phase: string }).phase = 'Running';
+    };
+    assert.equal(statusOf(await updateStatusFrom(c, INSTANCES, ns, 'from', current, onlyAtThree)).phase, 'Running');
+    assert.deepEqual(seen, [1, 3]);
+    const noop = await updateStatusFrom(c, INSTANCES, ns, 'from', current, (o) => (n(o) === 1 ? false : bump(o)));
+    assert.equal(n(noop), 4, 'done on the stale copy, not on the server');
+    // No copy, or gone: as updateStatus.
+    assert.equal(n(await updateStatusFrom(c, INSTANCES, ns, 'from', undefined, bump)), 5);
+    await c.delete(INSTANCES, ns, 'from');
+    assert.equal(await updateStatusFrom(c, INSTANCES, ns, 'from', current, bump), undefined);
   },
 
   'merge and JSON patch: null deletes, a resourceVersion in the patch is a precondition, a failed test is 422': async (c, ns) => {

@@ -12,6 +12,7 @@ import { chargedSize, isResizeMigration } from '../../api/resize.js';
 import { findCondition, setCondition } from '../../api/conditions.js';
 import { formatResources, instanceRequest } from '../../api/resources.js';
 import type { Resources } from '../../api/resources.js';
+import { updateStatusFrom } from '../../client/client.js';
 import type { ApiClient } from '../../client/client.js';
 import { controllerFor, withDefaults } from '../../client/controller.js';
 import type { ControllerHandle, ControllerStartOptions, Reconciler, Request, Result } from '../../client/controller.js';
@@ -134,7 +135,7 @@ export class MigrationReconciler implements Reconciler {
 
   /** The instance's status.migration names this Migration (compare-and-swap on the instance). */
   private async markInstance(m: Migration, inst: Instance, source: string, target: string, mode: 'Live' | 'Cold'): Promise<void> {
-    await this.d.client.updateStatus<Instance>(INSTANCES, inst.metadata.namespace, inst.metadata.name!, (fresh) => {
+    await updateStatusFrom<Instance>(this.d.client, INSTANCES, inst.metadata.namespace, inst.metadata.name!, inst, (fresh) => {
       if (fresh.metadata.uid !== inst.metadata.uid) throw new Refused(MigrationReasons.InstanceNotFound, `instance "${m.spec.instance}" was recreated`);
       if (fresh.metadata.deletionTimestamp) throw new Refused(MigrationReasons.InstanceDeleted, `instance "${m.spec.instance}" is being deleted`);
       if (fresh.status?.hostName !== source) throw new Refused(MigrationReasons.NotScheduled, `instance "${m.spec.instance}" moved to ${fresh.status?.hostName ?? 'no host'} meanwhile`);
@@ -158,7 +159,7 @@ export class MigrationReconciler implements Reconciler {
   /** Charges the instance to the target host, unless it lacks room (compare-and-swap on the host). */
   private async claim(target: string, inst: Instance, req: Resources): Promise<void> {
     const uid = inst.metadata.uid!;
-    const h = await this.d.client.updateStatus<Host>(HOSTS, undefined, target, (host) => {
+    const h = await updateStatusFrom<Host>(this.d.client, HOSTS, undefined, target, this.d.hosts.get(undefined, target), (host) => {
       const allocs = host.status?.allocations ?? [];
       if (allocs.some((a) => a.uid === uid)) return false;
       const short = insufficiency(host, allocs, req, inst.spec.flavor);
@@ -173,7 +174,7 @@ export class MigrationReconciler implements Reconciler {
   private async unclaim(host: string | undefined, inst: Pick<Instance, 'metadata' | 'status'> | undefined, uid: string | undefined): Promise<void> {
     if (!host || !uid || inst?.status?.hostName === host) return;
     if (!this.d.hosts.get(undefined, host)?.status?.allocations?.some((a) => a.uid === uid)) return;
-    await this.d.client.updateStatus<Host>(HOSTS, undefined, host, (h) => {
+    await updateStatusFrom<Host>(this.d.client, HOSTS, undefined, host, this.d.hosts.get(undefined, host), (h) => {
       const allocs = h.status?.allocations ?? [];
       if (!allocs.some((a) => a.uid === uid)) return false;
       const next = allocs.filter((a) => a.uid !== uid);
@@ -195,7 +196,7 @@ export class MigrationReconciler implements Reconciler {
         fresh.status = { ...fresh.status, hostName: st.targetHost };
       });
     }
-    const inst = await this.d.client.updateStatus<Instance>(INSTANCES, ns, m.spec.instance, (fresh) => {
+    const inst = await updateStatusFrom<Instance>(this.d.client, INSTANCES, ns, m.spec.instance, cached, (fresh) => {
       if (fresh.metadata.uid !== st.instanceUID || fresh.status?.migration?.name !== m.metadata.name) return false;
       fresh.status = { ...fresh.status, hostName: st.targetHost };
       delete fresh.status.migration;
@@ -299,8 +300,10 @@ export class MigrationReconciler implements Reconciler {
     return out;
   }
 
+  /** From the newest copy the informer holds (a write returned by an earlier step may be newer: then a 409 and a read). */
   private writeStatus(m: Migration, mutate: (st: MigrationStatus) => boolean | void): Promise<Migration | undefined> {
-    return this.d.client.updateStatus<Migration>(MIGRATIONS, m.metadata.namespace, m.metadata.name!, (fresh) => {
+    const cached = this.d.migrations.get(m.metadata.namespace, m.metadata.name!);
+    return updateStatusFrom<Migration>(this.d.client, MIGRATIONS, m.metadata.namespace, m.metadata.name!, cached, (fresh) => {
       if (fresh.metadata.uid !== m.metadata.uid) return false;
       const st: MigrationStatus = structuredClone(fresh.status ?? {});
       if (mutate(st) === false) return false;
