@@ -184,8 +184,17 @@ export class NetworkAgent implements Reconciler {
       await this.o.client.mergePatch(HOSTS, undefined, this.o.hostName, { spec: { tunnelIP: this.o.tunnelIP } });
     }
     const poke = () => this.controller.enqueueKey(HOST_KEY);
+    // Of the Hosts only the tunnel peers matter: heartbeats and allocation changes (every few
+    // seconds per host, and twice per migration) would each re-apply the whole plan.
+    let peers = '';
+    const pokePeers = () => {
+      const now = this.peerKey();
+      if (now === peers) return;
+      peers = now;
+      poke();
+    };
     for (const inf of this.informers()) {
-      for (const ev of ['add', 'update', 'delete'] as const) inf.on(ev, poke);
+      for (const ev of ['add', 'update', 'delete'] as const) inf.on(ev, inf === this.hosts ? pokePeers : poke);
       inf.start();
     }
     signal.addEventListener('abort', () => this.informers().forEach((i) => i.stop()), { once: true });
@@ -238,9 +247,7 @@ export class NetworkAgent implements Reconciler {
     const routers = this.routers.list()
       .filter((r) => namespaces.has(r.metadata.namespace!) && r.status?.phase === 'Ready')
       .map((r) => ({ namespace: r.metadata.namespace!, name: r.metadata.name!, networks: r.spec.networks ?? [] }));
-    const peers = this.hosts.list()
-      .filter((h) => h.spec?.tunnelIP && h.metadata.name !== this.o.hostName)
-      .map((h) => ({ hostName: h.metadata.name!, tunnelIP: h.spec!.tunnelIP! }));
+    const peers = this.peers();
     const remoteNames = this.ports.list()
       .filter((p) => netKeys.has(`${p.metadata.namespace}/${p.spec.network}`) && p.status?.hostName !== this.o.hostName && p.status?.migratingTo !== this.o.hostName && !p.metadata.deletionTimestamp && p.status?.ip && p.status.instance)
       .map((p) => ({ namespace: p.metadata.namespace!, network: p.spec.network, ip: p.status!.ip!, hostname: p.status!.instance! }));
@@ -252,6 +259,17 @@ export class NetworkAgent implements Reconciler {
       stateDir: this.o.stateDir,
       ...(this.clusterID ? { clusterID: this.clusterID } : {}),
     };
+  }
+
+  /** The other hosts' tunnel endpoints (VXLAN peers). */
+  private peers(): Array<{ hostName: string; tunnelIP: string }> {
+    return this.hosts.list()
+      .filter((h) => h.spec?.tunnelIP && h.metadata.name !== this.o.hostName)
+      .map((h) => ({ hostName: h.metadata.name!, tunnelIP: h.spec!.tunnelIP! }));
+  }
+
+  private peerKey(): string {
+    return this.peers().map((p) => `${p.hostName}=${p.tunnelIP}`).sort().join(',');
   }
 
   async reconcile(): Promise<Result | void> {

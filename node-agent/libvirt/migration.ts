@@ -398,11 +398,13 @@ export class LibvirtMigration {
       // Always made afresh: a copy fills only what the source has, so a file left by an
       // earlier attempt would keep that attempt's blocks wherever the source has none.
       await mkdir(dir, { recursive: true, mode: 0o711 });
-      if (image) {
+      // The root overlay and the seed ISO are independent programs' work: side by side.
+      const root = async () => {
+        if (!image) return;
         const size = Math.max(spec.diskBytes, image.virtualSize ?? (await qemuImgInfo(image.path))['virtual-size']);
         await writeAtomically(plan.domain.rootDisk!.path, (tmp) => qemuImg('create', '-q', '-f', 'qcow2', '-F', image.format, '-b', image.path, tmp, String(size)));
-      }
-      await buildNoCloudSeed(plan.domain.seedIsoPath!, plan.seed);
+      };
+      await Promise.all([root(), buildNoCloudSeed(plan.domain.seedIsoPath!, plan.seed)]);
       if (o.copyStorage) {
         for (const v of o.localVolumes ?? []) {
           if (v.disk.backend.type !== 'local') continue;
