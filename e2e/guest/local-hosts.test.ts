@@ -100,6 +100,10 @@ describe('slow: local hosts: two libvirt daemons on one machine', () => {
     const pidFile = join(h2!.runDir, 'qemu', `${name}.pid`);
     const qemuPid = Number((await readFile(pidFile, 'utf8')).trim());
     assert.ok((await netnsPids(h2!.netns)).includes(qemuPid), 'QEMU runs in host-2\'s namespace');
+    // libvirt daemonizes QEMU: its orphan is adopted by the daemon's tini (a child subreaper,
+    // hack/local-libvirtd.sh), which reaps it at once when it exits, not by a late PID 1.
+    const ppid = Number(/^PPid:\s+(\d+)/m.exec(await readFile(`/proc/${qemuPid}/status`, 'utf8'))?.[1]);
+    assert.equal(ppid, lh.pid(h2!.name), "QEMU's parent is host-2's daemon process (tini), not init");
 
     // Stop host-2's daemon: the guest keeps running; a new start adopts it.
     let t = Date.now();
