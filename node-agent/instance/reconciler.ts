@@ -85,7 +85,7 @@ export class InstanceAgentReconciler implements Reconciler {
    */
   async resolve(inst: Instance, o: ResolveOptions = {}): ReturnType<typeof resolveInstance> {
     const r = await resolveInstance(inst, this.deps, o);
-    if (!o.migratingFrom || !('spec' in r)) return r;
+    if (!o.migratingFrom || o.readinessOnly || !('spec' in r)) return r;
     const charged = chargedSize(await this.o.client.get<Host>(HOSTS, undefined, this.o.hostName), inst.metadata.uid!);
     if (charged) Object.assign(r.spec, { vcpus: charged.vcpus, memoryBytes: charged.memoryBytes, diskBytes: charged.diskBytes });
     return r;

@@ -66,6 +66,11 @@ export interface ResolveOptions {
    * it says it is ready).
    */
   portsUnconfigured?: boolean;
+  /**
+   * Only whether it resolves now (a target checking its ports after preparing): the size the
+   * target was charged for is not read (InstanceAgentReconciler.resolve).
+   */
+  readinessOnly?: boolean;
 }
 
 export async function resolveInstance(inst: Instance, d: ResolverDeps, o: ResolveOptions = {}): Promise<Resolution> {

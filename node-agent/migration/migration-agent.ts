@@ -8,6 +8,7 @@ import type { Instance, Migration, MigrationStatus } from '../../api/kinds/index
 import { DEFAULT_COMPLETION_TIMEOUT_PER_GIB, DEFAULT_PROGRESS_TIMEOUT_SECONDS, MIGRATIONS, MigrationConditions, migrationFinished } from '../../api/kinds/index.js';
 import { findCondition, setCondition } from '../../api/conditions.js';
 import { parseQuantity } from '../../api/quantity.js';
+import { updateStatusFrom } from '../../client/client.js';
 import type { ApiClient } from '../../client/client.js';
 import { errorMessage } from '../../client/controller.js';
 import type { Reconciler, Request, Result } from '../../client/controller.js';
@@ -19,6 +20,8 @@ import { backendOf, sizeBytes, volumeDisk } from '../volume/storage.js';
 import type { Resolution, ResolveOptions } from '../instance/resolve.js';
 
 const GiB = 2 ** 30;
+/** A target waiting this long for its ports says so in TargetReady (shorter waits are not written). */
+const WAITING_SHOWN_AFTER_MS = 2000;
 /** Progress is written at most this often while a transfer runs. */
 const PROGRESS_EVERY_MS = 1000;
 
@@ -57,6 +60,8 @@ export class MigrationAgent implements Reconciler {
   private readonly cleaned = new Set<string>();
   /** Failed Migrations from here whose leftover hypervisor job was aborted, by uid. */
   private readonly abortedLeftovers = new Set<string>();
+  /** What this agent's last status write returned, per Migration key, until it ends. */
+  private readonly written = new Map<string, Migration>();
   /** The agent is stopping: transfers aborted now are Interrupted, not Aborted by a user. */
   private stopping = false;
 
@@ -75,6 +80,7 @@ export class MigrationAgent implements Reconciler {
     if (!m) {
       this.transfers.get(key)?.abort.abort();
       this.prepared.delete(key);
+      this.written.delete(key);
       return;
     }
     const st = m.status ?? {};
@@ -291,9 +297,12 @@ export class MigrationAgent implements Reconciler {
     }
     // The ports must be plugged here before the guest arrives (QEMU opens its taps when it
     // starts); a port plugged here wakes this (onIncomingPortReady), the requeue is a safety net.
-    const ports = await this.o.resolve(inst, { migratingFrom: st.sourceHost });
+    const ports = await this.o.resolve(inst, { migratingFrom: st.sourceHost, readinessOnly: true });
     if ('wait' in ports) {
-      await this.notReady(m, 'Waiting', ports.why);
+      // The network agent plugs the port alongside, usually within milliseconds: the status
+      // says so only when it lasts (a write here would queue ahead of TargetReady).
+      const since = Date.parse(findCondition(st.conditions, MigrationConditions.TargetReady)?.lastTransitionTime ?? '');
+      if (!Number.isFinite(since) || Date.now() - since > WAITING_SHOWN_AFTER_MS) await this.notReady(m, 'Waiting', ports.why);
       return { requeueAfterMs: 1000 };
     }
     const migrateData = data;
@@ -351,13 +360,24 @@ export class MigrationAgent implements Reconciler {
     });
   }
 
-  private write(m: Migration, mutate: (st: MigrationStatus) => boolean | void): Promise<Migration | undefined> {
-    return this.o.client.updateStatus<Migration>(MIGRATIONS, m.metadata.namespace, m.metadata.name!, (fresh) => {
+  /**
+   * Writes from the newest copy held (the informer's, or what this agent's last write returned,
+   * which the watch may not have delivered yet): no read before a write unless it conflicts.
+   */
+  private async write(m: Migration, mutate: (st: MigrationStatus) => boolean | void): Promise<Migration | undefined> {
+    const key = keyOf(m.metadata.namespace!, m.metadata.name!);
+    const cached = this.o.migration(m.metadata.namespace!, m.metadata.name!);
+    const mine = this.written.get(key);
+    const from = mine && cached && mine.metadata.uid === cached.metadata.uid && Number(mine.metadata.resourceVersion) > Number(cached.metadata.resourceVersion) ? mine : cached;
+    const out = await updateStatusFrom<Migration>(this.o.client, MIGRATIONS, m.metadata.namespace, m.metadata.name!, from, (fresh) => {
       if (fresh.metadata.uid !== m.metadata.uid) return false;
       const st: MigrationStatus = structuredClone(fresh.status ?? {});
       if (mutate(st) === false) return false;
       fresh.status = st;
     });
+    if (out && !migrationFinished(out)) this.written.set(key, out);
+    else this.written.delete(key);
+    return out;
   }
 }
 
