@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
 import { startLocalHosts, teardownLocalHosts } from '../../cli/local-hosts.js';
 import type { LocalHosts } from '../../cli/local-hosts.js';
 import { buildTestGuest, type TestGuest } from '../../guest/build.js';
+import { Virsh } from '../../node-agent/libvirt/virsh.js';
 import { eventually } from '../harness.js';
 
 const run = promisify(execFile);
@@ -105,7 +106,10 @@ describe('slow: local hosts: two libvirt daemons on one machine', () => {
     const ppid = Number(/^PPid:\s+(\d+)/m.exec(await readFile(`/proc/${qemuPid}/status`, 'utf8'))?.[1]);
     assert.equal(ppid, lh.pid(h2!.name), "QEMU's parent is host-2's daemon process (tini), not init");
 
-    // Stop host-2's daemon: the guest keeps running; a new start adopts it.
+    // Stop host-2's daemon: the guest keeps running; a new start adopts it. The driver's virsh
+    // shells, connected to the old daemon, answer again after the restart.
+    const shells = new Virsh(h2!.uri, { shells: true });
+    assert.match(await shells.run('domstate', name), /running/);
     let t = Date.now();
     await lh.stop();
     process.stderr.write(`daemons stopped in ${Date.now() - t} ms\n`);
@@ -116,6 +120,11 @@ describe('slow: local hosts: two libvirt daemons on one machine', () => {
     assert.equal(lh.hosts[1]!.hostUUID, h2!.hostUUID, 'same host UUID after a restart');
     assert.match(await virsh(h2!.uri, 'domstate', name), /running/);
     assert.equal(Number((await readFile(pidFile, 'utf8')).trim()), qemuPid, 'the same QEMU');
+    try {
+      for (let i = 0; i < 3; i++) assert.match(await shells.run('domstate', name), /running/, 'a shell of the old daemon recovers');
+    } finally {
+      shells.close();
+    }
   });
 
   it('teardown leaves no daemon, QEMU, namespace, veth or bridge', async () => {
