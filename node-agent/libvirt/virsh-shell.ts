@@ -106,21 +106,27 @@ export class VirshShell {
     this.kill('closed');
   }
 
+  // Each chunk is searched for the marker from just before where it starts (a marker may span
+  // two chunks), not from the start of the buffer: a large output stays linear to read.
   private onOut(s: string): void {
+    const from = this.out.length;
     this.out += s;
     const c = this.current;
     if (!c || this.outDone) return this.bound();
-    if (this.out.includes(`echo ${c.token}\n${c.token}`)) {
+    const marker = `echo ${c.token}\n${c.token}`;
+    if (this.out.indexOf(marker, Math.max(0, from - marker.length)) >= 0) {
       this.outDone = true;
       this.settle();
     } else this.bound();
   }
 
   private onErr(s: string): void {
+    const from = this.err.length;
     this.err += s;
     const c = this.current;
     if (!c || this.errDone) return this.bound();
-    if (this.err.includes(`${c.token}\n`)) {
+    const marker = `${c.token}\n`;
+    if (this.err.indexOf(marker, Math.max(0, from - marker.length)) >= 0) {
       this.errDone = true;
       this.settle();
     } else this.bound();
