@@ -6,12 +6,12 @@ import type { Instance, InstanceStatus } from '../../api/kinds/index.js';
 import type { KObject } from '../../api/types.js';
 import { INSTANCES, isConflict, isNotFound } from '../../client/client.js';
 import type { ApiClient } from '../../client/client.js';
-import { instanceKey } from '../driver.js';
+import { OwnWrites } from '../../client/own-writes.js';
 import { sameStatus } from './agent-status.js';
 
 export class AgentStatusWriter {
   /** Objects returned by our own writes, newer than the cache until the watch catches up. */
-  private readonly written = new Map<string, Instance>();
+  private readonly written = new OwnWrites<Instance>();
   readonly stats = { statusWrites: 0, statusSkips: 0, conflicts: 0 };
 
   constructor(
@@ -22,21 +22,12 @@ export class AgentStatusWriter {
 
   /** The newest copy we have: the informer's, or what our last write returned. */
   current(ns: string, name: string): Instance | undefined {
-    const cached = this.getCached(ns, name);
-    const key = instanceKey(ns, name);
-    if (!cached) {
-      this.written.delete(key);
-      return undefined;
-    }
-    const mine = this.written.get(key);
-    return mine && rv(mine) > rv(cached) ? mine : cached;
+    return this.written.newest(this.getCached(ns, name), ns, name);
   }
 
   /** Forget what our writes returned once the informer has delivered something at least as new. */
   observed(obj: KObject, deleted = false): void {
-    const key = keyOf(obj);
-    const mine = this.written.get(key);
-    if (mine && (deleted || rv(obj) >= rv(mine))) this.written.delete(key);
+    this.written.observed(obj, deleted);
   }
 
   /**
@@ -44,18 +35,18 @@ export class AgentStatusWriter {
    * that wrote it has already acted on that state, so it needs no new pass of its own.
    */
   isOwnWrite(obj: KObject): boolean {
-    const mine = this.written.get(keyOf(obj));
-    return mine !== undefined && mine.metadata.resourceVersion === obj.metadata.resourceVersion;
+    return this.written.isOwnWrite(obj);
   }
 
+  /** `key`: the instance's namespace/name (instanceKey). */
   forget(key: string): void {
-    this.written.delete(key);
+    const i = key.indexOf('/');
+    this.written.forget(key.slice(0, i), key.slice(i + 1));
   }
 
   /** Keeps an object a write (e.g. adding the finalizer) returned. */
   remember(obj: Instance): Instance {
-    this.written.set(keyOf(obj), obj);
-    return obj;
+    return this.written.remember(obj);
   }
 
   /**
@@ -86,13 +77,4 @@ export class AgentStatusWriter {
     });
     return out ? this.remember(out) : inst;
   }
-}
-
-function keyOf(obj: KObject): string {
-  return instanceKey(obj.metadata.namespace ?? '', obj.metadata.name ?? '');
-}
-
-/** kova's resourceVersions are etcd revisions, so they order numerically. */
-function rv(obj: KObject): number {
-  return Number(obj.metadata.resourceVersion ?? 0) || 0;
 }

@@ -10,6 +10,7 @@ import { findCondition, setCondition } from '../../api/conditions.js';
 import { parseQuantity } from '../../api/quantity.js';
 import { updateStatusFrom } from '../../client/client.js';
 import type { ApiClient } from '../../client/client.js';
+import { OwnWrites } from '../../client/own-writes.js';
 import { errorMessage } from '../../client/controller.js';
 import type { Reconciler, Request, Result } from '../../client/controller.js';
 import type { EventRecorder } from '../../client/events.js';
@@ -61,7 +62,7 @@ export class MigrationAgent implements Reconciler {
   /** Failed Migrations from here whose leftover hypervisor job was aborted, by uid. */
   private readonly abortedLeftovers = new Set<string>();
   /** What this agent's last status write returned, per Migration key, until it ends. */
-  private readonly written = new Map<string, Migration>();
+  private readonly written = new OwnWrites<Migration>();
   /** The agent is stopping: transfers aborted now are Interrupted, not Aborted by a user. */
   private stopping = false;
 
@@ -80,7 +81,7 @@ export class MigrationAgent implements Reconciler {
     if (!m) {
       this.transfers.get(key)?.abort.abort();
       this.prepared.delete(key);
-      this.written.delete(key);
+      this.written.forget(req.namespace, req.name);
       return;
     }
     const st = m.status ?? {};
@@ -365,18 +366,16 @@ export class MigrationAgent implements Reconciler {
    * which the watch may not have delivered yet): no read before a write unless it conflicts.
    */
   private async write(m: Migration, mutate: (st: MigrationStatus) => boolean | void): Promise<Migration | undefined> {
-    const key = keyOf(m.metadata.namespace!, m.metadata.name!);
-    const cached = this.o.migration(m.metadata.namespace!, m.metadata.name!);
-    const mine = this.written.get(key);
-    const from = mine && cached && mine.metadata.uid === cached.metadata.uid && Number(mine.metadata.resourceVersion) > Number(cached.metadata.resourceVersion) ? mine : cached;
-    const out = await updateStatusFrom<Migration>(this.o.client, MIGRATIONS, m.metadata.namespace, m.metadata.name!, from, (fresh) => {
+    const ns = m.metadata.namespace!;
+    const from = this.written.newest(this.o.migration(ns, m.metadata.name!), ns, m.metadata.name!);
+    const out = await updateStatusFrom<Migration>(this.o.client, MIGRATIONS, ns, m.metadata.name!, from, (fresh) => {
       if (fresh.metadata.uid !== m.metadata.uid) return false;
       const st: MigrationStatus = structuredClone(fresh.status ?? {});
       if (mutate(st) === false) return false;
       fresh.status = st;
     });
-    if (out && !migrationFinished(out)) this.written.set(key, out);
-    else this.written.delete(key);
+    if (out && !migrationFinished(out)) this.written.remember(out);
+    else this.written.forget(ns, m.metadata.name!);
     return out;
   }
 }
