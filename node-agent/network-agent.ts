@@ -3,10 +3,8 @@
 // plans it with planHost and converges the host with HostNetworkApplier. One queue key for the
 // whole host: every relevant change re-plans, the applier makes unchanged plans free. Results go
 // back as per-host Network conditions (`host.kova.dev/<host>`) and a Port condition `Configured`.
-import { execFile } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { Condition, KObject } from '../api/types.js';
 import { NAMESPACES } from '../client/client.js';
 import type { Kind, KovaClient } from '../client/client.js';
@@ -25,8 +23,8 @@ import { validIPv4 } from './network/validate.js';
 import { FLOATING_IPS, HOSTS, NETWORKS, PORTS, ROUTERS, SECURITY_GROUPS } from '../api/kinds/index.js';
 import type { FloatingIP, Host, Network, Port, Router, SecurityGroup, StatusBase } from '../api/kinds/index.js';
 import { DEFAULT_SECURITY_GROUP, HOST_CONDITION_PREFIX } from '../api/net/rules.js';
+import { launch } from '../lib/launcher.js';
 
-const run = promisify(execFile);
 
 export interface NetworkAgentOptions {
   client: KovaClient;
@@ -351,19 +349,19 @@ export class NetworkAgent implements Reconciler {
   /** Sim compute: each veth port's guest end lives in a namespace of its own, made here. */
   private async ensureInstanceNetns(plan: HostPlanResult): Promise<void> {
     const want = new Set(plan.ports.map((p) => p.peerNetns).filter((n): n is string => !!n));
-    const existing = new Set((await run('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]!).filter(Boolean));
+    const existing = new Set((await launch('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]!).filter(Boolean));
     let changed = false;
     for (const n of want) {
       if (existing.has(n)) continue;
-      await run('ip', ['netns', 'add', n]);
-      await run('ip', ['-n', n, 'link', 'set', 'lo', 'up']);
+      await launch('ip', ['netns', 'add', n]);
+      await launch('ip', ['-n', n, 'link', 'set', 'lo', 'up']);
       this.createdNetns.add(n);
       changed = true;
     }
     // Only namespaces this agent made: other agents on the machine own theirs.
     for (const n of [...this.createdNetns]) {
       if (want.has(n)) continue;
-      await run('ip', ['netns', 'del', n]).catch(() => undefined);
+      await launch('ip', ['netns', 'del', n]).catch(() => undefined);
       this.createdNetns.delete(n);
       changed = true;
     }

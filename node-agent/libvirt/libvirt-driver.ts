@@ -4,13 +4,12 @@
 // so they survive power-off; kova's are told apart by their <metadata>. Volumes and snapshots
 // are files named by uid (volumes.ts: qcow2, or raw for multiAttach volumes; snapshots are
 // qcow2), outside the domain directories: nothing that removes a domain ever removes them.
-import { execFile, spawn as spawnProcess, type ChildProcess } from 'node:child_process';
+import { spawn as spawnProcess, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { access, chmod, constants, mkdir, mkdtemp, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { createInterface } from 'node:readline';
-import { promisify } from 'node:util';
 import { DomainNotFound, DriverError, InvalidSpec, PowerState } from '../driver.js';
 import type {
   AttachedVolume, ComputeDriver, DiskFileInfo, DomainEvent, DomainEventReason, DomainInfo, DomainSize, DomainSpec, DriverCapabilities, HostInfo, InstanceStats,
@@ -25,8 +24,8 @@ import { parseDomainDisks, parseDomState, parseEventLine, parseKeyValues, parseO
 import { convertInto, createBlank, diskFilePath, ensureStorageDir, exists, fileInfo, isOverlayPath, overlayPath, qemuImg, qemuImgInfo, removeTemps, volumeFormat, writeAtomically } from './volumes.js';
 import { dieWithParent } from '../../lib/parent-death.js';
 import { defaultMigrationEndpoint, LibvirtMigration, type MigrationEndpoint } from './migration.js';
+import { launch } from '../../lib/launcher.js';
 
-const run = promisify(execFile);
 
 export interface ResolvedImage {
   path: string;
@@ -271,7 +270,7 @@ export class LibvirtDriver implements ComputeDriver {
       await mkdir(dir, { mode: 0o711 });
       if (image) {
         const size = Math.max(spec.diskBytes, image.virtualSize ?? (await virtualSize(image.path)));
-        await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', image.format, '-b', image.path, plan.domain.rootDisk!.path, String(size)]);
+        await launch('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', image.format, '-b', image.path, plan.domain.rootDisk!.path, String(size)]);
       }
       await buildNoCloudSeed(plan.domain.seedIsoPath!, plan.seed);
       const xml = toDomainXml(plan.domain);
@@ -936,7 +935,7 @@ function sleep(ms: number): Promise<void> {
 }
 
 async function imageInfo(path: string): Promise<{ format: string; 'virtual-size': number }> {
-  const { stdout } = await run('qemu-img', ['info', '-U', '--output=json', path]);
+  const { stdout } = await launch('qemu-img', ['info', '-U', '--output=json', path]);
   return JSON.parse(stdout) as { format: string; 'virtual-size': number };
 }
 

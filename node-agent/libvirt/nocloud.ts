@@ -1,16 +1,14 @@
 // The NoCloud seed of an instance: an ISO 9660 volume labelled `cidata` holding meta-data,
 // user-data and network-config (version 2), as cloud-init's NoCloud datasource reads it.
 // The renderers are pure; buildNoCloudSeed writes the files and runs genisoimage.
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
 import YAML from 'yaml';
 import { isDNS1123LabelOK } from '../../api/name-validation.js';
 import { isIPv4, parseIPv4CIDR } from '../../api/net/ipv4.js';
+import { launch } from '../../lib/launcher.js';
 
-const run = promisify(execFile);
 
 export class InvalidSeed extends Error {
   constructor(message: string) {
@@ -235,7 +233,7 @@ export async function buildNoCloudSeed(isoPath: string, spec: NoCloudSeedSpec): 
     for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content, { mode: 0o644 });
     const tmpIso = join(work, 'seed.iso');
     try {
-      await run('genisoimage', ['-quiet', '-output', tmpIso, '-volid', 'cidata', '-joliet', '-rock', '-input-charset', 'utf-8', dir]);
+      await launch('genisoimage', ['-quiet', '-output', tmpIso, '-volid', 'cidata', '-joliet', '-rock', '-input-charset', 'utf-8', dir]);
     } catch (err) {
       throw new Error(`genisoimage failed: ${((err as { stderr?: string }).stderr ?? String(err)).trim()}`, { cause: err });
     }

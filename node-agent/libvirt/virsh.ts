@@ -1,11 +1,8 @@
 // virsh as a subprocess (argument arrays only, never a shell), with libvirt's "no such domain"
 // told apart from other failures, and the parsers for the few outputs the driver reads.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { PowerState } from '../driver.js';
+import { launch } from '../../lib/launcher.js';
 import { shellLine, ShellCommandFailed, VirshShellPool } from './virsh-shell.js';
-
-const run = promisify(execFile);
 
 export class VirshError extends Error {
   constructor(
@@ -65,7 +62,7 @@ export class Virsh {
       }
     }
     try {
-      const { stdout } = await run('virsh', ['-q', '-c', this.uri, ...args], { maxBuffer, timeout: timeoutMs });
+      const { stdout } = await launch('virsh', ['-q', '-c', this.uri, ...args], { maxBuffer, timeout: timeoutMs });
       return stdout;
     } catch (err) {
       throw new VirshError(args, (err as { stderr?: string }).stderr ?? String(err), { cause: err });

@@ -1,15 +1,13 @@
 // Volume and snapshot files of the libvirt driver: where they live (derived from validated uids,
 // never from caller paths) and the qemu-img calls that make them. Files are written under
 // <final>.tmp-<random> and renamed into place, so a crash never leaves a complete-looking file.
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
-import { promisify } from 'node:util';
 import { DriverError, InvalidSpec } from '../driver.js';
 import type { DiskFileInfo, SnapshotDisk, StorageBackend, VolumeDisk, VolumeFormat } from '../driver.js';
+import { launch } from '../../lib/launcher.js';
 
-const run = promisify(execFile);
 
 const UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -80,7 +78,7 @@ interface QemuImgInfo {
 /** `qemu-img info -U` (force-share: works while a domain has the file open). */
 export async function qemuImgInfo(path: string): Promise<QemuImgInfo> {
   try {
-    const { stdout } = await run('qemu-img', ['info', '-U', '--output=json', path]);
+    const { stdout } = await launch('qemu-img', ['info', '-U', '--output=json', path]);
     return JSON.parse(stdout) as QemuImgInfo;
   } catch (err) {
     throw new DriverError(`qemu-img info ${path}: ${stderrOf(err)}`, { cause: err });
@@ -130,7 +128,7 @@ export async function writeAtomically(final: string, write: (tmp: string) => Pro
 
 export async function qemuImg(...args: string[]): Promise<void> {
   try {
-    await run('qemu-img', args, { maxBuffer: 4 << 20 });
+    await launch('qemu-img', args, { maxBuffer: 4 << 20 });
   } catch (err) {
     throw new DriverError(`qemu-img ${args[0]}: ${stderrOf(err)}`, { cause: err });
   }

@@ -1,5 +1,5 @@
 // Runs host tools with argument arrays (never a shell), optionally inside a network namespace.
-import { execFile } from 'node:child_process';
+import { launch, LaunchError } from '../../lib/launcher.js';
 
 export interface RunResult {
   stdout: string;
@@ -23,17 +23,15 @@ export function commandRunner(netns?: string): CommandRunner {
         netns === undefined ? [cmd, args]
         : cmd === 'ip' || cmd === 'bridge' ? [cmd, ['-n', netns, ...args]]
         : ['ip', ['netns', 'exec', netns, cmd, ...args]];
-      return new Promise((resolve) => {
-        const child = execFile(file, argv, { maxBuffer: 256 * 1024 * 1024, encoding: 'utf8', timeout: TIMEOUT_MS }, (err, stdout, stderr) => {
-          if (!err) return resolve({ stdout, stderr, code: 0 });
+      return launch(file, argv, { input, maxBuffer: 256 * 1024 * 1024, timeout: TIMEOUT_MS }).then(
+        ({ stdout, stderr }) => ({ stdout, stderr, code: 0 }),
+        (err: unknown) => {
+          if (!(err instanceof LaunchError)) throw err;
           // A numeric code is the exit status; a string one (ENOENT, ...) means it never ran.
           const code = typeof err.code === 'number' ? err.code : 127;
-          resolve({ stdout, stderr: stderr || err.message, code });
-        });
-        // A tool that exits before reading its input closes the pipe; its exit code tells why.
-        child.stdin!.on('error', () => {});
-        child.stdin!.end(input);
-      });
+          return { stdout: err.stdout, stderr: err.stderr || err.message, code };
+        },
+      );
     },
   };
 }
