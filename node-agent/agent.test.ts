@@ -292,6 +292,26 @@ test('sim instances wait for their Image to be Ready, like libvirt ones', async 
   assert.equal((await driver.listDomains()).find((d) => d.instanceKey === `${NS}/img-wait`)?.state, 'Running');
 });
 
+test('an instance whose Flavor is gone waits for it (FlavorNotFound), then runs with the size it has again', async () => {
+  const flavor = (vcpus: number) => JSON.stringify({ apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: 'agent.later' }, spec: { vcpus, memory: '256Mi', disk: '1Gi' } });
+  await kova.k(['apply', '-f', '-'], { input: flavor(1) });
+  // Bound while its flavor exists, kept off; the flavor goes before its first start.
+  await createBound('flavor-wait', { flavor: 'agent.later', runStrategy: 'Halted' });
+  await waitPhase('flavor-wait', 'Stopped');
+  await kova.k(['delete', 'flavor', 'agent.later']);
+  await patch('flavor-wait', { spec: { runStrategy: 'Always' } });
+  const s = await eventually(async () => {
+    const x = await status('flavor-wait');
+    return x.conditions?.find((c: { type: string }) => c.type === 'FlavorReady')?.reason === 'FlavorNotFound' ? x : undefined;
+  }, 10_000, 'FlavorReady=False FlavorNotFound');
+  assert.notEqual(s.phase, 'Running');
+  assert.equal((await driver.listDomains()).some((d) => d.instanceKey === `${NS}/flavor-wait` && d.state === 'Running'), false, 'not started');
+  await kova.k(['apply', '-f', '-'], { input: flavor(2) });
+  await waitPhase('flavor-wait', 'Running');
+  const dom = (await driver.listDomains()).find((d) => d.instanceKey === `${NS}/flavor-wait`);
+  assert.equal(dom?.vcpus, 2, 'sized by the flavor that came back');
+});
+
 test('a sim instance on a network waits (Ready=False, network reason) until its port is attached, then runs', async () => {
   await createBound('net-wait', { networks: [{ network: 'net1' }] });
   const s = await eventually(async () => {

@@ -1,10 +1,10 @@
 // The node agent: registers its Host, heartbeats its Lease, watches the instances bound to it
 // and runs each through the InstanceAgentReconciler, like a kubelet for VMs. On start it adopts
 // the domains it finds (matching them to instances by key and uid) instead of spawning anew.
-import type { Host, Image, Instance, KeyPair, Migration, Volume, VolumeSnapshot } from '../api/kinds/index.js';
+import type { Flavor, Host, Image, Instance, KeyPair, Migration, Volume, VolumeSnapshot } from '../api/kinds/index.js';
 import { resolveImage } from '../api/image-visibility.js';
 import { instanceRequest } from '../api/resources.js';
-import { HOSTS, IMAGES, INSTANCES, KEYPAIRS, MIGRATIONS } from '../api/kinds/index.js';
+import { FLAVORS, HOSTS, IMAGES, INSTANCES, KEYPAIRS, MIGRATIONS } from '../api/kinds/index.js';
 import { Controller, errorMessage } from '../client/controller.js';
 import { ExponentialBackoffLimiter, MaxOfLimiter, TokenBucketLimiter } from '../client/rate-limited-queue.js';
 import { realClock } from '../client/workqueue.js';
@@ -14,7 +14,6 @@ import type { KovaClient } from '../client/client.js';
 import { EventRecorder } from '../client/events.js';
 import { Informer } from '../client/informer.js';
 import type { ComputeDriver, DomainInfo } from './driver.js';
-import { FlavorCache } from './flavor-cache.js';
 import { imageCacheOf } from './image-cache.js';
 import type { ImageCache } from './image-cache.js';
 import { LeaseHeartbeat, registerHost } from './host-registration.js';
@@ -42,8 +41,6 @@ export interface NodeAgentOptions {
   /** Parallel reconciles (default 8). */
   workers?: number;
   /** Shared by all agents of a process (sim); one of its own otherwise. */
-  flavors?: FlavorCache;
-  /** Shared by all agents of a process (sim); one of its own otherwise. */
   recorder?: EventRecorder;
   /**
    * The instances bound to this host: by default its own informer with
@@ -64,6 +61,8 @@ export interface NodeAgentOptions {
   images?: Informer<Image>;
   /** Shared by all agents of a process (sim); one of its own otherwise. */
   keyPairs?: Informer<KeyPair>;
+  /** Shared by all agents of a process (sim); one of its own otherwise. */
+  flavors?: Informer<Flavor>;
   startingAfterMs?: number;
   /** Boot instances from this per-host image cache (default: the driver's, if it has one). */
   imageCache?: ImageCache;
@@ -103,9 +102,12 @@ export class NodeAgent {
   private readonly images: Informer<Image>;
   /** KeyPairs, for the resolver (a cache, not a GET per spawn). */
   private readonly keyPairs: Informer<KeyPair>;
-  /** The agent started (and stops) the Image and KeyPair informers; shared ones belong to their owner. */
+  /** Flavors, for sizing domains (a cache, not a GET per spawn or per migration). */
+  private readonly flavors: Informer<Flavor>;
+  /** The agent started (and stops) the Image, KeyPair and Flavor informers; shared ones belong to their owner. */
   private readonly ownImages: boolean;
   private readonly ownKeyPairs: boolean;
+  private readonly ownFlavors: boolean;
   private readonly heartbeat: LeaseHeartbeat;
   private readonly recorder: EventRecorder;
   private readonly log: (msg: string) => void;
@@ -135,7 +137,9 @@ export class NodeAgent {
     this.keyPairs = keyPairs;
     if (o.network) this.network = new NetworkAgent({ ...o.network, client: o.client, hostName: o.hostName, log: this.log });
     const network = this.network;
-    const flavors = o.flavors ?? new FlavorCache(o.client);
+    this.ownFlavors = !o.flavors;
+    const flavors = o.flavors ?? new Informer<Flavor>(o.client, FLAVORS, { log: this.log });
+    this.flavors = flavors;
     this.ownStorage = !o.storage;
     this.storage = o.storage ?? new StorageInformers(o.client, { log: this.log });
     const storage = this.storage;
@@ -161,7 +165,7 @@ export class NodeAgent {
       startingAfterMs: o.startingAfterMs,
       migratingHere,
       resolve: {
-        flavor: (name) => flavors.get(name),
+        flavor: async (name) => flavors.get(undefined, name),
         images: {
           cache,
           // The same visibility rules as the instance controller's (own, Public, Shared with ns).
@@ -197,7 +201,7 @@ export class NodeAgent {
       localVolumes: (inst) => localVolumesOf(inst, storage),
       volumeStoredOn: (ns, name) => storage.volume(ns, name)?.status?.hostName,
       rootDiskBytes: async (inst) => {
-        const flavor = inst.spec.flavor ? await flavors.get(inst.spec.flavor) : undefined;
+        const flavor = inst.spec.flavor ? flavors.get(undefined, inst.spec.flavor) : undefined;
         const r = instanceRequest(inst, () => flavor);
         return 'req' in r ? r.req.diskBytes : undefined;
       },
@@ -244,21 +248,27 @@ export class NodeAgent {
     this.informer.start();
     await this.informer.waitForSync(signal);
     // An Image becoming Ready (or changing) wakes the instances here that boot from it; a
-    // KeyPair appearing wakes those that wait for it.
+    // KeyPair or Flavor appearing wakes those that wait for it.
     const wakeImage = (img: Image) => {
       for (const i of this.informer.list()) if (i.spec.image === img.metadata.name) enqueue(i);
     };
     const wakeKeyPair = (kp: KeyPair) => {
       for (const i of this.informer.list()) if (i.spec.keyPair === kp.metadata.name && i.metadata.namespace === kp.metadata.namespace) enqueue(i);
     };
+    const wakeFlavor = (f: Flavor) => {
+      for (const i of this.informer.list()) if (i.spec.flavor === f.metadata.name) enqueue(i);
+    };
     for (const ev of ['add', 'update', 'delete'] as const) {
       this.images.on(ev, wakeImage);
       this.keyPairs.on(ev, wakeKeyPair);
     }
+    this.flavors.on('add', wakeFlavor);
     if (this.ownImages) this.images.start();
     if (this.ownKeyPairs) this.keyPairs.start();
+    if (this.ownFlavors) this.flavors.start();
     await this.images.waitForSync(signal);
     await this.keyPairs.waitForSync(signal);
+    await this.flavors.waitForSync(signal);
     const unwireStorage = this.wireStorage(enqueue);
     if (this.ownStorage) this.storage.start();
     await this.storage.waitForSync(signal);
@@ -306,8 +316,10 @@ export class NodeAgent {
           this.images.off(ev, wakeImage);
           this.keyPairs.off(ev, wakeKeyPair);
         }
+        this.flavors.off('add', wakeFlavor);
         if (this.ownImages) this.images.stop();
         if (this.ownKeyPairs) this.keyPairs.stop();
+        if (this.ownFlavors) this.flavors.stop();
         unwireStorage();
         if (this.ownStorage) this.storage.stop();
         unwireMigrations();

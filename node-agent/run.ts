@@ -1,15 +1,14 @@
 // Entry points for the CLI: one agent (`kova agent --host NAME --driver sim|libvirt`) and a
 // fleet of simulated agents in one process (`kova up --driver sim --sim-hosts N`).
 import { getMaxListeners, setMaxListeners } from 'node:events';
-import type { Image, KeyPair, Migration } from '../api/kinds/index.js';
-import { IMAGES, KEYPAIRS, MIGRATIONS } from '../api/kinds/index.js';
+import type { Flavor, Image, KeyPair, Migration } from '../api/kinds/index.js';
+import { FLAVORS, IMAGES, KEYPAIRS, MIGRATIONS } from '../api/kinds/index.js';
 import { KovaClient } from '../client/client.js';
 import type { KovaClientOptions } from '../client/client.js';
 import { Informer } from '../client/informer.js';
 import { EventRecorder } from '../client/events.js';
 import { NodeAgent } from './agent.js';
 import type { NodeAgentOptions } from './agent.js';
-import { FlavorCache } from './flavor-cache.js';
 import { SharedInstanceInformer } from './shared-instances.js';
 import { SimDriver } from './sim-driver.js';
 import { StorageInformers } from './volume/storage-informers.js';
@@ -25,7 +24,7 @@ export interface SimAgents {
 
 /**
  * Starts `count` agents named `<prefix>0` … `<prefix>N-1`, each with its own SimDriver, sharing
- * one API client, flavor cache, event recorder, instance watch, Image watch and KeyPair watch. Resolves once all are
+ * one API client, event recorder, instance watch, and Image, KeyPair and Flavor watches. Resolves once all are
  * registered and synced.
  */
 export async function startSimAgents(opts: {
@@ -35,8 +34,8 @@ export async function startSimAgents(opts: {
   clientOptions?: Pick<KovaClientOptions, 'qps' | 'burst'>;
   count: number;
   /**
-   * Each agent's own kubeconfig (its node identity, system:node:<host>); the shared watches,
-   * flavor cache and event recorder use `kubeconfig`. Without it every agent uses `kubeconfig`.
+   * Each agent's own kubeconfig (its node identity, system:node:<host>); the shared watches
+   * and event recorder use `kubeconfig`. Without it every agent uses `kubeconfig`.
    */
   kubeconfigFor?: (hostName: string) => string;
   prefix?: string;
@@ -53,7 +52,6 @@ export async function startSimAgents(opts: {
 }): Promise<SimAgents> {
   const client = opts.client ?? clientFor(opts.kubeconfig, Math.max(64, opts.count * 2), opts.clientOptions);
   const log = opts.log ?? ((m: string) => console.error(m));
-  const flavors = new FlavorCache(client);
   const recorder = new EventRecorder(client, 'kova-agent', { log });
   const prefix = opts.prefix ?? 'sim-';
   // Every agent listens on the shared signal (controller, informer, shutdown).
@@ -64,6 +62,8 @@ export async function startSimAgents(opts: {
   images.start();
   const keyPairs = new Informer<KeyPair>(client, KEYPAIRS, { log });
   keyPairs.start();
+  const flavors = new Informer<Flavor>(client, FLAVORS, { log });
+  flavors.start();
   // Volumes, their types and snapshots, and who uses them: the shared instance watch again.
   const storage = new StorageInformers(client, { instances: shared.informer, log });
   storage.start();
@@ -73,6 +73,7 @@ export async function startSimAgents(opts: {
     shared.stop();
     images.stop();
     keyPairs.stop();
+    flavors.stop();
     storage.stop();
     migrations.stop();
   }, { once: true });
@@ -94,7 +95,7 @@ export async function startSimAgents(opts: {
 }
 
 /**
- * Runs one agent (its own informer, flavor cache and recorder) until `signal` aborts; resolves
+ * Runs one agent (its own informers and recorder) until `signal` aborts; resolves
  * once it is up. Takes every NodeAgent option; `client` defaults to one from `kubeconfig`.
  */
 export async function runAgent(opts: Omit<NodeAgentOptions, 'client'> & { kubeconfig?: string; client?: KovaClient; clientOptions?: Pick<KovaClientOptions, 'qps' | 'burst'>; signal: AbortSignal }): Promise<NodeAgent> {

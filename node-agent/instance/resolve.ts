@@ -2,8 +2,7 @@
 // KeyPair and Ports becomes one fully resolved DomainSpec (sizes, image, keys, and per NIC the
 // host device, MAC, address and guest settings), or the conditions it waits for. Sim and libvirt
 // agents run the same waits, so scale runs exercise the path real hosts take. Reads come from
-// caches (informers, the flavor cache); the driver gets everything it needs and never reads
-// the API itself.
+// caches (informers); the driver gets everything it needs and never reads the API itself.
 import type { ImageResolution } from '../../api/image-visibility.js';
 import type { Flavor, Instance, KeyPair, Network, NetworkStatus } from '../../api/kinds/index.js';
 import { instanceRequest } from '../../api/resources.js';
