@@ -14,6 +14,7 @@ import { formatResources, instanceRequest } from '../../api/resources.js';
 import type { Resources } from '../../api/resources.js';
 import { updateStatusFrom } from '../../client/client.js';
 import type { ApiClient } from '../../client/client.js';
+import { OwnWrites } from '../../client/own-writes.js';
 import { controllerFor, withDefaults } from '../../client/controller.js';
 import type { ControllerHandle, ControllerStartOptions, Reconciler, Request, Result } from '../../client/controller.js';
 import { hostView } from '../scheduler/host-view.js';
@@ -51,13 +52,19 @@ class Refused extends Error {
 export class MigrationReconciler implements Reconciler {
   readonly name = 'migration';
   private readonly now: () => number;
+  /**
+   * What this controller's status writes returned, newer than the informer until the watch
+   * catches up: a pass woken meanwhile (by its own finalizer or instance mark) starts from it
+   * instead of redoing the steps it already took.
+   */
+  readonly written = new OwnWrites<Migration>();
 
   constructor(private readonly d: MigrationControllerDeps) {
     this.now = d.now ?? Date.now;
   }
 
   async reconcile(req: Request): Promise<Result | void> {
-    const m = this.d.migrations.get(req.namespace, req.name);
+    const m = this.written.newest(this.d.migrations.get(req.namespace, req.name), req.namespace, req.name);
     if (!m) return this.forgotten(req.namespace!, req.name);
     if (m.metadata.deletionTimestamp) return this.deleted(m);
     if (migrationFinished(m)) return this.release(m);
@@ -301,15 +308,18 @@ export class MigrationReconciler implements Reconciler {
   }
 
   /** From the newest copy the informer holds (a write returned by an earlier step may be newer: then a 409 and a read). */
-  private writeStatus(m: Migration, mutate: (st: MigrationStatus) => boolean | void): Promise<Migration | undefined> {
-    const cached = this.d.migrations.get(m.metadata.namespace, m.metadata.name!);
-    return updateStatusFrom<Migration>(this.d.client, MIGRATIONS, m.metadata.namespace, m.metadata.name!, cached, (fresh) => {
+  private async writeStatus(m: Migration, mutate: (st: MigrationStatus) => boolean | void): Promise<Migration | undefined> {
+    const ns = m.metadata.namespace;
+    const from = this.written.newest(this.d.migrations.get(ns, m.metadata.name!), ns, m.metadata.name!);
+    const out = await updateStatusFrom<Migration>(this.d.client, MIGRATIONS, ns, m.metadata.name!, from, (fresh) => {
       if (fresh.metadata.uid !== m.metadata.uid) return false;
       const st: MigrationStatus = structuredClone(fresh.status ?? {});
       if (mutate(st) === false) return false;
       if (fresh.metadata.generation !== undefined) st.observedGeneration = fresh.metadata.generation;
       fresh.status = st;
     });
+    if (out) this.written.remember(out);
+    return out;
   }
 }
 
@@ -346,6 +356,8 @@ export async function startMigrationController(opts: ControllerStartOptions & { 
   // A host's Ready changing matters to the unfinished Migrations out of it (SourceLost).
   const ofHost = (h: Host) => migrations.list().filter((m) => m.status?.sourceHost === h.metadata.name && !migrationFinished(m)).map((m) => ({ namespace: m.metadata.namespace, name: m.metadata.name! }));
   const r = new MigrationReconciler({ client, migrations, instances, hosts, flavors, volumes, volumeTypes, log, prepareTimeoutMs: opts.prepareTimeoutMs, sourceLostTimeoutMs: opts.sourceLostTimeoutMs });
+  migrations.on('update', (m) => r.written.observed(m));
+  migrations.on('delete', (m) => r.written.observed(m, true));
   return controllerFor(r, { workers: opts.workers ?? 2, log })
     .watches(migrations)
     .watches(instances, ofInstance)
