@@ -4,7 +4,8 @@
 // - block copy: the test guest (an Image-backed instance: a local root overlay) from the create
 //   of its Migration through the API to the Migration's Succeeded, against `virsh migrate` of an
 //   equivalent guest kova does not manage (defined with virsh from the kova guest's own XML
-//   without kova's metadata and NIC, on a same-size overlay of the same image), with the flags
+//   without kova's metadata, its NIC on a tap of its own, on a same-size overlay of the same
+//   image), with the flags
 //   and destination XML the driver builds (migrateArgs, destinationXml: --live --p2p
 //   --persistent --undefinesource --migrateuri tcp://<tunnel IP> --copy-storage-inc
 //   --migrate-disks vda) into a target overlay made beforehand, as the target host does. The raw
@@ -186,17 +187,44 @@ async function qemuImgInfo(path: string): Promise<{ 'virtual-size': number; 'bac
 }
 
 /**
+ * The raw twin's NICs: kova's, each on a tap of the bench's own (made on every host, in its
+ * network namespace, joined to no bridge: kova's network agents leave such links alone) with
+ * its own MAC. QEMU moves a NIC's device state with the guest and the target needs its tap
+ * (libvirt opens it, managed='no'), which makes a switch-over slower (by about 100 ms of
+ * downtime here): the twin has the same devices as kova's guest so that both pay it.
+ */
+async function rawNics(xml: string, tag: string): Promise<string> {
+  if (!/^[a-z]{1,6}$/.test(tag)) throw new Error(`raw guest tag ${tag}: 1 to 6 lowercase letters (it names taps)`);
+  let i = 0;
+  const taps: string[] = [];
+  const out = xml.replace(/<interface\b[\s\S]*?<\/interface>/g, (nic) => {
+    const tap = `kbraw${tag}${i}`;
+    const mac = `52:54:00:fe:${tag === 'blk' ? '01' : '02'}:${String(i).padStart(2, '0')}`;
+    i++;
+    taps.push(tap);
+    return nic.replace(/<target dev='[^']*'/, `<target dev='${tap}'`).replace(/<mac address='[^']*'/, `<mac address='${mac}'`);
+  });
+  for (const h of hosts) {
+    for (const tap of taps) {
+      await run('ip', ['-n', h.netns, 'tuntap', 'add', 'dev', tap, 'mode', 'tap']);
+      await run('ip', ['-n', h.netns, 'link', 'set', 'dev', tap, 'up']);
+    }
+  }
+  return out;
+}
+
+/**
  * Defines and starts, next to kova's `kovaDom` on `host`, a domain from its inactive XML with
- * kova's metadata, UUID and NICs left out and its own directory: the same machine, devices and
- * memory, which kova's agents leave alone (no kova metadata). `disk` swaps the root disk path
- * for shared storage.
+ * kova's metadata and UUID left out, its NICs on taps of its own (rawNics) and its own
+ * directory: the same machine, devices and memory, which kova's agents leave alone (no kova
+ * metadata). `disk` swaps the root disk path for shared storage.
  */
 async function defineRawGuest(host: LocalHost, kovaDom: string, name: string, work: string, shared?: { from: string; to: string }): Promise<RawGuest> {
   const kovaDir = domainDirOf(host, kovaDom);
   const dir = rawDirOf(host, name);
   await mkdir(dir, { recursive: true, mode: 0o711 });
   let xml = await virsh(host.uri, 'dumpxml', '--inactive', kovaDom);
-  xml = xml.replace(/\s*<metadata>[\s\S]*?<\/metadata>/, '').replace(/\s*<uuid>[^<]*<\/uuid>/, '').replace(/\s*<interface\b[\s\S]*?<\/interface>/g, '');
+  xml = await rawNics(xml.replace(/\s*<metadata>[\s\S]*?<\/metadata>/, '').replace(/\s*<uuid>[^<]*<\/uuid>/, ''), name.replace(/^bench-raw-/, ''));
   xml = xml.replace(/<name>[^<]*<\/name>/, `<name>${name}</name>`);
   if (shared) xml = xml.split(`'${shared.from}'`).join(`'${shared.to}'`);
   xml = destinationXml(xml, { dirs: [[kovaDir, dir]] });
