@@ -3,7 +3,8 @@
 // - attach: a merge patch of an Instance's spec.volumes through the API (ratio_attach), and the
 //   same with `kubectl patch` (ratio_attach_kubectl: kubectl's own start is in it), until the
 //   running guest sees the disk (it prints the disk's serial on its console:
-//   e2e/guest/disk-probe.ts), against a raw `virsh attach-device --live` of the same disk XML
+//   e2e/guest/disk-probe.ts), against a raw `virsh attach-device --live --config` (what the
+//   driver runs: the disk stays attached across a restart) of the same disk XML
 //   (node-agent/libvirt/domain-xml.ts) into the same guest, until the guest prints it;
 //   alternating rounds, medians (12 rounds by default: a guest under TCG takes 50-130 ms to
 //   notice a new disk, so a median of five moves by a fifth from run to run).
@@ -107,12 +108,12 @@ async function main(): Promise<void> {
       const xmlFile = join(work, `raw-${i}.xml`);
       await writeFile(xmlFile, volumeDiskXml({ path: file, format: 'qcow2', serial }, 'vdz'));
       const r0 = performance.now();
-      await virsh('attach-device', dom, xmlFile, '--live');
+      await virsh('attach-device', dom, xmlFile, '--live', '--config');
       rawMs.push((await until(consoleFile, (l) => probedDisks(l).some((d) => d.serial === serial), `the guest sees the raw disk ${i}`)) - r0);
       // A guest may miss an unplug request: ask again until it lets go, as kova does (15 s apart:
       // a second request while the guest acts on the first cancels it).
       for (let tries = 0; ; tries++) {
-        await virsh('detach-device', dom, xmlFile, '--live').catch(() => undefined);
+        await virsh('detach-device', dom, xmlFile, '--live', '--config').catch(() => undefined);
         const gone = await until(consoleFile, (l) => probedGone(l).includes(serial), `the guest loses the raw disk ${i}`, 15_000).then(() => true, () => false);
         if (gone) break;
         if (tries === 4) throw new Error(`the guest never released the raw disk ${i}`);
