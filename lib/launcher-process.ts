@@ -4,6 +4,7 @@
 // When the parent goes (even SIGKILLed: the IPC channel closes) it kills what it runs and exits.
 import { execFile } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { failureOf } from './launcher.js';
 import type { LaunchReply, LaunchRequest } from './launcher.js';
 
 const running = new Set<ChildProcess>();
@@ -17,13 +18,11 @@ process.on('message', (m: LaunchRequest) => {
   try {
     child = execFile(m.file, m.args, { encoding: 'utf8', timeout: m.timeout, maxBuffer: m.maxBuffer, killSignal: m.killSignal, ...(m.env ? { env: m.env } : {}), ...(m.cwd ? { cwd: m.cwd } : {}) }, (err, stdout, stderr) => {
       running.delete(child);
-      const e = err as (NodeJS.ErrnoException & { killed?: boolean; signal?: string | null; cmd?: string }) | null;
-      reply({ id: m.id, stdout, stderr, ...(e ? { error: { message: e.message, code: e.code as string | number | undefined, signal: e.signal ?? null, killed: e.killed === true, cmd: e.cmd } } : {}) });
+      reply({ id: m.id, stdout, stderr, ...(err ? { error: failureOf(err) } : {}) });
     });
   } catch (e) {
     // Invalid arguments (a NUL byte, a bad cwd type): execFile throws before any process exists.
-    const err = e as NodeJS.ErrnoException;
-    reply({ id: m.id, stdout: '', stderr: '', error: { message: err.message, code: err.code, signal: null, killed: false } });
+    reply({ id: m.id, stdout: '', stderr: '', error: failureOf(e as Error) });
     return;
   }
   running.add(child);

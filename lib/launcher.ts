@@ -46,6 +46,12 @@ export interface LaunchReply {
   error?: { message: string; code?: string | number; signal: string | null; killed: boolean; cmd?: string };
 }
 
+/** @internal What an execFile error says, as it crosses the IPC channel. */
+export function failureOf(err: Error): NonNullable<LaunchReply['error']> {
+  const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null; cmd?: string };
+  return { message: e.message, code: e.code as string | number | undefined, signal: e.signal ?? null, killed: e.killed === true, cmd: e.cmd };
+}
+
 /** A program that failed, as execFile reports it: exit status or errno code, signal, output. */
 export class LaunchError extends Error {
   readonly code?: string | number;
@@ -190,8 +196,7 @@ function runHere(file: string, args: readonly string[], o: LaunchOptions): Promi
   return new Promise((resolve, reject) => {
     const child = execFile(file, [...args], { encoding: 'utf8', timeout: o.timeout, maxBuffer: o.maxBuffer ?? 1024 * 1024, killSignal: o.killSignal, env: o.env, cwd: o.cwd }, (err, stdout, stderr) => {
       if (!err) return resolve({ stdout, stderr });
-      const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null; cmd?: string };
-      reject(new LaunchError({ message: e.message, code: e.code as string | number | undefined, signal: e.signal ?? null, killed: e.killed === true, cmd: e.cmd }, stdout, stderr));
+      reject(new LaunchError(failureOf(err), stdout, stderr));
     });
     child.stdin?.on('error', () => {});
     child.stdin?.end(o.input);
