@@ -219,11 +219,34 @@ export class HostNetworkApplier {
     const state = await this.readState();
     for (const u of plan.uplinks) if (!state.links.has(u.name)) res.errors.push(`uplink ${u.name} does not exist`);
 
+    // The nft ruleset does not depend on the devices (its rules match them by name, which need
+    // not exist yet): it converges alongside them and the sysctls that follow them, each side
+    // reporting into its own result, merged below in the order they used to run. dnsmasq binds
+    // to the bridges: after both.
+    const links: ApplyResult = { changes: [], errors: [] };
+    const nft: ApplyResult = { changes: [], errors: [] };
+    const sysctl: ApplyResult = { changes: [], errors: [] };
+    await Promise.all([
+      this.#convergeLinks(plan, state, links).then(() => this.#convergeSysctls(plan, state, sysctl)),
+      this.#convergeNft(plan, state, nft),
+    ]);
+    for (const r of [links, nft, sysctl]) {
+      res.changes.push(...r.changes);
+      res.errors.push(...r.errors);
+    }
+
+    await this.#convergeDnsmasq(plan.dnsmasq, res);
+    return res;
+  }
+
+  async #convergeLinks(plan: HostPlan, state: HostState, res: ApplyResult): Promise<void> {
     const ipCmds = diffLinks(plan, state);
     if (ipCmds.length > 0) await this.#batch('ip', ipCmds, res);
     const fdbCmds = diffFdb(plan, state);
     if (fdbCmds.length > 0) await this.#batch('bridge', fdbCmds, res);
+  }
 
+  async #convergeNft(plan: HostPlan, state: HostState, res: ApplyResult): Promise<void> {
     const hash = planNftHash(plan);
     // A host upgraded from kova before per-cluster tables still has the shared `kova` tables,
     // whose stale drop rules would keep filtering: removed in this cluster's next transaction.
@@ -236,7 +259,9 @@ export class HostNetworkApplier {
       if (r.code !== 0) res.errors.push(`nft -f: ${r.stderr.trim()}`);
       else if (legacy) this.#legacyGone = true;
     }
+  }
 
+  async #convergeSysctls(plan: HostPlan, state: HostState, res: ApplyResult): Promise<void> {
     const sysctls: [string, string][] = [['net.bridge.bridge-nf-call-iptables', '1']];
     if (plan.forwarding) sysctls.push(['net.ipv4.ip_forward', '1']);
     for (const [k, v] of sysctls) {
@@ -245,9 +270,6 @@ export class HostNetworkApplier {
       res.changes.push(`sysctl ${k}=${v}`);
       if (r.code !== 0) res.errors.push(`sysctl ${k}: ${r.stderr.trim()}`);
     }
-
-    await this.#convergeDnsmasq(plan.dnsmasq, res);
-    return res;
   }
 
   async #legacyTablesExist(): Promise<boolean> {

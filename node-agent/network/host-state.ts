@@ -41,23 +41,20 @@ interface IpLink {
   link?: string;
   link_netnsid?: number;
   linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+  addr_info?: { family: string; local: string; prefixlen: number }[];
 }
 
 /** nftTable: the cluster's table whose plan markers are read (see nftTableName). */
 export async function readHostState(r: CommandRunner, nftTable = LEGACY_NFT_TABLE): Promise<HostState> {
   validNftTable(nftTable);
-  const [linksOut, addrOut, fdbOut, inetMarker, bridgeMarker, sysctlOut] = await Promise.all([
-    runOrThrow(r, 'ip', ['-d', '-j', 'link', 'show']),
-    runOrThrow(r, 'ip', ['-j', '-4', 'addr', 'show']),
+  // `ip -d addr show` lists every link with its details and its addresses: one program for both.
+  const [linksOut, fdbOut, inetMarker, bridgeMarker, sysctlOut] = await Promise.all([
+    runOrThrow(r, 'ip', ['-d', '-j', 'addr', 'show']),
     runOrThrow(r, 'bridge', ['-j', 'fdb', 'show']),
     r.run('nft', ['-j', 'list', 'chain', 'inet', nftTable, 'kova_plan']),
     r.run('nft', ['-j', 'list', 'chain', 'bridge', nftTable, 'kova_plan']),
     r.run('sysctl', [...SYSCTLS]),
   ]);
-  const addrs = new Map<string, string[]>();
-  for (const a of JSON.parse(addrOut || '[]') as { ifname: string; addr_info?: { family: string; local: string; prefixlen: number }[] }[]) {
-    addrs.set(a.ifname, (a.addr_info ?? []).filter((i) => i.family === 'inet').map((i) => `${i.local}/${i.prefixlen}`));
-  }
   const links = new Map<string, LinkState>();
   for (const l of JSON.parse(linksOut || '[]') as IpLink[]) {
     const kind = l.linkinfo?.info_kind;
@@ -73,7 +70,7 @@ export async function readHostState(r: CommandRunner, nftTable = LEGACY_NFT_TABL
         : {}),
       ...(kind === 'vlan' ? { vlan: { id: data.id as number, link: l.link } } : {}),
       peerElsewhere: l.link_netnsid !== undefined,
-      addresses: addrs.get(l.ifname) ?? [],
+      addresses: (l.addr_info ?? []).filter((i) => i.family === 'inet').map((i) => `${i.local}/${i.prefixlen}`),
     });
   }
   const fdb: FdbEntry[] = [];
