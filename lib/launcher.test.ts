@@ -63,6 +63,25 @@ test('the timeout kills the program; maxBuffer bounds its output', async () => {
   assert.equal(big.code, 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER');
 });
 
+test('aborting the signal kills the program (killSignal); an aborted signal starts nothing', async () => {
+  const ac = new AbortController();
+  const t0 = Date.now();
+  const p = launch('sleep', ['30'], { signal: ac.signal });
+  setTimeout(() => ac.abort(), 200);
+  const e = await failure(p);
+  assert.equal(e.killed, true);
+  assert.equal(e.signal, 'SIGTERM');
+  assert.ok(Date.now() - t0 < 10_000);
+  const hard = new AbortController();
+  const q = launch('sh', ['-c', 'trap "" TERM; sleep 30'], { signal: hard.signal, killSignal: 'SIGKILL' });
+  setTimeout(() => hard.abort(), 200);
+  assert.equal((await failure(q)).signal, 'SIGKILL');
+  const before = new AbortController();
+  before.abort();
+  assert.equal((await failure(launch('touch', ['/tmp/kova-launcher-never'], { signal: before.signal }))).code, 'ABORT_ERR');
+  await assert.rejects(readFile('/tmp/kova-launcher-never'), 'the program never ran');
+});
+
 test('environment: the caller\'s current process.env, or the one given', async () => {
   process.env.KOVA_LAUNCHER_TEST = 'now';
   try {

@@ -23,6 +23,8 @@ export interface LaunchOptions {
   killSignal?: NodeJS.Signals;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** Aborting it kills the program (killSignal), which then rejects as killed. */
+  signal?: AbortSignal;
 }
 
 export interface LaunchResult {
@@ -30,12 +32,17 @@ export interface LaunchResult {
   stderr: string;
 }
 
-/** @internal The messages between launch() and the child. */
-export interface LaunchRequest extends Omit<LaunchOptions, 'input'> {
+/** @internal The messages between launch() and the child: a program to run, or one to kill. */
+export interface LaunchRequest extends Omit<LaunchOptions, 'signal'> {
   id: number;
   file: string;
   args: string[];
-  input?: string;
+}
+
+/** @internal */
+export interface LaunchCancel {
+  id: number;
+  cancel: true;
 }
 
 /** @internal */
@@ -80,6 +87,8 @@ interface Pending {
   resolve(r: LaunchResult): void;
   reject(e: Error): void;
   timer?: NodeJS.Timeout;
+  /** Undoes what the call set up (its abort listener). */
+  done?: () => void;
 }
 
 class Launcher {
@@ -90,6 +99,7 @@ class Launcher {
   private directUntil = 0;
 
   run(file: string, args: readonly string[], o: LaunchOptions): Promise<LaunchResult> {
+    if (o.signal?.aborted) return Promise.reject(abortError(file));
     const child = this.ensure();
     if (!child) return runHere(file, args, o);
     const id = this.nextId++;
@@ -109,6 +119,13 @@ class Launcher {
       }
       this.pending.set(id, p);
       if (this.pending.size === 1) hold(child, true);
+      if (o.signal) {
+        const cancel = () => {
+          if (this.pending.has(id) && child.connected) child.send({ id, cancel: true } satisfies LaunchCancel, () => {});
+        };
+        o.signal.addEventListener('abort', cancel, { once: true });
+        p.done = () => o.signal!.removeEventListener('abort', cancel);
+      }
       child.send(req, (err) => {
         if (!err) return;
         // Never reached the child (it is going): the program was not started; start it here.
@@ -172,6 +189,7 @@ class Launcher {
   private forget(id: number): void {
     const p = this.pending.get(id);
     if (p?.timer) clearTimeout(p.timer);
+    p?.done?.();
     this.pending.delete(id);
     if (this.pending.size === 0 && this.child) hold(this.child, false);
   }
@@ -194,13 +212,17 @@ function hold(child: ChildProcess, on: boolean): void {
 /** The program started by this process itself (the child is unavailable). */
 function runHere(file: string, args: readonly string[], o: LaunchOptions): Promise<LaunchResult> {
   return new Promise((resolve, reject) => {
-    const child = execFile(file, [...args], { encoding: 'utf8', timeout: o.timeout, maxBuffer: o.maxBuffer ?? 1024 * 1024, killSignal: o.killSignal, env: o.env, cwd: o.cwd }, (err, stdout, stderr) => {
+    const child = execFile(file, [...args], { encoding: 'utf8', timeout: o.timeout, maxBuffer: o.maxBuffer ?? 1024 * 1024, killSignal: o.killSignal, env: o.env, cwd: o.cwd, signal: o.signal }, (err, stdout, stderr) => {
       if (!err) return resolve({ stdout, stderr });
       reject(new LaunchError(failureOf(err), stdout, stderr));
     });
     child.stdin?.on('error', () => {});
     child.stdin?.end(o.input);
   });
+}
+
+function abortError(file: string): LaunchError {
+  return new LaunchError({ message: `${file}: aborted before it started`, code: 'ABORT_ERR', signal: null, killed: false }, '', '');
 }
 
 const launcher = new Launcher();

@@ -26,13 +26,13 @@
 // abortMigration, past completionTimeoutMs, or when the remaining data has not shrunk for
 // progressTimeoutMs (never once in post-copy: the guest runs on the target then and libvirt
 // cannot abort). With post-copy allowed it switches when pre-copy stalls (Nova's rule).
-import { spawn as spawnProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm, statfs, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import { DomainNotFound, DriverError, InvalidSpec, MigrationAborted } from '../driver.js';
 import type { DomainSpec, MigrateData, MigrationOptions, MigrationProgress, MigrationResult, MigrationTargetOptions } from '../driver.js';
+import { launch, LaunchError } from '../../lib/launcher.js';
 import { dieWithParent } from '../../lib/parent-death.js';
 import { libvirtDomainOf } from './domain-spec.js';
 import type { DiskFormat, DirectBootSpec } from './domain-xml.js';
@@ -547,17 +547,17 @@ export class LibvirtMigration {
   private async run(id: string, args: string[], o: MigrationOptions, onProgress: ((p: MigrationProgress) => void) | undefined, signal: AbortSignal | undefined): Promise<MigrationResult> {
     const started = Date.now();
     const events = this.watchCompletion(id);
+    // From the launcher (lib/launcher.ts), like the agent's other programs; setpriv still ties it to its parent's life.
     const [cmd, argv] = dieWithParent('virsh', ['-q', '-c', this.h.virsh.uri, ...args]);
-    const child = spawnProcess(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const kill = new AbortController();
     let stderr = '';
-    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-    const exited = new Promise<number | null>((resolve) => {
-      child.on('exit', (code) => resolve(code));
-      child.on('error', (e) => {
-        stderr += String(e);
-        resolve(-1);
-      });
-    });
+    const exited = launch(cmd, argv, { signal: kill.signal, killSignal: 'SIGKILL' }).then(
+      () => 0,
+      (e: unknown) => {
+        stderr = e instanceof LaunchError ? e.stderr || e.message : String(e);
+        return e instanceof LaunchError && typeof e.code === 'number' ? e.code : -1;
+      },
+    );
     let done = false;
     void exited.then(() => (done = true));
 
@@ -606,7 +606,7 @@ export class LibvirtMigration {
     } finally {
       signal?.removeEventListener('abort', onSignal);
       events.stop();
-      if (!done) child.kill('SIGKILL');
+      if (!done) kill.abort();
     }
   }
 
@@ -615,25 +615,28 @@ export class LibvirtMigration {
    * the domain has left, `domjobinfo --completed` has nothing to read here.
    */
   private watchCompletion(id: string): { result(timeoutMs: number): Promise<JobStats | undefined>; stop(): void } {
+    // virsh prints the event and exits: its output is read once it has.
     const [cmd, argv] = dieWithParent('virsh', ['-q', '-c', this.h.virsh.uri, 'event', '--domain', id, '--event', 'job-completed']);
-    const child = spawnProcess(cmd, argv, { stdio: ['ignore', 'pipe', 'ignore'] });
+    const kill = new AbortController();
     let out = '';
     let exited = false;
-    const closed = new Promise<void>((resolve) => {
-      child.on('close', () => {
-        exited = true;
-        resolve();
-      });
-      child.on('error', () => resolve());
-    });
-    child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    const closed = launch(cmd, argv, { signal: kill.signal, killSignal: 'SIGKILL' })
+      .then(
+        (r) => {
+          out = r.stdout;
+        },
+        (e: unknown) => {
+          out = e instanceof LaunchError ? e.stdout : '';
+        },
+      )
+      .finally(() => (exited = true));
     return {
       result: async (timeoutMs) => {
         if (!exited) await Promise.race([closed, sleep(timeoutMs)]);
         return /job-completed/.test(out) ? parseJobStats(out) : undefined;
       },
       stop: () => {
-        if (!exited) child.kill('SIGKILL');
+        if (!exited) kill.abort();
       },
     };
   }
