@@ -6,8 +6,13 @@
 //   e2e/guest/disk-probe.ts), against a raw `virsh attach-device --live --config` (what the
 //   driver runs: the disk stays attached across a restart) of the same disk XML
 //   (node-agent/libvirt/domain-xml.ts) into the same guest, until the guest prints it;
-//   alternating rounds, medians (12 rounds by default: a guest under TCG takes 50-130 ms to
-//   notice a new disk, so a median of five moves by a fifth from run to run).
+//   alternating rounds, medians (24 rounds by default: a guest under TCG takes 50-130 ms to
+//   notice a new disk, so a median of five moves by a fifth from run to run). The guest looks
+//   every PROBE_MS, so when it notices depends on where in its cycle a request lands; each
+//   side's steps before a request (kubectl runs, file writes) take about the same time every
+//   round, which would land kova's and the raw requests at fixed, different points of that
+//   cycle (it favoured the raw side by about 30 ms). Every request waits a random 0-2 cycles
+//   first, outside the timed part, so both sides sample the whole cycle.
 // - snapshot + restore: a 1 GiB volume holding 512 MiB of data, `kubectl apply` of a
 //   VolumeSnapshot until readyToUse plus a Volume restored from it until Available, against a
 //   raw `qemu-img convert -O qcow2` of the same file; ratio_snapshot.
@@ -29,13 +34,17 @@ import { diskProbeUserData, probedDisks, probedGone } from '../e2e/guest/disk-pr
 import { median, round } from './common.js';
 
 const run = promisify(execFile);
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '12' }, 'guest-dir': { type: 'string', default: '/var/tmp/kova-test-guest' } } });
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '24' }, 'guest-dir': { type: 'string', default: '/var/tmp/kova-test-guest' } } });
 const ROUNDS = Math.max(1, Number(values.rounds));
 const NS = 'bench-volume';
 const log = (m: string) => process.stderr.write(`bench:volume: ${m}\n`);
 const virsh = (...a: string[]) => run('virsh', ['-q', '-c', 'qemu:///system', ...a]);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const GiB = 1024 ** 3;
+/** How often the guest lists its disks (disk-probe's intervalMs). */
+const PROBE_MS = 50;
+/** A random start within the guest's probe cycle (see the header), before a timed request. */
+const dephase = () => sleep(Math.random() * 2 * PROBE_MS);
 
 let kova: Kova;
 const apply = (obj: unknown) => kova.k(['apply', '-f', '-'], { input: JSON.stringify(obj) });
@@ -71,7 +80,7 @@ async function main(): Promise<void> {
     await apply({ apiVersion: 'kova.dev/v1alpha1', kind: 'Flavor', metadata: { name: 'bench.volume' }, spec: { vcpus: 1, memory: '192Mi', disk: '1Gi' } });
     await apply({ apiVersion: 'kova.dev/v1alpha1', kind: 'Image', metadata: { name: 'guest', namespace: NS }, spec: { source: { file: { path: guest.imagePath } }, sha256: guest.sha256 } });
     await waitFor('image/guest', 'jsonpath={.status.phase}=Ready');
-    await apply({ apiVersion: 'kova.dev/v1alpha1', kind: 'Instance', metadata: { name: 'vm', namespace: NS }, spec: { flavor: 'bench.volume', image: 'guest', userData: diskProbeUserData({ intervalMs: 50 }) } });
+    await apply({ apiVersion: 'kova.dev/v1alpha1', kind: 'Instance', metadata: { name: 'vm', namespace: NS }, spec: { flavor: 'bench.volume', image: 'guest', userData: diskProbeUserData({ intervalMs: PROBE_MS }) } });
     await waitFor('instance/vm', 'condition=Ready');
     const inst = await getJson('instance', 'vm');
     const dom = domainName(NS, 'vm', inst.metadata.uid);
@@ -91,6 +100,7 @@ async function main(): Promise<void> {
     };
     const kovaAttach = async (name: string, how: 'api' | 'kubectl'): Promise<number> => {
       const v = await volume(name, '64Mi');
+      await dephase();
       const t0 = performance.now();
       await setVolumes(how, [{ volume: name }]);
       const ms = (await until(consoleFile, (l) => probedDisks(l).some((d) => d.serial === v.serial), `the guest sees ${name}`)) - t0;
@@ -107,6 +117,7 @@ async function main(): Promise<void> {
       const serial = `rawbench${process.pid}${i}`.slice(0, 20);
       const xmlFile = join(work, `raw-${i}.xml`);
       await writeFile(xmlFile, volumeDiskXml({ path: file, format: 'qcow2', serial }, 'vdz'));
+      await dephase();
       const r0 = performance.now();
       await virsh('attach-device', dom, xmlFile, '--live', '--config');
       rawMs.push((await until(consoleFile, (l) => probedDisks(l).some((d) => d.serial === serial), `the guest sees the raw disk ${i}`)) - r0);
