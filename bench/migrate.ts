@@ -16,7 +16,7 @@
 // - downtime_ms from the Migration's status, raw_downtime_ms from `virsh domjobinfo --completed`
 //   on the target; ping_lost: replies missing from a 10 Hz `ping -i 0.1` that a third guest on
 //   host-2 runs at each migrating guest (gaps in its sequence numbers, read from its console).
-// Rounds move the guests back and forth (--rounds N, default 4: each side goes first as often;
+// Rounds move the guests back and forth (--rounds N, default 8: each side goes first as often;
 // before each move the machine is left to settle), kova and raw in the same
 // direction each round, taking turns at going first; medians, and every value. Progress lines
 // on stderr; the last output line is one JSON object.
@@ -38,7 +38,7 @@ import type { Kova } from '../e2e/harness.js';
 import { median, round } from './common.js';
 
 const run = promisify(execFile);
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '4' }, only: { type: 'string' }, 'guest-dir': { type: 'string', default: '/var/tmp/kova-test-guest' } } });
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '8' }, only: { type: 'string' }, 'guest-dir': { type: 'string', default: '/var/tmp/kova-test-guest' } } });
 const ROUNDS = Math.max(1, Number(values.rounds));
 const NS = 'bench-migrate';
 const NET_PREFIX = '10.233.0';
