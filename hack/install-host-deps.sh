@@ -88,5 +88,11 @@ if command -v libvirtd >/dev/null 2>&1; then
   virsh -c qemu:///system version >/dev/null 2>&1 && step "libvirt answers on qemu:///system" || step "warning: libvirt does not answer yet"
 fi
 
-if [ -e /dev/kvm ]; then step "KVM available"; else step "no /dev/kvm: guests will run under QEMU TCG (slower)"; fi
+# As the libvirt driver decides (detectKvm): hardware KVM (kvm_intel or kvm_amd) behind /dev/kvm.
+# Other modules behind it, such as kvm_pvm, do not boot ordinary guest kernels.
+if [ -e /dev/kvm ] && { [ -e /sys/module/kvm_intel ] || [ -e /sys/module/kvm_amd ]; }; then
+  step "KVM available"
+else
+  step "no hardware KVM (kvm_intel or kvm_amd behind /dev/kvm): guests will run under QEMU TCG (slower)"
+fi
 step "done"
