@@ -5,11 +5,11 @@
 //   of its Migration through the API to the Migration's Succeeded, against `virsh migrate` of an
 //   equivalent guest kova does not manage (defined with virsh from the kova guest's own XML
 //   without kova's metadata, its NIC on a tap of its own, on a same-size overlay of the same
-//   image), with the flags
-//   and destination XML the driver builds (migrateArgs, destinationXml: --live --p2p
-//   --persistent --undefinesource --migrateuri tcp://<tunnel IP> --copy-storage-inc
-//   --migrate-disks vda) into a target overlay made beforehand, as the target host does. The raw
-//   time is the `virsh migrate` call alone; kova's is the whole declarative path. ratio_block.
+//   image), with the flags and destination XML the driver builds (migrateArgs, destinationXml:
+//   --live --p2p --persistent --undefinesource --migrateuri tcp://<tunnel IP>
+//   --copy-storage-inc --migrate-disks vda) into a target overlay made beforehand, as the
+//   target host does. The raw time is the `virsh migrate` call alone; kova's is the whole
+//   declarative path. ratio_block.
 // - shared storage: the same for a guest booted from a Volume of the `shared` VolumeType, against
 //   a domain whose disk is a file in the same shared directory, migrated without copy-storage
 //   and with --unsafe, as the driver adds it for a local directory. ratio_shared.
