@@ -157,7 +157,12 @@ class Launcher {
       const err = r.error ? new LaunchError(r.error, r.stdout, r.stderr) : undefined;
       this.settle(r.id, err ?? { stdout: r.stdout, stderr: r.stderr });
     });
-    child.on('error', () => {}); // 'exit' follows, or the failed send's callback says it
+    child.on('error', () => {
+      // A child that never started (no pid) sends no 'exit': forget it, so a later call forks again.
+      if (child.pid !== undefined || this.child !== child) return;
+      this.child = undefined;
+      this.died();
+    });
     child.on('exit', (code, signal) => {
       if (this.child === child) this.child = undefined;
       this.died();
