@@ -71,20 +71,25 @@ export function parseCrdFile(text: string, file = '<crd>'): KObject[] {
 export class Registry {
   private readonly resources: ResourceInfo[];
   private readonly crdObjects: KObject[];
-  private readonly byGvr = new Map<string, ResourceInfo>();
+  /** Resources by plural (looked up on every request, so without building a key string). */
+  private readonly byPlural = new Map<string, ResourceInfo[]>();
   private readonly byGk = new Map<string, ResourceInfo>();
 
   /** Built-ins plus the given CRDs. Throws on two resources with the same group/version/plural or group/version/kind. */
   constructor(crds: KObject[] = [], builtins: ResourceInfo[] = builtinKinds()) {
     this.crdObjects = crds.map((c) => structuredClone(c));
     this.resources = [...builtins, ...crds.flatMap(resourcesFromCrd)];
+    const byGvr = new Set<string>();
     const byGvk = new Set<string>();
     for (const r of this.resources) {
       const gvr = `${r.group}/${r.version}/${r.plural}`;
       const gvk = `${r.group}/${r.version}/${r.kind}`;
-      if (this.byGvr.has(gvr)) throw new Error(`resource ${r.plural} of ${groupVersion(r)} is defined twice`);
+      if (byGvr.has(gvr)) throw new Error(`resource ${r.plural} of ${groupVersion(r)} is defined twice`);
       if (byGvk.has(gvk)) throw new Error(`kind ${r.kind} of ${groupVersion(r)} is defined twice`);
-      this.byGvr.set(gvr, r);
+      byGvr.add(gvr);
+      const samePlural = this.byPlural.get(r.plural);
+      if (samePlural) samePlural.push(r);
+      else this.byPlural.set(r.plural, [r]);
       byGvk.add(gvk);
       // The first served version of a kind wins (CRD versions are listed by preference).
       if (!this.byGk.has(`${r.group}/${r.kind}`)) this.byGk.set(`${r.group}/${r.kind}`, r);
@@ -117,7 +122,10 @@ export class Registry {
 
   /** The resource behind `/api[s]/<group>/<version>/.../<plural>`; group is '' for core. */
   lookup(group: string, version: string, plural: string): ResourceInfo | undefined {
-    return this.byGvr.get(`${group}/${version}/${plural}`);
+    const candidates = this.byPlural.get(plural);
+    if (!candidates) return undefined;
+    for (const r of candidates) if (r.group === group && r.version === version) return r;
+    return undefined;
   }
 
   /** The preferred served version of a kind. */

@@ -270,21 +270,53 @@ function describesObject(s: JSONSchema): boolean {
 interface WalkHooks {
   /** A field the schema does not know; return true to delete it. */
   unknown?(path: Seg[], parent: Rec, key: string): boolean | void;
-  /** Every array with its schema (for list-type checks). */
+  /** Every array with its schema (for list-type checks); `path` is the shared stack: copy to keep it. */
   array?(path: Seg[], value: unknown[], schema: JSONSchema): void;
   /** Every known scalar field with its schema (for quantity checks); `path` is the shared stack: copy to keep it. */
   scalar?(path: Seg[], value: unknown, schema: JSONSchema): void;
 }
 
-/** `path` is a stack shared by the whole walk (pushed and popped), copied only when a hook gets it. */
+/** What walk reads of a schema node, built once per node (every write walks every field). */
+interface WalkPlan {
+  describesObject: boolean;
+  props: Readonly<Record<string, JSONSchema>>;
+  items?: JSONSchema;
+  /** additionalProperties as a schema. */
+  additional?: JSONSchema;
+  /** Unknown members are known anyway (additionalProperties: true, preserve-unknown-fields). */
+  keepsUnknown: boolean;
+  embedded: boolean;
+}
+const walkPlans = new WeakMap<JSONSchema, WalkPlan>();
+
+function walkPlan(schema: JSONSchema): WalkPlan {
+  let plan = walkPlans.get(schema);
+  if (!plan) {
+    const ap = schema.additionalProperties;
+    plan = {
+      describesObject: describesObject(schema),
+      props: isObj(schema.properties) ? (schema.properties as Record<string, JSONSchema>) : {},
+      items: isObj(schema.items) ? (schema.items as JSONSchema) : undefined,
+      additional: isObj(ap) ? (ap as JSONSchema) : undefined,
+      keepsUnknown: ap === true || schema['x-kubernetes-preserve-unknown-fields'] === true,
+      embedded: schema['x-kubernetes-embedded-resource'] === true,
+    };
+    walkPlans.set(schema, plan);
+  }
+  return plan;
+}
+
+/** `path` is a stack shared by the whole walk (pushed and popped), copied only when a hook keeps it. */
 function walk(value: unknown, schema: JSONSchema | undefined, path: Seg[], hooks: WalkHooks): void {
   if (!schema) return;
+  const plan = walkPlan(schema);
   if (Array.isArray(value)) {
-    hooks.array?.([...path], value, schema);
-    if (isObj(schema.items)) {
+    hooks.array?.(path, value, schema);
+    const items = plan.items;
+    if (items) {
       for (let i = 0; i < value.length; i++) {
         path.push(i);
-        walk(value[i], schema.items as JSONSchema, path, hooks);
+        walk(value[i], items, path, hooks);
         path.pop();
       }
     }
@@ -294,18 +326,15 @@ function walk(value: unknown, schema: JSONSchema | undefined, path: Seg[], hooks
     if (value !== null && value !== undefined) hooks.scalar?.(path, value, schema);
     return;
   }
-  if (!describesObject(schema)) return;
-  const props = isObj(schema.properties) ? (schema.properties as Record<string, JSONSchema>) : {};
-  const ap = schema.additionalProperties;
-  const preserve = schema['x-kubernetes-preserve-unknown-fields'] === true;
-  const embedded = schema['x-kubernetes-embedded-resource'] === true;
+  if (!plan.describesObject) return;
+  const { props, additional, embedded } = plan;
   for (const key of Object.keys(value)) {
     const sub = Object.prototype.hasOwnProperty.call(props, key) ? props[key] : undefined;
     path.push(key);
     if (embedded && key === 'metadata' && !sub) walk(value[key], OBJECT_META_SCHEMA, path, hooks);
     else if (sub) walk(value[key], sub, path, hooks);
-    else if (isObj(ap)) walk(value[key], ap, path, hooks);
-    else if (ap === true || preserve || (embedded && (key === 'apiVersion' || key === 'kind'))) {
+    else if (additional) walk(value[key], additional, path, hooks);
+    else if (plan.keepsUnknown || (embedded && (key === 'apiVersion' || key === 'kind'))) {
       // known through additionalProperties, preserve-unknown-fields or embedded type meta
     } else if (hooks.unknown?.([...path], value, key)) delete value[key];
     path.pop();
@@ -394,31 +423,64 @@ function listTypeCauses(path: Seg[], value: unknown[], schema: JSONSchema, out: 
 // ---------------------------------------------------------------------------------------------
 // Defaulting (apiextensions structural defaulting)
 
+/** A schema's members as defaulting reads them, built once per schema node (every write walks them). */
+interface DefaultingPlan {
+  props: ReadonlyArray<readonly [string, JSONSchema]>;
+  propNames: ReadonlySet<string>;
+  items?: JSONSchema;
+  additional?: JSONSchema;
+}
+const defaultingPlans = new WeakMap<JSONSchema, DefaultingPlan>();
+
+function defaultingPlan(schema: JSONSchema): DefaultingPlan {
+  let plan = defaultingPlans.get(schema);
+  if (!plan) {
+    const props = isObj(schema.properties) ? Object.entries(schema.properties as Record<string, JSONSchema>) : [];
+    plan = {
+      props,
+      propNames: new Set(props.map(([k]) => k)),
+      items: isObj(schema.items) ? (schema.items as JSONSchema) : undefined,
+      additional: isObj(schema.additionalProperties) ? (schema.additionalProperties as JSONSchema) : undefined,
+    };
+    defaultingPlans.set(schema, plan);
+  }
+  return plan;
+}
+
+/** A fresh copy of a schema default (scalars need none). */
+const defaultValue = (d: unknown): unknown => (typeof d === 'object' && d !== null ? structuredClone(d) : d);
+
 function defaultNode(value: unknown, schema: JSONSchema | undefined): void {
   if (!schema) return;
+  const plan = defaultingPlan(schema);
   if (Array.isArray(value)) {
-    const items = isObj(schema.items) ? (schema.items as JSONSchema) : undefined;
+    const items = plan.items;
     if (!items) return;
     for (let i = 0; i < value.length; i++) {
-      if (value[i] === null && items.default !== undefined) value[i] = structuredClone(items.default);
+      if (value[i] === null && items.default !== undefined) value[i] = defaultValue(items.default);
       defaultNode(value[i], items);
     }
     return;
   }
   if (!isObj(value)) return;
-  const props = isObj(schema.properties) ? (schema.properties as Record<string, JSONSchema>) : {};
-  for (const [k, ps] of Object.entries(props)) {
-    if (value[k] === null && ps.nullable !== true) {
+  const props = plan.props;
+  for (let i = 0; i < props.length; i++) {
+    const [k, ps] = props[i]!;
+    const v = value[k];
+    if (v === null && ps.nullable !== true) {
       // Nulls of non-nullable fields are pruned before defaulting happens (then defaulted).
-      if (ps.default !== undefined) value[k] = structuredClone(ps.default);
+      if (ps.default !== undefined) value[k] = defaultValue(ps.default);
       else delete value[k];
-    } else if (value[k] === undefined && ps.default !== undefined) {
-      value[k] = structuredClone(ps.default);
+    } else if (v === undefined && ps.default !== undefined) {
+      value[k] = defaultValue(ps.default);
     }
   }
-  for (const [k, ps] of Object.entries(props)) if (value[k] !== undefined) defaultNode(value[k], ps);
-  if (isObj(schema.additionalProperties)) {
-    for (const k of Object.keys(value)) if (!(k in props)) defaultNode(value[k], schema.additionalProperties as JSONSchema);
+  for (let i = 0; i < props.length; i++) {
+    const [k, ps] = props[i]!;
+    if (value[k] !== undefined) defaultNode(value[k], ps);
+  }
+  if (plan.additional) {
+    for (const k of Object.keys(value)) if (!plan.propNames.has(k)) defaultNode(value[k], plan.additional);
   }
 }
 

@@ -225,39 +225,47 @@ const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
  * or tries (every create pays for this). A differential test keeps it equal to the general path.
  */
 export function createdFieldsV1(obj: JsonObject, listKeys?: ListKeysFn): Record<string, unknown> {
-  return mapFieldsV1(obj, [], listKeys);
+  return mapFieldsV1(obj, [], listKeys, {});
 }
 
-function mapFieldsV1(o: JsonObject, names: string[], listKeys: ListKeysFn | undefined): Record<string, unknown> {
+/**
+ * Adds the fields of map `o` at path `names` to `out`. `names` is one stack for the whole walk
+ * (pushed and popped, never kept), and callers that need `'.'` first put it in `out` themselves,
+ * so that no path or set is copied per field.
+ */
+function mapFieldsV1(o: JsonObject, names: string[], listKeys: ListKeysFn | undefined, out: Record<string, unknown>): Record<string, unknown> {
   const root = names.length === 0;
   const inMetadata = names.length === 1 && names[0] === 'metadata';
-  const keys = Object.keys(o).filter((k) => o[k] !== undefined && !(inMetadata && k === 'managedFields')).sort(byCodeUnits);
-  const out: Record<string, unknown> = {};
+  const keys = Object.keys(o).sort(byCodeUnits);
   for (const k of keys) {
+    const v = o[k];
+    if (v === undefined || (inMetadata && k === 'managedFields')) continue;
     const stripped = root ? k === 'apiVersion' || k === 'kind' || k === 'metadata' : inMetadata && STRIPPED_METADATA.has(k);
-    const inner = childFieldsV1(o[k], [...names, k], listKeys);
+    names.push(k);
+    const inner = childFieldsV1(v, names, listKeys, stripped ? {} : { '.': {} });
+    names.pop();
     if (inner === undefined) {
       if (!stripped) out[`f:${k}`] = {};
-    } else if (!stripped) {
-      out[`f:${k}`] = { '.': {}, ...inner };
-    } else if (Object.keys(inner).length) {
+    } else if (!stripped || Object.keys(inner).length) {
       out[`f:${k}`] = inner;
     }
   }
   return out;
 }
 
-/** The children of a new value, or undefined when it is a leaf (scalar, empty map, empty or atomic list). */
-function childFieldsV1(v: unknown, names: string[], listKeys: ListKeysFn | undefined): Record<string, unknown> | undefined {
-  if (isPlainObject(v)) return isEmptyObject(v) ? undefined : mapFieldsV1(v, names, listKeys);
+/**
+ * The children of a new value added to `out`, or undefined when it is a leaf (scalar, empty
+ * map, empty or atomic list).
+ */
+function childFieldsV1(v: unknown, names: string[], listKeys: ListKeysFn | undefined, out: Record<string, unknown>): Record<string, unknown> | undefined {
+  if (isPlainObject(v)) return isEmptyObject(v) ? undefined : mapFieldsV1(v, names, listKeys, out);
   if (!Array.isArray(v) || v.length === 0) return undefined;
   const type = resolveListType(names, listKeys);
   const items = indexList(v, type);
   if (!items) return undefined;
   items.sort((a, b) => compareElements(a[0], b[0]));
-  const out: Record<string, unknown> = {};
   for (const [e, item] of items) {
-    out[e] = type !== 'set' && isPlainObject(item) && !isEmptyObject(item) ? { '.': {}, ...mapFieldsV1(item, names, listKeys) } : {};
+    out[e] = type !== 'set' && isPlainObject(item) && !isEmptyObject(item) ? mapFieldsV1(item, names, listKeys, { '.': {} }) : {};
   }
   return out;
 }
