@@ -80,6 +80,16 @@ describe('audit Event', () => {
     assert.equal(nonResource.objectRef, undefined);
     assert.equal(microTime(new Date('2026-01-02T03:04:05Z')), '2026-01-02T03:04:05.000000Z');
   });
+
+  it('formats MicroTime as toISOString with three more digits, within a second and across seconds', () => {
+    const base = Date.parse('2026-12-05T18:59:59.990Z');
+    const times = [base, base + 1, base + 9, base + 10, base + 11, base + 5, base + 1000, -1, -999, -1000, 0, Date.parse('0000-01-01T00:00:00.007Z'), Date.parse('9999-12-31T23:59:59.999Z'), Date.parse('+010000-01-01T00:00:00.123Z'), Date.parse('-000001-06-01T00:00:00.5Z'), base];
+    for (const t of times) {
+      const d = new Date(t);
+      assert.equal(microTime(d), d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z'), d.toISOString());
+    }
+    assert.throws(() => microTime(new Date(NaN)), RangeError);
+  });
 });
 
 describe('AuditLog', () => {
@@ -94,6 +104,23 @@ describe('AuditLog', () => {
     assert.equal(lines.length, 50);
     assert.deepEqual(lines.map((l) => (JSON.parse(l) as AuditEvent).objectRef?.name), Array.from({ length: 50 }, (_, i) => `vm-${i}`));
     assert.equal(log.stats.written, 50);
+  });
+
+  it('keeps lines whole and in order across many batches, a line larger than a batch and multi-byte text', async () => {
+    const dir = join(await tempDir(), 'audit');
+    const log = await AuditLog.open({ dir });
+    const agent = (i: number) => (i === 700 ? 'h'.repeat(300 * 1024) : `kubectl/é ${'x'.repeat(i % 997)}`);
+    for (let i = 0; i < 1500; i++) {
+      log.record(entry({ attributes: attrs({ name: `vm-${i}` }), userAgent: agent(i) }));
+      if (i % 400 === 0) await new Promise((r) => setTimeout(r, 60)); // a timed batch in between
+    }
+    await log.close();
+    const lines = (await readFile(join(dir, 'audit.log'), 'utf8')).trimEnd().split('\n');
+    assert.equal(lines.length, 1500);
+    const events = lines.map((l) => JSON.parse(l) as AuditEvent);
+    assert.deepEqual(events.map((e) => e.objectRef?.name), Array.from({ length: 1500 }, (_, i) => `vm-${i}`));
+    assert.deepEqual(events.map((e) => e.userAgent), Array.from({ length: 1500 }, (_, i) => agent(i)));
+    assert.deepEqual([log.stats.written, log.stats.dropped], [1500, 0]);
   });
 
   it('names the object a create made, from its body, as kube-apiserver completes objectRef', async () => {

@@ -42,8 +42,18 @@ export interface AuditEvent {
 
 /** metav1.MicroTime: RFC 3339 with microseconds (JS clocks give milliseconds). */
 export function microTime(d: Date): string {
-  return d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+  const ms = d.getTime();
+  const second = Math.floor(ms / 1000);
+  // Formatting a date is the dear part; within one second only the fraction changes.
+  if (second !== lastSecond.at || !(ms >= -62167219200000 && ms < 253402300800000)) {
+    const iso = d.toISOString();
+    if (iso.length !== 24) return iso.replace(/\.(\d{3})Z$/, '.$1000Z'); // a year outside 0000-9999
+    lastSecond.at = second;
+    lastSecond.prefix = iso.slice(0, 20);
+  }
+  return `${lastSecond.prefix}${String(ms - second * 1000).padStart(3, '0')}000Z`;
 }
+const lastSecond = { at: NaN, prefix: '' };
 
 function auditUser(u: UserInfo): AuditUser {
   const out: AuditUser = { username: u.name };

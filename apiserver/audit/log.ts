@@ -13,6 +13,8 @@
 // record() never blocks or throws: lines wait in a bounded buffer and are written together
 // every BATCH_MS (or once BATCH_BYTES wait), so the log costs the API a few writes a second,
 // not one per request; a full buffer drops lines and counts them (logged at most every 10 s).
+// A line is encoded into the batch's buffer as it is recorded: a string kept until the write
+// would outlive the young generation and burden the API server's garbage collector.
 // The file's size is tracked from this process's writes and re-read with the periodic check,
 // so a write is one write(), with no stat.
 import { mkdir, chmod, open, readdir, rename, stat, unlink } from 'node:fs/promises';
@@ -46,6 +48,11 @@ const BATCH_MS = 50;
 const BATCH_BYTES = 256 * 1024;
 const DROP_LOG_MS = 10_000;
 
+interface Batch {
+  buf: Buffer;
+  lines: number;
+}
+
 export class AuditLog implements AuditSink {
   readonly path: string;
   /** Lines written, dropped (buffer full or a failed write), rotations done, write errors. */
@@ -54,8 +61,16 @@ export class AuditLog implements AuditSink {
   private readonly maxBackups: number;
   private readonly maxBufferBytes: number;
   private readonly log: (msg: string) => void;
-  private queue: string[] = [];
+  /** The batch being filled: whole lines, encoded. */
+  private batch?: Buffer;
+  private batchUsed = 0;
+  private batchLines = 0;
+  /** Full batches waiting for the disk, oldest first. */
+  private full: Batch[] = [];
+  /** Bytes in `full` and in `batch`. */
   private queuedBytes = 0;
+  /** A written batch buffer kept for the next one. */
+  private spare?: Buffer;
   private fh?: FileHandle;
   private ino = 0;
   /** audit.log's size as last seen plus what this process wrote since. */
@@ -108,16 +123,33 @@ export class AuditLog implements AuditSink {
       this.dropped(1, `cannot render an audit event: ${(e as Error).message}`);
       return;
     }
-    if (this.queuedBytes + line.length > this.maxBufferBytes) {
+    const bytes = Buffer.byteLength(line);
+    if (this.queuedBytes + bytes > this.maxBufferBytes) {
       this.dropped(1, 'buffer full');
       return;
     }
-    this.queue.push(line);
-    this.queuedBytes += line.length;
-    if (this.queuedBytes >= BATCH_BYTES) this.startDrain();
+    if (!this.batch || this.batchUsed + bytes > this.batch.length) this.sealBatch(bytes);
+    this.batch!.write(line, this.batchUsed);
+    this.batchUsed += bytes;
+    this.batchLines++;
+    this.queuedBytes += bytes;
+    if (this.full.length) this.startDrain();
     else if (!this.batchTimer && !this.draining) {
       this.batchTimer = setTimeout(() => this.startDrain(), BATCH_MS);
       this.batchTimer.unref();
+    }
+  }
+
+  /** Queues the batch being filled (if any) and starts a new one with room for `atLeast` bytes. */
+  private sealBatch(atLeast = 0): void {
+    if (this.batch && this.batchUsed) this.full.push({ buf: this.batch.subarray(0, this.batchUsed), lines: this.batchLines });
+    this.batch = undefined;
+    this.batchUsed = 0;
+    this.batchLines = 0;
+    if (atLeast > 0) {
+      const reuse = this.spare && atLeast <= this.spare.length ? this.spare : undefined;
+      this.spare = undefined;
+      this.batch = reuse ?? Buffer.allocUnsafe(Math.max(BATCH_BYTES, atLeast));
     }
   }
 
@@ -129,7 +161,7 @@ export class AuditLog implements AuditSink {
 
   /** Resolves once every line recorded so far is written (or dropped). */
   async flush(): Promise<void> {
-    if (this.queue.length) this.startDrain();
+    if (this.queuedBytes) this.startDrain();
     while (this.draining) await this.draining;
   }
 
@@ -153,20 +185,25 @@ export class AuditLog implements AuditSink {
   }
 
   private async drain(): Promise<void> {
-    while (this.queue.length) {
-      const lines = this.queue;
-      this.queue = [];
-      this.queuedBytes = 0;
+    for (;;) {
+      if (!this.full.length) {
+        if (!this.batchUsed) return;
+        this.sealBatch(); // what is waiting goes now, partly filled
+      }
+      const { buf, lines } = this.full.shift()!;
+      this.queuedBytes -= buf.length;
       try {
-        await this.write(Buffer.from(lines.join('')));
-        this.stats.written += lines.length;
+        await this.write(buf);
+        this.stats.written += lines;
       } catch (e) {
         this.stats.errors++;
-        this.dropped(lines.length, `writing ${this.path}: ${(e as Error).message}`);
+        this.dropped(lines, `writing ${this.path}: ${(e as Error).message}`);
         // A broken handle (the file deleted, a full disk) is opened afresh on the next batch.
         await this.fh?.close().catch(() => undefined);
         this.fh = undefined;
       }
+      // The buffer is written (or given up): the next batch may fill it again.
+      if (buf.buffer.byteLength === BATCH_BYTES && buf.byteOffset === 0) this.spare = Buffer.from(buf.buffer, 0, BATCH_BYTES);
     }
   }
 
