@@ -39,8 +39,15 @@ export class NamespaceCache {
   }
 
   async state(name: string): Promise<NamespaceState> {
+    return this.cachedState(name) ?? stateOf(await this.store.get(storageKey(NS, undefined, name)));
+  }
+
+  /**
+   * The state the watch last saw, when it can be trusted without asking etcd: not "missing",
+   * since a namespace just made may not have reached the watch yet.
+   */
+  cachedState(name: string): NamespaceState | undefined {
     const cached = this.watch ? this.known.get(name) : undefined;
-    if (cached && cached !== 'missing') return cached;
-    return stateOf(await this.store.get(storageKey(NS, undefined, name)));
+    return cached && cached !== 'missing' ? cached : undefined;
   }
 }

@@ -8,6 +8,54 @@ import { badRequest, ApiError } from './status.js';
 import type { ListOptions } from './resource-store.js';
 
 /** kube-apiserver's default request body limit. */
+/** A request target's path and query, as the handler reads them. */
+export interface RequestTarget {
+  pathname: string;
+  searchParams: URLSearchParams;
+}
+
+/** Path characters URL parsing leaves exactly as they are (no percent-encoding, no backslash). */
+const PLAIN_PATH = /^\/[A-Za-z0-9\-._~/:@!$&'()*+,;=]*$/;
+/** A `.` or `..` segment in a path without percent-escapes. */
+const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
+/** What URL parsing would strip or treat apart in a query: controls, spaces, a fragment. */
+const NOT_PLAIN_QUERY = /[\x00-\x20#]/;
+
+/**
+ * The request target's path and query. Origin form (`/path?query`) is resolved against a fixed
+ * base, so `//x` stays a path; absolute form is accepted as HTTP/1.1 requires. Anything else, or
+ * a target URL parsing rejects, is a 400, never an exception outside the handler's try. A plain
+ * origin-form target (what every client sends) is split directly, to the same result URL
+ * parsing gives (request.test.ts compares them); the rest goes through URL.
+ */
+export function requestTarget(target: string | undefined): RequestTarget {
+  const t = target ?? '/';
+  const q = t.indexOf('?');
+  const rawPath = q < 0 ? t : t.slice(0, q);
+  if (PLAIN_PATH.test(rawPath) && !NOT_PLAIN_QUERY.test(t)) {
+    if (DOT_SEGMENT.test(rawPath)) refuseDotSegments(rawPath);
+    return { pathname: rawPath, searchParams: new URLSearchParams(q < 0 ? '' : t.slice(q + 1)) };
+  }
+  // URL parsing resolves `.` and `..` segments (also as %2e), which would turn
+  // `events/..` into the namespace itself: like kube-apiserver, such a name is refused.
+  const pathPart = t.split(/[?#]/, 1)[0]!;
+  if (pathPart.includes('.') || /%2e/i.test(pathPart)) refuseDotSegments(pathPart);
+  try {
+    if (t.startsWith('/')) return new URL(`http://kova${t}`);
+    if (/^https?:\/\//i.test(t)) return new URL(t);
+  } catch {
+    // fall through
+  }
+  throw badRequest(`invalid request target ${JSON.stringify(t.slice(0, 200))}`);
+}
+
+function refuseDotSegments(path: string): void {
+  for (const seg of path.split('/')) {
+    const dots = seg.replace(/%2e/gi, '.');
+    if (dots === '.' || dots === '..') throw badRequest(`invalid path segment ${JSON.stringify(seg)}: may not be '${dots}'`);
+  }
+}
+
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;
 
 /** How long a request body may take to arrive (kube-apiserver's default request timeout). */
@@ -18,11 +66,19 @@ export async function readBody(req: IncomingMessage, timeoutMs = BODY_TIMEOUT_MS
 }
 
 /**
- * Reads the whole body (events, not an async iterator: this runs on every write request).
+ * Reads the whole body: at once when it has all arrived, else by events (not an async
+ * iterator: this runs on every write request).
  * Rejects with 413 past MAX_BODY_BYTES, 408 when the body has not ended within `timeoutMs`,
  * and 400 when the client goes away mid-body: the handler never waits forever.
  */
-export function readBodyBytes(req: IncomingMessage, timeoutMs = BODY_TIMEOUT_MS): Promise<Buffer> {
+export function readBodyBytes(req: IncomingMessage, timeoutMs = BODY_TIMEOUT_MS): Buffer | Promise<Buffer> {
+  // Usually the whole body has arrived and waits in the stream's buffer: take it at once, with
+  // no listeners, timer, flowing mode or promise (the server drains the stream's end).
+  if (req.complete && req.readableFlowing === null && !req.destroyed) {
+    if (req.readableLength > MAX_BODY_BYTES) throw new ApiError(413, 'RequestEntityTooLarge', `the request body is larger than ${MAX_BODY_BYTES} bytes`);
+    const body = req.readableLength ? (req.read() as Buffer | null) : null;
+    return body ?? Buffer.alloc(0);
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

@@ -17,6 +17,7 @@ import type { ListKeysFn } from './patch/managed-fields.js';
 import { LabelSelector, FieldSelector, parseFieldSelector, parseLabelSelector, SelectorError } from './selectors.js';
 import { ApiError, alreadyExists, badRequest, conflict, forbidden, gone, internal, invalid, notFound, unavailable, unsupportedMediaType } from './status.js';
 import { NamespaceCache } from './namespace-cache.js';
+import type { NamespaceState } from './namespace-cache.js';
 import { listKeysFor } from './list-keys.js';
 import { checkObjectBody, parseResourceVersion } from './request.js';
 import type { QuotaCharger } from './quota/charger.js';
@@ -211,10 +212,16 @@ export class ResourceStore {
     return opts.fieldManager || managerFromUserAgent(opts.userAgent ?? '');
   }
 
-  private async checkNamespace(info: ResourceInfo, ns: string | undefined): Promise<void> {
+  /** Refuses writes into a missing or terminating namespace; a promise only when the cache had to ask etcd. */
+  private checkNamespace(info: ResourceInfo, ns: string | undefined): void | Promise<void> {
     if (!info.namespaced) return;
     if (!ns) throw badRequest('a namespace must be specified for a namespaced resource');
-    const state = await this.namespaces.state(ns);
+    const state = this.namespaces.cachedState(ns);
+    if (state) return this.namespaceAllows(info, ns, state);
+    return this.namespaces.state(ns).then((s) => this.namespaceAllows(info, ns, s));
+  }
+
+  private namespaceAllows(info: ResourceInfo, ns: string, state: NamespaceState): void {
     if (state === 'missing') throw notFound({ group: '', plural: 'namespaces', kind: 'Namespace' }, ns);
     if (state === 'terminating') {
       throw new ApiError(403, 'Forbidden', `${info.plural}${info.group ? '.' + info.group : ''} "${''}" is forbidden: unable to create new content in namespace ${ns} because it is being terminated`, {
@@ -229,7 +236,8 @@ export class ResourceStore {
     if (!obj.metadata.name) {
       throw invalid(info, '', [{ reason: 'FieldValueRequired', field: 'metadata.name', message: 'Required value: name or generateName is required' }]);
     }
-    await this.checkNamespace(info, obj.metadata.namespace);
+    const nsChecked = this.checkNamespace(info, obj.metadata.namespace);
+    if (nsChecked) await nsChecked;
     this.checkUnknownFields(info, obj, opts);
     this.validateOrThrow(info, obj);
     if (isNamespace(info)) {

@@ -11,7 +11,7 @@ import type { KObject, ResourceInfo } from '../api/types.js';
 import { groupVersion } from '../api/types.js';
 import { aggregatedDiscovery, AGGREGATED_CONTENT_TYPE, supportsDeleteCollection, apiGroupList, apiResourceList, apiVersions, SERVER_VERSION, wantsAggregated } from './discovery.js';
 import { openapiV3Document, openapiV3Index } from './openapi.js';
-import { BODY_TIMEOUT_MS, boolParam, checkObjectBody, listParams, parseJson, parseObjectBody, parseYaml, readBody, readBodyBytes, routeResource, writeQuery } from './request.js';
+import { BODY_TIMEOUT_MS, boolParam, requestTarget, checkObjectBody, listParams, parseJson, parseObjectBody, parseYaml, readBody, readBodyBytes, routeResource, writeQuery } from './request.js';
 import type { ListParams, ResourceRoute } from './request.js';
 import { PATCH_CONTENT_TYPES, ResourceStore } from './resource-store.js';
 import type { DeleteOptions, WriteOptions } from './resource-store.js';
@@ -114,6 +114,11 @@ function send(res: ServerResponse, code: number, body: unknown, headers: Record<
   const text = (typeof body === 'object' && body !== null && writtenObjectJson(body)) || JSON.stringify(body);
   res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...headers });
   res.end(text);
+}
+
+/** The admission checks from index `i` on, in order, once an asynchronous one has answered. */
+async function admitFrom(checks: Admission[], i: number, attributes: RequestAttributes, object: KObject | undefined): Promise<void> {
+  for (; i < checks.length; i++) await checks[i]!.admit(attributes, object);
 }
 
 function sendText(res: ServerResponse, code: number, text: string) {
@@ -255,14 +260,26 @@ export class ApiServer {
   }
 
   /** The request's user, or a 401; impersonation applied. */
-  private async identify(req: IncomingMessage, ctx?: RequestContext): Promise<UserInfo> {
+  private identify(req: IncomingMessage, ctx?: RequestContext): UserInfo | Promise<UserInfo> {
     if (!this.authenticators.length) return ADMIN_USER;
-    let user: UserInfo | undefined;
-    for (const a of this.authenticators) {
-      user = await a.authenticate(req);
-      if (user) break;
+    // Most requests carry the admin's or a cached token, answered at once: no promise for them.
+    for (let i = 0; i < this.authenticators.length; i++) {
+      const user = this.authenticators[i]!.authenticate(req);
+      if (user instanceof Promise) return this.identifyFrom(req, ctx, i, user);
+      if (user) return this.identified(req, ctx, user);
     }
+    throw unauthorized();
+  }
+
+  /** identify() from authenticator `i` on, once one of them answers asynchronously. */
+  private async identifyFrom(req: IncomingMessage, ctx: RequestContext | undefined, i: number, pending: Promise<UserInfo | undefined>): Promise<UserInfo> {
+    let user = await pending;
+    while (!user && ++i < this.authenticators.length) user = await this.authenticators[i]!.authenticate(req);
     if (!user) throw unauthorized();
+    return this.identified(req, ctx, user);
+  }
+
+  private identified(req: IncomingMessage, ctx: RequestContext | undefined, user: UserInfo): UserInfo {
     if (ctx) ctx.authenticatedUser = user;
     return this.opts.impersonate ? this.opts.impersonate(req, user, this.authorizer) : user;
   }
@@ -276,16 +293,16 @@ export class ApiServer {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const start = this.metrics || this.requestLog ? performance.now() : 0;
     const ctx: RequestContext = { received: new Date(), start };
-    if (this.opts.audit) res.once('close', () => this.audited(req, res, ctx));
     let path: string | undefined;
     let q: URLSearchParams | undefined;
     try {
-      const url = requestUrl(req.url);
+      const url = requestTarget(req.url);
       path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
       if (path === '/healthz' || path === '/livez') return sendText(res, 200, 'ok');
       if (path === '/readyz') return await this.readyz(res);
       if (path === '/version') return send(res, 200, SERVER_VERSION);
-      ctx.user = await this.identify(req, ctx);
+      const user = this.identify(req, ctx);
+      ctx.user = user instanceof Promise ? await user : user;
       q = url.searchParams;
       // Watches are long-running: exempt, as kube-apiserver's long-running request check.
       if (!(req.method === 'GET' && boolParam(q, 'watch')) && !this.inflight.admit(req, res)) return;
@@ -298,6 +315,10 @@ export class ApiServer {
       if (!ctx.longRunning) {
         if (this.metrics) this.metrics.observe(ctx.series ?? this.seriesOf(req, path, q), res.statusCode, (performance.now() - start) / 1000);
         if (this.requestLog) this.logRequest(req, res, ctx, path, start);
+        // Answered (or failed) by now: recorded with the code sent, even if the client already left.
+        if (this.opts.audit) this.audited(req, res, ctx);
+      } else if (this.opts.audit) {
+        res.once('close', () => this.audited(req, res, ctx));
       }
     }
   }
@@ -372,7 +393,7 @@ export class ApiServer {
     send(res, err.code, err.toStatus());
   }
 
-  private body(req: IncomingMessage): Promise<Buffer> {
+  private body(req: IncomingMessage): Buffer | Promise<Buffer> {
     return readBodyBytes(req, this.opts.bodyTimeoutMs ?? BODY_TIMEOUT_MS);
   }
 
@@ -469,9 +490,13 @@ export class ApiServer {
     return io;
   }
 
-  /** Runs the admission checks on a write, before anything is stored. */
-  private async admit(attributes: RequestAttributes, object: KObject | undefined): Promise<void> {
-    for (const a of this.opts.admission ?? []) await a.admit(attributes, object);
+  /** Runs the admission checks on a write, in order, before anything is stored; checks that answer at once cost no promise. */
+  private admit(attributes: RequestAttributes, object: KObject | undefined): void | Promise<void> {
+    const checks = this.opts.admission ?? [];
+    for (let i = 0; i < checks.length; i++) {
+      const r = checks[i]!.admit(attributes, object);
+      if (r) return r.then(() => admitFrom(checks, i + 1, attributes, object));
+    }
   }
 
   /** Runs the admission checks on an update's, patch's or apply's result, before it is stored. */
@@ -509,9 +534,12 @@ export class ApiServer {
           return this.list(res, info, namespace, q, tableMode, meta);
         case 'POST': {
           const warnings: string[] = [];
-          const body = parseObjectBody(req.headers['content-type'], await this.body(req)) as KObject;
+          // Creates are the hot path: no await where the answer is already there.
+          const bytes = this.body(req);
+          const body = parseObjectBody(req.headers['content-type'], bytes instanceof Promise ? await bytes : bytes) as KObject;
           checkObjectBody(body);
-          await this.admit(attributes, body);
+          const admitted = this.admit(attributes, body);
+          if (admitted) await admitted;
           const created = await rs.create(info, namespace, body, { ...writeQuery(q), userAgent: req.headers['user-agent'], warnings, ownsBody: true });
           return send(res, 201, written(created), warningHeaders(warnings));
         }
@@ -674,31 +702,6 @@ function reviewResource(path: string): SeriesResource {
     reviewResources.set(path, (r = { group: group!, version: version!, plural: plural!, kind: '' }));
   }
   return r;
-}
-
-/**
- * The request target as a URL. Origin form (`/path?query`) is resolved against a fixed base,
- * so `//x` stays a path; absolute form is accepted as HTTP/1.1 requires. Anything else, or a
- * target URL parsing rejects, is a 400, never an exception outside the handler's try.
- */
-function requestUrl(target: string | undefined): URL {
-  const t = target ?? '/';
-  // URL parsing resolves `.` and `..` segments (also as %2e), which would turn
-  // `events/..` into the namespace itself: like kube-apiserver, such a name is refused.
-  const rawPath = t.split(/[?#]/, 1)[0]!;
-  if (rawPath.includes('.') || /%2e/i.test(rawPath)) {
-    for (const seg of rawPath.split('/')) {
-      const dots = seg.replace(/%2e/gi, '.');
-      if (dots === '.' || dots === '..') throw badRequest(`invalid path segment ${JSON.stringify(seg)}: may not be '${dots}'`);
-    }
-  }
-  try {
-    if (t.startsWith('/')) return new URL(`http://kova${t}`);
-    if (/^https?:\/\//i.test(t)) return new URL(t);
-  } catch {
-    // fall through
-  }
-  throw badRequest(`invalid request target ${JSON.stringify(t.slice(0, 200))}`);
 }
 
 /** DeleteOptions fields have types: a wrong one is a decode error (400), not a TypeError. */
