@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { launch, LaunchError, stopLauncherProcess } from './launcher.js';
+import { childrenOf, goneWithin, procStat } from '../testing/processes.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -12,22 +13,12 @@ async function failure(p: Promise<unknown>): Promise<LaunchError> {
   return e;
 }
 
-/** The parent pid of `pid`, from /proc (undefined once it is gone). */
-async function parentOf(pid: number): Promise<number | undefined> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  return stat === undefined ? undefined : Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-}
-
-async function alive(pid: number): Promise<boolean> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  return stat !== undefined && stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-}
 
 test('launch runs the program in the launcher process, a child of this one', async () => {
   const { stdout } = await launch('sh', ['-c', 'echo $PPID']);
   const launcherPid = Number(stdout.trim());
   assert.notEqual(launcherPid, process.pid);
-  assert.equal(await parentOf(launcherPid), process.pid);
+  assert.equal((await procStat(launcherPid))?.ppid, process.pid);
 });
 
 test('stdout and stderr of a program that succeeds; stdin gets the input, or is closed', async () => {
@@ -125,16 +116,9 @@ test('the launcher process and its programs die with their parent, even a SIGKIL
     }
     assert.ok(launcherPid !== undefined && programPid !== undefined, 'the launcher process and its program started');
     parent.kill('SIGKILL');
-    for (let i = 0; i < 50 && ((await alive(launcherPid)) || (await alive(programPid))); i++) await sleep(100);
-    assert.equal(await alive(launcherPid), false, 'the launcher process died with its parent');
-    assert.equal(await alive(programPid), false, 'its program died with it');
+    assert.ok(await goneWithin(launcherPid, 5000), 'the launcher process died with its parent');
+    assert.ok(await goneWithin(programPid, 5000), 'its program died with it');
   } finally {
     parent.kill('SIGKILL');
   }
 });
-
-/** Children of `pid`, from /proc/PID/task/PID/children. */
-async function childrenOf(pid: number): Promise<number[]> {
-  const s = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
-  return s.split(' ').filter(Boolean).map(Number);
-}

@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import { dieWithParent, setprivPath } from './parent-death.js';
+import { goneWithin } from '../testing/processes.js';
 
 const MODULE = new URL('./parent-death.js', import.meta.url).href;
 
@@ -24,15 +24,6 @@ async function parentWithChild(wrap: boolean): Promise<{ parent: ReturnType<type
     parent.once('exit', (c) => reject(new Error(`parent exited with ${c}`)));
   });
   return { parent, child };
-}
-
-/** Whether `pid` is gone (or a zombie waiting for init to reap it) within `ms`. */
-async function goneWithin(pid: number, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-    if (stat === undefined || /\) Z /.test(stat)) return true;
-  }
-  return false;
 }
 
 test('a program started through dieWithParent dies with a SIGKILLed parent; a plain one does not', { skip: setprivPath() ? false : 'util-linux setpriv is not installed' }, async () => {
