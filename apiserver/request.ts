@@ -7,7 +7,6 @@ import { decodeK8sProtobuf, isK8sProtobufContentType, ProtobufDecodeError, Proto
 import { badRequest, ApiError } from './status.js';
 import type { ListOptions } from './resource-store.js';
 
-/** kube-apiserver's default request body limit. */
 /** A request target's path and query, as the handler reads them. */
 export interface RequestTarget {
   pathname: string;
@@ -56,6 +55,7 @@ function refuseDotSegments(path: string): void {
   }
 }
 
+/** kube-apiserver's default request body limit. */
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;
 
 /** How long a request body may take to arrive (kube-apiserver's default request timeout). */
@@ -68,7 +68,7 @@ export async function readBody(req: IncomingMessage, timeoutMs = BODY_TIMEOUT_MS
 /**
  * Reads the whole body: at once when it has all arrived, else by events (not an async
  * iterator: this runs on every write request).
- * Rejects with 413 past MAX_BODY_BYTES, 408 when the body has not ended within `timeoutMs`,
+ * Fails with 413 past MAX_BODY_BYTES, 408 when the body has not ended within `timeoutMs`,
  * and 400 when the client goes away mid-body: the handler never waits forever.
  */
 export function readBodyBytes(req: IncomingMessage, timeoutMs = BODY_TIMEOUT_MS): Buffer | Promise<Buffer> {
