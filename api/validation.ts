@@ -276,10 +276,16 @@ interface WalkHooks {
   scalar?(path: Seg[], value: unknown, schema: JSONSchema): void;
 }
 
-/** What walk reads of a schema node, built once per node (every write walks every field). */
-interface WalkPlan {
+/**
+ * What the walks read of a schema node (walk and defaulting), built once per node: every write
+ * walks every field, and reading the schema's own members each time costs more than the work.
+ */
+interface SchemaPlan {
   describesObject: boolean;
   props: Readonly<Record<string, JSONSchema>>;
+  /** `props` in order, and their names. */
+  propEntries: ReadonlyArray<readonly [string, JSONSchema]>;
+  propNames: ReadonlySet<string>;
   items?: JSONSchema;
   /** additionalProperties as a schema. */
   additional?: JSONSchema;
@@ -287,21 +293,25 @@ interface WalkPlan {
   keepsUnknown: boolean;
   embedded: boolean;
 }
-const walkPlans = new WeakMap<JSONSchema, WalkPlan>();
+const schemaPlans = new WeakMap<JSONSchema, SchemaPlan>();
 
-function walkPlan(schema: JSONSchema): WalkPlan {
-  let plan = walkPlans.get(schema);
+function schemaPlan(schema: JSONSchema): SchemaPlan {
+  let plan = schemaPlans.get(schema);
   if (!plan) {
     const ap = schema.additionalProperties;
+    const props = isObj(schema.properties) ? (schema.properties as Record<string, JSONSchema>) : {};
+    const propEntries = Object.entries(props);
     plan = {
       describesObject: describesObject(schema),
-      props: isObj(schema.properties) ? (schema.properties as Record<string, JSONSchema>) : {},
+      props,
+      propEntries,
+      propNames: new Set(propEntries.map(([k]) => k)),
       items: isObj(schema.items) ? (schema.items as JSONSchema) : undefined,
       additional: isObj(ap) ? (ap as JSONSchema) : undefined,
       keepsUnknown: ap === true || schema['x-kubernetes-preserve-unknown-fields'] === true,
       embedded: schema['x-kubernetes-embedded-resource'] === true,
     };
-    walkPlans.set(schema, plan);
+    schemaPlans.set(schema, plan);
   }
   return plan;
 }
@@ -309,10 +319,9 @@ function walkPlan(schema: JSONSchema): WalkPlan {
 /** `path` is a stack shared by the whole walk (pushed and popped), copied only when a hook keeps it. */
 function walk(value: unknown, schema: JSONSchema | undefined, path: Seg[], hooks: WalkHooks): void {
   if (!schema) return;
-  const plan = walkPlan(schema);
   if (Array.isArray(value)) {
     hooks.array?.(path, value, schema);
-    const items = plan.items;
+    const items = schemaPlan(schema).items;
     if (items) {
       for (let i = 0; i < value.length; i++) {
         path.push(i);
@@ -326,10 +335,11 @@ function walk(value: unknown, schema: JSONSchema | undefined, path: Seg[], hooks
     if (value !== null && value !== undefined) hooks.scalar?.(path, value, schema);
     return;
   }
+  const plan = schemaPlan(schema);
   if (!plan.describesObject) return;
-  const { props, additional, embedded } = plan;
+  const { props, propNames, additional, embedded } = plan;
   for (const key of Object.keys(value)) {
-    const sub = Object.prototype.hasOwnProperty.call(props, key) ? props[key] : undefined;
+    const sub = propNames.has(key) ? props[key] : undefined;
     path.push(key);
     if (embedded && key === 'metadata' && !sub) walk(value[key], OBJECT_META_SCHEMA, path, hooks);
     else if (sub) walk(value[key], sub, path, hooks);
@@ -423,38 +433,13 @@ function listTypeCauses(path: Seg[], value: unknown[], schema: JSONSchema, out: 
 // ---------------------------------------------------------------------------------------------
 // Defaulting (apiextensions structural defaulting)
 
-/** A schema's members as defaulting reads them, built once per schema node (every write walks them). */
-interface DefaultingPlan {
-  props: ReadonlyArray<readonly [string, JSONSchema]>;
-  propNames: ReadonlySet<string>;
-  items?: JSONSchema;
-  additional?: JSONSchema;
-}
-const defaultingPlans = new WeakMap<JSONSchema, DefaultingPlan>();
-
-function defaultingPlan(schema: JSONSchema): DefaultingPlan {
-  let plan = defaultingPlans.get(schema);
-  if (!plan) {
-    const props = isObj(schema.properties) ? Object.entries(schema.properties as Record<string, JSONSchema>) : [];
-    plan = {
-      props,
-      propNames: new Set(props.map(([k]) => k)),
-      items: isObj(schema.items) ? (schema.items as JSONSchema) : undefined,
-      additional: isObj(schema.additionalProperties) ? (schema.additionalProperties as JSONSchema) : undefined,
-    };
-    defaultingPlans.set(schema, plan);
-  }
-  return plan;
-}
-
 /** A fresh copy of a schema default (scalars need none). */
 const defaultValue = (d: unknown): unknown => (typeof d === 'object' && d !== null ? structuredClone(d) : d);
 
 function defaultNode(value: unknown, schema: JSONSchema | undefined): void {
   if (!schema) return;
-  const plan = defaultingPlan(schema);
   if (Array.isArray(value)) {
-    const items = plan.items;
+    const items = schemaPlan(schema).items;
     if (!items) return;
     for (let i = 0; i < value.length; i++) {
       if (value[i] === null && items.default !== undefined) value[i] = defaultValue(items.default);
@@ -463,7 +448,8 @@ function defaultNode(value: unknown, schema: JSONSchema | undefined): void {
     return;
   }
   if (!isObj(value)) return;
-  const props = plan.props;
+  const plan = schemaPlan(schema);
+  const props = plan.propEntries;
   for (let i = 0; i < props.length; i++) {
     const [k, ps] = props[i]!;
     const v = value[k];
