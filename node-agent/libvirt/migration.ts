@@ -547,7 +547,8 @@ export class LibvirtMigration {
   private async run(id: string, args: string[], o: MigrationOptions, onProgress: ((p: MigrationProgress) => void) | undefined, signal: AbortSignal | undefined): Promise<MigrationResult> {
     const started = Date.now();
     const events = this.watchCompletion(id);
-    // From the launcher (lib/launcher.ts), like the agent's other programs; setpriv still ties it to its parent's life.
+    // From the launcher (lib/launcher.ts), like the agent's other programs; setpriv still ties
+    // it to its parent's life.
     const [cmd, argv] = dieWithParent('virsh', ['-q', '-c', this.h.virsh.uri, ...args]);
     const kill = new AbortController();
     let stderr = '';
