@@ -141,7 +141,7 @@ export interface GarbageCollectorOptions {
   client: KovaClient;
   signal: AbortSignal;
   log?: (msg: string) => void;
-  /** Parallel workers (default 4). */
+  /** Parallel workers (default 20, as kube-controller-manager's --concurrent-gc-syncs). */
   workers?: number;
 }
 
@@ -160,7 +160,7 @@ export async function startGarbageCollector(opts: GarbageCollectorOptions): Prom
   const log = opts.log ?? ((m: string) => console.error(m));
   const kinds = collectableKinds(await discoverKinds(client, signal));
   const graph = new GcGraph();
-  const controller = new Controller(new GarbageCollectorReconciler(client, graph, kinds, log), { workers: opts.workers ?? 4, log });
+  const controller = new Controller(new GarbageCollectorReconciler(client, graph, kinds, log), { workers: opts.workers ?? 20, log });
   const enqueue = (uids: string[]) => {
     for (const uid of uids) controller.enqueueKey(uid);
   };

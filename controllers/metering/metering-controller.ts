@@ -29,7 +29,9 @@ export async function startMeteringController(opts: MeteringOptions): Promise<Co
   const volumes = informers.for<Volume>(VOLUMES);
   const fips = informers.for<FloatingIP>(FLOATING_IPS);
   const deps = { client, records, log };
-  const workers = opts.workers ?? 2;
+  // A deletion waits on the instance meter (it holds the kova.dev/metering finalizer): its few
+  // round trips per instance need more than two at a time to keep up with a bulk delete.
+  const workers = opts.workers ?? 8;
   const parts = await Promise.all([
     controllerFor(new InstanceMeter(deps, instances, hosts, flavors), { workers, log }).watches(instances, undefined, ['add', 'update']).reads(records, hosts, flavors).start(signal),
     controllerFor(new VolumeMeter(deps, volumes, now), { workers, log }).watches(volumes, undefined, ['add', 'update']).reads(records).start(signal),

@@ -4,6 +4,8 @@ import type { KObject } from '../../api/types.js';
 import { defaultGateway, isUsable, macForPort, parseCIDR, usableAddresses } from '../../api/net/ipam.js';
 import type { ApiClient } from '../../client/client.js';
 import { claim } from './claims.js';
+import type { ClaimResult } from './claims.js';
+import type { RecentClaims } from './recent-claims.js';
 import type { AddressClaim } from '../../api/kinds/index.js';
 
 export interface AllocateIPRequest {
@@ -21,6 +23,11 @@ export interface AllocateIPRequest {
   owned?: readonly string[];
   /** Cap on store round trips per call (a full /16 must not mean 65k creates). */
   maxAttempts?: number;
+  /**
+   * What this process's other allocations are claiming or have just claimed (shared by its
+   * workers): proposals skip addresses held there by others and try the owner's own first.
+   */
+  recent?: RecentClaims;
 }
 
 export type AllocateResult =
@@ -31,7 +38,20 @@ export async function allocateIP(client: ApiClient, r: AllocateIPRequest): Promi
   const net = r.network;
   const cidr = parseCIDR(net.cidr);
   const gateway = net.gateway ?? defaultGateway(net.cidr);
-  const claimIt = (ip: string) => claim(client, { type: 'IP', value: ip, network: net, owner: r.owner });
+  const owner = r.owner.metadata.uid ?? '';
+  const recent = r.recent;
+  const claimIt = async (ip: string): Promise<ClaimResult> => {
+    recent?.reserve(net.uid, ip, owner);
+    let result: ClaimResult;
+    try {
+      result = await claim(client, { type: 'IP', value: ip, network: net, owner: r.owner });
+    } catch (e) {
+      recent?.forget(net.uid, ip);
+      throw e;
+    }
+    if (result === 'taken') recent?.takenByOther(net.uid, ip);
+    return result;
+  };
   if (r.requested !== undefined) {
     if (!isUsable(cidr, r.requested) || r.requested === gateway) {
       return { ok: false, reason: 'InvalidAddress', message: `${r.requested} is not a usable address of ${net.cidr} (gateway ${gateway})` };
@@ -39,13 +59,16 @@ export async function allocateIP(client: ApiClient, r: AllocateIPRequest): Promi
     if ((await claimIt(r.requested)) === 'claimed') return { ok: true, value: r.requested };
     return { ok: false, reason: 'AddressInUse', message: `${r.requested} is already in use on network ${net.name}` };
   }
-  for (const ip of r.owned ?? []) {
+  const owned = new Set([...(r.owned ?? []), ...(recent?.ownedBy(net.uid, owner) ?? [])]);
+  for (const ip of owned) {
     if ((await claimIt(ip)) === 'claimed') return { ok: true, value: ip };
   }
   let attempts = 0;
   const max = r.maxAttempts ?? 64;
   for (const ip of usableAddresses(net.cidr)) {
-    if (ip === gateway || r.knownTaken.has(ip)) continue;
+    if (ip === gateway || r.knownTaken.has(ip) || owned.has(ip)) continue;
+    // Another worker of this process is claiming it (or just did): propose the next one.
+    if (recent && !recent.reserve(net.uid, ip, owner)) continue;
     if (++attempts > max) return { ok: false, reason: 'AddressesExhausted', message: `no free address found in ${net.cidr} after ${max} attempts; retrying` };
     if ((await claimIt(ip)) === 'claimed') return { ok: true, value: ip };
   }

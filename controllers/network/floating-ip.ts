@@ -9,6 +9,7 @@ import { allocateIP, cachedIPClaims } from './allocate.js';
 import { sameStatus } from './caches.js';
 import type { Log, NetworkCaches } from './caches.js';
 import { release } from './claims.js';
+import { RecentClaims } from './recent-claims.js';
 
 /** Resolves the port a FloatingIP maps to: spec.port, or the first NIC of spec.instance. */
 export function floatingTarget(fip: FloatingIP, c: Pick<NetworkCaches, 'ports' | 'instances'>): Port | undefined {
@@ -23,7 +24,13 @@ export function floatingTarget(fip: FloatingIP, c: Pick<NetworkCaches, 'ports' |
 
 export class FloatingIPReconciler implements Reconciler {
   readonly name = 'floatingip';
-  constructor(private readonly client: ApiClient, private readonly c: NetworkCaches, private readonly log: Log) {}
+  constructor(
+    private readonly client: ApiClient,
+    private readonly c: NetworkCaches,
+    private readonly log: Log,
+    /** Shared with the ports' workers: see allocateIP. */
+    private readonly recent = new RecentClaims(),
+  ) {}
 
   async reconcile(req: Request): Promise<Result | void> {
     const ns = req.namespace!;
@@ -38,7 +45,7 @@ export class FloatingIPReconciler implements Reconciler {
     let ip = fip.status?.ip;
     const { taken, owned } = cachedIPClaims(this.c.claims.list(ns), network.uid, fip.metadata.uid!);
     if (!ip || (fip.spec.ip && fip.spec.ip !== ip)) {
-      const r = await allocateIP(this.client, { network, owner: fip, requested: fip.spec.ip, knownTaken: taken, owned });
+      const r = await allocateIP(this.client, { network, owner: fip, requested: fip.spec.ip, knownTaken: taken, owned, recent: this.recent });
       if (!r.ok) return fail(r.reason === 'AddressesExhausted' ? 'Pending' : 'Failed', r.reason, r.message);
       ip = r.value;
     }

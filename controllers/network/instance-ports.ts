@@ -1,6 +1,6 @@
 // The Instance side of networking: one Port per Instance.spec.networks entry (owned by the
 // Instance), and Instance.status.addresses and the NetworksReady condition mirroring them.
-import { isAlreadyExists } from '../../client/client.js';
+import { isAlreadyExists, updateStatusFrom } from '../../client/client.js';
 import type { ApiClient } from '../../client/client.js';
 import type { Reconciler, Request, Result } from '../../client/controller.js';
 import { setCondition, hasCondition } from '../../api/conditions.js';
@@ -53,7 +53,7 @@ export class InstancePortsReconciler implements Reconciler {
     const current = (st: Instance['status']) =>
       JSON.stringify(st?.addresses ?? []) === JSON.stringify(addresses) && (!cond || hasCondition(st?.conditions, cond));
     if (current(inst.status)) return;
-    await this.client.updateStatus<Instance>(INSTANCES, ns, req.name, (fresh) => {
+    await updateStatusFrom<Instance>(this.client, INSTANCES, ns, req.name, inst, (fresh) => {
       if (fresh.metadata.uid !== inst.metadata.uid || current(fresh.status)) return false;
       fresh.status = { ...fresh.status, addresses, ...(cond ? { conditions: setCondition(fresh.status?.conditions, cond) } : {}) };
     });

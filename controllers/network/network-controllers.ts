@@ -11,6 +11,7 @@ import { FloatingIPReconciler } from './floating-ip.js';
 import { InstancePortsReconciler } from './instance-ports.js';
 import { NetworkReconciler } from './network.js';
 import { attachedInstance, PortReconciler } from './port.js';
+import { RecentClaims } from './recent-claims.js';
 import { RouterReconciler } from './router.js';
 import { SecurityGroupReconciler } from './security-group.js';
 
@@ -34,11 +35,19 @@ export async function startNetworkControllers(opts: NetworkControllersOptions): 
   const floatingIPs = informers.for<FloatingIP>(FLOATING_IPS);
   const routers = informers.for<Router>(ROUTERS);
   const caches: NetworkCaches = { instances, ports, networks, claims, securityGroups, floatingIPs, routers };
-  const workers = opts.workers ?? 4;
+  // A port takes four round trips in a row (IP and MAC claims, spec, status): under load the
+  // workers wait on the API server far more than they compute, so many run at once.
+  const workers = opts.workers ?? 12;
   const inNamespace = <T extends KObject>(list: (ns?: string) => readonly T[]) => (o: KObject) => list(o.metadata.namespace).map(req);
+  // The ports' and floating IPs' workers propose addresses around each other's claims until the
+  // claims cache shows them (then it decides) or shows them released.
+  const recent = new RecentClaims();
+  const cached = (cl: AddressClaim) => cl.spec.type === 'IP' && cl.spec.networkUID && recent.forget(cl.spec.networkUID, cl.spec.address);
+  claims.on('add', cached);
+  claims.on('delete', cached);
 
   const handles = await Promise.all([
-    controllerFor(new PortReconciler(client, caches, log), { workers, log })
+    controllerFor(new PortReconciler(client, caches, log, recent), { workers, log })
       .watches(ports)
       // Binding/unbinding changes the ports' status.hostName.
       .watches(instances, (i) => (i.spec.networks ?? []).map((n, idx) => ({ namespace: i.metadata.namespace, name: n.port ?? `${i.metadata.name}-${idx}` })))
@@ -70,7 +79,7 @@ export async function startNetworkControllers(opts: NetworkControllersOptions): 
       .watches(securityGroups)
       .watches(ports, (p) => (p.spec.securityGroups ?? []).map((g) => ({ namespace: p.metadata.namespace, name: g })))
       .start(signal),
-    controllerFor(new FloatingIPReconciler(client, caches, log), { workers: 2, log })
+    controllerFor(new FloatingIPReconciler(client, caches, log, recent), { workers: 2, log })
       .watches(floatingIPs)
       .watches(ports, inNamespace((ns) => floatingIPs.list(ns)))
       .watches(networks, inNamespace((ns) => floatingIPs.list(ns)))

@@ -14,6 +14,7 @@ import type { Cache, NetworkCaches } from './caches.js';
 import { FloatingIPReconciler } from './floating-ip.js';
 import { networkStatus } from './network.js';
 import { PortReconciler } from './port.js';
+import { RecentClaims } from './recent-claims.js';
 import { ADDRESS_CLAIMS, FLOATING_IPS, NETWORKS, PORTS } from '../../api/kinds/index.js';
 import type { AddressClaim, FloatingIP, Network, Port, SecurityGroup } from '../../api/kinds/index.js';
 
@@ -136,6 +137,31 @@ describe('claims against a real API server', () => {
     assert.deepEqual(again.ok ? 'ok' : again.reason, holder === other ? 'ok' : 'AddressInUse');
     const macs = await Promise.all(ports.slice(0, 10).map((p) => allocateMAC(client, network, p)));
     assert.equal(new Set(macs.map((m) => (m.ok ? m.value : 'x'))).size, 10);
+  });
+
+  it('allocators of one process sharing RecentClaims: no address twice, and no create refused while the cache is empty', async () => {
+    const net = await client.create<Network>(NETWORKS, { apiVersion: 'kova.dev/v1alpha1', kind: 'Network', metadata: { name: 'shared', namespace: 'demo' }, spec: { type: 'vxlan', cidr: '10.31.0.0/27' } });
+    const ports = await Promise.all(Array.from({ length: 30 }, (_, i) => client.create<Port>(PORTS, { apiVersion: 'kova.dev/v1alpha1', kind: 'Port', metadata: { name: `s${i}`, namespace: 'demo' }, spec: { network: 'shared' } })));
+    const network = { namespace: 'demo', name: 'shared', uid: net.metadata.uid!, cidr: '10.31.0.0/27' };
+    // Count the claim creates: without RecentClaims the 30 race for the lowest address again and again.
+    let creates = 0;
+    const counting = new Proxy(client, {
+      get: (target, prop, receiver) => {
+        if (prop === 'create') return (...args: Parameters<KovaClient['create']>) => (creates++, target.create(...args));
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const recent = new RecentClaims();
+    const results = await Promise.all(ports.map((p) => allocateIP(counting, { network, owner: p, knownTaken: new Set(), recent })));
+    const ips = results.flatMap((r) => (r.ok ? [r.value] : []));
+    assert.equal(new Set(ips).size, 29, 'every usable address once');
+    assert.equal(results.filter((r) => !r.ok).length, 1);
+    assert.equal(creates, 29, 'one create per address, none refused');
+    // Again for a port that holds its address: its own entry is tried first, nothing new is claimed.
+    const again = await allocateIP(counting, { network, owner: ports[0]!, knownTaken: new Set(), recent });
+    assert.deepEqual(again, results[0]);
+    assert.equal(creates, 30);
   });
 
   it('a reconciler whose cache predates its own claim keeps the address it holds (no second allocation)', async () => {

@@ -2,13 +2,14 @@
 // Port's status (attachment, host, device). Level-triggered: every reconcile recomputes from the
 // caches and the store, and a repeated reconcile writes nothing.
 import { portDeviceName } from '../../api/net/names.js';
-import { isNotFound } from '../../client/client.js';
+import { isNotFound, updateStatusFrom } from '../../client/client.js';
 import type { ApiClient } from '../../client/client.js';
 import type { Reconciler, Request, Result } from '../../client/controller.js';
 import { setCondition, hasCondition } from '../../api/conditions.js';
 import { allocateIP, cachedIPClaims, allocateMAC } from './allocate.js';
 import type { AllocateResult } from './allocate.js';
 import { release } from './claims.js';
+import { RecentClaims } from './recent-claims.js';
 import { PORTS } from '../../api/kinds/index.js';
 import type { Instance, Port } from '../../api/kinds/index.js';
 import type { Cache } from './caches.js';
@@ -30,7 +31,13 @@ type PortStatus = NonNullable<Port['status']>;
 /** Port → claimed IP and MAC, written back to spec, and its status. */
 export class PortReconciler implements Reconciler {
   readonly name = 'port';
-  constructor(private readonly client: ApiClient, private readonly c: PortCaches, private readonly log: (m: string) => void) {}
+  constructor(
+    private readonly client: ApiClient,
+    private readonly c: PortCaches,
+    private readonly log: (m: string) => void,
+    /** Shared by the workers (and the floating IPs'): see allocateIP. */
+    private readonly recent = new RecentClaims(),
+  ) {}
 
   async reconcile(req: Request): Promise<Result | void> {
     const ns = req.namespace!;
@@ -66,7 +73,7 @@ export class PortReconciler implements Reconciler {
     if (sameNet && port.status?.ip && (!port.spec.ip || port.spec.ip === port.status.ip)) ip = { ok: true, value: port.status.ip };
     else {
       if (sameNet && port.status?.ip && port.spec.ip && port.spec.ip !== port.status.ip) await release(this.client, 'IP', network, port.status.ip);
-      ip = await allocateIP(this.client, { network, owner: port, requested: port.spec.ip, knownTaken: taken, owned });
+      ip = await allocateIP(this.client, { network, owner: port, requested: port.spec.ip, knownTaken: taken, owned, recent: this.recent });
     }
     if (!ip.ok) {
       const phase = ip.reason === 'AddressesExhausted' ? 'Pending' : 'Failed';
@@ -81,21 +88,23 @@ export class PortReconciler implements Reconciler {
     if (!mac.ok) {
       return this.writeStatus(port, { ...base, phase: 'Failed' }, { status: 'False', reason: mac.reason, message: mac.message });
     }
+    /** The port as last stored: the status write starts from it (a current copy saves a read). */
+    let stored = port;
     if (port.spec.ip !== ip.value || port.spec.mac?.toLowerCase() !== mac.value) {
       const patch: Record<string, string> = {};
       if (!port.spec.ip) patch.ip = ip.value;
       if (!port.spec.mac) patch.mac = mac.value;
       // Guarded by the resourceVersion the decision was made on: a stale cache conflicts and
       // retries instead of overwriting an address written meanwhile.
-      if (Object.keys(patch).length) await this.client.mergePatch(PORTS, ns, req.name, { metadata: { resourceVersion: port.metadata.resourceVersion }, spec: patch });
+      if (Object.keys(patch).length) stored = await this.client.mergePatch<Port>(PORTS, ns, req.name, { metadata: { resourceVersion: port.metadata.resourceVersion }, spec: patch });
     }
     // Claims this port holds besides its address (an earlier spec.ip) go back to the pool.
     for (const old of owned) if (old !== ip.value) await release(this.client, 'IP', network, old);
     const phase = inst ? 'Bound' : 'Available';
-    await this.writeStatus(port, { ...base, phase, ip: ip.value, mac: mac.value, networkUID: network.uid }, { status: 'True', reason: 'Allocated', message: '' });
+    await this.writeStatus(port, { ...base, phase, ip: ip.value, mac: mac.value, networkUID: network.uid }, { status: 'True', reason: 'Allocated', message: '' }, stored);
   }
 
-  private async writeStatus(port: Port, want: PortStatus, cond: { status: 'True' | 'False'; reason: string; message: string }): Promise<void> {
+  private async writeStatus(port: Port, want: PortStatus, cond: { status: 'True' | 'False'; reason: string; message: string }, from: Port = port): Promise<void> {
     const c = { type: 'Allocated', ...cond, observedGeneration: port.metadata.generation };
     const same = (s: PortStatus | undefined) => {
       if (!s || !hasCondition(s.conditions, c)) return false;
@@ -105,7 +114,7 @@ export class PortReconciler implements Reconciler {
     };
     if (same(port.status)) return;
     try {
-      await this.client.updateStatus<Port>(PORTS, port.metadata.namespace, port.metadata.name!, (fresh) => {
+      await updateStatusFrom<Port>(this.client, PORTS, port.metadata.namespace, port.metadata.name!, from, (fresh) => {
         if (fresh.metadata.uid !== port.metadata.uid || same(fresh.status)) return false;
         fresh.status = { ...want, conditions: setCondition(fresh.status?.conditions, c) };
       });
