@@ -178,8 +178,12 @@ export interface ApiClient {
   updateStatus<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, mutate: (obj: T) => boolean | void, opts?: WriteOptions): Promise<T | undefined>;
   /** Read-modify-write of the main resource retried on 409. */
   updateWithRetry<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, mutate: (obj: T) => boolean | void, opts?: WriteOptions): Promise<T | undefined>;
-  addFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string): Promise<T | undefined>;
-  removeFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string): Promise<T | undefined>;
+  /**
+   * Adds (removes) a finalizer, conflict-safe. `cached`, a copy the caller holds (an informer's),
+   * saves the read when its finalizer list is current.
+   */
+  addFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string, cached?: T): Promise<T | undefined>;
+  removeFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string, cached?: T): Promise<T | undefined>;
   /** The Instance binding subresource (see KovaClient.bind). */
   bind<T extends KObject = KObject>(namespace: string, name: string, host: string, resources: BindResources): Promise<T>;
   /** Runs `fn` again while it fails with a 409 Conflict (not AlreadyExists). */
@@ -430,13 +434,13 @@ export class KovaClient implements ApiClient {
   }
 
   /** Adds a finalizer if missing (conflict-safe). Returns the object, undefined if gone. */
-  async addFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string): Promise<T | undefined> {
-    return editFinalizers<T>(this, kind, namespace, name, (fins) => (fins.includes(finalizer) ? undefined : [...fins, finalizer]));
+  async addFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string, cached?: T): Promise<T | undefined> {
+    return editFinalizers<T>(this, kind, namespace, name, (fins) => (fins.includes(finalizer) ? undefined : [...fins, finalizer]), cached);
   }
 
   /** Removes a finalizer if present (conflict-safe). Returns the object (which may be gone: undefined). */
-  async removeFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string): Promise<T | undefined> {
-    return editFinalizers<T>(this, kind, namespace, name, (fins) => (fins.includes(finalizer) ? fins.filter((f) => f !== finalizer) : undefined));
+  async removeFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string, cached?: T): Promise<T | undefined> {
+    return editFinalizers<T>(this, kind, namespace, name, (fins) => (fins.includes(finalizer) ? fins.filter((f) => f !== finalizer) : undefined), cached);
   }
 
   /**
@@ -651,19 +655,26 @@ export async function updateStatusFrom<T extends KObject>(c: ApiClient, kind: Ki
 }
 
 /** Replaces metadata.finalizers with `edit`'s result (undefined: no change), conflict-safe. */
-export function editFinalizers<T extends KObject>(c: ApiClient, kind: Kind, namespace: string | undefined, name: string, edit: (fins: string[]) => string[] | undefined): Promise<T | undefined> {
-  // JSON patch guarded by a `test` on resourceVersion: it replaces the whole list only if
-  // nobody changed the object since we read it (the server answers 409/422 otherwise).
+export function editFinalizers<T extends KObject>(c: ApiClient, kind: Kind, namespace: string | undefined, name: string, edit: (fins: string[]) => string[] | undefined, cached?: T): Promise<T | undefined> {
+  // JSON patch guarded by `test`s on the uid and on the finalizer list it replaces: it applies
+  // only if nobody changed the list since we read it (the server answers 422 otherwise), and a
+  // status or label write meanwhile does not make it fail. An object without finalizers yet is
+  // guarded by its resourceVersion (a missing path cannot be tested).
+  let copy = cached && cached.metadata.name === name && cached.metadata.namespace === namespace ? cached : undefined;
   return c.retryOnConflict(async () => {
-    const obj = await c.get<T>(kind, namespace, name);
+    // The caller's copy (an informer's) saves a read; a stale one costs a refused patch.
+    const obj = copy ?? (await c.get<T>(kind, namespace, name));
+    const fromCopy = obj === copy;
+    copy = undefined;
     if (!obj) return undefined;
-    const next = edit(obj.metadata.finalizers ?? []);
-    if (!next) return obj;
+    const fins = obj.metadata.finalizers;
+    const next = edit(fins ?? []);
+    if (!next) return fromCopy ? editFinalizers<T>(c, kind, namespace, name, edit) : obj; // the copy may be behind: decide on a fresh read
+    const guard: JsonPatchOp[] = fins
+      ? [{ op: 'test', path: '/metadata/uid', value: obj.metadata.uid }, { op: 'test', path: '/metadata/finalizers', value: fins }]
+      : [{ op: 'test', path: '/metadata/resourceVersion', value: obj.metadata.resourceVersion }];
     try {
-      return await c.jsonPatch<T>(kind, namespace, name, [
-        { op: 'test', path: '/metadata/resourceVersion', value: obj.metadata.resourceVersion },
-        { op: 'add', path: '/metadata/finalizers', value: next },
-      ]);
+      return await c.jsonPatch<T>(kind, namespace, name, [...guard, { op: 'add', path: '/metadata/finalizers', value: next }]);
     } catch (e) {
       if (isNotFound(e)) return undefined;
       // A failed `test` op is 422 Invalid in Kubernetes; treat it as the conflict it is.

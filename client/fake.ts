@@ -411,12 +411,12 @@ export class FakeClient implements ApiClient {
     return readModifyWrite(this, kind, namespace, name, mutate, (obj) => this.update(kind, obj, opts));
   }
 
-  addFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string): Promise<T | undefined> {
-    return editFinalizers<T>(this, kind, namespace, name, (fins) => (fins.includes(finalizer) ? undefined : [...fins, finalizer]));
+  addFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string, cached?: T): Promise<T | undefined> {
+    return editFinalizers<T>(this, kind, namespace, name, (fins) => (fins.includes(finalizer) ? undefined : [...fins, finalizer]), cached);
   }
 
-  removeFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string): Promise<T | undefined> {
-    return editFinalizers<T>(this, kind, namespace, name, (fins) => (fins.includes(finalizer) ? fins.filter((f) => f !== finalizer) : undefined));
+  removeFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string, cached?: T): Promise<T | undefined> {
+    return editFinalizers<T>(this, kind, namespace, name, (fins) => (fins.includes(finalizer) ? fins.filter((f) => f !== finalizer) : undefined), cached);
   }
 
   /** Conflict retries without the real client's jittered sleep: a macrotask lets the other writers run. */

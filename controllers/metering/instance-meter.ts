@@ -40,7 +40,7 @@ export class InstanceMeter implements Reconciler {
     const deleting = !!inst.metadata.deletionTimestamp;
     // Only a bound instance can run; the binding adds instance-protection first, so it stays first.
     if (!deleting && !inst.status?.hostName && !fins.includes(METERING_FINALIZER)) return;
-    if (!deleting && !fins.includes(METERING_FINALIZER)) await this.d.client.addFinalizer(INSTANCES, ns, req.name, METERING_FINALIZER);
+    if (!deleting && !fins.includes(METERING_FINALIZER)) await this.d.client.addFinalizer(INSTANCES, ns, req.name, METERING_FINALIZER, inst);
 
     const uid = inst.metadata.uid;
     const name = ledgerName('Instance', uid);
@@ -62,7 +62,7 @@ export class InstanceMeter implements Reconciler {
       // A project being deleted refuses new records (and takes its records along): let the object go.
       if (!namespaceTerminating(e)) throw e;
     }
-    if (deleting && fins.includes(METERING_FINALIZER)) await this.d.client.removeFinalizer(INSTANCES, ns, req.name, METERING_FINALIZER);
+    if (deleting && fins.includes(METERING_FINALIZER)) await this.d.client.removeFinalizer(INSTANCES, ns, req.name, METERING_FINALIZER, inst);
   }
 
   /**

@@ -129,7 +129,7 @@ export class InstanceAgentReconciler implements Reconciler {
         case 'finalize':
           return this.finalize(inst, key, id, dom);
         case 'addFinalizer': {
-          const withFin = await this.o.client.addFinalizer<Instance>(INSTANCES, ns, req.name, INSTANCE_FINALIZER);
+          const withFin = await this.o.client.addFinalizer<Instance>(INSTANCES, ns, req.name, INSTANCE_FINALIZER, inst);
           if (!withFin) return;
           inst = this.status.remember(withFin);
           f.hasFinalizer = true;
@@ -428,8 +428,10 @@ export class InstanceAgentReconciler implements Reconciler {
     const ns = inst.metadata.namespace!;
     const name = inst.metadata.name!;
     const ours = (inst.metadata.finalizers ?? []).includes(INSTANCE_FINALIZER);
+    /** The instance as last written: the finalizer's removal starts from it instead of a read. */
+    let current = inst;
     if (ours) {
-      const current = await this.writeStatus(inst, { generation: inst.metadata.generation, phase: 'Terminating' });
+      current = await this.writeStatus(inst, { generation: inst.metadata.generation, phase: 'Terminating' });
       if (dom) void this.o.recorder.normal(current, 'Killing', `destroying the domain on host ${this.o.hostName}`);
     }
     await this.o.driver.destroy(id);
@@ -437,7 +439,7 @@ export class InstanceAgentReconciler implements Reconciler {
     if (known && known !== id) await this.o.driver.destroy(known);
     this.domains.delete(key);
     this.stats.destroys++;
-    if (ours) await this.o.client.removeFinalizer(INSTANCES, ns, name, INSTANCE_FINALIZER);
+    if (ours) await this.o.client.removeFinalizer(INSTANCES, ns, name, INSTANCE_FINALIZER, current);
     this.status.forget(key);
   }
 
