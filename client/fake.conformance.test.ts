@@ -190,6 +190,22 @@ const CASES: Record<string, Case> = {
     assert.equal(await c.delete(INSTANCES, ns, 'plain'), false, 'already gone');
   },
 
+  'finalizers from a held copy: a status write meanwhile does not refuse the edit; a copy whose list is behind is decided on a fresh read': async (c, ns) => {
+    await c.create(INSTANCES, inst(ns, 'fc'));
+    const withA = (await c.addFinalizer(INSTANCES, ns, 'fc', 'kova.dev/a'))!;
+    await c.patchStatus(INSTANCES, ns, 'fc', { status: { phase: 'Running' } });
+    const withB = await c.addFinalizer(INSTANCES, ns, 'fc', 'kova.dev/b', withA);
+    assert.deepEqual(withB?.metadata.finalizers, ['kova.dev/a', 'kova.dev/b']);
+    assert.equal(statusOf(withB).phase, 'Running', 'the status written meanwhile is kept');
+    // The copy still says [a]: adding b again is refused on it, and the fresh read finds b there.
+    assert.deepEqual((await c.addFinalizer(INSTANCES, ns, 'fc', 'kova.dev/b', withA))?.metadata.finalizers, ['kova.dev/a', 'kova.dev/b']);
+    // A copy without a, where the server has it again: "nothing to remove" is not believed.
+    const withoutA = (await c.removeFinalizer(INSTANCES, ns, 'fc', 'kova.dev/a'))!;
+    await c.addFinalizer(INSTANCES, ns, 'fc', 'kova.dev/a');
+    assert.deepEqual((await c.removeFinalizer(INSTANCES, ns, 'fc', 'kova.dev/a', withoutA))?.metadata.finalizers, ['kova.dev/b']);
+    assert.deepEqual((await c.get(INSTANCES, ns, 'fc'))?.metadata.finalizers, ['kova.dev/b']);
+  },
+
   'watch: events in resourceVersion order from a list, replay from an old version, initial ADDED without one': async (c, ns) => {
     await c.create(INSTANCES, inst(ns, 'pre'));
     const list = await c.list(INSTANCES, ns);
