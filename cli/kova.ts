@@ -497,6 +497,11 @@ function untilSignal(ac: AbortController, done: () => Promise<unknown>) {
     process.on('disconnect', () => stop('parent process exited', ORPHAN_STOP_MS));
     // Output to a pipe whose reader died fails with EPIPE: not a reason to crash mid-shutdown.
     process.stdout.on('error', () => undefined);
+  } else if (process.connected === false) {
+    // Started with an IPC channel that closed while the modules loaded: the parent died before
+    // anybody listened for it (without the channel, process.connected is undefined).
+    process.stdout.on('error', () => undefined);
+    stop('parent process exited', ORPHAN_STOP_MS);
   }
 }
 
