@@ -493,15 +493,13 @@ function untilSignal(ac: AbortController, done: () => Promise<unknown>) {
   };
   process.on('SIGINT', () => stop('SIGINT received'));
   process.on('SIGTERM', () => stop('SIGTERM received'));
-  if (process.channel) {
-    process.on('disconnect', () => stop('parent process exited', ORPHAN_STOP_MS));
+  // process.connected is undefined without an IPC channel, false once it has closed.
+  if (process.connected !== undefined) {
     // Output to a pipe whose reader died fails with EPIPE: not a reason to crash mid-shutdown.
     process.stdout.on('error', () => undefined);
-  } else if (process.connected === false) {
-    // Started with an IPC channel that closed while the modules loaded: the parent died before
-    // anybody listened for it (without the channel, process.connected is undefined).
-    process.stdout.on('error', () => undefined);
-    stop('parent process exited', ORPHAN_STOP_MS);
+    if (process.connected) process.on('disconnect', () => stop('parent process exited', ORPHAN_STOP_MS));
+    // The channel closed while the modules loaded: the parent died before anybody listened.
+    else stop('parent process exited', ORPHAN_STOP_MS);
   }
 }
 

@@ -13,7 +13,6 @@ async function failure(p: Promise<unknown>): Promise<LaunchError> {
   return e;
 }
 
-
 test('launch runs the program in the launcher process, a child of this one', async () => {
   const { stdout } = await launch('sh', ['-c', 'echo $PPID']);
   const launcherPid = Number(stdout.trim());
