@@ -17,7 +17,9 @@
 // client's retry meets the precondition or AlreadyExists if it had applied).
 //
 // Keepalive: every connection in use PINGs its member every keepaliveTimeMs; no answer within
-// keepaliveTimeoutMs destroys the connection, failing its calls and watches over.
+// keepaliveTimeoutMs destroys the connection, failing its calls and watches over. Calls that wait
+// a second on a member that sends nothing get a PING at once, due within 2 s (connection.ts): a
+// frozen member costs its calls about 3 s, not the call deadline.
 // Watches require a leader too: a member cut off from quorum cancels them ("no leader"), and the
 // store re-opens them on another member after the last revision delivered (store/watch.ts).
 import http2 from 'node:http2';
@@ -277,7 +279,7 @@ export class EtcdClient {
     c.message = '';
     c.chunks = undefined;
     c.streamError = undefined;
-    conn.hold();
+    conn.hold(true);
     c.timer = setTimeout(onUnaryDeadline, this.callDeadlineMs, c);
     conn.wait(c);
   }
@@ -294,7 +296,7 @@ export class EtcdClient {
     const m = c.member!;
     if (c.code === 0) {
       clearTimeout(c.timer);
-      c.conn!.release();
+      c.conn!.release(true);
       c.stream = undefined;
       m.failures = 0;
       return c.decodeReply();
@@ -305,7 +307,7 @@ export class EtcdClient {
       const memberTrouble = c.code === Code.Unavailable || (c.code === Code.ResourceExhausted && NOT_APPLIED.test(c.message));
       if (!memberTrouble) {
         clearTimeout(c.timer);
-        c.conn!.release();
+        c.conn!.release(true);
         c.stream = undefined;
         return c.finish(err);
       }
@@ -322,7 +324,7 @@ export class EtcdClient {
    */
   attemptFailed(c: UnaryCall<any>, err: EtcdRpcError, notApplied: boolean): void {
     clearTimeout(c.timer);
-    c.conn!.release();
+    c.conn!.release(true);
     c.stream = undefined;
     this.memberFailed(c.member!);
     c.lastError = err;
@@ -350,7 +352,7 @@ export class EtcdClient {
     w.message = '';
     w.streamError = undefined;
     w.decoder = new FrameDecoder();
-    conn.hold();
+    conn.hold(false);
     w.held = true;
     w.timer = setTimeout(onWatchDeadline, this.callDeadlineMs, w);
     conn.wait(w);
@@ -506,10 +508,11 @@ class UnaryCall<T> implements Waiter {
 const EMPTY = Buffer.alloc(0);
 
 function onUnaryHeaders(this: CallStream, h: http2.IncomingHttpHeaders): void {
-  const code = h['grpc-status'];
-  if (code === undefined) return;
   const c = this[CALL] as UnaryCall<any>;
   if (c.stream !== this) return;
+  c.conn!.heard++;
+  const code = h['grpc-status'];
+  if (code === undefined) return;
   c.code = Number(code);
   const m = h['grpc-message'];
   if (typeof m === 'string') c.message = percentDecode(m);
@@ -535,6 +538,7 @@ function replyComplete(chunks: Buffer | Buffer[] | undefined): boolean {
 function onUnaryData(this: CallStream, chunk: Buffer): void {
   const c = this[CALL] as UnaryCall<any>;
   if (c.stream !== this) return;
+  c.conn!.heard++;
   const have = c.chunks;
   if (have === undefined) c.chunks = chunk;
   else if (Array.isArray(have)) have.push(chunk);
@@ -609,7 +613,7 @@ class WatchCall implements Waiter, WatchStream {
     if (s && !s.closed) s.close(http2.constants.NGHTTP2_CANCEL);
     if (this.held) {
       this.held = false;
-      this.conn!.release();
+      this.conn!.release(false);
     }
   }
 
@@ -628,10 +632,11 @@ class WatchCall implements Waiter, WatchStream {
 }
 
 function onWatchHeaders(this: CallStream, h: http2.IncomingHttpHeaders): void {
-  const code = h['grpc-status'];
-  if (code === undefined) return;
   const w = this[CALL] as WatchCall;
   if (w.stream !== this) return;
+  w.conn!.heard++;
+  const code = h['grpc-status'];
+  if (code === undefined) return;
   w.code = Number(code);
   const m = h['grpc-message'];
   if (typeof m === 'string') w.message = percentDecode(m);
@@ -640,6 +645,7 @@ function onWatchHeaders(this: CallStream, h: http2.IncomingHttpHeaders): void {
 function onWatchData(this: CallStream, chunk: Buffer): void {
   const w = this[CALL] as WatchCall;
   if (w.stream !== this || w.done) return;
+  w.conn!.heard++;
   w.decoder.push(chunk);
   for (;;) {
     let res: WatchResponse;

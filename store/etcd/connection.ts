@@ -1,5 +1,7 @@
 // One HTTP/2 connection to one etcd member: TLS, the member's SETTINGS before any request, and
-// keepalive PINGs that declare a silent member dead.
+// PINGs that declare a silent member dead: keepalive PINGs while the connection is in use, and a
+// PING as soon as calls wait on a member that has sent nothing for a second (a member frozen by
+// SIGSTOP, or a peer gone without FIN, is left in seconds instead of at the call deadline).
 import http2 from 'node:http2';
 import type { EtcdTls } from '../etcd-options.js';
 
@@ -14,6 +16,23 @@ export interface ConnectionOptions {
   keepaliveTimeMs: number;
   keepaliveTimeoutMs: number;
 }
+
+/** How often a connection in use checks that its member still talks. */
+const STALL_TICK_MS = 500;
+/** Calls waiting and not a byte from the member for this long: PING it. */
+const STALL_MS = 1_000;
+/**
+ * The answer to that PING is due within this. Go's HTTP/2 server (etcd) answers PINGs apart from
+ * the requests it is serving, so a busy member still answers in milliseconds; one that does not
+ * answer in 2 s is frozen or cut off.
+ */
+const STALL_PING_TIMEOUT_MS = 2_000;
+/**
+ * grpc-go servers (etcd, --grpc-keepalive-min-time 5 s) count a PING that follows the previous one
+ * by less than this, with no data sent in between, as a strike, and close the connection after
+ * three: stall PINGs keep to it unless the member sent something since the last PING.
+ */
+const MIN_PING_INTERVAL_MS = 5_000;
 
 /** Big windows: a watch catching up gets many events per message, and 64 KiB would make it many round trips. */
 const WINDOW = 16 << 20;
@@ -33,7 +52,17 @@ export class MemberConnection {
   private waiting: Waiter[] = [];
   /** Calls and watches using or waiting for this connection: referenced while any. */
   private active = 0;
+  /** Unary calls among them: a silence while any waits is suspicious (a watch may be quiet). */
+  private calls = 0;
+  /** Counts headers and data received from the member, on any stream. */
+  heard = 0;
+  private heardAtTick = 0;
+  private heardAtPing = 0;
+  /** How long calls have waited with nothing heard, in ms (a multiple of STALL_TICK_MS). */
+  private quietMs = 0;
+  private lastPingAt = 0;
   private keepalive?: NodeJS.Timeout;
+  private stallCheck?: NodeJS.Timeout;
   private pingTimer?: NodeJS.Timeout;
 
   constructor(
@@ -63,8 +92,12 @@ export class MemberConnection {
     session.socket.on('close', () => this.fail(new Error('connection closed')));
     // Like grpc-js: an idle connection does not keep the process alive.
     session.unref();
-    this.keepalive = setInterval(() => this.ping(), opts.keepaliveTimeMs);
+    this.keepalive = setInterval(() => {
+      if (this.active > 0) this.ping(opts.keepaliveTimeoutMs, 'keepalive PING');
+    }, opts.keepaliveTimeMs);
     this.keepalive.unref();
+    this.stallCheck = setInterval(() => this.checkStall(), STALL_TICK_MS);
+    this.stallCheck.unref();
   }
 
   /** Runs `w.ready()` once the connection is usable (at once if it is). */
@@ -74,12 +107,14 @@ export class MemberConnection {
     else this.waiting.push(w);
   }
 
-  /** Counts a user of the connection (keeps the process alive and the keepalive running). */
-  hold(): void {
+  /** Counts a user of the connection (keeps the process alive and the PINGs going); `call`: a unary call. */
+  hold(call: boolean): void {
+    if (call) this.calls++;
     if (this.active++ === 0) this.session.ref();
   }
 
-  release(): void {
+  release(call: boolean): void {
+    if (call) this.calls--;
     if (--this.active === 0 && !this.session.destroyed) this.session.unref();
   }
 
@@ -89,15 +124,33 @@ export class MemberConnection {
     this.session.destroy();
   }
 
+  /** Every STALL_TICK_MS: PINGs a member that calls have waited on, hearing nothing, for STALL_MS. */
+  private checkStall(): void {
+    this.quietMs = this.calls > 0 && this.heard === this.heardAtTick ? this.quietMs + STALL_TICK_MS : 0;
+    this.heardAtTick = this.heard;
+    if (this.quietMs < STALL_MS || this.pingTimer) return;
+    if (this.heard === this.heardAtPing && Date.now() - this.lastPingAt < MIN_PING_INTERVAL_MS) return;
+    this.ping(STALL_PING_TIMEOUT_MS, `PING while calls waited ${this.quietMs} ms`);
+  }
+
   /**
-   * PINGs only while calls or watches use the connection, as gRPC clients do by default: etcd
-   * (grpc-go) answers pings on an idle connection more often than every 2 h with GOAWAY.
+   * One PING at a time, and only while calls or watches use the connection, as gRPC clients do
+   * by default: etcd (grpc-go) answers pings on an idle connection more often than every 2 h with
+   * GOAWAY.
    */
-  private ping(): void {
-    if (this.active === 0 || this.pingTimer || this.session.destroyed) return;
-    const timeout = this.opts.keepaliveTimeoutMs;
-    this.pingTimer = setTimeout(() => this.destroy(new Error(`no answer to a keepalive PING within ${timeout} ms`)), timeout);
-    this.pingTimer.unref();
+  private ping(timeout: number, what: string): void {
+    if (this.pingTimer || this.closed || this.session.destroyed) return;
+    this.lastPingAt = Date.now();
+    this.heardAtPing = this.heard;
+    const timer = setTimeout(() => {
+      // This process may have been busy past the timeout with the answer already read off the
+      // socket: look once more after the I/O phase, which runs the PING's callback first.
+      setImmediate(() => {
+        if (this.pingTimer === timer) this.destroy(new Error(`no answer to a ${what} within ${timeout} ms`));
+      });
+    }, timeout);
+    timer.unref();
+    this.pingTimer = timer;
     try {
       this.session.ping((err) => {
         clearTimeout(this.pingTimer);
@@ -114,7 +167,9 @@ export class MemberConnection {
     this.closed = true;
     this.failure = err;
     clearInterval(this.keepalive);
+    clearInterval(this.stallCheck);
     clearTimeout(this.pingTimer);
+    this.pingTimer = undefined;
     const waiting = this.waiting;
     this.waiting = [];
     for (const w of waiting) w.ready(err);

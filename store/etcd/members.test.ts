@@ -149,6 +149,45 @@ describe('a 3-member cluster', () => {
     }
   }
 
+  it('calls waiting on a frozen member (SIGSTOP) leave it in seconds, not at the call deadline: a read is retried on the next member, a write that left fails Unavailable', async () => {
+    const eps = members.map((m) => m.client);
+    // Default keepalive (30 s) and call deadline (10 s): only the PING sent when calls wait on a
+    // silent member can find it sooner.
+    const store = Store.connect({ endpoints: eps });
+    try {
+      await writeAll(store, ['frozen']);
+      members[0]!.proc.kill('SIGSTOP');
+      try {
+        const t0 = Date.now();
+        const [read, write] = await Promise.allSettled([
+          store.get('/ha/frozen'),
+          store.create('/ha/frozen-write', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'frozen-write' } }),
+        ]);
+        const took = Date.now() - t0;
+        assert.equal(read.status, 'fulfilled', String((read as PromiseRejectedResult).reason));
+        assert.equal((read as PromiseFulfilledResult<{ metadata: { name: string } } | undefined>).value?.metadata.name, 'frozen');
+        assert.equal(write.status, 'rejected');
+        const err = (write as PromiseRejectedResult).reason;
+        assert.ok(err instanceof StoreError && err.code === 'Unavailable', String(err));
+        assert.match(err.message, /no answer to a PING while calls waited/);
+        // Found after 1–1.5 s of silence plus the 2 s PING timeout.
+        assert.ok(took < 6000, `the frozen member was left after ${took} ms; the call deadline is 10 s`);
+        // The next call goes to a live member straight away.
+        const t1 = Date.now();
+        await store.get('/ha/frozen');
+        assert.ok(Date.now() - t1 < 1000, `a call after that took ${Date.now() - t1} ms`);
+      } finally {
+        members[0]!.proc.kill('SIGCONT');
+      }
+      // m0 answers again: wait until it has caught up so the next tests start from three members.
+      const m0 = new EtcdClient({ endpoints: [eps[0]!], callDeadlineMs: 1000 });
+      await waitFor(() => m0.range({ key: Buffer.from('/ha/frozen') }).then(() => true, () => false), 'm0 to serve again', 20_000);
+      m0.close();
+    } finally {
+      await store.close();
+    }
+  });
+
   it('a watch survives its member being SIGSTOPped, then SIGKILLed: every event exactly once, in order', async () => {
     const eps = members.map((m) => m.client);
     // Fresh client: the watch opens on the first endpoint, m0.
