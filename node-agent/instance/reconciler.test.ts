@@ -203,3 +203,18 @@ test("the watch echo of the agent's own status write is recognised (it wakes no 
   r.observed(theirs);
   assert.equal(r.isOwnWrite(mine!), false);
 });
+
+test('after dropping its finalizer from an instance another finalizer still holds, a pass on an older cached copy writes nothing', async () => {
+  await fake.mergePatch(INSTANCES, NS, 'web', { metadata: { finalizers: [INSTANCE_FINALIZER, 'kova.dev/metering'] } });
+  await reconcile();
+  await fake.delete(INSTANCES, NS, 'web');
+  // The informer's copy lags: it still shows the deletion with our finalizer on.
+  const stale = await fake.get<Instance>(INSTANCES, NS, 'web');
+  await reconcile();
+  assert.deepEqual((await fake.get<Instance>(INSTANCES, NS, 'web'))!.metadata.finalizers, ['kova.dev/metering']);
+  const writes = fake.calls.length;
+  cached = stale;
+  await r.reconcile(req, signal);
+  assert.deepEqual(fake.calls.slice(writes).map((c) => `${c.verb} ${c.resource}`).filter((c) => !c.startsWith('get ')), [], 'no status write, no finalizer patch');
+  assert.equal(driver.usage().domains, 0);
+});

@@ -439,8 +439,12 @@ export class InstanceAgentReconciler implements Reconciler {
     if (known && known !== id) await this.o.driver.destroy(known);
     this.domains.delete(key);
     this.stats.destroys++;
-    if (ours) await this.o.client.removeFinalizer(INSTANCES, ns, name, INSTANCE_FINALIZER, current);
-    this.status.forget(key);
+    // What the removal returned (other finalizers may hold the instance a while) is kept like a
+    // status write: a pass on an older cached copy, which still shows our finalizer, would
+    // otherwise write Terminating and remove the finalizer again, only to be refused (409, 422).
+    const left = ours ? await this.o.client.removeFinalizer<Instance>(INSTANCES, ns, name, INSTANCE_FINALIZER, current) : undefined;
+    if (left) this.status.remember(left);
+    else if (ours) this.status.forget(key);
   }
 
   /** The instance is gone or bound elsewhere: its domain here must go too. */
