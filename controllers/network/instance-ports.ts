@@ -22,12 +22,14 @@ export class InstancePortsReconciler implements Reconciler {
     const inst = this.c.instances.get(ns, req.name);
     if (!inst || inst.metadata.deletionTimestamp) return;
     const entries = inst.spec.networks ?? [];
+    /** Ports this pass created: the cache shows them a moment later, and the status should not say "not created yet". */
+    const created = new Map<string, Port>();
     for (const [i, entry] of entries.entries()) {
       if (entry.port) continue; // a user's Port: attached by the port reconciler
       const name = portNameFor(req.name, i, entry);
       if (this.c.ports.get(ns, name)) continue;
       try {
-        await this.client.create(PORTS, {
+        const port = await this.client.create<Port>(PORTS, {
           apiVersion: 'kova.dev/v1alpha1',
           kind: 'Port',
           metadata: { name, namespace: ns, ownerReferences: [ownerRef(inst)], labels: { 'kova.dev/instance': req.name } },
@@ -37,19 +39,21 @@ export class InstancePortsReconciler implements Reconciler {
             securityGroups: entry.securityGroups ?? [DEFAULT_SECURITY_GROUP],
           },
         });
+        created.set(name, port);
         this.log(`network: created port ${ns}/${name} for instance ${req.name}`);
       } catch (e) {
         if (!isAlreadyExists(e)) throw e;
       }
     }
+    const portNamed = (name: string) => created.get(name) ?? this.c.ports.get(ns, name);
     const addresses: InstanceAddress[] = entries.map((entry, i) => {
       const port = portNameFor(req.name, i, entry);
-      const p = this.c.ports.get(ns, port);
+      const p = portNamed(port);
       const ip = p?.status?.ip;
       const mac = p?.status?.mac;
       return { network: entry.network, port, ...(ip ? { ip } : {}), ...(mac ? { mac } : {}) };
     });
-    const cond = networksReady(req.name, entries, (name) => this.c.ports.get(ns, name));
+    const cond = networksReady(req.name, entries, portNamed);
     const current = (st: Instance['status']) =>
       JSON.stringify(st?.addresses ?? []) === JSON.stringify(addresses) && (!cond || hasCondition(st?.conditions, cond));
     if (current(inst.status)) return;

@@ -45,6 +45,10 @@ export class PortReconciler implements Reconciler {
     if (!port || port.metadata.deletionTimestamp) return;
     const net = this.c.networks.get(ns, port.spec.network);
     const inst = attachedInstance(port, this.c.instances);
+    // An instance's own port whose instance is gone is the garbage collector's to delete:
+    // rewriting it as Available first would be one more write per deleted instance, and a
+    // moment in which its address looks free for the taking.
+    if (!inst && port.metadata.ownerReferences?.some((o) => o.kind === 'Instance')) return;
     const base: PortStatus = {
       ...(port.status ?? {}),
       device: portDeviceName('tap', { uid: port.metadata.uid!, namespace: ns, name: req.name }),

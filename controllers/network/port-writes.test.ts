@@ -1,0 +1,57 @@
+// Writes the port reconcilers leave out (on the FakeClient, with caches frozen at what they are
+// given): a deleted instance's port is left to the garbage collector, and an instance whose port
+// was just created is not told twice that its address is pending.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { FakeClient } from '../../client/fake.js';
+import { INSTANCES, PORTS } from '../../api/kinds/index.js';
+import type { Instance, Port } from '../../api/kinds/index.js';
+import type { Cache } from './caches.js';
+import { InstancePortsReconciler } from './instance-ports.js';
+import { PortReconciler } from './port.js';
+
+function frozen<T extends { metadata: { namespace?: string; name?: string } }>(items: T[]): Cache<T> {
+  return {
+    get: (ns, name) => items.find((o) => o.metadata.namespace === ns && o.metadata.name === name),
+    list: (ns) => items.filter((o) => ns === undefined || o.metadata.namespace === ns),
+  };
+}
+const quiet = () => undefined;
+const writes = (fake: FakeClient, from: number) => fake.calls.slice(from).filter((c) => c.verb !== 'get' && c.verb !== 'list').map((c) => `${c.verb} ${c.resource}/${c.name ?? ''}`);
+
+describe('port reconcilers write only what changes something', () => {
+  it("a port whose owning instance is gone is left to the garbage collector; a user's port is still reported", async () => {
+    const fake = new FakeClient();
+    const owned = await fake.create<Port>(PORTS, {
+      metadata: { namespace: 'default', name: 'web-0', ownerReferences: [{ apiVersion: 'kova.dev/v1alpha1', kind: 'Instance', name: 'web', uid: 'uid-web', controller: true }] },
+      spec: { network: 'gone' },
+    });
+    const mine = await fake.create<Port>(PORTS, { metadata: { namespace: 'default', name: 'mine' }, spec: { network: 'gone' } });
+    const r = new PortReconciler(fake, { instances: frozen<Instance>([]), ports: frozen([owned, mine]), networks: frozen([]), claims: frozen([]) }, quiet);
+    const n = fake.calls.length;
+    await r.reconcile({ namespace: 'default', name: 'web-0' });
+    assert.deepEqual(writes(fake, n), [], 'no status for a port about to be deleted');
+    await r.reconcile({ namespace: 'default', name: 'mine' });
+    assert.deepEqual(writes(fake, n), ['updateStatus ports/mine'], 'a port without an owner says why it has no address');
+    assert.equal((await fake.get<Port>(PORTS, 'default', 'mine'))!.status?.conditions?.[0]?.reason, 'NetworkNotFound');
+  });
+
+  it('creating the port: one status write on the instance, which a pass that sees the port without an address does not repeat', async () => {
+    const fake = new FakeClient();
+    const inst = await fake.create<Instance>(INSTANCES, { metadata: { namespace: 'default', name: 'web' }, spec: { flavor: 'm1', image: 'tiny', networks: [{ network: 'net1' }] } });
+    const instances = () => fake.get<Instance>(INSTANCES, 'default', 'web').then((i) => frozen([i!]));
+    const n = fake.calls.length;
+    // The ports cache has not seen the port this pass creates.
+    await new InstancePortsReconciler(fake, { instances: await instances(), ports: frozen([]), networks: frozen([]), claims: frozen([]) }, quiet).reconcile({ namespace: 'default', name: 'web' });
+    assert.deepEqual(writes(fake, n), ['create ports/web-0', 'updateStatus instances/web']);
+    const cond = (await fake.get<Instance>(INSTANCES, 'default', 'web'))!.status?.conditions?.find((c) => c.type === 'NetworksReady');
+    assert.equal(cond?.status, 'False');
+    assert.equal(cond?.message, 'port web-0: address not allocated yet');
+    // The cache now shows the port, still without an address: nothing new to say.
+    const port = (await fake.get<Port>(PORTS, 'default', 'web-0'))!;
+    const m = fake.calls.length;
+    await new InstancePortsReconciler(fake, { instances: await instances(), ports: frozen([port]), networks: frozen([]), claims: frozen([]) }, quiet).reconcile({ namespace: 'default', name: 'web' });
+    assert.deepEqual(writes(fake, m), []);
+    assert.equal(inst.metadata.uid, port.metadata.ownerReferences?.[0]?.uid);
+  });
+});
