@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FakeClient } from '../../client/fake.js';
-import { INSTANCES, PORTS } from '../../api/kinds/index.js';
-import type { Instance, Port } from '../../api/kinds/index.js';
+import { ADDRESS_CLAIMS, INSTANCES, NETWORKS, PORTS } from '../../api/kinds/index.js';
+import type { AddressClaim, Instance, Network, Port } from '../../api/kinds/index.js';
 import type { Cache } from './caches.js';
 import { InstancePortsReconciler } from './instance-ports.js';
 import { PortReconciler } from './port.js';
@@ -53,5 +53,24 @@ describe('port reconcilers write only what changes something', () => {
     await new InstancePortsReconciler(fake, { instances: await instances(), ports: frozen([port]), networks: frozen([]), claims: frozen([]) }, quiet).reconcile({ namespace: 'default', name: 'web' });
     assert.deepEqual(writes(fake, m), []);
     assert.equal(inst.metadata.uid, port.metadata.ownerReferences?.[0]?.uid);
+  });
+
+  it('allocating: the status observes the generation that writing the addresses into spec made, so the next pass writes nothing', async () => {
+    const fake = new FakeClient();
+    const net = await fake.create<Network>(NETWORKS, { metadata: { namespace: 'default', name: 'net1' }, spec: { type: 'vxlan', cidr: '10.0.0.0/24' } });
+    await fake.create<Port>(PORTS, { metadata: { namespace: 'default', name: 'p1' }, spec: { network: 'net1' } });
+    const pass = async () => {
+      const [port, claims] = [await fake.get<Port>(PORTS, 'default', 'p1'), (await fake.list<AddressClaim>(ADDRESS_CLAIMS, 'default')).items];
+      await new PortReconciler(fake, { instances: frozen<Instance>([]), ports: frozen([port!]), networks: frozen([net]), claims: frozen(claims) }, quiet).reconcile({ namespace: 'default', name: 'p1' });
+    };
+    await pass();
+    const port = (await fake.get<Port>(PORTS, 'default', 'p1'))!;
+    assert.equal(port.status?.ip, port.spec.ip);
+    assert.equal(port.metadata.generation, 2, 'the addresses went into spec');
+    assert.equal(port.status?.observedGeneration, 2);
+    assert.equal(port.status?.conditions?.find((c) => c.type === 'Allocated')?.observedGeneration, 2);
+    const n = fake.calls.length;
+    await pass();
+    assert.deepEqual(writes(fake, n), []);
   });
 });

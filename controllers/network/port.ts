@@ -105,11 +105,14 @@ export class PortReconciler implements Reconciler {
     // Claims this port holds besides its address (an earlier spec.ip) go back to the pool.
     for (const old of owned) if (old !== ip.value) await release(this.client, 'IP', network, old);
     const phase = inst ? 'Bound' : 'Available';
-    await this.writeStatus(port, { ...base, phase, ip: ip.value, mac: mac.value, networkUID: network.uid }, { status: 'True', reason: 'Allocated', message: '' }, stored);
+    // Writing the addresses into spec made a new generation: the status observes that one (from
+    // the generation before, it would be written again once the cache caught up).
+    const generation = stored.metadata.generation;
+    await this.writeStatus(port, { ...base, observedGeneration: generation, phase, ip: ip.value, mac: mac.value, networkUID: network.uid }, { status: 'True', reason: 'Allocated', message: '' }, stored);
   }
 
   private async writeStatus(port: Port, want: PortStatus, cond: { status: 'True' | 'False'; reason: string; message: string }, from: Port = port): Promise<void> {
-    const c = { type: 'Allocated', ...cond, observedGeneration: port.metadata.generation };
+    const c = { type: 'Allocated', ...cond, observedGeneration: want.observedGeneration };
     const same = (s: PortStatus | undefined) => {
       if (!s || !hasCondition(s.conditions, c)) return false;
       const { conditions: _a, ...x } = s;
