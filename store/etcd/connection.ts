@@ -130,7 +130,7 @@ export class MemberConnection {
     this.heardAtTick = this.heard;
     if (this.quietMs < STALL_MS || this.pingTimer) return;
     if (this.heard === this.heardAtPing && Date.now() - this.lastPingAt < MIN_PING_INTERVAL_MS) return;
-    this.ping(STALL_PING_TIMEOUT_MS, `PING while calls waited ${this.quietMs} ms`);
+    this.ping(STALL_PING_TIMEOUT_MS, `PING sent after calls waited ${this.quietMs} ms for a reply`);
   }
 
   /**
@@ -146,7 +146,7 @@ export class MemberConnection {
       // This process may have been busy past the timeout with the answer already read off the
       // socket: look once more after the I/O phase, which runs the PING's callback first.
       setImmediate(() => {
-        if (this.pingTimer === timer) this.destroy(new Error(`no answer to a ${what} within ${timeout} ms`));
+        if (this.pingTimer === timer) this.destroy(new Error(`no answer within ${timeout} ms to a ${what}`));
       });
     }, timeout);
     timer.unref();
