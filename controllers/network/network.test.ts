@@ -10,21 +10,14 @@ import { planHost } from '../../node-agent/network/plan.js';
 import { KovaClient } from '../../client/client.js';
 import { allocateIP, allocateMAC, vniCandidates } from './allocate.js';
 import { claim, claimName } from './claims.js';
-import type { Cache, NetworkCaches } from './caches.js';
+import type { NetworkCaches } from './caches.js';
+import { frozen } from '../../testing/frozen-cache.js';
 import { FloatingIPReconciler } from './floating-ip.js';
 import { networkStatus } from './network.js';
 import { PortReconciler } from './port.js';
 import { RecentClaims } from './recent-claims.js';
 import { ADDRESS_CLAIMS, FLOATING_IPS, NETWORKS, PORTS } from '../../api/kinds/index.js';
 import type { AddressClaim, FloatingIP, Network, Port, SecurityGroup } from '../../api/kinds/index.js';
-
-/** A cache frozen at what it was given: the stalest view an informer can have. */
-function frozen<T extends { metadata: { namespace?: string; name?: string } }>(items: T[]): Cache<T> {
-  return {
-    get: (ns, name) => items.find((o) => o.metadata.namespace === ns && o.metadata.name === name),
-    list: (ns) => items.filter((o) => ns === undefined || o.metadata.namespace === ns),
-  };
-}
 
 const meta = (name: string, extra: Record<string, unknown> = {}) => ({ name, namespace: 'demo', uid: `uid-${name}`, generation: 1, ...extra });
 

@@ -1,21 +1,16 @@
 // Writes the port reconcilers leave out (on the FakeClient, with caches frozen at what they are
-// given): a deleted instance's port is left to the garbage collector, and an instance whose port
-// was just created is not told twice that its address is pending.
+// given): a deleted instance's port is left to the garbage collector, an instance whose port
+// was just created is not told twice that its address is pending, and an allocated port's
+// status is not written again for the generation its own spec patch made.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FakeClient } from '../../client/fake.js';
 import { ADDRESS_CLAIMS, INSTANCES, NETWORKS, PORTS } from '../../api/kinds/index.js';
 import type { AddressClaim, Instance, Network, Port } from '../../api/kinds/index.js';
-import type { Cache } from './caches.js';
+import { frozen } from '../../testing/frozen-cache.js';
 import { InstancePortsReconciler } from './instance-ports.js';
 import { PortReconciler } from './port.js';
 
-function frozen<T extends { metadata: { namespace?: string; name?: string } }>(items: T[]): Cache<T> {
-  return {
-    get: (ns, name) => items.find((o) => o.metadata.namespace === ns && o.metadata.name === name),
-    list: (ns) => items.filter((o) => ns === undefined || o.metadata.namespace === ns),
-  };
-}
 const quiet = () => undefined;
 const writes = (fake: FakeClient, from: number) => fake.calls.slice(from).filter((c) => c.verb !== 'get' && c.verb !== 'list').map((c) => `${c.verb} ${c.resource}/${c.name ?? ''}`);
 
