@@ -15,10 +15,13 @@ import type { Instance, Port } from '../../api/kinds/index.js';
 import type { Cache } from './caches.js';
 import type { PortCaches } from './instance-ports.js';
 
+/** The Instance that owns the port (one the port controller created for it), if any. */
+const instanceOwner = (port: Port) => port.metadata.ownerReferences?.find((o) => o.kind === 'Instance');
+
 /** The instance a port is attached to: its owner, or an instance naming it in spec.networks. */
 export function attachedInstance(port: Port, instances: Cache<Instance>): Instance | undefined {
   const ns = port.metadata.namespace!;
-  const owner = port.metadata.ownerReferences?.find((o) => o.kind === 'Instance');
+  const owner = instanceOwner(port);
   if (owner) {
     const i = instances.get(ns, owner.name);
     return i && i.metadata.uid === owner.uid ? i : undefined;
@@ -48,7 +51,7 @@ export class PortReconciler implements Reconciler {
     // An instance's own port whose instance is gone is the garbage collector's to delete:
     // rewriting it as Available first would be one more write per deleted instance, and a
     // moment in which its address looks free for the taking.
-    if (!inst && port.metadata.ownerReferences?.some((o) => o.kind === 'Instance')) return;
+    if (!inst && instanceOwner(port)) return;
     const base: PortStatus = {
       ...(port.status ?? {}),
       device: portDeviceName('tap', { uid: port.metadata.uid!, namespace: ns, name: req.name }),
