@@ -435,12 +435,12 @@ export class KovaClient implements ApiClient {
 
   /** Adds a finalizer if missing (conflict-safe). Returns the object, undefined if gone. */
   async addFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string, cached?: T): Promise<T | undefined> {
-    return editFinalizers<T>(this, kind, namespace, name, (fins) => (fins.includes(finalizer) ? undefined : [...fins, finalizer]), cached);
+    return editFinalizers<T>(this, kind, namespace, name, withFinalizer(finalizer), cached);
   }
 
   /** Removes a finalizer if present (conflict-safe). Returns the object (which may be gone: undefined). */
   async removeFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string, cached?: T): Promise<T | undefined> {
-    return editFinalizers<T>(this, kind, namespace, name, (fins) => (fins.includes(finalizer) ? fins.filter((f) => f !== finalizer) : undefined), cached);
+    return editFinalizers<T>(this, kind, namespace, name, withoutFinalizer(finalizer), cached);
   }
 
   /**
@@ -653,6 +653,10 @@ export async function updateStatusFrom<T extends KObject>(c: ApiClient, kind: Ki
   }
   return c.updateStatus<T>(kind, namespace, name, mutate, opts);
 }
+
+/** The finalizer edits of addFinalizer and removeFinalizer (for editFinalizers; undefined: no change). */
+export const withFinalizer = (finalizer: string) => (fins: string[]): string[] | undefined => (fins.includes(finalizer) ? undefined : [...fins, finalizer]);
+export const withoutFinalizer = (finalizer: string) => (fins: string[]): string[] | undefined => (fins.includes(finalizer) ? fins.filter((f) => f !== finalizer) : undefined);
 
 /** Replaces metadata.finalizers with `edit`'s result (undefined: no change), conflict-safe. */
 export function editFinalizers<T extends KObject>(c: ApiClient, kind: Kind, namespace: string | undefined, name: string, edit: (fins: string[]) => string[] | undefined, cached?: T): Promise<T | undefined> {

@@ -22,7 +22,7 @@ import { FLAVORS, HOSTS, INSTANCES } from '../api/kinds/index.js';
 import type { Flavor, Host, Instance } from '../api/kinds/index.js';
 import type { KObject } from '../api/types.js';
 import { nowRFC3339, qualifiedKind, qualifiedResource, stampCreated } from '../api/types.js';
-import { StatusError, apiVersionOf, editFinalizers, NAMESPACES, readModifyWrite, retryConflicts } from './client.js';
+import { StatusError, apiVersionOf, editFinalizers, NAMESPACES, readModifyWrite, retryConflicts, withFinalizer, withoutFinalizer } from './client.js';
 import type {
   ApiClient, BindResources, DeleteOptions, JsonPatchOp, Kind, ListOptions, ListResult, NewObject, WatchEventType, WatchHandle, WatchOptions, WriteOptions,
 } from './client.js';
@@ -412,11 +412,11 @@ export class FakeClient implements ApiClient {
   }
 
   addFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string, cached?: T): Promise<T | undefined> {
-    return editFinalizers<T>(this, kind, namespace, name, (fins) => (fins.includes(finalizer) ? undefined : [...fins, finalizer]), cached);
+    return editFinalizers<T>(this, kind, namespace, name, withFinalizer(finalizer), cached);
   }
 
   removeFinalizer<T extends KObject = KObject>(kind: Kind, namespace: string | undefined, name: string, finalizer: string, cached?: T): Promise<T | undefined> {
-    return editFinalizers<T>(this, kind, namespace, name, (fins) => (fins.includes(finalizer) ? fins.filter((f) => f !== finalizer) : undefined), cached);
+    return editFinalizers<T>(this, kind, namespace, name, withoutFinalizer(finalizer), cached);
   }
 
   /** Conflict retries without the real client's jittered sleep: a macrotask lets the other writers run. */
