@@ -43,8 +43,7 @@ function holder(o: KObject): string {
  */
 export async function claim(client: ApiClient, r: ClaimRequest): Promise<ClaimResult> {
   const vni = r.type === 'VNI';
-  const namespace = vni ? SYSTEM_NAMESPACE : r.network.namespace;
-  const name = claimName(r.type, r.network.uid, r.value);
+  const { namespace, name } = claimKey(r.type, r.network, r.value);
   const obj = {
     apiVersion: 'kova.dev/v1alpha1',
     kind: 'AddressClaim',
@@ -66,14 +65,24 @@ export async function claim(client: ApiClient, r: ClaimRequest): Promise<ClaimRe
   }
   const cur = await client.get<AddressClaim>(ADDRESS_CLAIMS, namespace, name);
   if (!cur) return claim(client, r); // released in between: try again
-  const mine = cur.metadata.ownerReferences?.some((o) => o.uid === r.owner.metadata.uid) || (vni && cur.spec.owner === holder(r.owner) && cur.spec.networkUID === r.network.uid);
-  return mine ? 'claimed' : 'taken';
+  return heldFor(cur, r) ? 'claimed' : 'taken';
+}
+
+/** Whether `cur` (the stored claim of r's value, or a cached copy of it) is held by r's owner. */
+export function heldFor(cur: AddressClaim | undefined, r: ClaimRequest): boolean {
+  if (!cur) return false;
+  if (cur.metadata.ownerReferences?.some((o) => o.uid === r.owner.metadata.uid)) return true;
+  return r.type === 'VNI' && cur.spec.owner === holder(r.owner) && cur.spec.networkUID === r.network.uid;
+}
+
+/** Where the claim of `value` in `network` is stored (VNI claims: the system namespace). */
+export function claimKey(type: ClaimType, network: { namespace: string; uid: string }, value: string): { namespace: string; name: string } {
+  return { namespace: type === 'VNI' ? SYSTEM_NAMESPACE : network.namespace, name: claimName(type, network.uid, value) };
 }
 
 /** Deletes a claim if it is still held by `ownerUID` (VNI claims: by network uid). */
 export async function release(client: ApiClient, type: ClaimType, network: { namespace: string; uid: string }, value: string): Promise<void> {
-  const namespace = type === 'VNI' ? SYSTEM_NAMESPACE : network.namespace;
-  const name = claimName(type, network.uid, value);
+  const { namespace, name } = claimKey(type, network, value);
   const cur = await client.get<AddressClaim>(ADDRESS_CLAIMS, namespace, name);
   if (!cur || cur.spec.networkUID !== network.uid) return;
   try {

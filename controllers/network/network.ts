@@ -13,7 +13,7 @@ import type { Reconciler, Request, Result } from '../../client/controller.js';
 import { vniCandidates } from './allocate.js';
 import { sameStatus } from './caches.js';
 import type { Log, NetworkCaches } from './caches.js';
-import { claim, release } from './claims.js';
+import { claim, claimKey, heldFor, release } from './claims.js';
 import { ensureDefaultSecurityGroup } from './default-security-group.js';
 
 /** The status a network should have, given its VNI and the claims and host conditions seen. */
@@ -68,7 +68,15 @@ export class NetworkReconciler implements Reconciler {
       if (held !== undefined && want !== undefined && held !== want) await release(this.client, 'VNI', id, String(held));
       const candidates = want !== undefined ? [want] : held !== undefined ? [held, ...vniCandidates(id.uid)] : [...vniCandidates(id.uid)];
       for (const v of candidates) {
-        if ((await claim(this.client, { type: 'VNI', value: String(v), network: id, owner: net })) === 'claimed') {
+        const r = { type: 'VNI' as const, value: String(v), network: id, owner: net };
+        // The VNI it holds, as the claims cache shows: no create (409) and read on every status
+        // change (each port's address changes the allocated count).
+        const k = claimKey('VNI', id, r.value);
+        if (v === held && heldFor(this.c.claims.get(k.namespace, k.name), r)) {
+          vni = v;
+          break;
+        }
+        if ((await claim(this.client, r)) === 'claimed') {
           vni = v;
           break;
         }

@@ -1,20 +1,23 @@
-// Writes the port reconcilers leave out (on the FakeClient, with caches frozen at what they are
-// given): a deleted instance's port is left to the garbage collector, an instance whose port
-// was just created is not told twice that its address is pending, and an allocated port's
-// status is not written again for the generation its own spec patch made.
+// Writes the networking reconcilers leave out (on the FakeClient, with caches frozen at what
+// they are given): a deleted instance's port is left to the garbage collector, an instance whose
+// port was just created is not told twice that its address is pending, an allocated port's
+// status is not written again for the generation its own spec patch made, and a network does
+// not claim its VNI again (a refused create and a read) each time its allocated count changes.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FakeClient } from '../../client/fake.js';
 import { ADDRESS_CLAIMS, INSTANCES, NETWORKS, PORTS } from '../../api/kinds/index.js';
-import type { AddressClaim, Instance, Network, Port } from '../../api/kinds/index.js';
+import type { AddressClaim, Instance, Network, Port, SecurityGroup } from '../../api/kinds/index.js';
+import { DEFAULT_SECURITY_GROUP } from '../../api/net/rules.js';
 import { frozen } from '../../testing/frozen-cache.js';
 import { InstancePortsReconciler } from './instance-ports.js';
+import { NetworkReconciler } from './network.js';
 import { PortReconciler } from './port.js';
 
 const quiet = () => undefined;
 const writes = (fake: FakeClient, from: number) => fake.calls.slice(from).filter((c) => c.verb !== 'get' && c.verb !== 'list').map((c) => `${c.verb} ${c.resource}/${c.name ?? ''}`);
 
-describe('port reconcilers write only what changes something', () => {
+describe('networking reconcilers write only what changes something', () => {
   it("a port whose owning instance is gone is left to the garbage collector; a user's port is still reported", async () => {
     const fake = new FakeClient();
     const owned = await fake.create<Port>(PORTS, {
@@ -67,5 +70,26 @@ describe('port reconcilers write only what changes something', () => {
     const n = fake.calls.length;
     await pass();
     assert.deepEqual(writes(fake, n), []);
+  });
+
+  it('a vxlan network that holds its VNI (as the claims cache shows) writes only its new allocated count', async () => {
+    const fake = new FakeClient();
+    await fake.create<Network>(NETWORKS, { metadata: { namespace: 'default', name: 'net1' }, spec: { type: 'vxlan', cidr: '10.0.0.0/24' } });
+    const sg = { metadata: { namespace: 'default', name: DEFAULT_SECURITY_GROUP } } as SecurityGroup;
+    const pass = async () => {
+      const [net, claims] = [await fake.get<Network>(NETWORKS, 'default', 'net1'), (await fake.list<AddressClaim>(ADDRESS_CLAIMS)).items];
+      await new NetworkReconciler(fake, { networks: frozen([net!]), claims: frozen(claims), securityGroups: frozen([sg]) } as never, quiet).reconcile({ namespace: 'default', name: 'net1' });
+    };
+    await pass();
+    const vni = (await fake.get<Network>(NETWORKS, 'default', 'net1'))!.status?.vni;
+    assert.ok(vni !== undefined, 'claimed a VNI');
+    // A port's address is claimed: the allocated count changes.
+    await fake.create<AddressClaim>(ADDRESS_CLAIMS, { metadata: { namespace: 'default', name: 'ip-x' }, spec: { type: 'IP', address: '10.0.0.5', network: 'default/net1', networkUID: (await fake.get<Network>(NETWORKS, 'default', 'net1'))!.metadata.uid!, owner: 'Port/default/p1' } });
+    const n = fake.calls.length;
+    await pass();
+    assert.deepEqual(writes(fake, n), ['updateStatus networks/net1'], 'no VNI claim create');
+    assert.equal(fake.calls.slice(n).filter((c) => c.verb === 'get' && c.resource === 'addressclaims').length, 0, 'nor its read');
+    const st = (await fake.get<Network>(NETWORKS, 'default', 'net1'))!.status;
+    assert.deepEqual([st?.vni, st?.allocated], [vni, 1]);
   });
 });
