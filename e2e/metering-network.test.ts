@@ -176,4 +176,22 @@ describe('metering: network bytes', () => {
     await eventually(async () => (await inst('leaver')).status?.phase === 'Stopped', 30_000, 'leaver stopped');
     assert.equal((await inst('quiet')).status?.networkUsage, undefined, 'the other instance waits for the interval');
   });
+
+  it('a deleted instance\'s last counts go with its Terminating status and reach its ledger', async () => {
+    // The agent of the test above publishes once an hour: only the deletion can publish here.
+    await admin.create(INSTANCES, { metadata: { name: 'doomed', namespace: NS }, spec: { flavor: 'net.small', image: 'tiny', runStrategy: 'Always', networks: [{ network: 'private' }] } });
+    const before = await eventually(async () => {
+      const i = (await admin.get<Instance>(INSTANCES, NS, 'doomed'))!;
+      return findCondition(i.status?.conditions, 'Ready')?.status === 'True' && i;
+    }, 30_000, 'doomed running');
+    await new Promise((r) => setTimeout(r, 2000)); // two seconds of traffic at least
+    assert.equal(before.status?.networkUsage, undefined);
+    await admin.delete(INSTANCES, NS, 'doomed');
+    const ledger = await eventually(async () => {
+      const l = await admin.get<UsageRecord>(USAGE_RECORDS, NS, `instance-${before.metadata.uid}`);
+      return l?.spec.deleted && !(await admin.get(INSTANCES, NS, 'doomed')) ? l : undefined;
+    }, 30_000, 'the deletion recorded and the instance gone');
+    const last = ledger.spec.network?.at(-1);
+    assert.ok(last && last.receiveBytes >= 2 * RX_PER_S, `the ledger's last checkpoint holds the counts read at the deletion: ${JSON.stringify(ledger.spec.network)}`);
+  });
 });

@@ -28,7 +28,7 @@ let imageDir: string;
 
 function newAgent(): NodeAgent {
   stopAgent = new AbortController();
-  return new NodeAgent({ client, hostName: HOST, driver, labels: { 'kova.dev/zone': 'a' }, heartbeatS: 1, stopTimeoutMs: 1000, startingAfterMs: 5, log: (m) => logs.push(m) });
+  return new NodeAgent({ client, hostName: HOST, driver, labels: { 'kova.dev/zone': 'a' }, heartbeatS: 1, stopTimeoutMs: 1000, startingAfterMs: 5, settleQuietMs: 200, log: (m) => logs.push(m) });
 }
 
 before(async () => {
@@ -312,7 +312,7 @@ test('an instance whose Flavor is gone waits for it (FlavorNotFound), then runs 
   assert.equal(dom?.vcpus, 2, 'sized by the flavor that came back');
 });
 
-test('a sim instance on a network waits (Ready=False, network reason) until its port is attached, then runs', async () => {
+test('a sim instance on a network waits (Ready=False, network reason, after its quiet time: settleQuietMs 200 here) until its port is attached, then runs', async () => {
   await createBound('net-wait', { networks: [{ network: 'net1' }] });
   const s = await eventually(async () => {
     const x = await status('net-wait');

@@ -64,6 +64,8 @@ export interface NodeAgentOptions {
   /** Shared by all agents of a process (sim); one of its own otherwise. */
   flavors?: Informer<Flavor>;
   startingAfterMs?: number;
+  /** How long an instance waits quietly for its ports' addresses before this agent reports the wait (default 30 s). */
+  settleQuietMs?: number;
   /** Boot instances from this per-host image cache (default: the driver's, if it has one). */
   imageCache?: ImageCache;
   log?: (msg: string) => void;
@@ -163,6 +165,8 @@ export class NodeAgent {
       log: this.log,
       stopTimeoutMs: o.stopTimeoutMs,
       startingAfterMs: o.startingAfterMs,
+      settleQuietMs: o.settleQuietMs,
+      finalNetworkUsage: (inst) => this.networkUsage.finalUsage(inst),
       migratingHere,
       resolve: {
         flavor: async (name) => flavors.get(undefined, name),

@@ -11,7 +11,7 @@ import { rfc3339 } from '../api/metering.js';
 import { errorMessage } from '../client/controller.js';
 import { isConflict, isNotFound, StatusError } from '../client/client.js';
 import type { ApiClient } from '../client/client.js';
-import type { ComputeDriver } from './driver.js';
+import type { ComputeDriver, InstanceStats } from './driver.js';
 
 export const DEFAULT_NETWORK_USAGE_INTERVAL_S = 300;
 /** Status writes in flight per agent: a host of many instances spreads its publish. */
@@ -98,13 +98,14 @@ export class NetworkUsageReporter {
   private leaving = new Set<string>();
 
   /**
-   * A best-effort early poll when an instance is about to lose its emulator (a stop, a deletion,
-   * a migration away, a restart): the counters are read before the agent lets the domain go,
-   * usually. Nudges within a second share one poll, which publishes only the nudged instances
-   * (a mass deletion must not rewrite every other instance's status once a second).
+   * A best-effort early poll when an instance is about to lose its emulator (a stop, a migration
+   * away, a restart): the counters are read before the agent lets the domain go, usually.
+   * Nudges within a second share one poll, which publishes only the nudged instances (many
+   * stops at once must not rewrite every other instance's status once a second). A deletion
+   * needs none: the agent writes the last counts with Terminating (finalUsage).
    */
   nudge(inst: Instance): void {
-    const leaving = !!inst.metadata.deletionTimestamp || inst.spec.runStrategy === 'Halted'
+    const leaving = inst.spec.runStrategy === 'Halted'
       || inst.status?.migration?.sourceHost === this.o.hostName || inst.status?.phase === 'Stopping';
     const phase = inst.status?.phase;
     const uid = inst.metadata.uid ?? '';
@@ -131,10 +132,44 @@ export class NetworkUsageReporter {
     return this.running;
   }
 
+  /** The driver's stats; callers while a read is in flight share it (one `virsh domstats` for many deletions). */
+  private readStats(): Promise<InstanceStats[]> {
+    this.statsRead ??= this.o.driver.instanceStats().finally(() => (this.statsRead = undefined));
+    return this.statsRead;
+  }
+
+  private statsRead?: Promise<InstanceStats[]>;
+
+  /**
+   * The totals of an instance whose domain is about to be destroyed for good (a deletion), read
+   * now, for the agent to write with its Terminating status: one write instead of two, and
+   * counts read while the domain still runs. Undefined when the totals are those the status has
+   * (or there are none), or the driver cannot say (the deletion goes on without them).
+   */
+  async finalUsage(inst: Instance): Promise<InstanceNetworkUsage | undefined> {
+    const uid = inst.metadata.uid;
+    if (!uid) return undefined;
+    let stats;
+    try {
+      stats = await this.readStats();
+    } catch (e) {
+      this.o.log(`agent ${this.o.hostName}: network usage of ${inst.metadata.namespace}/${inst.metadata.name}: instanceStats failed: ${errorMessage(e)}`);
+      return undefined;
+    }
+    const c = stats.find((s) => s.instanceUID === uid)?.counters;
+    const t = this.tracked.get(uid) ?? { account: accountFromStatus(inst.status?.networkUsage), published: inst.status?.networkUsage };
+    t.account = observe(t.account, c ? { rx: c.netRxBytes, tx: c.netTxBytes } : undefined);
+    this.tracked.set(uid, t);
+    const total = totalOf(t.account);
+    const prev = inst.status?.networkUsage;
+    if (prev ? prev.receiveBytes === total.rx && prev.transmitBytes === total.tx : total.rx === 0 && total.tx === 0) return undefined;
+    return { receiveBytes: total.rx, transmitBytes: total.tx, observedAt: rfc3339(this.o.now?.() ?? Date.now()), domainReceiveBytes: t.account.last.rx, domainTransmitBytes: t.account.last.tx };
+  }
+
   private async pollOnce(only?: ReadonlySet<string>): Promise<void> {
     let stats;
     try {
-      stats = await this.o.driver.instanceStats();
+      stats = await this.readStats();
     } catch (e) {
       this.o.log(`agent ${this.o.hostName}: network usage: instanceStats failed: ${errorMessage(e)}`);
       return;
@@ -148,6 +183,8 @@ export class NetworkUsageReporter {
       const uid = inst.metadata.uid;
       if (!uid || inst.status?.hostName !== this.o.hostName) continue;
       seen.add(uid);
+      // A deleted instance's last counts go with its Terminating status (finalUsage).
+      if (inst.metadata.deletionTimestamp) continue;
       let t = this.tracked.get(uid);
       if (!t) this.tracked.set(uid, (t = { account: accountFromStatus(inst.status?.networkUsage), published: inst.status?.networkUsage }));
       t.account = observe(t.account, counters.get(uid));

@@ -12,6 +12,8 @@ import { FakeClient } from '../../client/fake.js';
 import { ManualClock } from '../../testing/manual-clock.js';
 import { SimDriver } from '../sim-driver.js';
 import { InstanceAgentReconciler } from './reconciler.js';
+import type { InstanceAgentReconcilerOptions } from './reconciler.js';
+import { NetworkUsageReporter } from '../network-usage.js';
 import { resolveImage } from '../../api/image-visibility.js';
 
 const NS = 'default';
@@ -19,6 +21,7 @@ let fake: FakeClient;
 let clock: ManualClock;
 let driver: SimDriver;
 let r: InstanceAgentReconciler;
+let options: InstanceAgentReconcilerOptions;
 let cached: Instance | undefined;
 const signal = new AbortController().signal;
 const req = { namespace: NS, name: 'web' };
@@ -33,7 +36,7 @@ beforeEach(async () => {
   const inst = await fake.create<Instance>(INSTANCES, { metadata: { namespace: NS, name: 'web', finalizers: [INSTANCE_FINALIZER] }, spec: { flavor: 'm1', image: 'tiny' } });
   await fake.replaceStatus(INSTANCES, { ...inst, status: { phase: 'Provisioning', hostName: 'h1' } });
   image = await fake.get<Image>(IMAGES, NS, 'tiny');
-  r = new InstanceAgentReconciler({
+  options = {
     client: fake,
     hostName: 'h1',
     driver,
@@ -49,7 +52,8 @@ beforeEach(async () => {
       keyPair: () => undefined,
       storage: { volume: () => undefined, volumeType: () => undefined },
     },
-  });
+  };
+  r = new InstanceAgentReconciler(options);
 });
 let image: Image | undefined;
 
@@ -217,4 +221,46 @@ test('after dropping its finalizer from an instance another finalizer still hold
   await r.reconcile(req, signal);
   assert.deepEqual(fake.calls.slice(writes).map((c) => `${c.verb} ${c.resource}`).filter((c) => !c.startsWith('get ')), [], 'no status write, no finalizer patch');
   assert.equal(driver.usage().domains, 0);
+});
+
+test('an instance whose ports have no addresses yet waits quietly for 30 s (no status, no event), then reports the wait; its addresses start it', async () => {
+  await fake.mergePatch(INSTANCES, NS, 'web', { spec: { networks: [{ network: 'private' }] } });
+  const writes = () => fake.calls.filter((c) => c.verb !== 'get' && c.verb !== 'list').map((c) => `${c.verb} ${c.resource}`);
+  const w0 = writes().length;
+  const quiet = await reconcile();
+  assert.deepEqual(writes().slice(w0), [], 'the controllers report the ports (NetworksReady); the agent writes nothing yet');
+  assert.ok(quiet && quiet.requeueAfterMs! > 29_000 && quiet.requeueAfterMs! <= 30_000, `looks again when the quiet time ends: ${JSON.stringify(quiet)}`);
+  assert.equal(driver.usage().domains, 0, 'not spawned before its network');
+  clock.advance(15_000);
+  const still = await reconcile();
+  assert.deepEqual(writes().slice(w0), [], 'still within the quiet time');
+  assert.ok(still && still.requeueAfterMs! <= 15_000, 'the quiet time counts from the first pass, not from each');
+  clock.advance(15_000);
+  await reconcile();
+  assert.deepEqual(writes().slice(w0), ['updateStatus instances', 'create events'], 'then the wait is reported: status and a Waiting event');
+  assert.equal((await ready())?.reason, 'NetworkNotReady');
+  const inst = (await fake.get<Instance>(INSTANCES, NS, 'web'))!;
+  await fake.replaceStatus(INSTANCES, { ...inst, status: { ...inst.status, addresses: [{ network: 'private', port: 'web-private', ip: '10.0.0.5', mac: '52:54:00:00:00:05' }] } });
+  await reconcile();
+  assert.equal((await status()).phase, 'Running');
+  assert.equal(driver.usage().domains, 1);
+});
+
+test('a deletion writes the last network counts with Terminating (one status write), read before the domain goes', async () => {
+  const reporter = new NetworkUsageReporter({ client: fake, hostName: 'h1', driver, instances: () => [], now: () => clock.now(), log: () => {} });
+  r = new InstanceAgentReconciler({ ...options, finalNetworkUsage: (i) => reporter.finalUsage(i) });
+  const inst = (await fake.mergePatch<Instance>(INSTANCES, NS, 'web', { spec: { networks: [{ network: 'private' }] } }))!;
+  await fake.replaceStatus(INSTANCES, { ...inst, status: { ...inst.status, addresses: [{ network: 'private', port: 'web-private', ip: '10.0.0.5', mac: '52:54:00:00:00:05' }] } });
+  await reconcile();
+  assert.equal((await status()).phase, 'Running');
+  clock.advance(10_000); // ten seconds of the sim's traffic: 2048 bytes/s in, 1024 out
+  await fake.mergePatch(INSTANCES, NS, 'web', { metadata: { finalizers: [INSTANCE_FINALIZER, 'kova.dev/metering'] } });
+  await fake.delete(INSTANCES, NS, 'web');
+  const w0 = statusWrites();
+  await reconcile();
+  assert.equal(statusWrites() - w0, 1, 'Terminating and the counts in one write');
+  const s = await status();
+  assert.equal(s.phase, 'Terminating');
+  assert.ok(s.networkUsage && s.networkUsage.receiveBytes >= 10 * 2048 && s.networkUsage.transmitBytes >= 10 * 1024, JSON.stringify(s.networkUsage));
+  assert.equal(driver.usage().domains, 0, 'destroyed after the read');
 });

@@ -9,7 +9,7 @@
 // InvalidSpec from the driver) is reported once and thrown as a TerminalError: not retried
 // until the instance changes.
 import { HOSTS } from '../../api/kinds/index.js';
-import type { Host, Instance } from '../../api/kinds/index.js';
+import type { Host, Instance, InstanceNetworkUsage } from '../../api/kinds/index.js';
 import { chargedSize, reclaim, restartRequired, sameSize } from '../../api/resize.js';
 import { instanceRequest } from '../../api/resources.js';
 import type { Resources } from '../../api/resources.js';
@@ -25,7 +25,7 @@ import type { Clock } from '../../client/workqueue.js';
 import { domainName, DomainNotFound, instanceKey, InvalidSpec } from '../driver.js';
 import type { AttachedVolume, ComputeDriver, DomainInfo, DomainSize } from '../driver.js';
 import { hasConditions, nextStatus, waitingStatus } from './agent-status.js';
-import type { CondSpec, Observation } from './agent-status.js';
+import type { CondSpec, InstanceStatus, Observation } from './agent-status.js';
 import { ANNOTATION_POWER, ANNOTATION_RESTARTED_AT, decide, factsOf } from './decide.js';
 import type { InstanceFacts } from './decide.js';
 import { resolveInstance } from './resolve.js';
@@ -50,6 +50,18 @@ export interface InstanceAgentReconcilerOptions {
   startingAfterMs?: number;
   /** How often an instance waiting for its image or network is looked at again without events (default 30 s). */
   waitRequeueMs?: number;
+  /**
+   * How long an instance waits quietly for its ports' addresses before the agent reports the
+   * wait itself (default 30 s). The network controllers report their progress in its
+   * NetworksReady condition meanwhile; an instance is usually bound before its ports have
+   * addresses, and a status write and event for every such short wait only add load.
+   */
+  settleQuietMs?: number;
+  /**
+   * An instance's network totals read as it is deleted, before its domain goes
+   * (NetworkUsageReporter.finalUsage); written with its Terminating status.
+   */
+  finalNetworkUsage?: (inst: Instance) => Promise<InstanceNetworkUsage | undefined>;
   /** For the Starting timer (tests); the work queue has its own. */
   clock?: Clock;
   /** Whether a domain here belongs to an instance a Migration is moving to this host (it is not an orphan). */
@@ -67,6 +79,8 @@ export class InstanceAgentReconciler implements Reconciler {
   private readonly status: AgentStatusWriter;
   private readonly deps: ResolverDeps;
   private readonly clock: Clock;
+  /** When each instance began waiting quietly for its ports (settling waits), by instance key. */
+  private readonly settlingSince = new Map<string, number>();
 
   constructor(private readonly o: InstanceAgentReconcilerOptions) {
     this.name = `agent-${o.hostName}`;
@@ -299,6 +313,12 @@ export class InstanceAgentReconciler implements Reconciler {
   private async spawn(inst: Instance, key: string, id: string, f: InstanceFacts, obs: Observation, size?: DomainSize): Promise<{ done: Result | void } | { inst: Instance; dom: DomainInfo; conds: CondSpec[] }> {
     const r = await resolveInstance(inst, this.deps);
     if ('invalid' in r) return { done: await this.invalid(inst, key, obs, r.invalid) };
+    if ('wait' in r && r.settling) {
+      const quietFor = this.quietFor(key);
+      if (quietFor > 0) return { done: { requeueAfterMs: quietFor } };
+    } else {
+      this.settlingSince.delete(key);
+    }
     if ('wait' in r) return { done: await this.waitFor(inst, key, r.wait, r.why) };
     if (size) Object.assign(r.spec, { vcpus: size.vcpus, memoryBytes: size.memoryBytes, diskBytes: size.diskBytes });
     // Starting is reported only when the spawn takes a while: a fast spawn goes from
@@ -383,6 +403,17 @@ export class InstanceAgentReconciler implements Reconciler {
   }
 
   /**
+   * How much longer a settling wait stays quiet (0: report it now). Its start is this agent's own
+   * clock, not a timestamp another host wrote; a restarted agent starts counting again.
+   */
+  private quietFor(key: string): number {
+    const now = this.clock.now();
+    const since = this.settlingSince.get(key) ?? now;
+    this.settlingSince.set(key, since);
+    return Math.max(0, since + (this.o.settleQuietMs ?? 30_000) - now);
+  }
+
+  /**
    * The instance cannot be spawned yet (image, key pair or network not ready): say so in its
    * conditions (phase stays Provisioning, Ready=False) and look again later; Image, KeyPair
    * and Port changes wake it earlier. Not a failure: no back-off, no Failed phase.
@@ -425,13 +456,16 @@ export class InstanceAgentReconciler implements Reconciler {
   }
 
   private async finalize(inst: Instance, key: string, id: string, dom: DomainInfo | undefined): Promise<void> {
+    this.settlingSince.delete(key);
     const ns = inst.metadata.namespace!;
     const name = inst.metadata.name!;
     const ours = (inst.metadata.finalizers ?? []).includes(INSTANCE_FINALIZER);
     /** The instance as last written: the finalizer's removal starts from it instead of a read. */
     let current = inst;
     if (ours) {
-      current = await this.writeStatus(inst, { generation: inst.metadata.generation, phase: 'Terminating' });
+      // The last network counts go in the same write, read while the domain still runs.
+      const usage = dom ? await this.o.finalNetworkUsage?.(inst) : undefined;
+      current = await this.status.write(inst, (prev) => withFinalUsage(nextStatus(prev, { generation: inst.metadata.generation, phase: 'Terminating' }), usage));
       if (dom) void this.o.recorder.normal(current, 'Killing', `destroying the domain on host ${this.o.hostName}`);
     }
     await this.o.driver.destroy(id);
@@ -450,6 +484,7 @@ export class InstanceAgentReconciler implements Reconciler {
   /** The instance is gone or bound elsewhere: its domain here must go too. */
   private async cleanUpGone(key: string): Promise<void> {
     this.status.forget(key);
+    this.settlingSince.delete(key);
     const id = this.domains.get(key);
     if (!id) return;
     const dom = await this.info(id);
@@ -478,4 +513,11 @@ export class InstanceAgentReconciler implements Reconciler {
       return next;
     });
   }
+}
+
+/** `next` with the last network counts, unless the status already has higher ones (the other side of a migration published more). */
+function withFinalUsage(next: InstanceStatus, usage: InstanceNetworkUsage | undefined): InstanceStatus {
+  const had = next.networkUsage;
+  if (!usage || (had && (had.receiveBytes > usage.receiveBytes || had.transmitBytes > usage.transmitBytes))) return next;
+  return { ...next, networkUsage: usage };
 }

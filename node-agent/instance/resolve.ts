@@ -50,8 +50,12 @@ export interface ResolverDeps {
 export type Resolution =
   /** Ready to spawn; `conds` say what is ready (ImageReady=True, ...). */
   | { spec: DomainSpec; conds: CondSpec[] }
-  /** Not yet: the conditions it waits for, and why in one sentence. */
-  | { wait: CondSpec[]; why: string }
+  /**
+   * Not yet: the conditions it waits for, and why in one sentence. `settling`: what is missing
+   * is the controllers' ongoing work (the ports' addresses), which they report themselves in
+   * the instance's NetworksReady condition; the agent need not say so at once.
+   */
+  | { wait: CondSpec[]; why: string; settling?: boolean }
   /** Never, as specified (unsizable spec): terminal until the spec changes. */
   | { invalid: string };
 
@@ -159,12 +163,12 @@ function waiting(type: string, reason: string, message: string): { wait: CondSpe
  * has attached all of them; on hosts with kova networking each Port must be configured here,
  * and its device and Network settings go into the spec.
  */
-async function resolveNics(inst: Instance, d: ResolverDeps, portsUnconfigured: boolean): Promise<{ nics: NicSpec[] } | { wait: CondSpec[]; why: string }> {
+async function resolveNics(inst: Instance, d: ResolverDeps, portsUnconfigured: boolean): Promise<{ nics: NicSpec[] } | { wait: CondSpec[]; why: string; settling?: boolean }> {
   const ns = inst.metadata.namespace!;
   const wanted = inst.spec.networks?.length ?? 0;
   const attached = (inst.status?.addresses ?? []).filter((a) => a.mac);
   if (wanted > 0 && attached.length < wanted) {
-    return waiting('NetworkReady', 'NetworkNotReady', `waiting for the ports of ${wanted} network(s): networking has attached ${attached.length} so far`);
+    return { ...waiting('NetworkReady', 'NetworkNotReady', `waiting for the ports of ${wanted} network(s): networking has attached ${attached.length} so far`), settling: true };
   }
   if (attached.length > 0 && d.hostNics && !d.network) {
     return waiting('NetworkReady', 'NetworkUnavailable', `host ${d.hostName} does not run kova networking (kova agent --network), so the instance's NICs cannot be attached here`);
