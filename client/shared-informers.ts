@@ -17,6 +17,11 @@ export class SharedInformers {
     private readonly log?: (msg: string) => void,
   ) {}
 
+  /** The keys of the informers made so far (collection path, label and field selectors). */
+  keys(): string[] {
+    return [...this.informers.keys()];
+  }
+
   /**
    * The informer for `kind` with these options, created on first use. Users start and stop
    * it as if it were theirs: it runs while any of them has it started.

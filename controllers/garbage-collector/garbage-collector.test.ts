@@ -119,7 +119,7 @@ describe('garbage collector', () => {
 });
 
 describe('garbage collector under leader election', () => {
-  it('runs in one of two controller managers, and in the other once the first stops', async () => {
+  it('runs in one of two controller managers, and in the other once the first stops; the standby keeps its caches warm meanwhile', async () => {
     const logs: Record<string, string[]> = { a: [], b: [] };
     const acs = { a: new AbortController(), b: new AbortController() };
     const clients = { a: KovaClient.fromFile(cp.kubeconfig), b: KovaClient.fromFile(cp.kubeconfig) };
@@ -138,10 +138,16 @@ describe('garbage collector under leader election', () => {
       await waitFor(() => clients[follower].stats.requests >= seen + 3, 'the follower to retry the Lease');
       assert.equal(managers[follower].isLeader(), false);
       assert.equal(gcStarted(follower), false, 'only the leader runs a garbage collector');
+      // The standby has listed every kind the controllers follow, and built its collector's graph.
+      await waitFor(() => managers[follower].standbyWarm(), "the standby's caches to sync");
+      await waitFor(() => managers[leader].coldInformers() !== undefined, 'the leader to start all its controllers');
+      assert.deepEqual(managers[leader].coldInformers(), [], 'every informer of the controllers is in WARM_INFORMERS');
 
       acs[leader].abort();
       await managers[leader].done;
       await waitFor(() => gcStarted(follower), 'the other manager to take over the garbage collector', 30_000);
+      await waitFor(() => managers[follower].coldInformers() !== undefined, 'the new leader to start all its controllers');
+      assert.deepEqual(managers[follower].coldInformers(), [], 'the takeover started from the warm caches');
       const owner = await flavor('owner-failover');
       await flavor('dep-failover', owner);
       await client.delete(FLAVORS, undefined, 'owner-failover');

@@ -156,27 +156,59 @@ export interface GarbageCollector {
 
 /** Discovers the kinds, syncs a metadata watch of each, then runs the workers. */
 export async function startGarbageCollector(opts: GarbageCollectorOptions): Promise<GarbageCollector> {
+  return prepareGarbageCollector(opts).run(opts.signal);
+}
+
+/**
+ * A garbage collector whose graph is kept current (its metadata watches run until `signal`
+ * aborts) but whose workers do not run yet: a standby's, ready for the term it may win
+ * (controllers/manager.ts). What changes meanwhile is queued (by uid) for the workers.
+ */
+export interface PreparedGarbageCollector {
+  /** Whether every kind has been listed (the graph is complete). */
+  hasSynced(): boolean;
+  /**
+   * Waits until every kind is listed, then runs the workers until `signal` aborts (the
+   * watches end with the signal given to prepareGarbageCollector).
+   */
+  run(signal: AbortSignal): Promise<GarbageCollector>;
+}
+
+export function prepareGarbageCollector(opts: GarbageCollectorOptions): PreparedGarbageCollector {
   const { client, signal } = opts;
   const log = opts.log ?? ((m: string) => console.error(m));
-  const kinds = collectableKinds(await discoverKinds(client, signal));
-  const graph = new GcGraph();
-  const controller = new Controller(new GarbageCollectorReconciler(client, graph, kinds, log), { workers: opts.workers ?? 20, log });
-  const enqueue = (uids: string[]) => {
-    for (const uid of uids) controller.enqueueKey(uid);
-  };
-  const metadata = new MetadataClient(client);
-  const watchers = kinds.map((kind) => new MetadataWatcher(metadata, kind, {
-    replace: (items) => enqueue(graph.replace(kind, items)),
-    event: (type, obj) => enqueue(type === 'DELETED' ? graph.remove(obj.metadata.uid!) : graph.upsert(kind, obj)),
-    skipLine: (type, line) => (type === 'ADDED' ? graph.addedPlain(kind, line) : graph.unchangedPlain(line)),
-  }, signal, log));
-  const synced = Promise.all(watchers.map((w) => w.waitForSync()));
-  const done = Promise.all(watchers.map((w) => w.done));
-  // Workers start once every kind is listed, so owners are found in the graph, not by reads.
-  await Promise.race([synced, done]);
-  if (!signal.aborted) log(`garbage collector: following ${kinds.length} kinds (${graph.size} objects, ${graph.nodes.size} with owners or deletion finalizers)`);
+  const prepared = (async () => {
+    const kinds = collectableKinds(await discoverKinds(client, signal));
+    const graph = new GcGraph();
+    const controller = new Controller(new GarbageCollectorReconciler(client, graph, kinds, log), { workers: opts.workers ?? 20, log });
+    const enqueue = (uids: string[]) => {
+      for (const uid of uids) controller.enqueueKey(uid);
+    };
+    const metadata = new MetadataClient(client);
+    const watchers = kinds.map((kind) => new MetadataWatcher(metadata, kind, {
+      replace: (items) => enqueue(graph.replace(kind, items)),
+      event: (type, obj) => enqueue(type === 'DELETED' ? graph.remove(obj.metadata.uid!) : graph.upsert(kind, obj)),
+      skipLine: (type, line) => (type === 'ADDED' ? graph.addedPlain(kind, line) : graph.unchangedPlain(line)),
+    }, signal, log));
+    const synced = Promise.all(watchers.map((w) => w.waitForSync()));
+    const done = Promise.all(watchers.map((w) => w.done)).then(() => metadata.close());
+    return { kinds, graph, controller, metadata, watchers, synced, done };
+  })();
+  let synced = false;
+  prepared.then((p) => p.synced).then(() => (synced = true), () => undefined);
+  // A standby whose discovery failed learns it when it leads (run rejects); until then, no unhandled rejection.
+  prepared.catch(() => undefined);
   return {
-    controller, graph, metadata, watchers,
-    done: Promise.all([controller.start(signal), done]).then(() => metadata.close()),
+    hasSynced: () => synced,
+    async run(runSignal) {
+      const p = await prepared;
+      // Workers start once every kind is listed, so owners are found in the graph, not by reads.
+      await Promise.race([p.synced, p.done]);
+      if (!runSignal.aborted) log(`garbage collector: following ${p.kinds.length} kinds (${p.graph.size} objects, ${p.graph.nodes.size} with owners or deletion finalizers)`);
+      return {
+        controller: p.controller, graph: p.graph, metadata: p.metadata, watchers: p.watchers,
+        done: Promise.all([p.controller.start(runSignal), p.done]).then(() => undefined),
+      };
+    },
   };
 }
