@@ -54,6 +54,12 @@ export class InstancePortsReconciler implements Reconciler {
       return { network: entry.network, port, ...(ip ? { ip } : {}), ...(mac ? { mac } : {}) };
     });
     const cond = networksReady(req.name, entries, portNamed);
+    // Nothing allocated and nothing said yet: the ports' first addresses are moments away, and
+    // a status saying so would be one more write per instance (each port's status change wakes
+    // this reconciler again). A port that says why it has none (AddressesExhausted, ...) is
+    // reported at once, and the node agent reports a wait that lasts.
+    const pending = cond?.status === 'False' && cond.reason === 'PortPending';
+    if (pending && !inst.status?.conditions?.some((c) => c.type === 'NetworksReady') && addresses.every((a) => !a.ip && !a.mac)) return;
     const current = (st: Instance['status']) =>
       JSON.stringify(st?.addresses ?? []) === JSON.stringify(addresses) && (!cond || hasCondition(st?.conditions, cond));
     if (current(inst.status)) return;

@@ -1,6 +1,6 @@
 // Writes the networking reconcilers leave out (on the FakeClient, with caches frozen at what
 // they are given): a deleted instance's port is left to the garbage collector, an instance whose
-// port was just created is not told twice that its address is pending, an allocated port's
+// port was just created is not told that its address is pending, an allocated port's
 // status is not written again for the generation its own spec patch made, and a network does
 // not claim its VNI again (a refused create and a read) each time its allocated count changes.
 import assert from 'node:assert/strict';
@@ -34,23 +34,34 @@ describe('networking reconcilers write only what changes something', () => {
     assert.equal((await fake.get<Port>(PORTS, 'default', 'mine'))!.status?.conditions?.[0]?.reason, 'NetworkNotFound');
   });
 
-  it('creating the port: one status write on the instance, which a pass that sees the port without an address does not repeat', async () => {
+  it("creating the port writes nothing on the instance until the port has its address or says why it has none", async () => {
     const fake = new FakeClient();
     const inst = await fake.create<Instance>(INSTANCES, { metadata: { namespace: 'default', name: 'web' }, spec: { flavor: 'm1', image: 'tiny', networks: [{ network: 'net1' }] } });
     const instances = () => fake.get<Instance>(INSTANCES, 'default', 'web').then((i) => frozen([i!]));
+    const pass = async (ports: Port[]) => new InstancePortsReconciler(fake, { instances: await instances(), ports: frozen(ports), networks: frozen([]), claims: frozen([]) }, quiet).reconcile({ namespace: 'default', name: 'web' });
     const n = fake.calls.length;
     // The ports cache has not seen the port this pass creates.
-    await new InstancePortsReconciler(fake, { instances: await instances(), ports: frozen([]), networks: frozen([]), claims: frozen([]) }, quiet).reconcile({ namespace: 'default', name: 'web' });
-    assert.deepEqual(writes(fake, n), ['create ports/web-0', 'updateStatus instances/web']);
-    const cond = (await fake.get<Instance>(INSTANCES, 'default', 'web'))!.status?.conditions?.find((c) => c.type === 'NetworksReady');
-    assert.equal(cond?.status, 'False');
-    assert.equal(cond?.message, 'port web-0: address not allocated yet');
-    // The cache now shows the port, still without an address: nothing new to say.
+    await pass([]);
+    assert.deepEqual(writes(fake, n), ['create ports/web-0'], 'no "address not allocated yet" status: the address is moments away');
+    // The cache now shows the port, still without an address: nothing to say yet either.
     const port = (await fake.get<Port>(PORTS, 'default', 'web-0'))!;
-    const m = fake.calls.length;
-    await new InstancePortsReconciler(fake, { instances: await instances(), ports: frozen([port]), networks: frozen([]), claims: frozen([]) }, quiet).reconcile({ namespace: 'default', name: 'web' });
-    assert.deepEqual(writes(fake, m), []);
     assert.equal(inst.metadata.uid, port.metadata.ownerReferences?.[0]?.uid);
+    const m = fake.calls.length;
+    await pass([port]);
+    assert.deepEqual(writes(fake, m), []);
+    // The port says why it has no address: that is reported at once.
+    const exhausted = { ...port, status: { conditions: [{ type: 'Allocated', status: 'False' as const, reason: 'AddressesExhausted', message: 'no free address in 10.0.0.0/30', lastTransitionTime: '2026-01-01T00:00:00Z' }] } };
+    await pass([exhausted]);
+    assert.deepEqual(writes(fake, m), ['updateStatus instances/web']);
+    const cond = (await fake.get<Instance>(INSTANCES, 'default', 'web'))!.status?.conditions?.find((c) => c.type === 'NetworksReady');
+    assert.deepEqual([cond?.status, cond?.reason], ['False', 'AddressesExhausted']);
+    // Once reported, a pending port is reported too (the condition must not stay stale), then its address.
+    await pass([port]);
+    assert.equal((await fake.get<Instance>(INSTANCES, 'default', 'web'))!.status?.conditions?.find((c) => c.type === 'NetworksReady')?.reason, 'PortPending');
+    await pass([{ ...port, status: { ip: '10.0.0.5', mac: '52:54:00:00:00:05' } }]);
+    const st = (await fake.get<Instance>(INSTANCES, 'default', 'web'))!.status;
+    assert.equal(st?.conditions?.find((c) => c.type === 'NetworksReady')?.status, 'True');
+    assert.deepEqual(st?.addresses, [{ network: 'net1', port: 'web-0', ip: '10.0.0.5', mac: '52:54:00:00:00:05' }]);
   });
 
   it('allocating: the status observes the generation that writing the addresses into spec made, so the next pass writes nothing', async () => {

@@ -228,7 +228,7 @@ test('an instance whose ports have no addresses yet waits quietly for 30 s (no s
   const writes = () => fake.calls.filter((c) => c.verb !== 'get' && c.verb !== 'list').map((c) => `${c.verb} ${c.resource}`);
   const w0 = writes().length;
   const quiet = await reconcile();
-  assert.deepEqual(writes().slice(w0), [], 'the controllers report the ports (NetworksReady); the agent writes nothing yet');
+  assert.deepEqual(writes().slice(w0), [], 'the addresses are moments away: the agent writes nothing yet');
   assert.ok(quiet && quiet.requeueAfterMs! > 29_000 && quiet.requeueAfterMs! <= 30_000, `looks again when the quiet time ends: ${JSON.stringify(quiet)}`);
   assert.equal(driver.usage().domains, 0, 'not spawned before its network');
   clock.advance(15_000);

@@ -52,9 +52,9 @@ export interface InstanceAgentReconcilerOptions {
   waitRequeueMs?: number;
   /**
    * How long an instance waits quietly for its ports' addresses before the agent reports the
-   * wait itself (default 30 s). The network controllers report their progress in its
-   * NetworksReady condition meanwhile; an instance is usually bound before its ports have
-   * addresses, and a status write and event for every such short wait only add load.
+   * wait itself (default 30 s). An instance is usually bound before its ports have addresses,
+   * moments before, and a status write and event for every such short wait only add load; a
+   * port that cannot get one says why in the instance's NetworksReady condition at once.
    */
   settleQuietMs?: number;
   /**

@@ -52,8 +52,9 @@ export type Resolution =
   | { spec: DomainSpec; conds: CondSpec[] }
   /**
    * Not yet: the conditions it waits for, and why in one sentence. `settling`: what is missing
-   * is the controllers' ongoing work (the ports' addresses), which they report themselves in
-   * the instance's NetworksReady condition; the agent need not say so at once.
+   * is the controllers' ongoing work (the ports' addresses), usually done in moments, and they
+   * report a port that cannot get one in the instance's NetworksReady condition; the agent
+   * need not say so at once.
    */
   | { wait: CondSpec[]; why: string; settling?: boolean }
   /** Never, as specified (unsizable spec): terminal until the spec changes. */
