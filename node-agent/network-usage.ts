@@ -93,6 +93,8 @@ export class NetworkUsageReporter {
   }
 
   private nudged?: ReturnType<typeof setTimeout>;
+  /** A driver stats read in flight (readStats). */
+  private statsRead?: Promise<InstanceStats[]>;
   private lastNudge = -Infinity;
   /** Instances nudged since the last early poll: only they are published by it. */
   private leaving = new Set<string>();
@@ -137,8 +139,6 @@ export class NetworkUsageReporter {
     this.statsRead ??= this.o.driver.instanceStats().finally(() => (this.statsRead = undefined));
     return this.statsRead;
   }
-
-  private statsRead?: Promise<InstanceStats[]>;
 
   /**
    * The totals of an instance whose domain is about to be destroyed for good (a deletion), read
