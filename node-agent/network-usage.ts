@@ -157,13 +157,19 @@ export class NetworkUsageReporter {
       return undefined;
     }
     const c = stats.find((s) => s.instanceUID === uid)?.counters;
-    const t = this.tracked.get(uid) ?? { account: accountFromStatus(inst.status?.networkUsage), published: inst.status?.networkUsage };
-    t.account = observe(t.account, c ? { rx: c.netRxBytes, tx: c.netTxBytes } : undefined);
-    this.tracked.set(uid, t);
-    const total = totalOf(t.account);
+    const next = this.read(inst, uid, c ? { rx: c.netRxBytes, tx: c.netTxBytes } : undefined, this.o.now?.() ?? Date.now());
     const prev = inst.status?.networkUsage;
-    if (prev ? prev.receiveBytes === total.rx && prev.transmitBytes === total.tx : total.rx === 0 && total.tx === 0) return undefined;
-    return { receiveBytes: total.rx, transmitBytes: total.tx, observedAt: rfc3339(this.o.now?.() ?? Date.now()), domainReceiveBytes: t.account.last.rx, domainTransmitBytes: t.account.last.tx };
+    if (prev ? prev.receiveBytes === next.receiveBytes && prev.transmitBytes === next.transmitBytes : next.receiveBytes === 0 && next.transmitBytes === 0) return undefined;
+    return next;
+  }
+
+  /** Folds a reading of `inst`'s counters into its account (made from its status at first sight); the totals as status.networkUsage would say them. */
+  private read(inst: Instance, uid: string, counters: Bytes | undefined, now: number): InstanceNetworkUsage {
+    let t = this.tracked.get(uid);
+    if (!t) this.tracked.set(uid, (t = { account: accountFromStatus(inst.status?.networkUsage), published: inst.status?.networkUsage }));
+    t.account = observe(t.account, counters);
+    const total = totalOf(t.account);
+    return { receiveBytes: total.rx, transmitBytes: total.tx, observedAt: rfc3339(now), domainReceiveBytes: t.account.last.rx, domainTransmitBytes: t.account.last.tx };
   }
 
   private async pollOnce(only?: ReadonlySet<string>): Promise<void> {
@@ -185,15 +191,12 @@ export class NetworkUsageReporter {
       seen.add(uid);
       // A deleted instance's last counts go with its Terminating status (finalUsage).
       if (inst.metadata.deletionTimestamp) continue;
-      let t = this.tracked.get(uid);
-      if (!t) this.tracked.set(uid, (t = { account: accountFromStatus(inst.status?.networkUsage), published: inst.status?.networkUsage }));
-      t.account = observe(t.account, counters.get(uid));
-      const total = totalOf(t.account);
-      const prev = t.published;
-      if (prev && prev.receiveBytes === total.rx && prev.transmitBytes === total.tx && (prev.domainReceiveBytes ?? 0) === t.account.last.rx && (prev.domainTransmitBytes ?? 0) === t.account.last.tx) continue;
-      if (!prev && total.rx === 0 && total.tx === 0) continue; // nothing to say yet
+      const next = this.read(inst, uid, counters.get(uid), now);
+      const prev = this.tracked.get(uid)!.published;
+      if (prev && prev.receiveBytes === next.receiveBytes && prev.transmitBytes === next.transmitBytes && (prev.domainReceiveBytes ?? 0) === next.domainReceiveBytes && (prev.domainTransmitBytes ?? 0) === next.domainTransmitBytes) continue;
+      if (!prev && next.receiveBytes === 0 && next.transmitBytes === 0) continue; // nothing to say yet
       if (only && !only.has(uid)) continue; // an early poll: the others wait for the interval
-      due.push([inst, { receiveBytes: total.rx, transmitBytes: total.tx, observedAt: rfc3339(now), domainReceiveBytes: t.account.last.rx, domainTransmitBytes: t.account.last.tx }]);
+      due.push([inst, next]);
     }
     // Instances that left this host (deleted, migrated away) are forgotten: a new owner starts from their status.
     for (const uid of this.tracked.keys()) if (!seen.has(uid)) this.tracked.delete(uid);

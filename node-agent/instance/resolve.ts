@@ -47,16 +47,18 @@ export interface ResolverDeps {
   clusterID?: () => string | undefined;
 }
 
+/**
+ * Not yet: the conditions it waits for, and why in one sentence. `settling`: what is missing
+ * is the controllers' ongoing work (the ports' addresses), usually done in moments, and they
+ * report a port that cannot get one in the instance's NetworksReady condition; the agent
+ * need not say so at once.
+ */
+export type Wait = { wait: CondSpec[]; why: string; settling?: boolean };
+
 export type Resolution =
   /** Ready to spawn; `conds` say what is ready (ImageReady=True, ...). */
   | { spec: DomainSpec; conds: CondSpec[] }
-  /**
-   * Not yet: the conditions it waits for, and why in one sentence. `settling`: what is missing
-   * is the controllers' ongoing work (the ports' addresses), usually done in moments, and they
-   * report a port that cannot get one in the instance's NetworksReady condition; the agent
-   * need not say so at once.
-   */
-  | { wait: CondSpec[]; why: string; settling?: boolean }
+  | Wait
   /** Never, as specified (unsizable spec): terminal until the spec changes. */
   | { invalid: string };
 
@@ -155,7 +157,7 @@ export async function resolveInstance(inst: Instance, d: ResolverDeps, o: Resolv
   return { spec: domSpec, conds };
 }
 
-function waiting(type: string, reason: string, message: string): { wait: CondSpec[]; why: string } {
+function waiting(type: string, reason: string, message: string): Wait {
   return { why: message, wait: [{ type, status: 'False', reason, message }] };
 }
 
@@ -164,7 +166,7 @@ function waiting(type: string, reason: string, message: string): { wait: CondSpe
  * has attached all of them; on hosts with kova networking each Port must be configured here,
  * and its device and Network settings go into the spec.
  */
-async function resolveNics(inst: Instance, d: ResolverDeps, portsUnconfigured: boolean): Promise<{ nics: NicSpec[] } | { wait: CondSpec[]; why: string; settling?: boolean }> {
+async function resolveNics(inst: Instance, d: ResolverDeps, portsUnconfigured: boolean): Promise<{ nics: NicSpec[] } | Wait> {
   const ns = inst.metadata.namespace!;
   const wanted = inst.spec.networks?.length ?? 0;
   const attached = (inst.status?.addresses ?? []).filter((a) => a.mac);
