@@ -220,6 +220,29 @@ export function withDefaults<O extends ControllerStartOptions>(opts: O): O & { l
 /** The requests an informer event maps to: none, one, or several. */
 export type EventMapper<T> = (obj: T, event: InformerEvent) => Request | readonly Request[] | undefined | void;
 
+/**
+ * `map`, but on an update only when the object's spec changed: a new uid or generation (the API
+ * server moves generation on spec changes and on deletion, never on status writes), as
+ * controller-runtime's GenerationChangedPredicate. For dependents that read only the spec of
+ * what they watch: a network's status moves with every address handed out, and waking each of
+ * its ports for each of those made the port workers' work grow with the square of the ports.
+ */
+export function onSpecChange<T extends KObject>(map: EventMapper<T>): EventMapper<T> {
+  /** What each object looked like at its last event: `uid generation`. Bounded by the cache. */
+  const seen = new Map<string, string>();
+  return (obj, ev) => {
+    const key = `${obj.metadata.namespace ?? ''}/${obj.metadata.name ?? ''}`;
+    if (ev === 'delete') {
+      seen.delete(key);
+      return map(obj, ev);
+    }
+    const mark = `${obj.metadata.uid} ${obj.metadata.generation}`;
+    if (ev === 'update' && obj.metadata.generation !== undefined && seen.get(key) === mark) return undefined;
+    seen.set(key, mark);
+    return map(obj, ev);
+  };
+}
+
 /** What start() does with an informer, whatever its object type. */
 type SyncedCache = Pick<Informer<KObject>, 'start' | 'stop' | 'waitForSync'>;
 

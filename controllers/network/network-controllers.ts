@@ -3,7 +3,7 @@
 import type { KObject } from '../../api/types.js';
 import { ADDRESS_CLAIMS, FLOATING_IPS, INSTANCES, NETWORKS, PORTS, ROUTERS, SECURITY_GROUPS } from '../../api/kinds/index.js';
 import type { AddressClaim, FloatingIP, Instance, Network, Port, Router, SecurityGroup } from '../../api/kinds/index.js';
-import { controllerFor, withDefaults } from '../../client/controller.js';
+import { controllerFor, onSpecChange, withDefaults } from '../../client/controller.js';
 import type { Controller, ControllerStartOptions, Request } from '../../client/controller.js';
 import type { NetworkCaches } from './caches.js';
 import { NamespaceDefaultsReconciler } from './default-security-group.js';
@@ -51,7 +51,8 @@ export async function startNetworkControllers(opts: NetworkControllersOptions): 
       .watches(ports)
       // Binding/unbinding changes the ports' status.hostName.
       .watches(instances, (i) => (i.spec.networks ?? []).map((n, idx) => ({ namespace: i.metadata.namespace, name: n.port ?? `${i.metadata.name}-${idx}` })))
-      .watches(networks, (n) => ports.list(n.metadata.namespace).filter((p) => p.spec.network === n.metadata.name).map(req))
+      // Ports read their network's spec (cidr, gateway) and deletion, not its status.
+      .watches(networks, onSpecChange((n) => ports.list(n.metadata.namespace).filter((p) => p.spec.network === n.metadata.name).map(req)))
       // A released address wakes the ports waiting for one on that network.
       .watches(claims, (cl) => cl.spec.type !== 'IP' ? [] : ports.list(cl.metadata.namespace)
         .filter((p) => p.status?.phase === 'Pending' && p.spec.network === cl.spec.network.split('/')[1]).map(req), ['delete'])
@@ -82,12 +83,12 @@ export async function startNetworkControllers(opts: NetworkControllersOptions): 
     controllerFor(new FloatingIPReconciler(client, caches, log, recent), { workers: 2, log })
       .watches(floatingIPs)
       .watches(ports, inNamespace((ns) => floatingIPs.list(ns)))
-      .watches(networks, inNamespace((ns) => floatingIPs.list(ns)))
+      .watches(networks, onSpecChange(inNamespace((ns) => floatingIPs.list(ns))))
       .reads(claims, instances)
       .start(signal),
     controllerFor(new RouterReconciler(client, caches), { workers: 1, log })
       .watches(routers)
-      .watches(networks, inNamespace((ns) => routers.list(ns)))
+      .watches(networks, onSpecChange(inNamespace((ns) => routers.list(ns))))
       .start(signal),
   ]);
   const [portsH, instancePorts, networksH, defaults, securityGroupsH, floatingIPsH, routersH] = handles;
