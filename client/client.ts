@@ -589,7 +589,12 @@ export class KovaClient implements ApiClient {
     if (payload) headers['Content-Type'] = init.contentType ?? 'application/json';
     this.stats.requests++;
     const prefix = this.server.pathname.replace(/\/$/, '');
-    const res = await this.connections().request({ method: init.method as 'GET', path: prefix + path, headers, body: payload, signal: init.signal }).catch((e: Error) => {
+    // undici closes the connection after a request with a body its method does not expect (a
+    // DELETE with DeleteOptions: preconditions, propagationPolicy) unless told not to, and the
+    // next request pays a new TLS handshake on both ends. The API server reads DELETE bodies (as
+    // kube-apiserver does, client-go sends them), so the connection stays in the pool.
+    const reset = payload && init.method === 'DELETE' ? false : undefined;
+    const res = await this.connections().request({ method: init.method as 'GET', path: prefix + path, headers, body: payload, signal: init.signal, reset }).catch((e: Error) => {
       throw new Error(`${init.method} ${path}: ${e.message}`, { cause: e });
     });
     const body = await res.body.text();
