@@ -35,8 +35,8 @@ export async function startNetworkControllers(opts: NetworkControllersOptions): 
   const floatingIPs = informers.for<FloatingIP>(FLOATING_IPS);
   const routers = informers.for<Router>(ROUTERS);
   const caches: NetworkCaches = { instances, ports, networks, claims, securityGroups, floatingIPs, routers };
-  // A port takes four round trips in a row (IP and MAC claims, spec, status): under load the
-  // workers wait on the API server far more than they compute, so many run at once.
+  // A port takes three round trips in a row (its IP and MAC claims side by side, spec, status):
+  // under load the workers wait on the API server far more than they compute, so many run at once.
   const workers = opts.workers ?? 12;
   const inNamespace = <T extends KObject>(list: (ns?: string) => readonly T[]) => (o: KObject) => list(o.metadata.namespace).map(req);
   // The ports' and floating IPs' workers propose addresses around each other's claims until the

@@ -83,6 +83,49 @@ describe('networking reconcilers write only what changes something', () => {
     assert.deepEqual(writes(fake, n), []);
   });
 
+  it("allocating: a port's IP and MAC are claimed side by side; a MAC claimed while no address is free stays the port's", async () => {
+    const fake = new FakeClient();
+    // A /30 has one address besides the gateway.
+    const net = await fake.create<Network>(NETWORKS, { metadata: { namespace: 'default', name: 'net1' }, spec: { type: 'vxlan', cidr: '10.0.0.0/30' } });
+    for (const name of ['p0', 'p1']) await fake.create<Port>(PORTS, { metadata: { namespace: 'default', name }, spec: { network: 'net1' } });
+    // Claim creates take a while, as over the network: count how many are in flight at once.
+    let inflight = 0;
+    let most = 0;
+    const slow = new Proxy(fake, {
+      get(t, k) {
+        if (k !== 'create') return Reflect.get(t, k);
+        return async (...args: Parameters<FakeClient['create']>) => {
+          most = Math.max(most, ++inflight);
+          await new Promise((r) => setTimeout(r, 20));
+          try {
+            return await t.create(...args);
+          } finally {
+            inflight--;
+          }
+        };
+      },
+    });
+    const claims = async () => (await fake.list<AddressClaim>(ADDRESS_CLAIMS, 'default')).items;
+    const pass = async (name: string) => {
+      const port = (await fake.get<Port>(PORTS, 'default', name))!;
+      await new PortReconciler(slow, { instances: frozen<Instance>([]), ports: frozen([port]), networks: frozen([net]), claims: frozen(await claims()) }, quiet).reconcile({ namespace: 'default', name });
+      return (await fake.get<Port>(PORTS, 'default', name))!;
+    };
+    const p0 = await pass('p0');
+    assert.equal(most, 2, 'the IP and MAC claims were created one after the other');
+    assert.equal(p0.status?.ip, '10.0.0.2');
+    const p1 = await pass('p1');
+    assert.equal(p1.status?.conditions?.find((c) => c.type === 'Allocated')?.reason, 'AddressesExhausted');
+    const macsOf = async (uid: string) => (await claims()).filter((c) => c.spec.type === 'MAC' && c.metadata.ownerReferences?.[0]?.uid === uid);
+    const [mac] = await macsOf(p1.metadata.uid!);
+    assert.ok(mac, 'the MAC claim belongs to the port (collected with it)');
+    // The address is freed: the port gets it, and the same MAC, claimed again as its own.
+    await fake.delete(ADDRESS_CLAIMS, 'default', (await claims()).find((c) => c.spec.type === 'IP')!.metadata.name!);
+    const done = await pass('p1');
+    assert.deepEqual([done.status?.ip, done.status?.mac], ['10.0.0.2', mac.spec.address]);
+    assert.equal((await macsOf(p1.metadata.uid!)).length, 1);
+  });
+
   it('a vxlan network that holds its VNI (as the claims cache shows) writes only its new allocated count', async () => {
     const fake = new FakeClient();
     await fake.create<Network>(NETWORKS, { metadata: { namespace: 'default', name: 'net1' }, spec: { type: 'vxlan', cidr: '10.0.0.0/24' } });
