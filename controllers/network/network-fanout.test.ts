@@ -8,17 +8,10 @@ import { FakeClient } from '../../client/fake.js';
 import { NETWORKS, PORTS } from '../../api/kinds/index.js';
 import { NAMESPACES } from '../../client/client.js';
 import type { Network, Port } from '../../api/kinds/index.js';
+import { waitFor } from '../../testing/etcd.js';
 import { startNetworkControllers } from './network-controllers.js';
 
 const PORT_COUNT = 30;
-
-async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('network events and the port workers', () => {
   it('a status write of a network wakes none of its ports; a spec change wakes them all', async () => {
@@ -30,11 +23,12 @@ describe('network events and the port workers', () => {
     const h = await startNetworkControllers({ client: fake, signal: ac.signal, log: () => undefined });
     try {
       const allocated = async () => (await fake.list<Port>(PORTS, 'demo')).items.filter((p) => p.status?.ip).length;
-      await until('every port allocated', async () => (await allocated()) === PORT_COUNT);
+      await waitFor(async () => (await allocated()) === PORT_COUNT, 'every port allocated');
       const network = async () => (await fake.get<Network>(NETWORKS, 'demo', 'private'))!;
-      await until('the network counting them', async () => (await network()).status?.allocated === PORT_COUNT);
+      await waitFor(async () => (await network()).status?.allocated === PORT_COUNT, 'the network counting them');
       const ports = h.controllers.ports;
-      await until('the port workers idle', () => ports.queue.len() === 0 && ports.queue.processingCount() === 0);
+      const idle = () => ports.queue.len() === 0 && ports.queue.processingCount() === 0;
+      await waitFor(idle, 'the port workers idle');
       const before = ports.stats.reconciles;
 
       // What a host's network agent writes: its condition in the network's status.
@@ -43,14 +37,14 @@ describe('network events and the port workers', () => {
           n.status = { ...n.status, conditions: [...(n.status?.conditions ?? []), { type: `host.kova.dev/${host}`, status: 'True', reason: 'Configured', message: '' }] };
         });
       }
-      await until('the host conditions aggregated', async () => ((await network()).status?.conditions ?? []).length >= 4);
+      await waitFor(async () => ((await network()).status?.conditions ?? []).length >= 4, 'the host conditions aggregated');
       await new Promise((r) => setTimeout(r, 200));
-      await until('the port workers idle', () => ports.queue.len() === 0 && ports.queue.processingCount() === 0);
+      await waitFor(idle, 'the port workers idle');
       assert.equal(ports.stats.reconciles - before, 0, 'status writes of the network woke its ports');
 
       // A spec change is theirs to see (the DNS servers they hand out, the cidr they check).
       await fake.update<Network>(NETWORKS, { ...(await network()), spec: { type: 'vxlan', cidr: '10.30.0.0/24', dns: ['10.30.0.2'] } });
-      await until('every port reconciled again', () => ports.stats.reconciles - before >= PORT_COUNT);
+      await waitFor(() => ports.stats.reconciles - before >= PORT_COUNT, 'every port reconciled again');
     } finally {
       ac.abort();
       await h.done;
