@@ -23,7 +23,7 @@ import { Pool } from 'undici';
 import YAML from 'yaml';
 import { startEtcd } from '../store/etcd-process.js';
 import { EtcdClient } from '../store/etcd/client.js';
-import { leanEtcdPutRate, pct, rate, rawEtcdPutRate, round } from './common.js';
+import { leanEtcdPutRate, median, pct, rate, rawEtcdPutRate, round } from './common.js';
 
 const { values } = parseArgs({
   options: {
@@ -141,7 +141,6 @@ async function main() {
     };
     for (const conc of [1, 32]) {
       const n = conc === 1 ? Math.max(200, Math.floor(CREATES / 4)) : CREATES;
-      log(`raw etcd puts, concurrency ${conc}, n=${n}`);
       const base = `/bench/c${conc}/`;
       // Every side first opens its connections and warms up with untimed operations, so the
       // figures are steady-state throughput, not TLS handshakes and JIT: with a few hundred
@@ -151,22 +150,33 @@ async function main() {
       // process first did not shorten etcd3's climb, so it is the client's JIT, not etcd).
       const warm = conc === 1 ? 3000 : 2000;
       await rawEtcdPutRate(raw, `${base}warm/`, warm, conc, sample);
-      const etcdBefore = await rawEtcdPutRate(raw, `${base}before/`, n, conc, sample);
-      log(`kova creates through HTTPS, concurrency ${conc}, n=${n}`);
       await rate(warm, conc, () => createOne());
-      const kovaRate = await rate(n, conc, () => createOne());
-      // etcd slows down a little as it fills: the baseline is measured right before and right
-      // after kova, and averaged, so both sides see the same store.
-      log(`raw etcd puts again, concurrency ${conc}`);
-      const etcdAfter = await rawEtcdPutRate(raw, `${base}after/`, n, conc, sample);
-      const etcdRate = (etcdBefore + etcdAfter) / 2;
+      // Then both sides in alternating segments of n/2 operations, four each, in the order etcd
+      // kova kova etcd kova etcd etcd kova: a burst of other load on the machine, or etcd filling
+      // up, weighs on both alike, and the medians drop one disturbed segment. One run of each side
+      // (etcd before and after kova) differed by up to 40% between the two etcd runs when idle.
+      log(`raw etcd puts and kova creates through HTTPS, concurrency ${conc}, 4 alternating segments of ${Math.floor(n / 2)} each`);
+      const segments: Array<{ side: 'etcd' | 'kova'; rate: number }> = [];
+      for (const side of ['etcd', 'kova', 'kova', 'etcd', 'kova', 'etcd', 'etcd', 'kova'] as const) {
+        const ops = Math.floor(n / 2);
+        const r = side === 'etcd' ? await rawEtcdPutRate(raw, `${base}${segments.length}/`, ops, conc, sample) : await rate(ops, conc, () => createOne());
+        segments.push({ side, rate: r });
+      }
+      const ratesOf = (side: 'etcd' | 'kova') => segments.filter((s) => s.side === side).map((s) => s.rate);
+      const etcdRate = median(ratesOf('etcd'));
+      const kovaRate = median(ratesOf('kova'));
+      // Each adjacent pair of segments is one etcd and one kova run: their ratios show the spread.
+      const pairRatios = [0, 2, 4, 6].map((i) => {
+        const pair = [segments[i]!, segments[i + 1]!];
+        return pair.find((s) => s.side === 'kova')!.rate / pair.find((s) => s.side === 'etcd')!.rate;
+      });
       await leanEtcdPutRate(lean, `${base}lean-warm/`, warm, conc, sample);
       const leanRate = await leanEtcdPutRate(lean, `${base}lean/`, n, conc, sample);
       figures[`etcd_puts_per_s_c${conc}`] = round(etcdRate);
-      figures[`etcd_puts_before_per_s_c${conc}`] = round(etcdBefore);
-      figures[`etcd_puts_after_per_s_c${conc}`] = round(etcdAfter);
       figures[`kova_creates_per_s_c${conc}`] = round(kovaRate);
       figures[`ratio_c${conc}`] = round(kovaRate / etcdRate, 3);
+      figures[`ratio_min_c${conc}`] = round(Math.min(...pairRatios), 3);
+      figures[`ratio_max_c${conc}`] = round(Math.max(...pairRatios), 3);
       figures[`lean_etcd_puts_per_s_c${conc}`] = round(leanRate);
       figures[`ratio_vs_lean_c${conc}`] = round(kovaRate / leanRate, 3);
     }
