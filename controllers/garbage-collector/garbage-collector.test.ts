@@ -118,6 +118,38 @@ describe('garbage collector', () => {
   });
 });
 
+describe('garbage collector reads', () => {
+  it('deletes a dependent after a live read of it, without reading the owner whose deletion its watches reported', async () => {
+    const reads: string[] = [];
+    // The client as the collector sees it, with its reads of single objects written down.
+    const counting = new Proxy(client, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop, target);
+        if (prop === 'get') return (kind: { plural: string }, ns: string | undefined, name: string, ...rest: unknown[]) => {
+          reads.push(`${kind.plural}/${name}`);
+          return (v as (...a: unknown[]) => unknown).call(target, kind, ns, name, ...rest);
+        };
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const ac = new AbortController();
+    const gc = await startGarbageCollector({ client: counting, signal: ac.signal, log: () => undefined });
+    try {
+      const owner = await flavor('owner-watched');
+      const dep = await flavor('dep-watched', owner);
+      await waitFor(async () => gc.graph.has(owner.metadata.uid!) && gc.graph.nodes.has(dep.metadata.uid!), 'the graph to hold both');
+      await client.delete(FLAVORS, undefined, 'owner-watched');
+      await waitFor(async () => !(await exists('dep-watched')), 'the dependent to be collected');
+      assert.ok(gc.graph.wasDeleted(owner.metadata.uid!));
+      assert.ok(reads.includes('flavors/dep-watched'), `the dependent is read live before it is deleted (reads: ${reads.join(', ')})`);
+      assert.ok(!reads.includes('flavors/owner-watched'), `the owner is not read (reads: ${reads.join(', ')})`);
+    } finally {
+      ac.abort();
+      await gc.done;
+    }
+  });
+});
+
 describe('garbage collector under leader election', () => {
   it('runs in one of two controller managers, and in the other once the first stops; the standby keeps its caches warm meanwhile', async () => {
     const logs: Record<string, string[]> = { a: [], b: [] };

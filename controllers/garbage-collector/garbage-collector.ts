@@ -7,9 +7,9 @@
 //   loses the finalizer.
 // It follows every kind through metadata-only lists and watches (PartialObjectMetadata: no
 // spec, no status), keeps the uid of every object and the objects that can matter, and acts
-// through the API. A deletion is decided on live reads (the dependent and its missing owners
-// are read again, and the delete carries the dependent's uid and resourceVersion), so a stale
-// graph never deletes wrongly. Events are left out, as kube's collector ignores them.
+// through the API. A deletion is decided on live reads (the dependent is read again, and so is
+// a missing owner unless the watches reported its deletion; the delete carries the dependent's
+// uid and resourceVersion), so a stale graph never deletes wrongly. Events are left out, as kube's collector ignores them.
 import type { OwnerReference } from '../../api/types.js';
 import { StatusError, isNotFound } from '../../client/client.js';
 import type { KObject, Kind, KovaClient } from '../../client/client.js';
@@ -56,9 +56,13 @@ class GarbageCollectorReconciler implements Reconciler {
     return this.byKind.get(`${groupOf(ref.apiVersion)}/${ref.kind}`);
   }
 
-  /** Is the owner `ref` names (same uid) there? The graph answers yes; a no is confirmed live. */
+  /**
+   * Is the owner `ref` names (same uid) there? The graph answers yes, and no for an owner whose
+   * deletion its watches reported; any other no is confirmed live.
+   */
   private async ownerExists(dep: Pick<GcNode, 'namespace'>, ref: OwnerReference): Promise<boolean> {
     if (this.graph.has(ref.uid)) return true;
+    if (this.graph.wasDeleted(ref.uid)) return false;
     const kind = this.ownerKind(ref);
     // Not an answer about the owner: retried with back-off, never a reason to delete.
     if (!kind) throw new Error(`owner reference to unknown kind ${ref.kind} (${ref.apiVersion})`);

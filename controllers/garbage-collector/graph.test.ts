@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { INSTANCES } from '../../api/kinds/index.js';
-import { GcGraph } from './graph.js';
+import { DELETED_UIDS_KEPT, GcGraph } from './graph.js';
 
 const line = (metadata: Record<string, unknown>, type = 'MODIFIED') =>
   Buffer.from(JSON.stringify({ type, object: { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata } }));
@@ -36,4 +36,26 @@ test('addedPlain: a new object that cannot matter is recorded from its uid alone
   // Decoding b (what the watcher does when addedPlain says false) makes it a node that matters.
   g.upsert(INSTANCES, { metadata: meta('b', { ownerReferences: [owner] }) } as never);
   assert.equal(g.nodes.has('b'), true);
+});
+
+test('wasDeleted: the uids of the latest deletions the watches reported, a bounded set', () => {
+  const g = new GcGraph();
+  g.upsert(INSTANCES, { metadata: meta('gone') } as never);
+  assert.equal(g.wasDeleted('gone'), false, 'there');
+  g.remove('gone');
+  assert.equal(g.has('gone'), false);
+  assert.equal(g.wasDeleted('gone'), true);
+  assert.equal(g.wasDeleted('never-seen'), false, 'unknown is not deleted: that one is read live');
+  // Relisted without it: deleted meanwhile, as a DELETED event would say.
+  g.upsert(INSTANCES, { metadata: meta('relisted') } as never);
+  g.replace(INSTANCES, []);
+  assert.equal(g.wasDeleted('relisted'), true);
+  // Seen again (a stale read): believed there, the safe side.
+  g.upsert(INSTANCES, { metadata: meta('gone') } as never);
+  assert.equal(g.wasDeleted('gone'), false);
+  // The oldest is forgotten first.
+  g.remove('first');
+  for (let i = 0; i < DELETED_UIDS_KEPT; i++) g.remove(`u-${i}`);
+  assert.equal(g.wasDeleted('first'), false, 'beyond the bound: read live again');
+  assert.equal(g.wasDeleted(`u-${DELETED_UIDS_KEPT - 1}`), true);
 });

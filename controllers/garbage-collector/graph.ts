@@ -27,6 +27,12 @@ const kindKey = (k: Pick<Kind, 'group' | 'plural'>) => `${k.group}/${k.plural}`;
 const matters = (n: Pick<GcNode, 'owners' | 'finalizers'>) => n.owners.length > 0 || n.finalizers.includes(ORPHAN) || n.finalizers.includes(FOREGROUND);
 const ownersKey = (refs: OwnerReference[]) => refs.map((r) => `${r.uid}:${r.blockOwnerDeletion ? 1 : 0}`).join(',');
 
+/**
+ * How many uids of deleted objects the graph remembers. An owner is usually looked up within
+ * seconds of its deletion (its dependents are queued by it); an older one is read live again.
+ */
+export const DELETED_UIDS_KEPT = 10_000;
+
 export class GcGraph {
   /** Objects that can matter, by uid. */
   readonly nodes = new Map<string, GcNode>();
@@ -34,10 +40,21 @@ export class GcGraph {
   private readonly known = new Map<string, string>();
   /** owner uid → uids of the nodes that reference it. */
   private readonly dependents = new Map<string, Set<string>>();
+  /** The uids of the latest deletions the watches reported, oldest first (a bounded set). */
+  private readonly deletedUids = new Set<string>();
 
   /** Whether an object with this uid is currently there, as far as the watches have told. */
   has(uid: string): boolean {
     return this.known.has(uid);
+  }
+
+  /**
+   * Whether the watches reported this uid's object deleted (one of the last DELETED_UIDS_KEPT).
+   * A uid is never given to another object, so that object is gone for good: no need to read it
+   * (kube's collector keeps an absentOwnerCache of owners it read and found missing, to the same end).
+   */
+  wasDeleted(uid: string): boolean {
+    return this.deletedUids.has(uid);
   }
 
   /**
@@ -61,6 +78,7 @@ export class GcGraph {
     const uid = stringAfter(line, UID);
     if (uid === undefined || this.nodes.has(uid)) return false;
     this.known.set(uid, kindKey(kind));
+    this.deletedUids.delete(uid);
     return true;
   }
 
@@ -78,6 +96,8 @@ export class GcGraph {
     const uid = m.uid;
     if (!uid || !m.name) return [];
     this.known.set(uid, kindKey(kind));
+    // Seen again (only a stale read could show it): believe it is there, the safe side.
+    this.deletedUids.delete(uid);
     const prev = this.nodes.get(uid);
     const next: GcNode = {
       kind, namespace: m.namespace, name: m.name, uid,
@@ -105,6 +125,8 @@ export class GcGraph {
   /** An object was deleted; returns the uids to reconcile: its dependents, and the owners it may have kept waiting. */
   remove(uid: string): string[] {
     this.known.delete(uid);
+    this.deletedUids.add(uid);
+    if (this.deletedUids.size > DELETED_UIDS_KEPT) this.deletedUids.delete(this.deletedUids.values().next().value!);
     const node = this.nodes.get(uid);
     if (node) this.unlink(node);
     const out = [...(this.dependents.get(uid) ?? [])];
