@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { INSTANCES } from '../../api/kinds/index.js';
-import { DELETED_UIDS_KEPT, GcGraph } from './graph.js';
+import { DELETED_UIDS_KEPT } from '../../client/deleted-uids.js';
+import { GcGraph } from './graph.js';
 
 const line = (metadata: Record<string, unknown>, type = 'MODIFIED') =>
   Buffer.from(JSON.stringify({ type, object: { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata } }));

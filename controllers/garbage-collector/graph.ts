@@ -5,6 +5,7 @@
 import type { OwnerReference } from '../../api/types.js';
 import type { Kind } from '../../client/client.js';
 import type { PartialObjectMetadata } from '../../client/metadata.js';
+import { DeletedUids } from '../../client/deleted-uids.js';
 import { stringAfter } from '../../client/ndjson-lines.js';
 
 export interface GcNode {
@@ -27,12 +28,6 @@ const kindKey = (k: Pick<Kind, 'group' | 'plural'>) => `${k.group}/${k.plural}`;
 const matters = (n: Pick<GcNode, 'owners' | 'finalizers'>) => n.owners.length > 0 || n.finalizers.includes(ORPHAN) || n.finalizers.includes(FOREGROUND);
 const ownersKey = (refs: OwnerReference[]) => refs.map((r) => `${r.uid}:${r.blockOwnerDeletion ? 1 : 0}`).join(',');
 
-/**
- * How many uids of deleted objects the graph remembers. An owner is usually looked up within
- * seconds of its deletion (its dependents are queued by it); an older one is read live again.
- */
-export const DELETED_UIDS_KEPT = 10_000;
-
 export class GcGraph {
   /** Objects that can matter, by uid. */
   readonly nodes = new Map<string, GcNode>();
@@ -40,19 +35,15 @@ export class GcGraph {
   private readonly known = new Map<string, string>();
   /** owner uid → uids of the nodes that reference it. */
   private readonly dependents = new Map<string, Set<string>>();
-  /** The uids of the latest deletions the watches reported, oldest first (a bounded set). */
-  private readonly deletedUids = new Set<string>();
+  /** The uids of the latest deletions the watches reported. */
+  private readonly deletedUids = new DeletedUids();
 
   /** Whether an object with this uid is currently there, as far as the watches have told. */
   has(uid: string): boolean {
     return this.known.has(uid);
   }
 
-  /**
-   * Whether the watches reported this uid's object deleted (one of the last DELETED_UIDS_KEPT).
-   * A uid is never given to another object, so that object is gone for good: no need to read it
-   * (kube's collector keeps an absentOwnerCache of owners it read and found missing, to the same end).
-   */
+  /** Whether the watches reported this uid's object deleted (one of the last DELETED_UIDS_KEPT): gone for good. */
   wasDeleted(uid: string): boolean {
     return this.deletedUids.has(uid);
   }
@@ -78,7 +69,7 @@ export class GcGraph {
     const uid = stringAfter(line, UID);
     if (uid === undefined || this.nodes.has(uid)) return false;
     this.known.set(uid, kindKey(kind));
-    this.deletedUids.delete(uid);
+    this.deletedUids.forget(uid);
     return true;
   }
 
@@ -96,8 +87,7 @@ export class GcGraph {
     const uid = m.uid;
     if (!uid || !m.name) return [];
     this.known.set(uid, kindKey(kind));
-    // Seen again (only a stale read could show it): believe it is there, the safe side.
-    this.deletedUids.delete(uid);
+    this.deletedUids.forget(uid);
     const prev = this.nodes.get(uid);
     const next: GcNode = {
       kind, namespace: m.namespace, name: m.name, uid,
@@ -126,7 +116,6 @@ export class GcGraph {
   remove(uid: string): string[] {
     this.known.delete(uid);
     this.deletedUids.add(uid);
-    if (this.deletedUids.size > DELETED_UIDS_KEPT) this.deletedUids.delete(this.deletedUids.values().next().value!);
     const node = this.nodes.get(uid);
     if (node) this.unlink(node);
     const out = [...(this.dependents.get(uid) ?? [])];

@@ -7,6 +7,7 @@ import type { KObject } from '../../api/types.js';
 import { LEASES } from '../../client/client.js';
 import { controllerFor, withDefaults } from '../../client/controller.js';
 import type { ControllerHandle, ControllerStartOptions, Request } from '../../client/controller.js';
+import { DeletedUids } from '../../client/deleted-uids.js';
 import { EventRecorder } from '../../client/events.js';
 import { splitInstanceKey } from './allocations.js';
 import type { HeartbeatLease } from './heartbeat.js';
@@ -45,6 +46,7 @@ export async function startHostController(opts: HostControllerOptions): Promise<
   const byHost = new Map<string, Set<string>>(); // host → instance keys bound to it
   const allocatedOn = new Map<string, Set<string>>(); // instance key → hosts with an allocation
   const allocKeysOf = new Map<string, string[]>(); // host → instance keys in its allocations
+  const deletedInstances = new DeletedUids();
 
   const reconciler = new HostReconciler({
     client,
@@ -56,6 +58,7 @@ export async function startHostController(opts: HostControllerOptions): Promise<
       return inst ? [inst] : [];
     }),
     instance: (ns, name) => instances.get(ns, name),
+    instanceDeleted: (uid) => deletedInstances.has(uid),
     events: opts.events ?? new EventRecorder(client, 'kova-host-controller', { log }),
     ratios: opts.ratios,
     graceMs: opts.graceMs,
@@ -82,6 +85,10 @@ export async function startHostController(opts: HostControllerOptions): Promise<
   /** The hosts an instance change concerns: its old and new host, and hosts holding an allocation for it. */
   const onInstance = (inst: Instance, deleted: boolean): Request[] => {
     const key = instanceKey(inst);
+    if (inst.metadata.uid) {
+      if (deleted) deletedInstances.add(inst.metadata.uid);
+      else deletedInstances.forget(inst.metadata.uid);
+    }
     const wake: Request[] = [];
     const prev = boundTo.get(key);
     const next = deleted ? undefined : inst.status?.hostName || undefined;

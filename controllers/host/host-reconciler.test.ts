@@ -12,6 +12,7 @@ import { FakeClient } from '../../client/fake.js';
 import { EventRecorder } from '../../client/events.js';
 import type { HeartbeatLease } from './heartbeat.js';
 import { HEARTBEAT_EXPIRED, HostReconciler, LEASE_NAMESPACE } from './host-reconciler.js';
+import type { HostReconcilerDeps } from './host-reconciler.js';
 
 const NS = 'hr';
 const GRACE_MS = 40_000;
@@ -43,10 +44,16 @@ describe('HostReconciler (fake client)', () => {
     fake.seed(NAMESPACES, { metadata: { name: LEASE_NAMESPACE } });
     now = Date.parse('2026-01-01T00:00:00Z');
     // The caches are the store itself: a reconcile sees every write before it.
+    r = new HostReconciler(deps(fake));
+  });
+
+  /** The reconciler's dependencies: `client` for its reads and writes, caches that are the store itself. */
+  const deps = (client: FakeClient, instanceDeleted?: (uid: string) => boolean): HostReconcilerDeps => {
     const listOn = (h: string) => [...allInstances()].filter((i) => i.status?.hostName === h);
     const allInstances = () => ['a', 'b', 'c', 'gone', 'x'].map(instance).filter((i): i is Instance => !!i);
-    r = new HostReconciler({
-      client: fake,
+    return {
+      client,
+      instanceDeleted,
       hosts: { get: (_ns, name) => fake.peek<Host>(HOSTS, undefined, name), list: () => [] },
       leases: { get: (ns, name) => fake.peek<KObject & HeartbeatLease>(LEASES, ns, name), list: () => [] },
       instancesOn: listOn,
@@ -55,8 +62,8 @@ describe('HostReconciler (fake client)', () => {
       ratios: { cpu: 8, ram: 1.5, disk: 1 },
       graceMs: GRACE_MS,
       now: () => now,
-    });
-  });
+    };
+  };
 
   it('writes allocatable from capacity × ratios once, then nothing', async () => {
     register('h1');
@@ -136,5 +143,32 @@ describe('HostReconciler (fake client)', () => {
     assert.deepEqual(after.status?.allocations?.map((al) => al.instance), [`${NS}/a`]);
     assert.deepEqual(after.status?.allocated, { vcpus: 1, memory: '1Gi', disk: '1Gi' });
     assert.notEqual(after.metadata.resourceVersion, h.metadata.resourceVersion);
+  });
+
+  it('releases the allocation of an instance whose deletion the watch reported without reading it; reads the other suspects', async () => {
+    register('h1');
+    await reconcile('h1');
+    await bound('a', 'h1');
+    const gone = await bound('gone', 'h1');
+    await bound('x', 'h1');
+    await fake.removeFinalizer(INSTANCES, NS, 'gone', INSTANCE_FINALIZER);
+    await fake.delete(INSTANCES, NS, 'gone');
+    const x = instance('x')!;
+    fake.seed(INSTANCES, { metadata: { name: 'x', namespace: NS, uid: 'new-uid' }, spec: x.spec, status: { phase: 'Pending' } });
+    const reads: string[] = [];
+    // The fake client, with its reads of single instances written down.
+    const counting = new Proxy(fake, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop, target);
+        if (prop === 'get') return (kind: { plural: string }, ns: string | undefined, name: string, ...rest: unknown[]) => {
+          if (kind.plural === 'instances') reads.push(name);
+          return (v as (...a: unknown[]) => unknown).call(target, kind, ns, name, ...rest);
+        };
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    await new HostReconciler(deps(counting, (uid) => uid === gone.metadata.uid)).reconcile({ name: 'h1' });
+    assert.deepEqual(host('h1').status?.allocations?.map((al) => al.instance), [`${NS}/a`]);
+    assert.deepEqual(reads, ['x'], 'only the recreated one is read; the deleted one is known gone');
   });
 });

@@ -40,6 +40,8 @@ export interface HostReconcilerDeps {
   instancesOn: (host: string) => Instance[];
   /** Instance cache lookup by "ns/name". */
   instance: (namespace: string, name: string) => Instance | undefined;
+  /** Whether the instance watch reported the deletion of the instance with this uid (gone for good). */
+  instanceDeleted?: (uid: string) => boolean;
   events?: EventSink;
   ratios?: Partial<AllocationRatios>;
   /** How long a new Host may go without a Lease, and the Lease duration assumed when missing. */
@@ -202,12 +204,14 @@ export class HostReconciler implements Reconciler {
       const host = await this.d.client.get<Host>(HOSTS, undefined, hostName);
       if (!host?.status) return;
       const remove = new Map<string, string>();
-      for (const a of suspects(host)) {
+      // Each suspect is confirmed on a live read, side by side, except an instance whose deletion
+      // the watch reported: a deleted instance's allocation is released without one.
+      await Promise.all(suspects(host).map(async (a) => {
         const key = splitInstanceKey(a.instance);
-        const live = key ? await this.d.client.get<Instance>(INSTANCES, key.namespace, key.name) : undefined;
+        const live = key && !this.d.instanceDeleted?.(a.uid) ? await this.d.client.get<Instance>(INSTANCES, key.namespace, key.name) : undefined;
         const why = staleReason(a, hostName, live ? { uid: live.metadata.uid, hostName: live.status?.hostName, migrationTarget: live.status?.migration?.targetHost } : undefined);
         if (why) remove.set(a.uid, why);
-      }
+      }));
       if (!remove.size && !allocatedOff(host)) return;
       const keep = (host.status.allocations ?? []).filter((a) => !remove.has(a.uid));
       host.status.allocations = keep;
