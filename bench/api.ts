@@ -154,7 +154,7 @@ async function main() {
       // Then both sides in alternating segments of n/2 operations, four each, in the order etcd
       // kova kova etcd kova etcd etcd kova: a burst of other load on the machine, or etcd filling
       // up, weighs on both alike, and the medians drop one disturbed segment. One run of each side
-      // (etcd before and after kova) differed by up to 40% between the two etcd runs when idle.
+      // (etcd before and after kova) differed by up to 44% between the two etcd runs when idle.
       log(`raw etcd puts and kova creates through HTTPS, concurrency ${conc}, 4 alternating segments of ${Math.floor(n / 2)} each`);
       const segments: Array<{ side: 'etcd' | 'kova'; rate: number }> = [];
       for (const side of ['etcd', 'kova', 'kova', 'etcd', 'kova', 'etcd', 'etcd', 'kova'] as const) {
