@@ -2,12 +2,14 @@
 // with the size its host charges it for at the start of the run (a resize applies at a restart,
 // which restamps status.startedAt and so opens a new interval) into its ledger, a UsageRecord
 // named instance-<uid> that outlives it. A bound instance carries the finalizer kova.dev/metering,
-// removed once its deletionTimestamp is recorded, so a deletion while this controller is down
-// still ends its usage exactly. The runs and stops it missed while down come from the instance's
-// status.powerHistory (the agent appends each transition), replayed before the current state.
+// removed once its deletionTimestamp is recorded and its agent is done with it, so a deletion
+// while this controller is down still ends its usage exactly, with its last network counts. The
+// runs and stops it missed while down come from the instance's status.powerHistory (the agent
+// appends each transition), replayed before the current state.
 import { parseLenient, instanceRequest } from '../../api/resources.js';
 import { chargedSize } from '../../api/resize.js';
 import { INSTANCES, METERING_FINALIZER } from '../../api/kinds/index.js';
+import { INSTANCE_FINALIZER } from '../../api/types.js';
 import type { Flavor, Host, Instance, UsageRecord, UsageSpan } from '../../api/kinds/index.js';
 import { advanceInstance, boundIntervals, instanceFacts, ledgerName, mergeCheckpoint, networkCheckpoint, RECORD_TYPE_LABEL, rfc3339, sameSize } from '../../api/metering.js';
 import type { SpanSize } from '../../api/metering.js';
@@ -62,7 +64,11 @@ export class InstanceMeter implements Reconciler {
       // A project being deleted refuses new records (and takes its records along): let the object go.
       if (!namespaceTerminating(e)) throw e;
     }
-    if (deleting && fins.includes(METERING_FINALIZER)) await this.d.client.removeFinalizer(INSTANCES, ns, req.name, METERING_FINALIZER, inst);
+    // The agent reads the last network counts as it destroys the domain, writes them with the
+    // Terminating status, then drops instance-protection. Until then this finalizer stays, so the
+    // instance cannot go before those counts are read: a pass that ran earlier recorded the
+    // deletion already, and the next one adds them as a late count.
+    if (deleting && fins.includes(METERING_FINALIZER) && !fins.includes(INSTANCE_FINALIZER)) await this.d.client.removeFinalizer(INSTANCES, ns, req.name, METERING_FINALIZER, inst);
   }
 
   /**
