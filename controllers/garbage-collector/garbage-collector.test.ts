@@ -12,6 +12,7 @@ import { startControlPlane } from '../../cli/control-plane.js';
 import type { ControlPlane } from '../../cli/control-plane.js';
 import { FLAVORS, KovaClient } from '../../client/client.js';
 import { waitFor } from '../../testing/etcd.js';
+import { intercept } from '../../testing/intercept.js';
 import { startControllerManager } from '../manager.js';
 import type { ControllerManager } from '../manager.js';
 import { startGarbageCollector } from './garbage-collector.js';
@@ -122,15 +123,9 @@ describe('garbage collector reads', () => {
   it('deletes a dependent after a live read of it, without reading the owner whose deletion its watches reported', async () => {
     const reads: string[] = [];
     // The client as the collector sees it, with its reads of single objects written down.
-    const counting = new Proxy(client, {
-      get(target, prop) {
-        const v = Reflect.get(target, prop, target);
-        if (prop === 'get') return (kind: { plural: string }, ns: string | undefined, name: string, ...rest: unknown[]) => {
-          reads.push(`${kind.plural}/${name}`);
-          return (v as (...a: unknown[]) => unknown).call(target, kind, ns, name, ...rest);
-        };
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
+    const counting = intercept(client, 'get', (get) => (kind, ns, name, ...rest) => {
+      reads.push(`${kind.plural}/${name}`);
+      return get(kind, ns, name, ...rest);
     });
     const ac = new AbortController();
     const gc = await startGarbageCollector({ client: counting, signal: ac.signal, log: () => undefined });

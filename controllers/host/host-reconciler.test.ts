@@ -9,6 +9,7 @@ import type { KObject } from '../../api/types.js';
 import { INSTANCE_FINALIZER } from '../../api/types.js';
 import { LEASES, NAMESPACES } from '../../client/client.js';
 import { FakeClient } from '../../client/fake.js';
+import { intercept } from '../../testing/intercept.js';
 import { EventRecorder } from '../../client/events.js';
 import type { HeartbeatLease } from './heartbeat.js';
 import { HEARTBEAT_EXPIRED, HostReconciler, LEASE_NAMESPACE } from './host-reconciler.js';
@@ -157,15 +158,9 @@ describe('HostReconciler (fake client)', () => {
     fake.seed(INSTANCES, { metadata: { name: 'x', namespace: NS, uid: 'new-uid' }, spec: x.spec, status: { phase: 'Pending' } });
     const reads: string[] = [];
     // The fake client, with its reads of single instances written down.
-    const counting = new Proxy(fake, {
-      get(target, prop) {
-        const v = Reflect.get(target, prop, target);
-        if (prop === 'get') return (kind: { plural: string }, ns: string | undefined, name: string, ...rest: unknown[]) => {
-          if (kind.plural === 'instances') reads.push(name);
-          return (v as (...a: unknown[]) => unknown).call(target, kind, ns, name, ...rest);
-        };
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
+    const counting = intercept(fake, 'get', (get) => (kind, ns, name, ...rest) => {
+      if (kind.plural === 'instances') reads.push(name);
+      return get(kind, ns, name, ...rest);
     });
     await new HostReconciler(deps(counting, (uid) => uid === gone.metadata.uid)).reconcile({ name: 'h1' });
     assert.deepEqual(host('h1').status?.allocations?.map((al) => al.instance), [`${NS}/a`]);

@@ -10,6 +10,7 @@ import { ADDRESS_CLAIMS, INSTANCES, NETWORKS, PORTS } from '../../api/kinds/inde
 import type { AddressClaim, Instance, Network, Port, SecurityGroup } from '../../api/kinds/index.js';
 import { DEFAULT_SECURITY_GROUP } from '../../api/net/rules.js';
 import { frozen } from '../../testing/frozen-cache.js';
+import { intercept } from '../../testing/intercept.js';
 import { InstancePortsReconciler } from './instance-ports.js';
 import { NetworkReconciler } from './network.js';
 import { PortReconciler } from './port.js';
@@ -91,19 +92,14 @@ describe('networking reconcilers write only what changes something', () => {
     // Claim creates take a while, as over the network: count how many are in flight at once.
     let inflight = 0;
     let most = 0;
-    const slow = new Proxy(fake, {
-      get(t, k) {
-        if (k !== 'create') return Reflect.get(t, k);
-        return async (...args: Parameters<FakeClient['create']>) => {
-          most = Math.max(most, ++inflight);
-          await new Promise((r) => setTimeout(r, 20));
-          try {
-            return await t.create(...args);
-          } finally {
-            inflight--;
-          }
-        };
-      },
+    const slow = intercept(fake, 'create', (create) => async (...args) => {
+      most = Math.max(most, ++inflight);
+      await new Promise((r) => setTimeout(r, 20));
+      try {
+        return await create(...args);
+      } finally {
+        inflight--;
+      }
     });
     const claims = async () => (await fake.list<AddressClaim>(ADDRESS_CLAIMS, 'default')).items;
     const pass = async (name: string) => {

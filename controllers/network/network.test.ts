@@ -12,6 +12,7 @@ import { allocateIP, allocateMAC, vniCandidates } from './allocate.js';
 import { claim, claimName } from './claims.js';
 import type { NetworkCaches } from './caches.js';
 import { frozen } from '../../testing/frozen-cache.js';
+import { intercept } from '../../testing/intercept.js';
 import { FloatingIPReconciler } from './floating-ip.js';
 import { networkStatus } from './network.js';
 import { PortReconciler } from './port.js';
@@ -138,13 +139,7 @@ describe('claims against a real API server', () => {
     const network = { namespace: 'demo', name: 'shared', uid: net.metadata.uid!, cidr: '10.31.0.0/27' };
     // Count the claim creates: without RecentClaims the 30 race for the lowest address again and again.
     let creates = 0;
-    const counting = new Proxy(client, {
-      get: (target, prop, receiver) => {
-        if (prop === 'create') return (...args: Parameters<KovaClient['create']>) => (creates++, target.create(...args));
-        const v = Reflect.get(target, prop, receiver);
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    });
+    const counting = intercept(client, 'create', (create) => (...args) => (creates++, create(...args)));
     const recent = new RecentClaims();
     const results = await Promise.all(ports.map((p) => allocateIP(counting, { network, owner: p, knownTaken: new Set(), recent })));
     const ips = results.flatMap((r) => (r.ok ? [r.value] : []));
