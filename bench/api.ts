@@ -155,10 +155,10 @@ async function main() {
       // kova kova etcd kova etcd etcd kova: a burst of other load on the machine, or etcd filling
       // up, weighs on both alike, and the medians drop one disturbed segment. One run of each side
       // (etcd before and after kova) differed by up to 44% between the two etcd runs when idle.
-      log(`raw etcd puts and kova creates through HTTPS, concurrency ${conc}, 4 alternating segments of ${Math.floor(n / 2)} each`);
+      const ops = Math.floor(n / 2);
+      log(`raw etcd puts and kova creates through HTTPS, concurrency ${conc}, 4 alternating segments of ${ops} each`);
       const segments: Array<{ side: 'etcd' | 'kova'; rate: number }> = [];
       for (const side of ['etcd', 'kova', 'kova', 'etcd', 'kova', 'etcd', 'etcd', 'kova'] as const) {
-        const ops = Math.floor(n / 2);
         const r = side === 'etcd' ? await rawEtcdPutRate(raw, `${base}${segments.length}/`, ops, conc, sample) : await rate(ops, conc, () => createOne());
         segments.push({ side, rate: r });
       }

@@ -26,8 +26,4 @@ export class DeletedUids {
   has(uid: string): boolean {
     return this.uids.has(uid);
   }
-
-  get size(): number {
-    return this.uids.size;
-  }
 }

@@ -9,7 +9,8 @@
 // spec, no status), keeps the uid of every object and the objects that can matter, and acts
 // through the API. A deletion is decided on live reads (the dependent is read again, and so is
 // a missing owner unless the watches reported its deletion; the delete carries the dependent's
-// uid and resourceVersion), so a stale graph never deletes wrongly. Events are left out, as kube's collector ignores them.
+// uid and resourceVersion), so a stale graph never deletes wrongly. Events are left out, as
+// kube's collector ignores them.
 import type { OwnerReference } from '../../api/types.js';
 import { StatusError, isNotFound } from '../../client/client.js';
 import type { KObject, Kind, KovaClient } from '../../client/client.js';
