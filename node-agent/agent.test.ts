@@ -11,6 +11,7 @@ import type { KObject } from '../api/types.js';
 import { EVENTS, HOSTS, INSTANCES, KovaClient, LEASES } from '../client/client.js';
 import { eventually, startKova } from '../e2e/harness.js';
 import type { Kova } from '../e2e/harness.js';
+import { intercept } from '../testing/intercept.js';
 import { NodeAgent } from './agent.js';
 import { domainName } from './driver.js';
 import { SimDriver } from './sim-driver.js';
@@ -358,4 +359,43 @@ test('a restarted agent adopts its domains instead of spawning them again', asyn
   // The restarted agent still acts: a crash is handled.
   driver.crash(domId(await inst('crashy')));
   await waitPhase('crashy', 'Running', (x) => x.restartCount === statusBefore.restartCount + 1);
+});
+
+test('the agent watches every instance only while a Volume, VolumeSnapshot or Migration exists', async () => {
+  const host = 'agent-test-watches';
+  const watches: string[] = [];
+  const watching = intercept(client, 'watch', (watch) => (kind, ns, opts, onEvent, done) => {
+    watches.push(`${kind.plural}?${opts.fieldSelector ?? ''}`);
+    return watch(kind, ns, opts, onEvent, done);
+  });
+  const everyInstance = () => watches.filter((w) => w === 'instances?').length;
+  const run = async () => {
+    const stop = new AbortController();
+    const a = new NodeAgent({ client: watching, hostName: host, driver: new SimDriver(), heartbeatS: 1, log: (m) => logs.push(m) });
+    await a.start(stop.signal);
+    return async () => {
+      stop.abort();
+      await a.done();
+    };
+  };
+  let stop = await run();
+  try {
+    assert.ok(watches.includes(`instances?status.hostName=${host}`), 'its own instances are watched');
+    assert.equal(everyInstance(), 0, 'no Volume or Migration: no watch of every instance');
+    await create('migrating');
+    await bind('migrating');
+    await kova.k(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'kova.dev/v1alpha1', kind: 'Migration', metadata: { name: 'watch-test', namespace: NS }, spec: { instance: 'migrating' } }) });
+    await eventually(() => everyInstance() === 1, 15_000, 'a Migration to start the watch of every instance');
+    await kova.k(['delete', 'migration', 'watch-test', '-n', NS, '--wait=false']);
+    await stop();
+
+    await kova.k(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'kova.dev/v1alpha1', kind: 'Volume', metadata: { name: 'watch-test', namespace: NS }, spec: { size: '1Gi' } }) });
+    watches.length = 0;
+    stop = await run();
+    assert.equal(everyInstance(), 1, 'a Volume that exists at start: the agent starts with every instance listed');
+  } finally {
+    await stop();
+    await kova.k(['delete', 'volume,instance', 'watch-test', 'migrating', '-n', NS, '--ignore-not-found', '--wait=false']);
+    await client.delete(HOSTS, undefined, host).catch(() => {});
+  }
 });

@@ -6,6 +6,7 @@ import { resolveImage } from '../api/image-visibility.js';
 import { instanceRequest } from '../api/resources.js';
 import { FLAVORS, HOSTS, IMAGES, INSTANCES, KEYPAIRS, MIGRATIONS } from '../api/kinds/index.js';
 import { Controller, errorMessage } from '../client/controller.js';
+import type { Reconciler } from '../client/controller.js';
 import { ExponentialBackoffLimiter, MaxOfLimiter, TokenBucketLimiter } from '../client/rate-limited-queue.js';
 import { realClock } from '../client/workqueue.js';
 import type { Clock } from '../client/workqueue.js';
@@ -148,8 +149,13 @@ export class NodeAgent {
     const imageLookup = (ns: string, name: string) => resolveImage(ns, name, images);
     this.ownMigrations = !o.migrations;
     this.migrations = o.migrations ?? new Informer<Migration>(o.client, MIGRATIONS, { log: this.log });
+    const migrations = this.migrations;
     // A domain of an instance that a Migration is moving here is not an orphan to destroy.
     const migratingHere = (d: DomainInfo) => {
+      // No Migration exists, so nothing moves a domain here: a deleted one keeps its finalizer
+      // until its transfer is over. The cache of every instance is watched only while one does.
+      if (!migrations.list().length) return false;
+      if (!storage.instancesSynced()) throw new Error(`domain ${d.name}: not judged yet, the cache of every instance (a Migration may be moving it here) is still listing`);
       const key = d.instanceKey ?? '';
       const i = key.indexOf('/');
       const inst = i > 0 ? storage.allInstances.get(key.slice(0, i), key.slice(i + 1)) : undefined;
@@ -195,8 +201,8 @@ export class NodeAgent {
     this.volumes = new VolumeReconciler({ ...common, images: { cache, lookup: imageLookup } });
     this.snapshots = new SnapshotReconciler(common);
     const storageLimiter = () => new MaxOfLimiter(new ExponentialBackoffLimiter(o.retryBaseMs ?? 5, o.retryMaxMs ?? 300_000), new TokenBucketLimiter(10, 100, clock));
-    this.volumeController = new Controller(this.volumes, { workers: 2, log: this.log, clock, limiter: storageLimiter() });
-    this.snapshotController = new Controller(this.snapshots, { workers: 2, log: this.log, clock, limiter: storageLimiter() });
+    this.volumeController = new Controller(afterInstancesSynced(this.volumes, storage), { workers: 2, log: this.log, clock, limiter: storageLimiter() });
+    this.snapshotController = new Controller(afterInstancesSynced(this.snapshots, storage), { workers: 2, log: this.log, clock, limiter: storageLimiter() });
     this.migrationAgent = new MigrationAgent({
       client: o.client, hostName: o.hostName, driver: o.driver, recorder: this.recorder, log: this.log,
       migration: (ns, name) => this.migrations.get(ns, name),
@@ -211,7 +217,7 @@ export class NodeAgent {
       },
     });
     this.networkUsage = new NetworkUsageReporter({ client: o.client, hostName: o.hostName, driver: o.driver, instances: () => this.informer.list(), intervalS: o.networkUsageIntervalS, log: this.log });
-    this.migrationController = new Controller(this.migrationAgent, { workers: 4, log: this.log, clock, limiter: storageLimiter() });
+    this.migrationController = new Controller(afterInstancesSynced(this.migrationAgent, storage), { workers: 4, log: this.log, clock, limiter: storageLimiter() });
   }
 
   private readonly migratingHere: (d: DomainInfo) => boolean;
@@ -279,6 +285,8 @@ export class NodeAgent {
     const unwireMigrations = this.wireMigrations();
     if (this.ownMigrations) this.migrations.start();
     await this.migrations.waitForSync(signal);
+    // Adoption tells an arriving migration from an orphan by the cache of every instance.
+    if (this.storage.instancesWanted()) await this.storage.instancesReady(signal);
     // A Port configured here (or not any more) wakes the instances here that use it.
     this.network?.onPortChange((ns, port) => {
       for (const i of this.informer.list()) {
@@ -378,6 +386,7 @@ export class NodeAgent {
   /** Migration events, and an instance's migration mark, wake this host's part in them. */
   private wireMigrations(): () => void {
     const onMigration = (m: Migration) => {
+      this.storage.needInstances();
       if (this.migrationAgent.concerns(m)) this.migrationController.enqueue({ namespace: m.metadata.namespace, name: m.metadata.name! });
     };
     const onInstance = (i: Instance) => {
@@ -462,4 +471,15 @@ export class NodeAgent {
       this.log(`agent ${this.hostName}: heartbeat failed: ${errorMessage(e)}`);
     }
   }
+}
+
+/** `r`, reconciling only once the cache of every Instance has listed them: it reads who uses a volume or where an instance moves. */
+function afterInstancesSynced(r: Reconciler, storage: StorageInformers): Reconciler {
+  return {
+    name: r.name,
+    reconcile: async (req, signal, ctx) => {
+      await storage.instancesReady(signal);
+      return r.reconcile(req, signal, ctx);
+    },
+  };
 }
