@@ -17,6 +17,7 @@ import { ApiError } from '../apiserver/status.js';
 import { startEtcd, startEtcdCluster } from '../store/etcd-process.js';
 import { loadEtcdTls } from '../store/etcd-options.js';
 import type { EtcdConnectionOptions, EtcdTlsFiles } from '../store/etcd-options.js';
+import { etcdVersionAdvice } from '../store/etcd/client.js';
 import { Store } from '../store/store.js';
 
 export interface ControlPlaneOptions {
@@ -155,7 +156,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     stops.push(() => store.close());
     // A wrong CA, a refused certificate, endpoints of two clusters or none answering: an error
     // naming the endpoint now, not a hang later.
-    await store.verify();
+    const advice = etcdVersionAdvice((await store.verify()).members);
+    if (advice) step(`warning: ${advice}`);
     store.startCompactor();
 
     step('loading CRDs');

@@ -7,7 +7,7 @@ import http2 from 'node:http2';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
-import { EtcdClient, EtcdRpcError } from './client.js';
+import { EtcdClient, EtcdRpcError, etcdVersionAdvice } from './client.js';
 import { CompareResult, CompareTarget } from './proto.js';
 import { isCompacted, isUnavailable } from '../errors.js';
 import { Store, StoreError } from '../store.js';
@@ -80,6 +80,24 @@ function inst(name: string) {
 }
 
 describe('EtcdClient', () => {
+  it('etcdVersionAdvice names the members older than 3.5, and only those; it reads what verify() reports', async () => {
+    const m = (endpoint: string, version: string) => ({ endpoint, version });
+    for (const v of ['3.5.0', '3.5.16', '3.6.4', '4.0.0']) assert.equal(etcdVersionAdvice([m('https://a:2379', v)]), undefined, v);
+    for (const v of ['3.4.23', '3.3.27', '2.3.8']) {
+      const advice = etcdVersionAdvice([m('https://a:2379', v)]);
+      assert.ok(advice?.includes(`https://a:2379 (${v}) is older than 3.5`), `${v}: ${advice}`);
+      assert.match(advice!, /install-host-deps\.sh/);
+    }
+    const mixed = etcdVersionAdvice([m('https://a:2379', '3.5.16'), m('https://b:2379', '3.4.23'), m('https://c:2379', '3.6.0')])!;
+    assert.ok(mixed.includes('https://b:2379 (3.4.23)') && !mixed.includes('https://a:2379') && !mixed.includes('https://c:2379'), mixed);
+    assert.equal(etcdVersionAdvice([]), undefined);
+    // The test etcd's own version, as verify() reports it, parses (whichever etcd this host has).
+    const info = await kv.verify();
+    const version = info.members[0]!.version;
+    assert.match(version, /^\d+\.\d+\.\d+/);
+    assert.equal(etcdVersionAdvice(info.members) === undefined, Number(version.split('.')[1]) >= 5 || Number(version.split('.')[0]) > 3);
+  });
+
   it('reads what etcd3 reads: keys, values, revisions, versions, paging and counts', async () => {
     for (let i = 0; i < 5; i++) await ref.put(`/kv/r/${i}`).value(`v${i}-${'é'.repeat(i * 100)}`);
     await ref.put('/kv/r/2').value('changed');

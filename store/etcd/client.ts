@@ -103,6 +103,21 @@ export interface EtcdClusterInfo {
   unreachable: Array<{ endpoint: string; error: string }>;
 }
 
+/**
+ * Why the members' etcd is slower than it should be, or undefined: etcd before 3.5 copies the
+ * backend's buffer of uncommitted writes for every write transaction, and every kova write is
+ * one (fixed in 3.5, etcd pull request 12896; docs/ha.md has the figures).
+ */
+export function etcdVersionAdvice(members: Array<Pick<EtcdMemberStatus, 'endpoint' | 'version'>>): string | undefined {
+  const old = members.filter((m) => {
+    const [major, minor] = m.version.split('.').map(Number);
+    return major! < 3 || (major === 3 && minor! < 5);
+  });
+  if (!old.length) return undefined;
+  const which = old.map((m) => `${m.endpoint} (${m.version})`).join(', ');
+  return `etcd ${which} is older than 3.5: every write costs etcd about 1.6 times the CPU it does on 3.5. Upgrade it (on Debian 12, hack/install-host-deps.sh installs 3.5 for kova's own etcd)`;
+}
+
 export class EtcdClient {
   readonly endpoints: readonly string[];
   readonly callDeadlineMs: number;
