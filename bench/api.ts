@@ -48,10 +48,14 @@ interface Client {
   headers: Record<string, string>;
 }
 
-function client(server: string, token: string, ca: string): Client {
+/**
+ * A client holding at most `connections` connections: one per concurrent request, as that many
+ * client workers would hold (a single sequential client, like kubectl, holds one; a pool of more
+ * would spread its requests over several connections, and so over several API processes).
+ */
+function client(server: string, token: string, ca: string, connections = 32): Client {
   const base = new URL(server);
-  // One connection per concurrent request at most, as 32 client workers would hold.
-  const pool = new Pool(server, { connections: 32, connect: { ca } });
+  const pool = new Pool(server, { connections, connect: { ca } });
   const headers = { authorization: `Bearer ${token}` };
   const withBody = { ...headers, 'content-type': 'application/json' };
   return {
@@ -112,9 +116,9 @@ async function cpuSeconds(pid: number): Promise<number> {
 }
 
 /** The admin's client of an API server, from its kubeconfig. */
-async function adminClient(kubeconfig: string): Promise<Client> {
+async function adminClient(kubeconfig: string, connections?: number): Promise<Client> {
   const kc = YAML.parse(await readFile(kubeconfig, 'utf8'));
-  return client(kc.clusters[0].cluster.server, kc.users[0].user.token, Buffer.from(kc.clusters[0].cluster['certificate-authority-data'], 'base64').toString());
+  return client(kc.clusters[0].cluster.server, kc.users[0].user.token, Buffer.from(kc.clusters[0].cluster['certificate-authority-data'], 'base64').toString(), connections);
 }
 
 async function main() {
@@ -123,20 +127,23 @@ async function main() {
   const raw = new Etcd3({ hosts: etcd.endpoints });
   const lean = new EtcdClient(etcd.endpoints);
   let c: Client | undefined;
+  let c1: Client | undefined;
   let kova: ChildProcess | undefined;
   let unmetered: ChildProcess | undefined;
   try {
     kova = (await startApiserver(join(dir, 'kova'), etcd.endpoints)).proc;
     const api = await adminClient(join(dir, 'kova', 'kubeconfig'));
     c = api;
+    const sequential = await adminClient(join(dir, 'kova', 'kubeconfig'), 1);
+    c1 = sequential;
     for (const ns of ['bench', 'list']) await api.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     const sample = JSON.stringify(instance('x'));
 
     const figures: Record<string, number> = {};
     let made = 0;
     /** One Instance create through HTTPS; anything but 201 fails the benchmark. */
-    const createOne = async (ns = 'bench') => {
-      const r = await api.request('POST', `/apis/kova.dev/v1alpha1/namespaces/${ns}/instances`, instance(`i-${made++}`, ns));
+    const createOne = async (ns = 'bench', via = api) => {
+      const r = await via.request('POST', `/apis/kova.dev/v1alpha1/namespaces/${ns}/instances`, instance(`i-${made++}`, ns));
       if (r.status !== 201) throw new Error(`create failed ${r.status}: ${r.body}`);
     };
     for (const conc of [1, 32]) {
@@ -150,7 +157,8 @@ async function main() {
       // process first did not shorten etcd3's climb, so it is the client's JIT, not etcd).
       const warm = conc === 1 ? 3000 : 2000;
       await rawEtcdPutRate(raw, `${base}warm/`, warm, conc, sample);
-      await rate(warm, conc, () => createOne());
+      const via = conc === 1 ? sequential : api;
+      await rate(warm, conc, () => createOne('bench', via));
       // Then both sides in alternating segments of n/2 operations, four each, in the order etcd
       // kova kova etcd kova etcd etcd kova: a burst of other load on the machine, or etcd filling
       // up, weighs on both alike, and the medians drop one disturbed segment. One run of each side
@@ -159,7 +167,7 @@ async function main() {
       log(`raw etcd puts and kova creates through HTTPS, concurrency ${conc}, 4 alternating segments of ${ops} each`);
       const segments: Array<{ side: 'etcd' | 'kova'; rate: number }> = [];
       for (const side of ['etcd', 'kova', 'kova', 'etcd', 'kova', 'etcd', 'etcd', 'kova'] as const) {
-        const r = side === 'etcd' ? await rawEtcdPutRate(raw, `${base}${segments.length}/`, ops, conc, sample) : await rate(ops, conc, () => createOne());
+        const r = side === 'etcd' ? await rawEtcdPutRate(raw, `${base}${segments.length}/`, ops, conc, sample) : await rate(ops, conc, () => createOne('bench', via));
         segments.push({ side, rate: r });
       }
       const ratesOf = (side: 'etcd' | 'kova') => segments.filter((s) => s.side === side).map((s) => s.rate);
@@ -335,6 +343,7 @@ async function main() {
     console.log(JSON.stringify(result));
   } finally {
     await c?.close();
+    await c1?.close();
     await stopApiserver(unmetered);
     await stopApiserver(kova);
     raw.close();

@@ -125,8 +125,9 @@ Flags:
                            client-side rate limit of the controllers' and agents' API
                            clients (default 5000 and 10000; 0: none); also on kova
                            controllers and kova agent
-  --api-workers N          API server processes sharing the port (default: cores - 2, at
-                           least 1 and at most 8: etcd and the controllers need a core each)
+  --api-workers N          API server processes sharing the port (at least 1, at most 8 by
+                           default): kova up, cores - 2 (etcd and the controllers need a core
+                           each); kova apiserver, every core with --etcd-endpoints, else cores - 1
   --metrics-bind-address HOST:PORT
                            /metrics of the controllers and agents process (HTTPS, scrapers
                            authorized by the API server; default 127.0.0.1:10257, a free port
@@ -174,12 +175,17 @@ const FLAGS = {
 } as const;
 
 /**
- * API server processes by default. Measured on 2 cores (bench:api, bench:scale): one process
- * beats two, because etcd, the controllers and the clients need the other core; so every core
- * beyond two gets a worker.
+ * API server processes by default: one per core that nothing else on this machine needs, as
+ * kube-apiserver uses every core. `kova up` leaves a core each to its etcd and its controllers
+ * and agents (on 2 cores one process beats two there, measured with bench:scale). `kova apiserver`
+ * runs neither: it leaves a core only to the etcd it supervises, and with an external etcd (the
+ * HA layout) takes every core. On 2 cores beside an external etcd, 32 clients made 9-11% more
+ * creates/s through two processes than through one (5-18% on etcd 3.4); one client on one
+ * connection is served by one process either way, as fast.
  */
-function defaultApiWorkers(cores: number): number {
-  return Math.max(1, Math.min(8, cores - 2));
+function defaultApiWorkers(cores: number, what: 'up' | 'apiserver', externalEtcd: boolean): number {
+  const reserved = what === 'up' ? 2 : externalEtcd ? 0 : 1;
+  return Math.max(1, Math.min(8, cores - reserved));
 }
 
 /** A positive number of seconds from a flag, in milliseconds. */
@@ -279,7 +285,7 @@ async function up(argv: string[], what: 'up' | 'apiserver'): Promise<void> {
   }
   const vb = verbosity(values);
   const verbose = vb.verbose || vb.v >= 1;
-  const apiWorkers = values['api-workers'] === undefined ? defaultApiWorkers(availableParallelism()) : Number(values['api-workers']);
+  const apiWorkers = values['api-workers'] === undefined ? defaultApiWorkers(availableParallelism(), what, etcdEndpoints.length > 0) : Number(values['api-workers']);
   if (!Number.isInteger(apiWorkers) || apiWorkers < 1 || apiWorkers > 64) throw new Error(`--api-workers must be an integer from 1 to 64, got ${values['api-workers']}`);
   // One kova per data dir: refuse when one runs, clean up after one that died.
   await mkdir(dataDir, { recursive: true });
