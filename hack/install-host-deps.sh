@@ -51,7 +51,8 @@ fi
 # system's sources and dpkg database are left alone. /usr/local/bin links come first on PATH.
 # Offline or refused, kova keeps Debian 12's etcd 3.4, which works. KOVA_ETCD_UPGRADE=0 skips it.
 ETCD_MIN_MINOR=5
-etcd_minor() { "$1" --version 2>/dev/null | sed -n 's/^etcd Version: 3\.\([0-9]*\)\..*/\1/p' | head -n1; }
+# The minor version of etcd 3 at $1 ("5" for 3.5.16), or nothing when it is missing or does not run.
+etcd_minor() { { "$1" --version 2>/dev/null || true; } | sed -n 's/^etcd Version: 3\.\([0-9]*\)\..*/\1/p' | head -n1; }
 install_etcd_35() {
   local have
   have=$(etcd_minor "$(command -v etcd || echo /usr/bin/etcd)")
