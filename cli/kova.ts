@@ -22,7 +22,7 @@ import { POWER_VERBS, powerAction } from './power.js';
 import { superviseComponents } from './supervise.js';
 import { ensureComponentKubeconfigs, nodeKubeconfig } from './component-identities.js';
 import { InstanceLock } from './instance-lock.js';
-import { installProcessGuards, runApiWorker } from './api-workers.js';
+import { defaultApiWorkers, installProcessGuards, runApiWorker } from './api-workers.js';
 import { loadEtcdTls } from '../store/etcd-options.js';
 import { DEFAULT_FLAVORS, seedFlavors, seedTestImage, seedVolumeTypes } from './seed.js';
 import { seedQuotaDefaults } from '../controllers/namespace/default-quota.js';
@@ -173,20 +173,6 @@ const FLAGS = {
   ...VERBOSITY_FLAGS,
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
-
-/**
- * API server processes by default: one per core that nothing else on this machine needs, as
- * kube-apiserver uses every core. `kova up` leaves a core each to its etcd and its controllers
- * and agents (on 2 cores one process beats two there, measured with bench:scale). `kova apiserver`
- * runs neither: it leaves a core only to the etcd it supervises, and with an external etcd (the
- * HA layout) takes every core. On 2 cores beside an external etcd, 32 clients made 9-11% more
- * creates/s through two processes than through one (5-18% on etcd 3.4); one client on one
- * connection is served by one process either way, as fast.
- */
-function defaultApiWorkers(cores: number, what: 'up' | 'apiserver', externalEtcd: boolean): number {
-  const reserved = what === 'up' ? 2 : externalEtcd ? 0 : 1;
-  return Math.max(1, Math.min(8, cores - reserved));
-}
 
 /** A positive number of seconds from a flag, in milliseconds. */
 function seconds(flag: string, value: string | undefined): number {
