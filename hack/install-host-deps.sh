@@ -56,12 +56,13 @@ etcd_minor() { { "$1" --version 2>/dev/null || true; } | sed -n 's/^etcd Version
 install_etcd_35() {
   local have
   have=$(etcd_minor "$(command -v etcd || echo /usr/bin/etcd)")
+  local keeping="keeping etcd 3.${have:-?}"
   if [ -n "$have" ] && [ "$have" -ge "$ETCD_MIN_MINOR" ]; then
     step "etcd 3.$have present"
     return 0
   fi
   if [ "${KOVA_ETCD_UPGRADE:-1}" = 0 ]; then
-    step "keeping etcd 3.${have:-?} (KOVA_ETCD_UPGRADE=0)"
+    step "$keeping (KOVA_ETCD_UPGRADE=0)"
     return 0
   fi
   step "fetching etcd 3.5 (Debian 13 packages; Debian 12 has 3.${have:-?})"
@@ -75,13 +76,13 @@ EOF
     -o "Dir::State::Lists=$root/lists" -o "Dir::Cache::Archives=$root/archives"
     -o "Dir::Cache::pkgcache=$root/pkgcache.bin" -o "Dir::Cache::srcpkgcache=$root/srcpkgcache.bin" -o Acquire::Retries=2)
   if ! apt-get "${apt_opts[@]}" update -q >"$root/update.log" 2>&1; then
-    step "warning: cannot fetch the Debian 13 package lists (see $root/update.log); keeping etcd 3.${have:-?}"
+    step "warning: cannot fetch the Debian 13 package lists (see $root/update.log); $keeping"
     return 0
   fi
   local work
   work=$(mktemp -d)
   if ! (cd "$work" && apt-get "${apt_opts[@]}" download etcd-server etcd-client >"$root/download.log" 2>&1); then
-    step "warning: cannot download etcd 3.5 (see $root/download.log); keeping etcd 3.${have:-?}"
+    step "warning: cannot download etcd 3.5 (see $root/download.log); $keeping"
     rm -rf "$work"
     return 0
   fi
@@ -96,7 +97,7 @@ EOF
   done
   rm -rf "$dest.tmp/root" "$work"
   if [ -z "$(etcd_minor "$dest.tmp/bin/etcd")" ]; then
-    step "warning: the downloaded etcd does not run here; keeping etcd 3.${have:-?}"
+    step "warning: the downloaded etcd does not run here; $keeping"
     rm -rf "$dest.tmp"
     return 0
   fi

@@ -94,7 +94,7 @@ export class StorageInformers implements StorageView {
 
   /** Throws until instancesReady has resolved: an unsynced cache would report a used volume unused. */
   instances(namespace: string): readonly Instance[] {
-    if (!this.allInstances.hasSynced()) throw new Error('the cache of every instance is not synced yet');
+    if (!this.instancesSynced()) throw new Error('the cache of every instance is not synced yet');
     return this.allInstances.list(namespace);
   }
 
